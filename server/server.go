@@ -1,0 +1,93 @@
+// Package server assembles a Matinee server from its configuration: the
+// media worker, the rooms, the WebSocket signalling and the web client,
+// behind one http.Handler.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/lanaddr"
+	"github.com/matinee-dev/matinee/room"
+	"github.com/matinee-dev/matinee/sfu"
+	"github.com/matinee-dev/matinee/signaling"
+	"github.com/matinee-dev/matinee/web"
+)
+
+// Server is one running Matinee instance, without its listeners.
+type Server struct {
+	cfg    config.Config
+	log    *slog.Logger
+	worker *sfu.Worker
+	rooms  *room.Manager
+	sig    *signaling.Server
+	mux    *http.ServeMux
+	cancel context.CancelFunc
+}
+
+// New starts the media worker (opening the UDP port) and builds the HTTP
+// routes. Close releases everything.
+func New(ctx context.Context, cfg config.Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := slog.Default()
+	ctx, cancel := context.WithCancel(ctx)
+	w, err := sfu.NewWorker(ctx, sfu.WorkerConfig{
+		UDPPort:    cfg.UDPPort,
+		Interfaces: cfg.ICEInterfaces,
+		InterfaceFilter: func(name string) bool {
+			return lanaddr.KeepInterface(name, lanaddr.Options{})
+		},
+		LoopbackOnly:   cfg.ICELoopbackOnly,
+		AnnounceIPs:    cfg.AnnounceIPs,
+		ConnectTimeout: cfg.ConnectTimeout,
+		NACKHistory:    cfg.NACKHistory,
+		Logger:         log,
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	rooms := room.NewManager(ctx, w, room.Config{MaxPeers: cfg.MaxPeers, OpenRooms: cfg.OpenRooms, Logger: log})
+	sig := signaling.New(rooms, signaling.Config{
+		MaxMessage:   cfg.WSMaxMessage,
+		PingInterval: cfg.WSPingInterval,
+		PongTimeout:  cfg.WSPongTimeout,
+		Logger:       log,
+	})
+	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel}
+	s.mux.Handle("GET /ws", sig)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+	})
+	s.mux.Handle("/", web.Handler())
+	return s, nil
+}
+
+// Handler returns the server's HTTP routes.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Rooms returns the room manager.
+func (s *Server) Rooms() *room.Manager { return s.rooms }
+
+// MediaAddrs returns the UDP addresses media is received on.
+func (s *Server) MediaAddrs() []net.Addr { return s.worker.ListenAddrs() }
+
+// Close disconnects every client, closes every room and the UDP port.
+func (s *Server) Close() error {
+	s.sig.Close()
+	s.rooms.Close()
+	err := s.worker.Close()
+	s.cancel()
+	if err != nil {
+		return fmt.Errorf("close worker: %w", err)
+	}
+	return nil
+}

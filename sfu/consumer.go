@@ -1,0 +1,314 @@
+package sfu
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/matinee-dev/matinee/sfu/rtpmunge"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Consumer forwards one producer to one subscriber, with its own SSRC and
+// its own continuous sequence numbers and timestamps. It implements
+// webrtc.TrackLocal so pion binds it to the negotiated sender.
+type Consumer struct {
+	id          string
+	producer    *Producer
+	transport   *Transport
+	transceiver *webrtc.RTPTransceiver
+
+	// mu guards the write state below: packets of different simulcast
+	// layers arrive from different read loops.
+	mu      sync.Mutex
+	writer  webrtc.TrackLocalWriter
+	ssrc    uint32
+	pt      uint8
+	current int // layer being forwarded, -1 while waiting for a keyframe
+	target  int // layer wanted
+	munger  rtpmunge.Munger
+	hdr     rtp.Header
+	ext     [4]rtp.Extension
+	closed  bool
+	onClose []func()
+
+	paused atomic.Bool
+	// pinned, when >= 0, is the highest layer the subscriber wants.
+	maxLayer atomic.Int32
+
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+}
+
+func newConsumer(t *Transport, p *Producer, paused bool) *Consumer {
+	var seed [6]byte
+	_, _ = rand.Read(seed[:])
+	c := &Consumer{
+		id:        newID("co"),
+		producer:  p,
+		transport: t,
+		current:   -1,
+		target:    -1,
+	}
+	c.maxLayer.Store(maxLayers - 1)
+	c.munger.Reset(p.codec.ClockRate, binary.BigEndian.Uint16(seed[:2]), binary.BigEndian.Uint32(seed[2:]))
+	if p.codec.ClockRate == 0 {
+		clock := uint32(90000)
+		if p.kind == KindAudio {
+			clock = 48000
+		}
+		c.munger.Reset(clock, binary.BigEndian.Uint16(seed[:2]), binary.BigEndian.Uint32(seed[2:]))
+	}
+	c.paused.Store(paused)
+	return c
+}
+
+// ID returns the consumer's identifier.
+func (c *Consumer) ID() string { return c.id }
+
+// Producer returns the producer being forwarded.
+func (c *Consumer) Producer() *Producer { return c.producer }
+
+// Kind returns audio or video.
+func (c *Consumer) Kind() Kind { return c.producer.kind }
+
+// Mid returns the m-section of the receive transport carrying the
+// consumer, or "" before the first offer.
+func (c *Consumer) Mid() string {
+	if c.transceiver == nil {
+		return ""
+	}
+	return c.transceiver.Mid()
+}
+
+// Paused reports whether the consumer is paused.
+func (c *Consumer) Paused() bool { return c.paused.Load() }
+
+// Stats returns the packets and bytes forwarded so far.
+func (c *Consumer) Stats() (packets, bytes uint64) { return c.packets.Load(), c.bytes.Load() }
+
+// Pause stops forwarding to this subscriber.
+func (c *Consumer) Pause() { c.paused.Store(true) }
+
+// Resume forwards again, from the next keyframe for video.
+func (c *Consumer) Resume() {
+	if c.paused.Swap(false) {
+		c.restart()
+	}
+}
+
+// SetMaxLayer caps the simulcast layer (0 = lowest) this subscriber gets.
+func (c *Consumer) SetMaxLayer(l int) {
+	if l < 0 {
+		l = 0
+	}
+	if l >= maxLayers {
+		l = maxLayers - 1
+	}
+	c.maxLayer.Store(int32(l))
+	c.layersChanged()
+}
+
+// OnClose registers f to run once when the consumer closes.
+func (c *Consumer) OnClose(f func()) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		f()
+		return
+	}
+	c.onClose = append(c.onClose, f)
+	c.mu.Unlock()
+}
+
+// restart makes the consumer wait for a keyframe (and ask for one) before
+// forwarding again: after a pause, a reconnection or a renegotiation.
+func (c *Consumer) restart() {
+	c.mu.Lock()
+	c.current = -1
+	c.target = c.pickLayer()
+	t := c.target
+	c.mu.Unlock()
+	c.producer.RequestKeyframe(t)
+}
+
+// layersChanged re-evaluates the target layer when the producer's layers
+// or the subscriber's cap change.
+func (c *Consumer) layersChanged() {
+	c.mu.Lock()
+	t := c.pickLayer()
+	changed := t != c.target
+	c.target = t
+	c.mu.Unlock()
+	if changed {
+		c.producer.RequestKeyframe(t)
+	}
+}
+
+// pickLayer returns the best active layer within the subscriber's cap.
+func (c *Consumer) pickLayer() int {
+	max := int(c.maxLayer.Load())
+	best := -1
+	for i := 0; i <= max && i < maxLayers; i++ {
+		if c.producer.layers[i].active.Load() {
+			best = i
+		}
+	}
+	if best < 0 {
+		// Nothing within the cap: fall back to the lowest layer there is.
+		for i := 0; i < maxLayers; i++ {
+			if c.producer.layers[i].active.Load() {
+				return i
+			}
+		}
+	}
+	return best
+}
+
+// forward sends one packet if it belongs to the layer being forwarded,
+// switching layers on the target layer's keyframe. It allocates nothing.
+func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool) {
+	if c.paused.Load() {
+		return
+	}
+	c.mu.Lock()
+	if c.writer == nil || c.closed || !c.transport.connected.Load() {
+		c.mu.Unlock()
+		return
+	}
+	if idx != c.current {
+		if idx != c.target || !isKey {
+			c.mu.Unlock()
+			return
+		}
+		c.current = idx
+		c.munger.Sync(pkt.SequenceNumber, pkt.Timestamp, time.Now())
+	}
+	if len(pkt.Payload) == 0 {
+		// Padding from the publisher's bandwidth probing: not ours to send.
+		c.munger.Drop(pkt.SequenceNumber)
+		c.mu.Unlock()
+		return
+	}
+	seq, ts, ok := c.munger.Map(pkt.SequenceNumber, pkt.Timestamp, time.Now())
+	if !ok {
+		c.mu.Unlock()
+		return
+	}
+	h := &c.hdr
+	h.Version = 2
+	h.Padding = false
+	h.Marker = pkt.Marker
+	h.PayloadType = c.pt
+	h.SequenceNumber = seq
+	h.Timestamp = ts
+	h.SSRC = c.ssrc
+	h.CSRC = pkt.CSRC
+	// The publisher's header extensions use its own ids; the interceptors
+	// add the ones negotiated with this subscriber.
+	h.Extension = false
+	h.ExtensionProfile = 0
+	h.Extensions = c.ext[:0]
+	h.PaddingSize = 0
+	n, err := c.writer.WriteRTP(h, pkt.Payload)
+	c.mu.Unlock()
+	if err == nil {
+		c.packets.Add(1)
+		c.bytes.Add(uint64(n))
+	}
+}
+
+// consumerTrack is the consumer as pion sees it: a webrtc.TrackLocal.
+type consumerTrack struct{ c *Consumer }
+
+// Bind is called by pion once the subscriber has answered, with the
+// negotiated codecs.
+func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	c := ct.c
+	for _, cp := range ctx.CodecParameters() {
+		if strings.EqualFold(cp.MimeType, webrtc.MimeTypeRTX) || !sameCodec(cp.RTPCodecCapability, c.producer.codec) {
+			continue
+		}
+		c.mu.Lock()
+		c.writer = ctx.WriteStream()
+		c.ssrc = uint32(ctx.SSRC())
+		c.pt = uint8(cp.PayloadType)
+		c.mu.Unlock()
+		if c.transport.connected.Load() {
+			c.restart()
+		}
+		return cp, nil
+	}
+	return webrtc.RTPCodecParameters{}, fmt.Errorf("consumer %s: subscriber does not accept %s: %w", c.id, c.producer.codec.MimeType, webrtc.ErrUnsupportedCodec)
+}
+
+func (ct consumerTrack) Unbind(webrtc.TrackLocalContext) error {
+	c := ct.c
+	c.mu.Lock()
+	c.writer = nil
+	c.mu.Unlock()
+	return nil
+}
+
+// ID is the consumer id, which the subscriber sees as the track id.
+func (ct consumerTrack) ID() string { return ct.c.id }
+
+// RID is empty: a consumer sends a single stream.
+func (ct consumerTrack) RID() string { return "" }
+
+// StreamID groups a publisher's tracks of one source (a screen share's
+// video and audio) into one MediaStream, so the browser syncs them.
+func (ct consumerTrack) StreamID() string { return ct.c.producer.stream }
+
+func (ct consumerTrack) Kind() webrtc.RTPCodecType {
+	if ct.c.producer.kind == KindAudio {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
+}
+
+// readRTCP serves the subscriber's feedback: keyframe requests go to the
+// producer; NACKs, reports and TWCC are handled by the interceptors that
+// this read drives. It ends when the sender stops.
+func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				c.mu.Lock()
+				t := c.target
+				c.mu.Unlock()
+				c.producer.RequestKeyframe(t)
+			}
+		}
+	}
+}
+
+// Close stops forwarding and removes the consumer from its transport.
+func (c *Consumer) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.writer = nil
+	cbs := c.onClose
+	c.onClose = nil
+	c.mu.Unlock()
+	c.producer.removeConsumer(c)
+	c.transport.removeConsumer(c)
+	for _, f := range cbs {
+		f()
+	}
+}

@@ -1,0 +1,171 @@
+// Package keyframe tells whether an RTP payload starts a decodable picture,
+// so a consumer can start (or switch layers) without showing a broken frame.
+// It reads only the payload descriptor and the first bytes of the codec
+// payload: cheap enough to run on every packet.
+package keyframe
+
+import "strings"
+
+// Codec selects the payload format. Its zero value never reports a keyframe.
+type Codec uint8
+
+// Codecs the SFU forwards.
+const (
+	Unknown Codec = iota
+	H264
+	VP8
+	VP9
+	AV1
+	Audio // every audio packet is a valid starting point
+)
+
+// FromMime maps an RTP mime type ("video/H264") to a Codec.
+func FromMime(mime string) Codec {
+	switch strings.ToLower(mime) {
+	case "video/h264":
+		return H264
+	case "video/vp8":
+		return VP8
+	case "video/vp9":
+		return VP9
+	case "video/av1":
+		return AV1
+	}
+	if strings.HasPrefix(strings.ToLower(mime), "audio/") {
+		return Audio
+	}
+	return Unknown
+}
+
+// Is reports whether payload is the first packet of a keyframe (or, for
+// H.264, carries an IDR slice or the SPS that precedes it).
+func Is(c Codec, payload []byte) bool {
+	switch c {
+	case H264:
+		return isH264(payload)
+	case VP8:
+		return isVP8(payload)
+	case VP9:
+		return isVP9(payload)
+	case AV1:
+		return isAV1(payload)
+	case Audio:
+		return true
+	}
+	return false
+}
+
+// isVP8 parses the RFC 7741 payload descriptor, then checks the P bit of
+// the VP8 frame header in the first partition's first packet.
+func isVP8(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	x := p[0]&0x80 != 0
+	s := p[0]&0x10 != 0
+	pid := p[0] & 0x07
+	if !s || pid != 0 {
+		return false
+	}
+	i := 1
+	if x {
+		if len(p) < 2 {
+			return false
+		}
+		ext := p[1]
+		i = 2
+		if ext&0x80 != 0 { // I: picture id
+			if len(p) <= i {
+				return false
+			}
+			if p[i]&0x80 != 0 { // 15-bit picture id
+				i++
+			}
+			i++
+		}
+		if ext&0x40 != 0 { // L: TL0PICIDX
+			i++
+		}
+		if ext&0x30 != 0 { // T or K: TID/Y/KEYIDX byte
+			i++
+		}
+	}
+	if len(p) <= i {
+		return false
+	}
+	return p[i]&0x01 == 0
+}
+
+// isVP9 checks the flexible/non-flexible descriptor of RFC 9628: a keyframe
+// starts a frame (B), is not inter-predicted (P=0) and, with layer indices,
+// belongs to the lowest spatial layer.
+func isVP9(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	b0 := p[0]
+	if b0&0x40 != 0 { // P: inter-picture predicted
+		return false
+	}
+	if b0&0x08 == 0 { // B: start of frame
+		return false
+	}
+	i := 1
+	if b0&0x80 != 0 { // I: picture id
+		if len(p) <= i {
+			return false
+		}
+		if p[i]&0x80 != 0 {
+			i++
+		}
+		i++
+	}
+	if b0&0x20 != 0 { // L: layer indices
+		if len(p) <= i {
+			return false
+		}
+		if sid := (p[i] >> 1) & 0x07; sid != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// isH264 looks for an IDR slice (5) or SPS (7) in a single NAL unit, a
+// STAP-A aggregate or the first fragment of an FU-A.
+func isH264(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	switch t := p[0] & 0x1f; {
+	case t == 5 || t == 7:
+		return true
+	case t == 24: // STAP-A
+		i := 1
+		for i+2 < len(p) {
+			n := int(p[i])<<8 | int(p[i+1])
+			i += 2
+			if n == 0 || i+n > len(p) {
+				return false
+			}
+			if nt := p[i] & 0x1f; nt == 5 || nt == 7 {
+				return true
+			}
+			i += n
+		}
+	case t == 28: // FU-A
+		if len(p) < 2 {
+			return false
+		}
+		start := p[1]&0x80 != 0
+		nt := p[1] & 0x1f
+		return start && (nt == 5 || nt == 7)
+	}
+	return false
+}
+
+// isAV1 reads the aggregation header of the AV1 RTP format: N=1 marks the
+// first packet of a coded video sequence, which only a keyframe starts.
+func isAV1(p []byte) bool {
+	return len(p) > 0 && p[0]&0x08 != 0
+}

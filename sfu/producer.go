@@ -1,0 +1,334 @@
+package sfu
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/matinee-dev/matinee/sfu/keyframe"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Kind is audio or video.
+type Kind string
+
+// Media kinds.
+const (
+	KindAudio Kind = "audio"
+	KindVideo Kind = "video"
+)
+
+// KeyframeInterval is the shortest time between two keyframe requests sent
+// to one publisher's layer: subscribers' PLIs and FIRs within it are
+// coalesced into one, since each keyframe costs the publisher a burst of
+// bits and every subscriber benefits from it.
+const KeyframeInterval = 500 * time.Millisecond
+
+// maxLayers is the number of simulcast layers a producer tracks.
+const maxLayers = 3
+
+// Producer is one track a client sends: audio, or video with up to three
+// simulcast layers.
+type Producer struct {
+	id        string
+	kind      Kind
+	codec     webrtc.RTPCodecCapability
+	kfCodec   keyframe.Codec
+	appData   any
+	stream    string
+	transport *Transport
+	in        *inbound
+
+	mu        sync.Mutex
+	consumers atomic.Pointer[[]*Consumer]
+	layers    [maxLayers]layer
+	closed    bool
+	onClose   []func()
+
+	paused atomic.Bool
+}
+
+// layer is one simulcast encoding (or the only one).
+type layer struct {
+	rid    string
+	ssrc   atomic.Uint32
+	active atomic.Bool
+
+	kfMu         sync.Mutex
+	lastRequest  time.Time
+	pending      bool
+	timer        *time.Timer
+	lastKeyframe atomic.Int64 // unix nanoseconds
+}
+
+func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapability, appData any, stream string) *Producer {
+	p := &Producer{
+		id:        newID("pr"),
+		kind:      kind,
+		codec:     codec,
+		kfCodec:   keyframe.FromMime(codec.MimeType),
+		appData:   appData,
+		stream:    stream,
+		transport: t,
+		in:        in,
+	}
+	empty := []*Consumer{}
+	p.consumers.Store(&empty)
+	return p
+}
+
+// ID returns the producer's identifier.
+func (p *Producer) ID() string { return p.id }
+
+// Kind returns audio or video.
+func (p *Producer) Kind() Kind { return p.kind }
+
+// Codec returns the negotiated codec's mime type and fmtp line.
+func (p *Producer) Codec() (mime, fmtp string) { return p.codec.MimeType, p.codec.SDPFmtpLine }
+
+// AppData returns the data given with the track at Publish.
+func (p *Producer) AppData() any { return p.appData }
+
+// Owner returns the owner of the producer's transport.
+func (p *Producer) Owner() string { return p.transport.opts.Owner }
+
+// Mid returns the m-section the producer arrives on.
+func (p *Producer) Mid() string { return p.in.mid }
+
+// Paused reports whether the producer is paused.
+func (p *Producer) Paused() bool { return p.paused.Load() }
+
+// Pause stops forwarding the producer to every consumer.
+func (p *Producer) Pause() { p.paused.Store(true) }
+
+// Resume forwards the producer again; video consumers wait for a keyframe.
+func (p *Producer) Resume() {
+	if !p.paused.Swap(false) {
+		return
+	}
+	for _, c := range *p.consumers.Load() {
+		c.restart()
+	}
+}
+
+// OnClose registers f to run once when the producer closes.
+func (p *Producer) OnClose(f func()) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		f()
+		return
+	}
+	p.onClose = append(p.onClose, f)
+	p.mu.Unlock()
+}
+
+func (p *Producer) addConsumer(c *Consumer) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return fmt.Errorf("producer %s: %w", p.id, ErrClosed)
+	}
+	old := *p.consumers.Load()
+	next := make([]*Consumer, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, c)
+	p.consumers.Store(&next)
+	return nil
+}
+
+func (p *Producer) removeConsumer(c *Consumer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.consumers.Load()
+	next := make([]*Consumer, 0, len(old))
+	for _, o := range old {
+		if o != c {
+			next = append(next, o)
+		}
+	}
+	p.consumers.Store(&next)
+}
+
+// layerIndex maps a rid to a layer: q/h/f (or l/m/h, 0/1/2) in order of
+// size; an unknown rid takes the first free slot.
+func (p *Producer) layerIndex(rid string, ssrc uint32) int {
+	idx := -1
+	switch rid {
+	case "", "q", "l", "0", "low":
+		idx = 0
+	case "h", "m", "1", "mid":
+		idx = 1
+	case "f", "2", "high":
+		idx = 2
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if idx < 0 {
+		for i := range p.layers {
+			if p.layers[i].rid == rid || p.layers[i].ssrc.Load() == 0 {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 {
+			return -1
+		}
+	}
+	l := &p.layers[idx]
+	l.rid = rid
+	if l.ssrc.Swap(ssrc) != ssrc {
+		l.active.Store(true)
+		// A new layer may be better than what consumers get now.
+		for _, c := range *p.consumers.Load() {
+			c.layersChanged()
+		}
+	}
+	return idx
+}
+
+// topLayer returns the highest active layer, or -1.
+func (p *Producer) topLayer() int {
+	for i := maxLayers - 1; i >= 0; i-- {
+		if p.layers[i].active.Load() {
+			return i
+		}
+	}
+	return -1
+}
+
+// readLoop reads one incoming track and hands every packet to the
+// producer currently attached to its m-section. It owns its buffer and
+// packet: nothing is allocated per packet.
+func readLoop(in *inbound, track *webrtc.TrackRemote) {
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	var cur *Producer
+	idx := -1
+	rid := track.RID()
+	ssrc := uint32(track.SSRC())
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		p := in.producer.Load()
+		if p == nil {
+			continue
+		}
+		if p != cur {
+			cur, idx = p, p.layerIndex(rid, ssrc)
+		}
+		if idx < 0 {
+			continue
+		}
+		if err := pkt.Unmarshal(buf[:n]); err != nil {
+			continue
+		}
+		p.forward(idx, &pkt)
+	}
+}
+
+// forward is the hot path: one packet from one layer to every consumer.
+func (p *Producer) forward(idx int, pkt *rtp.Packet) {
+	if p.paused.Load() {
+		return
+	}
+	isKey := p.kind == KindAudio
+	if !isKey && len(pkt.Payload) > 0 {
+		isKey = keyframe.Is(p.kfCodec, pkt.Payload)
+		if isKey {
+			p.layers[idx].lastKeyframe.Store(time.Now().UnixNano())
+		}
+	}
+	for _, c := range *p.consumers.Load() {
+		c.forward(idx, pkt, isKey)
+	}
+}
+
+// RequestKeyframe asks the publisher for a keyframe on a layer, at most
+// once per KeyframeInterval: a request inside the interval is sent when it
+// ends, unless a keyframe arrived meanwhile.
+func (p *Producer) RequestKeyframe(idx int) {
+	if p.kind != KindVideo || idx < 0 || idx >= maxLayers {
+		return
+	}
+	l := &p.layers[idx]
+	now := time.Now()
+	l.kfMu.Lock()
+	defer l.kfMu.Unlock()
+	if p.isClosed() {
+		return
+	}
+	since := now.Sub(l.lastRequest)
+	if since >= KeyframeInterval {
+		l.lastRequest = now
+		p.sendPLI(l)
+		return
+	}
+	if l.pending {
+		return
+	}
+	l.pending = true
+	l.timer = time.AfterFunc(KeyframeInterval-since, func() {
+		l.kfMu.Lock()
+		defer l.kfMu.Unlock()
+		l.pending = false
+		if p.isClosed() || l.lastKeyframe.Load() > now.UnixNano() {
+			return
+		}
+		l.lastRequest = time.Now()
+		p.sendPLI(l)
+	})
+}
+
+func (p *Producer) sendPLI(l *layer) {
+	ssrc := l.ssrc.Load()
+	if ssrc == 0 {
+		return
+	}
+	if err := p.transport.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+		p.transport.log.Debug("send pli", "err", err)
+	}
+}
+
+func (p *Producer) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// Close closes the producer and all its consumers.
+func (p *Producer) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	cs := *p.consumers.Load()
+	empty := []*Consumer{}
+	p.consumers.Store(&empty)
+	cbs := p.onClose
+	p.onClose = nil
+	p.mu.Unlock()
+	for i := range p.layers {
+		l := &p.layers[i]
+		l.kfMu.Lock()
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		l.kfMu.Unlock()
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	p.transport.removeProducer(p)
+	p.transport.router.removeProducer(p)
+	for _, f := range cbs {
+		f()
+	}
+}

@@ -1,0 +1,108 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+)
+
+// Router is the media of one room: the transports of its peers and the
+// producers they publish. Consumers are made by a receive transport from a
+// producer of the same router.
+type Router struct {
+	w   *Worker
+	id  string
+	log *slog.Logger
+
+	mu         sync.Mutex
+	transports map[string]*Transport
+	producers  map[string]*Producer
+	closed     bool
+}
+
+func newRouter(w *Worker, id string) *Router {
+	return &Router{
+		w:          w,
+		id:         id,
+		log:        w.log.With("router", id),
+		transports: map[string]*Transport{},
+		producers:  map[string]*Producer{},
+	}
+}
+
+// ID returns the router's identifier (the room's).
+func (r *Router) ID() string { return r.id }
+
+// Producer returns the producer with the given id.
+func (r *Router) Producer(id string) (*Producer, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.producers[id]
+	if !ok {
+		return nil, fmt.Errorf("producer %q: %w", id, ErrNotFound)
+	}
+	return p, nil
+}
+
+// Producers returns every live producer.
+func (r *Router) Producers() []*Producer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Producer, 0, len(r.producers))
+	for _, p := range r.producers {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Transport returns the transport with the given id.
+func (r *Router) Transport(id string) (*Transport, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.transports[id]
+	if !ok {
+		return nil, fmt.Errorf("transport %q: %w", id, ErrNotFound)
+	}
+	return t, nil
+}
+
+func (r *Router) addProducer(p *Producer) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	r.producers[p.id] = p
+	return nil
+}
+
+func (r *Router) removeProducer(p *Producer) {
+	r.mu.Lock()
+	delete(r.producers, p.id)
+	r.mu.Unlock()
+}
+
+func (r *Router) removeTransport(t *Transport) {
+	r.mu.Lock()
+	delete(r.transports, t.id)
+	r.mu.Unlock()
+}
+
+// Close closes every transport (and so every producer and consumer).
+func (r *Router) Close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	ts := make([]*Transport, 0, len(r.transports))
+	for _, t := range r.transports {
+		ts = append(ts, t)
+	}
+	r.mu.Unlock()
+	for _, t := range ts {
+		t.Close()
+	}
+	r.w.removeRouter(r)
+}

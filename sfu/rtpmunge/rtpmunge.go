@@ -1,0 +1,99 @@
+// Package rtpmunge rewrites RTP sequence numbers and timestamps so a
+// consumer's subscriber sees one continuous stream, whatever happens
+// upstream: pauses, dropped padding, or a switch to another simulcast layer
+// (a different SSRC with unrelated numbering).
+//
+// A Munger is owned by one consumer and is not safe for concurrent use.
+package rtpmunge
+
+import "time"
+
+// Munger maps incoming (sequence number, timestamp) pairs to outgoing ones.
+type Munger struct {
+	started bool
+
+	seqOffset uint16
+	tsOffset  uint32
+
+	// syncSeq is the first incoming sequence number after the last Sync:
+	// anything older belongs to the previous source and is dropped.
+	syncSeq    uint16
+	highestIn  uint16
+	lastOutSeq uint16
+	lastOutTS  uint32
+	lastOutAt  time.Time
+	clockRate  uint32
+}
+
+// New returns a Munger whose output starts at the given sequence number
+// and timestamp (random values, per RFC 3550).
+func New(clockRate uint32, firstSeq uint16, firstTS uint32) *Munger {
+	m := &Munger{}
+	m.Reset(clockRate, firstSeq, firstTS)
+	return m
+}
+
+// Reset prepares m for a new outgoing stream, as New does.
+func (m *Munger) Reset(clockRate uint32, firstSeq uint16, firstTS uint32) {
+	*m = Munger{clockRate: clockRate, lastOutSeq: firstSeq - 1, lastOutTS: firstTS}
+}
+
+// Started reports whether Sync has been called since Reset.
+func (m *Munger) Started() bool { return m.started }
+
+// Sync makes the packet (seq, ts), arriving at now, the continuation of the
+// output: its sequence number follows the last one sent, and its timestamp
+// advances by the wall-clock time elapsed since the last packet sent (at
+// least one tick), so the decoder's clock never jumps or stalls. Call it on
+// the first packet, after a pause, and on a layer switch's keyframe.
+func (m *Munger) Sync(seq uint16, ts uint32, now time.Time) {
+	m.seqOffset = m.lastOutSeq + 1 - seq
+	var adv uint32 = 1
+	if m.started && !m.lastOutAt.IsZero() {
+		if d := now.Sub(m.lastOutAt); d > 0 {
+			adv = uint32(d.Seconds() * float64(m.clockRate))
+			if adv == 0 {
+				adv = 1
+			}
+		}
+	} else if !m.started {
+		adv = 0
+	}
+	m.tsOffset = m.lastOutTS + adv - ts
+	m.syncSeq = seq
+	m.highestIn = seq - 1
+	m.started = true
+}
+
+// Map returns the outgoing numbers for an incoming packet, or ok=false for
+// a packet that precedes the last Sync (it belongs to an earlier source or
+// is a late duplicate from before a restart) or when m is not started.
+func (m *Munger) Map(seq uint16, ts uint32, now time.Time) (outSeq uint16, outTS uint32, ok bool) {
+	if !m.started || int16(seq-m.syncSeq) < 0 {
+		return 0, 0, false
+	}
+	outSeq = seq + m.seqOffset
+	outTS = ts + m.tsOffset
+	if int16(seq-m.highestIn) > 0 {
+		m.highestIn = seq
+		m.lastOutSeq = outSeq
+		m.lastOutTS = outTS
+		m.lastOutAt = now
+	}
+	return outSeq, outTS, true
+}
+
+// Drop removes an in-order packet the consumer chose not to forward (such
+// as padding) from the output numbering, so the subscriber sees no gap and
+// never NACKs a packet that was never sent. An out-of-order packet cannot be
+// dropped without a gap and is ignored.
+func (m *Munger) Drop(seq uint16) {
+	if !m.started || seq != m.highestIn+1 {
+		return
+	}
+	m.highestIn = seq
+	m.seqOffset--
+}
+
+// Last returns the last outgoing sequence number and timestamp.
+func (m *Munger) Last() (seq uint16, ts uint32) { return m.lastOutSeq, m.lastOutTS }

@@ -1,0 +1,84 @@
+package rtpmunge
+
+import (
+	"testing"
+	"time"
+)
+
+func TestContinuousAcrossSync(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := New(90000, 100, 5000)
+	if _, _, ok := m.Map(7, 1, t0); ok {
+		t.Fatal("Map before Sync must not forward")
+	}
+	m.Sync(65530, 4_000_000_000, t0)
+	var seqs []uint16
+	var tss []uint32
+	for i := uint16(0); i < 10; i++ { // crosses the uint16 wrap upstream
+		s, ts, ok := m.Map(65530+i, 4_000_000_000+uint32(i)*3000, t0.Add(time.Duration(i)*33*time.Millisecond))
+		if !ok {
+			t.Fatalf("packet %d dropped", i)
+		}
+		seqs, tss = append(seqs, s), append(tss, ts)
+	}
+	if seqs[0] != 100 || tss[0] != 5000 {
+		t.Fatalf("first out = %d/%d, want 100/5000", seqs[0], tss[0])
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 || tss[i]-tss[i-1] != 3000 {
+			t.Fatalf("discontinuity at %d: %d/%d after %d/%d", i, seqs[i], tss[i], seqs[i-1], tss[i-1])
+		}
+	}
+	// Switch to an unrelated source 100 ms later: numbering continues,
+	// timestamp advances by the elapsed wall time.
+	at := t0.Add(9*33*time.Millisecond + 100*time.Millisecond)
+	m.Sync(17, 123, at)
+	s, ts, ok := m.Map(17, 123, at)
+	if !ok || s != seqs[9]+1 {
+		t.Fatalf("after switch seq = %d ok=%v, want %d", s, ok, seqs[9]+1)
+	}
+	if want := tss[9] + 9000; ts != want {
+		t.Fatalf("after switch ts = %d, want %d", ts, want)
+	}
+	// A straggler from the old source is dropped.
+	if _, _, ok := m.Map(65535, 1, at); ok {
+		t.Fatal("packet older than the sync point was forwarded")
+	}
+}
+
+func TestReorderAndDrop(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	m := New(48000, 0, 0)
+	m.Sync(10, 0, t0)
+	m.Map(10, 0, t0)
+	m.Map(12, 1920, t0)
+	// 11 arrives late: it keeps its slot, and Last stays at 12's.
+	s, _, ok := m.Map(11, 960, t0)
+	if !ok || s != 1 {
+		t.Fatalf("late packet mapped to %d ok=%v, want 1", s, ok)
+	}
+	if ls, _ := m.Last(); ls != 2 {
+		t.Fatalf("Last = %d, want 2", ls)
+	}
+	m.Drop(13) // padding
+	s, _, _ = m.Map(14, 3840, t0)
+	if s != 3 {
+		t.Fatalf("after a dropped packet seq = %d, want 3 (no gap)", s)
+	}
+	m.Drop(20) // out of order: ignored, the gap stays
+	s, _, _ = m.Map(16, 4800, t0)
+	if s != 5 {
+		t.Fatalf("seq = %d, want 5", s)
+	}
+}
+
+func BenchmarkMap(b *testing.B) {
+	t0 := time.Unix(0, 0)
+	m := New(90000, 0, 0)
+	m.Sync(0, 0, t0)
+	var seq uint16
+	for b.Loop() {
+		seq++
+		m.Map(seq, uint32(seq)*3000, t0)
+	}
+}

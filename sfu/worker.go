@@ -1,0 +1,260 @@
+// Package sfu is Matinee's media core, in mediasoup's model on pion/webrtc:
+// a Worker owns the network sockets; a Router is one room's media;
+// Transports are peer connections in one direction; Producers are incoming
+// tracks; Consumers forward one producer to one subscriber.
+//
+// The package knows nothing of rooms, JSON or HTTP: it deals in SDP strings,
+// ICE candidates and callbacks.
+package sfu
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/webrtc/v4"
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	ErrClosed       = errors.New("closed")
+	ErrNotFound     = errors.New("not found")
+	ErrInvalidState = errors.New("invalid state")
+	ErrBadSDP       = errors.New("bad sdp")
+)
+
+// WorkerConfig configures the network side of the media core.
+type WorkerConfig struct {
+	// UDPPort is the single UDP port every ICE connection shares; 0 picks
+	// an ephemeral port per local address.
+	UDPPort int
+	// Interfaces, when non-empty, are the only interfaces ICE gathers on.
+	Interfaces []string
+	// InterfaceFilter, when set, decides which interfaces are used (after
+	// Interfaces). The server passes its LAN-address rules here.
+	InterfaceFilter func(name string) bool
+	// LoopbackOnly gathers on loopback alone (tests, single-host use).
+	LoopbackOnly bool
+	// AnnounceIPs replace host candidate addresses (1:1 NAT).
+	AnnounceIPs []string
+	// ConnectTimeout bounds ICE+DTLS; see Transport.OnFailed.
+	ConnectTimeout time.Duration
+	// NACKHistory is the number of packets each sent stream keeps for
+	// retransmission (a power of two).
+	NACKHistory int
+	// Logger receives the core's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Worker owns the UDP socket(s) shared by every transport and the pion API
+// configured with Matinee's codecs and interceptors.
+type Worker struct {
+	cfg    WorkerConfig
+	log    *slog.Logger
+	mux    *ice.MultiUDPMuxDefault
+	api    *webrtc.API
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	routers map[string]*Router
+	closed  bool
+}
+
+// NewWorker opens the shared UDP port and prepares the WebRTC stack.
+func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 15 * time.Second
+	}
+	if cfg.NACKHistory == 0 {
+		cfg.NACKHistory = 512
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	keep := interfaceFilter(cfg)
+	muxOpts := []ice.UDPMuxFromPortOption{
+		ice.UDPMuxFromPortWithInterfaceFilter(keep),
+		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6),
+	}
+	if cfg.LoopbackOnly {
+		muxOpts = append(muxOpts, ice.UDPMuxFromPortWithLoopback())
+	}
+	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, muxOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("open udp port %d: %w", cfg.UDPPort, err)
+	}
+
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		_ = mux.Close()
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := registerInterceptors(me, ir, cfg); err != nil {
+		_ = mux.Close()
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(mux)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	se.SetInterfaceFilter(keep)
+	se.SetIncludeLoopbackCandidate(cfg.LoopbackOnly)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// Browsers hide host candidates behind mDNS names; the SFU resolves
+	// nothing and learns their addresses as peer-reflexive instead.
+	se.SetSRTPProtectionProfiles(srtpProfiles()...)
+	if len(cfg.AnnounceIPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.AnnounceIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			_ = mux.Close()
+			return nil, fmt.Errorf("announce ip: %w", err)
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &Worker{
+		cfg:     cfg,
+		log:     log,
+		mux:     mux,
+		api:     webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)),
+		ctx:     wctx,
+		cancel:  cancel,
+		routers: map[string]*Router{},
+	}
+	return w, nil
+}
+
+// interfaceFilter combines the configured interface rules into pion's form.
+func interfaceFilter(cfg WorkerConfig) func(string) bool {
+	return func(name string) bool {
+		if cfg.LoopbackOnly {
+			return isLoopbackInterface(name)
+		}
+		if len(cfg.Interfaces) > 0 {
+			for _, n := range cfg.Interfaces {
+				if n == name {
+					return true
+				}
+			}
+			return false
+		}
+		if cfg.InterfaceFilter != nil {
+			return cfg.InterfaceFilter(name)
+		}
+		return true
+	}
+}
+
+func isLoopbackInterface(name string) bool {
+	ifc, err := net.InterfaceByName(name)
+	return err == nil && ifc.Flags&net.FlagLoopback != 0
+}
+
+// ListenAddrs returns the local UDP addresses media arrives on.
+func (w *Worker) ListenAddrs() []net.Addr { return w.mux.GetListenAddresses() }
+
+// NewRouter creates the media router of one room.
+func (w *Worker) NewRouter(id string) (*Router, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := w.routers[id]; ok {
+		return nil, fmt.Errorf("router %q: %w: exists", id, ErrInvalidState)
+	}
+	r := newRouter(w, id)
+	w.routers[id] = r
+	return r, nil
+}
+
+func (w *Worker) removeRouter(r *Router) {
+	w.mu.Lock()
+	if w.routers[r.id] == r {
+		delete(w.routers, r.id)
+	}
+	w.mu.Unlock()
+}
+
+// Close closes every router, then the UDP socket.
+func (w *Worker) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	rs := make([]*Router, 0, len(w.routers))
+	for _, r := range w.routers {
+		rs = append(rs, r)
+	}
+	w.mu.Unlock()
+	for _, r := range rs {
+		r.Close()
+	}
+	w.cancel()
+	return w.mux.Close()
+}
+
+func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry, cfg WorkerConfig) error {
+	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(uint16(cfg.NACKHistory)))
+	if err != nil {
+		return fmt.Errorf("nack responder: %w", err)
+	}
+	generator, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return fmt.Errorf("nack generator: %w", err)
+	}
+	ir.Add(responder)
+	ir.Add(generator)
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return err
+	}
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return err
+	}
+	ir.Add(rr)
+	ir.Add(sr)
+	// Feedback for what publishers send us, so their encoders adapt.
+	tw, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		return err
+	}
+	ir.Add(tw)
+	// Sequence numbers on what we send, so subscribers' feedback can drive
+	// per-subscriber bandwidth estimation.
+	twh, err := twcc.NewHeaderExtensionInterceptor()
+	if err != nil {
+		return err
+	}
+	ir.Add(twh)
+	return nil
+}
+
+var idMu sync.Mutex
+
+// newID returns a short random identifier with a readable prefix.
+func newID(prefix string) string {
+	var b [6]byte
+	idMu.Lock()
+	_, _ = rand.Read(b[:])
+	idMu.Unlock()
+	return prefix + "-" + hex.EncodeToString(b[:])
+}

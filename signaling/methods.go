@@ -1,0 +1,313 @@
+package signaling
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/matinee-dev/matinee/room"
+	"github.com/matinee-dev/matinee/sfu"
+)
+
+// handle runs one frame to completion and queues its response.
+func (ss *session) handle(data []byte) {
+	req, perr := parseRequest(data)
+	if perr != nil {
+		var id json.RawMessage
+		if req != nil {
+			id = req.ID
+		}
+		ss.reply(id, nil, perr)
+		return
+	}
+	isNotification := len(req.ID) == 0
+	h, ok := methods[req.Method]
+	if !ok {
+		if !isNotification {
+			ss.reply(req.ID, nil, &rpcError{Code: CodeMethodNotFound, Message: "method not found: " + req.Method})
+		}
+		return
+	}
+	result, err := h(ss, req.Params)
+	if isNotification {
+		if err != nil {
+			ss.log.Debug("notification failed", "method", req.Method, "err", err)
+		}
+		return
+	}
+	ss.reply(req.ID, result, toRPCError(err))
+}
+
+func toRPCError(err error) *rpcError {
+	if err == nil {
+		return nil
+	}
+	var re *rpcError
+	if errors.As(err, &re) {
+		return re
+	}
+	var roomErr *room.Error
+	if errors.As(err, &roomErr) {
+		return &rpcError{Code: roomErr.Code, Message: roomErr.Message}
+	}
+	return &rpcError{Code: CodeInternal, Message: "internal error: " + err.Error()}
+}
+
+type handler func(ss *session, params json.RawMessage) (any, error)
+
+var methods map[string]handler
+
+func init() {
+	methods = map[string]handler{
+		"join":            (*session).join,
+		"leave":           (*session).leave,
+		"createTransport": (*session).createTransport,
+		"publish":         (*session).publish,
+		"closeProducer":   producerCall(func(mb *room.Member, id string) error { return mb.CloseProducer(id) }),
+		"pauseProducer":   producerCall(func(mb *room.Member, id string) error { return mb.PauseProducer(id, true) }),
+		"resumeProducer":  producerCall(func(mb *room.Member, id string) error { return mb.PauseProducer(id, false) }),
+		"subscribe":       (*session).subscribe,
+		"unsubscribe":     consumerCall(func(mb *room.Member, id string) error { return mb.Unsubscribe(id) }),
+		"pauseConsumer":   consumerCall(func(mb *room.Member, id string) error { return mb.PauseConsumer(id, true) }),
+		"resumeConsumer":  consumerCall(func(mb *room.Member, id string) error { return mb.PauseConsumer(id, false) }),
+		"transportAnswer": (*session).transportAnswer,
+		"restartIce":      (*session).restartIce,
+		"iceCandidate":    (*session).iceCandidate,
+	}
+}
+
+func (ss *session) memberOrErr() (*room.Member, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.member == nil {
+		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined: call join first"}
+	}
+	return ss.member, nil
+}
+
+func (ss *session) join(params json.RawMessage) (any, error) {
+	var p struct {
+		Room     string `json:"room"`
+		Name     string `json:"name"`
+		Password string `json:"password"`
+		Token    string `json:"token"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("room", p.Room, "name", p.Name); err != nil {
+		return nil, err
+	}
+	if !room.ValidID(p.Room) {
+		return nil, errParams(`"room" must be 1-64 characters of A-Z a-z 0-9 _ -`)
+	}
+	ss.mu.Lock()
+	joined := ss.member != nil
+	ss.mu.Unlock()
+	if joined {
+		return nil, &rpcError{Code: room.CodeAlreadyJoined, Message: "already joined: leave first"}
+	}
+	mb, res, err := ss.srv.rooms.Join(p.Room, room.JoinOptions{Name: p.Name, Password: p.Password, Token: p.Token}, ss)
+	if err != nil {
+		return nil, err
+	}
+	ss.mu.Lock()
+	ss.member = mb
+	ss.mu.Unlock()
+	ss.log = ss.log.With("peer", mb.ID())
+	return res, nil
+}
+
+func (ss *session) leave(json.RawMessage) (any, error) {
+	ss.mu.Lock()
+	mb := ss.member
+	ss.member = nil
+	ss.mu.Unlock()
+	if mb == nil {
+		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined"}
+	}
+	mb.Leave()
+	return nil, nil
+}
+
+func (ss *session) createTransport(params json.RawMessage) (any, error) {
+	var p struct {
+		Direction string `json:"direction"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("direction", p.Direction); err != nil {
+		return nil, err
+	}
+	mb, err := ss.memberOrErr()
+	if err != nil {
+		return nil, err
+	}
+	id, err := mb.CreateTransport(p.Direction)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"transportId": id, "direction": p.Direction}, nil
+}
+
+func (ss *session) publish(params json.RawMessage) (any, error) {
+	var p struct {
+		TransportID string `json:"transportId"`
+		SDP         string `json:"sdp"`
+		Tracks      []struct {
+			Mid     string          `json:"mid"`
+			AppData json.RawMessage `json:"appData"`
+		} `json:"tracks"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("transportId", p.TransportID, "sdp", p.SDP); err != nil {
+		return nil, err
+	}
+	tracks := make([]room.TrackParams, 0, len(p.Tracks))
+	for i, t := range p.Tracks {
+		if t.Mid == "" {
+			return nil, errParams(`"tracks[%d].mid" is required`, i)
+		}
+		var ad any
+		if len(t.AppData) > 0 && string(t.AppData) != "null" {
+			var obj map[string]any
+			if err := json.Unmarshal(t.AppData, &obj); err != nil {
+				return nil, errParams(`"tracks[%d].appData" must be an object`, i)
+			}
+			ad = obj
+		}
+		tracks = append(tracks, room.TrackParams{Mid: t.Mid, AppData: ad})
+	}
+	mb, err := ss.memberOrErr()
+	if err != nil {
+		return nil, err
+	}
+	answer, producers, err := mb.Publish(p.TransportID, p.SDP, tracks)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"sdp": answer, "producers": producers}, nil
+}
+
+func producerCall(f func(mb *room.Member, id string) error) handler {
+	return func(ss *session, params json.RawMessage) (any, error) {
+		var p struct {
+			ProducerID string `json:"producerId"`
+		}
+		if err := decodeParams(params, &p); err != nil {
+			return nil, err
+		}
+		if err := required("producerId", p.ProducerID); err != nil {
+			return nil, err
+		}
+		mb, err := ss.memberOrErr()
+		if err != nil {
+			return nil, err
+		}
+		return nil, f(mb, p.ProducerID)
+	}
+}
+
+func consumerCall(f func(mb *room.Member, id string) error) handler {
+	return func(ss *session, params json.RawMessage) (any, error) {
+		var p struct {
+			ConsumerID string `json:"consumerId"`
+		}
+		if err := decodeParams(params, &p); err != nil {
+			return nil, err
+		}
+		if err := required("consumerId", p.ConsumerID); err != nil {
+			return nil, err
+		}
+		mb, err := ss.memberOrErr()
+		if err != nil {
+			return nil, err
+		}
+		return nil, f(mb, p.ConsumerID)
+	}
+}
+
+func (ss *session) subscribe(params json.RawMessage) (any, error) {
+	var p struct {
+		ProducerID string `json:"producerId"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("producerId", p.ProducerID); err != nil {
+		return nil, err
+	}
+	mb, err := ss.memberOrErr()
+	if err != nil {
+		return nil, err
+	}
+	info, err := mb.Subscribe(p.ProducerID)
+	if err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+func (ss *session) transportAnswer(params json.RawMessage) (any, error) {
+	var p struct {
+		TransportID string `json:"transportId"`
+		SDP         string `json:"sdp"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("transportId", p.TransportID, "sdp", p.SDP); err != nil {
+		return nil, err
+	}
+	mb, err := ss.memberOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return nil, mb.TransportAnswer(p.TransportID, p.SDP)
+}
+
+func (ss *session) restartIce(params json.RawMessage) (any, error) {
+	var p struct {
+		TransportID string `json:"transportId"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("transportId", p.TransportID); err != nil {
+		return nil, err
+	}
+	mb, err := ss.memberOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return nil, mb.RestartICE(p.TransportID)
+}
+
+func (ss *session) iceCandidate(params json.RawMessage) (any, error) {
+	var p struct {
+		TransportID string `json:"transportId"`
+		Candidate   *struct {
+			Candidate        string  `json:"candidate"`
+			SDPMid           *string `json:"sdpMid"`
+			SDPMLineIndex    *uint16 `json:"sdpMLineIndex"`
+			UsernameFragment *string `json:"usernameFragment"`
+		} `json:"candidate"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("transportId", p.TransportID); err != nil {
+		return nil, err
+	}
+	mb, err := ss.memberOrErr()
+	if err != nil {
+		return nil, err
+	}
+	var c *sfu.ICECandidate
+	if p.Candidate != nil {
+		c = &sfu.ICECandidate{Candidate: p.Candidate.Candidate, SDPMid: p.Candidate.SDPMid, SDPMLineIndex: p.Candidate.SDPMLineIndex, UsernameFragment: p.Candidate.UsernameFragment}
+	}
+	return nil, mb.AddICECandidate(p.TransportID, c)
+}

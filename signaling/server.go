@@ -1,0 +1,284 @@
+package signaling
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/matinee-dev/matinee/room"
+)
+
+// Config sets the protocol's limits (see docs/protocol.md).
+type Config struct {
+	// MaxMessage is the largest accepted message in bytes; a larger one
+	// closes the socket with status 1009.
+	MaxMessage int64
+	// PingInterval is how often the server pings; PongTimeout is how long
+	// a silent client lives.
+	PingInterval, PongTimeout time.Duration
+	// SendQueue is how many outgoing messages may wait for a slow client
+	// before it is disconnected.
+	SendQueue int
+	Logger    *slog.Logger
+}
+
+// Server serves the WebSocket endpoint.
+type Server struct {
+	cfg      Config
+	rooms    *room.Manager
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// New returns a signalling server for the rooms of m.
+func New(m *room.Manager, cfg Config) *Server {
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = 64 << 10
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 10 * time.Second
+	}
+	if cfg.PongTimeout <= cfg.PingInterval {
+		cfg.PongTimeout = 2 * cfg.PingInterval
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 512
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{
+		cfg:      cfg,
+		rooms:    m,
+		log:      log,
+		sessions: map[*session]struct{}{},
+		upgrader: websocket.Upgrader{
+			ReadBufferSize:  4096,
+			WriteBufferSize: 4096,
+			// The page and the socket share an origin in the normal case;
+			// other origins are refused so a foreign page cannot join
+			// rooms on the user's behalf.
+			CheckOrigin: sameOrigin,
+		},
+	}
+}
+
+func sameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true // not a browser
+	}
+	for _, scheme := range []string{"https://", "http://"} {
+		if origin == scheme+r.Host {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP upgrades GET /ws and runs the session until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with an HTTP error
+	}
+	ss := &session{
+		srv:  s,
+		conn: conn,
+		out:  make(chan []byte, s.cfg.SendQueue),
+		quit: make(chan struct{}),
+		log:  s.log.With("remote", r.RemoteAddr),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		_ = conn.Close()
+		return
+	}
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	ss.run()
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+}
+
+// Close ends every session and waits for them.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	ss := make([]*session, 0, len(s.sessions))
+	for x := range s.sessions {
+		ss = append(ss, x)
+	}
+	s.mu.Unlock()
+	for _, x := range ss {
+		x.Disconnect("server shutting down")
+	}
+	s.wg.Wait()
+}
+
+// session is one WebSocket connection: at most one room member at a time.
+type session struct {
+	srv  *Server
+	conn *websocket.Conn
+	out  chan []byte
+	log  *slog.Logger
+
+	quitOnce sync.Once
+	quit     chan struct{}
+	reason   string
+
+	mu     sync.Mutex
+	member *room.Member
+}
+
+func (ss *session) run() {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		ss.writeLoop()
+	}()
+	ss.readLoop()
+	ss.Disconnect("")
+	<-writerDone
+	ss.mu.Lock()
+	mb := ss.member
+	ss.member = nil
+	ss.mu.Unlock()
+	if mb != nil {
+		mb.Leave()
+	}
+	_ = ss.conn.Close()
+}
+
+func (ss *session) readLoop() {
+	c := ss.conn
+	c.SetReadLimit(ss.srv.cfg.MaxMessage)
+	_ = c.SetReadDeadline(time.Now().Add(ss.srv.cfg.PongTimeout))
+	c.SetPongHandler(func(string) error {
+		return c.SetReadDeadline(time.Now().Add(ss.srv.cfg.PongTimeout))
+	})
+	for {
+		typ, data, err := c.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				ss.log.Info("message too big; closing", "limit", ss.srv.cfg.MaxMessage)
+			}
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(ss.srv.cfg.PongTimeout))
+		if typ != websocket.TextMessage {
+			ss.reply(nil, nil, &rpcError{Code: CodeInvalidRequest, Message: "invalid request: binary frames are not supported"})
+			continue
+		}
+		ss.handle(data)
+		select {
+		case <-ss.quit:
+			return
+		default:
+		}
+	}
+}
+
+func (ss *session) writeLoop() {
+	c := ss.conn
+	ping := time.NewTicker(ss.srv.cfg.PingInterval)
+	defer ping.Stop()
+	write := func(typ int, data []byte) error {
+		_ = c.SetWriteDeadline(time.Now().Add(ss.srv.cfg.PongTimeout))
+		return c.WriteMessage(typ, data)
+	}
+	for {
+		select {
+		case msg := <-ss.out:
+			if err := write(websocket.TextMessage, msg); err != nil {
+				ss.Disconnect("")
+				return
+			}
+		case <-ping.C:
+			if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(ss.srv.cfg.PingInterval)); err != nil {
+				ss.Disconnect("")
+				return
+			}
+		case <-ss.quit:
+			// Flush what is queued (e.g. a "disconnected" notice), then say
+			// goodbye and unblock the reader.
+			for {
+				select {
+				case msg := <-ss.out:
+					if write(websocket.TextMessage, msg) != nil {
+						_ = c.Close()
+						return
+					}
+					continue
+				default:
+				}
+				break
+			}
+			code, text := websocket.CloseNormalClosure, ss.reason
+			if text != "" {
+				code = websocket.ClosePolicyViolation
+			}
+			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			return
+		}
+	}
+}
+
+// Notify implements room.Notifier.
+func (ss *session) Notify(method string, params any) {
+	b, err := json.Marshal(notification{JSONRPC: "2.0", Method: method, Params: params})
+	if err != nil {
+		ss.log.Error("marshal notification", "method", method, "err", err)
+		return
+	}
+	ss.enqueue(b)
+}
+
+func (ss *session) enqueue(b []byte) {
+	select {
+	case <-ss.quit:
+	case ss.out <- b:
+	default:
+		ss.log.Warn("client too slow; disconnecting", "queued", len(ss.out))
+		ss.Disconnect("client too slow")
+	}
+}
+
+// Disconnect implements room.Notifier: it ends the connection.
+func (ss *session) Disconnect(reason string) {
+	ss.quitOnce.Do(func() {
+		ss.reason = reason
+		close(ss.quit)
+	})
+}
+
+func (ss *session) reply(id json.RawMessage, result any, rerr *rpcError) {
+	if id == nil {
+		id = json.RawMessage("null")
+	}
+	resp := response{JSONRPC: "2.0", ID: id, Result: result, Error: rerr}
+	if rerr == nil && result == nil {
+		resp.Result = struct{}{}
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		b, _ = json.Marshal(response{JSONRPC: "2.0", ID: id, Error: &rpcError{Code: CodeInternal, Message: "internal error"}})
+	}
+	ss.enqueue(b)
+}

@@ -1,0 +1,947 @@
+// Matinee's browser client library. It mirrors the server's model
+// (docs/protocol.md): a Client joins a room over JSON-RPC; it owns at most
+// one SendTransport (the browser offers and publishes Producers) and one
+// RecvTransport (the SFU offers, the browser answers, Consumers arrive).
+// The Client also recovers by itself: a lost WebSocket is reopened with
+// backoff, the room rejoined, every producer republished and every
+// producer of the others subscribed again; a failed ICE connection is
+// restarted. See docs/client.md.
+
+import {Signaling, RpcError, ConnectionError, Codes, defaultURL} from './rpc.js';
+import * as SDP from './sdp.js';
+
+export {RpcError, ConnectionError, Codes};
+
+/** What this browser can do, for deciding what to offer the user. */
+export function capabilities() {
+  const md = typeof navigator !== 'undefined' ? navigator.mediaDevices : undefined;
+  const videoCodecs = [];
+  if (typeof RTCRtpSender !== 'undefined' && RTCRtpSender.getCapabilities) {
+    for (const c of RTCRtpSender.getCapabilities('video')?.codecs || []) {
+      const t = c.mimeType.toLowerCase();
+      if (!videoCodecs.includes(t) && !/rtx|red|ulpfec|flexfec/.test(t)) videoCodecs.push(t);
+    }
+  }
+  return {
+    webrtc: typeof RTCPeerConnection === 'function',
+    websocket: typeof WebSocket === 'function',
+    screenShare: !!(md && md.getDisplayMedia),
+    userMedia: !!(md && md.getUserMedia),
+    videoCodecs,
+  };
+}
+
+// Fmtp parameters that make a browser send (and decode) Opus stereo.
+const STEREO = {stereo: 1, 'sprop-stereo': 1};
+
+const FATAL_JOIN_CODES = new Set([Codes.ROOM_FULL, Codes.NOT_FOUND, Codes.FORBIDDEN, Codes.INVALID_PARAMS]);
+
+function emit(target, type, detail) {
+  target.dispatchEvent(new CustomEvent(type, {detail}));
+}
+
+/**
+ * Transport is one RTCPeerConnection in one direction. Events:
+ * "connectionstatechange" (detail {state}).
+ */
+class Transport extends EventTarget {
+  constructor(client, id, direction, iceServers) {
+    super();
+    this.client = client;
+    this.id = id;
+    this.direction = direction;
+    this.closed = false;
+    this.pc = new RTCPeerConnection({iceServers: iceServers || [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require'});
+    this._queue = Promise.resolve();
+    this._remoteCandidates = [];
+    this._localCandidates = [];
+    this._signalled = false; // first offer/answer sent: local candidates may flow
+    this.pc.onicecandidate = (ev) => {
+      const c = ev.candidate ? ev.candidate.toJSON() : null;
+      if (c && !c.candidate) return; // end-of-candidates for one generation
+      if (this._signalled) this._sendCandidate(c);
+      else this._localCandidates.push(c);
+    };
+    this.pc.onconnectionstatechange = () => {
+      emit(this, 'connectionstatechange', {state: this.pc.connectionState});
+    };
+  }
+
+  get state() {
+    return this.pc.connectionState;
+  }
+
+  _sendCandidate(candidate) {
+    this.client._notify('iceCandidate', {transportId: this.id, candidate});
+  }
+
+  _flushLocalCandidates() {
+    this._signalled = true;
+    for (const c of this._localCandidates.splice(0)) this._sendCandidate(c);
+  }
+
+  async _addRemoteCandidate(candidate) {
+    if (!candidate || !candidate.candidate) return;
+    if (!this.pc.remoteDescription) {
+      this._remoteCandidates.push(candidate);
+      return;
+    }
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (err) {
+      console.warn('matinee: remote candidate rejected', candidate, err);
+    }
+  }
+
+  async _flushRemoteCandidates() {
+    for (const c of this._remoteCandidates.splice(0)) await this._addRemoteCandidate(c);
+  }
+
+  // Runs fn after every earlier negotiation step of this transport.
+  _enqueue(fn) {
+    const run = this._queue.then(() => (this.closed ? undefined : fn()));
+    this._queue = run.catch(() => {});
+    return run;
+  }
+
+  /** The transport's RTCStatsReport. */
+  getStats() {
+    return this.pc.getStats();
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.pc.close();
+  }
+}
+
+/**
+ * Producer is one track this browser sends. Its id is the server's and
+ * changes when the client rejoins after a reconnect (event "id").
+ */
+export class Producer extends EventTarget {
+  constructor(client, spec) {
+    super();
+    this.client = client;
+    this.id = null;
+    this.track = spec.track;
+    this.kind = spec.track.kind;
+    this.appData = spec.appData || {};
+    this.streams = spec.streams || [];
+    this.encodings = spec.encodings || null;
+    this.opus = spec.opus || null; // {stereo, maxAverageBitrate}
+    this.degradationPreference = spec.degradationPreference || null;
+    this.paused = false;
+    this.closed = false;
+    this.transceiver = null;
+  }
+
+  get mid() {
+    return this.transceiver ? this.transceiver.mid : null;
+  }
+
+  get sender() {
+    return this.transceiver ? this.transceiver.sender : null;
+  }
+
+  _setId(id) {
+    if (this.id === id) return;
+    this.id = id;
+    emit(this, 'id', {id});
+  }
+
+  /** Mutes the track for everyone (the server stops forwarding it). */
+  async pause() {
+    this.paused = true;
+    this.track.enabled = false;
+    if (this.id) await this.client.request('pauseProducer', {producerId: this.id});
+  }
+
+  async resume() {
+    this.paused = false;
+    this.track.enabled = true;
+    if (this.id) await this.client.request('resumeProducer', {producerId: this.id});
+  }
+
+  /** Sends another track of the same kind without renegotiating. */
+  async replaceTrack(track) {
+    this.track = track;
+    if (this.sender) await this.sender.replaceTrack(track);
+  }
+
+  /**
+   * Changes sending parameters live: degradationPreference and, per
+   * encoding, maxBitrate / maxFramerate / scaleResolutionDownBy / active.
+   */
+  async setParameters({degradationPreference, encodings} = {}) {
+    if (degradationPreference) this.degradationPreference = degradationPreference;
+    if (encodings) this.encodings = encodings;
+    await this._applyParameters();
+  }
+
+  async _applyParameters() {
+    const s = this.sender;
+    if (!s) return;
+    const p = s.getParameters();
+    if (!p.encodings || p.encodings.length === 0) return;
+    if (this.encodings) {
+      p.encodings.forEach((e, i) => {
+        const want = this.encodings[i];
+        if (!want) return;
+        for (const k of ['maxBitrate', 'maxFramerate', 'scaleResolutionDownBy', 'active', 'priority', 'networkPriority']) {
+          if (want[k] !== undefined) e[k] = want[k];
+        }
+      });
+    }
+    if (this.degradationPreference) p.degradationPreference = this.degradationPreference;
+    try {
+      await s.setParameters(p);
+    } catch (err) {
+      // Older browsers refuse degradationPreference; keep the rest.
+      console.warn('matinee: setParameters', err);
+      if (this.degradationPreference) {
+        const q = s.getParameters();
+        delete q.degradationPreference;
+        await s.setParameters(q).catch(() => {});
+      }
+    }
+  }
+
+  /** Stops sending: the server closes the producer and its consumers. */
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    await this.client._closeProducer(this);
+    emit(this, 'close', {});
+  }
+
+  /** The sender's RTCStatsReport (outbound-rtp per simulcast layer). */
+  getStats() {
+    return this.sender ? this.sender.getStats() : Promise.resolve(new Map());
+  }
+}
+
+/** Consumer is one producer of another peer arriving here. */
+export class Consumer extends EventTarget {
+  constructor(client, info) {
+    super();
+    this.client = client;
+    this.id = info.id;
+    this.producerId = info.producerId;
+    this.peerId = info.peerId;
+    this.kind = info.kind;
+    this.paused = !!info.paused;
+    this.mid = info.mid ?? null;
+    this.track = null;
+    this.receiver = null;
+    this.closed = false;
+  }
+
+  /** The producer's appData, e.g. {source: "screen"}. */
+  get appData() {
+    return this.client.producers.get(this.producerId)?.appData || {};
+  }
+
+  /** Whether the producer is paused (muted at its source). */
+  get producerPaused() {
+    return !!this.client.producers.get(this.producerId)?.paused;
+  }
+
+  async pause() {
+    this.paused = true;
+    await this.client.request('pauseConsumer', {consumerId: this.id});
+  }
+
+  async resume() {
+    this.paused = false;
+    await this.client.request('resumeConsumer', {consumerId: this.id});
+  }
+
+  /** Unsubscribes (the server renegotiates the receive transport). */
+  async close() {
+    if (this.closed) return;
+    await this.client.request('unsubscribe', {consumerId: this.id});
+    this.client._consumerGone(this, 'closed');
+  }
+
+  getStats() {
+    return this.receiver ? this.receiver.getStats() : Promise.resolve(new Map());
+  }
+}
+
+/** The send transport: this browser offers, the SFU answers. */
+export class SendTransport extends Transport {
+  constructor(client, id, iceServers) {
+    super(client, id, 'send', iceServers);
+    this.producers = new Set();
+    this._free = new Set(); // transceivers whose producer closed, for reuse
+    this.lastOffer = null; // the SDP last published, for tests and debugging
+    this.lastAnswer = null;
+  }
+
+  // Gives each producer a transceiver, reusing idle ones of the same shape
+  // so that sharing again does not grow the SDP.
+  _attach(producers) {
+    for (const p of producers) {
+      if (p.transceiver) continue;
+      const nEnc = p.encodings ? p.encodings.length : 1;
+      let t = null;
+      for (const f of this._free) {
+        if (f.receiver.track.kind !== p.kind) continue;
+        const enc = f.sender.getParameters().encodings || [];
+        const rids = enc.map((e) => e.rid || '').join(',');
+        const want = p.encodings ? p.encodings.map((e) => e.rid || '').join(',') : '';
+        if (enc.length === nEnc && rids === want) {
+          t = f;
+          break;
+        }
+      }
+      if (t) {
+        this._free.delete(t);
+        t.direction = 'sendonly';
+        t.sender.replaceTrack(p.track);
+        if (t.sender.setStreams) t.sender.setStreams(...p.streams);
+      } else {
+        const init = {direction: 'sendonly', streams: p.streams};
+        if (p.encodings) init.sendEncodings = p.encodings.map((e) => ({...e}));
+        t = this.pc.addTransceiver(p.track, init);
+      }
+      p.transceiver = t;
+      this.producers.add(p);
+    }
+  }
+
+  _detach(p) {
+    const t = p.transceiver;
+    this.producers.delete(p);
+    p.transceiver = null;
+    if (!t || this.closed) return;
+    t.sender.replaceTrack(null);
+    t.direction = 'inactive';
+    this._free.add(t);
+  }
+
+  /**
+   * Offers and publishes the current set of tracks. With iceRestart the
+   * offer carries new ICE credentials.
+   */
+  negotiate({iceRestart = false} = {}) {
+    return this._enqueue(async () => {
+      const pc = this.pc;
+      const offer = await pc.createOffer(iceRestart ? {iceRestart: true} : undefined);
+      const mids = midsInOffer(pc, offer.sdp);
+      let sdp = offer.sdp;
+      const stereoMids = new Map(); // mid → maxaveragebitrate
+      for (const p of this.producers) {
+        if (p.kind !== 'audio' || !p.opus) continue;
+        const mid = mids.get(p.transceiver);
+        if (mid === undefined) continue;
+        const params = p.opus.stereo ? {...STEREO} : {};
+        if (p.opus.maxAverageBitrate) params.maxaveragebitrate = p.opus.maxAverageBitrate;
+        stereoMids.set(mid, params);
+        sdp = SDP.setOpusParams(sdp, params, [mid]);
+      }
+      try {
+        await pc.setLocalDescription({type: 'offer', sdp});
+      } catch (err) {
+        console.warn('matinee: browser refused the Opus parameters, sending them unapplied', err);
+        await pc.setLocalDescription(offer);
+      }
+      const tracks = [];
+      for (const p of this.producers) {
+        if (p.transceiver && p.transceiver.mid !== null) tracks.push({mid: p.transceiver.mid, appData: p.appData});
+      }
+      this.lastOffer = sdp;
+      const res = await this.client.request('publish', {transportId: this.id, sdp, tracks});
+      this._flushLocalCandidates();
+      let answer = res.sdp;
+      // The SFU forwards whatever the browser encodes; telling the encoder
+      // that the far end takes stereo at this bitrate is what makes it
+      // encode so.
+      for (const [mid, params] of stereoMids) answer = SDP.setOpusParams(answer, params, [mid]);
+      this.lastAnswer = answer;
+      await pc.setRemoteDescription({type: 'answer', sdp: answer});
+      await this._flushRemoteCandidates();
+      const byMid = new Map((res.producers || []).map((p) => [String(p.mid), p]));
+      for (const p of this.producers) {
+        const info = byMid.get(String(p.mid));
+        if (info) p._setId(info.id);
+        else console.warn('matinee: no producer for mid', p.mid);
+        if (info && p.paused) this.client.request('pauseProducer', {producerId: info.id}).catch(() => {});
+        await p._applyParameters();
+      }
+      return res;
+    });
+  }
+
+  /** Restarts ICE by publishing an offer with new credentials. */
+  restartIce() {
+    return this.negotiate({iceRestart: true});
+  }
+}
+
+// Maps each transceiver to its mid in a just-created offer, including new
+// transceivers whose mid is not assigned until setLocalDescription: they
+// take the offer's unclaimed sections in order.
+function midsInOffer(pc, sdp) {
+  const out = new Map();
+  const transceivers = pc.getTransceivers().filter((t) => !t.stopped);
+  const claimed = new Set();
+  for (const t of transceivers) {
+    if (t.mid !== null) {
+      out.set(t, t.mid);
+      claimed.add(t.mid);
+    }
+  }
+  const free = SDP.parse(sdp).media.filter((m) => m.mid !== null && !claimed.has(m.mid));
+  for (const t of transceivers) {
+    if (t.mid !== null) continue;
+    const m = free.shift();
+    if (!m) break;
+    if (m.kind === t.receiver.track.kind) out.set(t, m.mid);
+  }
+  return out;
+}
+
+/** The receive transport: the SFU offers, this browser answers. */
+export class RecvTransport extends Transport {
+  constructor(client, id, iceServers) {
+    super(client, id, 'recv', iceServers);
+    this.lastOffer = null;
+    this.lastAnswer = null;
+  }
+
+  _onOffer({sdp, consumers}) {
+    return this._enqueue(async () => {
+      const pc = this.pc;
+      this.lastOffer = sdp;
+      await pc.setRemoteDescription({type: 'offer', sdp});
+      await this._flushRemoteCandidates();
+      const answer = await pc.createAnswer();
+      // Decode every Opus stream in stereo; a mono stream plays the same.
+      let asdp = SDP.setOpusParams(answer.sdp, {stereo: 1});
+      try {
+        await pc.setLocalDescription({type: 'answer', sdp: asdp});
+      } catch (err) {
+        console.warn('matinee: browser refused stereo in its answer', err);
+        asdp = answer.sdp;
+        await pc.setLocalDescription(answer);
+      }
+      this.lastAnswer = asdp;
+      await this.client.request('transportAnswer', {transportId: this.id, sdp: asdp});
+      this._flushLocalCandidates();
+      this.client._applyConsumers(this, consumers || []);
+    });
+  }
+
+  /** Asks the SFU for an ICE restart; a transportOffer follows. */
+  restartIce() {
+    return this.client.request('restartIce', {transportId: this.id});
+  }
+}
+
+/**
+ * Client is one person in one room. Events (CustomEvent, data in detail):
+ *   statechange {state, error, retryIn}  new → connecting → joined ⇄ reconnecting; closed | failed
+ *   joined {peerId, room, role, rejoined}
+ *   peerjoined {peer}, peerleft {peer}, peerupdated {peer}
+ *   produceradded {producer}, producerclosed {producer},
+ *   producerpaused {producer}, producerresumed {producer}   (remote producers, plain objects)
+ *   consumer {consumer}           a consumer's track is ready to play
+ *   consumerclosed {consumer, reason}   reason "closed" or "reconnect"
+ *   transportstate {direction, state}
+ *   notification {method, params} every server notification the client does not handle itself
+ */
+export class Client extends EventTarget {
+  constructor({room, name, password, token, url = defaultURL(), autoSubscribe = true, reconnect = true, minBackoff = 500, maxBackoff = 10000} = {}) {
+    super();
+    if (!room || !name) throw new TypeError('Client: room and name are required');
+    this.room = room;
+    this.name = name;
+    this.password = password;
+    this.token = token;
+    this.url = url;
+    this.autoSubscribe = autoSubscribe;
+    this.reconnect = reconnect;
+    this.minBackoff = minBackoff;
+    this.maxBackoff = maxBackoff;
+
+    this.state = 'new';
+    this.error = null;
+    this.me = null; // {id, name, role}
+    this.iceServers = [];
+    this.peers = new Map(); // id → Peer (the others)
+    this.producers = new Map(); // id → Producer object of the others
+    this.consumers = new Map(); // id → Consumer
+    this.localProducers = new Set(); // Producer (ours), kept across reconnects
+    this.sendTransport = null;
+    this.recvTransport = null;
+    this.signaling = null;
+    this.ws = null; // the current WebSocket (test hook: client.ws.close())
+
+    this._session = 0; // increases with every connection attempt
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._retryResolve = null;
+    this._subscribing = new Map(); // producerId → Promise<Consumer>
+    this._iceRestarts = {send: 0, recv: 0};
+    this._iceTimers = {send: null, recv: null};
+    this._sendTransportPromise = null;
+  }
+
+  _setState(state, extra = {}) {
+    this.state = state;
+    if (extra.error !== undefined) this.error = extra.error;
+    emit(this, 'statechange', {state, ...extra});
+  }
+
+  /**
+   * Joins the room. Resolves once joined; rejects on an error that
+   * retrying cannot fix (room full 1003, unknown room 1004, forbidden
+   * 1005, invalid name or room -32602), or on any error when reconnect is
+   * off. While the server cannot be reached it keeps trying with backoff
+   * (state "reconnecting").
+   */
+  join() {
+    if (!this._joinPromise) this._joinPromise = this._loop(null);
+    return this._joinPromise;
+  }
+
+  // Connects until joined, waiting between attempts; used for the first
+  // join (err null) and for every reconnect.
+  async _loop(err) {
+    if (!err) this._setState('connecting');
+    for (;;) {
+      if (err) await this._backoff(err);
+      if (this.state === 'closed') throw new ConnectionError('client closed');
+      try {
+        await this._connect();
+        return this.me;
+      } catch (e) {
+        if (this.state === 'closed') throw e;
+        if ((e instanceof RpcError && FATAL_JOIN_CODES.has(e.code)) || !this.reconnect) {
+          this._teardown('closed');
+          this._setState('failed', {error: e});
+          throw e;
+        }
+        err = e;
+      }
+    }
+  }
+
+  async _backoff(err) {
+    const n = this._attempt++;
+    const base = Math.min(this.maxBackoff, this.minBackoff * 2 ** n);
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    this._setState('reconnecting', {error: err, retryIn: delay, attempt: this._attempt});
+    await new Promise((resolve) => {
+      this._retryResolve = resolve;
+      this._retryTimer = setTimeout(resolve, delay);
+    });
+    this._retryTimer = null;
+    this._retryResolve = null;
+  }
+
+  /** Skips the current backoff wait and tries to reconnect at once. */
+  retryNow() {
+    if (this._retryResolve) {
+      clearTimeout(this._retryTimer);
+      this._retryResolve();
+    }
+  }
+
+  // One session: open the socket, join, set up transports, subscribe,
+  // republish. Throws on any failure, after closing the socket.
+  async _connect() {
+    this._teardown('reconnect'); // what a failed attempt left behind
+    const session = ++this._session;
+    const sig = new Signaling(this.url);
+    this.signaling = sig;
+    sig.addEventListener('notification', (ev) => {
+      if (session === this._session) this._onNotification(ev.detail);
+    });
+    sig.addEventListener('close', (ev) => {
+      if (session === this._session) this._onSignalingClosed(ev.detail);
+    });
+    this._connecting = true;
+    try {
+      await sig.open();
+      this.ws = sig.ws;
+      const params = {room: this.room, name: this.name};
+      if (this.password) params.password = this.password;
+      if (this.token) params.token = this.token;
+      const res = await sig.request('join', params);
+      const rejoined = this.me !== null;
+      this.me = {id: res.peerId, name: this.name, role: res.role};
+      this.roomName = res.room || this.room;
+      this.iceServers = res.iceServers || [];
+      this._reconcile(res.peers || [], res.producers || []);
+      this._iceRestarts = {send: 0, recv: 0};
+      this._setState('joined', {error: null});
+      emit(this, 'joined', {peerId: res.peerId, room: this.roomName, role: res.role, rejoined});
+
+      const {transportId} = await sig.request('createTransport', {direction: 'recv'});
+      this.recvTransport = this._watch(new RecvTransport(this, transportId, this.iceServers));
+      if (this.autoSubscribe) {
+        await Promise.all([...this.producers.keys()].map((id) => this.subscribe(id).catch((e) => this._subscribeFailed(id, e))));
+      }
+      if (this.localProducers.size > 0) {
+        const t = await this._ensureSendTransport();
+        t._attach([...this.localProducers]);
+        await t.negotiate();
+      }
+      if (!sig.connected) throw new ConnectionError('connection lost while joining');
+      this._attempt = 0;
+    } catch (err) {
+      if (session === this._session) sig.close(4000, 'join failed');
+      throw err;
+    } finally {
+      this._connecting = false;
+    }
+  }
+
+  // Replaces what we knew about the room with a join result, emitting the
+  // differences (after a reconnect most of it is unchanged).
+  _reconcile(peers, producers) {
+    const seenPeers = new Set();
+    for (const p of peers) {
+      seenPeers.add(p.id);
+      const old = this.peers.get(p.id);
+      this.peers.set(p.id, p);
+      emit(this, old ? 'peerupdated' : 'peerjoined', {peer: p});
+    }
+    for (const [id, p] of this.peers) {
+      if (!seenPeers.has(id)) {
+        this.peers.delete(id);
+        emit(this, 'peerleft', {peer: p});
+      }
+    }
+    const seenProducers = new Set();
+    for (const p of producers) {
+      if (p.peerId === this.me.id) continue;
+      seenProducers.add(p.id);
+      const old = this.producers.get(p.id);
+      this.producers.set(p.id, p);
+      if (!old) emit(this, 'produceradded', {producer: p});
+      else if (old.paused !== p.paused) emit(this, p.paused ? 'producerpaused' : 'producerresumed', {producer: p});
+    }
+    for (const [id, p] of this.producers) {
+      if (!seenProducers.has(id)) {
+        this.producers.delete(id);
+        emit(this, 'producerclosed', {producer: p});
+      }
+    }
+  }
+
+  _watch(transport) {
+    const dir = transport.direction;
+    transport.addEventListener('connectionstatechange', ({detail: {state}}) => {
+      if (transport.closed) return;
+      emit(this, 'transportstate', {direction: dir, state, transport});
+      clearTimeout(this._iceTimers[dir]);
+      if (state === 'connected') {
+        this._iceRestarts[dir] = 0;
+      } else if (state === 'failed') {
+        this._restartIce(transport);
+      } else if (state === 'disconnected') {
+        // Often recovers alone within a few seconds; restart if not.
+        this._iceTimers[dir] = setTimeout(() => {
+          if (!transport.closed && transport.state === 'disconnected') this._restartIce(transport);
+        }, 4000);
+      }
+    });
+    return transport;
+  }
+
+  async _restartIce(transport) {
+    const dir = transport.direction;
+    if (this._iceRestarts[dir]++ >= 3) {
+      // Three restarts did not help: start the whole session again.
+      console.warn('matinee: ICE restarts failed, reconnecting');
+      this._dropConnection('ice-failed');
+      return;
+    }
+    emit(this, 'transportstate', {direction: dir, state: 'restarting', transport});
+    try {
+      await transport.restartIce();
+    } catch (err) {
+      console.warn('matinee: ICE restart', err);
+      if (!transport.closed) this._dropConnection('ice-restart-failed');
+    }
+  }
+
+  // Closes the socket; its close handler starts the reconnect.
+  _dropConnection(reason) {
+    if (this.signaling) this.signaling.close(4001, reason);
+  }
+
+  _onSignalingClosed({code}) {
+    this.ws = null;
+    // While connecting, the attempt fails and its loop retries.
+    if (this._connecting || this.state !== 'joined') return;
+    const err = new ConnectionError(this._disconnectReason || `connection lost (${code})`);
+    this._disconnectReason = null;
+    this._teardown('reconnect');
+    if (!this.reconnect) {
+      this._setState('failed', {error: err});
+      return;
+    }
+    this._loop(err).catch(() => {});
+  }
+
+  // Closes the transports and consumers of the current session. Our
+  // producers stay (unpublished) so a reconnect can send them again.
+  _teardown(reason) {
+    for (const dir of ['send', 'recv']) clearTimeout(this._iceTimers[dir]);
+    for (const c of [...this.consumers.values()]) this._consumerGone(c, reason);
+    this._subscribing.clear();
+    if (this.recvTransport) this.recvTransport.close();
+    this.recvTransport = null;
+    if (this.sendTransport) {
+      this.sendTransport.close();
+      for (const p of this.localProducers) {
+        p.transceiver = null;
+        p._setId(null);
+      }
+    }
+    this.sendTransport = null;
+    this._sendTransportPromise = null;
+  }
+
+  /** Sends a request on the current connection. */
+  request(method, params) {
+    if (!this.signaling) return Promise.reject(new ConnectionError(`${method}: not connected`));
+    return this.signaling.request(method, params);
+  }
+
+  _notify(method, params) {
+    if (this.signaling) this.signaling.notify(method, params);
+  }
+
+  _onNotification({method, params}) {
+    switch (method) {
+      case 'peerJoined': {
+        const peer = params.peer;
+        const old = this.peers.get(peer.id);
+        this.peers.set(peer.id, peer);
+        emit(this, old ? 'peerupdated' : 'peerjoined', {peer});
+        break;
+      }
+      case 'peerLeft': {
+        const peer = this.peers.get(params.peerId);
+        if (!peer) break;
+        this.peers.delete(params.peerId);
+        emit(this, 'peerleft', {peer});
+        break;
+      }
+      case 'producerAdded': {
+        const p = params.producer;
+        if (!p || (this.me && p.peerId === this.me.id)) break;
+        this.producers.set(p.id, p);
+        emit(this, 'produceradded', {producer: p});
+        if (this.autoSubscribe && this.recvTransport) {
+          this.subscribe(p.id).catch((err) => this._subscribeFailed(p.id, err));
+        }
+        break;
+      }
+      case 'producerClosed': {
+        const p = this.producers.get(params.producerId);
+        for (const c of [...this.consumers.values()]) {
+          if (c.producerId === params.producerId) this._consumerGone(c, 'closed');
+        }
+        if (p) {
+          this.producers.delete(p.id);
+          emit(this, 'producerclosed', {producer: p});
+        }
+        break;
+      }
+      case 'producerPaused':
+      case 'producerResumed': {
+        const p = this.producers.get(params.producerId);
+        if (!p) break;
+        p.paused = method === 'producerPaused';
+        emit(this, p.paused ? 'producerpaused' : 'producerresumed', {producer: p});
+        break;
+      }
+      case 'consumerClosed': {
+        const c = this.consumers.get(params.consumerId);
+        if (c) this._consumerGone(c, 'closed');
+        break;
+      }
+      case 'transportOffer': {
+        const t = this.recvTransport;
+        if (!t || t.id !== params.transportId) {
+          console.warn('matinee: offer for unknown transport', params.transportId);
+          break;
+        }
+        t._onOffer(params).catch((err) => {
+          console.error('matinee: answering the receive transport failed', err);
+          if (!t.closed) this._dropConnection('answer-failed');
+        });
+        break;
+      }
+      case 'iceCandidate': {
+        const t = [this.sendTransport, this.recvTransport].find((x) => x && x.id === params.transportId);
+        if (t) t._addRemoteCandidate(params.candidate);
+        break;
+      }
+      case 'transportClosed': {
+        const t = [this.sendTransport, this.recvTransport].find((x) => x && x.id === params.transportId);
+        if (t) {
+          console.warn('matinee: transport closed by the server', params.reason);
+          this._dropConnection('transport-closed');
+        }
+        break;
+      }
+      case 'disconnected':
+        this._disconnectReason = params.reason ? `removed by the server: ${params.reason}` : 'removed by the server';
+        break;
+      default:
+        emit(this, 'notification', {method, params});
+    }
+  }
+
+  /** Subscribes to a producer of another peer; resolves with its Consumer. */
+  subscribe(producerId) {
+    const existing = this._subscribing.get(producerId);
+    if (existing) return existing;
+    const p = (async () => {
+      const info = await this.request('subscribe', {producerId});
+      let c = this.consumers.get(info.id);
+      if (!c) {
+        c = new Consumer(this, info);
+        this.consumers.set(c.id, c);
+      }
+      return c;
+    })();
+    this._subscribing.set(producerId, p);
+    p.catch(() => {
+      if (this._subscribing.get(producerId) === p) this._subscribing.delete(producerId);
+    });
+    return p;
+  }
+
+  _subscribeFailed(producerId, err) {
+    if (err instanceof ConnectionError) return; // the reconnect resubscribes
+    if (err instanceof RpcError && err.code === Codes.NOT_FOUND) return; // closed meanwhile
+    console.warn('matinee: subscribe', producerId, err);
+  }
+
+  // Applies a transportOffer's consumer list: new ones get their track,
+  // missing ones are gone.
+  _applyConsumers(transport, list) {
+    const listed = new Set();
+    for (const info of list) {
+      listed.add(info.id);
+      let c = this.consumers.get(info.id);
+      if (!c) {
+        c = new Consumer(this, info);
+        this.consumers.set(c.id, c);
+      }
+      c.mid = String(info.mid);
+      if (info.paused !== undefined) c.paused = !!info.paused;
+      if (c.track) continue;
+      const tr = transport.pc.getTransceivers().find((t) => t.mid === c.mid);
+      if (!tr) {
+        console.warn('matinee: no transceiver for consumer', c.id, 'mid', c.mid);
+        continue;
+      }
+      c.receiver = tr.receiver;
+      c.track = tr.receiver.track;
+      emit(this, 'consumer', {consumer: c});
+    }
+    for (const c of [...this.consumers.values()]) {
+      if (c.track && !listed.has(c.id)) this._consumerGone(c, 'closed');
+    }
+  }
+
+  _consumerGone(c, reason) {
+    if (!this.consumers.has(c.id)) return;
+    this.consumers.delete(c.id);
+    if (this._subscribing.has(c.producerId)) this._subscribing.delete(c.producerId);
+    c.closed = true;
+    emit(c, 'close', {reason});
+    if (c.track) emit(this, 'consumerclosed', {consumer: c, reason});
+  }
+
+  _ensureSendTransport() {
+    if (!this._sendTransportPromise) {
+      this._sendTransportPromise = (async () => {
+        const {transportId} = await this.request('createTransport', {direction: 'send'});
+        this.sendTransport = this._watch(new SendTransport(this, transportId, this.iceServers));
+        return this.sendTransport;
+      })();
+      this._sendTransportPromise.catch(() => {
+        this._sendTransportPromise = null;
+      });
+    }
+    return this._sendTransportPromise;
+  }
+
+  /**
+   * Sends tracks, negotiated together. Each spec is
+   *   {track, appData, streams, encodings, degradationPreference, opus: {stereo, maxAverageBitrate}}.
+   * Resolves with one Producer per spec once the SFU has answered.
+   */
+  async produce(specs) {
+    if (this.state !== 'joined') throw new ConnectionError('produce: not joined');
+    const list = Array.isArray(specs) ? specs : [specs];
+    const producers = list.map((s) => new Producer(this, s));
+    for (const p of producers) this.localProducers.add(p);
+    try {
+      const t = await this._ensureSendTransport();
+      t._attach(producers);
+      await t.negotiate();
+    } catch (err) {
+      for (const p of producers) {
+        this.localProducers.delete(p);
+        if (this.sendTransport && p.transceiver) this.sendTransport._detach(p);
+      }
+      throw err;
+    }
+    return Array.isArray(specs) ? producers : producers[0];
+  }
+
+  async _closeProducer(p) {
+    this.localProducers.delete(p);
+    const t = this.sendTransport;
+    const id = p.id;
+    if (t && p.transceiver) t._detach(p);
+    if (id && this.state === 'joined') {
+      try {
+        await this.request('closeProducer', {producerId: id});
+      } catch (err) {
+        if (!(err instanceof RpcError && err.code === Codes.NOT_FOUND)) console.warn('matinee: closeProducer', err);
+      }
+    }
+    if (t && !t.closed && this.state === 'joined') {
+      try {
+        await t.negotiate();
+      } catch (err) {
+        console.warn('matinee: renegotiate after close', err);
+      }
+    }
+  }
+
+  /** Leaves the room and closes the connection; the Client is done. */
+  async close() {
+    if (this.state === 'closed') return;
+    const wasJoined = this.state === 'joined';
+    this._setState('closed');
+    this.retryNow();
+    for (const p of this.localProducers) p.closed = true;
+    this.localProducers.clear();
+    this._teardown('closed');
+    if (this.signaling) {
+      if (wasJoined) {
+        try {
+          await Promise.race([this.signaling.request('leave'), new Promise((r) => setTimeout(r, 500))]);
+        } catch {
+          // leaving anyway
+        }
+      }
+      this.signaling.close(1000, 'leave');
+    }
+  }
+}

@@ -1,0 +1,244 @@
+// Package web serves Matinee's browser client: the lobby at /, the room page
+// at /r/{room} and the static assets under /static/. Everything is embedded
+// in the binary; there is no build step and no third-party code.
+//
+// Assets are addressed with a content-hash query (/static/room.js?v=1a2b3c4d)
+// which the HTML pages carry and an import map applies to module imports, so
+// a versioned asset may be cached for a year while the pages themselves are
+// always revalidated.
+package web
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+//go:embed static
+var staticFS embed.FS
+
+// contentTypes maps the extensions the client uses to their media types; the
+// system's MIME tables are not consulted so that every host serves the same.
+var contentTypes = map[string]string{
+	".html":        "text/html; charset=utf-8",
+	".js":          "text/javascript; charset=utf-8",
+	".css":         "text/css; charset=utf-8",
+	".svg":         "image/svg+xml",
+	".png":         "image/png",
+	".json":        "application/json",
+	".webmanifest": "application/manifest+json",
+}
+
+// asset is one embedded file, prepared for serving.
+type asset struct {
+	name  string // path below static/, e.g. "room.js"
+	ctype string
+	body  []byte
+	gz    []byte // gzip of body, nil when it does not pay
+	etag  string // quoted strong ETag of body
+	ver   string // short content hash used as ?v=
+}
+
+// site is everything Handler serves, built once from the embedded files.
+type site struct {
+	assets map[string]*asset // by name below static/
+	lobby  *asset
+	room   *asset
+	csp    string
+}
+
+// Handler returns the handler for the browser client. It claims "/" (the
+// lobby), "/r/{room}" (the room page, the same for every room) and
+// "/static/"; every other path answers 404 so that the server may mount it
+// at "/" beside its own endpoints.
+func Handler() http.Handler {
+	s, err := build(staticFS)
+	if err != nil {
+		// The files are embedded at compile time; failing here is a bug
+		// in this package, caught by its tests.
+		panic(fmt.Sprintf("web: %v", err))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.lobby) })
+	mux.HandleFunc("GET /r/{room}", func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.room) })
+	mux.HandleFunc("GET /static/{file...}", s.static)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		setCommonHeaders(w)
+		http.Error(w, "404 page not found", http.StatusNotFound)
+	})
+	return mux
+}
+
+func build(fsys embed.FS) (*site, error) {
+	sub, err := fs.Sub(fsys, "static")
+	if err != nil {
+		return nil, err
+	}
+	s := &site{assets: map[string]*asset{}}
+	err = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		body, err := fs.ReadFile(sub, p)
+		if err != nil {
+			return err
+		}
+		ct, ok := contentTypes[path.Ext(p)]
+		if !ok {
+			return fmt.Errorf("static/%s: no content type for %q", p, path.Ext(p))
+		}
+		s.assets[p] = newAsset(p, ct, body)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Versioned URLs for every asset, and an import map so that the
+	// modules' relative imports get the versioned URLs too.
+	names := make([]string, 0, len(s.assets))
+	for n := range s.assets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	imports := map[string]string{}
+	var pairs []string
+	for _, n := range names {
+		a := s.assets[n]
+		u := "/static/" + n
+		pairs = append(pairs, `"`+u+`"`, `"`+u+"?v="+a.ver+`"`)
+		if strings.HasSuffix(n, ".js") {
+			imports[u] = u + "?v=" + a.ver
+		}
+	}
+	im, err := json.Marshal(map[string]any{"imports": imports})
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(im)
+	s.csp = strings.Join([]string{
+		"default-src 'self'",
+		"script-src 'self' 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'",
+		"style-src 'self'",
+		"img-src 'self' data: blob:",
+		"media-src 'self' blob: mediastream:",
+		"connect-src 'self' ws: wss:",
+		"worker-src 'self' blob:",
+		"frame-ancestors 'none'",
+		"base-uri 'none'",
+		"form-action 'self'",
+	}, "; ")
+	versioned := strings.NewReplacer(pairs...)
+	importMap := `<script type="importmap">` + string(im) + `</script>`
+
+	page := func(name string) (*asset, error) {
+		a, ok := s.assets[name]
+		if !ok {
+			return nil, fmt.Errorf("static/%s missing", name)
+		}
+		html := versioned.Replace(string(a.body))
+		if !strings.Contains(html, "<!--importmap-->") {
+			return nil, fmt.Errorf("static/%s: no <!--importmap--> placeholder", name)
+		}
+		html = strings.Replace(html, "<!--importmap-->", importMap, 1)
+		return newAsset(name, a.ctype, []byte(html)), nil
+	}
+	if s.lobby, err = page("index.html"); err != nil {
+		return nil, err
+	}
+	if s.room, err = page("room.html"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newAsset(name, ctype string, body []byte) *asset {
+	sum := sha256.Sum256(body)
+	a := &asset{
+		name:  name,
+		ctype: ctype,
+		body:  body,
+		etag:  `"` + hex.EncodeToString(sum[:16]) + `"`,
+		ver:   hex.EncodeToString(sum[:5]),
+	}
+	if len(body) > 512 && !strings.HasPrefix(ctype, "image/png") {
+		var b bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+		zw.Write(body)
+		zw.Close()
+		if b.Len() < len(body)*9/10 {
+			a.gz = b.Bytes()
+		}
+	}
+	return a
+}
+
+func setCommonHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+}
+
+// page serves one of the two HTML documents; they are small and always
+// revalidated, so a new release is picked up at the next load.
+func (s *site) page(w http.ResponseWriter, r *http.Request, a *asset) {
+	setCommonHeaders(w)
+	w.Header().Set("Content-Security-Policy", s.csp)
+	w.Header().Set("Cache-Control", "no-cache")
+	serve(w, r, a)
+}
+
+func (s *site) static(w http.ResponseWriter, r *http.Request) {
+	setCommonHeaders(w)
+	a, ok := s.assets[r.PathValue("file")]
+	if !ok || strings.HasSuffix(a.name, ".html") {
+		http.Error(w, "404 page not found", http.StatusNotFound)
+		return
+	}
+	if v := r.URL.Query().Get("v"); v != "" && v == a.ver {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		// Unversioned (or stale-versioned) URLs are revalidated every
+		// time; the ETag makes that a 304.
+		w.Header().Set("Cache-Control", "no-cache")
+	}
+	serve(w, r, a)
+}
+
+func serve(w http.ResponseWriter, r *http.Request, a *asset) {
+	h := w.Header()
+	h.Set("Content-Type", a.ctype)
+	body, etag := a.body, a.etag
+	if a.gz != nil {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			body = a.gz
+			etag = strings.TrimSuffix(a.etag, `"`) + `-gz"`
+			h.Set("Content-Encoding", "gzip")
+		}
+	}
+	h.Set("ETag", etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
+}
