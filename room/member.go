@@ -103,6 +103,7 @@ func (mb *Member) remove(reason string) {
 	}
 	mb.gone = true
 	send, recv := mb.send, mb.recv
+	wasHost := mb.role == RoleHost
 	mb.mu.Unlock()
 	r := mb.room
 	if recv != nil {
@@ -120,7 +121,7 @@ func (mb *Member) remove(reason string) {
 		}
 	}
 	var newHost *Member
-	if mb.role == RoleHost {
+	if wasHost {
 		for _, id := range r.order {
 			newHost = r.members[id]
 			break

@@ -188,16 +188,15 @@ func sameCodec(a, b webrtc.RTPCodecCapability) bool {
 }
 
 // pickCodec chooses, among a client's negotiated codecs of one kind, the
-// one the router prefers, and the RTX codec that repairs it (if any).
+// first (in the client's order of preference) that the router accepts, and
+// the RTX codec that repairs it (if any). The client decides because only
+// it knows what its encoder can produce; Matinee's web client lists H.264
+// first.
 func pickCodec(codecs []webrtc.RTPCodecParameters) (main webrtc.RTPCodecParameters, rtx *webrtc.RTPCodecParameters, ok bool) {
-	best := -1
 	for _, c := range codecs {
-		r := codecRank(c.RTPCodecCapability)
-		if r < 0 {
-			continue
-		}
-		if best < 0 || r < best {
-			best, main, ok = r, c, true
+		if codecRank(c.RTPCodecCapability) >= 0 {
+			main, ok = c, true
+			break
 		}
 	}
 	if !ok {

@@ -48,7 +48,8 @@ type Producer struct {
 	closed    bool
 	onClose   []func()
 
-	paused atomic.Bool
+	paused     atomic.Bool
+	closedFlag atomic.Bool
 }
 
 // layer is one simulcast encoding (or the only one).
@@ -166,7 +167,6 @@ func (p *Producer) layerIndex(rid string, ssrc uint32) int {
 		idx = 2
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if idx < 0 {
 		for i := range p.layers {
 			if p.layers[i].rid == rid || p.layers[i].ssrc.Load() == 0 {
@@ -175,13 +175,18 @@ func (p *Producer) layerIndex(rid string, ssrc uint32) int {
 			}
 		}
 		if idx < 0 {
+			p.mu.Unlock()
 			return -1
 		}
 	}
 	l := &p.layers[idx]
 	l.rid = rid
-	if l.ssrc.Swap(ssrc) != ssrc {
+	fresh := l.ssrc.Swap(ssrc) != ssrc
+	if fresh {
 		l.active.Store(true)
+	}
+	p.mu.Unlock()
+	if fresh {
 		// A new layer may be better than what consumers get now.
 		for _, c := range *p.consumers.Load() {
 			c.layersChanged()
@@ -295,11 +300,7 @@ func (p *Producer) sendPLI(l *layer) {
 	}
 }
 
-func (p *Producer) isClosed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closed
-}
+func (p *Producer) isClosed() bool { return p.closedFlag.Load() }
 
 // Close closes the producer and all its consumers.
 func (p *Producer) Close() {
@@ -309,6 +310,7 @@ func (p *Producer) Close() {
 		return
 	}
 	p.closed = true
+	p.closedFlag.Store(true)
 	cs := *p.consumers.Load()
 	empty := []*Consumer{}
 	p.consumers.Store(&empty)

@@ -70,14 +70,27 @@ func Handler() http.Handler {
 		panic(fmt.Sprintf("web: %v", err))
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.lobby) })
-	mux.HandleFunc("GET /r/{room}", func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.room) })
-	mux.HandleFunc("GET /static/{file...}", s.static)
+	mux.Handle("/{$}", readOnly(func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.lobby) }))
+	mux.Handle("/r/{room}", readOnly(func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.room) }))
+	mux.Handle("/static/{file...}", readOnly(s.static))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		setCommonHeaders(w)
 		http.Error(w, "404 page not found", http.StatusNotFound)
 	})
 	return mux
+}
+
+// readOnly answers 405 to anything but GET and HEAD.
+func readOnly(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			setCommonHeaders(w)
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		h(w, r)
+	})
 }
 
 func build(fsys embed.FS) (*site, error) {

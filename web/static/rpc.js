@@ -141,7 +141,7 @@ export class Signaling extends EventTarget {
       console.warn('matinee: unparsable signalling message', data);
       return;
     }
-    if (msg.id !== undefined && msg.id !== null && (('result' in msg) || ('error' in msg))) {
+    if (msg.id !== undefined && msg.id !== null && typeof msg.method !== 'string') {
       const p = this._pending.get(msg.id);
       if (!p) return;
       this._pending.delete(msg.id);

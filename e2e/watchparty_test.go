@@ -1,0 +1,362 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// view is what a tab shows and receives, read by probeJS.
+type view struct {
+	State string  `json:"state"` // the Client's state
+	Conn  string  `json:"conn"`  // data-state of the connection-state badge
+	Peer  string  `json:"peer"`  // our peer id
+	Mark  bool    `json:"mark"`  // window.__e2eMark survived (no reload)
+	Count int     `json:"count"` // entries in the participant list
+	Tiles []tileV `json:"tiles"`
+	Video *rtpIn  `json:"video"`
+	Audio *rtpIn  `json:"audio"`
+}
+
+type tileV struct {
+	W      int  `json:"w"`
+	H      int  `json:"h"`
+	Paused bool `json:"paused"`
+}
+
+type rtpIn struct {
+	Source   string  `json:"source"`
+	Frames   int     `json:"frames"`
+	Level    float64 `json:"level"`
+	Energy   float64 `json:"energy"`
+	Packets  int     `json:"packets"`
+	Channels int     `json:"channels"`
+	Mime     string  `json:"mime"`
+	Fmtp     string  `json:"fmtp"`
+}
+
+func (v view) String() string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// probeJS reads a tab's state: the page's remote videos, and the
+// inbound-rtp statistics of its screen-share consumers.
+const probeJS = `(async () => {
+  const app = window.__matinee, c = app && app.client;
+  const out = {state: c ? c.state : '', peer: c && c.me ? c.me.id : '', mark: !!window.__e2eMark,
+    conn: document.querySelector('[data-testid=connection-state]')?.dataset.state || '',
+    count: document.querySelectorAll('[data-testid=participant]').length,
+    tiles: [...document.querySelectorAll('[data-testid=remote-video]')].map((v) => ({w: v.videoWidth, h: v.videoHeight, paused: v.paused})),
+    video: null, audio: null};
+  if (c) {
+    for (const co of c.consumers.values()) {
+      if (!co.track || co.appData.source !== 'screen') continue;
+      const r = await co.getStats();
+      r.forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        const codec = s.codecId ? r.get(s.codecId) : null;
+        out[s.kind] = {source: co.appData.source, frames: s.framesDecoded || 0, level: s.audioLevel || 0,
+          energy: s.totalAudioEnergy || 0, packets: s.packetsReceived || 0,
+          channels: codec ? codec.channels || 0 : 0, mime: codec ? codec.mimeType : '', fmtp: codec ? codec.sdpFmtpLine || '' : ''};
+      });
+    }
+  }
+  return out;
+})()`
+
+func (tb *tab) probe() (view, error) {
+	var v view
+	err := tb.eval(probeJS, &v)
+	return v, err
+}
+
+// waitJoined waits for the connection badge to say connected.
+func waitJoined(t *testing.T, tb *tab, timeout time.Duration) {
+	t.Helper()
+	waitUntil(t, timeout, tb.name+" joins", func() (bool, string) {
+		v, err := tb.probe()
+		if err != nil {
+			return false, err.Error()
+		}
+		return v.State == "joined" && v.Conn == "connected", v.String()
+	})
+}
+
+// waitPlaying waits until tb plays one remote screen share: a video
+// element with a picture, frames being decoded, and sound above silence.
+func waitPlaying(tb *tab, timeout time.Duration) (time.Duration, error) {
+	firstFrames := -1
+	heard := false
+	return poll(timeout, tb.name+" plays the share", func() (bool, string) {
+		v, err := tb.probe()
+		if err != nil {
+			return false, err.Error()
+		}
+		if v.Audio != nil && v.Audio.Level > 0 {
+			heard = true
+		}
+		if len(v.Tiles) != 1 || v.Tiles[0].W == 0 || v.Tiles[0].Paused || v.Video == nil || v.Video.Frames == 0 {
+			return false, v.String()
+		}
+		if firstFrames < 0 {
+			firstFrames = v.Video.Frames
+		}
+		rising := v.Video.Frames > firstFrames
+		return rising && heard, fmt.Sprintf("frames %d→%d, audio heard %v: %s", firstFrames, v.Video.Frames, heard, v)
+	})
+}
+
+// allPlay waits, in parallel, for every viewer to play the share within
+// budget of since.
+func allPlay(t *testing.T, viewers []*tab, since time.Time, budget time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(viewers))
+	took := make([]time.Duration, len(viewers))
+	for i, v := range viewers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = waitPlaying(v, budget-time.Since(since))
+			took[i] = time.Since(since)
+		}()
+	}
+	wg.Wait()
+	var report []string
+	for i, v := range viewers {
+		report = append(report, fmt.Sprintf("%s %.2fs", v.name, took[i].Seconds()))
+		if errs[i] != nil {
+			t.Error(errs[i])
+		}
+	}
+	t.Logf("playing (video frames rising, audio level > 0) after: %s", strings.Join(report, ", "))
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// noneShow waits for every viewer to have no remote video left.
+func noneShow(t *testing.T, viewers []*tab, budget time.Duration) {
+	t.Helper()
+	for _, v := range viewers {
+		waitUntil(t, budget, v.name+" drops the tile", func() (bool, string) {
+			p, err := v.probe()
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(p.Tiles) == 0, p.String()
+		})
+	}
+}
+
+func TestWatchParty(t *testing.T) {
+	base := startServer(t, nil)
+	b := newBrowser(t)
+
+	// A creates a room from the lobby.
+	a := b.newTab("A")
+	a.do(t,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Ana"),
+		chromedp.Click(chromedp.CSS(`[data-testid=create-room]`)),
+	)
+	var roomURL string
+	waitUntil(t, 10*time.Second, "A lands on a room page", func() (bool, string) {
+		_ = a.eval(`location.href`, &roomURL)
+		return strings.Contains(roomURL, "/r/"), roomURL
+	})
+	waitJoined(t, a, 10*time.Second)
+	u, _ := url.Parse(roomURL)
+	t.Logf("room %s", u.Path)
+
+	// B–E open the link, give their names and join.
+	var viewers []*tab
+	for _, n := range []string{"B", "C", "D", "E"} {
+		v := b.newTab(n)
+		v.do(t,
+			chromedp.Navigate(roomURL),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Viewer "+n),
+			chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+		)
+		viewers = append(viewers, v)
+	}
+	for _, v := range append([]*tab{a}, viewers...) {
+		waitJoined(t, v, 10*time.Second)
+		waitUntil(t, 5*time.Second, v.name+" lists everyone", func() (bool, string) {
+			p, err := v.probe()
+			if err != nil {
+				return false, err.Error()
+			}
+			return p.Count == 5, strconv.Itoa(p.Count) + " participants"
+		})
+	}
+
+	share := func() time.Time {
+		t.Helper()
+		start := time.Now()
+		a.do(t, chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`)))
+		return start
+	}
+
+	t.Run("share reaches everyone", func(t *testing.T) {
+		allPlay(t, viewers, share(), 5*time.Second)
+	})
+
+	t.Run("stereo high-bitrate audio", func(t *testing.T) {
+		var sent struct {
+			Offer, Answer, Mid string
+		}
+		a.mustEval(t, `(() => {
+		  const tr = window.__matinee.client.sendTransport;
+		  const p = [...tr.producers].find((p) => p.kind === 'audio');
+		  return {offer: tr.lastOffer, answer: tr.pc.remoteDescription.sdp, mid: p ? p.mid : ''};
+		})()`, &sent)
+		if sent.Mid == "" {
+			t.Fatal("A publishes no screen audio")
+		}
+		offer := opusFmtp(sent.Offer, sent.Mid)
+		if offer["stereo"] != "1" {
+			t.Errorf("published offer: Opus fmtp %v lacks stereo=1", offer)
+		}
+		if br, _ := strconv.Atoi(offer["maxaveragebitrate"]); br < 128000 {
+			t.Errorf("published offer: Opus maxaveragebitrate %q, want ≥ 128000", offer["maxaveragebitrate"])
+		}
+		if ans := opusFmtp(sent.Answer, sent.Mid); ans["stereo"] != "1" {
+			t.Errorf("A's encoder is not told to send stereo: answer fmtp %v", ans)
+		}
+
+		for _, v := range viewers {
+			var got struct{ Offer, Answer string }
+			v.mustEval(t, `(() => { const tr = window.__matinee.client.recvTransport;
+			  return {offer: tr.pc.remoteDescription.sdp, answer: tr.pc.localDescription.sdp}; })()`, &got)
+			if f := opusFmtp(got.Answer, ""); f["stereo"] != "1" {
+				t.Errorf("%s decodes mono: its answer's Opus fmtp is %v", v.name, f)
+			}
+			p, err := v.probe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Audio == nil || p.Audio.Channels != 2 || !strings.Contains(p.Audio.Fmtp, "stereo=1") {
+				t.Errorf("%s: inbound audio codec %+v, want 2 channels with stereo=1", v.name, p.Audio)
+			}
+		}
+		// The strongest check: the Opus frames that arrive are coded in
+		// stereo (the TOC byte's s bit), read with an encoded transform.
+		var frames struct {
+			Supported bool `json:"supported"`
+			Total     int  `json:"total"`
+			Stereo    int  `json:"stereo"`
+		}
+		viewers[0].mustEval(t, stereoFramesJS, &frames)
+		if !frames.Supported {
+			t.Log("RTCRtpScriptTransform is not available; skipped the Opus TOC check")
+		} else {
+			t.Logf("%s: %d of %d Opus frames are stereo", viewers[0].name, frames.Stereo, frames.Total)
+			if frames.Total < 10 || frames.Stereo < frames.Total*9/10 {
+				t.Errorf("%s: %d of %d received Opus frames are stereo", viewers[0].name, frames.Stereo, frames.Total)
+			}
+		}
+	})
+
+	t.Run("stop and share again", func(t *testing.T) {
+		a.do(t, chromedp.Click(chromedp.CSS(`[data-testid=stop-share]`)))
+		noneShow(t, viewers, 5*time.Second)
+		allPlay(t, viewers, share(), 5*time.Second)
+	})
+
+	t.Run("reload rejoins", func(t *testing.T) {
+		bv := viewers[0]
+		before, err := bv.probe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bv.do(t, chromedp.Reload())
+		waitJoined(t, bv, 10*time.Second)
+		after, err := bv.probe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Peer == before.Peer {
+			t.Fatalf("peer id %s unchanged: did the page reload?", after.Peer)
+		}
+		if _, err := waitPlaying(bv, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("lost websocket reconnects", func(t *testing.T) {
+		bv := viewers[0]
+		var before view
+		bv.mustEval(t, `window.__e2eMark = true`, nil)
+		before, err := bv.probe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bv.mustEval(t, `window.__matinee.client.ws.close(), true`, nil)
+		waitUntil(t, 10*time.Second, "B rejoins as a new peer", func() (bool, string) {
+			p, err := bv.probe()
+			if err != nil {
+				return false, err.Error()
+			}
+			return p.State == "joined" && p.Conn == "connected" && p.Peer != before.Peer, p.String()
+		})
+		if _, err := waitPlaying(bv, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := bv.probe()
+		if !p.Mark {
+			t.Fatal("the page reloaded instead of reconnecting by itself")
+		}
+		// The others saw B leave and come back: still five people.
+		for _, v := range append([]*tab{a}, viewers[1:]...) {
+			waitUntil(t, 5*time.Second, v.name+" lists everyone", func() (bool, string) {
+				p, err := v.probe()
+				if err != nil {
+					return false, err.Error()
+				}
+				return p.Count == 5, strconv.Itoa(p.Count) + " participants"
+			})
+		}
+	})
+
+	t.Run("stop removes tiles everywhere", func(t *testing.T) {
+		a.do(t, chromedp.Click(chromedp.CSS(`[data-testid=stop-share]`)))
+		noneShow(t, viewers, 5*time.Second)
+	})
+}
+
+// stereoFramesJS counts, for one second, the received screen-share Opus
+// frames and those whose TOC byte has the stereo flag (RFC 6716 §3.1).
+const stereoFramesJS = `(async () => {
+  if (typeof RTCRtpScriptTransform !== 'function') return {supported: false, total: 0, stereo: 0};
+  const c = window.__matinee.client;
+  const co = [...c.consumers.values()].find((x) => x.kind === 'audio' && x.track && x.appData.source === 'screen');
+  if (!co) throw new Error('no screen audio consumer');
+  const src = 'onrtctransform = (ev) => { const t = ev.transformer; let total = 0, stereo = 0;' +
+    ' t.readable.pipeThrough(new TransformStream({transform(f, ctl) { const b = new Uint8Array(f.data);' +
+    ' if (b.length > 0) { total++; if (b[0] & 4) stereo++; } ctl.enqueue(f); }})).pipeTo(t.writable);' +
+    ' t.options.port.onmessage = () => t.options.port.postMessage({total, stereo}); };';
+  const worker = new Worker(URL.createObjectURL(new Blob([src], {type: 'text/javascript'})));
+  const ch = new MessageChannel();
+  co.receiver.transform = new RTCRtpScriptTransform(worker, {port: ch.port2}, [ch.port2]);
+  await new Promise((r) => setTimeout(r, 1500));
+  const res = await new Promise((resolve) => { ch.port1.onmessage = (e) => resolve(e.data); ch.port1.postMessage('count'); });
+  co.receiver.transform = null;
+  worker.terminate();
+  return {supported: true, total: res.total, stereo: res.stereo};
+})()`

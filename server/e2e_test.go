@@ -1,0 +1,303 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/testpeer"
+	"github.com/matinee-dev/matinee/server"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// start runs a server on loopback and returns its /ws URL.
+func start(t *testing.T, edit func(*config.Config)) (*server.Server, string) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.UDPPort = 0
+	cfg.ICELoopbackOnly = true
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := server.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		_ = srv.Close()
+		hs.Close()
+	})
+	return srv, "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+}
+
+func dial(t *testing.T, url string, o testpeer.Options) *testpeer.Client {
+	t.Helper()
+	api, err := testpeer.NewAPI(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := testpeer.Dial(ctx, url, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// subscriber is a receiving test client with its sinks by kind.
+type subscriber struct {
+	c        *testpeer.Client
+	mu       sync.Mutex
+	sinks    map[string]*testpeer.Sink
+	subAt    time.Time
+	gotTrack chan string
+}
+
+func newSubscriber(t *testing.T, ctx context.Context, url, name string, o testpeer.Options) *subscriber {
+	t.Helper()
+	s := &subscriber{c: dial(t, url, o), sinks: map[string]*testpeer.Sink{}, gotTrack: make(chan string, 4)}
+	s.c.OnTrack = func(tr *webrtc.TrackRemote, co testpeer.Consumer) {
+		sink := testpeer.NewSink(tr)
+		s.mu.Lock()
+		s.sinks[tr.Kind().String()] = sink
+		s.mu.Unlock()
+		s.gotTrack <- tr.Kind().String()
+	}
+	ps, err := s.c.Join(ctx, "party", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.StartReceiving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.subAt = time.Now()
+	for _, p := range ps {
+		if _, err := s.c.Subscribe(ctx, p.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func (s *subscriber) sink(kind string) *testpeer.Sink {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sinks[kind]
+}
+
+// checkExact asserts that got is a run of sent, starting wherever the
+// subscriber started: byte-identical payloads, in order, with continuous
+// sequence numbers and timestamps that advance exactly as the source's.
+func checkExact(t *testing.T, who string, sent, got []testpeer.Packet) {
+	t.Helper()
+	if len(got) < 20 {
+		t.Fatalf("%s: only %d packets received", who, len(got))
+	}
+	start := -1
+	for i, p := range sent {
+		if bytes.Equal(p.Payload, got[0].Payload) {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		t.Fatalf("%s: first received payload was never sent", who)
+	}
+	for k := 1; k < len(got); k++ {
+		i := start + k
+		if i >= len(sent) {
+			t.Fatalf("%s: received more packets than sent", who)
+		}
+		if !bytes.Equal(sent[i].Payload, got[k].Payload) {
+			t.Fatalf("%s: packet %d differs from sent packet %d", who, k, i)
+		}
+		if got[k].Seq != got[k-1].Seq+1 {
+			t.Fatalf("%s: sequence jumps from %d to %d at packet %d", who, got[k-1].Seq, got[k].Seq, k)
+		}
+		if got[k].TS-got[k-1].TS != sent[i].TS-sent[i-1].TS {
+			t.Fatalf("%s: timestamp step %d, source had %d", who, got[k].TS-got[k-1].TS, sent[i].TS-sent[i-1].TS)
+		}
+		if got[k].Marker != sent[i].Marker {
+			t.Fatalf("%s: marker bit differs at packet %d", who, k)
+		}
+	}
+}
+
+func TestPublishSubscribeEndToEnd(t *testing.T) {
+	_, url := start(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	pub := dial(t, url, testpeer.Options{})
+	if _, err := pub.Join(ctx, "party", "publisher"); err != nil {
+		t.Fatal(err)
+	}
+	video, err := testpeer.NewVideoSource("screen-video", "screen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	audio, err := testpeer.NewAudioSource("screen-audio", "screen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vt := &testpeer.Track{Track: video.Track, AppData: map[string]any{"source": "screen"}}
+	at := &testpeer.Track{Track: audio.Track, AppData: map[string]any{"source": "screen"}}
+	producers, err := pub.Publish(ctx, vt, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(producers) != 2 || producers[0].AppData["source"] != "screen" {
+		t.Fatalf("producers = %+v", producers)
+	}
+	go video.ServeRTCP(vt.Sender)
+	go func() {
+		for {
+			if _, _, err := at.Sender.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	// Keyframes only every 10 s: a late joiner depends on its PLI reaching
+	// the publisher.
+	go func() { defer wg.Done(); video.Run(stop, 300) }()
+	go func() { defer wg.Done(); audio.Run(stop) }()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	var dropped atomic.Int64
+	subs := []*subscriber{
+		newSubscriber(t, ctx, url, "s1", testpeer.Options{}),
+		newSubscriber(t, ctx, url, "s2", testpeer.Options{}),
+		newSubscriber(t, ctx, url, "lossy", testpeer.Options{InboundLoss: 0.05, Dropped: &dropped}),
+	}
+	time.Sleep(4 * time.Second)
+
+	// A late joiner: its first video must arrive within 1 s, which (with
+	// keyframes 10 s apart) only a forwarded PLI makes possible.
+	plisBefore := video.PLIs()
+	late := newSubscriber(t, ctx, url, "late", testpeer.Options{})
+	deadline := time.After(5 * time.Second)
+	var firstVideo time.Time
+	for firstVideo.IsZero() {
+		select {
+		case <-deadline:
+			t.Fatal("late joiner got no video")
+		case <-time.After(10 * time.Millisecond):
+			if s := late.sink("video"); s != nil {
+				if g := s.Got(); len(g) > 0 {
+					firstVideo = g[0].At
+				}
+			}
+		}
+	}
+	if d := firstVideo.Sub(late.subAt); d > time.Second {
+		t.Errorf("late joiner's first keyframe after %v, want ≤ 1s", d)
+	} else {
+		t.Logf("late joiner's first keyframe after %v", d.Round(time.Millisecond))
+	}
+	if video.PLIs() <= plisBefore {
+		t.Error("no PLI reached the publisher for the late joiner")
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	time.Sleep(1500 * time.Millisecond) // let retransmissions finish
+
+	sentV, sentA := video.Sent(), audio.Sent()
+	for _, s := range append(subs[:2:2], late) {
+		checkExact(t, "video", sentV, s.sink("video").Got())
+		checkExact(t, "audio", sentA, s.sink("audio").Got())
+	}
+
+	// The lossy subscriber: NACK/RTX must recover ≥ 99% of what was sent
+	// after it started.
+	lossy := subs[2]
+	got := lossy.sink("video").Got()
+	if dropped.Load() == 0 {
+		t.Fatal("loss injection dropped nothing")
+	}
+	have := map[string]bool{}
+	for _, p := range got {
+		have[string(p.Payload)] = true
+	}
+	first := -1
+	for i, p := range sentV {
+		if have[string(p.Payload)] {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		t.Fatal("lossy subscriber received no video")
+	}
+	recovered := 0
+	for _, p := range sentV[first:] {
+		if have[string(p.Payload)] {
+			recovered++
+		}
+	}
+	ratio := float64(recovered) / float64(len(sentV)-first)
+	t.Logf("lossy subscriber: %d datagrams dropped, %d/%d video packets delivered (%.2f%%)", dropped.Load(), recovered, len(sentV)-first, 100*ratio)
+	if ratio < 0.99 {
+		t.Errorf("NACK/RTX recovered %.2f%% of packets, want ≥ 99%%", 100*ratio)
+	}
+
+	// The publisher leaves: every consumer closes and everyone is told.
+	pub.Close()
+	for _, s := range append(subs, late) {
+		closed := 0
+		var left, prodClosed bool
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		for closed < 2 || !left || prodClosed == false {
+			ev, err := nextEvent(wctx, s.c)
+			if err != nil {
+				t.Fatalf("after publisher left: consumerClosed %d/2, peerLeft %v, producerClosed %v: %v", closed, left, prodClosed, err)
+			}
+			switch ev.Method {
+			case "consumerClosed":
+				closed++
+			case "peerLeft":
+				left = true
+			case "producerClosed":
+				prodClosed = true
+			}
+		}
+		wcancel()
+	}
+}
+
+func nextEvent(ctx context.Context, c *testpeer.Client) (testpeer.Event, error) {
+	select {
+	case <-ctx.Done():
+		return testpeer.Event{}, ctx.Err()
+	case ev := <-c.Events:
+		return ev, nil
+	}
+}
+
+var _ = json.Marshal
