@@ -108,20 +108,26 @@ func newBrowser(t *testing.T) *browser {
 	}
 	b := &browser{t: t, ctx: bctx}
 	t.Cleanup(func() {
+		b.saveArtifacts()
+		b.mu.Lock()
+		for _, tb := range b.tabs {
+			tb.cancel()
+		}
+		b.mu.Unlock()
 		if err := chromedp.Cancel(bctx); err != nil {
 			t.Logf("close chromium: %v", err)
 		}
 		bcancel()
 		acancel()
 	})
-	t.Cleanup(b.saveArtifacts) // runs first (cleanups are LIFO)
 	return b
 }
 
 // tab is one page in its own browser context, with its console kept.
 type tab struct {
-	name string
-	ctx  context.Context
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu  sync.Mutex
 	log bytes.Buffer
@@ -130,12 +136,11 @@ type tab struct {
 func (b *browser) newTab(name string) *tab {
 	b.t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
-	tb := &tab{name: name, ctx: ctx}
+	tb := &tab{name: name, ctx: ctx, cancel: cancel}
 	if err := chromedp.Listen(ctx, tb.onEvent); err != nil {
 		cancel()
 		b.t.Fatalf("tab %s: %v", name, err)
 	}
-	b.t.Cleanup(cancel)
 	b.mu.Lock()
 	b.tabs = append(b.tabs, tb)
 	b.mu.Unlock()

@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -71,6 +70,11 @@ type subscriber struct {
 
 func newSubscriber(t *testing.T, ctx context.Context, url, name string, o testpeer.Options) *subscriber {
 	t.Helper()
+	return newSubscriberIn(t, ctx, url, "party", name, o)
+}
+
+func newSubscriberIn(t *testing.T, ctx context.Context, url, room, name string, o testpeer.Options) *subscriber {
+	t.Helper()
 	s := &subscriber{c: dial(t, url, o), sinks: map[string]*testpeer.Sink{}, gotTrack: make(chan string, 4)}
 	s.c.OnTrack = func(tr *webrtc.TrackRemote, co testpeer.Consumer) {
 		sink := testpeer.NewSink(tr)
@@ -79,7 +83,7 @@ func newSubscriber(t *testing.T, ctx context.Context, url, name string, o testpe
 		s.mu.Unlock()
 		s.gotTrack <- tr.Kind().String()
 	}
-	ps, err := s.c.Join(ctx, "party", name)
+	ps, err := s.c.Join(ctx, room, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,5 +303,3 @@ func nextEvent(ctx context.Context, c *testpeer.Client) (testpeer.Event, error) 
 		return ev, nil
 	}
 }
-
-var _ = json.Marshal

@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 
+	"github.com/matinee-dev/matinee/certs"
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/lanaddr"
 	"github.com/matinee-dev/matinee/room"
@@ -28,15 +30,20 @@ type Server struct {
 	sig    *signaling.Server
 	mux    *http.ServeMux
 	cancel context.CancelFunc
+	certs  atomic.Pointer[certs.Manager]
 }
 
 // New starts the media worker (opening the UDP port) and builds the HTTP
 // routes. Close releases everything.
 func New(ctx context.Context, cfg config.Config) (*Server, error) {
+	return NewWithLogger(ctx, cfg, slog.Default())
+}
+
+// NewWithLogger is New with an explicit logger.
+func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := slog.Default()
 	ctx, cancel := context.WithCancel(ctx)
 	w, err := sfu.NewWorker(ctx, sfu.WorkerConfig{
 		UDPPort:    cfg.UDPPort,
@@ -63,12 +70,16 @@ func New(ctx context.Context, cfg config.Config) (*Server, error) {
 	})
 	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel}
 	s.mux.Handle("GET /ws", sig)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
-	})
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /ca.crt", s.serveCA)
+	s.mux.HandleFunc("GET /ca.mobileconfig", s.serveMobileConfig)
 	s.mux.Handle("/", web.Handler())
 	return s, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
 }
 
 // Handler returns the server's HTTP routes.

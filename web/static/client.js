@@ -317,6 +317,10 @@ export class SendTransport extends Transport {
     this.producers.delete(p);
     p.transceiver = null;
     if (!t || this.closed) return;
+    if (SendTransport.stopTransceivers) {
+      t.stop();
+      return;
+    }
     t.sender.replaceTrack(null);
     t.direction = 'inactive';
     this._free.add(t);
@@ -380,6 +384,8 @@ export class SendTransport extends Transport {
     return this.negotiate({iceRestart: true});
   }
 }
+
+SendTransport.stopTransceivers = true;
 
 // Maps each transceiver to its mid in a just-created offer, including new
 // transceivers whose mid is not assigned until setLocalDescription: they

@@ -1,0 +1,90 @@
+// Command matinee is the Matinee watch-party server: an SFU, its web
+// client, and the tools around it, in one binary.
+//
+//	matinee                 run the server (HTTPS on :8443, media on UDP 8443)
+//	matinee cert [--host H] show the local CA and certificate; add a host
+//
+// Every flag can also be set through MATINEE_<FLAG> (see --help).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/server"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "matinee:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "cert":
+			return runCert(args[1:], stdout, stderr)
+		case "serve":
+			args = args[1:]
+		default:
+			return fmt.Errorf("unknown command %q (commands: serve, cert)", args[0])
+		}
+	}
+	cfg := config.Default()
+	fs := flag.NewFlagSet("matinee", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config.BindFlags(fs, &cfg)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: matinee [serve|cert] [flags]\n\nEvery flag can also be set with MATINEE_<FLAG>, e.g. MATINEE_UDP_PORT.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := config.ApplyEnv(fs, nil); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	slog.SetDefault(log)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.NewWithLogger(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	runErr := srv.Run(ctx)
+	closeErr := srv.Close()
+	if runErr != nil {
+		return runErr
+	}
+	return closeErr
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,78 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// listFlag is a repeatable string flag; from the environment it takes a
+// comma-separated list.
+type listFlag struct{ p *[]string }
+
+func (l listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l.p = append(*l.p, s)
+		}
+	}
+	return nil
+}
+
+// BindFlags defines every setting as a flag of fs, defaulting to c's
+// current values.
+func BindFlags(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "HTTPS listen address")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "plain-HTTP listen address for the CA download and redirects (empty: off)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for certificates, keys and recordings")
+	fs.StringVar(&c.CertFile, "cert", c.CertFile, "serve this certificate (PEM) instead of the generated one")
+	fs.StringVar(&c.KeyFile, "key", c.KeyFile, "private key (PEM) for --cert")
+	fs.IntVar(&c.UDPPort, "udp-port", c.UDPPort, "the one UDP port for all WebRTC media")
+	fs.Var(listFlag{&c.ICEInterfaces}, "ice-interface", "gather ICE candidates only on this interface (repeatable)")
+	fs.BoolVar(&c.ICELoopbackOnly, "ice-loopback-only", c.ICELoopbackOnly, "gather ICE candidates on loopback only (single-host use and tests)")
+	fs.Var(listFlag{&c.AnnounceIPs}, "announce-ip", "address announced in ICE candidates instead of the local one, for 1:1 NAT (repeatable)")
+	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", c.ConnectTimeout, "time a transport has to complete ICE and DTLS before its peer is removed")
+	fs.Int64Var(&c.WSMaxMessage, "ws-max-message", c.WSMaxMessage, "largest WebSocket message in bytes; larger closes the socket with 1009")
+	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", c.WSPingInterval, "WebSocket ping interval")
+	fs.DurationVar(&c.WSPongTimeout, "ws-pong-timeout", c.WSPongTimeout, "a WebSocket silent for this long is closed and its peer removed")
+	fs.IntVar(&c.MaxPeers, "max-peers", c.MaxPeers, "peers per room")
+	fs.BoolVar(&c.OpenRooms, "open-rooms", c.OpenRooms, "opening /r/{room} creates the room")
+	fs.IntVar(&c.NACKHistory, "nack-history", c.NACKHistory, "packets kept per sent stream to answer NACKs (power of two)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+}
+
+// EnvName returns the environment variable for a flag name.
+func EnvName(flagName string) string {
+	return "MATINEE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// ApplyEnv sets every flag not given on the command line from its
+// MATINEE_* environment variable, if present. Call it after fs.Parse.
+func ApplyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		if v, ok := lookup(EnvName(f.Name)); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, e)
+			}
+		}
+	})
+	return err
+}

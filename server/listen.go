@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/matinee-dev/matinee/certs"
+	"github.com/matinee-dev/matinee/lanaddr"
+)
+
+// lanAddrs lists the addresses phones on the LAN can reach.
+func (s *Server) lanAddrs() []netip.Addr {
+	addrs, err := lanaddr.Usable(lanaddr.Options{Interfaces: s.cfg.ICEInterfaces})
+	if err != nil {
+		s.log.Warn("list LAN addresses", "err", err)
+	}
+	return addrs
+}
+
+// Run serves HTTPS on cfg.Addr (and plain HTTP on cfg.HTTPAddr) until ctx
+// ends, then shuts the listeners down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	cm, err := certs.New(ctx, certs.Config{
+		DataDir:  s.cfg.DataDir,
+		CertFile: s.cfg.CertFile,
+		KeyFile:  s.cfg.KeyFile,
+		Addrs:    s.lanAddrs,
+		Logger:   s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	defer cm.Close()
+	s.certs.Store(cm)
+
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
+	}
+	hs := &http.Server{Handler: s.mux, TLSConfig: cm.TLSConfig(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	var plain *http.Server
+	if s.cfg.HTTPAddr != "" {
+		pln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+		if err != nil {
+			_ = hs.Close()
+			return fmt.Errorf("listen %s: %w", s.cfg.HTTPAddr, err)
+		}
+		plain = &http.Server{Handler: s.plainHandler(portOf(ln.Addr())), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- plain.Serve(pln) }()
+	}
+	s.logStartup(portOf(ln.Addr()))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.sig.Close() // WebSockets are hijacked: Shutdown does not wait for them
+	_ = hs.Shutdown(shCtx)
+	if plain != nil {
+		_ = plain.Shutdown(shCtx)
+	}
+	if errors.Is(runErr, http.ErrServerClosed) {
+		runErr = nil
+	}
+	return runErr
+}
+
+func portOf(a net.Addr) int {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.Port
+	}
+	_, p, _ := net.SplitHostPort(a.String())
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// plainHandler serves what a phone needs before it trusts the CA, and
+// redirects everything else to HTTPS.
+func (s *Server) plainHandler(httpsPort int) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ca.crt", s.serveCA)
+	mux.HandleFunc("GET /ca.mobileconfig", s.serveMobileConfig)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
+		target := "https://" + net.JoinHostPort(host, strconv.Itoa(httpsPort)) + r.URL.RequestURI()
+		http.Redirect(w, r, target, http.StatusFound)
+	})
+	return mux
+}
+
+func (s *Server) serveCA(w http.ResponseWriter, _ *http.Request) {
+	cm := s.certs.Load()
+	if cm == nil || cm.CAPEM() == nil {
+		http.Error(w, "this server uses its own certificate (--cert); there is no local CA to download", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-x509-ca-cert")
+	w.Header().Set("Content-Disposition", `attachment; filename="matinee-ca.crt"`)
+	_, _ = w.Write(cm.CAPEM())
+}
+
+func (s *Server) serveMobileConfig(w http.ResponseWriter, _ *http.Request) {
+	cm := s.certs.Load()
+	if cm == nil || cm.CAPEM() == nil {
+		http.Error(w, "no local CA", http.StatusNotFound)
+		return
+	}
+	b, err := certs.MobileConfig(cm.CAPEM(), "Matinee")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", certs.MobileConfigType)
+	w.Header().Set("Content-Disposition", `attachment; filename="matinee.mobileconfig"`)
+	_, _ = w.Write(b)
+}
+
+func (s *Server) logStartup(httpsPort int) {
+	addrs := s.lanAddrs()
+	var urls []string
+	for _, a := range addrs {
+		urls = append(urls, "https://"+net.JoinHostPort(a.String(), strconv.Itoa(httpsPort))+"/")
+	}
+	s.log.Info("matinee is running", "local", fmt.Sprintf("https://localhost:%d/", httpsPort), "media_udp", s.cfg.UDPPort)
+	if len(urls) == 0 {
+		s.log.Warn("no LAN address found: only this machine can join (check Wi-Fi/Ethernet, or use --ice-interface / --announce-ip)")
+		return
+	}
+	for _, u := range urls {
+		s.log.Info("phones and other computers on your network can join at", "url", u)
+	}
+}
