@@ -173,7 +173,7 @@ func (c *Consumer) pickLayer() int {
 
 // forward sends one packet if it belongs to the layer being forwarded,
 // switching layers on the target layer's keyframe. It allocates nothing.
-func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool) {
+func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) {
 	if c.paused.Load() {
 		return
 	}
@@ -188,7 +188,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool) {
 			return
 		}
 		c.current = idx
-		c.munger.Sync(pkt.SequenceNumber, pkt.Timestamp, time.Now())
+		c.munger.Sync(pkt.SequenceNumber, pkt.Timestamp, now)
 	}
 	if len(pkt.Payload) == 0 {
 		// Padding from the publisher's bandwidth probing: not ours to send.
@@ -196,7 +196,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool) {
 		c.mu.Unlock()
 		return
 	}
-	seq, ts, ok := c.munger.Map(pkt.SequenceNumber, pkt.Timestamp, time.Now())
+	seq, ts, ok := c.munger.Map(pkt.SequenceNumber, pkt.Timestamp, now)
 	if !ok {
 		c.mu.Unlock()
 		return

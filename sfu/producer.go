@@ -50,6 +50,10 @@ type Producer struct {
 
 	paused     atomic.Bool
 	closedFlag atomic.Bool
+
+	// writePLI sends a keyframe request upstream; a field so tests can
+	// count requests without a PeerConnection.
+	writePLI func(ssrc uint32) error
 }
 
 // layer is one simulcast encoding (or the only one).
@@ -78,6 +82,9 @@ func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapa
 	}
 	empty := []*Consumer{}
 	p.consumers.Store(&empty)
+	p.writePLI = func(ssrc uint32) error {
+		return t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	}
 	return p
 }
 
@@ -242,15 +249,16 @@ func (p *Producer) forward(idx int, pkt *rtp.Packet) {
 	if p.paused.Load() {
 		return
 	}
+	now := time.Now()
 	isKey := p.kind == KindAudio
 	if !isKey && len(pkt.Payload) > 0 {
 		isKey = keyframe.Is(p.kfCodec, pkt.Payload)
 		if isKey {
-			p.layers[idx].lastKeyframe.Store(time.Now().UnixNano())
+			p.layers[idx].lastKeyframe.Store(now.UnixNano())
 		}
 	}
 	for _, c := range *p.consumers.Load() {
-		c.forward(idx, pkt, isKey)
+		c.forward(idx, pkt, isKey, now)
 	}
 }
 
@@ -295,7 +303,7 @@ func (p *Producer) sendPLI(l *layer) {
 	if ssrc == 0 {
 		return
 	}
-	if err := p.transport.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+	if err := p.writePLI(ssrc); err != nil {
 		p.transport.log.Debug("send pli", "err", err)
 	}
 }

@@ -275,39 +275,28 @@ export class SendTransport extends Transport {
   constructor(client, id, iceServers) {
     super(client, id, 'send', iceServers);
     this.producers = new Set();
-    this._free = new Set(); // transceivers whose producer closed, for reuse
+    this._free = new Set(); // idle transceivers whose producer closed
     this.lastOffer = null; // the SDP last published, for tests and debugging
     this.lastAnswer = null;
   }
 
-  // Gives each producer a transceiver, reusing idle ones of the same shape
-  // so that sharing again does not grow the SDP.
+  // Gives each producer a new transceiver. An idle one (its producer
+  // closed) of the same kind is stopped in the same offer rather than
+  // reused: the SFU cannot take the same SSRC back once its m-section went
+  // inactive, and stopping it alone would leave an offer with no bundle.
+  // The browser recycles stopped m-sections, so the SDP does not grow.
   _attach(producers) {
     for (const p of producers) {
       if (p.transceiver) continue;
-      const nEnc = p.encodings ? p.encodings.length : 1;
-      let t = null;
       for (const f of this._free) {
         if (f.receiver.track.kind !== p.kind) continue;
-        const enc = f.sender.getParameters().encodings || [];
-        const rids = enc.map((e) => e.rid || '').join(',');
-        const want = p.encodings ? p.encodings.map((e) => e.rid || '').join(',') : '';
-        if (enc.length === nEnc && rids === want) {
-          t = f;
-          break;
-        }
+        this._free.delete(f);
+        f.stop();
+        break;
       }
-      if (t) {
-        this._free.delete(t);
-        t.direction = 'sendonly';
-        t.sender.replaceTrack(p.track);
-        if (t.sender.setStreams) t.sender.setStreams(...p.streams);
-      } else {
-        const init = {direction: 'sendonly', streams: p.streams};
-        if (p.encodings) init.sendEncodings = p.encodings.map((e) => ({...e}));
-        t = this.pc.addTransceiver(p.track, init);
-      }
-      p.transceiver = t;
+      const init = {direction: 'sendonly', streams: p.streams};
+      if (p.encodings) init.sendEncodings = p.encodings.map((e) => ({...e}));
+      p.transceiver = this.pc.addTransceiver(p.track, init);
       this.producers.add(p);
     }
   }
@@ -317,10 +306,6 @@ export class SendTransport extends Transport {
     this.producers.delete(p);
     p.transceiver = null;
     if (!t || this.closed) return;
-    if (SendTransport.stopTransceivers) {
-      t.stop();
-      return;
-    }
     t.sender.replaceTrack(null);
     t.direction = 'inactive';
     this._free.add(t);
@@ -384,8 +369,6 @@ export class SendTransport extends Transport {
     return this.negotiate({iceRestart: true});
   }
 }
-
-SendTransport.stopTransceivers = true;
 
 // Maps each transceiver to its mid in a just-created offer, including new
 // transceivers whose mid is not assigned until setLocalDescription: they

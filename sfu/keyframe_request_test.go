@@ -1,0 +1,66 @@
+package sfu
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+func TestKeyframeRequestsCoalesced(t *testing.T) {
+	tr := &Transport{router: &Router{}}
+	p := newProducer(tr, &inbound{}, KindVideo, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, nil, "s")
+	p.layers[0].ssrc.Store(42)
+	var mu sync.Mutex
+	var sent []time.Time
+	p.writePLI = func(ssrc uint32) error {
+		if ssrc != 42 {
+			t.Errorf("PLI for ssrc %d", ssrc)
+		}
+		mu.Lock()
+		sent = append(sent, time.Now())
+		mu.Unlock()
+		return nil
+	}
+	// 100 subscribers ask within 1.2 s.
+	start := time.Now()
+	for i := 0; i < 100; i++ {
+		p.RequestKeyframe(0)
+		time.Sleep(12 * time.Millisecond)
+	}
+	time.Sleep(KeyframeInterval + 100*time.Millisecond)
+	p.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) < 2 || len(sent) > 4 {
+		t.Fatalf("%d PLIs sent for 100 requests over %v, want 2-4", len(sent), time.Since(start))
+	}
+	for i := 1; i < len(sent); i++ {
+		if gap := sent[i].Sub(sent[i-1]); gap < KeyframeInterval-10*time.Millisecond {
+			t.Fatalf("PLIs %v apart, want ≥ %v", gap, KeyframeInterval)
+		}
+	}
+	// The last request was not dropped: a PLI follows it.
+	if sent[len(sent)-1].Before(start.Add(time.Second)) {
+		t.Fatal("requests at the end of the burst were lost")
+	}
+}
+
+func TestKeyframeRequestSkippedWhenKeyframeArrived(t *testing.T) {
+	p := newProducer(&Transport{router: &Router{}}, &inbound{}, KindVideo, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, nil, "s")
+	p.layers[0].ssrc.Store(7)
+	var mu sync.Mutex
+	n := 0
+	p.writePLI = func(uint32) error { mu.Lock(); n++; mu.Unlock(); return nil }
+	p.RequestKeyframe(0) // sent
+	p.RequestKeyframe(0) // deferred
+	p.layers[0].lastKeyframe.Store(time.Now().Add(time.Millisecond).UnixNano())
+	time.Sleep(KeyframeInterval + 100*time.Millisecond)
+	p.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d PLIs, want 1: the deferred one is moot after a keyframe", n)
+	}
+}
