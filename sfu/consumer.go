@@ -27,7 +27,7 @@ type Consumer struct {
 	// mu guards the write state below: packets of different simulcast
 	// layers arrive from different read loops.
 	mu      sync.Mutex
-	writer  webrtc.TrackLocalWriter
+	writer  PacketWriter
 	ssrc    uint32
 	pt      uint8
 	current int // layer being forwarded, -1 while waiting for a keyframe
@@ -311,4 +311,31 @@ func (c *Consumer) Close() {
 	for _, f := range cbs {
 		f()
 	}
+}
+
+// SenderReport returns the publisher's latest mapping of this consumer's
+// outgoing RTP timestamps to NTP time (RFC 3550 §6.4.1), for the layer
+// being forwarded; ok is false until one has arrived.
+func (c *Consumer) SenderReport() (ntp uint64, rtpTS uint32, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.current < 0 {
+		return 0, 0, false
+	}
+	l := &c.producer.layers[c.current]
+	l.srMu.Lock()
+	defer l.srMu.Unlock()
+	if !l.srValid {
+		return 0, 0, false
+	}
+	return l.srNTP, l.srRTP + c.munger.TSOffset(), true
+}
+
+// RequestKeyframe asks the publisher for a keyframe of the layer this
+// consumer forwards (coalesced with other requests).
+func (c *Consumer) RequestKeyframe() {
+	c.mu.Lock()
+	t := c.target
+	c.mu.Unlock()
+	c.producer.RequestKeyframe(t)
 }

@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -67,6 +69,11 @@ type layer struct {
 	pending      bool
 	timer        *time.Timer
 	lastKeyframe atomic.Int64 // unix nanoseconds
+
+	srMu    sync.Mutex
+	srNTP   uint64
+	srRTP   uint32
+	srValid bool
 }
 
 func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapability, appData any, stream string) *Producer {
@@ -340,5 +347,70 @@ func (p *Producer) Close() {
 	p.transport.router.removeProducer(p)
 	for _, f := range cbs {
 		f()
+	}
+}
+
+// payloadType is the router's payload type for the producer's codec, used
+// by consumers that choose their own (direct and plain RTP).
+func (p *Producer) payloadType() webrtc.PayloadType {
+	if main, _, ok := routerCodecFor(p.codec); ok {
+		return main.PayloadType
+	}
+	return 96
+}
+
+// PayloadType returns the payload type a direct consumer's packets carry.
+func (p *Producer) PayloadType() uint8 { return uint8(p.payloadType()) }
+
+// ClockRate returns the RTP clock rate of the producer's codec.
+func (p *Producer) ClockRate() uint32 { return p.codec.ClockRate }
+
+// Channels returns the audio channel count of the codec (0 for video).
+func (p *Producer) Channels() uint16 { return p.codec.Channels }
+
+// noteSenderReport records a publisher's RTCP sender report: the mapping
+// from a layer's RTP timestamps to wall-clock (NTP) time, which lets
+// recorders line audio and video up.
+func (p *Producer) noteSenderReport(ssrc uint32, ntp uint64, rtpTS uint32) {
+	for i := range p.layers {
+		l := &p.layers[i]
+		if l.ssrc.Load() == ssrc {
+			l.srMu.Lock()
+			l.srNTP, l.srRTP, l.srValid = ntp, rtpTS, true
+			l.srMu.Unlock()
+			return
+		}
+	}
+}
+
+func newSSRC() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// rtcpLoop reads the RTCP a publisher sends for one incoming track (sender
+// reports, mostly) until the track ends.
+func rtcpLoop(in *inbound, recv *webrtc.RTPReceiver, rid string) {
+	for {
+		var pkts []rtcp.Packet
+		var err error
+		if rid != "" {
+			pkts, _, err = recv.ReadSimulcastRTCP(rid)
+		} else {
+			pkts, _, err = recv.ReadRTCP()
+		}
+		if err != nil {
+			return
+		}
+		p := in.producer.Load()
+		if p == nil {
+			continue
+		}
+		for _, pkt := range pkts {
+			if sr, ok := pkt.(*rtcp.SenderReport); ok {
+				p.noteSenderReport(sr.SSRC, sr.NTPTime, sr.RTPTime)
+			}
+		}
 	}
 }

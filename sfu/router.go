@@ -18,6 +18,8 @@ type Router struct {
 	transports map[string]*Transport
 	producers  map[string]*Producer
 	closed     bool
+	observers  map[int]func(*Producer)
+	nextObs    int
 }
 
 func newRouter(w *Worker, id string) *Router {
@@ -68,12 +70,40 @@ func (r *Router) Transport(id string) (*Transport, error) {
 
 func (r *Router) addProducer(p *Producer) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return ErrClosed
 	}
 	r.producers[p.id] = p
+	obs := make([]func(*Producer), 0, len(r.observers))
+	for _, f := range r.observers {
+		obs = append(obs, f)
+	}
+	r.mu.Unlock()
+	for _, f := range obs {
+		f(p)
+	}
 	return nil
+}
+
+// OnNewProducer registers f to be called (on the publishing client's
+// goroutine, so it must not block) for every producer added from now on;
+// the returned function unregisters it. Recorders use it to follow the
+// room's screen share.
+func (r *Router) OnNewProducer(f func(*Producer)) (cancel func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.observers == nil {
+		r.observers = map[int]func(*Producer){}
+	}
+	id := r.nextObs
+	r.nextObs++
+	r.observers[id] = f
+	return func() {
+		r.mu.Lock()
+		delete(r.observers, id)
+		r.mu.Unlock()
+	}
 }
 
 func (r *Router) removeProducer(p *Producer) {

@@ -81,6 +81,8 @@ type Transport struct {
 
 	connected atomic.Bool
 	wg        sync.WaitGroup
+	// direct transports have no PeerConnection (see NewDirectTransport).
+	direct bool
 }
 
 // NewWebRTCTransport creates a transport in this router.
@@ -398,11 +400,15 @@ func (t *Transport) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver)
 		t.log.Warn("track on an unannounced m-section", "mid", mid)
 		return
 	}
-	t.wg.Add(1)
+	t.wg.Add(2)
 	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
 		readLoop(in, track)
+	}()
+	go func() {
+		defer t.wg.Done()
+		rtcpLoop(in, recv, track.RID())
 	}()
 }
 
@@ -575,7 +581,7 @@ func (t *Transport) removeConsumer(c *Consumer) {
 	delete(t.consumers, c.id)
 	closed := t.closed
 	t.mu.Unlock()
-	if !ok || closed {
+	if !ok || closed || t.direct {
 		return
 	}
 	t.negMu.Lock()
@@ -622,8 +628,10 @@ func (t *Transport) Close() {
 	for _, c := range cs {
 		c.Close()
 	}
-	if err := t.pc.Close(); err != nil {
-		t.log.Debug("close peer connection", "err", err)
+	if t.pc != nil {
+		if err := t.pc.Close(); err != nil {
+			t.log.Debug("close peer connection", "err", err)
+		}
 	}
 	t.wg.Wait()
 	t.router.removeTransport(t)

@@ -97,3 +97,7 @@ func (m *Munger) Drop(seq uint16) {
 
 // Last returns the last outgoing sequence number and timestamp.
 func (m *Munger) Last() (seq uint16, ts uint32) { return m.lastOutSeq, m.lastOutTS }
+
+// TSOffset returns what is added to incoming timestamps since the last
+// Sync, to translate the source's clock mappings into the output's.
+func (m *Munger) TSOffset() uint32 { return m.tsOffset }

@@ -278,6 +278,12 @@ export class SendTransport extends Transport {
     this._free = new Set(); // idle transceivers whose producer closed
     this.lastOffer = null; // the SDP last published, for tests and debugging
     this.lastAnswer = null;
+    // The first m-section carries the BUNDLE transport: if it were ever
+    // stopped the browser would move the bundle to a new ICE transport.
+    // An inactive anchor that is never stopped keeps it in place, so the
+    // sections of closed producers can be stopped (and recycled).
+    this._anchor = this.pc.addTransceiver('audio', {direction: 'inactive'});
+    setCodecs(this._anchor, 'audio');
   }
 
   // Gives each producer a new transceiver. An idle one (its producer
@@ -297,6 +303,7 @@ export class SendTransport extends Transport {
       const init = {direction: 'sendonly', streams: p.streams};
       if (p.encodings) init.sendEncodings = p.encodings.map((e) => ({...e}));
       p.transceiver = this.pc.addTransceiver(p.track, init);
+      setCodecs(p.transceiver, p.kind);
       this.producers.add(p);
     }
   }
@@ -367,6 +374,37 @@ export class SendTransport extends Transport {
   /** Restarts ICE by publishing an offer with new credentials. */
   restartIce() {
     return this.negotiate({iceRestart: true});
+  }
+}
+
+// Whether the SFU can forward a codec (docs/protocol.md: Opus; H.264
+// packetization-mode 1 constrained baseline or main, VP8, VP9 profile 0)
+// together with its retransmission codec.
+function routable(c) {
+  const m = c.mimeType.toLowerCase();
+  const fmtp = c.sdpFmtpLine || '';
+  switch (m) {
+    case 'audio/opus':
+    case 'video/vp8':
+    case 'video/rtx':
+      return true;
+    case 'video/vp9':
+      return !/profile-id=[^0]/.test(fmtp);
+    case 'video/h264':
+      return /packetization-mode=1/.test(fmtp) && /profile-level-id=(42e0|4d00)/i.test(fmtp);
+  }
+  return false;
+}
+
+// Offers only what the SFU can forward: smaller SDP, no surprises.
+function setCodecs(transceiver, kind) {
+  if (!transceiver.setCodecPreferences || typeof RTCRtpReceiver === 'undefined' || !RTCRtpReceiver.getCapabilities) return;
+  const codecs = (RTCRtpReceiver.getCapabilities(kind)?.codecs || []).filter(routable);
+  if (!codecs.some((c) => c.mimeType.toLowerCase() !== 'video/rtx')) return;
+  try {
+    transceiver.setCodecPreferences(codecs);
+  } catch (err) {
+    console.warn('matinee: setCodecPreferences', err);
   }
 }
 
