@@ -60,6 +60,10 @@ type Config struct {
 	// answer NACKs (--nack-history); about 1 s of 2 Mbit/s video at 256.
 	NACKHistory int
 
+	// APIKey authorises admin calls of the REST API (--api-key). Empty:
+	// generated on first start, stored in DataDir/api-key, printed once.
+	APIKey string
+
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
 	LogFormat, LogLevel string

@@ -46,6 +46,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxPeers, "max-peers", c.MaxPeers, "peers per room")
 	fs.BoolVar(&c.OpenRooms, "open-rooms", c.OpenRooms, "opening /r/{room} creates the room")
 	fs.IntVar(&c.NACKHistory, "nack-history", c.NACKHistory, "packets kept per sent stream to answer NACKs (power of two)")
+	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "bearer key for the admin REST API (default: generated and stored in the data dir)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }

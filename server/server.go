@@ -31,6 +31,7 @@ type Server struct {
 	mux    *http.ServeMux
 	cancel context.CancelFunc
 	certs  atomic.Pointer[certs.Manager]
+	apiKey string
 }
 
 // New starts the media worker (opening the UDP port) and builds the HTTP
@@ -68,7 +69,18 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		PongTimeout:  cfg.WSPongTimeout,
 		Logger:       log,
 	})
-	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel}
+	key, created, err := loadAPIKey(cfg.APIKey, cfg.DataDir)
+	if err != nil {
+		sig.Close()
+		rooms.Close()
+		_ = w.Close()
+		cancel()
+		return nil, err
+	}
+	if created {
+		log.Info("generated the admin API key (stored in the data dir; shown only this once)", "api_key", key)
+	}
+	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key}
 	s.mux.Handle("GET /ws", sig)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /ca.crt", s.serveCA)
