@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -83,14 +84,13 @@ type Transport struct {
 	wg        sync.WaitGroup
 	// direct transports have no PeerConnection (see NewDirectTransport).
 	direct bool
+	// bwe estimates the subscriber's bandwidth (Recv transports).
+	bwe cc.BandwidthEstimator
 }
 
 // NewWebRTCTransport creates a transport in this router.
 func (r *Router) NewWebRTCTransport(opts TransportOptions) (*Transport, error) {
-	pc, err := r.w.api.NewPeerConnection(webrtc.Configuration{
-		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
-		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
-	})
+	pc, bwe, err := r.w.newPeerConnection(opts.Direction)
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)
 	}
@@ -102,6 +102,7 @@ func (r *Router) NewWebRTCTransport(opts TransportOptions) (*Transport, error) {
 		producers: map[string]*Producer{},
 		inbound:   map[string]*inbound{},
 		consumers: map[string]*Consumer{},
+		bwe:       bwe,
 	}
 	t.log = r.log.With("transport", t.id, "direction", opts.Direction.String())
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {

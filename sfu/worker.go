@@ -20,6 +20,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
@@ -53,6 +55,9 @@ type WorkerConfig struct {
 	// NACKHistory is the number of packets each sent stream keeps for
 	// retransmission (a power of two).
 	NACKHistory int
+	// InitialBitrate and MaxBitrate bound each subscriber's bandwidth
+	// estimate, in bits per second.
+	InitialBitrate, MaxBitrate int
 	// Logger receives the core's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -63,8 +68,13 @@ type Worker struct {
 	cfg    WorkerConfig
 	log    *slog.Logger
 	mux    *ice.MultiUDPMuxDefault
-	api    *webrtc.API
+	apis   [2]*webrtc.API // by Direction
 	ctx    context.Context
+
+	// pcMu serialises PeerConnection creation so the bandwidth estimator
+	// the cc interceptor makes for it can be handed to its transport.
+	pcMu    sync.Mutex
+	lastBWE cc.BandwidthEstimator
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
@@ -79,6 +89,12 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.NACKHistory == 0 {
 		cfg.NACKHistory = 512
+	}
+	if cfg.InitialBitrate <= 0 {
+		cfg.InitialBitrate = 1_000_000
+	}
+	if cfg.MaxBitrate <= 0 {
+		cfg.MaxBitrate = 20_000_000
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -97,16 +113,6 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("open udp port %d: %w", cfg.UDPPort, err)
 	}
 
-	me := &webrtc.MediaEngine{}
-	if err := registerCodecs(me); err != nil {
-		_ = mux.Close()
-		return nil, err
-	}
-	ir := &interceptor.Registry{}
-	if err := registerInterceptors(me, ir, cfg); err != nil {
-		_ = mux.Close()
-		return nil, err
-	}
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
@@ -131,10 +137,29 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		cfg:     cfg,
 		log:     log,
 		mux:     mux,
-		api:     webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)),
 		ctx:     wctx,
 		cancel:  cancel,
 		routers: map[string]*Router{},
+	}
+	// Two stacks: transports that receive publishers' media need NACK
+	// generation, receiver reports and TWCC feedback; transports that send
+	// to subscribers need NACK answers, sender reports and a bandwidth
+	// estimator with its pacer. Keeping them apart spares each transport
+	// the other's goroutines.
+	for _, dir := range []Direction{Send, Recv} {
+		me := &webrtc.MediaEngine{}
+		if err := registerCodecs(me); err != nil {
+			_ = mux.Close()
+			cancel()
+			return nil, err
+		}
+		ir := &interceptor.Registry{}
+		if err := w.registerInterceptors(ir, dir); err != nil {
+			_ = mux.Close()
+			cancel()
+			return nil, err
+		}
+		w.apis[dir] = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	}
 	return w, nil
 }
@@ -211,41 +236,78 @@ func (w *Worker) Close() error {
 	return w.mux.Close()
 }
 
-func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry, cfg WorkerConfig) error {
-	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(uint16(cfg.NACKHistory)))
+func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) error {
+	if dir == Send {
+		// Media from publishers: ask for what is lost, report reception,
+		// and send TWCC feedback so their encoders adapt.
+		generator, err := nack.NewGeneratorInterceptor()
+		if err != nil {
+			return fmt.Errorf("nack generator: %w", err)
+		}
+		rr, err := report.NewReceiverInterceptor()
+		if err != nil {
+			return err
+		}
+		tw, err := twcc.NewSenderInterceptor()
+		if err != nil {
+			return err
+		}
+		ir.Add(generator)
+		ir.Add(rr)
+		ir.Add(tw)
+		return nil
+	}
+	// Media to subscribers. Order matters: the last interceptor added sees
+	// a packet first, so TWCC sequence numbers are stamped before the
+	// estimator's pacer records the send time.
+	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(uint16(w.cfg.NACKHistory)))
 	if err != nil {
 		return fmt.Errorf("nack responder: %w", err)
-	}
-	generator, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return fmt.Errorf("nack generator: %w", err)
-	}
-	ir.Add(responder)
-	ir.Add(generator)
-	rr, err := report.NewReceiverInterceptor()
-	if err != nil {
-		return err
 	}
 	sr, err := report.NewSenderInterceptor()
 	if err != nil {
 		return err
 	}
-	ir.Add(rr)
+	ir.Add(responder)
 	ir.Add(sr)
-	// Feedback for what publishers send us, so their encoders adapt.
-	tw, err := twcc.NewSenderInterceptor()
+	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		return gcc.NewSendSideBWE(
+			gcc.SendSideBWEInitialBitrate(w.cfg.InitialBitrate),
+			gcc.SendSideBWEMinBitrate(minBitrate),
+			gcc.SendSideBWEMaxBitrate(w.cfg.MaxBitrate),
+		)
+	})
 	if err != nil {
 		return err
 	}
-	ir.Add(tw)
-	// Sequence numbers on what we send, so subscribers' feedback can drive
-	// per-subscriber bandwidth estimation.
+	ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { w.lastBWE = e })
+	ir.Add(ccf)
 	twh, err := twcc.NewHeaderExtensionInterceptor()
 	if err != nil {
 		return err
 	}
 	ir.Add(twh)
 	return nil
+}
+
+// minBitrate is the estimator's floor: below it even audio suffers, so the
+// estimate is not allowed to collapse further.
+const minBitrate = 50_000
+
+// newPeerConnection creates a PeerConnection for a transport and returns
+// the bandwidth estimator made for it (nil for Send transports).
+func (w *Worker) newPeerConnection(dir Direction) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+	w.pcMu.Lock()
+	defer w.pcMu.Unlock()
+	w.lastBWE = nil
+	pc, err := w.apis[dir].NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pc, w.lastBWE, nil
 }
 
 var idMu sync.Mutex
