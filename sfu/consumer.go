@@ -44,6 +44,13 @@ type Consumer struct {
 
 	packets atomic.Uint64
 	bytes   atomic.Uint64
+
+	// alloc is the layer allocator's memory (router tick goroutine only).
+	alloc consumerAlloc
+	// onLayer is told the layer now forwarded (-1: video suspended).
+	onLayer atomic.Pointer[func(layer int)]
+	// padBuf holds one all-padding payload for bandwidth probes.
+	padBuf [255]byte
 }
 
 func newConsumer(t *Transport, p *Producer, paused bool) *Consumer {
@@ -132,17 +139,41 @@ func (c *Consumer) OnClose(f func()) {
 func (c *Consumer) restart() {
 	c.mu.Lock()
 	c.current = -1
-	c.target = c.pickLayer()
+	if c.transport.bwe == nil || c.target < 0 {
+		c.target = c.pickLayer()
+		if c.transport.bwe != nil {
+			c.target = c.lowestLayer()
+		}
+	}
 	t := c.target
 	c.mu.Unlock()
 	c.producer.RequestKeyframe(t)
+}
+
+// lowestLayer is where a bandwidth-managed consumer starts: the allocator
+// climbs from there as the estimate allows.
+func (c *Consumer) lowestLayer() int {
+	for i := 0; i < maxLayers; i++ {
+		if c.producer.layers[i].active.Load() || c.producer.layers[i].ssrc.Load() != 0 {
+			return i
+		}
+	}
+	return -1
 }
 
 // layersChanged re-evaluates the target layer when the producer's layers
 // or the subscriber's cap change.
 func (c *Consumer) layersChanged() {
 	c.mu.Lock()
+	if c.transport.bwe != nil && c.target >= 0 {
+		// The allocator decides; it sees the new layer at its next tick.
+		c.mu.Unlock()
+		return
+	}
 	t := c.pickLayer()
+	if c.transport.bwe != nil {
+		t = c.lowestLayer()
+	}
 	changed := t != c.target
 	c.target = t
 	c.mu.Unlock()
@@ -182,12 +213,14 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) 
 		c.mu.Unlock()
 		return
 	}
+	switched := false
 	if idx != c.current {
 		if idx != c.target || !isKey {
 			c.mu.Unlock()
 			return
 		}
 		c.current = idx
+		switched = true
 		c.munger.Sync(pkt.SequenceNumber, pkt.Timestamp, now)
 	}
 	if len(pkt.Payload) == 0 {
@@ -222,6 +255,53 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) 
 		c.packets.Add(1)
 		c.bytes.Add(uint64(n))
 	}
+	if switched && c.producer.kind == KindVideo {
+		c.notifyLayer(idx)
+	}
+}
+
+// OnLayerChange registers f to be told (on a media goroutine; it must not
+// block) each time the consumer starts forwarding another simulcast
+// layer, or -1 when bandwidth suspends its video.
+func (c *Consumer) OnLayerChange(f func(layer int)) { c.onLayer.Store(&f) }
+
+func (c *Consumer) notifyLayer(l int) {
+	countLayerSwitch(c) // stats.go
+	if f := c.onLayer.Load(); f != nil {
+		(*f)(l)
+	}
+}
+
+// Layer returns the simulcast layer being forwarded (-1 if none) and the
+// one wanted next.
+func (c *Consumer) Layer() (current, target int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current, c.target
+}
+
+// sendPadding sends n bytes of padding-only packets on this consumer's
+// stream, for a bandwidth probe. The subscriber discards them; their
+// sequence numbers are taken from the stream so it sees no gap.
+func (c *Consumer) sendPadding(n int) int {
+	sent := 0
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writer == nil || c.closed {
+		return 0
+	}
+	c.padBuf[len(c.padBuf)-1] = byte(len(c.padBuf))
+	for sent < n {
+		seq, ts := c.munger.Pad()
+		h := &c.hdr
+		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
+		w, err := c.writer.WriteRTP(h, c.padBuf[:])
+		if err != nil {
+			break
+		}
+		sent += w
+	}
+	return sent
 }
 
 // consumerTrack is the consumer as pion sees it: a webrtc.TrackLocal.
@@ -283,12 +363,21 @@ func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
 			return
 		}
 		for _, pkt := range pkts {
-			switch pkt.(type) {
+			switch pk := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				c.mu.Lock()
 				t := c.target
 				c.mu.Unlock()
 				c.producer.RequestKeyframe(t)
+			case *rtcp.ReceiverReport:
+				if c.transport.bwe == nil {
+					continue
+				}
+				for _, rr := range pk.Reports {
+					if rr.SSRC == c.ssrc && c.producer.kind == KindVideo {
+						c.transport.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
+					}
+				}
 			}
 		}
 	}
@@ -307,6 +396,7 @@ func (c *Consumer) Close() {
 	c.onClose = nil
 	c.mu.Unlock()
 	c.producer.removeConsumer(c)
+	retireConsumer(c) // keep its counts in the worker's totals (stats.go)
 	c.transport.removeConsumer(c)
 	for _, f := range cbs {
 		f()

@@ -52,6 +52,12 @@ type Producer struct {
 
 	paused     atomic.Bool
 	closedFlag atomic.Bool
+	// priority orders video when bandwidth is short (screen before camera).
+	priority int
+	// onLayers, when set, is told which encodings subscribers need
+	// (dynacast); wanted is what it was last told.
+	onLayers func(active [maxLayers]bool)
+	wanted   [maxLayers]bool
 
 	// writePLI sends a keyframe request upstream; a field so tests can
 	// count requests without a PeerConnection.
@@ -74,6 +80,23 @@ type layer struct {
 	srNTP   uint64
 	srRTP   uint32
 	srValid bool
+
+	// Live statistics: counters bumped per packet, rates computed by the
+	// router's tick.
+	bytes      atomic.Uint64
+	frames     atomic.Uint64
+	lastPacket atomic.Int64 // unix nanoseconds
+	width      atomic.Uint32
+	height     atomic.Uint32
+	rate       atomic.Int64 // bits per second, smoothed
+	fps        atomic.Int64 // frames per second ×100
+	lastBytes  uint64
+	lastFrames uint64
+	// pausedByUs is set while dynacast has asked the publisher to stop
+	// this encoding because no subscriber needs it.
+	pausedByUs atomic.Bool
+	unwanted   time.Time
+	resumedAt  time.Time
 }
 
 func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapability, appData any, stream string) *Producer {
@@ -257,11 +280,21 @@ func (p *Producer) forward(idx int, pkt *rtp.Packet) {
 		return
 	}
 	now := time.Now()
+	l := &p.layers[idx]
+	l.bytes.Add(uint64(len(pkt.Payload) + 12))
+	l.lastPacket.Store(now.UnixNano())
+	if pkt.Marker {
+		l.frames.Add(1)
+	}
 	isKey := p.kind == KindAudio
 	if !isKey && len(pkt.Payload) > 0 {
 		isKey = keyframe.Is(p.kfCodec, pkt.Payload)
 		if isKey {
-			p.layers[idx].lastKeyframe.Store(now.UnixNano())
+			l.lastKeyframe.Store(now.UnixNano())
+			if w, h, ok := keyframe.Dimensions(p.kfCodec, pkt.Payload); ok {
+				l.width.Store(uint32(w))
+				l.height.Store(uint32(h))
+			}
 		}
 	}
 	for _, c := range *p.consumers.Load() {
@@ -277,14 +310,19 @@ func (p *Producer) RequestKeyframe(idx int) {
 		return
 	}
 	l := &p.layers[idx]
-	now := time.Now()
 	l.kfMu.Lock()
 	defer l.kfMu.Unlock()
 	if p.isClosed() {
 		return
 	}
+	now := time.Now()
 	since := now.Sub(l.lastRequest)
 	if since >= KeyframeInterval {
+		// Send now; a deferred request is covered by this one.
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		l.pending = false
 		l.lastRequest = now
 		p.sendPLI(l)
 		return
@@ -293,11 +331,15 @@ func (p *Producer) RequestKeyframe(idx int) {
 		return
 	}
 	l.pending = true
+	asked := now
 	l.timer = time.AfterFunc(KeyframeInterval-since, func() {
 		l.kfMu.Lock()
 		defer l.kfMu.Unlock()
+		if !l.pending {
+			return // a PLI went out meanwhile
+		}
 		l.pending = false
-		if p.isClosed() || l.lastKeyframe.Load() > now.UnixNano() {
+		if p.isClosed() || l.lastKeyframe.Load() > asked.UnixNano() {
 			return
 		}
 		l.lastRequest = time.Now()
@@ -413,4 +455,52 @@ func rtcpLoop(in *inbound, recv *webrtc.RTPReceiver, rid string) {
 			}
 		}
 	}
+}
+
+// OnLayers registers f to be told which simulcast encodings subscribers
+// need (dynacast): the publisher should pause the others. f runs on the
+// router's tick goroutine and must not block.
+func (p *Producer) OnLayers(f func(active [3]bool)) {
+	p.mu.Lock()
+	p.onLayers = f
+	p.mu.Unlock()
+}
+
+// SetPriority orders this producer's video among a subscriber's consumers
+// when bandwidth is short: higher goes first (screen shares above cameras).
+func (p *Producer) SetPriority(n int) {
+	p.mu.Lock()
+	p.priority = n
+	p.mu.Unlock()
+}
+
+// LayerStats describes one simulcast layer as the SFU receives it.
+type LayerStats struct {
+	RID           string
+	Active        bool
+	PausedByUs    bool
+	Bitrate       int // bits per second
+	FPS           float64
+	Width, Height int
+}
+
+// Layers returns live statistics of the producer's layers (index 0 is the
+// lowest).
+func (p *Producer) Layers() []LayerStats {
+	out := make([]LayerStats, 0, maxLayers)
+	for i := range p.layers {
+		l := &p.layers[i]
+		if l.ssrc.Load() == 0 {
+			continue
+		}
+		p.mu.Lock()
+		rid := l.rid
+		p.mu.Unlock()
+		out = append(out, LayerStats{
+			RID: rid, Active: l.active.Load(), PausedByUs: l.pausedByUs.Load(),
+			Bitrate: int(l.rate.Load()), FPS: float64(l.fps.Load()) / 100,
+			Width: int(l.width.Load()), Height: int(l.height.Load()),
+		})
+	}
+	return out
 }

@@ -20,16 +20,23 @@ type Router struct {
 	closed     bool
 	observers  map[int]func(*Producer)
 	nextObs    int
+
+	quit chan struct{}
+	done chan struct{}
 }
 
 func newRouter(w *Worker, id string) *Router {
-	return &Router{
+	r := &Router{
 		w:          w,
 		id:         id,
 		log:        w.log.With("router", id),
 		transports: map[string]*Transport{},
 		producers:  map[string]*Producer{},
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
+	go r.run()
+	return r
 }
 
 // ID returns the router's identifier (the room's).
@@ -131,8 +138,39 @@ func (r *Router) Close() {
 		ts = append(ts, t)
 	}
 	r.mu.Unlock()
+	close(r.quit)
+	<-r.done
 	for _, t := range ts {
 		t.Close()
 	}
 	r.w.removeRouter(r)
+}
+
+// Stats returns each subscriber transport's bandwidth estimate in bits per
+// second, by transport id.
+func (r *Router) Stats() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for id, t := range r.transports {
+		if t.bwe != nil {
+			out[id] = t.bwe.GetTargetBitrate()
+		}
+	}
+	return out
+}
+
+// EstimatorStats returns the internals of each subscriber transport's
+// bandwidth estimator (GCC's delay and loss estimates, the probe floor),
+// by transport id: for metrics and debugging.
+func (r *Router) EstimatorStats() map[string]map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]map[string]any{}
+	for id, t := range r.transports {
+		if t.bwe != nil {
+			out[id] = t.bwe.GetStats()
+		}
+	}
+	return out
 }

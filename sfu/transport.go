@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
+	"github.com/matinee-dev/matinee/sfu/bwe"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -85,12 +85,14 @@ type Transport struct {
 	// direct transports have no PeerConnection (see NewDirectTransport).
 	direct bool
 	// bwe estimates the subscriber's bandwidth (Recv transports).
-	bwe cc.BandwidthEstimator
+	bwe *bwe.Estimator
+	// alloc is the layer allocator's state, owned by the router's tick.
+	alloc allocState
 }
 
 // NewWebRTCTransport creates a transport in this router.
 func (r *Router) NewWebRTCTransport(opts TransportOptions) (*Transport, error) {
-	pc, bwe, err := r.w.newPeerConnection(opts.Direction)
+	pc, est, err := r.w.newPeerConnection(opts.Direction)
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)
 	}
@@ -102,7 +104,9 @@ func (r *Router) NewWebRTCTransport(opts TransportOptions) (*Transport, error) {
 		producers: map[string]*Producer{},
 		inbound:   map[string]*inbound{},
 		consumers: map[string]*Consumer{},
-		bwe:       bwe,
+	}
+	if e, ok := est.(*bwe.Estimator); ok {
+		t.bwe = e
 	}
 	t.log = r.log.With("transport", t.id, "direction", opts.Direction.String())
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {

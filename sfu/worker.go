@@ -18,13 +18,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/bwe"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/transport/v4"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -58,6 +59,9 @@ type WorkerConfig struct {
 	// InitialBitrate and MaxBitrate bound each subscriber's bandwidth
 	// estimate, in bits per second.
 	InitialBitrate, MaxBitrate int
+	// Net, when set, replaces the operating system's network (pion's vnet
+	// in tests that shape links without root).
+	Net transport.Net
 	// Logger receives the core's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -65,21 +69,23 @@ type WorkerConfig struct {
 // Worker owns the UDP socket(s) shared by every transport and the pion API
 // configured with Matinee's codecs and interceptors.
 type Worker struct {
-	cfg    WorkerConfig
-	log    *slog.Logger
-	mux    *ice.MultiUDPMuxDefault
-	apis   [2]*webrtc.API // by Direction
-	ctx    context.Context
+	cfg  WorkerConfig
+	log  *slog.Logger
+	mux  *ice.MultiUDPMuxDefault
+	apis [2]*webrtc.API // by Direction
+	ctx  context.Context
 
 	// pcMu serialises PeerConnection creation so the bandwidth estimator
 	// the cc interceptor makes for it can be handed to its transport.
 	pcMu    sync.Mutex
 	lastBWE cc.BandwidthEstimator
-	cancel context.CancelFunc
+	cancel  context.CancelFunc
 
 	mu      sync.Mutex
 	routers map[string]*Router
 	closed  bool
+
+	stats *Stats // counters for metrics (stats.go)
 }
 
 // NewWorker opens the shared UDP port and prepares the WebRTC stack.
@@ -108,6 +114,9 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	if cfg.LoopbackOnly {
 		muxOpts = append(muxOpts, ice.UDPMuxFromPortWithLoopback())
 	}
+	if cfg.Net != nil {
+		muxOpts = append(muxOpts, ice.UDPMuxFromPortWithNet(cfg.Net))
+	}
 	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, muxOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("open udp port %d: %w", cfg.UDPPort, err)
@@ -115,6 +124,9 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(mux)
+	if cfg.Net != nil {
+		se.SetNet(cfg.Net)
+	}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetInterfaceFilter(keep)
 	se.SetIncludeLoopbackCandidate(cfg.LoopbackOnly)
@@ -140,6 +152,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		ctx:     wctx,
 		cancel:  cancel,
 		routers: map[string]*Router{},
+		stats:   newStats(),
 	}
 	// Two stacks: transports that receive publishers' media need NACK
 	// generation, receiver reports and TWCC feedback; transports that send
@@ -167,6 +180,9 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 // interfaceFilter combines the configured interface rules into pion's form.
 func interfaceFilter(cfg WorkerConfig) func(string) bool {
 	return func(name string) bool {
+		if cfg.Net != nil {
+			return true // a virtual network has only what the test made
+		}
 		if cfg.LoopbackOnly {
 			return isLoopbackInterface(name)
 		}
@@ -237,6 +253,7 @@ func (w *Worker) Close() error {
 }
 
 func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) error {
+	ir.Add(w.stats) // first: next to the wire, it sees all RTCP (stats.go)
 	if dir == Send {
 		// Media from publishers: ask for what is lost, report reception,
 		// and send TWCC feedback so their encoders adapt.
@@ -271,11 +288,7 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 	ir.Add(responder)
 	ir.Add(sr)
 	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		return gcc.NewSendSideBWE(
-			gcc.SendSideBWEInitialBitrate(w.cfg.InitialBitrate),
-			gcc.SendSideBWEMinBitrate(minBitrate),
-			gcc.SendSideBWEMaxBitrate(w.cfg.MaxBitrate),
-		)
+		return bwe.New(w.cfg.InitialBitrate, minBitrate, w.cfg.MaxBitrate)
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,10 @@ func (ss *session) handle(data []byte) {
 		return
 	}
 	result, err := h(ss, req.Params)
+	// Notifications held back while joining go out after the join
+	// response, so a client learns it joined before it hears about the
+	// room.
+	defer ss.release()
 	if isNotification {
 		if err != nil {
 			ss.log.Debug("notification failed", "method", req.Method, "err", err)
@@ -47,17 +51,19 @@ func toRPCError(err error) *rpcError {
 	}
 	var roomErr *room.Error
 	if errors.As(err, &roomErr) {
-		return &rpcError{Code: roomErr.Code, Message: roomErr.Message}
+		return &rpcError{Code: roomErr.Code, Message: roomErr.Message, Data: roomErr.Data}
 	}
 	return &rpcError{Code: CodeInternal, Message: "internal error: " + err.Error()}
 }
 
 type handler func(ss *session, params json.RawMessage) (any, error)
 
-var methods map[string]handler
+// methods maps method names to handlers. Each file adds its own in an
+// init function, so the map is made here, before any of them runs.
+var methods = map[string]handler{}
 
 func init() {
-	methods = map[string]handler{
+	for name, h := range map[string]handler{
 		"join":            (*session).join,
 		"leave":           (*session).leave,
 		"createTransport": (*session).createTransport,
@@ -72,6 +78,20 @@ func init() {
 		"transportAnswer": (*session).transportAnswer,
 		"restartIce":      (*session).restartIce,
 		"iceCandidate":    (*session).iceCandidate,
+		// The watch party (party.go).
+		"time":           (*session).time,
+		"chat":           (*session).chat,
+		"react":          (*session).react,
+		"playback":       (*session).playback,
+		"playbackReport": (*session).playbackReport,
+		"setRole":        (*session).setRole,
+		"transferHost":   (*session).transferHost,
+		"kick":           (*session).kick,
+		"mute":           (*session).mute,
+		"updateRoom":     (*session).updateRoom,
+		"mediaList":      (*session).mediaList,
+	} {
+		methods[name] = h
 	}
 }
 
@@ -94,8 +114,14 @@ func (ss *session) join(params json.RawMessage) (any, error) {
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := required("room", p.Room, "name", p.Name); err != nil {
+	if err := required("room", p.Room); err != nil {
 		return nil, err
+	}
+	if p.Token == "" {
+		// With a token the name may come from the token.
+		if err := required("name", p.Name); err != nil {
+			return nil, err
+		}
 	}
 	if !room.ValidID(p.Room) {
 		return nil, errParams(`"room" must be 1-64 characters of A-Z a-z 0-9 _ -`)
@@ -106,6 +132,7 @@ func (ss *session) join(params json.RawMessage) (any, error) {
 	if joined {
 		return nil, &rpcError{Code: room.CodeAlreadyJoined, Message: "already joined: leave first"}
 	}
+	ss.hold()
 	mb, res, err := ss.srv.rooms.Join(p.Room, room.JoinOptions{Name: p.Name, Password: p.Password, Token: p.Token}, ss)
 	if err != nil {
 		return nil, err

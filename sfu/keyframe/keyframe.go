@@ -169,3 +169,75 @@ func isH264(p []byte) bool {
 func isAV1(p []byte) bool {
 	return len(p) > 0 && p[0]&0x08 != 0
 }
+
+// Dimensions returns the picture size a keyframe's first packet declares,
+// when the payload format carries it in the first bytes (VP8 does; for
+// H.264 it reads an SPS sent alone or first in a STAP-A).
+func Dimensions(c Codec, p []byte) (width, height int, ok bool) {
+	switch c {
+	case VP8:
+		i := vp8PayloadStart(p)
+		if i < 0 || len(p) < i+10 || p[i]&0x01 != 0 {
+			return 0, 0, false
+		}
+		// Frame tag (3 bytes), start code 9d 01 2a, then 14-bit sizes.
+		if p[i+3] != 0x9d || p[i+4] != 0x01 || p[i+5] != 0x2a {
+			return 0, 0, false
+		}
+		w := int(p[i+6]) | int(p[i+7]&0x3f)<<8
+		h := int(p[i+8]) | int(p[i+9]&0x3f)<<8
+		return w, h, w > 0 && h > 0
+	case H264:
+		if len(p) < 2 {
+			return 0, 0, false
+		}
+		switch p[0] & 0x1f {
+		case 7:
+			return spsDimensions(p)
+		case 24:
+			if len(p) < 4 {
+				return 0, 0, false
+			}
+			n := int(p[1])<<8 | int(p[2])
+			if 3+n <= len(p) && p[3]&0x1f == 7 {
+				return spsDimensions(p[3 : 3+n])
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// vp8PayloadStart returns the offset of the VP8 payload after the RFC 7741
+// descriptor, or -1.
+func vp8PayloadStart(p []byte) int {
+	if len(p) < 1 {
+		return -1
+	}
+	i := 1
+	if p[0]&0x80 != 0 {
+		if len(p) < 2 {
+			return -1
+		}
+		ext := p[1]
+		i = 2
+		if ext&0x80 != 0 {
+			if len(p) <= i {
+				return -1
+			}
+			if p[i]&0x80 != 0 {
+				i++
+			}
+			i++
+		}
+		if ext&0x40 != 0 {
+			i++
+		}
+		if ext&0x30 != 0 {
+			i++
+		}
+	}
+	if i >= len(p) {
+		return -1
+	}
+	return i
+}

@@ -101,3 +101,12 @@ func (m *Munger) Last() (seq uint16, ts uint32) { return m.lastOutSeq, m.lastOut
 // TSOffset returns what is added to incoming timestamps since the last
 // Sync, to translate the source's clock mappings into the output's.
 func (m *Munger) TSOffset() uint32 { return m.tsOffset }
+
+// Pad allocates the next outgoing sequence number for a packet the
+// consumer makes up itself (padding for bandwidth probes), at the last
+// timestamp; later packets follow it without a gap.
+func (m *Munger) Pad() (seq uint16, ts uint32) {
+	m.lastOutSeq++
+	m.seqOffset++
+	return m.lastOutSeq, m.lastOutTS
+}

@@ -1,0 +1,95 @@
+package bwe
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// feedback builds a TWCC report for count packets from base, 1 ms apart,
+// with the given ones lost.
+func feedback(base uint16, count int, lost map[int]bool) *rtcp.TransportLayerCC {
+	fb := &rtcp.TransportLayerCC{BaseSequenceNumber: base, PacketStatusCount: uint16(count), ReferenceTime: 10}
+	syms := make([]uint16, 0, count)
+	for i := 0; i < count; i++ {
+		if lost[i] {
+			syms = append(syms, rtcp.TypeTCCPacketNotReceived)
+			continue
+		}
+		syms = append(syms, rtcp.TypeTCCPacketReceivedSmallDelta)
+		fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 1000})
+	}
+	for i := 0; i < len(syms); i += 7 {
+		end := min(i+7, len(syms))
+		fb.PacketChunks = append(fb.PacketChunks, &rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeTwoBit, SymbolList: syms[i:end]})
+	}
+	return fb
+}
+
+func TestParseFeedback(t *testing.T) {
+	acks := parseFeedback(feedback(65530, 10, map[int]bool{3: true}))
+	if len(acks) != 10 {
+		t.Fatalf("%d acks", len(acks))
+	}
+	if acks[0].seq != 65530 || acks[9].seq != 3 {
+		t.Fatalf("sequence numbers %d..%d", acks[0].seq, acks[9].seq)
+	}
+	if acks[3].received || !acks[4].received {
+		t.Fatal("loss not where reported")
+	}
+	if d := acks[5].arrival.Sub(acks[4].arrival); d != time.Millisecond {
+		t.Fatalf("arrival step %v", d)
+	}
+	run := &rtcp.TransportLayerCC{BaseSequenceNumber: 1, PacketStatusCount: 3, PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: 3}}}
+	for _, a := range parseFeedback(run) {
+		if a.received {
+			t.Fatal("run of losses parsed as received")
+		}
+	}
+}
+
+func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	if e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("second concurrent probe accepted")
+	}
+	// 100 packets of 250 bytes in the window, delivered 1 ms apart: 2 Mbit/s.
+	for i := 0; i < 100; i++ {
+		e.sent[i] = sentPacket{seq: uint16(i), size: 250, at: now.Add(time.Duration(i) * time.Millisecond), ok: true}
+	}
+	e.onFeedback(feedback(0, 100, nil), now.Add(time.Second))
+	res := e.LastProbe()
+	if !res.Success || res.Delivered < 1_900_000 {
+		t.Fatalf("probe result %+v", res)
+	}
+	if got := e.GetTargetBitrate(); got < 1_800_000 {
+		t.Fatalf("estimate after probe %d, want ≥ 1.8M", got)
+	}
+	e.gccChanged(200_000) // GCC saw congestion
+	if got := e.GetTargetBitrate(); got > 300_000 {
+		t.Fatalf("estimate after congestion %d", got)
+	}
+	// A lossy probe fails.
+	now = now.Add(2 * time.Second)
+	e.StartProbe(2_000_000, 100*time.Millisecond, now)
+	for i := 0; i < 100; i++ {
+		e.sent[200+i] = sentPacket{seq: uint16(200 + i), size: 250, at: now.Add(time.Duration(i) * time.Millisecond), ok: true}
+	}
+	lost := map[int]bool{}
+	for i := 0; i < 100; i += 5 {
+		lost[i] = true
+	}
+	e.onFeedback(feedback(200, 100, lost), now.Add(time.Second))
+	if res := e.LastProbe(); res.Success {
+		t.Fatalf("lossy probe succeeded: %+v", res)
+	}
+}

@@ -1,0 +1,40 @@
+package sfu
+
+import "time"
+
+// startPadding fills the gap between the media rate and a probe's target
+// rate with padding for probeDuration, in 10 ms steps so the probe is a
+// steady stream rather than a burst the estimator would read as a queue.
+func (t *Transport) startPadding(target, media int) {
+	var carrier *Consumer
+	for _, c := range t.Consumers() {
+		if c.producer.kind == KindVideo {
+			if cur, _ := c.Layer(); cur >= 0 || carrier == nil {
+				carrier = c
+			}
+		}
+	}
+	if carrier == nil || target <= media {
+		return
+	}
+	perStep := (target - media) / 8 / 100 // bytes per 10 ms
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		end := time.Now().Add(probeDuration)
+		for now := range tick.C {
+			if now.After(end) || t.isClosed() {
+				return
+			}
+			carrier.sendPadding(perStep)
+		}
+	}()
+}

@@ -1,0 +1,594 @@
+package sfu_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/sfu"
+	"github.com/pion/interceptor"
+	"github.com/pion/logging"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/transport/v4/vnet"
+	"github.com/pion/webrtc/v4"
+)
+
+// Shaped-link tests run on pion's vnet: a virtual WAN where each
+// subscriber's downlink passes a token-bucket filter whose rate the test
+// changes live, like `tc tbf` on a real interface, without needing root.
+
+type layerSpec struct {
+	rid           string
+	bitrate       int
+	width, height int
+}
+
+var ladder = []layerSpec{{"q", 150_000, 320, 180}, {"h", 500_000, 640, 360}, {"f", 2_000_000, 1280, 720}}
+
+// simulcastPublisher sends three synthetic VP8 layers at realistic rates,
+// answers keyframe requests per layer, and obeys dynacast.
+type simulcastPublisher struct {
+	pc      *webrtc.PeerConnection
+	tracks  []*webrtc.TrackLocalStaticRTP
+	sender  *webrtc.RTPSender
+	keyNow  [3]atomic.Bool
+	stopped [3]atomic.Bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	// Header extension ids and mid: pion does not stamp mid and rid on
+	// simulcast packets by itself, and the SFU needs them to tell layers
+	// apart.
+	midID, ridID uint8
+	mid          string
+}
+
+func vp8Payload(size int, key, start bool, w, h int) []byte {
+	p := make([]byte, size)
+	for i := range p {
+		p[i] = byte(rand.UintN(256))
+	}
+	p[0] = 0x00
+	if start {
+		p[0] = 0x10
+		if key {
+			p[1] = 0x00 // frame tag: keyframe
+			p[4], p[5], p[6] = 0x9d, 0x01, 0x2a
+			p[7], p[8] = byte(w), byte(w>>8)
+			p[9], p[10] = byte(h), byte(h>>8)
+		} else {
+			p[1] |= 0x01
+		}
+	}
+	return p
+}
+
+func (sp *simulcastPublisher) run(i int) {
+	defer sp.wg.Done()
+	spec := ladder[i]
+	tick := time.NewTicker(time.Second / 30)
+	defer tick.Stop()
+	seq := uint16(rand.UintN(65536))
+	ts := rand.Uint32()
+	frame := 0
+	for {
+		select {
+		case <-sp.stop:
+			return
+		case <-tick.C:
+		}
+		ts += 3000
+		if sp.stopped[i].Load() {
+			continue
+		}
+		key := frame%90 == 0 || sp.keyNow[i].Swap(false)
+		frame++
+		size := spec.bitrate / 8 / 30
+		if key {
+			size *= 3
+		}
+		for off := 0; off < size; off += 1100 {
+			n := min(1100, size-off)
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: off+n >= size},
+				Payload: vp8Payload(n, key, off == 0, spec.width, spec.height)}
+			_ = pkt.Header.SetExtension(sp.midID, []byte(sp.mid))
+			_ = pkt.Header.SetExtension(sp.ridID, []byte(spec.rid))
+			seq++
+			_ = sp.tracks[i].WriteRTP(pkt)
+		}
+	}
+}
+
+func (sp *simulcastPublisher) readRTCP(rid string, i int) {
+	defer sp.wg.Done()
+	for {
+		pkts, _, err := sp.sender.ReadSimulcastRTCP(rid)
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				sp.keyNow[i].Store(true)
+			}
+		}
+	}
+}
+
+func (sp *simulcastPublisher) close() {
+	close(sp.stop)
+	_ = sp.pc.Close()
+	sp.wg.Wait()
+}
+
+func clientAPI(t *testing.T, n *vnet.Net) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNet(n)
+	se.SetICEMulticastDNSMode(0)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
+
+// connect wires a client PeerConnection to an SFU transport's candidates.
+func trickle(pc *webrtc.PeerConnection, tr **sfu.Transport) {
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil || *tr == nil {
+			return
+		}
+		j := c.ToJSON()
+		_ = (*tr).AddICECandidate(&sfu.ICECandidate{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex})
+	})
+}
+
+func publishSimulcast(t *testing.T, router *sfu.Router, api *webrtc.API) (*simulcastPublisher, *sfu.Producer) {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := &simulcastPublisher{pc: pc, stop: make(chan struct{})}
+	for _, l := range ladder {
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "screen", webrtc.WithRTPStreamID(l.rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp.tracks = append(sp.tracks, tr)
+	}
+	sender, err := pc.AddTrack(sp.tracks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range sp.tracks[1:] {
+		if err := sender.AddEncoding(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp.sender = sender
+	var str *sfu.Transport
+	trickle(pc, &str)
+	str, err = router.NewWebRTCTransport(sfu.TransportOptions{Direction: sfu.Send, Owner: "publisher",
+		OnICECandidate: func(c *sfu.ICECandidate) {
+			if c != nil {
+				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	mid := pc.GetTransceivers()[0].Mid()
+	answer, ps, err := str.Publish(offer.SDP, map[string]sfu.TrackInfo{mid: {AppData: map[string]any{"source": "screen"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	sp.mid = mid
+	for _, x := range sender.GetParameters().HeaderExtensions {
+		switch x.URI {
+		case "urn:ietf:params:rtp-hdrext:sdes:mid":
+			sp.midID = uint8(x.ID)
+		case "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id":
+			sp.ridID = uint8(x.ID)
+		}
+	}
+	p := ps[0]
+	p.SetPriority(2)
+	p.OnLayers(func(active [3]bool) {
+		for i, a := range active {
+			sp.stopped[i].Store(!a)
+		}
+	})
+	for i, l := range ladder {
+		sp.wg.Add(2)
+		go sp.run(i)
+		go sp.readRTCP(l.rid, i)
+	}
+	return sp, p
+}
+
+// shapedSubscriber receives one consumer over a rate-limited link and
+// records frame arrival times and sequence numbers.
+type shapedSubscriber struct {
+	name  string
+	pc    *webrtc.PeerConnection
+	tbf   *vnet.TBFQueue
+	queue *vnet.Queue
+	tr    *sfu.Transport
+	c     *sfu.Consumer
+
+	mu        sync.Mutex
+	frames    []time.Time
+	seqs      map[uint16]bool
+	switches  []switchEvent
+	readerEnd chan struct{}
+}
+
+type switchEvent struct {
+	at    time.Time
+	layer int
+}
+
+func (s *shapedSubscriber) layer() int {
+	cur, _ := s.c.Layer()
+	return cur
+}
+
+// waitLayer waits until the consumer forwards want, returning how long it took.
+func (s *shapedSubscriber) waitLayer(want int, within time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < within {
+		if s.layer() == want {
+			return time.Since(start), true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start), false
+}
+
+// longestGap is the longest time without a complete frame in [from, to].
+func (s *shapedSubscriber) longestGap(from, to time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var worst time.Duration
+	prev := from
+	for _, f := range s.frames {
+		if f.Before(from) || f.After(to) {
+			continue
+		}
+		if g := f.Sub(prev); g > worst {
+			worst = g
+		}
+		prev = f
+	}
+	if g := to.Sub(prev); g > worst {
+		worst = g
+	}
+	return worst
+}
+
+// lossSince reports the fraction of sequence numbers never received
+// between the first and last packet received after from.
+func (s *shapedSubscriber) resetSeqs() {
+	s.mu.Lock()
+	s.seqs = map[uint16]bool{}
+	s.mu.Unlock()
+}
+
+func (s *shapedSubscriber) loss() (float64, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.seqs) < 2 {
+		return 1, 0
+	}
+	var first, last uint16
+	init := false
+	for q := range s.seqs {
+		if !init {
+			first, last, init = q, q, true
+			continue
+		}
+		if int16(q-first) < 0 {
+			first = q
+		}
+		if int16(q-last) > 0 {
+			last = q
+		}
+	}
+	span := int(uint16(last-first)) + 1
+	return 1 - float64(len(s.seqs))/float64(span), span
+}
+
+func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *sfu.Producer, name, ip string, rate int) *shapedSubscriber {
+	t.Helper()
+	n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &shapedSubscriber{name: name, seqs: map[uint16]bool{}, readerEnd: make(chan struct{})}
+	// A 300 ms queue at the starting rate, like a home router's buffer.
+	s.tbf = vnet.NewTBFQueue(rate, 4000, int64(rate/8*3/10+4000))
+	s.queue, err = vnet.NewQueue(n, s.tbf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wan.AddNet(s.queue); err != nil {
+		t.Fatal(err)
+	}
+	api := clientAPI(t, n)
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pc = pc
+	trickle(pc, &s.tr)
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		go func() {
+			defer close(s.readerEnd)
+			buf := make([]byte, 1500)
+			var pkt rtp.Packet
+			for {
+				n, _, err := tr.Read(buf)
+				if err != nil {
+					return
+				}
+				if pkt.Unmarshal(buf[:n]) != nil {
+					continue
+				}
+				s.mu.Lock()
+				s.seqs[pkt.SequenceNumber] = true
+				// Padding from a bandwidth probe carries no frame.
+				if pkt.Marker && len(pkt.Payload) > 0 {
+					s.frames = append(s.frames, time.Now())
+				}
+				s.mu.Unlock()
+			}
+		}()
+	})
+	offers := make(chan string, 16)
+	s.tr, err = router.NewWebRTCTransport(sfu.TransportOptions{Direction: sfu.Recv, Owner: name,
+		OnICECandidate: func(c *sfu.ICECandidate) {
+			if c != nil {
+				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
+			}
+		},
+		OnOffer: func(sdp string, _ []*sfu.Consumer) { offers <- sdp },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.c, err = s.tr.Consume(p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.c.OnLayerChange(func(l int) {
+		s.mu.Lock()
+		s.switches = append(s.switches, switchEvent{time.Now(), l})
+		s.mu.Unlock()
+	})
+	offer := <-offers
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.tr.HandleAnswer(ans.SDP); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *shapedSubscriber) close() {
+	_ = s.pc.Close()
+	s.tr.Close()
+	_ = s.queue.Close()
+}
+
+// simulcastRig is a vnet WAN with an SFU and a simulcast publisher.
+type simulcastRig struct {
+	wan    *vnet.Router
+	worker *sfu.Worker
+	router *sfu.Router
+	pub    *simulcastPublisher
+	p      *sfu.Producer
+}
+
+func newSimulcastRig(t *testing.T) *simulcastRig {
+	t.Helper()
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.20.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.20.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.20.0.2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*vnet.Net{srvNet, pubNet} {
+		if err := wan.AddNet(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, Net: srvNet, InitialBitrate: 300_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := w.NewRouter("shaped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rig := &simulcastRig{wan: wan, worker: w, router: router}
+	rig.pub, rig.p = publishSimulcast(t, router, clientAPI(t, pubNet))
+	// Wait until the SFU receives all three layers.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rig.p.Layers()) < 3 || rig.p.Layers()[2].Bitrate == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("layers never arrived: %+v", rig.p.Layers())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		rig.pub.close()
+		router.Close()
+		_ = w.Close()
+		_ = wan.Stop()
+	})
+	return rig
+}
+
+func TestSimulcastFollowsShapedLink(t *testing.T) {
+	rig := newSimulcastRig(t)
+	for i, l := range rig.p.Layers() {
+		t.Logf("layer %d: %s %dx%d %.0f fps %d kbit/s", i, l.RID, l.Width, l.Height, l.FPS, l.Bitrate/1000)
+		if l.Width != ladder[i].width {
+			t.Errorf("layer %d width %d, want %d", i, l.Width, ladder[i].width)
+		}
+	}
+	sub := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "phone", "10.20.0.10", 400_000)
+	defer sub.close()
+
+	start := time.Now()
+	d, ok := sub.waitLayer(0, 5*time.Second)
+	if !ok {
+		t.Fatalf("400 kbit/s: not on q after 5 s (layer %d)", sub.layer())
+	}
+	time.Sleep(3 * time.Second) // settled: it must stay on q
+	if l := sub.layer(); l != 0 {
+		t.Fatalf("400 kbit/s: drifted to layer %d", l)
+	}
+	gap := sub.longestGap(start.Add(d+time.Second), time.Now())
+	t.Logf("400 kbit/s: on q after %v; longest freeze %v", d.Round(time.Millisecond), gap.Round(time.Millisecond))
+	if gap > 500*time.Millisecond {
+		t.Errorf("frame gap %v at 400 kbit/s, want ≤ 500ms", gap)
+	}
+
+	sub.tbf.SetRate(5_000_000)
+	sub.tbf.SetSize(5_000_000 / 8 * 3 / 10)
+	upStart := time.Now()
+	up, ok := sub.waitLayer(2, 10*time.Second)
+	t.Logf("5 Mbit/s: up-switch to f after %v (estimate %v)", up.Round(time.Millisecond), rig.router.Stats())
+	if !ok {
+		t.Fatalf("5 Mbit/s: not on f after 10 s (layer %d)", sub.layer())
+	}
+	time.Sleep(2 * time.Second)
+	t.Logf("5 Mbit/s: longest freeze %v", sub.longestGap(upStart, time.Now()).Round(time.Millisecond))
+
+	sub.tbf.SetRate(400_000)
+	downStart := time.Now()
+	down, ok := sub.waitLayer(0, 3*time.Second)
+	t.Logf("400 kbit/s again: down-switch to q after %v", down.Round(time.Millisecond))
+	if !ok {
+		t.Fatalf("back at 400 kbit/s: not on q after 3 s (layer %d)", sub.layer())
+	}
+	time.Sleep(2 * time.Second)
+	t.Logf("after the drop: longest freeze %v", sub.longestGap(downStart, time.Now()).Round(time.Millisecond))
+}
+
+func TestSimulcastPerSubscriberAndDynacast(t *testing.T) {
+	rig := newSimulcastRig(t)
+	subs := []*shapedSubscriber{
+		newShapedSubscriber(t, rig.wan, rig.router, rig.p, "phone", "10.20.0.11", 350_000),
+		newShapedSubscriber(t, rig.wan, rig.router, rig.p, "tablet", "10.20.0.12", 1_200_000),
+		newShapedSubscriber(t, rig.wan, rig.router, rig.p, "laptop", "10.20.0.13", 6_000_000),
+	}
+	defer func() {
+		for _, s := range subs {
+			s.close()
+		}
+	}()
+	want := []int{0, 1, 2}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		for i, s := range subs {
+			if s.layer() != want[i] {
+				ok = false
+			}
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, s := range subs {
+				s.mu.Lock()
+				t.Logf("%s switches: %v", s.name, s.switches)
+				s.mu.Unlock()
+			}
+			t.Fatalf("layers %d/%d/%d, want 0/1/2", subs[0].layer(), subs[1].layer(), subs[2].layer())
+		}
+		if testing.Verbose() && time.Now().UnixMilli()%1000 < 50 {
+			t.Logf("layers %d/%d/%d est %v producer %+v", subs[0].layer(), subs[1].layer(), subs[2].layer(), rig.router.Stats(), rig.p.Layers())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, s := range subs {
+		s.resetSeqs()
+	}
+	time.Sleep(4 * time.Second)
+	for i, s := range subs {
+		if l := s.layer(); l != want[i] {
+			t.Errorf("%s drifted to layer %d, want %d", s.name, l, want[i])
+		}
+		loss, n := s.loss()
+		t.Logf("%s: layer %d, loss %.2f%% of %d packets once settled", s.name, s.layer(), 100*loss, n)
+		if loss > 0.02 {
+			t.Errorf("%s: loss %.2f%% once settled, want < 2%%", s.name, 100*loss)
+		}
+	}
+
+	// Everyone capped low: nobody needs f, so the publisher pauses it.
+	subs[1].tbf.SetRate(350_000)
+	subs[2].tbf.SetRate(350_000)
+	if !waitFor(20*time.Second, func() bool { return rig.pub.stopped[2].Load() }) {
+		t.Fatalf("top layer not paused with every subscriber capped low (layers %d/%d/%d)", subs[0].layer(), subs[1].layer(), subs[2].layer())
+	}
+	t.Log("dynacast: publisher told to pause f")
+	subs[2].tbf.SetRate(6_000_000)
+	if !waitFor(20*time.Second, func() bool { return !rig.pub.stopped[2].Load() && subs[2].layer() == 2 }) {
+		t.Fatalf("top layer not resumed for the uncapped subscriber (stopped=%v, layer %d)", rig.pub.stopped[2].Load(), subs[2].layer())
+	}
+	t.Log("dynacast: f resumed and forwarded again")
+}
+
+func waitFor(d time.Duration, f func() bool) bool {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if f() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+var _ = fmt.Sprint

@@ -1,0 +1,193 @@
+package sfu
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+)
+
+// Stats counts what a Worker's media did, for metrics. The counters are
+// plain atomics bumped where the event happens (RTCP feedback, a consumer
+// closing), never a lock on the per-packet path; live values are gathered
+// only when Snapshot is called.
+type Stats struct {
+	nacksIn  atomic.Uint64 // NACK messages from subscribers (we retransmit)
+	nacksOut atomic.Uint64 // NACK messages to publishers (we ask for a resend)
+	plisIn   atomic.Uint64 // PLI and FIR from subscribers
+	plisOut  atomic.Uint64 // PLI and FIR sent to publishers, after coalescing
+	// layerSwitches counts video consumers starting another simulcast
+	// layer, or being suspended for want of bandwidth.
+	layerSwitches atomic.Uint64
+
+	// Packets and bytes of consumers that have closed, so the totals keep
+	// growing when subscribers leave.
+	retiredPackets atomic.Uint64
+	retiredBytes   atomic.Uint64
+
+	// last holds the totals last reported: a consumer counted as live by
+	// one snapshot and retired just after must not make the total dip.
+	mu        sync.Mutex
+	lastPkts  uint64
+	lastBytes uint64
+}
+
+func newStats() *Stats { return &Stats{} }
+
+// retireConsumer keeps a closing consumer's counts in its worker's totals.
+func retireConsumer(c *Consumer) {
+	st := workerStats(c)
+	if st == nil {
+		return
+	}
+	pk, by := c.Stats()
+	st.retiredPackets.Add(pk)
+	st.retiredBytes.Add(by)
+}
+
+// countLayerSwitch notes that a consumer changed layers.
+func countLayerSwitch(c *Consumer) {
+	if st := workerStats(c); st != nil {
+		st.layerSwitches.Add(1)
+	}
+}
+
+func workerStats(c *Consumer) *Stats {
+	t := c.transport
+	if t == nil || t.router == nil || t.router.w == nil {
+		return nil
+	}
+	return t.router.w.stats
+}
+
+// Snapshot is a worker's state and counters at one instant.
+type Snapshot struct {
+	Routers    int
+	Transports map[Direction]int
+	Producers  map[Kind]int
+	Consumers  map[Kind]int
+
+	// ForwardedPackets and ForwardedBytes are what every consumer has
+	// forwarded since the worker started (RTP payload plus header, before
+	// SRTP), including consumers that have closed.
+	ForwardedPackets, ForwardedBytes uint64
+	// NACKsIn are NACK messages received from subscribers; NACKsOut those
+	// sent to publishers.
+	NACKsIn, NACKsOut uint64
+	// PLIsIn are keyframe requests (PLI or FIR) from subscribers; PLIsOut
+	// those sent to publishers after coalescing.
+	PLIsIn, PLIsOut uint64
+	// LayerSwitches counts video consumers changing simulcast layer
+	// (including suspension and resumption).
+	LayerSwitches uint64
+	// Estimates are the bandwidth estimates, in bits per second, of every
+	// connected subscriber transport that has an estimator.
+	Estimates []int
+}
+
+// Snapshot walks the worker's routers and reads every live count. It takes
+// each object's own lock briefly and is meant for a metrics scrape, not for
+// the media path.
+func (w *Worker) Snapshot() Snapshot {
+	s := Snapshot{
+		Transports: map[Direction]int{},
+		Producers:  map[Kind]int{},
+		Consumers:  map[Kind]int{},
+	}
+	w.mu.Lock()
+	rs := make([]*Router, 0, len(w.routers))
+	for _, r := range w.routers {
+		rs = append(rs, r)
+	}
+	w.mu.Unlock()
+	s.Routers = len(rs)
+	var pkts, bytes uint64
+	for _, r := range rs {
+		r.mu.Lock()
+		for _, t := range r.transports {
+			s.Transports[t.opts.Direction]++
+			if t.bwe != nil && t.connected.Load() {
+				s.Estimates = append(s.Estimates, t.bwe.GetTargetBitrate())
+			}
+		}
+		ps := make([]*Producer, 0, len(r.producers))
+		for _, p := range r.producers {
+			ps = append(ps, p)
+		}
+		r.mu.Unlock()
+		for _, p := range ps {
+			s.Producers[p.kind]++
+			for _, c := range *p.consumers.Load() {
+				s.Consumers[p.kind]++
+				pk, by := c.Stats()
+				pkts += pk
+				bytes += by
+			}
+		}
+	}
+	st := w.stats
+	if st == nil {
+		s.ForwardedPackets, s.ForwardedBytes = pkts, bytes
+		return s
+	}
+	pkts += st.retiredPackets.Load()
+	bytes += st.retiredBytes.Load()
+	st.mu.Lock()
+	st.lastPkts = max(st.lastPkts, pkts)
+	st.lastBytes = max(st.lastBytes, bytes)
+	s.ForwardedPackets, s.ForwardedBytes = st.lastPkts, st.lastBytes
+	st.mu.Unlock()
+	s.NACKsIn, s.NACKsOut = st.nacksIn.Load(), st.nacksOut.Load()
+	s.PLIsIn, s.PLIsOut = st.plisIn.Load(), st.plisOut.Load()
+	s.LayerSwitches = st.layerSwitches.Load()
+	return s
+}
+
+// NewInterceptor makes Stats a pion interceptor factory. Registered first,
+// its RTCP reader and writer sit next to the wire, so it sees every
+// feedback message a peer connection sends or receives, whichever
+// interceptor or caller produced it.
+func (s *Stats) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &statsInterceptor{s: s}, nil
+}
+
+type statsInterceptor struct {
+	interceptor.NoOp
+	s *Stats
+}
+
+func (i *statsInterceptor) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
+	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, a, err := r.Read(b, a)
+		if err != nil {
+			return n, a, err
+		}
+		if a == nil {
+			a = interceptor.Attributes{}
+		}
+		pkts, perr := a.GetRTCPPackets(b[:n])
+		if perr == nil {
+			i.s.count(pkts, &i.s.nacksIn, &i.s.plisIn)
+		}
+		return n, a, err
+	})
+}
+
+func (i *statsInterceptor) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
+	return interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, a interceptor.Attributes) (int, error) {
+		i.s.count(pkts, &i.s.nacksOut, &i.s.plisOut)
+		return w.Write(pkts, a)
+	})
+}
+
+func (s *Stats) count(pkts []rtcp.Packet, nacks, plis *atomic.Uint64) {
+	for _, p := range pkts {
+		switch p.(type) {
+		case *rtcp.TransportLayerNack:
+			nacks.Add(1)
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			plis.Add(1)
+		}
+	}
+}

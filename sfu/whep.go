@@ -1,0 +1,499 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/matinee-dev/matinee/sfu/rtpmunge"
+	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// ViewerOptions configures a viewer transport. The callbacks are called
+// from pion's goroutines and must not block.
+type ViewerOptions struct {
+	// Owner identifies the viewer, as TransportOptions.Owner.
+	Owner string
+	// OnFailed is called once when the transport did not connect within
+	// the worker's ConnectTimeout.
+	OnFailed func(reason string)
+	// OnClosed is called once when the transport's connection has closed,
+	// whoever closed it (Close, the router closing, the worker closing).
+	OnClosed func()
+}
+
+// Viewer is a receive transport negotiated the other way round, as WHEP
+// does it: the client offers (receive-only audio and video), the SFU
+// answers once, and no renegotiation ever follows. It carries at most one
+// audio and one video track. What each track shows is chosen with
+// SetSource and can change at any time: the viewer's consumers are
+// swapped underneath, and the client sees one continuous RTP stream (same
+// SSRC, sequence numbers and timestamps that carry on), the new source
+// starting on a keyframe.
+//
+// A viewer's consumers are ordinary consumers of its transport, so the
+// router's bandwidth allocator picks their simulcast layers as it does
+// for every other subscriber.
+type Viewer struct {
+	t     *Transport
+	opts  ViewerOptions
+	slots map[Kind]*viewerSlot
+
+	closeOnce sync.Once
+}
+
+// viewerSlot is one of the viewer's two tracks.
+type viewerSlot struct {
+	v    *Viewer
+	kind Kind
+
+	// switchMu serialises SetSource on the slot.
+	switchMu sync.Mutex
+
+	mu     sync.Mutex
+	writer PacketWriter // nil until pion binds the track
+	ssrc   uint32
+	codecs []webrtc.RTPCodecParameters // negotiated, with the client's payload types
+	cur    *Consumer
+	// last is the renumbering state of the previous consumer, so the next
+	// one continues its stream.
+	last    rtpmunge.Munger
+	hasLast bool
+}
+
+// NewViewer creates a viewer transport in this router. Call Answer with
+// the client's offer next.
+func (r *Router) NewViewer(opts ViewerOptions) (*Viewer, error) {
+	t, err := r.NewWebRTCTransport(TransportOptions{Direction: Recv, Owner: opts.Owner, OnFailed: opts.OnFailed})
+	if err != nil {
+		return nil, err
+	}
+	v := &Viewer{t: t, opts: opts, slots: map[Kind]*viewerSlot{}}
+	// The SFU never offers on a viewer: with an offer marked outstanding
+	// for good, removing a consumer (a source switch) starts no
+	// renegotiation.
+	t.negMu.Lock()
+	t.offerPending = true
+	t.negMu.Unlock()
+	t.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		t.onConnectionState(s)
+		if s == webrtc.PeerConnectionStateClosed {
+			v.closed()
+		}
+	})
+	return v, nil
+}
+
+// Transport returns the viewer's transport (for its id, ICE candidates
+// and connection state).
+func (v *Viewer) Transport() *Transport { return v.t }
+
+// Kinds reports which tracks the viewer receives.
+func (v *Viewer) Kinds() (audio, video bool) {
+	return v.slots[KindAudio] != nil, v.slots[KindVideo] != nil
+}
+
+func (v *Viewer) closed() {
+	v.closeOnce.Do(func() {
+		if v.opts.OnClosed != nil {
+			v.opts.OnClosed()
+		}
+	})
+}
+
+// Close ends the viewer: its consumers, then its connection.
+func (v *Viewer) Close() { v.t.Close() }
+
+// Answer applies the client's offer and returns the SFU's answer, with
+// every ICE candidate in it (a WHEP client cannot receive trickled ones):
+// it waits for candidate gathering, bounded by ctx. The offer must
+// receive audio, video or both, in codecs the router knows; every other
+// m-section is rejected.
+func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	want := map[Kind]bool{}
+	for i, md := range sd.MediaDescriptions {
+		kind := Kind(md.MediaName.Media)
+		if kind != KindAudio && kind != KindVideo || want[kind] || md.MediaName.Port.Value == 0 {
+			continue
+		}
+		if mid, _ := md.Attribute("mid"); mid == "" {
+			return "", fmt.Errorf("%w: m-section %d has no a=mid", ErrBadSDP, i)
+		}
+		if _, ok := md.Attribute("sendonly"); ok {
+			continue
+		}
+		if _, ok := md.Attribute("inactive"); ok {
+			continue
+		}
+		if offersCodec(md, kind) {
+			want[kind] = true
+		}
+	}
+	if len(want) == 0 {
+		return "", fmt.Errorf("%w: the offer receives no audio or video in a codec the router knows (Opus, H.264 packetization-mode=1, VP8, VP9 profile 0)", ErrBadSDP)
+	}
+
+	t := v.t
+	t.negMu.Lock()
+	if t.isClosed() {
+		t.negMu.Unlock()
+		return "", ErrClosed
+	}
+	if t.pc.RemoteDescription() != nil {
+		t.negMu.Unlock()
+		return "", fmt.Errorf("viewer answered already: %w", ErrInvalidState)
+	}
+	for _, kind := range []Kind{KindAudio, KindVideo} {
+		if !want[kind] {
+			continue
+		}
+		s := &viewerSlot{v: v, kind: kind}
+		tr, err := t.pc.AddTransceiverFromTrack(viewerTrack{s}, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			t.negMu.Unlock()
+			return "", fmt.Errorf("add %s transceiver: %w", kind, err)
+		}
+		if err := tr.SetCodecPreferences(kindCodecs(kind)); err != nil {
+			t.negMu.Unlock()
+			return "", fmt.Errorf("%s codec preferences: %w", kind, err)
+		}
+		v.slots[kind] = s
+		t.wg.Add(1)
+		go func(sender *webrtc.RTPSender) {
+			defer t.wg.Done()
+			s.readRTCP(sender)
+		}(tr.Sender())
+	}
+	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.negMu.Unlock()
+		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	ans, err := t.pc.CreateAnswer(nil)
+	if err != nil {
+		t.negMu.Unlock()
+		return "", fmt.Errorf("create answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(t.pc)
+	if err := t.pc.SetLocalDescription(ans); err != nil {
+		t.negMu.Unlock()
+		return "", fmt.Errorf("set local description: %w", err)
+	}
+	t.negMu.Unlock()
+	t.flushCandidates()
+	t.armTimer()
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", fmt.Errorf("gather ice candidates: %w", ctx.Err())
+	}
+	return t.pc.LocalDescription().SDP, nil
+}
+
+// offersCodec reports whether an m-section lists a codec of kind that the
+// router forwards.
+func offersCodec(md *sdp.MediaDescription, kind Kind) bool {
+	fmtps := map[string]string{}
+	for _, a := range md.Attributes {
+		if a.Key == "fmtp" {
+			pt, v, _ := strings.Cut(a.Value, " ")
+			fmtps[pt] = v
+		}
+	}
+	for _, a := range md.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		pt, v, _ := strings.Cut(a.Value, " ")
+		name, _, _ := strings.Cut(v, "/")
+		if codecRank(webrtc.RTPCodecCapability{MimeType: string(kind) + "/" + name, SDPFmtpLine: fmtps[pt]}) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// kindCodecs returns the router's codecs of one kind, in its order of
+// preference, with their RTX: a viewer negotiates all it can take, so a
+// source in any of them can be forwarded without renegotiating.
+func kindCodecs(kind Kind) []webrtc.RTPCodecParameters {
+	var out []webrtc.RTPCodecParameters
+	for _, c := range routerCodecs() {
+		if strings.HasPrefix(c.MimeType, string(kind)+"/") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// SetSource makes the viewer's track of kind show producer p (nil: show
+// nothing). It returns at once; video starts at p's next keyframe, which
+// is requested. A viewer that does not receive kind ignores the call.
+func (v *Viewer) SetSource(kind Kind, p *Producer) error {
+	s := v.slots[kind]
+	if s == nil {
+		return nil
+	}
+	if p != nil {
+		if p.kind != kind {
+			return fmt.Errorf("producer %s is %s, not %s: %w", p.id, p.kind, kind, ErrInvalidState)
+		}
+		if p.transport.router != v.t.router {
+			return fmt.Errorf("producer %s is in another router: %w", p.id, ErrNotFound)
+		}
+	}
+	s.switchMu.Lock()
+	defer s.switchMu.Unlock()
+	s.mu.Lock()
+	old := s.cur
+	if old != nil && old.producer == p {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	if old != nil {
+		old.Close() // its OnClose keeps its renumbering state in s.last
+	}
+	if p == nil {
+		return nil
+	}
+	c := newConsumer(v.t, p, false)
+	s.mu.Lock()
+	if s.hasLast {
+		c.munger = s.last
+	}
+	if s.writer != nil {
+		if pt, ok := s.payloadType(p); ok {
+			c.writer, c.ssrc, c.pt = s.writer, s.ssrc, pt
+		}
+	}
+	s.cur = c
+	s.mu.Unlock()
+	c.OnClose(func() { s.consumerClosed(c) })
+	t := v.t
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		c.Close()
+		return ErrClosed
+	}
+	t.consumers[c.id] = c
+	t.mu.Unlock()
+	if err := p.addConsumer(c); err != nil {
+		c.Close()
+		return err
+	}
+	if t.connected.Load() {
+		c.restart()
+	}
+	return nil
+}
+
+// Source returns the producer the viewer's track of kind shows, or nil.
+func (v *Viewer) Source(kind Kind) *Producer {
+	s := v.slots[kind]
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return nil
+	}
+	return s.cur.producer
+}
+
+// Consumer returns the consumer currently behind the track of kind, or nil.
+func (v *Viewer) Consumer(kind Kind) *Consumer {
+	s := v.slots[kind]
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// consumerClosed notes that the slot's consumer ended (switched away from,
+// or its producer closed) and keeps where its stream stopped.
+func (s *viewerSlot) consumerClosed(c *Consumer) {
+	c.mu.Lock()
+	m := c.munger
+	c.mu.Unlock()
+	s.mu.Lock()
+	if m.Started() {
+		s.last, s.hasLast = m, true
+	}
+	if s.cur == c {
+		s.cur = nil
+	}
+	s.mu.Unlock()
+}
+
+// payloadType is the client's payload type for p's codec, if negotiated.
+// Called with s.mu held.
+func (s *viewerSlot) payloadType(p *Producer) (uint8, bool) {
+	for _, cp := range s.codecs {
+		if !strings.EqualFold(cp.MimeType, webrtc.MimeTypeRTX) && sameCodec(cp.RTPCodecCapability, p.codec) {
+			return uint8(cp.PayloadType), true
+		}
+	}
+	return 0, false
+}
+
+// bind is called when pion has negotiated the track.
+func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	var first *webrtc.RTPCodecParameters
+	codecs := ctx.CodecParameters()
+	for i, cp := range codecs {
+		if !strings.EqualFold(cp.MimeType, webrtc.MimeTypeRTX) && codecRank(cp.RTPCodecCapability) >= 0 {
+			first = &codecs[i]
+			break
+		}
+	}
+	if first == nil {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("viewer %s track: no codec in common: %w", s.kind, webrtc.ErrUnsupportedCodec)
+	}
+	s.mu.Lock()
+	s.writer = ctx.WriteStream()
+	s.ssrc = uint32(ctx.SSRC())
+	s.codecs = append([]webrtc.RTPCodecParameters(nil), codecs...)
+	c := s.cur
+	chosen := *first
+	if c != nil {
+		if pt, ok := s.payloadType(c.producer); ok {
+			c.mu.Lock()
+			c.writer, c.ssrc, c.pt = s.writer, s.ssrc, pt
+			c.mu.Unlock()
+			for _, cp := range codecs {
+				if uint8(cp.PayloadType) == pt {
+					chosen = cp
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if c != nil && s.v.t.connected.Load() {
+		c.restart()
+	}
+	return chosen, nil
+}
+
+func (s *viewerSlot) unbind() {
+	s.mu.Lock()
+	s.writer = nil
+	if c := s.cur; c != nil {
+		c.mu.Lock()
+		c.writer = nil
+		c.mu.Unlock()
+	}
+	s.mu.Unlock()
+}
+
+// readRTCP serves the client's feedback for the slot, whichever consumer
+// is current: keyframe requests go to its producer, loss reports to the
+// transport's bandwidth estimator. NACKs are answered by the interceptors
+// this read drives.
+func (s *viewerSlot) readRTCP(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		c, ssrc := s.cur, s.ssrc
+		s.mu.Unlock()
+		if c == nil {
+			continue
+		}
+		for _, pkt := range pkts {
+			switch pk := pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				c.RequestKeyframe()
+			case *rtcp.ReceiverReport:
+				if s.v.t.bwe == nil || s.kind != KindVideo {
+					continue
+				}
+				for _, rr := range pk.Reports {
+					if rr.SSRC == ssrc {
+						s.v.t.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
+					}
+				}
+			}
+		}
+	}
+}
+
+// viewerTrack is a viewer slot as pion sees it: a webrtc.TrackLocal.
+type viewerTrack struct{ s *viewerSlot }
+
+func (vt viewerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	return vt.s.bind(ctx)
+}
+
+func (vt viewerTrack) Unbind(webrtc.TrackLocalContext) error {
+	vt.s.unbind()
+	return nil
+}
+
+func (vt viewerTrack) ID() string { return "stage-" + string(vt.s.kind) }
+
+func (vt viewerTrack) RID() string { return "" }
+
+// StreamID puts both tracks in one MediaStream, so players sync them.
+func (vt viewerTrack) StreamID() string { return "stage" }
+
+func (vt viewerTrack) Kind() webrtc.RTPCodecType {
+	if vt.s.kind == KindAudio {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
+}
+
+// GatheredLocalDescription waits, bounded by ctx, until the transport has
+// gathered all its ICE candidates and returns its local description with
+// them in it: what a WHIP client, which cannot receive trickled
+// candidates, needs as its answer.
+func (t *Transport) GatheredLocalDescription(ctx context.Context) (string, error) {
+	if t.pc == nil {
+		return "", fmt.Errorf("transport %s has no peer connection: %w", t.id, ErrInvalidState)
+	}
+	select {
+	case <-webrtc.GatheringCompletePromise(t.pc):
+	case <-ctx.Done():
+		return "", fmt.Errorf("gather ice candidates: %w", ctx.Err())
+	}
+	ld := t.pc.LocalDescription()
+	if ld == nil {
+		return "", fmt.Errorf("transport %s has no local description: %w", t.id, ErrInvalidState)
+	}
+	return ld.SDP, nil
+}
+
+// RemoteICEUfrag returns the ICE username fragment of the client's
+// current description, to tell trickled candidates from an ICE restart.
+func (t *Transport) RemoteICEUfrag() string {
+	rd := t.pc.RemoteDescription()
+	if rd == nil {
+		return ""
+	}
+	parsed, err := rd.Unmarshal()
+	if err != nil {
+		return ""
+	}
+	if v, ok := parsed.Attribute("ice-ufrag"); ok {
+		return v
+	}
+	for _, md := range parsed.MediaDescriptions {
+		if v, ok := md.Attribute("ice-ufrag"); ok {
+			return v
+		}
+	}
+	return ""
+}
