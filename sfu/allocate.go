@@ -15,9 +15,9 @@ import (
 // When a better layer is wanted but the estimate is short, the transport
 // probes with padding to find out whether the link can carry more.
 const (
-	tickInterval   = 250 * time.Millisecond
-	upHold         = 1500 * time.Millisecond
-	upHeadroom     = 1.10 // a higher layer must fit with 10% to spare
+	tickInterval = 250 * time.Millisecond
+	upHold       = 1500 * time.Millisecond
+	upHeadroom   = 1.10 // a higher layer must fit with 10% to spare
 	// A shortfall under 25% must last downHold before the layer drops: a
 	// keyframe burst makes the estimate dip for a moment on any link. A
 	// bigger one drops the layer at once.
@@ -31,9 +31,9 @@ const (
 	probeMaxFactor = 2.0
 	// No probing for this long after the estimate fell: the link just
 	// said it is full.
-	probeQuiet = 3 * time.Second
-	layerTimeout   = time.Second
-	dynacastHold   = 3 * time.Second
+	probeQuiet   = 3 * time.Second
+	layerTimeout = time.Second
+	dynacastHold = 3 * time.Second
 )
 
 // allocState is a transport's allocator memory between ticks.
