@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -223,6 +225,16 @@ func (b *browser) saveArtifacts() {
 	}
 	abs, _ := filepath.Abs(dir)
 	b.t.Logf("screenshots and console logs of every tab: %s", abs)
+}
+
+// addInitScript makes src run in every document of the tab before the
+// page's own scripts.
+func (tb *tab) addInitScript(t *testing.T, src string) {
+	t.Helper()
+	tb.do(t, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src})
+		return err
+	}))
 }
 
 func (tb *tab) do(t *testing.T, actions ...chromedp.Action[chromedp.Void]) {

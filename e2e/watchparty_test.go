@@ -28,6 +28,12 @@ type view struct {
 	Tiles []tileV `json:"tiles"`
 	Video *rtpIn  `json:"video"`
 	Audio *rtpIn  `json:"audio"`
+	Cons  []struct {
+		Kind  string `json:"kind"`
+		Mid   string `json:"mid"`
+		Src   string `json:"src"`
+		Muted bool   `json:"muted"`
+	} `json:"cons"` // every consumer, for failure reports
 }
 
 type tileV struct {
@@ -60,7 +66,8 @@ const probeJS = `(async () => {
     conn: document.querySelector('[data-testid=connection-state]')?.dataset.state || '',
     count: document.querySelectorAll('[data-testid=participant]').length,
     tiles: [...document.querySelectorAll('[data-testid=remote-video]')].map((v) => ({w: v.videoWidth, h: v.videoHeight, paused: v.paused})),
-    video: null, audio: null};
+    video: null, audio: null,
+    cons: c ? [...c.consumers.values()].map((co) => ({kind: co.kind, mid: co.mid || '', src: co.appData.source || '', muted: !!(co.track && co.track.muted)})) : []};
   if (c) {
     for (const co of c.consumers.values()) {
       if (!co.track || co.appData.source !== 'screen') continue;
@@ -98,8 +105,14 @@ func waitJoined(t *testing.T, tb *tab, timeout time.Duration) {
 // waitPlaying waits until tb plays one remote screen share: a video
 // element with a picture, frames being decoded, and sound above silence.
 func waitPlaying(tb *tab, timeout time.Duration) (time.Duration, error) {
+	return waitMedia(tb, timeout, true)
+}
+
+// waitMedia is waitPlaying that may leave out the sound (a muted page
+// does not decode it).
+func waitMedia(tb *tab, timeout time.Duration, sound bool) (time.Duration, error) {
 	firstFrames := -1
-	heard := false
+	heard := !sound
 	return poll(timeout, tb.name+" plays the share", func() (bool, string) {
 		v, err := tb.probe()
 		if err != nil {
@@ -187,6 +200,9 @@ func TestWatchParty(t *testing.T) {
 	var viewers []*tab
 	for _, n := range []string{"B", "C", "D", "E"} {
 		v := b.newTab(n)
+		if n == "C" {
+			v.addInitScript(t, opusTOCHook)
+		}
 		v.do(t,
 			chromedp.Navigate(roomURL),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
@@ -262,15 +278,71 @@ func TestWatchParty(t *testing.T) {
 			Total     int  `json:"total"`
 			Stereo    int  `json:"stereo"`
 		}
-		viewers[0].mustEval(t, stereoFramesJS, &frames)
-		if !frames.Supported {
-			t.Log("RTCRtpScriptTransform is not available; skipped the Opus TOC check")
-		} else {
-			t.Logf("%s: %d of %d Opus frames are stereo", viewers[0].name, frames.Stereo, frames.Total)
-			if frames.Total < 10 || frames.Stereo < frames.Total*9/10 {
-				t.Errorf("%s: %d of %d received Opus frames are stereo", viewers[0].name, frames.Stereo, frames.Total)
+		c := viewers[1]
+		waitUntil(t, 3*time.Second, c.name+" counts Opus frames", func() (bool, string) {
+			if err := c.eval(stereoFramesJS, &frames); err != nil {
+				return false, err.Error()
 			}
+			return !frames.Supported || frames.Total >= 50, fmt.Sprintf("%+v", frames)
+		})
+		if !frames.Supported {
+			t.Fatal("this Chromium has no RTCRtpScriptTransform: cannot read the received Opus frames")
 		}
+		t.Logf("%s: %d of %d received Opus frames are coded in stereo", c.name, frames.Stereo, frames.Total)
+		if frames.Total < 10 || frames.Stereo < frames.Total*9/10 {
+			t.Errorf("%s: %d of %d received Opus frames are stereo", c.name, frames.Stereo, frames.Total)
+		}
+	})
+
+	t.Run("simulcast layers", func(t *testing.T) {
+		var layers []struct {
+			Rid   string  `json:"rid"`
+			Bytes float64 `json:"bytes"`
+			Why   string  `json:"why"`
+			W     int     `json:"w"`
+			BWE   float64 `json:"bwe"`
+		}
+		// All three layers are negotiated; how many flow depends on the
+		// bandwidth estimate, which needs a while to reach the top layer.
+		waitUntil(t, 5*time.Second, "A sends simulcast", func() (bool, string) {
+			err := a.eval(`(async () => {
+			  const p = [...window.__matinee.client.sendTransport.producers].find((p) => p.kind === 'video');
+			  const out = [];
+			  const r = await window.__matinee.client.sendTransport.pc.getStats();
+			  let bwe = 0;
+			  r.forEach((s) => { if (s.type === 'candidate-pair' && s.availableOutgoingBitrate) bwe = s.availableOutgoingBitrate; });
+			  (await p.getStats()).forEach((s) => { if (s.type === 'outbound-rtp') out.push({rid: s.rid || '', bytes: s.bytesSent, why: s.qualityLimitationReason, w: s.frameWidth || 0, bwe}); });
+			  return out;
+			})()`, &layers)
+			if err != nil {
+				return false, err.Error()
+			}
+			sending := 0
+			for _, l := range layers {
+				if l.Bytes > 0 && l.Rid != "" {
+					sending++
+				}
+			}
+			return len(layers) == 3 && sending >= 2, fmt.Sprintf("%+v", layers)
+		})
+		t.Logf("A's layers: %+v", layers)
+	})
+
+	t.Run("ICE restart keeps playing", func(t *testing.T) {
+		ufrag := `(() => { const c = window.__matinee.client, t = c.%sTransport;
+		  return /a=ice-ufrag:(\S+)/.exec(t.pc.localDescription.sdp)[1]; })()`
+		var aBefore, bBefore, aAfter, bAfter string
+		bv := viewers[0]
+		a.mustEval(t, fmt.Sprintf(ufrag, "send"), &aBefore)
+		bv.mustEval(t, fmt.Sprintf(ufrag, "recv"), &bBefore)
+		a.mustEval(t, `window.__matinee.client.restartIce('send').then(() => true)`, nil)
+		bv.mustEval(t, `window.__matinee.client.restartIce('recv').then(() => true)`, nil)
+		waitUntil(t, 5*time.Second, "new ICE credentials", func() (bool, string) {
+			_ = a.eval(fmt.Sprintf(ufrag, "send"), &aAfter)
+			_ = bv.eval(fmt.Sprintf(ufrag, "recv"), &bAfter)
+			return aAfter != aBefore && bAfter != bBefore, fmt.Sprintf("send %s→%s, recv %s→%s", aBefore, aAfter, bBefore, bAfter)
+		})
+		allPlay(t, viewers, time.Now(), 5*time.Second)
 	})
 
 	t.Run("stop and share again", func(t *testing.T) {
@@ -334,29 +406,83 @@ func TestWatchParty(t *testing.T) {
 		}
 	})
 
+	t.Run("sharer reconnects and shares again", func(t *testing.T) {
+		var before string
+		a.mustEval(t, `window.__matinee.client.me.id`, &before)
+		a.mustEval(t, `window.__matinee.client.ws.close(), true`, nil)
+		waitUntil(t, 10*time.Second, "A rejoins", func() (bool, string) {
+			p, err := a.probe()
+			if err != nil {
+				return false, err.Error()
+			}
+			return p.State == "joined" && p.Conn == "connected" && p.Peer != before, p.String()
+		})
+		// The screen was never stopped: A publishes it again by itself.
+		allPlay(t, viewers, time.Now(), 10*time.Second)
+	})
+
+	t.Run("chat", func(t *testing.T) {
+		a.do(t,
+			chromedp.Click(chromedp.CSS(`#tab-btn-chat`)),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=chat-input]`), "popcorn ready?"),
+			chromedp.Click(chromedp.CSS(`[data-testid=chat-send]`)),
+		)
+		var unavailable bool
+		waitUntil(t, 5*time.Second, "A's message shows", func() (bool, string) {
+			var n int
+			_ = a.eval(`document.querySelectorAll('[data-testid=chat-message]').length`, &n)
+			_ = a.eval(`!document.getElementById('chat-unavailable').hidden`, &unavailable)
+			return n == 1 || unavailable, fmt.Sprintf("%d messages, unavailable %v", n, unavailable)
+		})
+		if unavailable {
+			t.Log("this server has no chat method: the panel says so (checked in TestErrorMessages)")
+			return
+		}
+		for _, v := range viewers {
+			waitUntil(t, 5*time.Second, v.name+" gets the message", func() (bool, string) {
+				var texts []string
+				_ = v.eval(`[...document.querySelectorAll('[data-testid=chat-message]')].map((e) => e.innerText)`, &texts)
+				return len(texts) == 1 && strings.Contains(texts[0], "popcorn ready?") && strings.Contains(texts[0], "Ana"), fmt.Sprint(texts)
+			})
+		}
+	})
+
 	t.Run("stop removes tiles everywhere", func(t *testing.T) {
 		a.do(t, chromedp.Click(chromedp.CSS(`[data-testid=stop-share]`)))
 		noneShow(t, viewers, 5*time.Second)
 	})
 }
 
-// stereoFramesJS counts, for one second, the received screen-share Opus
-// frames and those whose TOC byte has the stereo flag (RFC 6716 §3.1).
-const stereoFramesJS = `(async () => {
-  if (typeof RTCRtpScriptTransform !== 'function') return {supported: false, total: 0, stereo: 0};
-  const c = window.__matinee.client;
-  const co = [...c.consumers.values()].find((x) => x.kind === 'audio' && x.track && x.appData.source === 'screen');
-  if (!co) throw new Error('no screen audio consumer');
-  const src = 'onrtctransform = (ev) => { const t = ev.transformer; let total = 0, stereo = 0;' +
+// opusTOCHook runs before the page's own scripts: it puts an encoded
+// transform on every audio receiver as it appears (a transform set later
+// sees no frames) and counts the Opus frames whose TOC byte has the stereo
+// flag (RFC 6716 section 3.1), by mid, in window.__opusToc.
+const opusTOCHook = `(() => {
+  const stats = window.__opusToc = {};
+  if (typeof RTCRtpScriptTransform !== 'function') { stats.unsupported = true; return; }
+  const src = 'onrtctransform = (ev) => { const t = ev.transformer, port = t.options.port; let total = 0, stereo = 0;' +
     ' t.readable.pipeThrough(new TransformStream({transform(f, ctl) { const b = new Uint8Array(f.data);' +
     ' if (b.length > 0) { total++; if (b[0] & 4) stereo++; } ctl.enqueue(f); }})).pipeTo(t.writable);' +
-    ' t.options.port.onmessage = () => t.options.port.postMessage({total, stereo}); };';
-  const worker = new Worker(URL.createObjectURL(new Blob([src], {type: 'text/javascript'})));
-  const ch = new MessageChannel();
-  co.receiver.transform = new RTCRtpScriptTransform(worker, {port: ch.port2}, [ch.port2]);
-  await new Promise((r) => setTimeout(r, 1500));
-  const res = await new Promise((resolve) => { ch.port1.onmessage = (e) => resolve(e.data); ch.port1.postMessage('count'); });
-  co.receiver.transform = null;
-  worker.terminate();
-  return {supported: true, total: res.total, stereo: res.stereo};
+    ' setInterval(() => port.postMessage({total, stereo}), 200); };';
+  const url = URL.createObjectURL(new Blob([src], {type: 'text/javascript'}));
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('track', (ev) => {
+        if (ev.track.kind !== 'audio') return;
+        const ch = new MessageChannel();
+        ch.port1.onmessage = (m) => { stats[ev.transceiver.mid] = m.data; };
+        ev.receiver.transform = new RTCRtpScriptTransform(new Worker(url), {port: ch.port2}, [ch.port2]);
+      });
+    }
+  };
+})()`
+
+// stereoFramesJS reads opusTOCHook's counts for the screen-share audio.
+const stereoFramesJS = `(() => {
+  const s = window.__opusToc || {};
+  const co = [...window.__matinee.client.consumers.values()].find((x) => x.kind === 'audio' && x.track && x.appData.source === 'screen');
+  const n = (co && s[co.mid]) || {total: 0, stereo: 0};
+  return {supported: !s.unsupported, total: n.total, stereo: n.stereo};
 })()`

@@ -23,6 +23,9 @@ const (
 	// bigger one drops the layer at once.
 	downHold     = time.Second
 	downTolerate = 0.75
+	// Video is suspended only after the lowest layer has not fitted for
+	// this long.
+	suspendHold = 2 * time.Second
 	// A probe is short and at most half again the estimate, so that on a
 	// link that cannot carry it the overshoot fits in the bottleneck's
 	// queue instead of turning into loss.
@@ -48,9 +51,20 @@ type allocState struct {
 
 // consumerAlloc is a consumer's allocator memory between ticks.
 type consumerAlloc struct {
-	upLayer   int
-	upSince   time.Time
-	downSince time.Time
+	upLayer     int
+	upSince     time.Time
+	downSince   time.Time
+	starveSince time.Time
+}
+
+// lowestAvailable returns the lowest layer that can be chosen, or -1.
+func (p *Producer) lowestAvailable(maxL int) int {
+	for i := 0; i <= maxL && i < maxLayers; i++ {
+		if p.available(i) {
+			return i
+		}
+	}
+	return -1
 }
 
 // run ticks the router's allocator until the router closes.
@@ -259,9 +273,28 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 	if top < 0 {
 		return 0, 0 // nothing to forward yet
 	}
+	if best >= 0 || cur < 0 {
+		c.alloc.starveSince = time.Time{}
+	}
 	switch {
-	case best < 0:
+	case best < 0 && cur >= 0:
+		// Even the lowest layer does not fit. Suspend the video only if
+		// that lasts: a frozen picture is worse than a late one, and a
+		// busy machine or a keyframe makes estimates dip briefly.
+		if c.alloc.starveSince.IsZero() {
+			c.alloc.starveSince = now
+		}
+		low := p.lowestAvailable(maxL)
+		if now.Sub(c.alloc.starveSince) < suspendHold && low >= 0 {
+			if low < cur {
+				c.setTarget(low)
+			}
+			return p.layerRate(low), 0
+		}
 		c.setTarget(-1)
+		c.alloc.upSince = time.Time{}
+		return 0, p.layerRate(0)
+	case best < 0:
 		c.alloc.upSince = time.Time{}
 		return 0, p.layerRate(0)
 	case best <= cur:
@@ -323,7 +356,10 @@ func (c *Consumer) setTarget(l int) {
 // consumer targets or forwards for dynacastHold is paused; a wanted one
 // resumes at once.
 func (p *Producer) dynacast(now time.Time) {
-	if p.kind != KindVideo || p.onLayers == nil {
+	p.mu.Lock()
+	onLayers := p.onLayers
+	p.mu.Unlock()
+	if p.kind != KindVideo || onLayers == nil {
 		return
 	}
 	seen := 0
@@ -370,5 +406,5 @@ func (p *Producer) dynacast(now time.Time) {
 			l.resumedAt = now
 		}
 	}
-	p.onLayers(next)
+	onLayers(next)
 }

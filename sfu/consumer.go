@@ -23,6 +23,7 @@ type Consumer struct {
 	producer    *Producer
 	transport   *Transport
 	transceiver *webrtc.RTPTransceiver
+	sender      *webrtc.RTPSender
 
 	// mu guards the write state below: packets of different simulcast
 	// layers arrive from different read loops.

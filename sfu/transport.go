@@ -383,9 +383,10 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	return ans.SDP, added, nil
 }
 
-// inbound is one receiving m-section of a Send transport. Its read loops
-// outlive producers: a producer closed and re-published on the same mid
-// reuses the running tracks.
+// inbound is one receiving m-section of a Send transport. The read loops
+// of its tracks deliver to whichever producer is attached; a closed
+// producer detaches. (Browsers never re-send on a stopped m-section; a
+// new share arrives on a new one.)
 type inbound struct {
 	mid      string
 	producer atomic.Pointer[Producer]
@@ -442,10 +443,23 @@ func (t *Transport) Consume(p *Producer, paused bool) (*Consumer, error) {
 		return nil, ErrClosed
 	}
 	t.mu.Unlock()
-	tr, err := t.pc.AddTransceiverFromTrack(consumerTrack{c}, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	// AddTrack reuses an m-section a closed consumer left inactive, so the
+	// subscriber's SDP does not grow with every share that comes and goes.
+	sender, err := t.pc.AddTrack(consumerTrack{c})
 	if err != nil {
 		t.negMu.Unlock()
-		return nil, fmt.Errorf("add transceiver: %w", err)
+		return nil, fmt.Errorf("add track: %w", err)
+	}
+	var tr *webrtc.RTPTransceiver
+	for _, x := range t.pc.GetTransceivers() {
+		if x.Sender() == sender {
+			tr = x
+		}
+	}
+	if tr == nil {
+		_ = t.pc.RemoveTrack(sender)
+		t.negMu.Unlock()
+		return nil, fmt.Errorf("consume %s: transceiver not found", p.id)
 	}
 	prefs := []webrtc.RTPCodecParameters{main}
 	if rtx != nil {
@@ -457,13 +471,14 @@ func (t *Transport) Consume(p *Producer, paused bool) (*Consumer, error) {
 		return nil, fmt.Errorf("codec preferences: %w", err)
 	}
 	c.transceiver = tr
+	c.sender = sender
 	t.mu.Lock()
 	t.consumers[c.id] = c
 	t.wg.Add(1)
 	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
-		c.readRTCP(tr.Sender())
+		c.readRTCP(sender)
 	}()
 	t.negMu.Unlock()
 	if err := p.addConsumer(c); err != nil {
@@ -590,8 +605,8 @@ func (t *Transport) removeConsumer(c *Consumer) {
 		return
 	}
 	t.negMu.Lock()
-	if c.transceiver != nil {
-		if err := t.pc.RemoveTrack(c.transceiver.Sender()); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+	if c.sender != nil {
+		if err := t.pc.RemoveTrack(c.sender); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
 			t.log.Debug("remove track", "err", err)
 		}
 	}

@@ -49,8 +49,19 @@ type WorkerConfig struct {
 	InterfaceFilter func(name string) bool
 	// LoopbackOnly gathers on loopback alone (tests, single-host use).
 	LoopbackOnly bool
-	// AnnounceIPs replace host candidate addresses (1:1 NAT).
+	// AnnounceIPs replace host candidate addresses (1:1 NAT). They must be
+	// IP addresses: callers resolve DNS names first.
 	AnnounceIPs []string
+	// TCPListener, when set, accepts ICE-TCP connections (RFC 6544
+	// passive candidates, RFC 4571 framing) for networks that block UDP.
+	// The worker owns it from then on and closes it in Close. It may be a
+	// listener that only receives connections handed over by another one,
+	// such as the HTTPS listener sharing its port; its Addr must be a
+	// *net.TCPAddr whose port is the one to advertise.
+	TCPListener net.Listener
+	// TCPPort, when TCPListener is nil and TCPPort > 0, is a TCP port the
+	// worker listens on (all addresses) for ICE-TCP. 0 disables ICE-TCP.
+	TCPPort int
 	// ConnectTimeout bounds ICE+DTLS; see Transport.OnFailed.
 	ConnectTimeout time.Duration
 	// NACKHistory is the number of packets each sent stream keeps for
@@ -69,11 +80,12 @@ type WorkerConfig struct {
 // Worker owns the UDP socket(s) shared by every transport and the pion API
 // configured with Matinee's codecs and interceptors.
 type Worker struct {
-	cfg  WorkerConfig
-	log  *slog.Logger
-	mux  *ice.MultiUDPMuxDefault
-	apis [2]*webrtc.API // by Direction
-	ctx  context.Context
+	cfg    WorkerConfig
+	log    *slog.Logger
+	mux    *ice.MultiUDPMuxDefault
+	tcpMux *ice.TCPMuxDefault // nil without ICE-TCP
+	apis   [2]*webrtc.API     // by Direction
+	ctx    context.Context
 
 	// pcMu serialises PeerConnection creation so the bandwidth estimator
 	// the cc interceptor makes for it can be handed to its transport.
@@ -109,6 +121,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	keep := interfaceFilter(cfg)
 	muxOpts := []ice.UDPMuxFromPortOption{
 		ice.UDPMuxFromPortWithInterfaceFilter(keep),
+		ice.UDPMuxFromPortWithIPFilter(keepIP),
 		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6),
 	}
 	if cfg.LoopbackOnly {
@@ -127,8 +140,27 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
 	}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	tcpMux, err := openTCPMux(cfg, log)
+	if err != nil {
+		_ = mux.Close()
+		return nil, err
+	}
+	if tcpMux != nil {
+		// Passive TCP host candidates on the same addresses as the UDP
+		// ones; browsers connect to them when UDP does not get through.
+		se.SetICETCPMux(tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	closeMuxes := func() {
+		_ = mux.Close()
+		if tcpMux != nil {
+			_ = tcpMux.Close()
+		}
+	}
+	se.SetNetworkTypes(networks)
 	se.SetInterfaceFilter(keep)
+	se.SetIPFilter(keepIP)
 	se.SetIncludeLoopbackCandidate(cfg.LoopbackOnly)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	// Browsers hide host candidates behind mDNS names; the SFU resolves
@@ -140,7 +172,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 			AsCandidateType: webrtc.ICECandidateTypeHost,
 			Mode:            webrtc.ICEAddressRewriteReplace,
 		}); err != nil {
-			_ = mux.Close()
+			closeMuxes()
 			return nil, fmt.Errorf("announce ip: %w", err)
 		}
 	}
@@ -149,6 +181,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		cfg:     cfg,
 		log:     log,
 		mux:     mux,
+		tcpMux:  tcpMux,
 		ctx:     wctx,
 		cancel:  cancel,
 		routers: map[string]*Router{},
@@ -162,13 +195,13 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	for _, dir := range []Direction{Send, Recv} {
 		me := &webrtc.MediaEngine{}
 		if err := registerCodecs(me); err != nil {
-			_ = mux.Close()
+			closeMuxes()
 			cancel()
 			return nil, err
 		}
 		ir := &interceptor.Registry{}
 		if err := w.registerInterceptors(ir, dir); err != nil {
-			_ = mux.Close()
+			closeMuxes()
 			cancel()
 			return nil, err
 		}
@@ -201,6 +234,42 @@ func interfaceFilter(cfg WorkerConfig) func(string) bool {
 	}
 }
 
+// keepIP leaves link-local addresses out of ICE: they change with the
+// link, need a zone to be used, and a phone on the LAN reaches the host by
+// its routable address anyway.
+func keepIP(ip net.IP) bool {
+	return !ip.IsLinkLocalUnicast()
+}
+
+// openTCPMux returns the ICE-TCP mux on cfg.TCPListener or cfg.TCPPort, or
+// nil when ICE-TCP is off.
+func openTCPMux(cfg WorkerConfig, log *slog.Logger) (*ice.TCPMuxDefault, error) {
+	ln := cfg.TCPListener
+	if ln == nil && cfg.TCPPort > 0 {
+		var err error
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", cfg.TCPPort))
+		if err != nil {
+			return nil, fmt.Errorf("open ice-tcp port %d: %w", cfg.TCPPort, err)
+		}
+	}
+	if ln == nil {
+		return nil, nil
+	}
+	if _, ok := ln.Addr().(*net.TCPAddr); !ok {
+		_ = ln.Close()
+		return nil, fmt.Errorf("ice-tcp listener address %v: not a TCP address", ln.Addr())
+	}
+	log.Debug("ICE-TCP enabled", "addr", ln.Addr())
+	return ice.NewTCPMuxDefault(ice.TCPMuxParams{
+		Listener:       ln,
+		ReadBufferSize: 64,
+		// Media to a subscriber on a slow TCP path must not block the
+		// writer: beyond 4 MB queued, packets are dropped (and NACKed).
+		WriteBufferSize:      4 << 20,
+		FirstStunBindTimeout: 10 * time.Second,
+	}), nil
+}
+
 func isLoopbackInterface(name string) bool {
 	ifc, err := net.InterfaceByName(name)
 	return err == nil && ifc.Flags&net.FlagLoopback != 0
@@ -208,6 +277,14 @@ func isLoopbackInterface(name string) bool {
 
 // ListenAddrs returns the local UDP addresses media arrives on.
 func (w *Worker) ListenAddrs() []net.Addr { return w.mux.GetListenAddresses() }
+
+// TCPAddr returns the ICE-TCP listen address, or nil when ICE-TCP is off.
+func (w *Worker) TCPAddr() net.Addr {
+	if w.tcpMux == nil {
+		return nil
+	}
+	return w.tcpMux.LocalAddr()
+}
 
 // NewRouter creates the media router of one room.
 func (w *Worker) NewRouter(id string) (*Router, error) {
@@ -249,7 +326,13 @@ func (w *Worker) Close() error {
 		r.Close()
 	}
 	w.cancel()
-	return w.mux.Close()
+	err := w.mux.Close()
+	if w.tcpMux != nil {
+		// Closes the listener and every ICE-TCP connection, and waits
+		// for the mux's goroutines.
+		err = errors.Join(err, w.tcpMux.Close())
+	}
+	return err
 }
 
 func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) error {

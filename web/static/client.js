@@ -135,6 +135,7 @@ export class Producer extends EventTarget {
     this.paused = false;
     this.closed = false;
     this.transceiver = null;
+    this._needed = new Map(); // rid → whether any subscriber needs it (dynacast)
   }
 
   get mid() {
@@ -180,30 +181,51 @@ export class Producer extends EventTarget {
     await this._applyParameters();
   }
 
-  async _applyParameters() {
+  // Sends only the simulcast layers someone receives.
+  _setNeededLayers(layers) {
+    for (const l of layers) if (l.rid) this._needed.set(l.rid, !!l.active);
+    this._applyParameters();
+  }
+
+  // Applies encodings, dynacast and degradationPreference to the sender.
+  // Calls run one after another: getParameters/setParameters pairs must
+  // not interleave.
+  _applyParameters() {
+    const run = (this._paramsQueue || Promise.resolve()).then(() => this._setSenderParameters());
+    this._paramsQueue = run.catch(() => {});
+    return run;
+  }
+
+  async _setSenderParameters() {
     const s = this.sender;
     if (!s) return;
-    const p = s.getParameters();
-    if (!p.encodings || p.encodings.length === 0) return;
-    if (this.encodings) {
+    const build = (withPreference) => {
+      const p = s.getParameters();
+      if (!p.encodings || p.encodings.length === 0) return null;
       p.encodings.forEach((e, i) => {
-        const want = this.encodings[i];
-        if (!want) return;
-        for (const k of ['maxBitrate', 'maxFramerate', 'scaleResolutionDownBy', 'active', 'priority', 'networkPriority']) {
+        const want = this.encodings ? this.encodings[i] || {} : {};
+        for (const k of ['maxBitrate', 'maxFramerate', 'scaleResolutionDownBy', 'priority', 'networkPriority']) {
           if (want[k] !== undefined) e[k] = want[k];
         }
+        e.active = want.active !== false && (!e.rid || this._needed.get(e.rid) !== false);
       });
-    }
-    if (this.degradationPreference) p.degradationPreference = this.degradationPreference;
+      if (withPreference && this.degradationPreference) p.degradationPreference = this.degradationPreference;
+      return p;
+    };
+    const p = build(true);
+    if (!p) return;
     try {
       await s.setParameters(p);
     } catch (err) {
-      // Older browsers refuse degradationPreference; keep the rest.
-      console.warn('matinee: setParameters', err);
-      if (this.degradationPreference) {
-        const q = s.getParameters();
-        delete q.degradationPreference;
-        await s.setParameters(q).catch(() => {});
+      if (!this.degradationPreference) {
+        console.warn('matinee: setParameters', err);
+        return;
+      }
+      // Some browsers refuse degradationPreference: keep the rest.
+      try {
+        await s.setParameters(build(false));
+      } catch (err2) {
+        console.warn('matinee: setParameters', err2);
       }
     }
   }
@@ -233,6 +255,7 @@ export class Consumer extends EventTarget {
     this.kind = info.kind;
     this.paused = !!info.paused;
     this.mid = info.mid ?? null;
+    this.spatialLayer = null; // the simulcast layer arriving, when the SFU says
     this.track = null;
     this.receiver = null;
     this.closed = false;
@@ -256,6 +279,21 @@ export class Consumer extends EventTarget {
   async resume() {
     this.paused = false;
     await this.client.request('resumeConsumer', {consumerId: this.id});
+  }
+
+  /**
+   * Caps the simulcast layer this consumer receives (0 lowest … 2 full);
+   * a small tile needs no more than the lowest. Servers without layer
+   * control answer -32601, which is ignored.
+   */
+  async setPreferredLayer(spatialLayer) {
+    if (this.preferredLayer === spatialLayer) return;
+    this.preferredLayer = spatialLayer;
+    try {
+      await this.client.request('setPreferredLayers', {consumerId: this.id, spatialLayer});
+    } catch (err) {
+      if (!(err instanceof RpcError && err.code === Codes.METHOD_NOT_FOUND)) throw err;
+    }
   }
 
   /** Unsubscribes (the server renegotiates the receive transport). */
@@ -359,12 +397,16 @@ export class SendTransport extends Transport {
       this.lastAnswer = answer;
       await pc.setRemoteDescription({type: 'answer', sdp: answer});
       await this._flushRemoteCandidates();
+      // The answer lists the producers this offer created.
       const byMid = new Map((res.producers || []).map((p) => [String(p.mid), p]));
       for (const p of this.producers) {
         const info = byMid.get(String(p.mid));
-        if (info) p._setId(info.id);
-        else console.warn('matinee: no producer for mid', p.mid);
-        if (info && p.paused) this.client.request('pauseProducer', {producerId: info.id}).catch(() => {});
+        if (info) {
+          p._setId(info.id);
+          if (p.paused) this.client.request('pauseProducer', {producerId: info.id}).catch(() => {});
+        } else if (!p.id) {
+          console.warn('matinee: the SFU made no producer for mid', p.mid);
+        }
         await p._applyParameters();
       }
       return res;
@@ -409,24 +451,20 @@ function setCodecs(transceiver, kind) {
 }
 
 // Maps each transceiver to its mid in a just-created offer, including new
-// transceivers whose mid is not assigned until setLocalDescription: they
-// take the offer's unclaimed sections in order.
+// transceivers whose mid is not assigned until setLocalDescription: in
+// order, each takes the first unclaimed section of its kind.
 function midsInOffer(pc, sdp) {
   const out = new Map();
-  const transceivers = pc.getTransceivers().filter((t) => !t.stopped);
-  const claimed = new Set();
-  for (const t of transceivers) {
-    if (t.mid !== null) {
-      out.set(t, t.mid);
-      claimed.add(t.mid);
-    }
-  }
+  const transceivers = pc.getTransceivers().filter((t) => t.currentDirection !== 'stopped');
+  const claimed = new Set(transceivers.filter((t) => t.mid !== null).map((t) => t.mid));
+  for (const t of transceivers) if (t.mid !== null) out.set(t, t.mid);
   const free = SDP.parse(sdp).media.filter((m) => m.mid !== null && !claimed.has(m.mid));
   for (const t of transceivers) {
     if (t.mid !== null) continue;
-    const m = free.shift();
-    if (!m) break;
-    if (m.kind === t.receiver.track.kind) out.set(t, m.mid);
+    const i = free.findIndex((m) => m.kind === t.receiver.track.kind);
+    if (i < 0) continue;
+    out.set(t, free[i].mid);
+    free.splice(i, 1);
   }
   return out;
 }
@@ -471,12 +509,13 @@ export class RecvTransport extends Transport {
 /**
  * Client is one person in one room. Events (CustomEvent, data in detail):
  *   statechange {state, error, retryIn}  new → connecting → joined ⇄ reconnecting; closed | failed
- *   joined {peerId, room, role, rejoined}
+ *   joined {peerId, room, role, rejoined, result}   result: the whole join result
  *   peerjoined {peer}, peerleft {peer}, peerupdated {peer}
  *   produceradded {producer}, producerclosed {producer},
  *   producerpaused {producer}, producerresumed {producer}   (remote producers, plain objects)
  *   consumer {consumer}           a consumer's track is ready to play
  *   consumerclosed {consumer, reason}   reason "closed" or "reconnect"
+ *   layerchange {consumer}        the SFU switched the simulcast layer (consumer.spatialLayer)
  *   transportstate {direction, state}
  *   notification {method, params} every server notification the client does not handle itself
  */
@@ -606,7 +645,7 @@ export class Client extends EventTarget {
       this._reconcile(res.peers || [], res.producers || []);
       this._iceRestarts = {send: 0, recv: 0};
       this._setState('joined', {error: null});
-      emit(this, 'joined', {peerId: res.peerId, room: this.roomName, role: res.role, rejoined});
+      emit(this, 'joined', {peerId: res.peerId, room: this.roomName, role: res.role, rejoined, result: res});
 
       const {transportId} = await sig.request('createTransport', {direction: 'recv'});
       this.recvTransport = this._watch(new RecvTransport(this, transportId, this.iceServers));
@@ -681,6 +720,16 @@ export class Client extends EventTarget {
     return transport;
   }
 
+  /**
+   * Restarts ICE on one transport ("send" or "recv") now; the client does
+   * this by itself when a connection fails.
+   */
+  restartIce(direction) {
+    const t = direction === 'send' ? this.sendTransport : this.recvTransport;
+    if (!t) return Promise.reject(new Error(`no ${direction} transport`));
+    return t.restartIce();
+  }
+
   async _restartIce(transport) {
     const dir = transport.direction;
     if (this._iceRestarts[dir]++ >= 3) {
@@ -692,6 +741,7 @@ export class Client extends EventTarget {
     emit(this, 'transportstate', {direction: dir, state: 'restarting', transport});
     try {
       await transport.restartIce();
+      emit(this, 'transportstate', {direction: dir, state: transport.state, transport});
     } catch (err) {
       console.warn('matinee: ICE restart', err);
       if (!transport.closed) this._dropConnection('ice-restart-failed');
@@ -700,14 +750,16 @@ export class Client extends EventTarget {
 
   // Closes the socket; its close handler starts the reconnect.
   _dropConnection(reason) {
+    console.warn('matinee: reconnecting:', reason);
     if (this.signaling) this.signaling.close(4001, reason);
   }
 
-  _onSignalingClosed({code}) {
+  _onSignalingClosed({code, reason}) {
     this.ws = null;
     // While connecting, the attempt fails and its loop retries.
     if (this._connecting || this.state !== 'joined') return;
-    const err = new ConnectionError(this._disconnectReason || `connection lost (${code})`);
+    const err = new ConnectionError(this._disconnectReason || `connection lost (${code}${reason ? ': ' + reason : ''})`);
+    console.warn('matinee:', err.message);
     this._disconnectReason = null;
     this._teardown('reconnect');
     if (!this.reconnect) {
@@ -729,6 +781,7 @@ export class Client extends EventTarget {
       this.sendTransport.close();
       for (const p of this.localProducers) {
         p.transceiver = null;
+        p._needed.clear();
         p._setId(null);
       }
     }
@@ -819,6 +872,21 @@ export class Client extends EventTarget {
           console.warn('matinee: transport closed by the server', params.reason);
           this._dropConnection('transport-closed');
         }
+        break;
+      }
+      case 'layerChanged': {
+        const c = this.consumers.get(params.consumerId);
+        if (!c) break;
+        console.debug('matinee: layer', c.kind, c.id, '→', params.spatialLayer);
+        c.spatialLayer = params.spatialLayer;
+        emit(this, 'layerchange', {consumer: c});
+        break;
+      }
+      case 'producerLayers': {
+        // Dynacast: the SFU says which simulcast layers anyone needs.
+        const p = [...this.localProducers].find((x) => x.id === params.producerId);
+        console.debug('matinee: layers needed', params.producerId, JSON.stringify(params.layers));
+        if (p) p._setNeededLayers(params.layers || []);
         break;
       }
       case 'disconnected':

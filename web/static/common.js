@@ -81,7 +81,6 @@ export function ago(ts, now = Date.now()) {
 export function missingBasics() {
   if (typeof RTCPeerConnection !== 'function') return 'WebRTC';
   if (typeof WebSocket !== 'function') return 'WebSockets';
-  if (!window.isSecureContext) return 'a secure (https) connection';
   return '';
 }
 

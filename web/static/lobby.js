@@ -1,6 +1,7 @@
 // The lobby: pick a name, create a room or join one, reopen a recent one.
 
 import {loadName, saveName, loadRecent, forgetRoom, roomFromInput, roomURL, randomRoom, ago, missingBasics, h} from './common.js';
+import {icon} from './icons.js';
 
 const $ = (id) => document.getElementById(id);
 const nameInput = $('name');
@@ -12,7 +13,7 @@ nameInput.value = loadName();
 const missing = missingBasics();
 if (missing) {
   const n = $('unsupported');
-  n.textContent = `This browser cannot join a watch party: it lacks ${missing}. Use a current Chrome, Edge, Firefox or Safari${missing.includes('https') ? ', and open Matinee through its https:// address' : ''}.`;
+  n.textContent = `This browser cannot join a watch party: it lacks ${missing}. Use a current Chrome, Edge, Firefox or Safari.`;
   n.hidden = false;
 }
 
@@ -85,10 +86,11 @@ function renderRecent() {
         h('button', {type: 'button', class: 'ghost icon', title: `Forget ${room}`, 'aria-label': `Forget ${room}`, onclick: () => {
           forgetRoom(room);
           renderRecent();
-        }}, '×')),
+        }}, icon('close'))),
     );
   }
 }
 renderRecent();
 
-if (!nameInput.value) nameInput.focus();
+// Focus the name on desktops; on phones a keyboard popping up is a nuisance.
+if (!nameInput.value && window.matchMedia('(hover: hover)').matches) nameInput.focus();

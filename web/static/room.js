@@ -5,6 +5,9 @@
 import {Client, capabilities, RpcError, Codes} from './client.js';
 import {loadName, saveName, rememberRoom, ROOM_RE, missingBasics, h} from './common.js';
 import {inboundSummary, outboundSummary, quality, describeInbound, describeOutbound} from './stats.js';
+import {icon, fillIcons} from './icons.js';
+
+fillIcons();
 
 const $ = (id) => document.getElementById(id);
 const caps = capabilities();
@@ -19,6 +22,7 @@ const MODES = {
   slides: {hint: 'detail', degradation: 'maintain-resolution', maxBitrate: 2_500_000, label: 'Slides/Text'},
 };
 const SCREEN_AUDIO_BITRATE = 160_000;
+const RATE_LIMITED = 1008;
 
 const app = {
   client: null,
@@ -31,7 +35,7 @@ const app = {
   mic: null, // {stream, producer}
   chatAvailable: true,
   unread: 0,
-  sentChat: [], // recently sent texts, to drop the server's echo
+  chatSeen: new Set(), // ids of the messages shown
   transportStates: {send: null, recv: null},
   quality: null,
 };
@@ -45,7 +49,7 @@ function toast(text, {kind = 'info', ms = 6000} = {}) {
     el.classList.add('leaving');
     setTimeout(() => el.remove(), 250);
   };
-  el.append(h('button', {type: 'button', class: 'ghost icon', 'aria-label': 'Dismiss', onclick: close}, '×'));
+  el.append(h('button', {type: 'button', class: 'ghost icon', 'aria-label': 'Dismiss', onclick: close}, icon('close')));
   $('toasts').append(el);
   if (ms) setTimeout(close, ms);
 }
@@ -83,7 +87,7 @@ class Tile {
     this.peerId = peerId;
     this.source = source; // "screen" or "user"
     this.local = local;
-    this.entries = new Map(); // producerId (remote) or kind (local) → {track, consumer?, producer?, stale, stats}
+    this.entries = new Map(); // producerId (remote) or kind (local) → {track, consumer?, producer?, stale, prev}
     this.userMuted = false;
     this.stallSeconds = 0;
     this.quality = null;
@@ -99,8 +103,8 @@ class Tile {
     this.statsEl = h('pre', {class: 'tile-stats', hidden: true});
     this.muteBtn = h('button', {type: 'button', class: 'tile-btn', title: 'Mute', 'aria-label': 'Mute', onclick: (ev) => {
       ev.stopPropagation();
-      this.setMuted(!this.userMuted && !this.video.muted ? true : false);
-    }}, '🔊');
+      this.setMuted(!this.video.muted);
+    }});
     this.volume = h('input', {type: 'range', min: 0, max: 1, step: 0.05, value: 1, class: 'volume', 'aria-label': 'Volume', onclick: (ev) => ev.stopPropagation(), oninput: () => {
       this.video.volume = Number(this.volume.value);
       if (this.video.volume > 0 && this.userMuted) this.setMuted(false);
@@ -108,12 +112,12 @@ class Tile {
     this.fsBtn = h('button', {type: 'button', class: 'tile-btn', title: 'Full screen', 'aria-label': 'Full screen', onclick: (ev) => {
       ev.stopPropagation();
       this.toggleFullscreen();
-    }}, '⛶');
+    }}, icon('fullscreen'));
     this.statsBtn = h('button', {type: 'button', class: 'tile-btn', title: 'Statistics', 'aria-label': 'Statistics', onclick: (ev) => {
       ev.stopPropagation();
       this.statsOpen = !this.statsOpen;
       this.render();
-    }}, 'ⓘ');
+    }}, icon('info'));
     this.audioControls = h('span', {class: 'audio-controls'}, this.muteBtn, this.volume);
     this.el = h('div', {class: `tile ${local ? 'local' : 'remote'} source-${source}`, dataset: {key}},
       this.video, this.avatar, this.overlay, this.statsEl,
@@ -146,12 +150,11 @@ class Tile {
 
   set(id, entry) {
     const old = this.entries.get(id);
-    this.entries.set(id, {...entry, stale: false, stats: null, prev: null});
-    for (const t of [entry.track]) {
-      t.addEventListener('mute', () => this.render());
-      t.addEventListener('unmute', () => this.render());
-    }
-    if (!old || old.track !== entry.track) this.attach();
+    this.entries.set(id, {...entry, stale: false, prev: null});
+    if (old && old.track === entry.track) return;
+    entry.track.addEventListener('mute', () => this.render());
+    entry.track.addEventListener('unmute', () => this.render());
+    this.attach();
   }
 
   delete(id) {
@@ -239,6 +242,7 @@ class Tile {
     if (!this.hasVideo) return null;
     const ve = [...this.entries.values()].find((e) => e.track.kind === 'video');
     if (!this.local && ve.consumer?.producerPaused) return 'Paused';
+    if (!this.local && ve.consumer?.spatialLayer === -1) return 'Video paused: the connection is too slow for it right now';
     if (this.video.videoWidth === 0) return this.local ? 'Starting your screen…' : 'Waiting for video…';
     if (this.stallSeconds >= 3) return 'Video stalled — waiting for the picture…';
     return null;
@@ -258,7 +262,10 @@ class Tile {
     if (audioOnly) this.avatar.replaceChildren(h('span', {class: 'initials'}, initials(name)), h('span', {class: 'avatar-note'}, 'audio only'));
     this.audioControls.hidden = this.local || !this.hasAudio;
     const muted = this.video.muted;
-    this.muteBtn.textContent = muted ? '🔇' : '🔊';
+    if (this.muteBtn.dataset.muted !== String(muted)) {
+      this.muteBtn.dataset.muted = String(muted);
+      this.muteBtn.replaceChildren(icon(muted ? 'muted' : 'volume'));
+    }
     this.muteBtn.title = muted ? 'Unmute' : 'Mute';
     this.muteBtn.setAttribute('aria-label', this.muteBtn.title);
     this.muteBtn.classList.toggle('muted', muted);
@@ -277,8 +284,7 @@ class Tile {
         sums[kind] = e.prev;
       }
       lines = describeOutbound(sums.video, sums.audio);
-      const v = sums.video?.layers[0];
-      this.quality = quality({lossPct: sums.video?.lossPct ?? sums.audio?.lossPct, rttMs: sums.video?.rttMs ?? sums.audio?.rttMs, fps: v?.fps});
+      this.quality = quality({lossPct: sums.video?.lossPct ?? sums.audio?.lossPct, rttMs: sums.video?.rttMs ?? sums.audio?.rttMs});
     } else {
       let v = null;
       let a = null;
@@ -292,11 +298,20 @@ class Tile {
       }
       if (v && v.decodedPerSec !== null) {
         const paused = [...this.entries.values()].some((e) => e.track.kind === 'video' && e.consumer?.producerPaused);
-        this.stallSeconds = v.decodedPerSec < 0.5 && !paused ? this.stallSeconds + 1 : 0;
+        // A still screen sends few frames, so only frames and bytes both
+        // standing still count as a stall.
+        const still = v.decodedPerSec < 0.5 && (v.kbps === null || v.kbps < 1);
+        this.stallSeconds = still && !paused ? this.stallSeconds + 1 : 0;
       }
-      lines = v || a ? describeInbound(v, a, null) : [];
+      const vc = [...this.entries.values()].find((e) => e.track.kind === 'video' && !e.stale)?.consumer;
+      let layer = null;
+      if (vc && vc.spatialLayer !== null && vc.spatialLayer !== undefined) {
+        layer = vc.spatialLayer < 0 ? 'none (paused for bandwidth)' : `${vc.spatialLayer} of 0–2`;
+        if (vc.preferredLayer !== undefined) layer += ` (wanted ≤ ${vc.preferredLayer})`;
+      }
+      lines = v || a ? describeInbound(v, a, layer) : [];
       if (v || a) {
-        this.quality = quality({lossPct: v?.lossPct ?? a?.lossPct, rttMs: v?.rttMs ?? a?.rttMs, fps: v?.fps, stalled: this.stallSeconds >= 3});
+        this.quality = quality({lossPct: v?.lossPct ?? a?.lossPct, rttMs: v?.rttMs ?? a?.rttMs, stalled: this.stallSeconds >= 3});
       }
     }
     this.statsEl.textContent = lines.join('\n');
@@ -352,6 +367,7 @@ function layout() {
   const rest = all.filter((t) => t !== stage).sort((a, b) => (a.source === b.source ? displayName(a.peerId).localeCompare(displayName(b.peerId)) : a.source === 'screen' ? -1 : 1));
   for (const t of rest) strip.append(t.el);
   strip.hidden = rest.length === 0;
+  requestAnimationFrame(preferLayers);
   document.body.classList.toggle('has-strip', rest.length > 0);
   const empty = $('empty');
   empty.hidden = !!stage;
@@ -367,6 +383,23 @@ function layout() {
   }
   renderUnmute();
 }
+
+// Asks the SFU for no bigger a picture than each tile shows: the strip's
+// thumbnails take the smallest simulcast layer.
+function preferLayers() {
+  for (const t of app.tiles.values()) {
+    if (t.local) continue;
+    const px = t.el.clientWidth * (window.devicePixelRatio || 1);
+    const layer = px <= 500 ? 0 : px <= 1000 ? 1 : 2;
+    for (const e of t.entries.values()) {
+      if (e.consumer && e.track.kind === 'video' && !e.stale) e.consumer.setPreferredLayer(layer).catch(() => {});
+    }
+  }
+}
+window.addEventListener('resize', () => {
+  clearTimeout(app.resizeTimer);
+  app.resizeTimer = setTimeout(preferLayers, 300);
+});
 
 function renderUnmute() {
   const any = [...app.tiles.values()].some((t) => !t.local && t.hasAudio);
@@ -401,9 +434,10 @@ function renderPeople() {
   for (const p of others) people.push({...p, me: false, src: sources(p.id)});
   for (const p of people) {
     const icons = [];
-    if (p.src.has('screen')) icons.push(h('span', {title: 'Sharing a screen'}, '🖥'));
-    if (p.src.has('camera')) icons.push(h('span', {title: 'Camera on'}, '📷'));
-    if (p.src.has('mic')) icons.push(h('span', {title: 'Microphone on'}, '🎙'));
+    const badge = (name, title) => h('span', {title, 'aria-label': title, role: 'img'}, icon(name));
+    if (p.src.has('screen')) icons.push(badge('screen', 'Sharing a screen'));
+    if (p.src.has('camera')) icons.push(badge('camera', 'Camera on'));
+    if (p.src.has('mic')) icons.push(badge('mic', 'Microphone on'));
     ul.append(h('li', {'data-testid': 'participant', class: p.me ? 'me' : ''},
       h('span', {class: 'avatar small', 'aria-hidden': 'true'}, initials(p.name)),
       h('span', {class: 'p-name'}, p.name, p.me ? h('span', {class: 'muted'}, ' (you)') : null),
@@ -431,6 +465,7 @@ $('tab-btn-people').addEventListener('click', () => setTab('people'));
 $('tab-btn-chat').addEventListener('click', () => setTab('chat'));
 
 function sideOpen() {
+  if (window.matchMedia('(max-width: 899px) and (orientation: portrait)').matches) return true; // always shown below the picture
   return document.body.classList.contains('side-open') || (!document.body.classList.contains('side-closed') && window.matchMedia('(min-width: 900px)').matches);
 }
 
@@ -454,32 +489,28 @@ function renderUnread() {
   $('unread-dot').hidden = app.unread === 0 || sideOpen();
 }
 
-// A chat message from the server, in whichever of the likely shapes it
-// comes: {peerId, name, text, ts} or {message: {...}} or {from: {id, name}}.
+// A chat message from the server: {message: {id, peerId, name, text, at}}
+// (a notification, a chat result and the join history all carry these).
 function normalizeChat(m) {
-  const msg = m.message && typeof m.message === 'object' ? m.message : m;
-  const from = msg.from && typeof msg.from === 'object' ? msg.from : {};
+  const msg = m && m.message && typeof m.message === 'object' ? m.message : m || {};
   return {
-    peerId: msg.peerId || from.id || msg.from || null,
-    name: msg.name || from.name || (msg.peerId ? displayName(msg.peerId) : 'Someone'),
-    text: String(msg.text ?? msg.body ?? (typeof msg.message === 'string' ? msg.message : '')),
-    ts: msg.ts || msg.time || msg.timestamp || Date.now(),
+    id: msg.id || null,
+    peerId: msg.peerId || null,
+    name: msg.name || (msg.peerId ? displayName(msg.peerId) : 'Someone'),
+    text: String(msg.text ?? ''),
+    at: msg.at || msg.ts || Date.now(),
   };
 }
 
-function addChat(m, {mine = false} = {}) {
+function addChat(m) {
   if (!m.text) return;
-  const me = app.client?.me;
-  if (!mine && me && m.peerId === me.id) {
-    // The server's echo of what we already show.
-    const i = app.sentChat.indexOf(m.text);
-    if (i >= 0) {
-      app.sentChat.splice(i, 1);
-      return;
-    }
-    mine = true;
+  if (m.id) {
+    if (app.chatSeen.has(m.id)) return; // our own, back from the server
+    app.chatSeen.add(m.id);
   }
-  const when = new Date(typeof m.ts === 'number' && m.ts < 1e12 ? m.ts * 1000 : m.ts);
+  const me = app.client?.me;
+  const mine = !!(me && m.peerId === me.id);
+  const when = new Date(m.at);
   const list = $('messages');
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   list.append(h('li', {'data-testid': 'chat-message', class: mine ? 'mine' : ''},
@@ -506,18 +537,17 @@ $('chat-form').addEventListener('submit', async (ev) => {
   const text = input.value.trim();
   if (!text || !app.client || app.client.state !== 'joined') return;
   input.value = '';
-  app.sentChat.push(text);
   try {
-    await app.client.request('chat', {text});
-    addChat({peerId: app.client.me.id, name: app.client.me.name, text, ts: Date.now()}, {mine: true});
+    const res = await app.client.request('chat', {text});
+    addChat(res && res.message ? normalizeChat(res) : {peerId: app.client.me.id, name: app.client.me.name, text, at: Date.now()});
   } catch (err) {
-    app.sentChat.splice(app.sentChat.indexOf(text), 1);
     if (err instanceof RpcError && err.code === Codes.METHOD_NOT_FOUND) {
       disableChat();
-    } else {
-      input.value = text;
-      toast(`Message not sent: ${err.message}`, {kind: 'error'});
+      return;
     }
+    input.value = text;
+    const why = err instanceof RpcError && err.code === RATE_LIMITED ? 'you are sending too fast; wait a moment.' : err.message.replace(/^chat: /, '');
+    toast(`Message not sent: ${why}`, {kind: 'error'});
   }
 });
 
@@ -621,7 +651,9 @@ function start(name, password) {
     renderConn();
   });
   c.addEventListener('joined', ({detail}) => {
+    app.transportStates = {send: null, recv: null}; // new transports come with a new session
     rememberRoom(roomId);
+    for (const m of detail.result?.chat || []) addChat(normalizeChat(m));
     document.title = `${roomId} · Matinee`;
     if (detail.rejoined) toast('Reconnected.', {ms: 2500});
     renderPeople();
@@ -682,6 +714,9 @@ function start(name, password) {
     }
     layout();
   });
+  c.addEventListener('layerchange', ({detail: {consumer}}) => {
+    for (const t of app.tiles.values()) if (t.entries.get(consumer.producerId)?.consumer === consumer) t.render();
+  });
   c.addEventListener('notification', ({detail: {method, params}}) => {
     if (method === 'chat') addChat(normalizeChat(params));
   });
@@ -723,15 +758,27 @@ function currentMode() {
   return document.querySelector('input[name="mode"]:checked')?.value === 'slides' ? 'slides' : 'movie';
 }
 
+// The screen is sent in three simulcast layers (a quarter, half and full
+// size) so that the SFU can give a phone on a weak link a smaller picture
+// without making everyone else's worse.
 function screenVideoSettings(mode) {
   const m = MODES[mode];
-  return {degradationPreference: m.degradation, encodings: [{maxBitrate: m.maxBitrate, maxFramerate: 30}]};
+  return {
+    degradationPreference: m.degradation,
+    encodings: [
+      {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 250_000, maxFramerate: 15},
+      {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 900_000, maxFramerate: 30},
+      {rid: 'f', scaleResolutionDownBy: 1, maxBitrate: m.maxBitrate, maxFramerate: 30},
+    ],
+  };
 }
 
 async function startShare() {
   if (app.share || !app.client || app.client.state !== 'joined') return;
   if (!caps.screenShare) {
-    toast('This browser cannot share its screen (phones and tablets usually cannot). You can still watch.', {kind: 'error'});
+    toast(window.isSecureContext
+      ? 'This browser cannot share its screen (phones and tablets usually cannot). You can still watch.'
+      : 'Sharing a screen needs the secure address: open this page through https:// to share. You can still watch.', {kind: 'error', ms: 9000});
     return;
   }
   const mode = currentMode();
@@ -882,7 +929,7 @@ async function toggleDevice(kind) {
     return;
   }
   if (!caps.userMedia) {
-    toast('This browser cannot use a camera or microphone here.', {kind: 'error'});
+    toast(window.isSecureContext ? 'This browser cannot use a camera or microphone here.' : 'The camera and microphone need the secure address: open this page through https://.', {kind: 'error'});
     return;
   }
   btn.disabled = true;
@@ -990,12 +1037,14 @@ document.addEventListener('fullscreenchange', () => document.body.classList.togg
 
 function boot() {
   renderShare();
-  if (!caps.screenShare) {
+  // Phones cannot capture a screen at all: no button. On an insecure
+  // (http://) page the button stays and explains.
+  if (!caps.screenShare && window.isSecureContext) {
     document.body.classList.add('no-screen-share');
   }
   const missing = missingBasics();
   if (missing) {
-    fatal('This browser cannot join', `It lacks ${missing}. Use a current Chrome, Edge, Firefox or Safari${missing.includes('https') ? ', and open Matinee through its https:// address' : ''}.`);
+    fatal('This browser cannot join', `It lacks ${missing}. Use a current Chrome, Edge, Firefox or Safari.`);
     return;
   }
   if (!ROOM_RE.test(roomId)) {

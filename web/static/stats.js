@@ -103,8 +103,12 @@ export function outboundSummary(report, prev) {
   };
 }
 
-/** "good", "fair" or "poor" from loss, round-trip time and smoothness. */
-export function quality({lossPct, rttMs, fps, stalled}) {
+/**
+ * "good", "fair" or "poor" from loss, round-trip time and stalls. The
+ * frame rate is no measure: a captured screen sends frames only when it
+ * changes.
+ */
+export function quality({lossPct, rttMs, stalled}) {
   if (stalled) return 'poor';
   let q = 'good';
   const worse = (to) => {
@@ -117,10 +121,6 @@ export function quality({lossPct, rttMs, fps, stalled}) {
   if (rttMs !== null && rttMs !== undefined) {
     if (rttMs > 600) worse('poor');
     else if (rttMs > 250) worse('fair');
-  }
-  if (fps !== null && fps !== undefined && fps > 0) {
-    if (fps < 8) worse('poor');
-    else if (fps < 18) worse('fair');
   }
   return q;
 }
