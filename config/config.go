@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,8 +37,23 @@ type Config struct {
 	// use (--ice-loopback-only).
 	ICELoopbackOnly bool
 	// AnnounceIPs replaces the host candidates' addresses, for 1:1 NAT and
-	// port forwarding (--announce-ip, repeatable).
+	// port forwarding (--announce-ip, repeatable). Each is an IP address or
+	// a DNS name, resolved once at start.
 	AnnounceIPs []string
+	// ICETCPPort is the TCP port for ICE-TCP, the fallback of networks
+	// that block UDP (--ice-tcp-port); 0 disables it. When it is the HTTPS
+	// port (the default, 8443) the two share one listener.
+	ICETCPPort int
+	// TURN runs the embedded TURN server (--turn), for networks where
+	// neither UDP nor ICE-TCP reaches the SFU. Clients get short-lived
+	// credentials for it when they join.
+	TURN bool
+	// TURNPort is the TURN server's UDP and TCP port (--turn-port).
+	TURNPort int
+	// TURNCredentialTTL is how long TURN credentials handed out at join
+	// stay valid (--turn-credential-ttl); a relayed call longer than this
+	// loses its relay.
+	TURNCredentialTTL time.Duration
 
 	// ConnectTimeout is how long a transport may take to complete ICE and
 	// DTLS before its peer is removed (--connect-timeout).
@@ -64,6 +80,80 @@ type Config struct {
 	// generated on first start, stored in DataDir/api-key, printed once.
 	APIKey string
 
+	// PublicURL is the base of the join links the API hands out, e.g.
+	// https://tv.lan:8443 (--public-url). Empty: https:// + the first LAN
+	// address + the HTTPS port (or the Host the API request came to).
+	PublicURL string
+	// APIMaxBody is the largest REST API request body in bytes
+	// (--api-max-body); a larger one is refused with 413.
+	APIMaxBody int64
+
+	// WebhookURL receives a signed POST for every room event
+	// (--webhook-url); empty turns webhooks off.
+	WebhookURL string
+	// WebhookSecret keys the HMAC-SHA256 signature of webhook deliveries
+	// (--webhook-secret); empty: the API key.
+	WebhookSecret string
+	// WebhookRetries is how many times a failed delivery is retried, with
+	// exponential backoff (--webhook-retries); 0: never.
+	WebhookRetries int
+	// WebhookBackoff is the wait before the first retry; it doubles with
+	// each retry, up to a minute (--webhook-backoff).
+	WebhookBackoff time.Duration
+	// WebhookTimeout bounds one delivery attempt (--webhook-timeout).
+	WebhookTimeout time.Duration
+	// WebhookQueue is how many events may wait for delivery; beyond it
+	// events are dropped and logged (--webhook-queue).
+	WebhookQueue int
+
+	// MediaDir is a folder of videos hosts can pick to watch together,
+	// served at /media/ with range requests (--media-dir); empty: none.
+	MediaDir string
+
+	// FFmpeg is the ffmpeg binary that recordings (Opus→AAC, VP8/VP9→H.264)
+	// and file playback run (--ffmpeg); empty: "ffmpeg" from $PATH.
+	FFmpeg string
+	// RecordMinFreeMB is the free disk space in MiB below which a
+	// recording refuses to start (--record-min-free-mb); running
+	// recordings stop cleanly below a quarter of it.
+	RecordMinFreeMB int
+	// PlainListenIP is the address plain-RTP transports listen on, for
+	// files streamed into a room (--plain-listen-ip).
+	PlainListenIP string
+
+	// ChatHistory is how many chat messages a late joiner receives
+	// (--chat-history).
+	ChatHistory int
+	// ChatMaxLength is the longest chat message in characters
+	// (--chat-max-length).
+	ChatMaxLength int
+	// ChatRate is chat messages per second a member may send on average,
+	// ChatBurst how many at once (--chat-rate, --chat-burst); rate 0: no
+	// limit.
+	ChatRate  float64
+	ChatBurst int
+	// ReactionRate and ReactionBurst limit emoji reactions the same way
+	// (--reaction-rate, --reaction-burst).
+	ReactionRate  float64
+	ReactionBurst int
+
+	// SyncNudgeThreshold: a player closer than this to the room's
+	// position is left alone; farther, it nudges its playback rate
+	// (--sync-nudge-threshold).
+	SyncNudgeThreshold time.Duration
+	// SyncSeekThreshold: a player farther than this seeks instead
+	// (--sync-seek-threshold).
+	SyncSeekThreshold time.Duration
+	// SyncMaxNudge is the largest relative rate change of a nudge, e.g.
+	// 0.1 for 0.9x-1.1x (--sync-max-nudge).
+	SyncMaxNudge float64
+	// SyncReportInterval is how often players report their position
+	// (--sync-report-interval).
+	SyncReportInterval time.Duration
+	// SyncWaitTimeout is how long "wait for everyone" holds the room for
+	// a member that keeps buffering (--sync-wait-timeout).
+	SyncWaitTimeout time.Duration
+
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
 	LogFormat, LogLevel string
@@ -72,19 +162,43 @@ type Config struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		Addr:           ":8443",
-		HTTPAddr:       ":8080",
-		DataDir:        defaultDataDir(),
-		UDPPort:        8443,
-		ConnectTimeout: 15 * time.Second,
-		WSMaxMessage:   64 << 10,
-		WSPingInterval: 10 * time.Second,
-		WSPongTimeout:  20 * time.Second,
-		MaxPeers:       50,
-		OpenRooms:      true,
-		NACKHistory:    512,
-		LogFormat:      "text",
-		LogLevel:       "info",
+		Addr:            ":8443",
+		HTTPAddr:        ":8080",
+		DataDir:         defaultDataDir(),
+		UDPPort:         8443,
+		ConnectTimeout:  15 * time.Second,
+		WSMaxMessage:    64 << 10,
+		WSPingInterval:  10 * time.Second,
+		WSPongTimeout:   20 * time.Second,
+		MaxPeers:        50,
+		OpenRooms:       true,
+		NACKHistory:     512,
+		APIMaxBody:      64 << 10,
+		RecordMinFreeMB: 1024,
+		PlainListenIP:   "127.0.0.1",
+		WebhookRetries:  5,
+		WebhookBackoff:  time.Second,
+		WebhookTimeout:  5 * time.Second,
+		WebhookQueue:    256,
+		ChatHistory:     200,
+		ChatMaxLength:   1000,
+		ChatRate:        1,
+		ChatBurst:       5,
+		ReactionRate:    4,
+		ReactionBurst:   10,
+
+		SyncNudgeThreshold: 40 * time.Millisecond,
+		SyncSeekThreshold:  400 * time.Millisecond,
+		SyncMaxNudge:       0.1,
+		SyncReportInterval: time.Second,
+		SyncWaitTimeout:    20 * time.Second,
+
+		ICETCPPort:        8443,
+		TURNPort:          3478,
+		TURNCredentialTTL: 12 * time.Hour,
+
+		LogFormat: "text",
+		LogLevel:  "info",
 	}
 }
 
@@ -122,10 +236,73 @@ func (c *Config) Validate() error {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		errs = append(errs, errors.New("cert and key must be given together"))
 	}
+	errs = append(errs, c.validateParty()...)
+	errs = append(errs, c.validateLAN()...)
 	switch c.LogFormat {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log-format %q: want text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// validateParty checks the API, webhook, media, chat and sync settings.
+func (c *Config) validateParty() []error {
+	var errs []error
+	checkURL := func(name, v string) {
+		if v == "" {
+			return
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s %q: want an http:// or https:// URL", name, v))
+		}
+	}
+	checkURL("public-url", c.PublicURL)
+	checkURL("webhook-url", c.WebhookURL)
+	if c.APIMaxBody < 1024 || c.APIMaxBody > 64<<20 {
+		errs = append(errs, fmt.Errorf("api-max-body %d: must be 1024-%d", c.APIMaxBody, 64<<20))
+	}
+	if c.WebhookRetries < 0 || c.WebhookRetries > 20 {
+		errs = append(errs, fmt.Errorf("webhook-retries %d: must be 0-20", c.WebhookRetries))
+	}
+	if c.WebhookBackoff < time.Millisecond || c.WebhookBackoff > time.Minute {
+		errs = append(errs, fmt.Errorf("webhook-backoff %s: must be 1ms-1m", c.WebhookBackoff))
+	}
+	if c.WebhookTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("webhook-timeout %s: must be positive", c.WebhookTimeout))
+	}
+	if c.WebhookQueue < 1 || c.WebhookQueue > 1<<20 {
+		errs = append(errs, fmt.Errorf("webhook-queue %d: must be 1-%d", c.WebhookQueue, 1<<20))
+	}
+	if c.MediaDir != "" {
+		if fi, err := os.Stat(c.MediaDir); err != nil || !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("media-dir %q: not a readable directory", c.MediaDir))
+		}
+	}
+	if c.ChatHistory < 0 || c.ChatHistory > 10000 {
+		errs = append(errs, fmt.Errorf("chat-history %d: must be 0-10000", c.ChatHistory))
+	}
+	if c.ChatMaxLength < 1 || c.ChatMaxLength > 100000 {
+		errs = append(errs, fmt.Errorf("chat-max-length %d: must be 1-100000", c.ChatMaxLength))
+	}
+	if c.ChatRate < 0 || c.ReactionRate < 0 {
+		errs = append(errs, fmt.Errorf("chat-rate %g / reaction-rate %g: must not be negative", c.ChatRate, c.ReactionRate))
+	}
+	if c.ChatBurst < 1 || c.ReactionBurst < 1 {
+		errs = append(errs, fmt.Errorf("chat-burst %d / reaction-burst %d: must be at least 1", c.ChatBurst, c.ReactionBurst))
+	}
+	if c.SyncNudgeThreshold <= 0 || c.SyncSeekThreshold <= c.SyncNudgeThreshold {
+		errs = append(errs, fmt.Errorf("sync-seek-threshold %s must exceed sync-nudge-threshold %s (> 0)", c.SyncSeekThreshold, c.SyncNudgeThreshold))
+	}
+	if c.SyncMaxNudge <= 0 || c.SyncMaxNudge > 0.5 {
+		errs = append(errs, fmt.Errorf("sync-max-nudge %g: must be in (0, 0.5]", c.SyncMaxNudge))
+	}
+	if c.SyncReportInterval < 100*time.Millisecond || c.SyncReportInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("sync-report-interval %s: must be 100ms-1m", c.SyncReportInterval))
+	}
+	if c.SyncWaitTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("sync-wait-timeout %s: must be at least 1s", c.SyncWaitTimeout))
+	}
+	return errs
 }

@@ -1,9 +1,8 @@
 package room
 
 import (
-	"strings"
 	"sync"
-	"unicode/utf8"
+	"time"
 
 	"github.com/matinee-dev/matinee/sfu"
 )
@@ -13,6 +12,9 @@ type JoinOptions struct {
 	Name     string
 	Password string
 	Token    string
+	// Admin is set by callers that authenticated with the API key (e.g.
+	// a WHIP publisher): no password is asked and a lock does not apply.
+	Admin bool
 }
 
 // JoinResult is what a joining client learns about the room.
@@ -23,6 +25,20 @@ type JoinResult struct {
 	Peers      []PeerInfo     `json:"peers"`
 	Producers  []ProducerInfo `json:"producers"`
 	ICEServers []any          `json:"iceServers"`
+
+	// Identity is the token's identity, or the peer id.
+	Identity string `json:"identity"`
+	// RoomInfo is the room's name and options.
+	RoomInfo RoomInfo `json:"roomInfo"`
+	// Chat is the recent history, oldest first.
+	Chat []ChatMessage `json:"chat"`
+	// Playback is the room's playback state.
+	Playback PlaybackState `json:"playback"`
+	// Sync are the drift-correction thresholds every client uses.
+	Sync SyncParams `json:"sync"`
+	// ServerTime is the server clock when the join was handled (Unix ms),
+	// a first rough clock sample; refine it with the time method.
+	ServerTime float64 `json:"serverTime"`
 }
 
 // Member is one peer in a room: one client connection.
@@ -38,42 +54,146 @@ type Member struct {
 	recv   *sfu.Transport
 	gone   bool
 	reason string
+
+	identity string // token identity; "" means the peer id
+	joinedAt time.Time
+	// playback presence
+	buffering bool
+	bufPos    *float64 // position reported when buffering began
+	stalled   bool     // buffered past the wait timeout: not waited for
+	report    *SyncReport
+	chatB     bucket
+	reactB    bucket
+	reportB   bucket
+}
+
+// Players report about once a second, and at once when they start or stop
+// buffering; this is far above that and stops a flood.
+const (
+	reportRate  = 20
+	reportBurst = 40
+)
+
+// withIdentity finds the member a token identity belongs to.
+func (r *Room) withIdentity(identity string) *Member {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, mb := range r.members {
+		mb.mu.Lock()
+		same := mb.identity == identity
+		mb.mu.Unlock()
+		if same {
+			return mb
+		}
+	}
+	return nil
 }
 
 // Join puts a new member in room id (creating it when open rooms are on).
 func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResult, error) {
-	name := strings.TrimSpace(o.Name)
-	if name == "" || utf8.RuneCountInString(name) > 64 {
-		return nil, nil, errorf(-32602, `invalid params: "name" must be 1-64 characters`)
+	var claims *TokenClaims
+	if o.Token != "" {
+		c, err := m.VerifyToken(id, o.Token)
+		if err != nil {
+			return nil, nil, err
+		}
+		claims = c
+	}
+	name := o.Name
+	if claims != nil && claims.Name != "" {
+		name = claims.Name
+	}
+	name, err := checkName("name", name)
+	if err != nil {
+		return nil, nil, err
 	}
 	r, err := m.open(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	mb := &Member{id: newPeerID(), name: name, room: r, n: n, role: RoleGuest}
+	mb := &Member{id: newPeerID(), name: name, room: r, n: n, role: RoleGuest, joinedAt: m.now()}
+	mb.chatB = newBucket(m.cfg.Chat.Rate, m.cfg.Chat.Burst)
+	mb.reactB = newBucket(m.cfg.Chat.ReactionRate, m.cfg.Chat.ReactionBurst)
+	mb.reportB = newBucket(reportRate, reportBurst)
+	if claims != nil {
+		mb.identity = claims.Identity
+		mb.role = claims.Role
+		// The same identity joining again replaces its old connection
+		// (a reload, a second tab): one person, one member.
+		if old := r.withIdentity(claims.Identity); old != nil {
+			old.remove("joined from another connection")
+		}
+	}
+
+	// The password hash is slow on purpose: check it before taking the
+	// room's locks, and only make sure below that it did not change.
+	var checked *passwordHash
+	if claims == nil {
+		r.mu.Lock()
+		pw := r.password
+		r.mu.Unlock()
+		if pw != nil && o.Password != "" && pw.matches(o.Password) {
+			checked = pw
+		}
+	}
+	r.evMu.Lock()
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, nil, errorf(CodeNotFound, "room %q has ended", id)
+	if o.Admin {
+		checked = r.password
 	}
-	if len(r.members) >= r.maxPeers {
+	if err := r.admit(claims, o.Password, checked, o.Admin); err != nil {
 		r.mu.Unlock()
-		return nil, nil, errorf(CodeRoomFull, "room %q is full (%d peers)", id, r.maxPeers)
+		r.evMu.Unlock()
+		return nil, nil, err
 	}
-	if len(r.members) == 0 {
+	if len(r.members) == 0 && claims == nil {
 		mb.role = RoleHost
 	}
+	first := !r.started
+	r.started = true
 	peers := make([]PeerInfo, 0, len(r.order))
 	for _, pid := range r.order {
 		peers = append(peers, r.members[pid].info())
 	}
 	r.members[mb.id] = mb
 	r.order = append(r.order, mb.id)
+	info := r.infoLocked()
 	r.mu.Unlock()
-	r.log.Info("peer joined", "peer", mb.id, "name", name, "role", mb.role)
+	res := &JoinResult{
+		PeerID: mb.id, Room: r.id, Role: mb.role, Peers: peers, ICEServers: m.iceServers(mb.id),
+		Identity: mb.Identity(), RoomInfo: info,
+		Chat:       r.chat.list(),
+		Playback:   r.playbackLocked(),
+		Sync:       m.syncParams(),
+		ServerTime: serverMillis(m.now()),
+	}
 	r.broadcast(mb.id, "peerJoined", map[string]any{"peer": mb.info()})
-	res := &JoinResult{PeerID: mb.id, Room: r.id, Role: mb.role, Peers: peers, Producers: r.Producers(), ICEServers: []any{}}
+	r.evMu.Unlock()
+	res.Producers = r.Producers()
+	r.log.Info("peer joined", "peer", mb.id, "identity", mb.Identity(), "name", name, "role", mb.role)
+	if first {
+		m.hooks.send("room.started", map[string]any{"room": info})
+	}
+	m.hooks.send("participant.joined", map[string]any{"room": info, "participant": mb.info()})
 	return mb, res, nil
+}
+
+// admit checks that a new member may come in; checked is the password
+// hash the given password matched, if any. r.mu is held.
+func (r *Room) admit(claims *TokenClaims, password string, checked *passwordHash, admin bool) error {
+	switch {
+	case r.closed:
+		return errorf(CodeNotFound, "room %q has ended", r.id)
+	case r.settings.Locked && !admin:
+		return forbidden(ReasonLocked, "room %q is locked", r.id)
+	case len(r.members) >= r.maxPeers:
+		return errorf(CodeRoomFull, "room %q is full (%d peers)", r.id, r.maxPeers)
+	case claims == nil && r.password != nil && password == "" && checked == nil:
+		return forbidden(ReasonPasswordRequired, "room %q needs a password", r.id)
+	case claims == nil && r.password != nil && r.password != checked:
+		return forbidden(ReasonWrongPassword, "wrong password for room %q", r.id)
+	}
+	return nil
 }
 
 func newPeerID() string { return "pe-" + randHex(6) }
@@ -81,13 +201,31 @@ func newPeerID() string { return "pe-" + randHex(6) }
 // ID returns the member's peer id.
 func (mb *Member) ID() string { return mb.id }
 
+// Identity returns the member's token identity, or its peer id when it
+// joined without a token.
+func (mb *Member) Identity() string {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.identity == "" {
+		return mb.id
+	}
+	return mb.identity
+}
+
+// Name returns the member's display name.
+func (mb *Member) Name() string { return mb.name }
+
 // Room returns the member's room.
 func (mb *Member) Room() *Room { return mb.room }
 
 func (mb *Member) info() PeerInfo {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	return PeerInfo{ID: mb.id, Name: mb.name, Role: mb.role}
+	ident := mb.identity
+	if ident == "" {
+		ident = mb.id
+	}
+	return PeerInfo{ID: mb.id, Identity: ident, Name: mb.name, Role: mb.role, Buffering: mb.buffering && !mb.gone}
 }
 
 // Leave removes the member: its media closes and the others are told.
@@ -104,6 +242,7 @@ func (mb *Member) remove(reason string) {
 	mb.gone = true
 	send, recv := mb.send, mb.recv
 	wasHost := mb.role == RoleHost
+	wasBuffering := mb.buffering
 	mb.mu.Unlock()
 	r := mb.room
 	if recv != nil {
@@ -112,6 +251,7 @@ func (mb *Member) remove(reason string) {
 	if send != nil {
 		send.Close() // closes producers: others get producerClosed
 	}
+	r.evMu.Lock()
 	r.mu.Lock()
 	delete(r.members, mb.id)
 	for i, id := range r.order {
@@ -121,12 +261,15 @@ func (mb *Member) remove(reason string) {
 		}
 	}
 	var newHost *Member
-	if wasHost {
-		for _, id := range r.order {
-			newHost = r.members[id]
-			break
-		}
+	if wasHost && !r.hasHostLocked() {
+		newHost = r.successorLocked()
 	}
+	empty := len(r.members) == 0
+	last := empty && r.started
+	if last {
+		r.started = false
+	}
+	info := r.infoLocked()
 	r.mu.Unlock()
 	r.log.Info("peer left", "peer", mb.id, "reason", reason)
 	r.broadcast(mb.id, "peerLeft", map[string]any{"peerId": mb.id})
@@ -136,11 +279,42 @@ func (mb *Member) remove(reason string) {
 		newHost.mu.Unlock()
 		r.broadcast("", "peerUpdated", map[string]any{"peer": newHost.info()})
 	}
+	if empty {
+		r.pauseEmptyLocked()
+	} else if wasBuffering {
+		r.evaluateWaitLocked()
+	}
+	r.evMu.Unlock()
 	if reason != "" {
 		mb.n.Notify("disconnected", map[string]any{"reason": reason})
 		mb.n.Disconnect(reason)
 	}
+	r.m.hooks.send("participant.left", map[string]any{"room": info, "participant": mb.info(), "reason": reason})
+	if last {
+		r.m.hooks.send("room.finished", map[string]any{"room": info})
+	}
 	r.m.closeIfEmpty(r)
+}
+
+// hasHostLocked reports whether a member is host; r.mu is held.
+func (r *Room) hasHostLocked() bool {
+	for _, mb := range r.members {
+		if mb.Role() == RoleHost {
+			return true
+		}
+	}
+	return false
+}
+
+// successorLocked picks who becomes host when the last host leaves: the
+// guest who joined first. Viewers are not promoted. r.mu is held.
+func (r *Room) successorLocked() *Member {
+	for _, id := range r.order {
+		if mb := r.members[id]; mb != nil && mb.Role() == RoleGuest {
+			return mb
+		}
+	}
+	return nil
 }
 
 func (mb *Member) check() error {
@@ -240,8 +414,8 @@ func (mb *Member) Publish(transportID, offer string, tracks []TrackParams) (stri
 	if err != nil {
 		return "", nil, err
 	}
-	if mb.Role() == RoleViewer {
-		return "", nil, errorf(CodeForbidden, "viewers cannot publish")
+	if err := mb.mayShare(); err != nil {
+		return "", nil, err
 	}
 	ti := map[string]sfu.TrackInfo{}
 	for _, tp := range tracks {
@@ -259,6 +433,7 @@ func (mb *Member) Publish(transportID, offer string, tracks []TrackParams) (stri
 		p.OnClose(func() {
 			mb.room.broadcast("", "producerClosed", map[string]any{"producerId": p.ID()})
 		})
+		mb.watchLayers(p)
 		mb.room.broadcast(mb.id, "producerAdded", map[string]any{"producer": info})
 	}
 	return answer, infos, nil
@@ -338,6 +513,9 @@ func (mb *Member) Subscribe(producerID string) (ConsumerInfo, error) {
 		if !gone {
 			mb.n.Notify("consumerClosed", map[string]any{"consumerId": c.ID(), "producerId": producerID})
 		}
+	})
+	c.OnLayerChange(func(layer int) {
+		mb.n.Notify("layerChanged", map[string]any{"consumerId": c.ID(), "spatialLayer": layer})
 	})
 	return consumerInfo(c), nil
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu"
@@ -37,6 +38,61 @@ type Config struct {
 	// OpenRooms lets a join create the room it names.
 	OpenRooms bool
 	Logger    *slog.Logger
+
+	// TokenKey signs and checks join tokens (HS256); empty disables them.
+	TokenKey []byte
+	// StorePath is the file API-created rooms are kept in across
+	// restarts; empty keeps them in memory only.
+	StorePath string
+	// MediaDir is the folder whose videos hosts can pick; empty: none.
+	MediaDir string
+	// Webhook sends room events to an HTTP endpoint; no URL: none.
+	Webhook WebhookConfig
+	// Chat limits chat and reactions.
+	Chat ChatConfig
+	// Sync tunes synced playback; its thresholds are sent to clients.
+	Sync SyncConfig
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+	// ICEServers, when set, returns the join result's iceServers for a
+	// joining peer (e.g. TURN with credentials of its own); nil: none.
+	ICEServers func(peerID string) []any
+}
+
+// ChatConfig limits chat messages and reactions.
+type ChatConfig struct {
+	// History is how many messages a late joiner receives (default 200;
+	// < 0 keeps none).
+	History int
+	// MaxLength is the longest message in characters (default 1000).
+	MaxLength int
+	// Rate is messages per second each member may send on average, with
+	// Burst at once (defaults 1 and 5). Rate < 0 turns the limit off.
+	Rate  float64
+	Burst int
+	// ReactionRate and ReactionBurst limit reactions the same way
+	// (defaults 4 and 10).
+	ReactionRate  float64
+	ReactionBurst int
+}
+
+// SyncConfig tunes synced playback. The thresholds are what every client
+// uses to correct its drift (docs/protocol.md, "Synced playback").
+type SyncConfig struct {
+	// NudgeThreshold: a gap to the room's position below this is left
+	// alone; above it the client nudges its playback rate (default 40ms).
+	NudgeThreshold time.Duration
+	// SeekThreshold: a gap above this is closed by seeking (default 400ms).
+	SeekThreshold time.Duration
+	// MaxNudge is the largest relative rate change a nudge may use
+	// (default 0.1: between 0.9x and 1.1x the room's rate).
+	MaxNudge float64
+	// ReportInterval is how often clients send playbackReport while a
+	// video plays (default 1s).
+	ReportInterval time.Duration
+	// WaitTimeout is how long "wait for everyone" holds the room for a
+	// member that keeps buffering before going on without it (default 20s).
+	WaitTimeout time.Duration
 }
 
 // Manager owns every room.
@@ -45,13 +101,21 @@ type Manager struct {
 	worker *sfu.Worker
 	log    *slog.Logger
 	ctx    context.Context
+	now    func() time.Time
+	hooks  *webhooks
+	media  *MediaLibrary
+
+	storeMu  sync.Mutex // serialises writes of the room store
+	saveReq  atomic.Int64
+	saveDone int64 // the last saveReq a write carried; under storeMu
 
 	mu     sync.Mutex
 	rooms  map[string]*Room
 	closed bool
 }
 
-// NewManager returns a manager whose rooms' media runs on worker.
+// NewManager returns a manager whose rooms' media runs on worker. Call
+// LoadRooms to bring back the rooms of a previous run.
 func NewManager(ctx context.Context, worker *sfu.Worker, cfg Config) *Manager {
 	log := cfg.Logger
 	if log == nil {
@@ -60,8 +124,65 @@ func NewManager(ctx context.Context, worker *sfu.Worker, cfg Config) *Manager {
 	if cfg.MaxPeers <= 0 {
 		cfg.MaxPeers = 50
 	}
-	return &Manager{cfg: cfg, worker: worker, log: log, ctx: ctx, rooms: map[string]*Room{}}
+	cfg.Chat = cfg.Chat.withDefaults()
+	cfg.Sync = cfg.Sync.withDefaults()
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	m := &Manager{cfg: cfg, worker: worker, log: log, ctx: ctx, now: now, rooms: map[string]*Room{}}
+	m.hooks = newWebhooks(cfg.Webhook, log, now)
+	if cfg.MediaDir != "" {
+		m.media = &MediaLibrary{Dir: cfg.MediaDir}
+	}
+	return m
 }
+
+func (c ChatConfig) withDefaults() ChatConfig {
+	if c.History == 0 {
+		c.History = 200
+	} else if c.History < 0 {
+		c.History = 0 // keep none
+	}
+	if c.MaxLength <= 0 {
+		c.MaxLength = 1000
+	}
+	if c.Rate == 0 {
+		c.Rate = 1
+	}
+	if c.Burst <= 0 {
+		c.Burst = 5
+	}
+	if c.ReactionRate == 0 {
+		c.ReactionRate = 4
+	}
+	if c.ReactionBurst <= 0 {
+		c.ReactionBurst = 10
+	}
+	return c
+}
+
+func (c SyncConfig) withDefaults() SyncConfig {
+	if c.NudgeThreshold <= 0 {
+		c.NudgeThreshold = 40 * time.Millisecond
+	}
+	if c.SeekThreshold <= 0 {
+		c.SeekThreshold = 400 * time.Millisecond
+	}
+	if c.MaxNudge <= 0 {
+		c.MaxNudge = 0.1
+	}
+	if c.ReportInterval <= 0 {
+		c.ReportInterval = time.Second
+	}
+	if c.WaitTimeout <= 0 {
+		c.WaitTimeout = 20 * time.Second
+	}
+	return c
+}
+
+// Media returns the media folder, or nil when none is configured.
+func (m *Manager) Media() *MediaLibrary { return m.media }
 
 // validID matches room ids: URL-safe, 1–64 characters.
 var validID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -74,14 +195,28 @@ type Room struct {
 	id        string
 	m         *Manager
 	router    *sfu.Router
-	maxPeers  int
 	createdAt time.Time
 	log       *slog.Logger
 
-	mu      sync.Mutex
-	members map[string]*Member
-	order   []string // member ids in join order, for host hand-over
-	closed  bool
+	// evMu orders the room's party events (joins, chat, playback): each
+	// is applied and broadcast while holding it, so every member sees
+	// them in the same order. Lock order: evMu, then mu, then Member.mu.
+	evMu     sync.Mutex
+	chat     chatLog
+	play     PlaybackState
+	waitT    *time.Timer
+	waitGen  int
+	started  bool // has members: room.started was sent
+	mu       sync.Mutex
+	members  map[string]*Member
+	order    []string // member ids in join order, for host hand-over
+	closed   bool
+	maxPeers int
+	settings Settings
+	password *passwordHash
+	// persistent rooms (made through the API) stay when empty, until
+	// deleted; rooms opened by a link end with their last member.
+	persistent bool
 }
 
 // ID returns the room's identifier.
@@ -127,29 +262,43 @@ func (m *Manager) open(id string) (*Room, error) {
 	if !m.cfg.OpenRooms {
 		return nil, errorf(CodeNotFound, "unknown room %q", id)
 	}
-	router, err := m.worker.NewRouter(id)
+	r, err := m.newRoom(id, Settings{Name: id}.withDefaults(m.cfg.MaxPeers), nil, false)
 	if err != nil {
-		return nil, fmt.Errorf("room %s: %w", id, err)
-	}
-	r := &Room{
-		id:        id,
-		m:         m,
-		router:    router,
-		maxPeers:  m.cfg.MaxPeers,
-		createdAt: time.Now(),
-		log:       m.log.With("room", id),
-		members:   map[string]*Member{},
+		return nil, err
 	}
 	m.rooms[id] = r
 	r.log.Info("room opened")
 	return r, nil
 }
 
-// closeIfEmpty ends a room whose last member left.
+// newRoom makes a room and its router; the caller adds it to m.rooms.
+func (m *Manager) newRoom(id string, s Settings, pw *passwordHash, persistent bool) (*Room, error) {
+	router, err := m.worker.NewRouter(id)
+	if err != nil {
+		return nil, fmt.Errorf("room %s: %w", id, err)
+	}
+	return &Room{
+		id:         id,
+		m:          m,
+		router:     router,
+		maxPeers:   s.MaxPeers,
+		settings:   s,
+		password:   pw,
+		persistent: persistent,
+		createdAt:  m.now(),
+		log:        m.log.With("room", id),
+		members:    map[string]*Member{},
+		play:       PlaybackState{Paused: true, Rate: 1, WaitingFor: []string{}},
+		chat:       chatLog{max: m.cfg.Chat.History},
+	}, nil
+}
+
+// closeIfEmpty ends a room opened by link whose last member left; rooms
+// made through the API stay until deleted.
 func (m *Manager) closeIfEmpty(r *Room) {
 	m.mu.Lock()
 	r.mu.Lock()
-	empty := len(r.members) == 0 && !r.closed
+	empty := len(r.members) == 0 && !r.closed && !r.persistent
 	if empty {
 		r.closed = true
 		delete(m.rooms, r.id)
@@ -157,12 +306,14 @@ func (m *Manager) closeIfEmpty(r *Room) {
 	r.mu.Unlock()
 	m.mu.Unlock()
 	if empty {
+		r.stopWaitTimer()
 		r.router.Close()
 		r.log.Info("room closed")
 	}
 }
 
-// Close removes every member of every room and closes their media.
+// Close removes every member of every room and closes their media. The
+// rooms made through the API stay in the store for the next start.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
@@ -172,7 +323,28 @@ func (m *Manager) Close() {
 	}
 	m.mu.Unlock()
 	for _, r := range rs {
-		r.close("server shutting down")
+		r.end("server shutting down")
+	}
+	m.hooks.close(2 * time.Second)
+}
+
+// end closes the room for good: no one may join, every member is told
+// reason and disconnected, the media router closes.
+func (r *Room) end(reason string) {
+	r.m.mu.Lock()
+	r.mu.Lock()
+	already := r.closed
+	r.closed = true
+	if r.m.rooms[r.id] == r {
+		delete(r.m.rooms, r.id)
+	}
+	r.mu.Unlock()
+	r.m.mu.Unlock()
+	r.close(reason)
+	if !already {
+		r.stopWaitTimer()
+		r.router.Close()
+		r.log.Info("room closed", "reason", reason)
 	}
 }
 
@@ -191,9 +363,14 @@ func (r *Room) close(reason string) {
 
 // PeerInfo is a member as the protocol shows it.
 type PeerInfo struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	Role string `json:"role"`
+	ID string `json:"id"`
+	// Identity is the token's identity, or the peer id for people who
+	// joined by link; the REST API's kick and mute take it.
+	Identity string `json:"identity"`
+	Name     string `json:"name"`
+	Role     string `json:"role"`
+	// Buffering is true while the member's player waits for data.
+	Buffering bool `json:"buffering"`
 }
 
 // ProducerInfo is a producer as the protocol shows it.

@@ -48,7 +48,9 @@ func loadAPIKey(configured, dataDir string) (key string, created bool, err error
 func WriteJSONError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": message}})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // messages read "<api key>", not "\u003capi key\u003e"
+	_ = enc.Encode(map[string]any{"error": map[string]string{"code": code, "message": message}})
 }
 
 // bearer returns the token of an "Authorization: Bearer" header.

@@ -19,6 +19,7 @@ import (
 	"github.com/matinee-dev/matinee/sfu"
 	"github.com/matinee-dev/matinee/signaling"
 	"github.com/matinee-dev/matinee/web"
+	"github.com/matinee-dev/matinee/whip"
 )
 
 // Server is one running Matinee instance, without its listeners.
@@ -32,6 +33,13 @@ type Server struct {
 	cancel context.CancelFunc
 	certs  atomic.Pointer[certs.Manager]
 	apiKey string
+
+	// WHIP/WHEP and metrics (whip.go, metrics.go).
+	whip       *whip.Handler
+	tokens     atomic.Pointer[TokenValidator]
+	recordings atomic.Pointer[func() int]
+	// rec records rooms and plays files into them (recording.go).
+	rec *recordingState
 }
 
 // New starts the media worker (opening the UDP port) and builds the HTTP
@@ -62,29 +70,38 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		cancel()
 		return nil, err
 	}
-	rooms := room.NewManager(ctx, w, room.Config{MaxPeers: cfg.MaxPeers, OpenRooms: cfg.OpenRooms, Logger: log})
+	key, created, err := loadAPIKey(cfg.APIKey, cfg.DataDir)
+	if err != nil {
+		_ = w.Close()
+		cancel()
+		return nil, err
+	}
+	rooms := room.NewManager(ctx, w, partyConfig(cfg, key, log))
+	if err := rooms.LoadRooms(); err != nil {
+		rooms.Close()
+		_ = w.Close()
+		cancel()
+		return nil, err
+	}
 	sig := signaling.New(rooms, signaling.Config{
 		MaxMessage:   cfg.WSMaxMessage,
 		PingInterval: cfg.WSPingInterval,
 		PongTimeout:  cfg.WSPongTimeout,
 		Logger:       log,
 	})
-	key, created, err := loadAPIKey(cfg.APIKey, cfg.DataDir)
-	if err != nil {
-		sig.Close()
-		rooms.Close()
-		_ = w.Close()
-		cancel()
-		return nil, err
-	}
 	if created {
 		log.Info("generated the admin API key (stored in the data dir; shown only this once)", "api_key", key)
 	}
 	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key}
 	s.mux.Handle("GET /ws", sig)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mountWHIP()
+	s.mountMetrics()
 	s.mux.HandleFunc("GET /ca.crt", s.serveCA)
 	s.mux.HandleFunc("GET /ca.mobileconfig", s.serveMobileConfig)
+	s.mountAPI() // /api/... and /media/... (api.go)
+	// Recordings, live HLS, file playback (recording.go).
+	s.mountRecordings()
 	s.mux.Handle("/", web.Handler())
 	return s, nil
 }
@@ -105,7 +122,9 @@ func (s *Server) MediaAddrs() []net.Addr { return s.worker.ListenAddrs() }
 
 // Close disconnects every client, closes every room and the UDP port.
 func (s *Server) Close() error {
+	s.closeRecordings()
 	s.sig.Close()
+	s.whip.Close()
 	s.rooms.Close()
 	err := s.worker.Close()
 	s.cancel()

@@ -144,6 +144,9 @@ type session struct {
 
 	mu     sync.Mutex
 	member *room.Member
+	// While holding (during join), notifications wait in held.
+	holding bool
+	held    [][]byte
 }
 
 func (ss *session) run() {
@@ -247,7 +250,39 @@ func (ss *session) Notify(method string, params any) {
 		ss.log.Error("marshal notification", "method", method, "err", err)
 		return
 	}
+	ss.mu.Lock()
+	if ss.holding {
+		if len(ss.held) < ss.srv.cfg.SendQueue {
+			ss.held = append(ss.held, b)
+			ss.mu.Unlock()
+			return
+		}
+		ss.mu.Unlock()
+		ss.Disconnect("client too slow")
+		return
+	}
+	ss.mu.Unlock()
 	ss.enqueue(b)
+}
+
+// hold makes notifications wait until release.
+func (ss *session) hold() {
+	ss.mu.Lock()
+	ss.holding = true
+	ss.mu.Unlock()
+}
+
+// release sends the held notifications, in order, and stops holding.
+func (ss *session) release() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.holding {
+		return
+	}
+	for _, b := range ss.held {
+		ss.enqueue(b)
+	}
+	ss.holding, ss.held = false, nil
 }
 
 func (ss *session) enqueue(b []byte) {

@@ -3,6 +3,8 @@
 //
 //	matinee                 run the server (HTTPS on :8443, media on UDP 8443)
 //	matinee cert [--host H] show the local CA and certificate; add a host
+//	matinee room ...        create, list, delete rooms and mint join tokens (REST API)
+//	matinee convert in.mp4  turn a video into HLS with ffmpeg, for the media folder
 //
 // Every flag can also be set through MATINEE_<FLAG> (see --help).
 package main
@@ -37,10 +39,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		switch args[0] {
 		case "cert":
 			return runCert(args[1:], stdout, stderr)
+		case "room":
+			return runRoom(args[1:], stdout, stderr)
+		case "convert":
+			return runConvert(args[1:], stdout, stderr)
+		case "play":
+			return runPlay(args[1:], stdout, stderr)
 		case "serve":
 			args = args[1:]
 		default:
-			return fmt.Errorf("unknown command %q (commands: serve, cert)", args[0])
+			return fmt.Errorf("unknown command %q (commands: serve, cert, room, convert)", args[0])
 		}
 	}
 	cfg := config.Default()

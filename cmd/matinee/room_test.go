@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/server"
+	"go.uber.org/goleak"
+)
+
+func TestRoomCommands(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.UDPPort = 0
+	cfg.ICELoopbackOnly = true
+	srv, err := server.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	defer srv.Close()
+
+	// The key comes from the data dir, as on the server's machine.
+	room := func(args ...string) (map[string]any, error) {
+		var out, errb bytes.Buffer
+		err := run(append([]string{"room"}, append(args, "--server", hs.URL, "--data-dir", cfg.DataDir)...), &out, &errb)
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		if jerr := json.Unmarshal(out.Bytes(), &m); jerr != nil {
+			t.Fatalf("room %v printed %q: %v", args, out.String(), jerr)
+		}
+		return m, nil
+	}
+	created, err := room("create", "--name", "Movie Night", "--max-peers", "4", "--metadata", `{"x":1}`, "--open-control")
+	if err != nil || created["id"] != "movie-night" || created["maxPeers"] != 4.0 || created["openControl"] != true || !strings.HasSuffix(created["url"].(string), "/r/movie-night") {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	list, err := room("list")
+	if err != nil || len(list["rooms"].([]any)) != 1 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	got, err := room("get", "movie-night")
+	if err != nil || got["name"] != "Movie Night" {
+		t.Fatalf("get: %v %v", got, err)
+	}
+	tok, err := room("token", "movie-night", "--identity", "ana", "--role", "host", "--ttl", "1h")
+	if err != nil || tok["identity"] != "ana" || tok["role"] != "host" || !strings.Contains(tok["url"].(string), "#token=") {
+		t.Fatalf("token: %v %v", tok, err)
+	}
+	if _, err := srv.Rooms().VerifyToken("movie-night", tok["token"].(string)); err != nil {
+		t.Fatalf("minted token does not verify: %v", err)
+	}
+	if del, err := room("delete", "movie-night"); err != nil || del["deleted"] != "movie-night" {
+		t.Fatalf("delete: %v %v", del, err)
+	}
+	if _, err := room("get", "movie-night"); err == nil || !strings.Contains(err.Error(), "404 not_found") {
+		t.Fatalf("get after delete: %v", err)
+	}
+	if _, err := room("create"); err == nil || !strings.Contains(err.Error(), "--name") {
+		t.Fatalf("create without a name: %v", err)
+	}
+	if _, err := room("create", "--name", "x", "--max-peers", "0"); err == nil || !strings.Contains(err.Error(), "422 invalid_field") {
+		t.Fatalf("bad max-peers: %v", err)
+	}
+	if _, err := room("delete"); err == nil {
+		t.Fatal("delete without an id")
+	}
+	var out, errb bytes.Buffer
+	if err := run([]string{"room", "list", "--server", hs.URL, "--api-key", "wrong"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	if err := run([]string{"room", "dance"}, &out, &errb); err == nil {
+		t.Fatal("unknown room command")
+	}
+}
+
+func TestConvert(t *testing.T) {
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("ffmpeg is missing (Debian package ffmpeg); this test never skips in CI")
+		}
+		t.Skip("ffmpeg not installed (Debian package ffmpeg)")
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "clip.mp4")
+	mk := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3", "-c:v", "libx264", "-g", "90", "-c:a", "aac", in)
+	if b, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make clip: %v %s", err, b)
+	}
+	var out, errb bytes.Buffer
+	if err := run([]string{"convert", in, "--segment", "1"}, &out, &errb); err != nil {
+		t.Fatalf("convert: %v %s", err, errb.String())
+	}
+	var res struct {
+		Playlist string `json:"playlist"`
+		Segments int    `json:"segments"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.Playlist != filepath.Join(dir, "clip-hls", "index.m3u8") || res.Segments < 3 {
+		t.Fatalf("result %q: %+v %v", out.String(), res, err)
+	}
+	pl, err := os.ReadFile(res.Playlist)
+	if err != nil || !strings.Contains(string(pl), "#EXT-X-ENDLIST") || !strings.Contains(string(pl), "seg00000.ts") {
+		t.Fatalf("playlist %s %v", pl, err)
+	}
+	// Every segment starts on a keyframe: segments are ~1 s.
+	if !strings.Contains(string(pl), "#EXT-X-TARGETDURATION:1") {
+		t.Errorf("segments longer than asked:\n%s", pl)
+	}
+	if err := run([]string{"convert", filepath.Join(dir, "missing.mp4")}, &out, &errb); err == nil {
+		t.Fatal("converted a missing file")
+	}
+	if err := run([]string{"convert"}, &out, &errb); err == nil {
+		t.Fatal("convert without input")
+	}
+}

@@ -1,0 +1,174 @@
+package room
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MediaLibrary is the folder of videos a host can pick from (--media-dir).
+// Files are served at /media/{path}; nothing outside the folder, and no
+// hidden file, is ever listed or opened.
+type MediaLibrary struct {
+	Dir string
+}
+
+// MediaItem is one playable file of the library.
+type MediaItem struct {
+	// Path is relative to the library, with forward slashes.
+	Path string `json:"path"`
+	// URL is where browsers fetch it (the playback state's url).
+	URL      string    `json:"url"`
+	Name     string    `json:"name"`
+	Type     string    `json:"type"`
+	Size     int64     `json:"size"`
+	Modified time.Time `json:"modified"`
+}
+
+// mediaTypes are the files the library offers, by extension. HLS
+// playlists are listed; their segments are only served.
+var mediaTypes = map[string]string{
+	".mp4":  "video/mp4",
+	".m4v":  "video/mp4",
+	".mov":  "video/quicktime",
+	".webm": "video/webm",
+	".ogv":  "video/ogg",
+	".mkv":  "video/x-matroska",
+	".m3u8": "application/vnd.apple.mpegurl",
+}
+
+// segmentTypes are served but not listed.
+var segmentTypes = map[string]string{
+	".ts":  "video/mp2t",
+	".m4s": "video/iso.segment",
+	".aac": "audio/aac",
+	".vtt": "text/vtt; charset=utf-8",
+}
+
+// MediaType returns the content type the library serves name with, and
+// false for files it does not serve.
+func MediaType(name string) (string, bool) {
+	ext := strings.ToLower(path.Ext(name))
+	if t, ok := mediaTypes[ext]; ok {
+		return t, true
+	}
+	t, ok := segmentTypes[ext]
+	return t, ok
+}
+
+const (
+	maxMediaDepth = 4
+	maxMediaItems = 2000
+)
+
+// List returns the library's videos and playlists, sorted by path.
+func (l *MediaLibrary) List() ([]MediaItem, error) {
+	out := []MediaItem{}
+	err := filepath.WalkDir(l.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == l.Dir {
+				return err
+			}
+			return nil // an unreadable subfolder is skipped
+		}
+		rel, _ := filepath.Rel(l.Dir, p)
+		rel = filepath.ToSlash(rel)
+		if rel != "." && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if rel != "." && strings.Count(rel, "/") >= maxMediaDepth-1 {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		typ, ok := mediaTypes[strings.ToLower(path.Ext(rel))]
+		if !ok || !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		out = append(out, MediaItem{Path: rel, URL: MediaURL(rel), Name: d.Name(), Type: typ, Size: info.Size(), Modified: info.ModTime().UTC().Truncate(time.Second)})
+		if len(out) >= maxMediaItems {
+			return fs.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("media dir: %w", err)
+	}
+	slices.SortFunc(out, func(a, b MediaItem) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// MediaURL is the URL path a library file is served at.
+func MediaURL(rel string) string {
+	parts := strings.Split(rel, "/")
+	for i, p := range parts {
+		parts[i] = pathEscape(p)
+	}
+	return "/media/" + strings.Join(parts, "/")
+}
+
+func pathEscape(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~!$&'()*+,;=:@", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// ErrNoMedia is returned by Open for anything that is not a servable
+// file of the library.
+var ErrNoMedia = errors.New("no such media file")
+
+// Open opens a library file by its relative path (as in MediaItem.Path),
+// refusing hidden files, unknown types and anything outside the folder
+// (symbolic links included).
+func (l *MediaLibrary) Open(rel string) (*os.File, fs.FileInfo, error) {
+	if rel == "" || !fs.ValidPath(rel) {
+		return nil, nil, ErrNoMedia
+	}
+	for _, part := range strings.Split(rel, "/") {
+		if strings.HasPrefix(part, ".") {
+			return nil, nil, ErrNoMedia
+		}
+	}
+	if _, ok := MediaType(rel); !ok {
+		return nil, nil, ErrNoMedia
+	}
+	root, err := os.OpenRoot(l.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("media dir: %w", err)
+	}
+	defer root.Close()
+	f, err := root.Open(rel)
+	if err != nil {
+		return nil, nil, ErrNoMedia
+	}
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, ErrNoMedia
+	}
+	return f, info, nil
+}

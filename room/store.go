@@ -1,0 +1,140 @@
+package room
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The rooms made through the API are kept in one JSON file so they
+// survive a restart (tokens minted for them stay good, too).
+
+type storedRoom struct {
+	ID              string          `json:"id"`
+	Name            string          `json:"name"`
+	CreatedAt       time.Time       `json:"createdAt"`
+	MaxPeers        int             `json:"maxPeers"`
+	Locked          bool            `json:"locked"`
+	Password        *passwordHash   `json:"password,omitempty"`
+	Metadata        json.RawMessage `json:"metadata,omitempty"`
+	OpenControl     bool            `json:"openControl"`
+	WaitForEveryone bool            `json:"waitForEveryone"`
+	GuestsCanShare  bool            `json:"guestsCanShare"`
+}
+
+type storeFile struct {
+	Version int          `json:"version"`
+	Rooms   []storedRoom `json:"rooms"`
+}
+
+// LoadRooms brings back the API-created rooms of a previous run. A missing
+// file is no error; a damaged one is, naming it.
+func (m *Manager) LoadRooms() error {
+	if m.cfg.StorePath == "" {
+		return nil
+	}
+	b, err := os.ReadFile(m.cfg.StorePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("room store: %w", err)
+	}
+	var f storeFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("room store %s is damaged (fix or remove it): %w", m.cfg.StorePath, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, sr := range f.Rooms {
+		if !ValidID(sr.ID) || m.rooms[sr.ID] != nil {
+			m.log.Warn("room store: skipping a room", "id", sr.ID)
+			continue
+		}
+		s := Settings{
+			Name: sr.Name, MaxPeers: sr.MaxPeers, Locked: sr.Locked, Metadata: sr.Metadata,
+			OpenControl: sr.OpenControl, WaitForEveryone: sr.WaitForEveryone, GuestsCanShare: sr.GuestsCanShare,
+		}
+		if md, err := checkMetadata(sr.Metadata); err == nil {
+			s.Metadata = md // compact again: the file is indented
+		}
+		if s.MaxPeers < 1 || s.MaxPeers > MaxRoomPeers {
+			s.MaxPeers = m.cfg.MaxPeers
+		}
+		r, err := m.newRoom(sr.ID, s, sr.Password, true)
+		if err != nil {
+			return err
+		}
+		r.createdAt = sr.CreatedAt
+		m.rooms[sr.ID] = r
+	}
+	m.log.Info("rooms restored", "count", len(f.Rooms))
+	return nil
+}
+
+// saveRooms writes every persistent room to the store.
+func (m *Manager) saveRooms() {
+	if m.cfg.StorePath == "" {
+		return
+	}
+	// Saves coalesce: a caller whose change a later write already
+	// carried returns at once.
+	gen := m.saveReq.Add(1)
+	m.storeMu.Lock()
+	defer m.storeMu.Unlock()
+	if m.saveDone >= gen {
+		return
+	}
+	upTo := m.saveReq.Load()
+	f := storeFile{Version: 1, Rooms: []storedRoom{}}
+	for _, r := range m.Rooms() {
+		r.mu.Lock()
+		if r.persistent && !r.closed {
+			s := r.settings
+			f.Rooms = append(f.Rooms, storedRoom{
+				ID: r.id, Name: s.Name, CreatedAt: r.createdAt, MaxPeers: r.maxPeers, Locked: s.Locked,
+				Password: r.password, Metadata: s.Metadata, OpenControl: s.OpenControl,
+				WaitForEveryone: s.WaitForEveryone, GuestsCanShare: s.GuestsCanShare,
+			})
+		}
+		r.mu.Unlock()
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err == nil {
+		err = writeAtomic(m.cfg.StorePath, b)
+	}
+	if err != nil {
+		m.log.Error("room store: save failed", "path", m.cfg.StorePath, "err", err)
+		return
+	}
+	m.saveDone = upTo
+}
+
+// writeAtomic replaces path with data, so a crash never leaves half a file.
+func writeAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
