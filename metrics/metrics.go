@@ -1,0 +1,161 @@
+// Package metrics exposes a Matinee server's state in the Prometheus text
+// format. Its collector reads live counts when scraped — rooms and peers
+// from the room manager, transports, producers, consumers and media
+// counters from the media worker — so nothing on the media path takes a
+// lock or touches a metric per packet.
+package metrics
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/matinee-dev/matinee/room"
+	"github.com/matinee-dev/matinee/sfu"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Sources are what the collector reads. Worker and Rooms are required;
+// the functions are optional and their metrics are left out when nil.
+type Sources struct {
+	Worker *sfu.Worker
+	Rooms  *room.Manager
+	// Sessions reports publishers and viewers connected through WHIP and
+	// WHEP.
+	Sessions func() (whip, whep int)
+	// Recordings reports how many rooms are being recorded, with ok false
+	// while no recorder is plugged in (the metric is then left out).
+	Recordings func() (active int, ok bool)
+}
+
+// estimateBuckets are bandwidth estimate buckets, in bits per second.
+var estimateBuckets = []float64{150e3, 300e3, 600e3, 1e6, 2e6, 3e6, 5e6, 10e6, 20e6}
+
+// Collector is a prometheus.Collector over Sources.
+type Collector struct {
+	src Sources
+
+	rooms, peers               *prometheus.Desc
+	transports                 *prometheus.Desc
+	producers, consumers       *prometheus.Desc
+	packets, bytes             *prometheus.Desc
+	nacks, keyframeReqs        *prometheus.Desc
+	layerSwitches, estimates   *prometheus.Desc
+	whipSessions, whepSessions *prometheus.Desc
+	recordings                 *prometheus.Desc
+}
+
+// NewCollector returns a collector reading src.
+func NewCollector(src Sources) *Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("matinee_"+name, help, labels, nil)
+	}
+	return &Collector{
+		src:           src,
+		rooms:         d("rooms", "Rooms open."),
+		peers:         d("peers", "Peers in rooms (WebSocket clients and WHIP publishers)."),
+		transports:    d("transports", "WebRTC and in-process transports, by direction seen from the client (send: publisher to SFU).", "direction"),
+		producers:     d("producers", "Incoming tracks.", "kind"),
+		consumers:     d("consumers", "Tracks forwarded to one subscriber each.", "kind"),
+		packets:       d("forwarded_packets_total", "RTP packets forwarded to subscribers, all consumers since start."),
+		bytes:         d("forwarded_bytes_total", "RTP bytes (header and payload, before SRTP) forwarded to subscribers."),
+		nacks:         d("rtcp_nacks_total", "RTCP NACK messages: received from subscribers (answered from the packet history) or sent to publishers.", "direction"),
+		keyframeReqs:  d("keyframe_requests_total", "PLI and FIR messages: received from subscribers, or sent to publishers after coalescing.", "direction"),
+		layerSwitches: d("layer_switches_total", "Video consumers switching simulcast layer, including suspensions for want of bandwidth."),
+		estimates:     d("subscriber_bandwidth_estimate_bps", "Bandwidth estimates of connected subscriber transports at scrape time, in bits per second."),
+		whipSessions:  d("whip_sessions", "Publishers connected through WHIP."),
+		whepSessions:  d("whep_sessions", "Viewers connected through WHEP."),
+		recordings:    d("recordings_active", "Rooms being recorded."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.rooms, c.peers, c.transports, c.producers, c.consumers, c.packets, c.bytes, c.nacks, c.keyframeReqs, c.layerSwitches, c.estimates} {
+		ch <- d
+	}
+	if c.src.Sessions != nil {
+		ch <- c.whipSessions
+		ch <- c.whepSessions
+	}
+	if c.src.Recordings != nil {
+		ch <- c.recordings
+	}
+}
+
+// Collect implements prometheus.Collector: one walk of the rooms and one
+// snapshot of the worker per scrape.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	rooms := c.src.Rooms.Rooms()
+	peers := 0
+	for _, r := range rooms {
+		peers += len(r.Peers())
+	}
+	gauge(c.rooms, float64(len(rooms)))
+	gauge(c.peers, float64(peers))
+
+	s := c.src.Worker.Snapshot()
+	gauge(c.transports, float64(s.Transports[sfu.Send]), "send")
+	gauge(c.transports, float64(s.Transports[sfu.Recv]), "recv")
+	for _, k := range []sfu.Kind{sfu.KindAudio, sfu.KindVideo} {
+		gauge(c.producers, float64(s.Producers[k]), string(k))
+		gauge(c.consumers, float64(s.Consumers[k]), string(k))
+	}
+	counter(c.packets, s.ForwardedPackets)
+	counter(c.bytes, s.ForwardedBytes)
+	counter(c.nacks, s.NACKsIn, "received")
+	counter(c.nacks, s.NACKsOut, "sent")
+	counter(c.keyframeReqs, s.PLIsIn, "received")
+	counter(c.keyframeReqs, s.PLIsOut, "sent")
+	counter(c.layerSwitches, s.LayerSwitches)
+	ch <- estimateHistogram(c.estimates, s.Estimates)
+
+	if c.src.Sessions != nil {
+		whip, whep := c.src.Sessions()
+		gauge(c.whipSessions, float64(whip))
+		gauge(c.whepSessions, float64(whep))
+	}
+	if c.src.Recordings != nil {
+		if n, ok := c.src.Recordings(); ok {
+			gauge(c.recordings, float64(n))
+		}
+	}
+}
+
+// estimateHistogram renders the current estimates as a histogram: a
+// distribution over subscribers at one instant, not over time.
+func estimateHistogram(d *prometheus.Desc, est []int) prometheus.Metric {
+	sort.Ints(est)
+	buckets := make(map[float64]uint64, len(estimateBuckets))
+	sum := 0.0
+	i := 0
+	for _, b := range estimateBuckets {
+		for i < len(est) && float64(est[i]) <= b {
+			i++
+		}
+		buckets[b] = uint64(i)
+	}
+	for _, e := range est {
+		sum += float64(e)
+	}
+	return prometheus.MustNewConstHistogram(d, uint64(len(est)), sum, buckets)
+}
+
+// Handler serves /metrics from a registry of its own: the collector, plus
+// the Go runtime's and the process's (CPU, memory, file descriptors).
+func Handler(src Sources) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		NewCollector(src),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,259 @@
+package h264
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/pion/rtp/codecs"
+)
+
+// Parameter sets made with ffmpeg/libx264 (baseline, and high 1080p with
+// cropping).
+var spsVectors = []struct {
+	hex  string
+	w, h int
+	prof uint8
+}{
+	{"6742c01fd9005005bb0110000003001000000303c0f1832480", 1280, 720, 66},
+	{"6742c01ed900a02ff970110000030001000003003c0f162e48", 640, 360, 66},
+	{"6742c00dd901419f9f0110000003001000000303c0f142a480", 320, 180, 66},
+	{"6742c028d900780227e5c044000003000400000300f03c60c920", 1920, 1080, 66},
+	{"67640028acd940780227e5c044000003000400000300f03c60c658", 1920, 1080, 100},
+}
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseSPS(t *testing.T) {
+	for _, v := range spsVectors {
+		s, err := ParseSPS(unhex(t, v.hex))
+		if err != nil {
+			t.Fatalf("%s: %v", v.hex, err)
+		}
+		if s.Width != v.w || s.Height != v.h || s.Profile != v.prof {
+			t.Errorf("%s: got %dx%d profile %d, want %dx%d profile %d", v.hex, s.Width, s.Height, s.Profile, v.w, v.h, v.prof)
+		}
+	}
+	if _, err := ParseSPS([]byte{0x67, 0x42}); err == nil {
+		t.Error("short sps accepted")
+	}
+	if _, err := ParseSPS(unhex(t, "68cb83cb20")); err == nil {
+		t.Error("pps accepted as sps")
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	var ps ParamSets
+	sps, pps := unhex(t, spsVectors[4].hex), unhex(t, "68ebe3cb22c0")
+	cfg, err := ps.Update([][]byte{sps, pps, {0x65, 1, 2}})
+	if err != nil || cfg == nil {
+		t.Fatalf("update: %v %v", cfg, err)
+	}
+	if again, _ := ps.Update([][]byte{sps, pps}); again != nil {
+		t.Error("unchanged parameter sets reported as new")
+	}
+	rec := cfg.Record()
+	back, err := ParseRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back.SPS, sps) || !bytes.Equal(back.PPS, pps) || back.Info.Width != 1920 {
+		t.Fatalf("round trip differs: %+v", back)
+	}
+	if rec[1] != 100 || len(rec) != 6+2+len(sps)+3+len(pps)+4 {
+		t.Errorf("high-profile record lacks its extension: % x", rec)
+	}
+}
+
+func TestFraming(t *testing.T) {
+	nalus := [][]byte{{0x67, 1, 2, 3}, {0x68, 4}, {0x65, 0, 0, 1, 9}}
+	got, ok := SplitAVCC(AVCC(nalus))
+	if !ok || len(got) != 3 || !bytes.Equal(got[2], nalus[2]) {
+		t.Fatalf("avcc round trip: %v %v", got, ok)
+	}
+	ab := SplitAnnexB(AnnexB([][]byte{{0x67, 1}, {0x68, 2}, {0x65, 3, 4}}))
+	if len(ab) != 3 || !bytes.Equal(ab[2], []byte{0x65, 3, 4}) {
+		t.Fatalf("annex b round trip: %x", ab)
+	}
+	if _, ok := SplitAVCC([]byte{0, 0, 0, 9, 1}); ok {
+		t.Error("truncated avcc accepted")
+	}
+}
+
+type pkt struct {
+	seq    uint16
+	ts     uint32
+	marker bool
+	pl     []byte
+}
+
+// packetize splits access units the way a WebRTC sender does (STAP-A for
+// SPS+PPS, FU-A for large NAL units).
+func packetize(aus [][][]byte, mtu uint16) []pkt {
+	var pay codecs.H264Payloader
+	var out []pkt
+	seq := uint16(65530)
+	ts := uint32(1 << 31)
+	for _, au := range aus {
+		var payloads [][]byte
+		for _, p := range pay.Payload(mtu, AnnexB(au)) {
+			payloads = append(payloads, append([]byte(nil), p...))
+		}
+		for i, p := range payloads {
+			out = append(out, pkt{seq, ts, i == len(payloads)-1, p})
+			seq++
+		}
+		ts += 3000
+	}
+	return out
+}
+
+func testAUs(n int) [][][]byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	sps, pps := []byte{0x67, 0x42, 0xc0, 0x1f, 0xd9, 0}, []byte{0x68, 0xcb, 0x83, 0xcb, 0x20}
+	var aus [][][]byte
+	for i := 0; i < n; i++ {
+		size := 200 + r.IntN(3000)
+		slice := make([]byte, size)
+		for j := range slice {
+			slice[j] = byte(r.UintN(256))
+		}
+		if i%10 == 0 {
+			slice[0] = 0x65
+			aus = append(aus, [][]byte{sps, pps, slice})
+		} else {
+			slice[0] = 0x41
+			aus = append(aus, [][]byte{slice})
+		}
+	}
+	return aus
+}
+
+func TestDepacketizeRoundTrip(t *testing.T) {
+	aus := testAUs(40)
+	d := NewDepacketizer()
+	var got []*AccessUnit
+	for _, p := range packetize(aus, 1200) {
+		au, err := d.Push(p.seq, p.ts, p.marker, p.pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if au != nil {
+			got = append(got, au)
+		}
+	}
+	if len(got) != len(aus) {
+		t.Fatalf("got %d access units, want %d", len(got), len(aus))
+	}
+	for i, au := range got {
+		if len(au.NALUs) != len(aus[i]) {
+			t.Fatalf("unit %d: %d NAL units, want %d", i, len(au.NALUs), len(aus[i]))
+		}
+		for j := range au.NALUs {
+			if !bytes.Equal(au.NALUs[j], aus[i][j]) {
+				t.Fatalf("unit %d nal %d differs", i, j)
+			}
+		}
+		if au.Key != (i%10 == 0) {
+			t.Errorf("unit %d key=%v", i, au.Key)
+		}
+	}
+}
+
+func TestDepacketizeLossWaitsForKeyframe(t *testing.T) {
+	aus := testAUs(25)
+	pkts := packetize(aus, 1200)
+	// Drop one packet of unit 3 (a delta frame).
+	var drop int
+	for i, p := range pkts {
+		if p.ts == uint32(1<<31)+3*3000 {
+			drop = i
+			break
+		}
+	}
+	pkts = append(pkts[:drop:drop], pkts[drop+1:]...)
+	d := NewDepacketizer()
+	var got []uint32
+	lost := false
+	for _, p := range pkts {
+		au, err := d.Push(p.seq, p.ts, p.marker, p.pl)
+		if errors.Is(err, ErrLoss) {
+			lost = true
+		}
+		if au != nil {
+			got = append(got, (au.Timestamp-uint32(1<<31))/3000)
+		}
+	}
+	if !lost {
+		t.Fatal("loss not reported")
+	}
+	// Units 0-2 decode; 3-9 are dropped; from the keyframe at 10 on all.
+	want := []uint32{0, 1, 2}
+	for i := uint32(10); i < 25; i++ {
+		want = append(want, i)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got units %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got units %v, want %v", got, want)
+		}
+	}
+}
+
+func TestDepacketizeStartsOnKeyframeAndRejectsJunk(t *testing.T) {
+	aus := testAUs(12)
+	pkts := packetize(aus, 1200)
+	d := NewDepacketizer()
+	n := 0
+	// Start in the middle of unit 1: nothing before unit 10 comes out.
+	start := 0
+	for i, p := range pkts {
+		if p.ts == uint32(1<<31)+3000 {
+			start = i + 1
+			break
+		}
+	}
+	for _, p := range pkts[start:] {
+		au, _ := d.Push(p.seq, p.ts, p.marker, p.pl)
+		if au != nil {
+			if n == 0 && !au.Key {
+				t.Fatal("first unit is not a keyframe")
+			}
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("got %d units, want 2", n)
+	}
+	for _, junk := range [][]byte{nil, {0x7c}, {0x78, 0, 9, 1}, {0x7d, 0x85}} {
+		_, _ = d.Push(pkts[0].seq, 5, true, junk) // must not panic
+	}
+}
+
+func BenchmarkDepacketize(b *testing.B) {
+	pkts := packetize(testAUs(300), 1200)
+	bytes := 0
+	for _, p := range pkts {
+		bytes += len(p.pl)
+	}
+	b.SetBytes(int64(bytes))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		d := NewDepacketizer()
+		base := uint16(i * len(pkts))
+		for _, p := range pkts {
+			_, _ = d.Push(p.seq+base, p.ts, p.marker, p.pl)
+		}
+	}
+}

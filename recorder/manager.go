@@ -1,0 +1,463 @@
+package recorder
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/matinee-dev/matinee/recorder/hls"
+	"github.com/matinee-dev/matinee/recorder/transcode"
+	"github.com/matinee-dev/matinee/sfu"
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	ErrNotFound   = errors.New("recording not found")
+	ErrNoSpace    = errors.New("not enough free disk space")
+	ErrBadOptions = errors.New("bad recording options")
+	ErrClosed     = errors.New("recorder closed")
+	// ErrNoFFmpeg: ffmpeg is needed (Opus audio, VP8/VP9 video) and is
+	// not installed.
+	ErrNoFFmpeg = transcode.ErrNoFFmpeg
+)
+
+// Config configures the recording manager.
+type Config struct {
+	// Dir holds recordings, as Dir/<room>/<recording id>/.
+	Dir string
+	// FFmpeg is the ffmpeg binary ("" looks it up in $PATH).
+	FFmpeg string
+	// MinFreeBytes is the free space below which a recording does not
+	// start (default 1 GiB); StopFreeBytes the free space below which
+	// running recordings stop (default 256 MiB).
+	MinFreeBytes, StopFreeBytes uint64
+	// HLSTarget is the HLS segment duration (default 2 s).
+	HLSTarget time.Duration
+	Logger    *slog.Logger
+	// FreeSpace reports the free bytes of the file system holding dir;
+	// nil uses the operating system's (tests replace it).
+	FreeSpace func(dir string) (uint64, error)
+}
+
+// Manager owns the recordings of every room.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	active map[string]*Recording
+	closed bool
+}
+
+// NewManager returns a manager writing under cfg.Dir.
+func NewManager(cfg Config) *Manager {
+	if cfg.MinFreeBytes == 0 {
+		cfg.MinFreeBytes = 1 << 30
+	}
+	if cfg.StopFreeBytes == 0 {
+		cfg.StopFreeBytes = 256 << 20
+	}
+	if cfg.HLSTarget <= 0 {
+		cfg.HLSTarget = 2 * time.Second
+	}
+	if cfg.FreeSpace == nil {
+		cfg.FreeSpace = freeSpace
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Manager{cfg: cfg, log: log.With("component", "recorder"), active: map[string]*Recording{}}
+}
+
+func (m *Manager) checkDisk(min uint64) error {
+	if err := os.MkdirAll(m.cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("recordings dir: %w", err)
+	}
+	free, err := m.cfg.FreeSpace(m.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("free space of %s: %w", m.cfg.Dir, err)
+	}
+	if free < min {
+		return fmt.Errorf("%w: %d MiB free in %s, need %d MiB", ErrNoSpace, free>>20, m.cfg.Dir, min>>20)
+	}
+	return nil
+}
+
+func newRecordingID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "rec-" + hex.EncodeToString(b[:])
+}
+
+// validate checks options and fills defaults.
+func (m *Manager) validate(o *Options) error {
+	if len(o.Formats) == 0 && len(o.RTMP) == 0 {
+		o.Formats = []string{"flv", "hls"}
+	}
+	for _, f := range o.Formats {
+		if f != "flv" && f != "hls" {
+			return fmt.Errorf("%w: format %q (want \"flv\" or \"hls\")", ErrBadOptions, f)
+		}
+	}
+	for _, u := range o.RTMP {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "rtmp" && pu.Scheme != "rtmps") || pu.Host == "" {
+			return fmt.Errorf("%w: %q is not an rtmp:// or rtmps:// URL", ErrBadOptions, RedactURL(u))
+		}
+	}
+	if o.HLSTarget <= 0 {
+		o.HLSTarget = m.cfg.HLSTarget
+	}
+	return nil
+}
+
+// Start begins recording a room whose media is router.
+func (m *Manager) Start(room string, router *sfu.Router, o Options) (*Recording, error) {
+	if err := m.validate(&o); err != nil {
+		return nil, err
+	}
+	ff := ""
+	if !o.NoAudio {
+		// Browsers send Opus: without ffmpeg there would be no audio.
+		p, err := transcode.Find(m.cfg.FFmpeg)
+		if err != nil {
+			return nil, fmt.Errorf("recording audio needs ffmpeg to turn Opus into AAC: %w", err)
+		}
+		ff = p
+	} else if p, err := transcode.Find(m.cfg.FFmpeg); err == nil {
+		ff = p
+	}
+	if err := m.checkDisk(m.cfg.MinFreeBytes); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	m.mu.Unlock()
+	id := newRecordingID()
+	dir := filepath.Join(m.cfg.Dir, room, id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("recording dir: %w", err)
+	}
+	r := &Recording{
+		id:        id,
+		room:      room,
+		dir:       dir,
+		router:    router,
+		opts:      o,
+		ffmpeg:    ff,
+		m:         m,
+		log:       m.log.With("room", room, "recording", id),
+		frames:    make(chan *Frame, 256),
+		ctl:       make(chan muxCtl),
+		wake:      make(chan struct{}, 1),
+		stopCh:    make(chan string, 1),
+		done:      make(chan struct{}),
+		state:     StateRecording,
+		startedAt: time.Now(),
+	}
+	if err := r.openSinks(); err != nil {
+		for _, s := range r.sinks {
+			_ = s.Close()
+		}
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		for _, s := range r.sinks {
+			_ = s.Close()
+		}
+		return nil, ErrClosed
+	}
+	m.active[id] = r
+	m.mu.Unlock()
+	m.persist(r)
+	r.log.Info("recording started", "formats", o.Formats, "rtmp", len(o.RTMP), "dir", dir)
+	r.start()
+	return r, nil
+}
+
+func (r *Recording) openSinks() error {
+	if r.opts.has("flv") {
+		s, err := newFLVSink(filepath.Join(r.dir, FLVName), !r.opts.NoAudio)
+		if err != nil {
+			return fmt.Errorf("create flv: %w", err)
+		}
+		r.sinks = append(r.sinks, s)
+	}
+	if r.opts.has("hls") {
+		s, err := newHLSSink(filepath.Join(r.dir, HLSDir), r.opts.HLSTarget, !r.opts.NoAudio)
+		if err != nil {
+			return fmt.Errorf("create hls: %w", err)
+		}
+		r.hls = s
+		r.keyEvery = r.opts.HLSTarget
+		r.sinks = append(r.sinks, s)
+	}
+	for _, u := range r.opts.RTMP {
+		r.sinks = append(r.sinks, newRTMPSink(u, !r.opts.NoAudio, r.log))
+	}
+	return nil
+}
+
+// File names inside a recording's directory.
+const (
+	FLVName  = "recording.flv"
+	HLSDir   = "hls"
+	infoName = "recording.json"
+)
+
+// Info describes a recording.
+type Info struct {
+	ID        string    `json:"id"`
+	Room      string    `json:"room"`
+	State     string    `json:"state"`
+	Formats   []string  `json:"formats"`
+	RTMP      []string  `json:"rtmp,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	StoppedAt time.Time `json:"stoppedAt,omitzero"`
+	// Duration is the recorded media's length in seconds.
+	Duration float64 `json:"duration"`
+	// Size is the bytes on disk.
+	Size   int64  `json:"size"`
+	Reason string `json:"reason,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Files are the downloadable outputs, relative to the recording.
+	Files map[string]string `json:"files,omitempty"`
+}
+
+// Info returns the recording's current description.
+func (r *Recording) Info() Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in := Info{ID: r.id, Room: r.room, State: r.state, Formats: r.opts.Formats, StartedAt: r.startedAt, StoppedAt: r.stoppedAt, Reason: r.reason}
+	for _, u := range r.opts.RTMP {
+		in.RTMP = append(in.RTMP, RedactURL(u))
+	}
+	if r.wrote {
+		in.Duration = (r.lastPTS - r.firstPTS).Seconds()
+	}
+	if r.err != nil {
+		in.Error = r.err.Error()
+	}
+	in.Files = map[string]string{}
+	if r.opts.has("flv") {
+		in.Files["flv"] = FLVName
+	}
+	if r.opts.has("hls") {
+		in.Files["hls"] = HLSDir + "/" + hls.PlaylistName
+	}
+	in.Size = dirSize(r.dir)
+	return in
+}
+
+// RedactURL hides the stream key (path and query) of an RTMP URL.
+func RedactURL(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		return "(invalid URL)"
+	}
+	app, _, _ := strings.Cut(strings.TrimPrefix(pu.Path, "/"), "/")
+	return pu.Scheme + "://" + pu.Host + "/" + app + "/…"
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// persist writes the recording's info next to its files, so listings
+// survive restarts.
+func (m *Manager) persist(r *Recording) {
+	b, err := json.MarshalIndent(r.Info(), "", "  ")
+	if err != nil {
+		return
+	}
+	if err := hls.WriteFileAtomic(filepath.Join(r.dir, infoName), b); err != nil {
+		r.log.Warn("save recording info", "err", err)
+	}
+}
+
+func (m *Manager) forget(r *Recording) {
+	m.mu.Lock()
+	if m.active[r.id] == r {
+		delete(m.active, r.id)
+	}
+	m.mu.Unlock()
+}
+
+func (m *Manager) activeRecording(room, id string) *Recording {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.active[id]
+	if r == nil || r.room != room {
+		return nil
+	}
+	return r
+}
+
+// Stop stops a recording and returns its final info.
+func (m *Manager) Stop(room, id string) (Info, error) {
+	r := m.activeRecording(room, id)
+	if r == nil {
+		in, err := m.Get(room, id)
+		if err != nil {
+			return Info{}, err
+		}
+		return in, nil // already stopped
+	}
+	r.Stop("stopped by request")
+	return r.Info(), nil
+}
+
+// Get describes one recording, running or finished.
+func (m *Manager) Get(room, id string) (Info, error) {
+	if r := m.activeRecording(room, id); r != nil {
+		return r.Info(), nil
+	}
+	if !validName(room) || !validName(id) {
+		return Info{}, ErrNotFound
+	}
+	dir := filepath.Join(m.cfg.Dir, room, id)
+	b, err := os.ReadFile(filepath.Join(dir, infoName))
+	if err != nil {
+		return Info{}, ErrNotFound
+	}
+	var in Info
+	if err := json.Unmarshal(b, &in); err != nil {
+		return Info{}, fmt.Errorf("recording %s: %w", id, err)
+	}
+	if in.State == StateRecording {
+		in.State = StateInterrupted
+	}
+	in.Size = dirSize(dir)
+	return in, nil
+}
+
+// List describes a room's recordings, newest first.
+func (m *Manager) List(room string) ([]Info, error) {
+	out := []Info{}
+	if !validName(room) {
+		return out, nil
+	}
+	ents, err := os.ReadDir(filepath.Join(m.cfg.Dir, room))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		if in, err := m.Get(room, e.Name()); err == nil {
+			out = append(out, in)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) })
+	return out, nil
+}
+
+// Active returns the number of running recordings.
+func (m *Manager) Active() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.active)
+}
+
+// LiveHLS returns the HLS directory of the newest running recording of a
+// room that has one.
+func (m *Manager) LiveHLS(room string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var best *Recording
+	for _, r := range m.active {
+		if r.room == room && r.hls != nil && (best == nil || r.startedAt.After(best.startedAt)) {
+			best = r
+		}
+	}
+	if best == nil {
+		return "", false
+	}
+	return filepath.Join(best.dir, HLSDir), true
+}
+
+// Open opens a file of a recording for download: name is a path inside
+// the recording's directory; nothing outside it can be reached.
+func (m *Manager) Open(room, id, name string) (*os.File, error) {
+	if !validName(room) || !validName(id) {
+		return nil, ErrNotFound
+	}
+	root, err := os.OpenRoot(filepath.Join(m.cfg.Dir, room, id))
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	defer root.Close()
+	if filepath.Base(name) == infoName {
+		return nil, ErrNotFound
+	}
+	f, err := root.Open(filepath.FromSlash(name))
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	if fi, err := f.Stat(); err != nil || fi.IsDir() {
+		f.Close()
+		return nil, ErrNotFound
+	}
+	return f, nil
+}
+
+// validName accepts room and recording ids: no separators, no dots.
+func validName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops every recording, finishing its files (what a server does on
+// SIGTERM).
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	rs := make([]*Recording, 0, len(m.active))
+	for _, r := range m.active {
+		rs = append(rs, r)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.Stop("server shutting down")
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,87 @@
+package recorder
+
+import (
+	"github.com/pion/rtp/codecs"
+)
+
+// vpxAssembler rebuilds whole VP8 or VP9 frames from RTP payloads (RFC
+// 7741, RFC 9628), one frame per timestamp, for the transcoder. After a
+// lost packet it drops frames until the next keyframe.
+type vpxAssembler struct {
+	vp9     bool
+	buf     []byte
+	ts      uint32
+	have    bool
+	key     bool
+	broken  bool
+	lastSeq uint16
+	seqOK   bool
+	waitKey bool
+}
+
+func newVPXAssembler(vp9 bool) *vpxAssembler { return &vpxAssembler{vp9: vp9, waitKey: true} }
+
+// push adds a packet and returns a completed frame (copied) and whether
+// it is a keyframe; lost reports a sequence gap.
+func (a *vpxAssembler) push(seq uint16, ts uint32, marker bool, payload []byte) (frame []byte, key, lost bool) {
+	if a.seqOK && seq != a.lastSeq+1 {
+		if int16(seq-a.lastSeq) <= 0 {
+			return nil, false, false
+		}
+		a.broken, lost = true, true
+	}
+	a.lastSeq, a.seqOK = seq, true
+	if a.have && ts != a.ts {
+		frame, key = a.finish()
+	}
+	var data []byte
+	var start, end bool
+	if a.vp9 {
+		var p codecs.VP9Packet
+		if _, err := p.Unmarshal(payload); err != nil {
+			a.broken = true
+			return frame, key, lost
+		}
+		data, start, end = p.Payload, p.B, p.E && marker
+		if start && !p.P && p.SID == 0 {
+			a.key = true
+		}
+	} else {
+		var p codecs.VP8Packet
+		if _, err := p.Unmarshal(payload); err != nil {
+			a.broken = true
+			return frame, key, lost
+		}
+		data, start, end = p.Payload, p.S == 1 && p.PID == 0, marker
+		if start && len(data) > 0 && data[0]&1 == 0 {
+			a.key = true
+		}
+	}
+	if !a.have {
+		if !start {
+			a.broken = true
+		}
+		a.have, a.ts = true, ts
+	}
+	a.buf = append(a.buf, data...)
+	if end {
+		if f, k := a.finish(); f != nil {
+			frame, key = f, k
+		}
+	}
+	return frame, key, lost
+}
+
+func (a *vpxAssembler) finish() ([]byte, bool) {
+	buf, key, broken := a.buf, a.key, a.broken
+	a.buf, a.have, a.key, a.broken = a.buf[:0], false, false, false
+	if broken || len(buf) == 0 {
+		a.waitKey = true
+		return nil, false
+	}
+	if a.waitKey && !key {
+		return nil, false
+	}
+	a.waitKey = false
+	return append([]byte(nil), buf...), key
+}

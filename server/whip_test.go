@@ -1,0 +1,592 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/synth"
+	"github.com/matinee-dev/matinee/internal/testpeer"
+	"github.com/matinee-dev/matinee/room"
+	"github.com/matinee-dev/matinee/whip"
+	"github.com/pion/webrtc/v4"
+)
+
+// httpBase turns the /ws URL start returns into the server's base URL.
+func httpBase(wsURL string) string {
+	return "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
+}
+
+func newPC(t *testing.T) *webrtc.PeerConnection {
+	t.Helper()
+	api, err := testpeer.NewAPI(testpeer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+// offerGathered makes pc's offer with every candidate in it, as a WHIP
+// client without trickle sends it.
+func offerGathered(t *testing.T, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ICE gathering did not complete")
+	}
+	return pc.LocalDescription().SDP
+}
+
+// whipPublisher is a pion WHIP client sending simulcast VP8 and Opus.
+type whipPublisher struct {
+	pc    *webrtc.PeerConnection
+	video *synth.Video
+	audio *synth.Audio
+	sess  *whip.ClientSession
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+func publishWHIP(t *testing.T, ctx context.Context, base, room, token string, source uint8) *whipPublisher {
+	t.Helper()
+	p := &whipPublisher{pc: newPC(t), stop: make(chan struct{})}
+	t.Cleanup(p.close)
+	var err error
+	if p.video, err = synth.NewVideo("video", "screen", synth.Simulcast3); err != nil {
+		t.Fatal(err)
+	}
+	p.video.Source = source
+	vs, err := p.video.AddTo(p.pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.audio, err = synth.NewAudio("audio", "screen"); err != nil {
+		t.Fatal(err)
+	}
+	p.audio.Source = source
+	atr, err := p.pc.AddTransceiverFromTrack(p.audio.Track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.sess, err = whip.Offer(ctx, nil, base+"/whip/"+room+"?name=obs", token, offerGathered(t, p.pc))
+	if err != nil {
+		t.Fatalf("whip offer: %v", err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.sess.Answer}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range p.pc.GetTransceivers() {
+		if tr.Sender() == vs {
+			p.video.UseExtensions(vs, tr.Mid())
+		}
+	}
+	p.wg.Add(4)
+	go func() { defer p.wg.Done(); p.video.ServeRTCP(vs) }()
+	go func() { defer p.wg.Done(); synth.DrainRTCP(atr.Sender()) }()
+	go func() { defer p.wg.Done(); p.video.Run(p.stop) }()
+	go func() { defer p.wg.Done(); p.audio.Run(p.stop) }()
+	return p
+}
+
+func (p *whipPublisher) close() {
+	p.once.Do(func() {
+		close(p.stop)
+		_ = p.pc.Close()
+		p.wg.Wait()
+	})
+}
+
+// received is one packet a WHEP viewer got.
+type received struct {
+	seq     uint16
+	stamp   synth.Stamp
+	ok      bool
+	padding bool // the SFU's bandwidth probe, not media
+}
+
+// whepViewer is a pion WHEP client receiving audio and video.
+type whepViewer struct {
+	pc   *webrtc.PeerConnection
+	sess *whip.ClientSession
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	got    map[string][]received
+	tracks map[string]string // kind → track id
+}
+
+func watchWHEP(t *testing.T, ctx context.Context, base, room, token string) *whepViewer {
+	t.Helper()
+	v := &whepViewer{pc: newPC(t), got: map[string][]received{}, tracks: map[string]string{}}
+	t.Cleanup(func() {
+		_ = v.pc.Close()
+		v.wg.Wait()
+	})
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := v.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		kind := tr.Kind().String()
+		v.mu.Lock()
+		v.tracks[kind] = tr.ID()
+		v.mu.Unlock()
+		v.wg.Add(1)
+		go func() {
+			defer v.wg.Done()
+			for {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
+					return
+				}
+				st, ok := synth.ReadStamp(pkt.Payload)
+				v.mu.Lock()
+				v.got[kind] = append(v.got[kind], received{seq: pkt.SequenceNumber, stamp: st, ok: ok, padding: len(pkt.Payload) == 0})
+				v.mu.Unlock()
+			}
+		}()
+	})
+	var err error
+	v.sess, err = whip.Offer(ctx, nil, base+"/whep/"+room, token, offerGathered(t, v.pc))
+	if err != nil {
+		t.Fatalf("whep offer: %v", err)
+	}
+	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: v.sess.Answer}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func lastMedia(pkts []received) received {
+	for i := len(pkts) - 1; i >= 0; i-- {
+		if !pkts[i].padding {
+			return pkts[i]
+		}
+	}
+	return received{}
+}
+
+func (v *whepViewer) packets(kind string) []received {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]received(nil), v.got[kind]...)
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// continuous checks that packets form one run of sequence numbers with no
+// hole (reordering allowed) and carry stamps.
+func continuous(pkts []received) error {
+	if len(pkts) == 0 {
+		return errors.New("no packets")
+	}
+	seen := map[int64]bool{}
+	ext := int64(pkts[0].seq)
+	lo, hi := ext, ext
+	prev := pkts[0].seq
+	for i, p := range pkts {
+		if !p.ok && !p.padding {
+			return fmt.Errorf("packet %d carries no stamp: payload altered", i)
+		}
+		ext += int64(int16(p.seq - prev))
+		prev = p.seq
+		seen[ext] = true
+		lo, hi = min(lo, ext), max(hi, ext)
+	}
+	if missing := hi - lo + 1 - int64(len(seen)); missing != 0 {
+		return fmt.Errorf("%d of %d sequence numbers missing", missing, hi-lo+1)
+	}
+	return nil
+}
+
+// scrape reads /metrics into name{labels} → value.
+func scrape(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, b)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// TestWHIPWHEPInterop publishes simulcast through WHIP with a pion client,
+// watches through WHEP with another, and checks the media, the room's
+// view of the publisher, the metrics while media flows, a stage change
+// under a live viewer, and session teardown.
+func TestWHIPWHEPInterop(t *testing.T) {
+	srv, url := start(t, nil)
+	base := httpBase(url)
+	key := srv.APIKey()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	member := dial(t, url, testpeer.Options{})
+	if _, err := member.Join(ctx, "party", "member"); err != nil {
+		t.Fatal(err)
+	}
+	pub := publishWHIP(t, ctx, base, "party", key, 1)
+	if _, err := member.WaitEvent(ctx, "peerJoined"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		ev, err := member.WaitEvent(ctx, "producerAdded")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			Producer testpeer.Producer `json:"producer"`
+		}
+		if err := json.Unmarshal(ev.Params, &p); err != nil || p.Producer.AppData["source"] != "screen" {
+			t.Fatalf("producerAdded %s: want appData source=screen", ev.Params)
+		}
+	}
+
+	view := watchWHEP(t, ctx, base, "party", key)
+	waitFor(t, 10*time.Second, "WHEP video and audio", func() bool {
+		return len(view.packets("video")) >= 90 && len(view.packets("audio")) >= 50
+	})
+
+	// All three simulcast encodings reached the SFU as layers of one
+	// producer.
+	rm, ok := srv.Rooms().Room("party")
+	if !ok {
+		t.Fatal("room party is gone")
+	}
+	waitFor(t, 5*time.Second, "three active simulcast layers", func() bool {
+		for _, p := range rm.Router().Producers() {
+			if p.Kind() == "video" {
+				active := 0
+				for _, l := range p.Layers() {
+					if l.Active {
+						active++
+					}
+				}
+				return active == 3
+			}
+		}
+		return false
+	})
+
+	// Metrics move while media flows.
+	m1 := scrape(t, base)
+	time.Sleep(1200 * time.Millisecond)
+	m2 := scrape(t, base)
+	for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total"} {
+		if m2[name] <= m1[name] {
+			t.Errorf("%s did not grow: %v then %v", name, m1[name], m2[name])
+		}
+	}
+	for name, want := range map[string]float64{
+		"matinee_rooms": 1, "matinee_peers": 2, "matinee_whip_sessions": 1, "matinee_whep_sessions": 1,
+		`matinee_producers{kind="video"}`: 1, `matinee_consumers{kind="video"}`: 1, `matinee_consumers{kind="audio"}`: 1,
+	} {
+		if m2[name] != want {
+			t.Errorf("%s = %v, want %v", name, m2[name], want)
+		}
+	}
+	if m2[`matinee_keyframe_requests_total{direction="sent"}`] < 1 {
+		t.Error("no keyframe request counted towards the publisher")
+	}
+	if m2["matinee_subscriber_bandwidth_estimate_bps_count"] < 1 {
+		t.Error("no subscriber bandwidth estimate exported")
+	}
+
+	// The publisher ends its session: the room sees it leave; the viewer
+	// keeps its session and gets the next share on the same tracks.
+	if err := pub.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub.close()
+	if _, err := member.WaitEvent(ctx, "peerLeft"); err != nil {
+		t.Fatal(err)
+	}
+	before := len(view.packets("video"))
+	tracksBefore := fmt.Sprint(view.tracks)
+	pub2 := publishWHIP(t, ctx, base, "party", key, 2)
+	waitFor(t, 10*time.Second, "video of the second share", func() bool {
+		got := view.packets("video")
+		return len(got) > before+60 && lastMedia(got).stamp.Source == 2
+	})
+	waitFor(t, 5*time.Second, "audio of the second share", func() bool {
+		got := view.packets("audio")
+		return len(got) > 0 && lastMedia(got).stamp.Source == 2
+	})
+	view.mu.Lock()
+	tracksAfter := fmt.Sprint(view.tracks)
+	view.mu.Unlock()
+	if tracksAfter != tracksBefore {
+		t.Errorf("tracks changed across the stage switch: %s then %s", tracksBefore, tracksAfter)
+	}
+	for _, kind := range []string{"video", "audio"} {
+		got := view.packets(kind)
+		if err := continuous(got); err != nil {
+			t.Errorf("%s across both shares: %v", kind, err)
+		}
+		var sources []uint8
+		for _, p := range got {
+			if p.padding {
+				continue
+			}
+			if len(sources) == 0 || sources[len(sources)-1] != p.stamp.Source {
+				sources = append(sources, p.stamp.Source)
+			}
+		}
+		if fmt.Sprint(sources) != "[1 2]" {
+			t.Errorf("%s sources in order of arrival %v, want [1 2]", kind, sources)
+		}
+		t.Logf("%s: %d packets, one continuous run across the stage switch", kind, len(got))
+	}
+
+	// Tear down: DELETE ends each session once.
+	if err := pub2.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := member.WaitEvent(ctx, "peerLeft"); err != nil {
+		t.Fatal(err)
+	}
+	if err := view.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var se *whip.StatusError
+	if err := view.sess.Delete(ctx); !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		t.Fatalf("second DELETE: %v, want 404", err)
+	}
+	waitFor(t, 5*time.Second, "sessions gone from metrics", func() bool {
+		m := scrape(t, base)
+		return m["matinee_whep_sessions"] == 0 && m["matinee_whip_sessions"] == 0
+	})
+}
+
+func do(t *testing.T, method, url, ctype, token, body string, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// TestWHIPErrors checks the protocol's error answers, CORS and trickle.
+func TestWHIPErrors(t *testing.T) {
+	srv, url := start(t, nil)
+	base := httpBase(url)
+	key := srv.APIKey()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	pc := newPC(t)
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer := offerGathered(t, pc)
+
+	cases := []struct {
+		name, method, path, ctype, token, body string
+		want                                   int
+	}{
+		{"malformed SDP", "POST", "/whip/party", whip.ContentTypeSDP, key, "this is not sdp", 400},
+		{"SDP without media", "POST", "/whip/party", whip.ContentTypeSDP, key, "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", 400},
+		{"WHEP malformed SDP", "POST", "/whep/party", whip.ContentTypeSDP, key, "v=0\r\nm=broken", 400},
+		{"wrong token", "POST", "/whip/party", whip.ContentTypeSDP, "not-the-key", offer, 401},
+		{"no token", "POST", "/whep/party", whip.ContentTypeSDP, "", offer, 401},
+		{"wrong content type", "POST", "/whip/party", "application/json", key, offer, 415},
+		{"bad room id", "POST", "/whip/bad%20room", whip.ContentTypeSDP, key, offer, 404},
+		{"WHEP unknown room", "POST", "/whep/nobody-here", whip.ContentTypeSDP, key, offer, 404},
+		{"DELETE unknown session", "DELETE", "/whip/party/0123456789abcdef", "", "", "", 404},
+		{"PATCH unknown session", "PATCH", "/whep/party/0123456789abcdef", whip.ContentTypeSDPFrag, "", "a=ice-ufrag:x\r\n", 404},
+		{"GET on the endpoint", "GET", "/whip/party", "", key, "", 405},
+	}
+	for _, c := range cases {
+		resp := do(t, c.method, base+c.path, c.ctype, c.token, c.body)
+		if resp.StatusCode != c.want {
+			t.Errorf("%s: %s %s → %d, want %d", c.name, c.method, c.path, resp.StatusCode, c.want)
+		}
+		if c.want == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: 401 without WWW-Authenticate", c.name)
+		}
+	}
+
+	// CORS preflight, as a browser sends it before a WHIP POST.
+	resp := do(t, "OPTIONS", base+"/whip/party", "", "", "",
+		"Origin", "https://studio.example", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization,content-type")
+	h := resp.Header
+	if resp.StatusCode != http.StatusNoContent || h.Get("Access-Control-Allow-Origin") == "" ||
+		!strings.Contains(h.Get("Access-Control-Allow-Methods"), "POST") ||
+		!strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "authorization") ||
+		h.Get("Accept-Post") != whip.ContentTypeSDP {
+		t.Errorf("preflight: %d %v", resp.StatusCode, h)
+	}
+
+	// A real WHIP session, then trickle on it.
+	pub := publishWHIP(t, ctx, base, "party", key, 1)
+	if pub.sess.ETag == "" {
+		t.Errorf("session without ETag: %+v", pub.sess)
+	}
+	loc := pub.sess.Location
+	if r := do(t, "OPTIONS", loc, "", "", "", "Origin", "https://studio.example", "Access-Control-Request-Method", "PATCH"); r.StatusCode != 204 ||
+		!strings.Contains(r.Header.Get("Access-Control-Allow-Methods"), "DELETE") || r.Header.Get("Accept-Patch") != whip.ContentTypeSDPFrag {
+		t.Errorf("session preflight: %d %v", r.StatusCode, r.Header)
+	}
+	frag := "a=ice-ufrag:" + ufragOf(pub.pc.LocalDescription().SDP) + "\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+	if err := pub.sess.Trickle(ctx, frag); err != nil {
+		t.Errorf("trickle: %v", err)
+	}
+	if r := do(t, "PATCH", loc, "application/sdp", "", frag); r.StatusCode != 415 {
+		t.Errorf("PATCH with application/sdp: %d, want 415", r.StatusCode)
+	}
+	if r := do(t, "PATCH", loc, whip.ContentTypeSDPFrag, "", frag, "If-Match", `"stale"`); r.StatusCode != 412 {
+		t.Errorf("PATCH with a stale If-Match: %d, want 412", r.StatusCode)
+	}
+	restart := "a=ice-ufrag:newufrag\r\na=ice-pwd:newpasswordnewpasswordxx\r\n"
+	if r := do(t, "PATCH", loc, whip.ContentTypeSDPFrag, "", restart, "If-Match", "*"); r.StatusCode != 422 {
+		t.Errorf("ICE restart: %d, want 422", r.StatusCode)
+	}
+	if err := pub.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, "PATCH", loc, whip.ContentTypeSDPFrag, "", frag); r.StatusCode != 404 {
+		t.Errorf("PATCH after DELETE: %d, want 404", r.StatusCode)
+	}
+}
+
+func ufragOf(sdp string) string {
+	for _, l := range strings.Split(sdp, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "a=ice-ufrag:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestWHIPClosedRooms: with open rooms off, WHIP cannot create a room.
+func TestWHIPClosedRooms(t *testing.T) {
+	srv, url := start(t, func(c *config.Config) { c.OpenRooms = false })
+	pc := newPC(t)
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	resp := do(t, "POST", httpBase(url)+"/whip/nowhere", whip.ContentTypeSDP, srv.APIKey(), offerGathered(t, pc))
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("WHIP to an unknown room with open rooms off: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestWHIPJoinTokens: join tokens minted for the room admit WHIP and
+// WHEP; a viewer's token watches but cannot publish; a token for another
+// room is refused.
+func TestWHIPJoinTokens(t *testing.T) {
+	srv, url := start(t, nil)
+	base := httpBase(url)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	member := dial(t, url, testpeer.Options{})
+	if _, err := member.Join(ctx, "party", "member"); err != nil {
+		t.Fatal(err)
+	}
+	guest, _, err := srv.Rooms().MintToken("party", room.TokenSpec{Identity: "obs-studio", Name: "OBS", Role: room.RoleGuest, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, _, err := srv.Rooms().MintToken("party", room.TokenSpec{Identity: "tv", Role: room.RoleViewer, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := publishWHIP(t, ctx, base, "party", guest, 1)
+	ev, err := member.WaitEvent(ctx, "peerJoined")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ev.Params), `"OBS"`) {
+		t.Errorf("peerJoined %s: want the token's name", ev.Params)
+	}
+	view := watchWHEP(t, ctx, base, "party", viewer)
+	waitFor(t, 10*time.Second, "video through a viewer token", func() bool { return len(view.packets("video")) > 30 })
+
+	pc := newPC(t)
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer := offerGathered(t, pc)
+	if r := do(t, "POST", base+"/whip/party", whip.ContentTypeSDP, viewer, offer); r.StatusCode != 401 {
+		t.Errorf("WHIP with a viewer token: %d, want 401", r.StatusCode)
+	}
+	if r := do(t, "POST", base+"/whip/other", whip.ContentTypeSDP, guest, offer); r.StatusCode != 401 {
+		t.Errorf("WHIP with another room's token: %d, want 401", r.StatusCode)
+	}
+	if err := pub.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := view.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,152 @@
+package whip
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/matinee-dev/matinee/sfu"
+)
+
+// The stage is what a room is watching: the newest screen share's video,
+// and the audio its owner shares with it. Without a screen share the stage
+// falls back to the newest video and the newest audio in the room.
+func pickStage(order []*sfu.Producer) (video, audio *sfu.Producer) {
+	for i := len(order) - 1; i >= 0; i-- {
+		if p := order[i]; p.Kind() == sfu.KindVideo && source(p) == "screen" {
+			video = p
+			break
+		}
+	}
+	if video != nil {
+		for i := len(order) - 1; i >= 0; i-- {
+			if p := order[i]; p.Kind() == sfu.KindAudio && p.Owner() == video.Owner() && source(p) == "screen" {
+				return video, p
+			}
+		}
+		return video, nil
+	}
+	for i := len(order) - 1; i >= 0 && (video == nil || audio == nil); i-- {
+		p := order[i]
+		switch {
+		case p.Kind() == sfu.KindVideo && video == nil:
+			video = p
+		case p.Kind() == sfu.KindAudio && audio == nil:
+			audio = p
+		}
+	}
+	return video, audio
+}
+
+// source returns a producer's appData "source" ("screen", "camera", ...).
+func source(p *sfu.Producer) string {
+	if m, ok := p.AppData().(map[string]any); ok {
+		s, _ := m["source"].(string)
+		return s
+	}
+	return ""
+}
+
+// stageWatcher follows a router's producers in the order they arrive and
+// calls apply, on its own goroutine, whenever the stage changes.
+type stageWatcher struct {
+	apply func(video, audio *sfu.Producer)
+
+	mu     sync.Mutex
+	order  []*sfu.Producer
+	seen   map[*sfu.Producer]bool
+	cancel func()
+
+	kick chan struct{}
+	quit chan struct{}
+	done chan struct{}
+}
+
+func watchStage(r *sfu.Router, apply func(video, audio *sfu.Producer)) *stageWatcher {
+	w := &stageWatcher{
+		apply: apply,
+		seen:  map[*sfu.Producer]bool{},
+		kick:  make(chan struct{}, 1),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	w.cancel = r.OnNewProducer(w.add)
+	// Producers that were there before: their order is unknown, so they
+	// rank below everything that arrives from now on.
+	ps := r.Producers()
+	sort.Slice(ps, func(i, j int) bool { return ps[i].ID() < ps[j].ID() })
+	w.mu.Lock()
+	pre := make([]*sfu.Producer, 0, len(ps))
+	for _, p := range ps {
+		if !w.seen[p] {
+			w.seen[p] = true
+			pre = append(pre, p)
+		}
+	}
+	w.order = append(pre, w.order...)
+	w.mu.Unlock()
+	for _, p := range pre {
+		p.OnClose(func() { w.remove(p) })
+	}
+	w.poke()
+	go w.run()
+	return w
+}
+
+func (w *stageWatcher) add(p *sfu.Producer) {
+	w.mu.Lock()
+	if w.seen[p] {
+		w.mu.Unlock()
+		return
+	}
+	w.seen[p] = true
+	w.order = append(w.order, p)
+	w.mu.Unlock()
+	p.OnClose(func() { w.remove(p) })
+	w.poke()
+}
+
+func (w *stageWatcher) remove(p *sfu.Producer) {
+	w.mu.Lock()
+	for i, q := range w.order {
+		if q == p {
+			w.order = append(w.order[:i], w.order[i+1:]...)
+			break
+		}
+	}
+	delete(w.seen, p)
+	w.mu.Unlock()
+	w.poke()
+}
+
+func (w *stageWatcher) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *stageWatcher) run() {
+	defer close(w.done)
+	var curV, curA *sfu.Producer
+	for {
+		select {
+		case <-w.quit:
+			return
+		case <-w.kick:
+		}
+		w.mu.Lock()
+		v, a := pickStage(w.order)
+		w.mu.Unlock()
+		if v != curV || a != curA {
+			curV, curA = v, a
+			w.apply(v, a)
+		}
+	}
+}
+
+// stop ends the watcher and waits for its goroutine.
+func (w *stageWatcher) stop() {
+	w.cancel()
+	close(w.quit)
+	<-w.done
+}
