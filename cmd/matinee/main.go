@@ -27,9 +27,10 @@ import (
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "matinee:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // asked for help, got it
 		}
+		fmt.Fprintln(os.Stderr, "matinee:", err)
 		os.Exit(1)
 	}
 }
@@ -48,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		case "serve":
 			args = args[1:]
 		default:
-			return fmt.Errorf("unknown command %q (commands: serve, cert, room, convert)", args[0])
+			return fmt.Errorf("unknown command %q (commands: serve, cert, room, convert, play)", args[0])
 		}
 	}
 	cfg := config.Default()
@@ -56,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	config.BindFlags(fs, &cfg)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: matinee [serve|cert] [flags]\n\nEvery flag can also be set with MATINEE_<FLAG>, e.g. MATINEE_UDP_PORT.\n\n")
+		fmt.Fprintf(stderr, "Usage: matinee [serve] [flags]\n       matinee cert|room|convert|play ... (each with --help)\n\nEvery flag can also be set with MATINEE_<FLAG>, e.g. MATINEE_UDP_PORT.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
