@@ -72,7 +72,11 @@ func ValidHost(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	for _, label := range strings.Split(s, ".") {
+	labels := strings.Split(s, ".")
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return false // all digits: a mistyped IPv4 address, not a name
+	}
+	for _, label := range labels {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}

@@ -29,6 +29,19 @@ import (
 // capture works without TLS).
 func startServer(t *testing.T, edit func(*config.Config)) string {
 	t.Helper()
+	return startTestServer(t, edit).URL
+}
+
+// testServer is a running server: its base URL, and the server itself for
+// what a test asks it directly (its API key, its rooms).
+type testServer struct {
+	URL string
+	Srv *server.Server
+}
+
+// startTestServer is startServer that also returns the server.
+func startTestServer(t *testing.T, edit func(*config.Config)) *testServer {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.UDPPort = 0
@@ -49,7 +62,7 @@ func startServer(t *testing.T, edit func(*config.Config)) string {
 		}
 		hs.Close()
 	})
-	return hs.URL
+	return &testServer{URL: hs.URL, Srv: srv}
 }
 
 // chromium finds the browser, or skips the test (never under CI=true).

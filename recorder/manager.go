@@ -403,6 +403,10 @@ func (m *Manager) LiveHLS(room string) (string, bool) {
 	return filepath.Join(best.dir, HLSDir), true
 }
 
+// HLSDir returns where a recording's HLS is (its master playlist is
+// index.m3u8 there).
+func (m *Manager) HLSDir(room, id string) string { return filepath.Join(m.cfg.Dir, room, id, HLSDir) }
+
 // Open opens a file of a recording for download: name is a path inside
 // the recording's directory; nothing outside it can be reached.
 func (m *Manager) Open(room, id, name string) (*os.File, error) {

@@ -13,11 +13,21 @@ import (
 // decoder configuration changes, video only from a keyframe on, and the
 // main rung only.
 type flvTagger struct {
-	vcfg      *h264.Config
-	asc       []byte
-	started   bool
-	needKey   bool
-	audioOnly bool
+	vcfg    *h264.Config
+	asc     []byte
+	needKey bool
+	// Last timestamps written, +1: each stream's must increase, which
+	// FLV's millisecond clock would not give two frames sent together.
+	lastV, lastA uint32
+}
+
+// next returns ms, or just after the stream's last timestamp.
+func next(ms uint32, last *uint32) uint32 {
+	if *last > 0 && ms < *last {
+		ms = *last
+	}
+	*last = ms + 1
+	return ms
 }
 
 func (t *flvTagger) tags(f *Frame, emit func(flv.Tag) error) error {
@@ -26,6 +36,10 @@ func (t *flvTagger) tags(f *Frame, emit func(flv.Tag) error) error {
 		if !f.Main {
 			return nil
 		}
+		if !f.Key && (t.needKey || t.vcfg == nil) {
+			return nil
+		}
+		ms = next(ms, &t.lastV)
 		if t.vcfg == nil || !bytes.Equal(t.vcfg.SPS, f.H264.SPS) || !bytes.Equal(t.vcfg.PPS, f.H264.PPS) {
 			if !f.Key {
 				return nil // the new configuration starts with a keyframe
@@ -48,6 +62,7 @@ func (t *flvTagger) tags(f *Frame, emit func(flv.Tag) error) error {
 	if err != nil {
 		return nil
 	}
+	ms = next(ms, &t.lastA)
 	if !bytes.Equal(asc, t.asc) {
 		t.asc = asc
 		if err := emit(flv.Tag{Type: flv.TagAudio, Timestamp: ms, Data: flv.AACSequenceHeader(asc)}); err != nil {

@@ -186,10 +186,7 @@ func (l *lanSetup) iceServers(hosts func() []string) func(peerID string) []any {
 // LAN addresses, a few at most (a browser allocates on every URL).
 func (l *lanSetup) turnHosts(lan []netip.Addr) []string {
 	const most = 4
-	var out []string
-	for _, h := range l.announceHosts {
-		out = append(out, h)
-	}
+	out := append([]string(nil), l.announceHosts...)
 	for _, a := range lan {
 		out = append(out, a.String())
 	}

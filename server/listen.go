@@ -11,17 +11,10 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/certs"
-	"github.com/matinee-dev/matinee/lanaddr"
 )
 
 // lanAddrs lists the addresses phones on the LAN can reach.
-func (s *Server) lanAddrs() []netip.Addr {
-	addrs, err := lanaddr.Usable(lanaddr.Options{Interfaces: s.cfg.ICEInterfaces})
-	if err != nil {
-		s.log.Warn("list LAN addresses", "err", err)
-	}
-	return addrs
-}
+func (s *Server) lanAddrs() []netip.Addr { return lanAddrsOf(s.cfg, s.log) }
 
 // Run serves HTTPS on cfg.Addr (and plain HTTP on cfg.HTTPAddr) until ctx
 // ends, then shuts the listeners down gracefully.
@@ -31,6 +24,7 @@ func (s *Server) Run(ctx context.Context) error {
 		CertFile: s.cfg.CertFile,
 		KeyFile:  s.cfg.KeyFile,
 		Addrs:    s.lanAddrs,
+		Hosts:    s.cfg.AnnounceIPs, // phones may come by the announced name
 		Logger:   s.log,
 	})
 	if err != nil {
@@ -43,6 +37,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
 	}
+	s.httpsPort.Store(int32(portOf(ln.Addr())))
+	// With ICE-TCP on the HTTPS port, TLS connections stay here and
+	// ICE-TCP ones go to the media worker (lan.go).
+	ln = s.lan.split(ln)
 	hs := &http.Server{Handler: s.mux, TLSConfig: cm.TLSConfig(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
@@ -91,6 +89,7 @@ func (s *Server) plainHandler(httpsPort int) http.Handler {
 	mux.HandleFunc("GET /ca.crt", s.serveCA)
 	mux.HandleFunc("GET /ca.mobileconfig", s.serveMobileConfig)
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /help/trust", s.serveTrustHelp)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(r.Host); err == nil {
@@ -127,20 +126,4 @@ func (s *Server) serveMobileConfig(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", certs.MobileConfigType)
 	w.Header().Set("Content-Disposition", `attachment; filename="matinee.mobileconfig"`)
 	_, _ = w.Write(b)
-}
-
-func (s *Server) logStartup(httpsPort int) {
-	addrs := s.lanAddrs()
-	var urls []string
-	for _, a := range addrs {
-		urls = append(urls, "https://"+net.JoinHostPort(a.String(), strconv.Itoa(httpsPort))+"/")
-	}
-	s.log.Info("matinee is running", "local", fmt.Sprintf("https://localhost:%d/", httpsPort), "media_udp", s.cfg.UDPPort)
-	if len(urls) == 0 {
-		s.log.Warn("no LAN address found: only this machine can join (check Wi-Fi/Ethernet, or use --ice-interface / --announce-ip)")
-		return
-	}
-	for _, u := range urls {
-		s.log.Info("phones and other computers on your network can join at", "url", u)
-	}
 }

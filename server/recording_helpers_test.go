@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,9 +14,6 @@ import (
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/internal/testpeer"
 	"github.com/matinee-dev/matinee/recorder"
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -42,8 +38,7 @@ func newFlashBeep(t *testing.T, width, height int) *flashBeep {
 	return fb
 }
 
-var h264Codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
-var opusCodec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+var h264Codec, opusCodec = mediatest.H264Codec, mediatest.OpusCodec
 
 // sharer is a pion client publishing a screen share (video and audio).
 type sharer struct {
@@ -87,41 +82,13 @@ func startSharer(t *testing.T, ctx context.Context, url, room, name string, fb *
 	return sh
 }
 
-// h264API is a loopback-only pion API whose only codecs are H.264
-// (constrained baseline, packetization-mode 1) and Opus, so what it
-// publishes is H.264.
 func h264API(t *testing.T) *webrtc.API {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: opusCodec, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
+	api, err := mediatest.H264API()
+	if err != nil {
 		t.Fatal(err)
 	}
-	vc := h264Codec
-	vc.RTCPFeedback = []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: vc, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
-		t.Fatal(err)
-	}
-	for _, ext := range []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI, sdp.SDESRepairRTPStreamIDURI} {
-		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: ext}, webrtc.RTPCodecTypeVideo); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool {
-		ifc, err := net.InterfaceByName(name)
-		return err == nil && ifc.Flags&net.FlagLoopback != 0
-	})
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return api
 }
 
 func dialWith(t *testing.T, url string, api *webrtc.API) *testpeer.Client {

@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -275,4 +278,57 @@ func TestRecordingRefusals(t *testing.T) {
 	if code := api(t, srv.base, key, "DELETE", "/api/rooms/full/recordings/rec-000000000000", "", nil); code != http.StatusNotFound {
 		t.Errorf("stop unknown: %d", code)
 	}
+}
+
+// TestRecordToRTMP pushes a recording to an RTMP server (ffmpeg listening)
+// and checks what it received.
+func TestRecordToRTMP(t *testing.T) {
+	ff, _ := mediatest.RequireFFmpeg(t)
+	srv := startHTTP(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	got := filepath.Join(t.TempDir(), "got.flv")
+	rtmpURL := fmt.Sprintf("rtmp://127.0.0.1:%d/live/secret-key", port)
+	cmd := exec.Command(ff, "-hide_banner", "-nostdin", "-v", "error", "-listen", "1", "-timeout", "30", "-f", "flv", "-i", rtmpURL, "-c", "copy", "-f", "flv", "-y", got)
+	var ffErr strings.Builder
+	cmd.Stderr = &ffErr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}()
+	startSharer(t, ctx, srv.ws, "live", "ana", newFlashBeep(t, 320, 180))
+	key := srv.APIKey()
+	var info recorder.Info
+	if code := api(t, srv.base, key, "POST", "/api/rooms/live/recordings", `{"formats":[],"rtmp":["`+rtmpURL+`"]}`, &info); code != http.StatusCreated {
+		t.Fatalf("start: %d", code)
+	}
+	if len(info.RTMP) != 1 || strings.Contains(info.RTMP[0], "secret") {
+		t.Errorf("stream key shown: %v", info.RTMP)
+	}
+	waitRecording(t, srv.base, key, "live", info.ID, 20*time.Second, func(in recorder.Info) bool { return in.Duration >= 6 })
+	api(t, srv.base, key, "DELETE", "/api/rooms/live/recordings/"+info.ID, "", nil)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the RTMP server did not see the stream end")
+	}
+	p := mediatest.ProbeFile(t, got)
+	if p.Codecs() != "h264+aac" || p.Duration() < 4 {
+		t.Fatalf("RTMP server received %s, %.2f s (ffmpeg: %s)", p.Codecs(), p.Duration(), ffErr.String())
+	}
+	if e := mediatest.DecodeErrors(t, got); e != "" {
+		t.Errorf("decode errors:\n%s", e)
+	}
+	t.Logf("RTMP server received %s, %.2f s", p.Codecs(), p.Duration())
 }

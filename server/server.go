@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,6 +35,12 @@ type Server struct {
 	certs  atomic.Pointer[certs.Manager]
 	apiKey string
 
+	// LAN reachability: ICE-TCP, TURN, announced addresses (lan.go); the
+	// HTTPS port once Run listens; where the start-up QR code goes.
+	lan       *lanSetup
+	httpsPort atomic.Int32
+	term      atomic.Pointer[io.Writer]
+
 	// WHIP/WHEP and metrics (whip.go, metrics.go).
 	whip       *whip.Handler
 	tokens     atomic.Pointer[TokenValidator]
@@ -54,6 +61,11 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	lan, err := newLANSetup(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	w, err := sfu.NewWorker(ctx, sfu.WorkerConfig{
 		UDPPort:    cfg.UDPPort,
 		Interfaces: cfg.ICEInterfaces,
@@ -61,25 +73,34 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 			return lanaddr.KeepInterface(name, lanaddr.Options{})
 		},
 		LoopbackOnly:   cfg.ICELoopbackOnly,
-		AnnounceIPs:    cfg.AnnounceIPs,
+		AnnounceIPs:    lan.announceIPs,
+		TCPListener:    lan.iceTCP,
 		ConnectTimeout: cfg.ConnectTimeout,
 		NACKHistory:    cfg.NACKHistory,
 		Logger:         log,
 	})
 	if err != nil {
+		lan.close()
 		cancel()
 		return nil, err
 	}
 	key, created, err := loadAPIKey(cfg.APIKey, cfg.DataDir)
+	if err == nil {
+		err = lan.startTURN(lanAddrsOf(cfg, log))
+	}
 	if err != nil {
 		_ = w.Close()
+		lan.close()
 		cancel()
 		return nil, err
 	}
-	rooms := room.NewManager(ctx, w, partyConfig(cfg, key, log))
+	rc := partyConfig(cfg, key, log)
+	rc.ICEServers = lan.iceServers(func() []string { return lan.turnHosts(lanAddrsOf(cfg, log)) })
+	rooms := room.NewManager(ctx, w, rc)
 	if err := rooms.LoadRooms(); err != nil {
 		rooms.Close()
 		_ = w.Close()
+		lan.close()
 		cancel()
 		return nil, err
 	}
@@ -92,13 +113,14 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	if created {
 		log.Info("generated the admin API key (stored in the data dir; shown only this once)", "api_key", key)
 	}
-	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key}
+	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, lan: lan}
 	s.mux.Handle("GET /ws", sig)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mountWHIP()
 	s.mountMetrics()
 	s.mux.HandleFunc("GET /ca.crt", s.serveCA)
 	s.mux.HandleFunc("GET /ca.mobileconfig", s.serveMobileConfig)
+	s.mountLAN() // /api/lan, /qr.png, /help/trust (lanhttp.go)
 	s.mountAPI() // /api/... and /media/... (api.go)
 	// Recordings, live HLS, file playback (recording.go).
 	s.mountRecordings()
@@ -127,6 +149,7 @@ func (s *Server) Close() error {
 	s.whip.Close()
 	s.rooms.Close()
 	err := s.worker.Close()
+	s.lan.close()
 	s.cancel()
 	if err != nil {
 		return fmt.Errorf("close worker: %w", err)

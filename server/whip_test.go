@@ -27,7 +27,12 @@ func httpBase(wsURL string) string {
 
 func newPC(t *testing.T) *webrtc.PeerConnection {
 	t.Helper()
-	api, err := testpeer.NewAPI(testpeer.Options{})
+	return newPCWith(t, testpeer.Options{})
+}
+
+func newPCWith(t *testing.T, o testpeer.Options) *webrtc.PeerConnection {
+	t.Helper()
+	api, err := testpeer.NewAPI(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +144,12 @@ type whepViewer struct {
 
 func watchWHEP(t *testing.T, ctx context.Context, base, room, token string) *whepViewer {
 	t.Helper()
-	v := &whepViewer{pc: newPC(t), got: map[string][]received{}, tracks: map[string]string{}}
+	return watchWHEPWith(t, ctx, base, room, token, testpeer.Options{})
+}
+
+func watchWHEPWith(t *testing.T, ctx context.Context, base, room, token string, o testpeer.Options) *whepViewer {
+	t.Helper()
+	v := &whepViewer{pc: newPCWith(t, o), got: map[string][]received{}, tracks: map[string]string{}}
 	t.Cleanup(func() {
 		_ = v.pc.Close()
 		v.wg.Wait()
@@ -341,6 +351,15 @@ func TestWHIPWHEPInterop(t *testing.T) {
 	}
 	if m2["matinee_subscriber_bandwidth_estimate_bps_count"] < 1 {
 		t.Error("no subscriber bandwidth estimate exported")
+	}
+
+	// A viewer on a lossy link: its NACKs are counted.
+	lossy := watchWHEPWith(t, ctx, base, "party", key, testpeer.Options{InboundLoss: 0.05})
+	waitFor(t, 10*time.Second, "NACKs from the lossy viewer in /metrics", func() bool {
+		return scrape(t, base)[`matinee_rtcp_nacks_total{direction="received"}`] > 0
+	})
+	if err := lossy.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
 	}
 
 	// The publisher ends its session: the room sees it leave; the viewer

@@ -105,17 +105,21 @@ func (w *Worker) Snapshot() Snapshot {
 	var pkts, bytes uint64
 	for _, r := range rs {
 		r.mu.Lock()
+		ts := make([]*Transport, 0, len(r.transports))
 		for _, t := range r.transports {
-			s.Transports[t.opts.Direction]++
-			if t.bwe != nil && t.connected.Load() {
-				s.Estimates = append(s.Estimates, t.bwe.GetTargetBitrate())
-			}
+			ts = append(ts, t)
 		}
 		ps := make([]*Producer, 0, len(r.producers))
 		for _, p := range r.producers {
 			ps = append(ps, p)
 		}
 		r.mu.Unlock()
+		for _, t := range ts {
+			s.Transports[t.opts.Direction]++
+			if t.bwe != nil && t.connected.Load() {
+				s.Estimates = append(s.Estimates, t.bwe.GetTargetBitrate())
+			}
+		}
 		for _, p := range ps {
 			s.Producers[p.kind]++
 			for _, c := range *p.consumers.Load() {

@@ -165,7 +165,14 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 			return "", fmt.Errorf("%s codec preferences: %w", kind, err)
 		}
 		v.slots[kind] = s
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			t.negMu.Unlock()
+			return "", ErrClosed
+		}
 		t.wg.Add(1)
+		t.mu.Unlock()
 		go func(sender *webrtc.RTPSender) {
 			defer t.wg.Done()
 			s.readRTCP(sender)

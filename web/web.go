@@ -145,7 +145,7 @@ func build(fsys embed.FS) (*site, error) {
 		"script-src 'self' 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'",
 		"style-src 'self'",
 		"img-src 'self' data: blob:",
-		"media-src 'self' blob: mediastream:",
+		"media-src 'self' blob: mediastream: https: http:", // shared videos may come from anywhere
 		"connect-src 'self' ws: wss:",
 		"worker-src 'self' blob:",
 		"frame-ancestors 'none'",

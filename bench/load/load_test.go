@@ -82,13 +82,18 @@ func benchForward(b *testing.B, subs int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer pub.Close()
+	var wg sync.WaitGroup
+	var pcs []*webrtc.PeerConnection
+	defer func() {
+		for _, pc := range append(pcs, pub) {
+			_ = pc.Close()
+		}
+		wg.Wait()
+	}()
 	tr, err := pub.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		b.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -111,12 +116,6 @@ func benchForward(b *testing.B, subs int) {
 	}
 
 	got := make([]atomic.Int64, subs)
-	var pcs []*webrtc.PeerConnection
-	defer func() {
-		for _, pc := range pcs {
-			_ = pc.Close()
-		}
-	}()
 	for i := 0; i < subs; i++ {
 		pc, err := api.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {

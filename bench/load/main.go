@@ -433,6 +433,7 @@ type stream struct {
 	lastDone time.Time // last completed frame (marker bit)
 	freezes  int
 	frozen   time.Duration
+	resyncs  int
 	delays   []float64 // ms, since the last collection
 }
 
@@ -454,9 +455,16 @@ func (s *stream) read(tr *webrtc.TrackRemote) {
 		s.mu.Lock()
 		s.packets++
 		s.bytes += uint64(n)
-		if !s.started {
+		switch d := int16(h.SequenceNumber - s.lastSeq); {
+		case !s.started:
 			s.started, s.baseSeq, s.extSeq, s.lastSeq = true, int64(h.SequenceNumber), int64(h.SequenceNumber), h.SequenceNumber
-		} else if d := int16(h.SequenceNumber - s.lastSeq); d > 0 {
+		case d > 1000 || d < -1000:
+			// Not loss: the sender restarted its numbering. Count the
+			// run so far and start a new one.
+			s.baseSeq += int64(h.SequenceNumber) - s.extSeq - 1
+			s.extSeq, s.lastSeq = int64(h.SequenceNumber), h.SequenceNumber
+			s.resyncs++
+		case d > 0:
 			s.extSeq += int64(d)
 			s.lastSeq = h.SequenceNumber
 		}

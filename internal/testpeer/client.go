@@ -62,20 +62,37 @@ type Client struct {
 	OnTrack func(*webrtc.TrackRemote, Consumer)
 
 	PeerID string
+	// ICEServers are the join result's, used by the transports made after
+	// the join, as a browser would; ICETransportPolicy is theirs too
+	// (webrtc.ICETransportPolicyRelay forces TURN).
+	ICEServers         []webrtc.ICEServer
+	ICETransportPolicy webrtc.ICETransportPolicy
+
 	Send   *webrtc.PeerConnection
 	Recv   *webrtc.PeerConnection
 	sendID string
 	recvID string
 
 	consumersByMid map[string]Consumer
-	offers         chan Event
-	done           chan struct{}
-	wg             sync.WaitGroup
+	remoteCands    []string
+	// Candidates that arrived before their transport's remote
+	// description, and the transports that have one.
+	pendingCands map[string][]webrtc.ICECandidateInit
+	ready        map[string]bool
+	offers       chan Event
+	done         chan struct{}
+	wg           sync.WaitGroup
 }
 
 // Dial connects to a Matinee /ws URL.
 func Dial(ctx context.Context, url string, api *webrtc.API) (*Client, error) {
-	conn, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+	return DialWith(ctx, websocket.DefaultDialer, url, api)
+}
+
+// DialWith is Dial with a WebSocket dialer of the caller's, e.g. one that
+// trusts a test CA for wss:// URLs.
+func DialWith(ctx context.Context, d *websocket.Dialer, url string, api *webrtc.API) (*Client, error) {
+	conn, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +102,8 @@ func Dial(ctx context.Context, url string, api *webrtc.API) (*Client, error) {
 		errs:           map[int]*RPCError{},
 		Events:         make(chan Event, 1024),
 		consumersByMid: map[string]Consumer{},
+		pendingCands:   map[string][]webrtc.ICECandidateInit{},
+		ready:          map[string]bool{},
 		offers:         make(chan Event, 64),
 		done:           make(chan struct{}),
 	}
@@ -135,9 +154,17 @@ func (c *Client) readLoop() {
 			}
 			if json.Unmarshal(m.Params, &p) == nil && p.Candidate != nil {
 				c.mu.Lock()
-				pc := c.Send
-				if p.TransportID == c.recvID {
-					pc = c.Recv
+				c.remoteCands = append(c.remoteCands, p.Candidate.Candidate)
+				var pc *webrtc.PeerConnection
+				if c.ready[p.TransportID] {
+					pc = c.Send
+					if p.TransportID == c.recvID {
+						pc = c.Recv
+					}
+				} else {
+					// Before the remote description pion refuses
+					// candidates: keep them, as a browser client does.
+					c.pendingCands[p.TransportID] = append(c.pendingCands[p.TransportID], *p.Candidate)
 				}
 				c.mu.Unlock()
 				if pc != nil {
@@ -177,6 +204,7 @@ func (c *Client) offerLoop() {
 			if err := c.Recv.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: p.SDP}); err != nil {
 				continue
 			}
+			c.remoteDescriptionSet(p.TransportID, c.Recv)
 			ans, err := c.Recv.CreateAnswer(nil)
 			if err != nil {
 				continue
@@ -239,13 +267,15 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // Join joins a room and returns the producers already there.
 func (c *Client) Join(ctx context.Context, room, name string) ([]Producer, error) {
 	var res struct {
-		PeerID    string     `json:"peerId"`
-		Producers []Producer `json:"producers"`
+		PeerID     string             `json:"peerId"`
+		Producers  []Producer         `json:"producers"`
+		ICEServers []webrtc.ICEServer `json:"iceServers"`
 	}
 	if err := c.Call(ctx, "join", map[string]any{"room": room, "name": name}, &res); err != nil {
 		return nil, err
 	}
 	c.PeerID = res.PeerID
+	c.ICEServers = res.ICEServers
 	return res.Producers, nil
 }
 
@@ -256,7 +286,11 @@ func (c *Client) newPC(ctx context.Context, dir string) (*webrtc.PeerConnection,
 	if err := c.Call(ctx, "createTransport", map[string]any{"direction": dir}, &res); err != nil {
 		return nil, "", err
 	}
-	pc, err := c.API.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	pc, err := c.API.NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:       webrtc.BundlePolicyMaxBundle,
+		ICEServers:         c.ICEServers,
+		ICETransportPolicy: c.ICETransportPolicy,
+	})
 	if err != nil {
 		return nil, "", err
 	}
@@ -321,6 +355,7 @@ func (c *Client) Publish(ctx context.Context, tracks ...*Track) ([]Producer, err
 	if err := c.Send.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDP}); err != nil {
 		return nil, err
 	}
+	c.remoteDescriptionSet(c.sendID, c.Send)
 	return res.Producers, nil
 }
 
@@ -385,5 +420,39 @@ func (c *Client) Close() {
 	}
 	if c.Recv != nil {
 		_ = c.Recv.Close()
+	}
+}
+
+// SelectedPair returns the candidate pair pc's ICE transport selected, or
+// nil before one is.
+func SelectedPair(pc *webrtc.PeerConnection) *webrtc.ICECandidatePair {
+	if pc == nil || pc.SCTP() == nil {
+		return nil
+	}
+	p, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// RemoteCandidates returns the candidate lines the server trickled so far,
+// for both transports.
+func (c *Client) RemoteCandidates() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.remoteCands...)
+}
+
+// remoteDescriptionSet adds the candidates that waited for transport id's
+// remote description, and lets later ones through at once.
+func (c *Client) remoteDescriptionSet(id string, pc *webrtc.PeerConnection) {
+	c.mu.Lock()
+	c.ready[id] = true
+	pending := c.pendingCands[id]
+	delete(c.pendingCands, id)
+	c.mu.Unlock()
+	for _, cand := range pending {
+		_ = pc.AddICECandidate(cand)
 	}
 }

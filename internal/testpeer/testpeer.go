@@ -7,6 +7,7 @@ package testpeer
 import (
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,10 +27,17 @@ type Options struct {
 	InboundLoss float64
 	// Dropped, when set, counts the datagrams dropped.
 	Dropped *atomic.Int64
+	// Interfaces, when set, are the interfaces ICE gathers on instead of
+	// loopback alone (e.g. a test's veth inside its network namespace).
+	Interfaces []string
+	// NetworkTypes, when set, replace the default of UDP over IPv4 only;
+	// add webrtc.NetworkTypeTCP4 for ICE-TCP.
+	NetworkTypes []webrtc.NetworkType
 }
 
 // NewAPI returns a pion API with default codecs and interceptors whose ICE
-// uses loopback only, so tests never send media anywhere else.
+// uses loopback only (or o.Interfaces), so tests never send media anywhere
+// else.
 func NewAPI(o Options) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -42,10 +50,17 @@ func NewAPI(o Options) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetInterfaceFilter(func(name string) bool {
+		if len(o.Interfaces) > 0 {
+			return slices.Contains(o.Interfaces, name)
+		}
 		ifc, err := net.InterfaceByName(name)
 		return err == nil && ifc.Flags&net.FlagLoopback != 0
 	})
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	if len(o.NetworkTypes) > 0 {
+		networks = o.NetworkTypes
+	}
+	se.SetNetworkTypes(networks)
 	se.SetICEMulticastDNSMode(0)
 	if o.InboundLoss > 0 {
 		n, err := stdnet.NewNet()

@@ -165,13 +165,16 @@ func (v *Variant) WriteVideo(pts time.Duration, key bool, nalus [][]byte, cfg *h
 	if (!v.open || v.discont) && !key {
 		return nil // a segment starts on a keyframe
 	}
+	if v.lastVideo > 0 && pts <= v.lastVideo {
+		pts = v.lastVideo + time.Millisecond // frames sent together: keep order
+	}
 	if key && (!v.open || v.discont || pts-v.cur.startPTS >= v.opts.TargetDuration-v.frameDur/2) {
 		if err := v.startSegment(pts); err != nil {
 			return err
 		}
 	}
 	if pts > v.lastVideo && v.lastVideo > 0 {
-		if d := pts - v.lastVideo; d < time.Second {
+		if d := pts - v.lastVideo; d >= 5*time.Millisecond && d < time.Second {
 			v.frameDur = d
 		}
 	}

@@ -36,6 +36,34 @@ const STEREO = {stereo: 1, 'sprop-stereo': 1};
 
 const FATAL_JOIN_CODES = new Set([Codes.ROOM_FULL, Codes.NOT_FOUND, Codes.FORBIDDEN, Codes.INVALID_PARAMS]);
 
+/**
+ * The server removed us for good (kicked, room deleted, joined from
+ * another tab): the client does not reconnect. kind is "kicked",
+ * "deleted", "replaced" or "removed"; reason is the server's words.
+ */
+export class RemovedError extends Error {
+  constructor(kind, reason) {
+    super(reason ? `removed by the server: ${reason}` : 'removed by the server');
+    this.name = 'RemovedError';
+    this.kind = kind;
+    this.reason = reason || '';
+  }
+}
+
+/**
+ * Sorts a `disconnected` reason (free text, docs/protocol.md) into what a
+ * person is told: null when it is worth reconnecting (server restart,
+ * media timeout), else the kind of removal.
+ */
+export function removalKind(reason) {
+  const r = String(reason || '').toLowerCase();
+  if (/shutting down|did not complete|ice|dtls|transport|too slow/.test(r)) return null;
+  if (/room deleted|room (was )?(closed|ended)/.test(r)) return 'deleted';
+  if (/another connection|another tab|replaced/.test(r)) return 'replaced';
+  if (/removed|kick/.test(r) || r) return 'kicked';
+  return 'removed';
+}
+
 function emit(target, type, detail) {
   target.dispatchEvent(new CustomEvent(type, {detail}));
 }
@@ -511,6 +539,8 @@ export class RecvTransport extends Transport {
  *   statechange {state, error, retryIn}  new → connecting → joined ⇄ reconnecting; closed | failed
  *   joined {peerId, room, role, rejoined, result}   result: the whole join result
  *   peerjoined {peer}, peerleft {peer}, peerupdated {peer}
+ *   meupdated {me, previousRole}  our own role (or buffering) changed
+ *   removed {kind, reason}        kicked, room deleted or replaced: no reconnect (state "failed")
  *   produceradded {producer}, producerclosed {producer},
  *   producerpaused {producer}, producerresumed {producer}   (remote producers, plain objects)
  *   consumer {consumer}           a consumer's track is ready to play
@@ -522,7 +552,7 @@ export class RecvTransport extends Transport {
 export class Client extends EventTarget {
   constructor({room, name, password, token, url = defaultURL(), autoSubscribe = true, reconnect = true, minBackoff = 500, maxBackoff = 10000} = {}) {
     super();
-    if (!room || !name) throw new TypeError('Client: room and name are required');
+    if (!room || (!name && !token)) throw new TypeError('Client: room and a name (or a token) are required');
     this.room = room;
     this.name = name;
     this.password = password;
@@ -554,6 +584,7 @@ export class Client extends EventTarget {
     this._iceRestarts = {send: 0, recv: 0};
     this._iceTimers = {send: null, recv: null};
     this._sendTransportPromise = null;
+    this._removed = null; // RemovedError once the server said we are out for good
   }
 
   _setState(state, extra = {}) {
@@ -634,15 +665,18 @@ export class Client extends EventTarget {
     try {
       await sig.open();
       this.ws = sig.ws;
-      const params = {room: this.room, name: this.name};
+      const params = {room: this.room};
+      if (this.name) params.name = this.name;
       if (this.password) params.password = this.password;
       if (this.token) params.token = this.token;
+      this._removed = null;
       const res = await sig.request('join', params);
       const rejoined = this.me !== null;
-      this.me = {id: res.peerId, name: this.name, role: res.role};
+      const self = (res.peers || []).find((p) => p.id === res.peerId);
+      this.me = {id: res.peerId, name: self?.name || this.name || '', role: res.role, identity: res.identity || res.peerId};
       this.roomName = res.room || this.room;
       this.iceServers = res.iceServers || [];
-      this._reconcile(res.peers || [], res.producers || []);
+      this._reconcile((res.peers || []).filter((p) => p.id !== res.peerId), res.producers || []);
       this._iceRestarts = {send: 0, recv: 0};
       this._setState('joined', {error: null});
       emit(this, 'joined', {peerId: res.peerId, room: this.roomName, role: res.role, rejoined, result: res});
@@ -758,6 +792,14 @@ export class Client extends EventTarget {
     this.ws = null;
     // While connecting, the attempt fails and its loop retries.
     if (this._connecting || this.state !== 'joined') return;
+    if (this._removed) {
+      // Kicked, room deleted, replaced: reconnecting would not help.
+      const err = this._removed;
+      this._teardown('closed');
+      this._setState('failed', {error: err});
+      emit(this, 'removed', {kind: err.kind, reason: err.reason, error: err});
+      return;
+    }
     const err = new ConnectionError(this._disconnectReason || `connection lost (${code}${reason ? ': ' + reason : ''})`);
     console.warn('matinee:', err.message);
     this._disconnectReason = null;
@@ -799,6 +841,11 @@ export class Client extends EventTarget {
     if (this.signaling) this.signaling.notify(method, params);
   }
 
+  /** Sends a notification (no answer) on the current connection; false when not connected. */
+  notify(method, params) {
+    return this.signaling ? this.signaling.notify(method, params) : false;
+  }
+
   _onNotification({method, params}) {
     switch (method) {
       case 'peerJoined': {
@@ -806,6 +853,20 @@ export class Client extends EventTarget {
         const old = this.peers.get(peer.id);
         this.peers.set(peer.id, peer);
         emit(this, old ? 'peerupdated' : 'peerjoined', {peer});
+        break;
+      }
+      case 'peerUpdated': {
+        const peer = params.peer;
+        if (!peer) break;
+        if (this.me && peer.id === this.me.id) {
+          const was = this.me.role;
+          Object.assign(this.me, {name: peer.name || this.me.name, role: peer.role, buffering: !!peer.buffering});
+          emit(this, 'meupdated', {me: this.me, previousRole: was});
+          break;
+        }
+        if (!this.peers.has(peer.id)) break; // left meanwhile
+        this.peers.set(peer.id, peer);
+        emit(this, 'peerupdated', {peer});
         break;
       }
       case 'peerLeft': {
@@ -889,9 +950,12 @@ export class Client extends EventTarget {
         if (p) p._setNeededLayers(params.layers || []);
         break;
       }
-      case 'disconnected':
+      case 'disconnected': {
         this._disconnectReason = params.reason ? `removed by the server: ${params.reason}` : 'removed by the server';
+        const kind = removalKind(params.reason);
+        if (kind) this._removed = new RemovedError(kind, params.reason);
         break;
+      }
       default:
         emit(this, 'notification', {method, params});
     }

@@ -1,11 +1,15 @@
-// The room page: a stage with the shared screen big and cameras small, the
-// controls to share, the people and chat panel, and every message a person
-// needs when something goes wrong.
+// The room page: a stage with the shared screen (or the synced video) big
+// and cameras small, the controls to share, the people and chat panel with
+// host controls, reactions, and every message a person needs when
+// something goes wrong.
 
 import {Client, capabilities, RpcError, Codes} from './client.js';
 import {loadName, saveName, rememberRoom, ROOM_RE, missingBasics, h} from './common.js';
 import {inboundSummary, outboundSummary, quality, describeInbound, describeOutbound} from './stats.js';
 import {icon, fillIcons} from './icons.js';
+import {ServerClock} from './clock.js';
+import {SyncedPlayer, canPlay, formatTime} from './player.js';
+import {REACTIONS, reactionGlyph, reactionLabel} from './reactions.js';
 
 fillIcons();
 
@@ -38,31 +42,79 @@ const app = {
   chatSeen: new Set(), // ids of the messages shown
   transportStates: {send: null, recv: null},
   quality: null,
+  room: null, // RoomInfo: name and options (join result, roomUpdated)
+  token: null, // join token from the invite link (#token=)
+  clock: null, // ServerClock
+  player: null, // SyncedPlayer of the movie tile
+  movie: null, // MovieTile
+  lastChatSeq: 0,
 };
 window.__matinee = app;
 
 // ---------------------------------------------------------------- toasts
 
-function toast(text, {kind = 'info', ms = 6000} = {}) {
-  const el = h('div', {class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status'}, text);
+function toast(text, {kind = 'info', ms = 6000, action = null} = {}) {
+  const el = h('div', {class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status'}, h('span', {class: 'toast-text'}, text));
   const close = () => {
     el.classList.add('leaving');
     setTimeout(() => el.remove(), 250);
   };
+  if (action) {
+    el.append(h('button', {type: 'button', class: 'small', onclick: async () => {
+      close();
+      try {
+        await action.run();
+      } catch (err) {
+        toast(`${action.label} failed: ${errText(err)}`, {kind: 'error'});
+      }
+    }}, action.label));
+  }
   el.append(h('button', {type: 'button', class: 'ghost icon', 'aria-label': 'Dismiss', onclick: close}, icon('close')));
   $('toasts').append(el);
   if (ms) setTimeout(close, ms);
 }
 
-function fatal(title, text, {retry = null} = {}) {
+// An error's message without the "method: " prefix rpc.js puts on it.
+function errText(err) {
+  return String(err?.message || err).replace(/^[A-Za-z]+: /, '');
+}
+
+function fatal(title, text, {retry = null, retryLabel = 'Try again'} = {}) {
   $('fatal-title').textContent = title;
   $('fatal-text').textContent = text;
   const b = $('fatal-retry');
   b.hidden = !retry;
+  b.textContent = retryLabel;
   b.onclick = retry;
   $('fatal').hidden = false;
   $('prejoin').hidden = true;
+  $('watch-dialog').hidden = true;
+  closeHostMenu();
   renderConn();
+}
+
+// ---------------------------------------------------------------- roles
+
+function me() {
+  return app.client?.me || null;
+}
+
+function isHost() {
+  return me()?.role === 'host';
+}
+
+// Hosts control playback; guests too when the room has open control.
+function mayControl() {
+  const m = me();
+  if (!m) return false;
+  return m.role === 'host' || (m.role === 'guest' && !!app.room?.openControl);
+}
+
+// Hosts share; guests when the room lets them; viewers never.
+function mayShare() {
+  const m = me();
+  if (!m) return true; // not joined yet: the buttons explain later
+  return m.role === 'host' || (m.role === 'guest' && app.room?.guestsCanShare !== false);
 }
 
 // ---------------------------------------------------------------- tiles
@@ -344,13 +396,278 @@ function sourceOf(appData, kind) {
   return appData?.source === 'screen' ? 'screen' : 'user';
 }
 
+// ---------------------------------------------------------------- the synced video
+
+const RATES = [0.5, 0.75, 1, 1.25, 1.5, 2];
+
+/**
+ * MovieTile is the synced video: a <video> driven by the SyncedPlayer, with
+ * its own controls. Play, pause, seek and speed ask the server
+ * (`playback`); the player follows the state that comes back, like
+ * everyone else's.
+ */
+class MovieTile {
+  constructor() {
+    this.key = 'movie';
+    this.local = false;
+    this.source = 'movie';
+    this.peerId = null;
+    this.entries = new Map();
+    this.userMuted = false;
+    this.dragging = false;
+    this.noticeTimer = null;
+
+    this.video = h('video', {'data-testid': 'player', playsinline: true, preload: 'auto', disablepictureinpicture: false});
+    this.video.playsInline = true;
+    this.overlay = h('div', {class: 'tile-overlay movie-overlay', 'data-testid': 'player-overlay', hidden: true});
+    this.notice = h('div', {class: 'movie-notice', role: 'status', hidden: true});
+    this.titleEl = h('span', {class: 'movie-title'});
+    this.playBtn = h('button', {type: 'button', class: 'tile-btn play-btn', 'data-testid': 'play', title: 'Play', 'aria-label': 'Play', onclick: (ev) => {
+      ev.stopPropagation();
+      command('play');
+    }}, icon('play'));
+    this.pauseBtn = h('button', {type: 'button', class: 'tile-btn play-btn', 'data-testid': 'pause', title: 'Pause', 'aria-label': 'Pause', onclick: (ev) => {
+      ev.stopPropagation();
+      command('pause');
+    }}, icon('pause'));
+    this.seek = h('input', {type: 'range', class: 'seek', 'data-testid': 'seek', min: 0, max: 0, step: 'any', value: 0, 'aria-label': 'Position'});
+    this.seek.addEventListener('input', () => {
+      this.dragging = true;
+      this.timeEl.textContent = `${formatTime(Number(this.seek.value))} / ${formatTime(this.video.duration)}`;
+    });
+    this.seek.addEventListener('change', () => {
+      this.dragging = false;
+      command('seek', {position: Number(this.seek.value)});
+    });
+    this.seek.addEventListener('click', (ev) => ev.stopPropagation());
+    this.timeEl = h('span', {class: 'time', 'data-testid': 'player-time'}, '0:00');
+    this.rate = h('select', {class: 'rate', 'data-testid': 'rate', 'aria-label': 'Speed', title: 'Speed', onclick: (ev) => ev.stopPropagation()},
+      RATES.map((r) => h('option', {value: String(r)}, `${r}×`)));
+    this.rate.value = '1';
+    this.rate.addEventListener('change', () => command('rate', {rate: Number(this.rate.value)}));
+    this.muteBtn = h('button', {type: 'button', class: 'tile-btn', title: 'Mute', 'aria-label': 'Mute', onclick: (ev) => {
+      ev.stopPropagation();
+      this.userMuted = !this.video.muted;
+      if (!this.userMuted && app.autoplayBlocked) {
+        unmuteAll();
+        return;
+      }
+      this.video.muted = this.userMuted;
+    }}, icon('volume'));
+    this.volume = h('input', {type: 'range', min: 0, max: 1, step: 0.05, value: 1, class: 'volume', 'aria-label': 'Volume', onclick: (ev) => ev.stopPropagation(), oninput: () => {
+      this.video.volume = Number(this.volume.value);
+      if (this.video.volume > 0 && this.video.muted) {
+        this.userMuted = false;
+        if (app.autoplayBlocked) unmuteAll();
+        else this.video.muted = false;
+      }
+    }});
+    this.stopBtn = h('button', {type: 'button', class: 'tile-btn', 'data-testid': 'video-stop', title: 'Close the video for everyone', 'aria-label': 'Close the video for everyone', onclick: (ev) => {
+      ev.stopPropagation();
+      command('stop');
+    }}, icon('eject'));
+    this.fsBtn = h('button', {type: 'button', class: 'tile-btn', title: 'Full screen', 'aria-label': 'Full screen', onclick: (ev) => {
+      ev.stopPropagation();
+      toggleFullscreen(this.el, this.video);
+    }}, icon('fullscreen'));
+    this.controlsNote = h('span', {class: 'control-note'});
+    this.bar = h('div', {class: 'player-bar'},
+      this.seek,
+      h('div', {class: 'player-row'},
+        this.playBtn, this.pauseBtn, this.timeEl, this.controlsNote,
+        h('span', {class: 'spacer'}),
+        this.rate, h('span', {class: 'audio-controls'}, this.muteBtn, this.volume), this.stopBtn, this.fsBtn));
+    this.el = h('div', {class: 'tile movie', dataset: {key: 'movie'}},
+      this.video, this.overlay, this.notice, h('div', {class: 'movie-top'}, icon('film'), this.titleEl), this.bar);
+    this.el.addEventListener('click', () => {
+      if (!this.el.classList.contains('on-stage')) {
+        app.pinned = 'movie';
+        layout();
+      }
+    });
+    this.video.addEventListener('dblclick', () => toggleFullscreen(this.el, this.video));
+    for (const ev of ['timeupdate', 'durationchange', 'loadedmetadata', 'ratechange', 'play', 'pause', 'seeking', 'seeked', 'waiting', 'playing', 'canplay', 'volumechange', 'emptied', 'error']) {
+      this.video.addEventListener(ev, () => this.render());
+    }
+  }
+
+  get hasVideo() {
+    return true;
+  }
+
+  get hasAudio() {
+    return true;
+  }
+
+  play() {} // the SyncedPlayer decides
+
+  // Shows a short line over the picture ("Ana paused at 1:23").
+  say(text, ms = 3500) {
+    clearTimeout(this.noticeTimer);
+    this.notice.textContent = text;
+    this.notice.hidden = !text;
+    if (text) this.noticeTimer = setTimeout(() => (this.notice.hidden = true), ms);
+  }
+
+  overlayText() {
+    const p = app.player;
+    const s = p.state;
+    if (!s || !s.url) return null;
+    if (p.error) return p.error;
+    if (s.waiting) {
+      const names = (s.waitingFor || []).map((id) => (id === me()?.id ? 'you' : displayName(id)));
+      return names.length ? `Waiting for ${listNames(names)} to catch up…` : 'Waiting for everyone…';
+    }
+    if (this.video.readyState < 2) return 'Loading the video…';
+    if (p.buffering) return 'Buffering…';
+    return null;
+  }
+
+  render() {
+    const v = this.video;
+    const p = app.player;
+    const s = p.state || {};
+    const control = mayControl();
+    this.titleEl.textContent = s.title || titleOf(s.url || '');
+    const playing = !!s.url && !s.paused; // what the room does (a hold still counts)
+    this.playBtn.hidden = playing;
+    this.pauseBtn.hidden = !playing;
+    for (const el of [this.playBtn, this.pauseBtn, this.seek, this.rate]) el.disabled = !control || !s.url;
+    this.stopBtn.hidden = !control;
+    const why = control ? '' : app.room?.openControl ? 'Viewers cannot control the video' : 'Only the host controls the video';
+    this.controlsNote.textContent = control ? '' : app.room?.openControl ? 'Viewers watch along' : 'The host controls playback';
+    this.controlsNote.hidden = control;
+    for (const el of [this.playBtn, this.pauseBtn, this.seek, this.rate]) el.title = why || el.getAttribute('aria-label');
+    const dur = Number.isFinite(v.duration) ? v.duration : 0;
+    this.seek.max = String(dur);
+    if (!this.dragging) {
+      this.seek.value = String(v.currentTime);
+      this.timeEl.textContent = `${formatTime(v.currentTime)} / ${formatTime(dur)}`;
+    }
+    this.seek.style.setProperty('--done', dur ? `${(100 * (this.dragging ? Number(this.seek.value) : v.currentTime)) / dur}%` : '0%');
+    const rate = String(s.rate || 1);
+    if (![...this.rate.options].some((o) => o.value === rate)) this.rate.append(h('option', {value: rate}, `${rate}×`));
+    if (document.activeElement !== this.rate) this.rate.value = rate;
+    const muted = v.muted;
+    if (this.muteBtn.dataset.muted !== String(muted)) {
+      this.muteBtn.dataset.muted = String(muted);
+      this.muteBtn.replaceChildren(icon(muted ? 'muted' : 'volume'));
+    }
+    this.muteBtn.title = muted ? 'Unmute' : 'Mute';
+    this.muteBtn.setAttribute('aria-label', this.muteBtn.title);
+    this.muteBtn.classList.toggle('muted', muted);
+    const text = this.overlayText();
+    this.overlay.hidden = !text;
+    if (text) this.overlay.textContent = text;
+    this.overlay.classList.toggle('dim', text !== null && v.readyState >= 2);
+    this.overlay.classList.toggle('error', !!p.error);
+    this.el.dataset.state = !s.url ? 'empty' : s.waiting ? 'waiting' : s.paused ? 'paused' : 'playing';
+  }
+}
+
+function toggleFullscreen(el, video) {
+  if (document.fullscreenElement) {
+    document.exitFullscreen().catch(() => {});
+  } else if (el.requestFullscreen) {
+    el.requestFullscreen().catch(() => {
+      if (video.webkitEnterFullscreen) video.webkitEnterFullscreen();
+    });
+  } else if (video.webkitEnterFullscreen) {
+    video.webkitEnterFullscreen(); // iPhone
+  }
+}
+
+// "Film" from "/media/Show/Film.mp4?x".
+function titleOf(url) {
+  const last = String(url).split(/[?#]/)[0].split('/').filter(Boolean).pop() || url;
+  try {
+    return decodeURIComponent(last);
+  } catch {
+    return last;
+  }
+}
+
+// "Ana", "Ana and Bo", "Ana, Bo and Cy".
+function listNames(names) {
+  if (names.length <= 1) return names.join('');
+  return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+}
+
+// Sends a playback command; the state comes back to everyone (us too) as
+// playbackState, and the player follows it.
+async function command(action, extra = {}) {
+  const c = app.client;
+  if (!c || c.state !== 'joined') return;
+  if (!mayControl()) {
+    toast(app.room?.openControl ? 'Viewers cannot control the video.' : 'Only the host controls the video in this room.', {ms: 3500});
+    app.movie.render();
+    return;
+  }
+  const params = {action, ...extra};
+  // Pause exactly where this screen shows it.
+  if (action === 'pause' && app.player.url && app.movie.video.readyState >= 1) params.position = app.movie.video.currentTime;
+  try {
+    const res = await c.request('playback', params);
+    if (res?.state) app.player.apply(res.state);
+  } catch (err) {
+    toast(`Could not ${action === 'stop' ? 'close the video' : action}: ${errText(err)}`, {kind: 'error'});
+    app.movie.render();
+  }
+}
+
+// What changed, said over the picture when someone else did it.
+function describePlayback({state, action, by}) {
+  const who = by && by === me()?.id ? 'You' : by ? displayName(by) : '';
+  switch (action) {
+    case 'load':
+      return `${who || 'Someone'} started “${state.title || titleOf(state.url)}”`;
+    case 'play':
+      return `${who || 'Someone'} pressed play`;
+    case 'pause':
+      return `${who || 'Someone'} paused at ${formatTime(state.position)}`;
+    case 'seek':
+      return `${who || 'Someone'} jumped to ${formatTime(state.position)}`;
+    case 'rate':
+      return `${who || 'Someone'} set the speed to ${state.rate}×`;
+    case 'resume':
+      return 'Everyone is ready — playing';
+    default:
+      return '';
+  }
+}
+
+function setupPlayer() {
+  app.clock = new ServerClock((clientTime) => (app.client ? app.client.request('time', {clientTime}) : Promise.reject(new Error('not connected'))));
+  app.movie = new MovieTile();
+  app.player = new SyncedPlayer(app.movie.video, {
+    clock: app.clock,
+    send: (params) => app.client?.state === 'joined' && app.client.notify('playbackReport', params),
+  });
+  app.player.addEventListener('change', () => {
+    const had = !!app.movie.el.parentElement;
+    if (had !== !!app.player.url) layout();
+    app.movie.render();
+    renderPeople();
+  });
+  app.player.addEventListener('autoplayblocked', () => {
+    app.autoplayBlocked = true;
+    renderUnmute();
+  });
+  app.player.start();
+}
+
 // Puts one tile on the stage and the rest in the strip: the pinned one if
 // any, else the first shared screen of someone else, else a camera.
 function layout() {
   const all = [...app.tiles.values()];
   const remote = all.filter((t) => !t.local);
-  let stage = app.pinned ? app.tiles.get(app.pinned) : null;
-  if (!stage) stage = remote.find((t) => t.source === 'screen') || remote.find((t) => t.hasVideo) || null;
+  // The synced video, when one is loaded, is a tile like the others: on
+  // the stage unless someone pinned another.
+  const movie = app.player?.url ? app.movie : null;
+  if (movie) all.unshift(movie);
+  else if (app.movie?.el.parentElement) app.movie.el.remove();
+  let stage = app.pinned === 'movie' ? movie : app.pinned ? app.tiles.get(app.pinned) : null;
+  if (!stage) stage = movie || remote.find((t) => t.source === 'screen') || remote.find((t) => t.hasVideo) || null;
   const main = $('stage-main');
   const strip = $('strip');
   for (const t of all) {
@@ -375,11 +692,15 @@ function layout() {
     const sharing = !!app.share;
     const others = app.client ? app.client.peers.size : 0;
     $('empty-title').textContent = sharing ? 'You are sharing your screen' : others === 0 ? 'You are the first one here' : 'Nobody is sharing yet';
+    const canShare = caps.screenShare && mayShare();
+    const watch = mayControl() ? ' Or press Video to watch a film together.' : '';
     $('empty-text').textContent = sharing
       ? `${others === 0 ? 'Nobody else is here yet — send them the invite link.' : `${others} ${others === 1 ? 'person sees' : 'people see'} it on their stage.`}`
       : others === 0
-        ? 'Invite people with the link above, then press Share screen.'
-        : 'Press Share screen to start the show, or wait for someone else to.';
+        ? `Invite people with the link above${canShare ? ', then press Share screen' : ''}.${watch}`
+        : canShare
+          ? `Press Share screen to start the show, or wait for someone else to.${watch}`
+          : `Wait for someone to share a screen or start a video.${watch}`;
   }
   renderUnmute();
 }
@@ -402,24 +723,32 @@ window.addEventListener('resize', () => {
 });
 
 function renderUnmute() {
-  const any = [...app.tiles.values()].some((t) => !t.local && t.hasAudio);
+  const any = [...app.tiles.values()].some((t) => !t.local && t.hasAudio) || !!app.player?.url;
   $('unmute-all').hidden = !(app.autoplayBlocked && any);
 }
 
 function unmuteAll() {
   app.autoplayBlocked = false;
   for (const t of app.tiles.values()) t.play();
+  if (app.movie && !app.movie.userMuted) {
+    app.movie.video.muted = false;
+    if (app.player.state && !app.player.state.paused && !app.player.state.waiting) app.movie.video.play().catch(() => {});
+  }
   renderUnmute();
 }
 $('unmute-all').addEventListener('click', unmuteAll);
 
 // ---------------------------------------------------------------- people and chat
 
+const ROLE_LABEL = {host: 'host', guest: 'guest', viewer: 'viewer'};
+
 function renderPeople() {
   const c = app.client;
   const ul = $('participants');
-  ul.replaceChildren();
-  if (!c || !c.me) return;
+  if (!c || !c.me) {
+    ul.replaceChildren();
+    return;
+  }
   const sources = (peerId) => {
     const s = new Set();
     for (const p of c.producers.values()) if (p.peerId === peerId) s.add(p.appData?.source || p.kind);
@@ -429,25 +758,344 @@ function renderPeople() {
   if (app.share) mine.add('screen');
   if (app.camera) mine.add('camera');
   if (app.mic) mine.add('mic');
-  const people = [{id: c.me.id, name: c.me.name, role: c.me.role, me: true, src: mine}];
+  const self = {id: c.me.id, name: c.me.name, role: c.me.role, buffering: !!app.player?.buffering, me: true, src: mine};
   const others = [...c.peers.values()].sort((a, b) => a.name.localeCompare(b.name));
-  for (const p of others) people.push({...p, me: false, src: sources(p.id)});
+  const rank = {host: 0, guest: 1, viewer: 2};
+  const people = [self, ...others.map((p) => ({...p, me: false, src: sources(p.id)}))];
+  people.sort((a, b) => (a.me ? -1 : b.me ? 1 : (rank[a.role] ?? 1) - (rank[b.role] ?? 1) || a.name.localeCompare(b.name)));
+  const host = c.me.role === 'host';
+  const items = [];
   for (const p of people) {
     const icons = [];
     const badge = (name, title) => h('span', {title, 'aria-label': title, role: 'img'}, icon(name));
     if (p.src.has('screen')) icons.push(badge('screen', 'Sharing a screen'));
     if (p.src.has('camera')) icons.push(badge('camera', 'Camera on'));
     if (p.src.has('mic')) icons.push(badge('mic', 'Microphone on'));
-    ul.append(h('li', {'data-testid': 'participant', class: p.me ? 'me' : ''},
+    const role = ROLE_LABEL[p.role] || p.role || 'guest';
+    items.push(h('li', {'data-testid': 'participant', class: p.me ? 'me' : '', dataset: {peerId: p.id, role, buffering: String(!!p.buffering)}},
       h('span', {class: 'avatar small', 'aria-hidden': 'true'}, initials(p.name)),
-      h('span', {class: 'p-name'}, p.name, p.me ? h('span', {class: 'muted'}, ' (you)') : null),
-      p.role === 'host' ? h('span', {class: 'role'}, 'host') : null,
-      h('span', {class: 'p-icons'}, icons)));
+      h('span', {class: 'p-main'},
+        h('span', {class: 'p-name'}, p.name, p.me ? h('span', {class: 'muted'}, ' (you)') : null),
+        p.buffering ? h('span', {class: 'p-buffering', 'data-testid': 'buffering'}, h('i', {class: 'spinner', 'aria-hidden': 'true'}), 'buffering…') : null),
+      h('span', {class: `role role-${role}`, 'data-testid': 'role', title: roleHelp(role)}, role),
+      h('span', {class: 'p-icons'}, icons),
+      host && !p.me
+        ? h('button', {type: 'button', class: 'ghost icon p-menu', 'data-testid': 'host-menu', 'aria-haspopup': 'menu', 'aria-label': `Host actions for ${p.name}`, title: 'Host actions',
+          onclick: (ev) => {
+            ev.stopPropagation();
+            openHostMenu(ev.currentTarget, p.id);
+          }}, icon('more'))
+        : null));
   }
+  ul.replaceChildren(...items);
   const n = String(people.length);
   $('people-count').textContent = n;
   $('people-count-2').textContent = n;
 }
+
+function roleHelp(role) {
+  return role === 'host' ? 'Host: shares, controls the video, manages people and the room'
+    : role === 'viewer' ? 'Viewer: watches and chats'
+      : app.room?.guestsCanShare === false ? 'Guest: watches and chats' : 'Guest: can share a screen, camera and microphone';
+}
+
+// ---------------------------------------------------------------- host menu
+
+function closeHostMenu() {
+  const m = $('host-menu-pop');
+  if (!m || m.hidden) return;
+  m.hidden = true;
+  m.replaceChildren();
+  app.menuFor = null;
+}
+
+function openHostMenu(btn, peerId) {
+  const c = app.client;
+  const peer = c?.peers.get(peerId);
+  if (!peer) return;
+  const menu = $('host-menu-pop');
+  if (!menu.hidden && app.menuFor === peerId) {
+    closeHostMenu();
+    return;
+  }
+  app.menuFor = peerId;
+  const run = async (what, fn) => {
+    closeHostMenu();
+    try {
+      await fn();
+    } catch (err) {
+      toast(`Could not ${what}: ${errText(err)}`, {kind: 'error'});
+    }
+  };
+  const item = (action, label, fn, {danger = false, confirm = ''} = {}) => {
+    const b = h('button', {type: 'button', role: 'menuitem', class: `menu-item${danger ? ' danger' : ''}`, 'data-testid': 'host-action', 'data-action': action}, label);
+    b.addEventListener('click', (ev) => {
+      ev.stopPropagation();
+      if (confirm && !b.dataset.armed) {
+        // A second click confirms: no blocking dialog.
+        b.dataset.armed = 'true';
+        b.textContent = confirm;
+        return;
+      }
+      run(label.toLowerCase(), fn);
+    });
+    return b;
+  };
+  const name = peer.name;
+  const items = [];
+  if (peer.role !== 'host') {
+    items.push(item('transfer', 'Hand over host', async () => {
+      await c.request('transferHost', {peerId});
+      toast(`${name} is the host now.`, {ms: 3500});
+    }, {confirm: `Click again: make ${name} host instead of you`}));
+    items.push(item('role-host', 'Make co-host', () => c.request('setRole', {peerId, role: 'host'})));
+  }
+  if (peer.role !== 'guest') items.push(item('role-guest', 'Make guest', () => c.request('setRole', {peerId, role: 'guest'})));
+  if (peer.role !== 'viewer') items.push(item('role-viewer', 'Make viewer (watch and chat only)', () => c.request('setRole', {peerId, role: 'viewer'})));
+  items.push(item('mute', 'Mute microphone', async () => {
+    const res = await c.request('mute', {peerId, kind: 'audio'});
+    toast(res?.producerIds?.length ? `${name} is muted.` : `${name} has no microphone on.`, {ms: 3000});
+  }));
+  items.push(item('kick', 'Remove from the room', () => c.request('kick', {peerId}), {danger: true, confirm: `Click again to remove ${name}`}));
+  menu.replaceChildren(h('div', {class: 'menu-title'}, name), ...items);
+  menu.hidden = false;
+  const r = btn.getBoundingClientRect();
+  const mw = menu.offsetWidth;
+  const mh = menu.offsetHeight;
+  const left = Math.max(8, Math.min(r.right - mw, window.innerWidth - mw - 8));
+  let top = r.bottom + 4;
+  if (top + mh > window.innerHeight - 8) top = Math.max(8, r.top - mh - 4);
+  menu.style.left = `${left}px`;
+  menu.style.top = `${top}px`;
+  menu.querySelector('button')?.focus({preventScroll: true});
+}
+
+document.addEventListener('click', (ev) => {
+  if (!$('host-menu-pop').contains(ev.target)) closeHostMenu();
+  if (!ev.target.closest?.('#reaction-bar, #react-toggle')) setReactionsOpen(false);
+});
+document.addEventListener('keydown', (ev) => {
+  if (ev.key !== 'Escape') return;
+  closeHostMenu();
+  setReactionsOpen(false);
+  if (!$('watch-dialog').hidden) closeWatch();
+});
+$('participants').addEventListener('scroll', closeHostMenu, {passive: true});
+window.addEventListener('resize', closeHostMenu);
+
+// ---------------------------------------------------------------- room settings
+
+const ROOM_SWITCHES = [
+  ['room-lock', 'locked'],
+  ['room-open-control', 'openControl'],
+  ['room-wait', 'waitForEveryone'],
+  ['room-guests-share', 'guestsCanShare'],
+];
+
+function renderRoom() {
+  const r = app.room || {};
+  const host = isHost();
+  $('lock-badge').hidden = !r.locked;
+  $('room-controls').hidden = !host;
+  for (const [id, field] of ROOM_SWITCHES) {
+    const el = $(id);
+    if (!el.matches(':focus') || !el.dataset.busy) el.checked = !!r[field];
+  }
+  const notes = [];
+  if (!host) {
+    if (r.locked) notes.push('The room is locked: nobody new can join.');
+    notes.push(r.openControl ? 'Everyone can control the video.' : 'The host controls the video.');
+    if (r.waitForEveryone) notes.push('The video waits for anyone who is buffering.');
+  }
+  $('room-notes').textContent = notes.join(' ');
+  $('room-notes').hidden = notes.length === 0;
+  $('watch').hidden = !mayControl();
+  if ($('watch').hidden && !$('watch-dialog').hidden) closeWatch();
+  // Sharing follows the role and the room's option.
+  const share = mayShare();
+  const why = me()?.role === 'viewer' ? 'Viewers watch and chat; ask the host to make you a guest to share.' : 'The host lets only hosts share in this room.';
+  for (const id of ['share', 'cam', 'mic']) {
+    const b = $(id);
+    b.classList.toggle('not-allowed', !share);
+    if (!share) b.title = why;
+    else b.title = id === 'share' ? '' : id === 'cam' ? 'Camera' : 'Microphone';
+  }
+  if (!share) stopAllLocal();
+  app.movie?.render();
+}
+
+for (const [id, field] of ROOM_SWITCHES) {
+  const el = $(id);
+  el.addEventListener('change', async () => {
+    const want = el.checked;
+    el.dataset.busy = 'true';
+    try {
+      const res = await app.client.request('updateRoom', {[field]: want});
+      if (res?.room) app.room = res.room;
+    } catch (err) {
+      el.checked = !want;
+      toast(`Could not change the room: ${errText(err)}`, {kind: 'error'});
+    } finally {
+      delete el.dataset.busy;
+      renderRoom();
+    }
+  });
+}
+
+// Stops everything this page sends (a viewer may not share).
+function stopAllLocal() {
+  if (app.share) stopShare();
+  if (app.camera) toggleDevice('video');
+  if (app.mic) toggleDevice('audio');
+}
+
+// The host (or the REST API) paused some of our producers.
+function onMuted({kind, by, producerIds}) {
+  const ids = new Set(producerIds || []);
+  const mine = [...(app.client?.localProducers || [])].filter((p) => ids.has(p.id));
+  for (const p of mine) {
+    p.paused = true;
+    p.track.enabled = false;
+  }
+  if (!mine.length) return;
+  const who = by ? displayName(by) : 'The host';
+  const what = kind === 'video' ? 'camera' : kind === 'all' ? 'camera and microphone' : 'microphone';
+  toast(`${who} muted your ${what}.`, {ms: 10000, action: {label: 'Unmute', run: () => Promise.all(mine.map((p) => p.resume()))}});
+}
+
+// ---------------------------------------------------------------- reactions
+
+function buildReactionBar() {
+  const bar = $('reaction-bar');
+  for (const [emoji, r] of REACTIONS) {
+    bar.append(h('button', {type: 'button', class: 'reaction-btn', 'data-testid': 'reaction', 'data-emoji': emoji, title: r.label, 'aria-label': r.label,
+      onclick: () => sendReaction(emoji)}, reactionGlyph(emoji)));
+  }
+}
+
+function setReactionsOpen(open) {
+  document.body.classList.toggle('reactions-open', open);
+  $('react-toggle').setAttribute('aria-expanded', String(open));
+}
+$('react-toggle').addEventListener('click', (ev) => {
+  ev.stopPropagation();
+  setReactionsOpen(!document.body.classList.contains('reactions-open'));
+});
+
+async function sendReaction(emoji) {
+  const c = app.client;
+  if (!c || c.state !== 'joined') return;
+  try {
+    await c.request('react', {emoji});
+  } catch (err) {
+    if (err instanceof RpcError && err.code === RATE_LIMITED) toast('Easy! Too many reactions at once.', {ms: 2000});
+    else if (!(err instanceof RpcError && err.code === Codes.METHOD_NOT_FOUND)) toast(`Reaction not sent: ${errText(err)}`, {kind: 'error', ms: 3000});
+  }
+}
+
+// Floats an emoji up over the stage for a moment.
+function showReaction({peerId, emoji}) {
+  if (!emoji) return;
+  const layer = $('reactions-layer');
+  while (layer.childElementCount >= 40) layer.firstElementChild.remove();
+  const who = peerId && peerId === me()?.id ? 'You' : displayName(peerId);
+  const el = h('div', {class: 'reaction-float', 'data-testid': 'reaction-float', 'data-emoji': emoji, title: `${who}: ${reactionLabel(emoji)}`},
+    reactionGlyph(emoji), h('span', {class: 'reaction-name'}, who));
+  el.style.setProperty('--x', `${6 + Math.random() * 80}%`);
+  el.style.setProperty('--drift', `${Math.round(Math.random() * 60 - 30)}px`);
+  el.style.setProperty('--dur', `${(2.6 + Math.random() * 0.9).toFixed(2)}s`);
+  el.addEventListener('animationend', () => el.remove());
+  setTimeout(() => el.remove(), 6000);
+  layer.append(el);
+}
+
+// ---------------------------------------------------------------- watch a video together
+
+function closeWatch() {
+  $('watch-dialog').hidden = true;
+  $('watch').focus({preventScroll: true});
+}
+
+async function openWatch() {
+  if (!mayControl()) return;
+  $('watch-dialog').hidden = false;
+  $('url-error').textContent = '';
+  const list = $('media-list');
+  const empty = $('media-empty');
+  list.replaceChildren(h('li', {class: 'muted'}, 'Looking for videos…'));
+  empty.hidden = true;
+  if (window.matchMedia('(hover: hover)').matches) $('video-url').focus();
+  let items = [];
+  try {
+    const res = await app.client.request('mediaList');
+    items = res?.items || [];
+  } catch (err) {
+    list.replaceChildren();
+    empty.hidden = false;
+    empty.textContent = err instanceof RpcError && err.code === Codes.METHOD_NOT_FOUND ? 'This server has no media folder.' : `Could not list the videos: ${errText(err)}`;
+    return;
+  }
+  const probe = app.movie.video;
+  list.replaceChildren(...items.map((it) => {
+    const can = canPlay(probe, it.url, it.type);
+    const kind = it.type === 'application/vnd.apple.mpegurl' ? 'HLS' : (it.type || '').replace(/^video\//, '').toUpperCase() || 'video';
+    const meta = [kind, it.size ? humanSize(it.size) : ''].filter(Boolean).join(' · ');
+    return h('li', {},
+      h('button', {type: 'button', class: 'media-item', 'data-testid': 'media-item', 'data-url': it.url, disabled: !can,
+        title: can ? `Play ${it.path} for everyone` : 'This browser cannot play HLS', onclick: () => loadVideo(it.url, titleOf(it.path))},
+      icon('film'),
+      h('span', {class: 'media-name'}, it.path),
+      h('span', {class: 'media-meta'}, can ? meta : `${meta} · not playable in this browser`)));
+  }));
+  if (!items.length) {
+    empty.hidden = false;
+    empty.textContent = 'No videos on this server (it has no media folder, or the folder is empty). Paste a link below.';
+  }
+}
+$('watch').addEventListener('click', openWatch);
+$('watch-close').addEventListener('click', closeWatch);
+$('watch-dialog').addEventListener('click', (ev) => {
+  if (ev.target === $('watch-dialog')) closeWatch();
+});
+
+function humanSize(n) {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+  if (n >= 1e6) return `${Math.round(n / 1e6)} MB`;
+  return `${Math.max(1, Math.round(n / 1e3))} kB`;
+}
+
+async function loadVideo(url, title) {
+  const c = app.client;
+  if (!c || c.state !== 'joined') return;
+  $('url-error').textContent = '';
+  try {
+    const res = await c.request('playback', {action: 'load', url, title});
+    if (res?.state) app.player.apply(res.state);
+    closeWatch();
+    app.movie.say('Loaded for everyone — press play when you are ready', 4000);
+  } catch (err) {
+    $('url-error').textContent = `Could not load it: ${errText(err)}`;
+  }
+}
+
+$('url-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const url = $('video-url').value.trim();
+  const err = $('url-error');
+  if (!url) {
+    err.textContent = 'Paste the address of a video file first.';
+    return;
+  }
+  if (!/^https?:\/\/[^/\s]+/i.test(url) && !/^\/(?!\/)/.test(url)) {
+    err.textContent = 'That is not a link: it should start with https:// (or be a path on this server, such as /media/film.mp4).';
+    return;
+  }
+  if (!canPlay(app.movie.video, url)) {
+    err.textContent = 'This browser cannot play HLS (.m3u8) links; use an MP4 or WebM file.';
+    return;
+  }
+  loadVideo(url, titleOf(url));
+});
 
 function setTab(tab) {
   const chat = tab === 'chat';
@@ -495,6 +1143,7 @@ function normalizeChat(m) {
   const msg = m && m.message && typeof m.message === 'object' ? m.message : m || {};
   return {
     id: msg.id || null,
+    seq: typeof msg.seq === 'number' ? msg.seq : null,
     peerId: msg.peerId || null,
     name: msg.name || (msg.peerId ? displayName(msg.peerId) : 'Someone'),
     text: String(msg.text ?? ''),
@@ -513,9 +1162,14 @@ function addChat(m) {
   const when = new Date(m.at);
   const list = $('messages');
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.append(h('li', {'data-testid': 'chat-message', class: mine ? 'mine' : ''},
+  const li = h('li', {'data-testid': 'chat-message', class: mine ? 'mine' : '', dataset: m.seq !== null ? {seq: String(m.seq)} : {}},
     h('div', {class: 'msg-head'}, h('b', {}, mine ? 'You' : m.name), ' ', h('time', {datetime: when.toISOString()}, when.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'}))),
-    h('div', {class: 'msg-text'}, m.text)));
+    h('div', {class: 'msg-text'}, m.text));
+  // The server numbers messages (seq): everyone shows them in its order,
+  // whatever order the answer to our own and the notifications arrive in.
+  const after = m.seq === null ? null : [...list.children].find((x) => x.dataset.seq && Number(x.dataset.seq) > m.seq);
+  list.insertBefore(li, after || null);
+  if (m.seq !== null) app.lastChatSeq = Math.max(app.lastChatSeq, m.seq);
   $('chat-empty').hidden = true;
   if (atBottom || mine) list.scrollTop = list.scrollHeight;
   if (!mine && ($('tab-chat').hidden || !sideOpen())) {
@@ -620,11 +1274,11 @@ setInterval(() => {
 function showPrejoin({error = '', password = false} = {}) {
   $('prejoin-room').textContent = roomId;
   const input = $('prejoin-name');
-  if (!input.value) input.value = loadName();
+  if (!input.value) input.value = app.pendingName || loadName();
   $('password-field').hidden = !password;
   $('prejoin-error').textContent = error;
   $('prejoin').hidden = false;
-  (password ? $('prejoin-password') : input).focus();
+  (password && input.value ? $('prejoin-password') : input).focus();
 }
 
 $('prejoin-form').addEventListener('submit', (ev) => {
@@ -640,10 +1294,65 @@ $('prejoin-form').addEventListener('submit', (ev) => {
   start(name, $('prejoin-password').value || undefined);
 });
 
+// ---------------------------------------------------------------- invite tokens
+
+const TOKEN_KEY = `matinee.token.${roomId}`;
+
+// The join token of an invite link (#token=...). It is kept for this tab
+// (a reload still has it) and taken out of the address bar, so a copied
+// link does not pass one person's invite on.
+function takeToken() {
+  const m = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (m) {
+    let t = m[1];
+    try {
+      t = decodeURIComponent(t);
+    } catch {
+      // keep it as it is
+    }
+    try {
+      sessionStorage.setItem(TOKEN_KEY, t);
+    } catch {
+      // not kept across reloads
+    }
+    history.replaceState(null, '', window.location.pathname + window.location.search);
+    return t;
+  }
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || null;
+  } catch {
+    return null;
+  }
+}
+
+function dropToken() {
+  app.token = null;
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // nothing kept
+  }
+}
+
+// The token's claims (not verified: the server does that), for its name.
+function tokenClaims(token) {
+  try {
+    const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = new TextDecoder().decode(Uint8Array.from(atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, '=')), (ch) => ch.charCodeAt(0)));
+    const c = JSON.parse(json);
+    return c && typeof c === 'object' ? c : {};
+  } catch {
+    return {};
+  }
+}
+
+// ---------------------------------------------------------------- joining
+
 function start(name, password) {
   if (app.client) app.client.close();
-  const c = new Client({room: roomId, name, password});
+  const c = new Client({room: roomId, name, password, token: app.token || undefined});
   app.client = c;
+  app.pendingName = name;
   app.transportStates = {send: null, recv: null};
 
   c.addEventListener('statechange', ({detail}) => {
@@ -651,11 +1360,21 @@ function start(name, password) {
     renderConn();
   });
   c.addEventListener('joined', ({detail}) => {
+    const r = detail.result || {};
     app.transportStates = {send: null, recv: null}; // new transports come with a new session
     rememberRoom(roomId);
-    for (const m of detail.result?.chat || []) addChat(normalizeChat(m));
-    document.title = `${roomId} · Matinee`;
+    app.room = r.roomInfo || app.room;
+    $('room-name').textContent = app.room?.name && app.room.name !== roomId ? app.room.name : roomId;
+    for (const m of r.chat || []) addChat(normalizeChat(m));
+    document.title = `${app.room?.name || roomId} · Matinee`;
     if (detail.rejoined) toast('Reconnected.', {ms: 2500});
+    // Clock first: the playback state is read on the server clock.
+    app.clock.seed(r.serverTime);
+    if (app.clock._running) app.clock.burst();
+    else app.clock.start();
+    app.player.setSync(r.sync);
+    if (r.playback) app.player.apply(r.playback, {force: true});
+    renderRoom();
     renderPeople();
     layout();
   });
@@ -663,12 +1382,25 @@ function start(name, password) {
     app.transportStates[detail.direction] = detail.state;
     renderConn();
   });
-  c.addEventListener('peerjoined', ({detail}) => {
+  c.addEventListener('peerjoined', () => {
     renderPeople();
     layout();
   });
-  c.addEventListener('peerupdated', () => renderPeople());
+  c.addEventListener('peerupdated', () => {
+    renderPeople();
+    app.movie.render();
+  });
+  c.addEventListener('meupdated', ({detail: {me: m, previousRole}}) => {
+    if (m.role !== previousRole) {
+      const said = {host: 'You are a host now: you control the video and the room.', guest: 'You are a guest now.', viewer: 'You are a viewer now: you can watch and chat.'}[m.role];
+      if (said) toast(said, {ms: 4000});
+    }
+    renderRoom();
+    renderPeople();
+    layout();
+  });
   c.addEventListener('peerleft', ({detail}) => {
+    if (app.menuFor === detail.peer.id) closeHostMenu();
     renderPeople();
     for (const t of [...app.tiles.values()]) {
       if (t.peerId === detail.peer.id) {
@@ -678,6 +1410,7 @@ function start(name, password) {
     }
     layout();
   });
+  c.addEventListener('removed', ({detail: {kind, reason}}) => removed(kind, reason));
   for (const ev of ['produceradded', 'producerclosed', 'producerpaused', 'producerresumed']) {
     c.addEventListener(ev, ({detail}) => {
       if (ev === 'producerclosed') {
@@ -718,11 +1451,62 @@ function start(name, password) {
     for (const t of app.tiles.values()) if (t.entries.get(consumer.producerId)?.consumer === consumer) t.render();
   });
   c.addEventListener('notification', ({detail: {method, params}}) => {
-    if (method === 'chat') addChat(normalizeChat(params));
+    switch (method) {
+      case 'chat':
+        addChat(normalizeChat(params));
+        break;
+      case 'reaction':
+        showReaction(params);
+        break;
+      case 'playbackState': {
+        const before = app.player.state;
+        app.player.apply(params.state);
+        const text = params.by === me()?.id && params.action !== 'resume' ? '' : describePlayback(params);
+        if (params.action === 'stop' && before?.url && params.by !== me()?.id) toast(`${params.by ? displayName(params.by) : 'The host'} closed the video.`, {ms: 3500});
+        else if (text) app.movie.say(text);
+        app.movie.render();
+        break;
+      }
+      case 'roomUpdated': {
+        const old = app.room || {};
+        app.room = params.room || old;
+        if (params.by && params.by !== me()?.id) {
+          const who = displayName(params.by);
+          if (old.locked !== app.room.locked) toast(app.room.locked ? `${who} locked the room.` : `${who} unlocked the room.`, {ms: 3000});
+          else if (old.openControl !== app.room.openControl) toast(app.room.openControl ? `${who} let everyone control the video.` : `${who} took back control of the video.`, {ms: 3000});
+        }
+        renderRoom();
+        renderPeople();
+        break;
+      }
+      case 'muted':
+        onMuted(params);
+        break;
+    }
   });
 
   renderConn();
   c.join().catch((err) => joinFailed(err, name, password));
+}
+
+// The server sent us away for good: say why, and stop the video.
+function removed(kind, reason) {
+  app.movie.video.pause();
+  app.player.stop();
+  app.clock.stop();
+  stopAllLocal();
+  switch (kind) {
+    case 'deleted':
+      fatal('This room was closed', `“${app.room?.name || roomId}” was deleted, so everyone in it was disconnected.`);
+      break;
+    case 'replaced':
+      fatal('You joined from somewhere else', 'Your invite was used to join this room from another tab or device, so this one was disconnected.', {retry: () => location.reload(), retryLabel: 'Use this tab'});
+      break;
+    default: {
+      const plain = !reason || /^removed (by the host|from the room)$/i.test(reason);
+      fatal('You were removed from the room', plain ? 'The host removed you from this room.' : `The host removed you from this room: “${reason}”.`);
+    }
+  }
 }
 
 function joinFailed(err, name, password) {
@@ -740,10 +1524,25 @@ function joinFailed(err, name, password) {
     case Codes.NOT_FOUND:
       fatal('Room not found', `There is no room called “${roomId}”. This server only opens rooms that were created in advance — check the link, or ask the host for it.`);
       break;
-    case Codes.FORBIDDEN:
-      showPrejoin({password: true, error: password ? 'That password is not right.' : 'This room needs a password.'});
+    case Codes.FORBIDDEN: {
+      const reason = err.data?.reason || '';
+      if (reason === 'locked') {
+        fatal('This room is locked', `The host has locked “${roomId}”: nobody new can join right now. Ask them to unlock it, then try again.`, {retry: () => {
+          $('fatal').hidden = true;
+          start(name, password);
+        }});
+      } else if (reason.startsWith('token_')) {
+        dropToken();
+        const why = reason === 'token_expired' ? 'Your invite link has expired.' : reason === 'token_other_room' ? 'Your invite link is for another room.' : 'Your invite link is not valid on this server.';
+        showPrejoin({error: `${why} You can still join with your name, or ask the host for a new link.`});
+      } else if (reason === 'wrong_password' || (password && reason !== 'password_required')) {
+        showPrejoin({password: true, error: 'That password is not right.'});
+      } else {
+        showPrejoin({password: true, error: 'This room needs a password. Ask the host for it.'});
+      }
       renderConn();
       break;
+    }
     case Codes.INVALID_PARAMS:
       showPrejoin({error: `The server did not accept that: ${err.message.replace(/^join: /, '')}`});
       break;
@@ -775,6 +1574,10 @@ function screenVideoSettings(mode) {
 
 async function startShare() {
   if (app.share || !app.client || app.client.state !== 'joined') return;
+  if (!mayShare()) {
+    toast($('share').title, {ms: 4000});
+    return;
+  }
   if (!caps.screenShare) {
     toast(window.isSecureContext
       ? 'This browser cannot share its screen (phones and tablets usually cannot). You can still watch.'
@@ -928,6 +1731,10 @@ async function toggleDevice(kind) {
     await producer.close();
     return;
   }
+  if (!mayShare()) {
+    toast($(kind === 'video' ? 'cam' : 'mic').title, {ms: 4000});
+    return;
+  }
   if (!caps.userMedia) {
     toast(window.isSecureContext ? 'This browser cannot use a camera or microphone here.' : 'The camera and microphone need the secure address: open this page through https://.', {kind: 'error'});
     return;
@@ -1036,6 +1843,8 @@ window.addEventListener('online', () => app.client?.retryNow());
 document.addEventListener('fullscreenchange', () => document.body.classList.toggle('fullscreen', !!document.fullscreenElement));
 
 function boot() {
+  setupPlayer();
+  buildReactionBar();
   renderShare();
   // Phones cannot capture a screen at all: no button. On an insecure
   // (http://) page the button stays and explains.
@@ -1052,7 +1861,8 @@ function boot() {
     return;
   }
   layout();
-  const name = loadName();
+  app.token = takeToken();
+  const name = (app.token && tokenClaims(app.token).name) || loadName();
   if (name) start(name);
   else showPrejoin();
 }

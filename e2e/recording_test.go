@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/mediatest"
+	"github.com/matinee-dev/matinee/recorder"
+)
+
+// onlyCodecs makes the page's client offer only video codecs matching re
+// (a JavaScript regular expression source), so Chromium sends that codec.
+func onlyCodecs(re string) string {
+	return `(() => {
+	  const orig = RTCRtpReceiver.getCapabilities.bind(RTCRtpReceiver);
+	  RTCRtpReceiver.getCapabilities = (kind) => {
+	    const c = orig(kind);
+	    if (c && kind === 'video') c.codecs = c.codecs.filter((x) => /` + re + `/i.test(x.mimeType));
+	    return c;
+	  };
+	})();`
+}
+
+// TestRecordBrowserShare records a Chromium screen share, sent as H.264
+// (remuxed) and as VP8 (transcoded), and checks the files.
+func TestRecordBrowserShare(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	const key = "mk_e2e_recording"
+	var dataDir string
+	base := startServer(t, func(c *config.Config) {
+		c.APIKey = key
+		c.RecordMinFreeMB = 1
+		dataDir = c.DataDir
+	})
+	b := newBrowser(t)
+	for _, c := range []struct{ name, codecs, room string }{
+		{"h264", `video\/(h264|rtx)`, "rec-h264"},
+		{"vp8", `video\/(vp8|rtx)`, "rec-vp8"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := b.newTab("sharer-" + c.name)
+			a.addInitScript(t, onlyCodecs(c.codecs))
+			a.do(t,
+				chromedp.Navigate(base+"/r/"+c.room),
+				chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
+				chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Sharer"),
+				chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+			)
+			waitJoined(t, a, 10*time.Second)
+			a.do(t, chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`)))
+			var info recorder.Info
+			if code := call(t, base, key, "POST", "/api/rooms/"+c.room+"/recordings", `{"formats":["flv","hls"]}`, &info); code != http.StatusCreated {
+				t.Fatalf("start recording: %d", code)
+			}
+			waitUntil(t, 30*time.Second, "6 s recorded", func() (bool, string) {
+				var in recorder.Info
+				call(t, base, key, "GET", "/api/rooms/"+c.room+"/recordings/"+info.ID, "", &in)
+				return in.Duration >= 6, in.State
+			})
+			var final recorder.Info
+			call(t, base, key, "DELETE", "/api/rooms/"+c.room+"/recordings/"+info.ID, "", &final)
+			if final.Error != "" {
+				t.Errorf("recording error: %s", final.Error)
+			}
+			dir := filepath.Join(dataDir, "recordings", c.room, info.ID)
+			for _, f := range []string{filepath.Join(dir, recorder.FLVName), filepath.Join(dir, "hls", "index.m3u8")} {
+				p := mediatest.ProbeFile(t, f)
+				// An H.264 simulcast share gives one HLS variant per layer.
+				codecs := strings.ReplaceAll(strings.ReplaceAll(p.Codecs(), "h264+h264+h264+", "h264+"), "aac+aac+aac", "aac")
+				if codecs != "h264+aac" || p.Duration() < final.Duration-1.5 {
+					t.Errorf("%s: %s %.2f s (recorded %.2f s)", f, p.Codecs(), p.Duration(), final.Duration)
+				}
+				if e := mediatest.DecodeErrors(t, f); e != "" {
+					t.Errorf("%s: decode errors:\n%s", f, e)
+				}
+				t.Logf("%s share: %s %s, %.2f s", c.name, filepath.Base(f), p.Codecs(), p.Duration())
+			}
+		})
+	}
+}
+
+var apiClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+func call(t *testing.T, base, key, method, path, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}

@@ -1,0 +1,121 @@
+package recorder
+
+import (
+	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/recorder/flv"
+	"github.com/matinee-dev/matinee/recorder/h264"
+)
+
+func TestInterleaver(t *testing.T) {
+	il := newInterleaver(time.Second)
+	il.add(1)
+	il.add(2)
+	f := func(tr int, ms int) *Frame { return &Frame{Track: tr, PTS: time.Duration(ms) * time.Millisecond} }
+	if out := il.push(f(1, 0)); len(out) != 0 {
+		t.Fatal("released before the other track had a frame")
+	}
+	il.push(f(1, 40))
+	out := il.push(f(2, 20))
+	if len(out) != 2 || out[0].PTS != 0 || out[1].PTS != 20*time.Millisecond {
+		t.Fatalf("got %v", out)
+	}
+	// Track 2 goes quiet: track 1 is released once it is a second ahead.
+	for ms := 80; ms <= 1000; ms += 40 {
+		if out := il.push(f(1, ms)); len(out) != 0 {
+			t.Fatalf("released at %d ms", ms)
+		}
+	}
+	if out := il.push(f(1, 1100)); len(out) == 0 || out[0].PTS != 40*time.Millisecond {
+		t.Fatalf("not released after a second: %v", out)
+	}
+	il.remove(2)
+	if out := il.flush(); len(out) == 0 || out[len(out)-1].PTS != 1100*time.Millisecond {
+		t.Fatalf("flush: %v", out)
+	}
+}
+
+func TestEpochPlacement(t *testing.T) {
+	e := newEpoch(5 * time.Second)
+	t0 := time.Unix(1000, 0)
+	if got := e.place(t0.Add(30 * time.Millisecond)); got != 5*time.Second {
+		t.Fatalf("first placement %v", got)
+	}
+	if got := e.place(t0); got != 5*time.Second-30*time.Millisecond {
+		t.Fatalf("earlier track %v", got)
+	}
+	ntp := uint64(1000+ntpEpochOffset)<<32 | 1<<31
+	if got := ntpTime(ntp); !got.Equal(time.Unix(1000, 5e8)) {
+		t.Fatalf("ntp %v", got)
+	}
+	c := rtpClock{rate: 90000}
+	start := uint32(4294967000)
+	c.since(start)
+	if d := c.since(start + 90000); d != time.Second { // wraps
+		t.Fatalf("clock %v", d)
+	}
+}
+
+func TestVPXAssembler(t *testing.T) {
+	a := newVPXAssembler(false)
+	// VP8 descriptor: S bit on the first packet; keyframe has P=0.
+	key := [][]byte{{0x10, 0x00, 1, 2}, {0x00, 3, 4}}
+	delta := [][]byte{{0x10, 0x01, 5}}
+	var frames int
+	seq := uint16(1)
+	push := func(ts uint32, pkts [][]byte, skip int) {
+		for i, p := range pkts {
+			if i == skip {
+				seq++
+				continue
+			}
+			if f, _, _ := a.push(seq, ts, i == len(pkts)-1, p); f != nil {
+				frames++
+			}
+			seq++
+		}
+	}
+	push(100, delta, -1) // before any keyframe: dropped
+	push(200, key, -1)
+	push(300, delta, -1)
+	push(400, key, 1) // loses its second packet: dropped
+	push(500, delta, -1)
+	push(600, key, -1)
+	if frames != 3 {
+		t.Fatalf("%d frames, want 3", frames)
+	}
+}
+
+func TestFLVTaggerSequenceHeaders(t *testing.T) {
+	cfgA := &h264.Config{SPS: []byte{0x67, 0x42, 0xc0, 0x1f}, PPS: []byte{0x68, 1}}
+	cfgB := &h264.Config{SPS: []byte{0x67, 0x42, 0xc0, 0x0d}, PPS: []byte{0x68, 2}}
+	var tg flvTagger
+	var tags []flv.Tag
+	emit := func(t flv.Tag) error { tags = append(tags, t); return nil }
+	w := func(key bool, cfg *h264.Config) {
+		_ = tg.tags(&Frame{Video: true, Main: true, Key: key, NALUs: [][]byte{{0x65}}, H264: cfg}, emit)
+	}
+	w(false, cfgA) // no keyframe yet
+	w(true, cfgA)  // sequence header + frame
+	w(false, cfgA)
+	tg.discontinuity()
+	w(false, cfgB)                                                                                      // new source, waits for its keyframe
+	w(true, cfgB)                                                                                       // new sequence header + frame
+	_ = tg.tags(&Frame{Video: true, Main: false, Key: true, NALUs: [][]byte{{0x65}}, H264: cfgB}, emit) // another rung: not FLV's
+	if len(tags) != 5 {
+		t.Fatalf("%d tags, want 5", len(tags))
+	}
+	for i, wantSeq := range []bool{true, false, false, true, false} {
+		v, _ := flv.ParseVideo(tags[i].Data)
+		if (v.PacketType == flv.AVCSequence) != wantSeq {
+			t.Errorf("tag %d: packet type %d", i, v.PacketType)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	if got := RedactURL("rtmps://live.example:443/app/sk_secret?x=1"); got != "rtmps://live.example:443/app/…" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -1,0 +1,348 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"html/template"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/matinee-dev/matinee/qr"
+)
+
+// mountLAN adds what phones on the LAN use: the join links and their QR
+// code, and the page explaining how to trust the local CA.
+func (s *Server) mountLAN() {
+	s.mux.HandleFunc("GET /api/lan", s.serveLAN)
+	s.mux.HandleFunc("GET /qr.png", s.serveQR)
+	s.mux.HandleFunc("GET /help/trust", s.serveTrustHelp)
+}
+
+// SetTerminal sets where Run prints the start-up QR code. By default it is
+// standard error when that is a terminal and logs are text.
+func (s *Server) SetTerminal(w io.Writer) { s.term.Store(&w) }
+
+// httpsPortFor is the HTTPS port for links: the listener's once Run has
+// started, else the configured one, else the port r came to.
+func (s *Server) httpsPortFor(r *http.Request) int {
+	if p := s.httpsPort.Load(); p > 0 {
+		return int(p)
+	}
+	if p := configuredPort(s.cfg.Addr); p > 0 {
+		return p
+	}
+	if r != nil {
+		if _, p, err := net.SplitHostPort(r.Host); err == nil {
+			n, _ := strconv.Atoi(p)
+			return n
+		}
+	}
+	return 443
+}
+
+func configuredPort(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// siteURL is https://host:port/ with the port left out when it is 443.
+func siteURL(scheme, host string, port int) string {
+	h := host
+	if (scheme == "https" && port != 443) || (scheme == "http" && port != 80) {
+		h = net.JoinHostPort(host, strconv.Itoa(port))
+	} else if strings.Contains(host, ":") {
+		h = "[" + host + "]"
+	}
+	return scheme + "://" + h + "/"
+}
+
+// phoneHosts are the hosts a phone can reach this server at, best first:
+// the LAN addresses, then the announced names and addresses.
+func (s *Server) phoneHosts() []string {
+	var out []string
+	for _, a := range s.lanAddrs() {
+		out = append(out, a.String())
+	}
+	if s.lan != nil {
+		for _, h := range s.lan.announceHosts {
+			if !contains(out, h) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// lanInfo is the body of GET /api/lan.
+type lanInfo struct {
+	// URLs are the links phones open: the room's when ?room= is given,
+	// else the lobby's. Empty when the machine has no LAN address.
+	URLs []string `json:"urls"`
+	// Lobby are the lobby's links.
+	Lobby []string `json:"lobby"`
+	// QR is an image of URLs[0] (absent without URLs).
+	QR string `json:"qr,omitempty"`
+	// CA and CAProfile download the local CA (certificate, iOS profile);
+	// CAPlain is the CA over plain HTTP for phones that do not trust it
+	// yet; Help is the page explaining it all. CA fields are absent when
+	// the server uses its own certificate (--cert).
+	CA        string `json:"ca,omitempty"`
+	CAProfile string `json:"caProfile,omitempty"`
+	CAPlain   string `json:"caPlain,omitempty"`
+	Help      string `json:"help"`
+}
+
+func (s *Server) serveLAN(w http.ResponseWriter, r *http.Request) {
+	port := s.httpsPortFor(r)
+	roomID := r.URL.Query().Get("room")
+	info := lanInfo{URLs: []string{}, Lobby: []string{}, Help: "/help/trust"}
+	hosts := s.phoneHosts()
+	for _, h := range hosts {
+		base := siteURL("https", h, port)
+		info.Lobby = append(info.Lobby, base)
+		if roomID != "" {
+			info.URLs = append(info.URLs, base+"r/"+url.PathEscape(roomID))
+		} else {
+			info.URLs = append(info.URLs, base)
+		}
+	}
+	if len(info.URLs) > 0 {
+		info.QR = "/qr.png?text=" + url.QueryEscape(info.URLs[0])
+	}
+	if cm := s.certs.Load(); cm == nil || cm.CAPEM() != nil {
+		info.CA, info.CAProfile = "/ca.crt", "/ca.mobileconfig"
+		if p := configuredPort(s.cfg.HTTPAddr); s.cfg.HTTPAddr != "" && p > 0 && len(hosts) > 0 {
+			info.CAPlain = siteURL("http", hosts[0], p) + "ca.crt"
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(info)
+}
+
+// serveQR draws a QR code of ?text=, which must be a link to this server:
+// anything else is refused so the server is not a QR generator for any
+// text (phishing links under this origin's name).
+func (s *Server) serveQR(w http.ResponseWriter, r *http.Request) {
+	text := r.URL.Query().Get("text")
+	if err := s.ownURL(text, r); err != nil {
+		http.Error(w, "qr: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	size := 320
+	if v := r.URL.Query().Get("size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 64 || n > 1024 {
+			http.Error(w, "qr: size must be 64-1024", http.StatusBadRequest)
+			return
+		}
+		size = n
+	}
+	png, err := qr.PNG(text, size)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "private, max-age=300")
+	_, _ = w.Write(png)
+}
+
+// ownURL checks that text is an http(s) link to a name or address of this
+// server.
+func (s *Server) ownURL(text string, r *http.Request) error {
+	if text == "" || len(text) > qr.MaxText {
+		return fmt.Errorf("text must be a link of 1-%d bytes", qr.MaxText)
+	}
+	u, err := url.Parse(text)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return fmt.Errorf("text must be an http(s) link to this server")
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, h := range s.ownHosts(r) {
+		if strings.EqualFold(h, host) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a name or address of this server", host)
+}
+
+// ownHosts are the names and addresses this server answers to.
+func (s *Server) ownHosts(r *http.Request) []string {
+	hosts := append(s.phoneHosts(), "localhost", "127.0.0.1", "::1")
+	if r != nil {
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			hosts = append(hosts, h)
+		} else {
+			hosts = append(hosts, r.Host)
+		}
+	}
+	if name, err := os.Hostname(); err == nil && name != "" {
+		hosts = append(hosts, name, name+".local")
+	}
+	if s.cfg.PublicURL != "" {
+		if u, err := url.Parse(s.cfg.PublicURL); err == nil {
+			hosts = append(hosts, u.Hostname())
+		}
+	}
+	if cm := s.certs.Load(); cm != nil {
+		in := cm.Info()
+		hosts = append(hosts, in.DNSNames...)
+		for _, ip := range in.IPs {
+			hosts = append(hosts, ip.String())
+		}
+	}
+	return hosts
+}
+
+// trustPage is what /help/trust shows.
+type trustPage struct {
+	OwnCert     bool // --cert: there is no CA to install
+	CAName      string
+	Fingerprint string
+	CAURL       string // plain-HTTP download when available, else relative
+	ProfileURL  string
+	Lobby       string
+	HTTPS       bool
+}
+
+func (s *Server) serveTrustHelp(w http.ResponseWriter, r *http.Request) {
+	p := trustPage{CAURL: "/ca.crt", ProfileURL: "/ca.mobileconfig", HTTPS: r.TLS != nil}
+	if cm := s.certs.Load(); cm != nil && cm.CAPEM() == nil {
+		p.OwnCert = true
+	} else if cm != nil {
+		if blk, _ := pem.Decode(cm.CAPEM()); blk != nil {
+			sum := sha256.Sum256(blk.Bytes)
+			p.Fingerprint = colonHex(sum[:])
+			if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
+				p.CAName = c.Subject.CommonName
+			}
+		}
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.String()
+	}
+	p.Lobby = siteURL("https", host, s.httpsPortFor(r))
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")
+	if err := trustTemplate.Execute(w, p); err != nil {
+		s.log.Debug("help page", "err", err)
+	}
+}
+
+func colonHex(b []byte) string {
+	var sb strings.Builder
+	for i, c := range b {
+		if i > 0 {
+			sb.WriteByte(':')
+		}
+		fmt.Fprintf(&sb, "%02X", c)
+	}
+	return sb.String()
+}
+
+var trustTemplate = template.Must(template.New("trust").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Trust this Matinee server</title>
+<style>
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 42rem; margin: 0 auto; padding: 1rem; color: #222; background: #fafafa; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
+.button { display: inline-block; padding: .5rem 1rem; margin: .25rem .5rem .25rem 0; border-radius: .4rem; background: #3355cc; color: #fff; text-decoration: none; }
+code { word-break: break-all; font-size: .85rem; }
+.note { background: #fff6d6; padding: .5rem .75rem; border-radius: .4rem; }
+</style>
+</head>
+<body>
+<h1>Trust this Matinee server</h1>
+{{if not .OwnCert}}
+<p>Matinee serves its pages over HTTPS with a certificate from a small
+certificate authority (CA) on the computer that runs it{{if .CAName}}, named
+<b>{{.CAName}}</b>{{end}}. Browsers only allow screen sharing, camera and
+microphone on secure pages, so each phone or computer installs this CA once.
+After that, the room links just work.</p>
+<p><a class="button" href="{{.CAURL}}">Download the certificate</a>
+<a class="button" href="{{.ProfileURL}}">iPhone / iPad profile</a></p>
+{{if .Fingerprint}}<p>Before trusting it, you can check that the certificate's SHA-256
+fingerprint is <code>{{.Fingerprint}}</code> (<code>matinee cert</code> on the
+computer that runs Matinee shows where the CA file is).</p>{{end}}
+
+<h2>iPhone and iPad</h2>
+<ol>
+<li>Open this page in <b>Safari</b> and tap <b>iPhone / iPad profile</b>; allow the download.</li>
+<li>Open <b>Settings</b>: tap <b>Profile Downloaded</b> near the top (or
+<b>General › VPN &amp; Device Management</b>), then <b>Install</b> and enter your passcode.</li>
+<li>Then enable full trust, which iOS does not do by itself: <b>Settings ›
+General › About › Certificate Trust Settings</b>, and turn on the switch
+for the Matinee CA.</li>
+</ol>
+
+<h2>Android</h2>
+<ol>
+<li>Tap <b>Download the certificate</b>.</li>
+<li>Open <b>Settings › Security</b> (on some phones <b>Security &amp; privacy ›
+More security settings</b>) › <b>Encryption &amp; credentials › Install a
+certificate › CA certificate</b>, confirm, and pick the downloaded
+<code>matinee-ca.crt</code>.</li>
+<li>Chrome on Android honours CAs installed this way; reopen the room link.
+(Firefox for Android needs <b>Settings › About Firefox</b>, tap the logo five
+times, then <b>Settings › Secret settings › Use third party CA
+certificates</b>.)</li>
+</ol>
+
+<h2>Windows, macOS and Linux</h2>
+<ul>
+<li><b>Chrome and Edge on Windows</b>: open the downloaded file, <b>Install
+Certificate… › Current User › Place all certificates in the following
+store › Trusted Root Certification Authorities</b>.</li>
+<li><b>Safari and Chrome on macOS</b>: open the file; in <b>Keychain Access</b>
+double-click the Matinee CA, open <b>Trust</b> and set <b>When using this
+certificate</b> to <b>Always Trust</b>.</li>
+<li><b>Chrome on Linux</b>: <b>Settings › Privacy and security › Security ›
+Manage certificates › Authorities › Import</b>, and tick <b>Trust this
+certificate for identifying websites</b> (or <code>certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n matinee -i matinee-ca.crt</code>).</li>
+<li><b>Firefox</b> (all systems) keeps its own list: <b>Settings › Privacy
+&amp; Security › Certificates › View Certificates › Authorities › Import</b>,
+and tick <b>Trust this CA to identify websites</b>.</li>
+</ul>
+<p class="note">A trusted CA can vouch for any website, so its key must
+stay private on the computer that runs Matinee. Remove the CA from your
+devices when you no longer use Matinee.</p>
+{{else}}
+<p>This server uses its own certificate (<code>--cert</code>), so there is no
+Matinee CA to install: if your browser warns about the certificate, ask
+whoever runs the server.</p>
+{{end}}
+<p><a class="button" href="{{.Lobby}}">Continue to Matinee</a></p>
+</body>
+</html>
+`))
