@@ -152,11 +152,9 @@ func (t *track) process(p packet) {
 		if au == nil {
 			return
 		}
-		cfg, err := t.params.Update(au.NALUs)
-		if err != nil {
-			t.rec.log.Debug("bad sps", "err", err)
+		if _, err := t.params.Update(au.NALUs); err != nil {
+			t.rec.log.Debug("unreadable sps", "producer", t.producer.ID(), "err", err)
 		}
-		_ = cfg
 		cur := t.params.Current()
 		if cur == nil {
 			t.consumer.RequestKeyframe()

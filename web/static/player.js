@@ -106,7 +106,7 @@ export class SyncedPlayer extends EventTarget {
 
     this._align = null; // a seek ahead waiting for its moment: {target, startAt, setAt, readyAt, timer}
     this._startProbe = null; // {at, pos}: a play() to learn its latency from
-    this._startedAt = null; // when the last start began (local ms)
+    this._startChecked = false; // a start was just measured: check how it landed
     this._catchUps = 0; // seeks after a late start, for the current state
     this._lastSeekAt = -Infinity;
     this._stalledSince = null;
@@ -231,7 +231,7 @@ export class SyncedPlayer extends EventTarget {
     if (s.paused || s.waiting) {
       this._cancelAlign();
       this._startProbe = null;
-      this._startedAt = null;
+      this._startChecked = false;
       this.lastGap = null;
       this.nudging = false;
       if (!v.paused) v.pause();
@@ -268,11 +268,13 @@ export class SyncedPlayer extends EventTarget {
     if (this._startProbe && !force) return;
     // A start that came out late (the state arrived while this page was
     // busy, or play() took long) is put right with one seek ahead at once,
-    // rather than with a nudge that would take seconds; once per state.
+    // rather than with a nudge that would take seconds; checked once, when
+    // the start has been measured, and once per state.
+    const justStarted = this._startChecked;
+    this._startChecked = false;
     const catchUp = Math.max(2 * this.sync.nudgeThresholdMs, 1000 * this.sync.maxNudge) / 1000;
-    if (!force && this._startedAt !== null && localNow() - this._startedAt < 2000 && Math.abs(gap) > catchUp && this._catchUps < 1) {
+    if (!force && justStarted && Math.abs(gap) > catchUp && this._catchUps < 1) {
       this._catchUps++;
-      this._startedAt = null;
       this._alignTo(now, dur);
       return;
     }
@@ -345,6 +347,7 @@ export class SyncedPlayer extends EventTarget {
     const lag = elapsed - moved;
     if (lag > -50 && lag < 1000) this.startMs = Math.max(0, Math.min(500, this.startMs * 0.5 + lag * 0.5));
     this._startProbe = null;
+    this._startChecked = true;
   }
 
   _seek(target) {
@@ -362,7 +365,6 @@ export class SyncedPlayer extends EventTarget {
   _play(probe = false) {
     const v = this.video;
     if (this._playCall) return;
-    if (probe) this._startedAt = localNow();
     if (probe && v.readyState >= HAVE_FUTURE_DATA) this._startProbe = {at: localNow(), pos: v.currentTime};
     const attempt = () => v.play();
     this._playCall = attempt()
