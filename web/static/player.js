@@ -272,7 +272,9 @@ export class SyncedPlayer extends EventTarget {
     // the start has been measured, and once per state.
     const justStarted = this._startChecked;
     this._startChecked = false;
-    const catchUp = Math.max(2 * this.sync.nudgeThresholdMs, 1000 * this.sync.maxNudge) / 1000;
+    // Starts here run some 50-100 ms late (play() takes that long), which
+    // a nudge closes within a second; only clearly worse ones qualify.
+    const catchUp = Math.max(5 * this.sync.nudgeThresholdMs, 2000 * this.sync.maxNudge) / 1000;
     if (!force && justStarted && Math.abs(gap) > catchUp && this._catchUps < 1) {
       this._catchUps++;
       this._alignTo(now, dur);
