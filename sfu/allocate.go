@@ -26,15 +26,17 @@ const (
 	// Video is suspended only after the lowest layer has not fitted for
 	// this long.
 	suspendHold = 2 * time.Second
-	// A probe is short and at most half again the estimate, so that on a
-	// link that cannot carry it the overshoot fits in the bottleneck's
-	// queue instead of turning into loss.
+	// A probe is short and at most twice the estimate, so that on a link
+	// that cannot carry it the overshoot fits in the bottleneck's queue
+	// instead of turning into loss.
 	probeDuration  = 200 * time.Millisecond
 	probeBackoff   = time.Second
 	probeMaxFactor = 2.0
 	// No probing for this long after the estimate fell: the link just
 	// said it is full.
-	probeQuiet   = 3 * time.Second
+	probeQuiet = 3 * time.Second
+	// How long a failed probe's delivered rate caps later probes.
+	probeMemory  = 20 * time.Second
 	layerTimeout = time.Second
 	dynacastHold = 3 * time.Second
 )
@@ -213,7 +215,11 @@ func (t *Transport) allocate(now time.Time) {
 		if max := int(float64(est) * probeMaxFactor); target > max {
 			target = max
 		}
-		if target > est && t.bwe.StartProbe(target, probeDuration, now) {
+		// A failed probe measured the link: do not ask it again for much
+		// more than it delivered until probeMemory has passed.
+		lp := t.bwe.LastProbe()
+		known := !lp.Success && lp.Delivered > 0 && now.Sub(lp.At) < probeMemory && target > lp.Delivered*5/4
+		if target > est && !known && t.bwe.StartProbe(target, probeDuration, now) {
 			t.alloc.probeRate = target
 			t.startPadding(target, media)
 			if t.alloc.backoff == 0 {

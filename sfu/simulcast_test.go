@@ -451,7 +451,20 @@ func newSimulcastRig(t *testing.T) *simulcastRig {
 	rig.pub, rig.p = publishSimulcast(t, router, clientAPI(t, pubNet))
 	// Wait until the SFU receives all three layers.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(rig.p.Layers()) < 3 || rig.p.Layers()[2].Bitrate == 0 {
+	ready := func() bool {
+		ls := rig.p.Layers()
+		if len(ls) < 3 {
+			return false
+		}
+		for _, l := range ls {
+			// Sizes come from keyframes, every 3 s from this publisher.
+			if l.Bitrate == 0 || l.Width == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for !ready() {
 		if time.Now().After(deadline) {
 			t.Fatalf("layers never arrived: %+v", rig.p.Layers())
 		}
