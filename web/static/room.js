@@ -47,7 +47,6 @@ const app = {
   clock: null, // ServerClock
   player: null, // SyncedPlayer of the movie tile
   movie: null, // MovieTile
-  lastChatSeq: 0,
 };
 window.__matinee = app;
 
@@ -276,15 +275,7 @@ class Tile {
   }
 
   toggleFullscreen() {
-    if (document.fullscreenElement) {
-      document.exitFullscreen().catch(() => {});
-    } else if (this.el.requestFullscreen) {
-      this.el.requestFullscreen().catch(() => {
-        if (this.video.webkitEnterFullscreen) this.video.webkitEnterFullscreen();
-      });
-    } else if (this.video.webkitEnterFullscreen) {
-      this.video.webkitEnterFullscreen(); // iPhone
-    }
+    toggleFullscreen(this.el, this.video);
   }
 
   // Picks the overlay text: a person should never look at a silent black
@@ -417,7 +408,7 @@ class MovieTile {
     this.dragging = false;
     this.noticeTimer = null;
 
-    this.video = h('video', {'data-testid': 'player', playsinline: true, preload: 'auto', disablepictureinpicture: false});
+    this.video = h('video', {'data-testid': 'player', playsinline: true, preload: 'auto'});
     this.video.playsInline = true;
     this.overlay = h('div', {class: 'tile-overlay movie-overlay', 'data-testid': 'player-overlay', hidden: true});
     this.notice = h('div', {class: 'movie-notice', role: 'status', hidden: true});
@@ -471,6 +462,7 @@ class MovieTile {
       toggleFullscreen(this.el, this.video);
     }}, icon('fullscreen'));
     this.controlsNote = h('span', {class: 'control-note'});
+    this.statsEl = h('pre', {class: 'tile-stats', hidden: true});
     this.bar = h('div', {class: 'player-bar'},
       this.seek,
       h('div', {class: 'player-row'},
@@ -478,7 +470,7 @@ class MovieTile {
         h('span', {class: 'spacer'}),
         this.rate, h('span', {class: 'audio-controls'}, this.muteBtn, this.volume), this.stopBtn, this.fsBtn));
     this.el = h('div', {class: 'tile movie', dataset: {key: 'movie'}},
-      this.video, this.overlay, this.notice, h('div', {class: 'movie-top'}, icon('film'), this.titleEl), this.bar);
+      this.video, this.overlay, this.notice, h('div', {class: 'movie-top'}, icon('film'), this.titleEl), this.statsEl, this.bar);
     this.el.addEventListener('click', () => {
       if (!this.el.classList.contains('on-stage')) {
         app.pinned = 'movie';
@@ -544,7 +536,6 @@ class MovieTile {
       this.seek.value = String(v.currentTime);
       this.timeEl.textContent = `${formatTime(v.currentTime)} / ${formatTime(dur)}`;
     }
-    this.seek.style.setProperty('--done', dur ? `${(100 * (this.dragging ? Number(this.seek.value) : v.currentTime)) / dur}%` : '0%');
     const rate = String(s.rate || 1);
     if (![...this.rate.options].some((o) => o.value === rate)) this.rate.append(h('option', {value: rate}, `${rate}×`));
     if (document.activeElement !== this.rate) this.rate.value = rate;
@@ -562,7 +553,22 @@ class MovieTile {
     this.overlay.classList.toggle('dim', text !== null && v.readyState >= 2);
     this.overlay.classList.toggle('error', !!p.error);
     this.el.dataset.state = !s.url ? 'empty' : s.waiting ? 'waiting' : s.paused ? 'paused' : 'playing';
+    this.statsEl.hidden = !app.showStats || !s.url;
+    if (!this.statsEl.hidden) this.statsEl.textContent = syncSummary(p.status());
   }
+}
+
+// The stats overlay of the synced video: how far off the room it is and
+// what the player has learnt about this machine.
+function syncSummary(st) {
+  const ms = (x) => `${Math.round(x)} ms`;
+  const lines = [
+    `sync      ${st.gapMs === null ? '—' : `${st.gapMs >= 0 ? 'behind' : 'ahead'} ${ms(Math.abs(st.gapMs))}`}${st.nudging ? ` · nudging ×${st.playbackRate.toFixed(3)}` : ''}${st.aligning ? ' · seeking' : ''}`,
+    `clock     ±${Number.isFinite(st.clockRttMs) ? (st.clockRttMs / 2).toFixed(1) : '?'} ms`,
+    `seek      ${ms(st.seekMs)} · start ${ms(st.startMs)} · ${st.seeks} seeks`,
+  ];
+  if (st.buffering) lines.push('buffering');
+  return lines.join('\n');
 }
 
 function toggleFullscreen(el, video) {
@@ -828,7 +834,7 @@ function openHostMenu(btn, peerId) {
     }
   };
   const item = (action, label, fn, {danger = false, confirm = ''} = {}) => {
-    const b = h('button', {type: 'button', role: 'menuitem', class: `menu-item${danger ? ' danger' : ''}`, 'data-testid': 'host-action', 'data-action': action}, label);
+    const b = h('button', {type: 'button', role: 'menuitem', class: `menu-item${danger ? ' menu-danger' : ''}`, 'data-testid': 'host-action', 'data-action': action}, label);
     b.addEventListener('click', (ev) => {
       ev.stopPropagation();
       if (confirm && !b.dataset.armed) {
@@ -899,7 +905,7 @@ function renderRoom() {
   $('room-controls').hidden = !host;
   for (const [id, field] of ROOM_SWITCHES) {
     const el = $(id);
-    if (!el.matches(':focus') || !el.dataset.busy) el.checked = !!r[field];
+    if (!el.dataset.busy) el.checked = !!r[field];
   }
   const notes = [];
   if (!host) {
@@ -1169,7 +1175,6 @@ function addChat(m) {
   // whatever order the answer to our own and the notifications arrive in.
   const after = m.seq === null ? null : [...list.children].find((x) => x.dataset.seq && Number(x.dataset.seq) > m.seq);
   list.insertBefore(li, after || null);
-  if (m.seq !== null) app.lastChatSeq = Math.max(app.lastChatSeq, m.seq);
   $('chat-empty').hidden = true;
   if (atBottom || mine) list.scrollTop = list.scrollHeight;
   if (!mine && ($('tab-chat').hidden || !sideOpen())) {
@@ -1463,7 +1468,7 @@ function start(name, password) {
         app.player.apply(params.state);
         const text = params.by === me()?.id && params.action !== 'resume' ? '' : describePlayback(params);
         if (params.action === 'stop' && before?.url && params.by !== me()?.id) toast(`${params.by ? displayName(params.by) : 'The host'} closed the video.`, {ms: 3500});
-        else if (text) app.movie.say(text);
+        else app.movie.say(text);
         app.movie.render();
         break;
       }
@@ -1781,6 +1786,7 @@ $('stats-toggle').addEventListener('click', () => {
   app.showStats = !app.showStats;
   $('stats-toggle').setAttribute('aria-pressed', String(app.showStats));
   for (const t of app.tiles.values()) t.render();
+  app.movie.render();
 });
 
 async function statsTick() {
