@@ -10,7 +10,8 @@ import (
 )
 
 // TestModules runs the client's pure helpers (SDP munging, room links,
-// quality) in the browser they are written for.
+// quality, the server clock, the player's arithmetic) in the browser they
+// are written for.
 func TestModules(t *testing.T) {
 	hs := httptest.NewServer(web.Handler())
 	t.Cleanup(hs.Close)
@@ -48,6 +49,47 @@ func TestModules(t *testing.T) {
 	  eq('fair loss', quality({lossPct: 4, rttMs: 20}), 'fair');
 	  eq('poor rtt', quality({lossPct: 0, rttMs: 900}), 'poor');
 	  eq('stall', quality({lossPct: 0, rttMs: 10, stalled: true}), 'poor');
+
+	  // The server clock: the smallest round trip of the window wins.
+	  const {ServerClock} = await import('/static/clock.js');
+	  let now = 0;
+	  const c = new ServerClock(null, {local: () => now});
+	  c.add(0, 40, 1520);     // rtt 40, offset 1500
+	  c.add(100, 104, 1605);  // rtt 4, offset 1503
+	  c.add(200, 260, 1700);  // rtt 60
+	  eq('clock: best sample', [c.rtt, c.offset], [4, 1503]);
+	  now = 1000;
+	  eq('clock: now', c.now(), 2503);
+	  for (let i = 0; i < 16; i++) c.add(300 + 20 * i, 310 + 20 * i, 1795 + 20 * i);
+	  eq('clock: old samples leave the window', [c.rtt, c.offset], [10, 1490]);
+	  const seeded = new ServerClock(null, {local: () => 0});
+	  seeded.seed(5000);
+	  eq('clock: seeded', [seeded.ready, seeded.offset], [false, 5000]);
+	  seeded.add(0, 2, 6001);
+	  eq('clock: a probe replaces the seed', [seeded.ready, seeded.offset], [true, 6000]);
+
+	  // Where the video should be, and how to close a gap.
+	  const P = await import('/static/player.js');
+	  const st = {url: '/media/x.mp4', paused: false, waiting: false, position: 10, rate: 1.5, updatedAt: 1000};
+	  eq('expected: playing', P.expectedPosition(st, 3000), 13);
+	  eq('expected: paused', P.expectedPosition({...st, paused: true}, 3000), 10);
+	  eq('expected: held', P.expectedPosition({...st, waiting: true}, 3000), 10);
+	  const sync = {nudgeThresholdMs: 40, seekThresholdMs: 400, maxNudge: 0.1};
+	  const near = (a, b) => Math.abs(a - b) < 1e-9;
+	  eq('correction: dead band', P.correction(0.03, 1, sync, false), {seek: false, rate: 1, nudging: false});
+	  eq('correction: nudge', near(P.correction(0.05, 1, sync, false).rate, 1.05), true);
+	  eq('correction: nudge goes on', P.correction(0.03, 1, sync, true).nudging, true);
+	  eq('correction: nudge ends under half', P.correction(0.015, 1, sync, true), {seek: false, rate: 1, nudging: false});
+	  eq('correction: capped', near(P.correction(-0.3, 2, sync, false).rate, 1.8), true);
+	  eq('correction: seek', P.correction(0.5, 1, sync, false).seek, true);
+	  eq('time', [P.formatTime(65), P.formatTime(3723), P.formatTime(NaN)], ['1:05', '1:02:03', '0:00']);
+
+	  // What a "disconnected" reason means to the page.
+	  const {removalKind} = await import('/static/client.js');
+	  eq('removal kinds', ['removed by the host', 'room deleted', 'joined from another connection', 'server shutting down',
+	    'ICE/DTLS did not complete within 15s', 'spoilers'].map(removalKind), ['kicked', 'deleted', 'replaced', null, null, 'kicked']);
+	  const {reactionGlyph} = await import('/static/reactions.js');
+	  eq('reaction glyphs', [reactionGlyph('🎉').tagName, reactionGlyph('🦄').textContent], ['svg', '🦄']);
 	  return fails;
 	})()`, &failures)
 	for _, f := range failures {

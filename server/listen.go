@@ -62,6 +62,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Recordings first, so they end as "server shutting down" rather than
+	// as rooms emptying when the sockets close.
+	s.closeRecordings()
 	s.sig.Close() // WebSockets are hijacked: Shutdown does not wait for them
 	_ = hs.Shutdown(shCtx)
 	if plain != nil {

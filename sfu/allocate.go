@@ -57,6 +57,7 @@ type consumerAlloc struct {
 	upSince     time.Time
 	downSince   time.Time
 	starveSince time.Time
+	waitSince   time.Time // since when the consumer waits for a keyframe
 }
 
 // lowestAvailable returns the lowest layer that can be chosen, or -1.
@@ -103,6 +104,11 @@ func (r *Router) tick(now time.Time, dt time.Duration) {
 	for _, t := range ts {
 		if t.bwe != nil && t.connected.Load() {
 			t.allocate(now)
+		}
+		if t.connected.Load() {
+			for _, c := range t.Consumers() {
+				c.awaitKeyframe(now)
+			}
 		}
 	}
 	for _, p := range ps {
@@ -413,4 +419,37 @@ func (p *Producer) dynacast(now time.Time) {
 		}
 	}
 	onLayers(next)
+}
+
+// keyframeRetry is how often a consumer waiting to start (or to switch
+// layers) asks again for the keyframe it needs: the keyframe the last
+// request brought may have been lost, or gone out before this consumer
+// could take it.
+const keyframeRetry = time.Second
+
+// awaitKeyframe re-requests a keyframe for a consumer that has been
+// waiting for one too long.
+func (c *Consumer) awaitKeyframe(now time.Time) {
+	if c.paused.Load() || c.producer.kind != KindVideo {
+		return
+	}
+	c.mu.Lock()
+	waiting := c.writer != nil && c.target >= 0 && c.current != c.target
+	if !waiting {
+		c.alloc.waitSince = time.Time{}
+		c.mu.Unlock()
+		return
+	}
+	if c.alloc.waitSince.IsZero() {
+		c.alloc.waitSince = now
+	}
+	due := now.Sub(c.alloc.waitSince) >= keyframeRetry
+	if due {
+		c.alloc.waitSince = now
+	}
+	t := c.target
+	c.mu.Unlock()
+	if due {
+		c.producer.RequestKeyframe(t)
+	}
 }
