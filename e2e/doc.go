@@ -5,7 +5,8 @@
 //	go test ./e2e/
 //
 // They need the Debian package chromium (or MATINEE_CHROMIUM pointing at a
-// Chromium binary); without it they skip, except under CI=true. When a test
+// Chromium binary), and the synced-playback tests the package ffmpeg;
+// without them they skip, except under CI=true. When a test
 // fails, every tab's screenshot and console log are saved under
 // $MATINEE_ARTIFACTS/<test>/ (default e2e/artifacts/<test>/).
 package e2e

@@ -491,6 +491,12 @@ func TestSyncedPlayback(t *testing.T) {
 		return ok, fmt.Sprintf("host sees %+v; players %+v", hv, vs)
 	})
 	t.Logf("the room held for Cy %.2fs after play: %q", held.Seconds(), hv.Overlay)
+	if dir := os.Getenv("MATINEE_SCREENSHOTS"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		host.shot(t, dir, "desktop-waiting")
+	}
 	before, err := readPlayers(tabs[:2])
 	if err != nil {
 		t.Fatal(err)
@@ -571,13 +577,26 @@ func TestSyncedPlayback(t *testing.T) {
 	})
 	t.Logf("late joiner plays in sync %.2fs after it joined (%.2fs after its connection came up)", time.Since(joined).Seconds(), in.Seconds())
 
-	// A reaction floats up on every screen.
+	// A reaction floats up on every screen (for about three seconds, so
+	// every tab is watched at once).
 	host.mustEval(t, `document.querySelector('[data-testid=reaction][data-emoji="🎉"]').click(), true`, nil)
-	for _, tb := range append(tabs, late) {
-		waitUntil(t, 3*time.Second, tb.name+" sees the reaction", func() (bool, string) {
-			var n int
-			_ = tb.eval(`document.querySelectorAll('[data-testid=reaction-float][data-emoji="🎉"]').length`, &n)
-			return n > 0, fmt.Sprint(n)
-		})
+	all := append(tabs, late)
+	errs := make([]error, len(all))
+	for i, tb := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = poll(2500*time.Millisecond, tb.name+" sees the reaction", func() (bool, string) {
+				var n int
+				_ = tb.eval(`document.querySelectorAll('[data-testid=reaction-float][data-emoji="🎉"]').length`, &n)
+				return n > 0, fmt.Sprint(n)
+			})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -89,8 +89,27 @@ func TestWatchLayout(t *testing.T) {
 		_ = phone.eval(`document.querySelectorAll('[data-testid=reaction-float][data-emoji="🍿"]').length`, &n)
 		return n > 0, fmt.Sprint(n)
 	})
+	host.mustEval(t, `document.getElementById('stats-toggle').click(), true`, nil)
+	time.Sleep(300 * time.Millisecond)
 	host.shot(t, dir, "desktop-player")
 	phone.shot(t, dir, "phone-player")
+
+	// With open control the phone's guest picks videos too.
+	host.mustEval(t, `document.querySelector('[data-testid=room-open-control]').click(), true`, nil)
+	waitUntil(t, 5*time.Second, "the phone may control the video", func() (bool, string) {
+		var ok bool
+		_ = phone.eval(`!document.querySelector('[data-testid=watch-video]').hidden && !document.querySelector('[data-testid=pause]').disabled`, &ok)
+		return ok, ""
+	})
+	phone.do(t, chromedp.Click(chromedp.CSS(`[data-testid=watch-video]`)))
+	waitUntil(t, 5*time.Second, "the phone's picker lists the folder", func() (bool, string) {
+		var n int
+		_ = phone.eval(`document.querySelectorAll('[data-testid=media-item]').length`, &n)
+		return n == 2, fmt.Sprint(n)
+	})
+	phone.fits(t, "phone picker", `[data-testid=media-item]`, `[data-testid=video-url]`, `[data-testid=video-load]`, `#watch-close`)
+	phone.shot(t, dir, "phone-picker")
+	phone.do(t, chromedp.Click(chromedp.CSS(`#watch-close`)))
 
 	// The host menu on someone.
 	host.mustEval(t, `document.querySelector('[data-testid=host-menu]').click(), true`, nil)

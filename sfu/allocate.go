@@ -29,13 +29,15 @@ const (
 	// A probe is short and at most twice the estimate, so that on a link
 	// that cannot carry it the overshoot fits in the bottleneck's queue
 	// instead of turning into loss.
-	probeDuration  = 200 * time.Millisecond
-	probeBackoff   = time.Second
-	probeMaxFactor = 2.0
+	probeDuration   = 200 * time.Millisecond
+	probeBackoff    = time.Second
+	probeAgain      = 300 * time.Millisecond
+	probeMaxBackoff = 4 * time.Second
+	probeMaxFactor  = 2.0
 	// No probing for this long after the estimate fell: the link just
 	// said it is full.
 	probeQuiet = 3 * time.Second
-	// How long a failed probe's delivered rate caps later probes.
+	// How long a failed probe's delivered rate bounds later probes.
 	probeMemory  = 20 * time.Second
 	layerTimeout = time.Second
 	dynacastHold = 3 * time.Second
@@ -43,12 +45,13 @@ const (
 
 // allocState is a transport's allocator memory between ticks.
 type allocState struct {
-	lastEst   int
-	fellAt    time.Time
-	nextProbe time.Time
-	backoff   time.Duration
-	probeRate int
-	mediaRate int
+	lastEst    int
+	fellAt     time.Time
+	nextProbe  time.Time
+	lastResult time.Time
+	backoff    time.Duration
+	probeRate  int
+	mediaRate  int
 }
 
 // consumerAlloc is a consumer's allocator memory between ticks.
@@ -216,28 +219,38 @@ func (t *Transport) allocate(now time.Time) {
 		}
 	}
 	t.alloc.mediaRate = media
+	// Schedule the next probe from the latest result: soon after a
+	// success (the link may carry still more), later and later after
+	// failures.
+	if lp := t.bwe.LastProbe(); !lp.At.IsZero() && lp.At.After(t.alloc.lastResult) {
+		t.alloc.lastResult = lp.At
+		switch {
+		case lp.Success:
+			// The link took it: look for more right away.
+			t.alloc.backoff = probeAgain
+		case t.alloc.backoff < probeBackoff:
+			t.alloc.backoff = probeBackoff
+		case t.alloc.backoff < probeMaxBackoff:
+			t.alloc.backoff *= 2
+		}
+		t.alloc.nextProbe = lp.At.Add(t.alloc.backoff)
+	}
 	if wantMore > 0 && !now.Before(t.alloc.nextProbe) && now.Sub(t.alloc.fellAt) > probeQuiet {
 		target := media + wantMore
 		if max := int(float64(est) * probeMaxFactor); target > max {
 			target = max
 		}
-		// A failed probe measured the link: do not ask it again for much
-		// more than it delivered until probeMemory has passed.
-		lp := t.bwe.LastProbe()
-		known := !lp.Success && lp.Delivered > 0 && now.Sub(lp.At) < probeMemory && target > lp.Delivered*5/4
-		if target > est && !known && t.bwe.StartProbe(target, probeDuration, now) {
+		// A failed probe measured the link: for a while, probe only a
+		// quarter above what it delivered. A link that has grown since is
+		// still found, step by step, without overshooting one that has not.
+		if lp := t.bwe.LastProbe(); !lp.Success && lp.Delivered > 0 && now.Sub(lp.At) < probeMemory {
+			target = min(target, lp.Delivered*5/4)
+		}
+		if target > est && t.bwe.StartProbe(target, probeDuration, now) {
 			t.alloc.probeRate = target
 			t.startPadding(target, media)
-			if t.alloc.backoff == 0 {
-				t.alloc.backoff = probeBackoff
-			}
-			t.alloc.nextProbe = now.Add(probeDuration + t.alloc.backoff)
-			// Back off further while probes keep failing.
-			if lp := t.bwe.LastProbe(); !lp.At.IsZero() && !lp.Success && t.alloc.backoff < 16*time.Second {
-				t.alloc.backoff *= 2
-			} else if lp.Success {
-				t.alloc.backoff = probeBackoff
-			}
+			// Until its result is in; the result reschedules.
+			t.alloc.nextProbe = now.Add(probeDuration + probeMaxBackoff)
 		}
 	}
 }

@@ -99,6 +99,7 @@ export class SyncedPlayer extends EventTarget {
     this.buffering = false; // as last reported
     this.nudging = false;
     this.seekMs = 150; // learnt: from setting currentTime until it can play there
+    this.seekMeasured = false;
     this.startMs = 20; // learnt: from play() until the position moves
     this.seeks = 0;
     this.lastGap = null; // seconds, at the last drift check while playing
@@ -199,6 +200,7 @@ export class SyncedPlayer extends EventTarget {
       readyState: v.readyState,
       seeks: this.seeks,
       seekMs: this.seekMs,
+      seekMeasured: this.seekMeasured,
       startMs: this.startMs,
       clockRttMs: this.clock.rtt,
       error: this.error,
@@ -318,7 +320,9 @@ export class SyncedPlayer extends EventTarget {
     if (!a || a.timer !== null) return;
     if (v.seeking || v.readyState < HAVE_FUTURE_DATA) return;
     a.readyAt = localNow();
-    this.seekMs = Math.max(20, Math.min(3000, this.seekMs * 0.5 + (a.readyAt - a.setAt) * 0.5));
+    const took = a.readyAt - a.setAt;
+    this.seekMs = this.seekMeasured ? Math.max(20, Math.min(3000, this.seekMs * 0.5 + took * 0.5)) : Math.max(20, Math.min(3000, took));
+    this.seekMeasured = true;
     const wait = this.clock.toLocal(a.startAt) - this.startMs - localNow();
     a.timer = setTimeout(() => {
       if (this._align !== a) return;
@@ -378,10 +382,10 @@ export class SyncedPlayer extends EventTarget {
           try {
             await attempt();
           } catch (e2) {
-            console.warn('matinee: player cannot play', e2);
+            this._warnOnce('matinee: player cannot play', e2);
           }
         } else if (err.name !== 'AbortError') {
-          console.warn('matinee: player cannot play', err);
+          this._warnOnce('matinee: player cannot play', err);
         }
       })
       .finally(() => {
@@ -478,6 +482,13 @@ export class SyncedPlayer extends EventTarget {
     } catch (err) {
       console.debug('matinee: playbackReport', err);
     }
+  }
+
+  // Logs a failure once per video (play() is retried on every check).
+  _warnOnce(what, err) {
+    if (this._warnedFor === this.url) return;
+    this._warnedFor = this.url;
+    console.warn(what, err);
   }
 
   _emit(type) {

@@ -565,7 +565,7 @@ function syncSummary(st) {
   const lines = [
     `sync      ${st.gapMs === null ? '—' : `${st.gapMs >= 0 ? 'behind' : 'ahead'} ${ms(Math.abs(st.gapMs))}`}${st.nudging ? ` · nudging ×${st.playbackRate.toFixed(3)}` : ''}${st.aligning ? ' · seeking' : ''}`,
     `clock     ±${Number.isFinite(st.clockRttMs) ? (st.clockRttMs / 2).toFixed(1) : '?'} ms`,
-    `seek      ${ms(st.seekMs)} · start ${ms(st.startMs)} · ${st.seeks} seeks`,
+    `seek      ${st.seekMeasured ? ms(st.seekMs) : '—'} · start ${ms(st.startMs)} · ${st.seeks} seek${st.seeks === 1 ? '' : 's'}`,
   ];
   if (st.buffering) lines.push('buffering');
   return lines.join('\n');
@@ -1362,6 +1362,9 @@ function start(name, password) {
 
   c.addEventListener('statechange', ({detail}) => {
     if (detail.state === 'reconnecting') app.retryAt = Date.now() + (detail.retryIn || 0);
+    // A rejoin refused for good (the room got locked, full, a password…):
+    // the first join's refusals are handled where join() is called.
+    if (detail.state === 'failed' && detail.error instanceof RpcError && c.me) joinFailed(detail.error, name, password);
     renderConn();
   });
   c.addEventListener('joined', ({detail}) => {
