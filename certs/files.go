@@ -8,37 +8,16 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/atomicfile"
 	"io/fs"
 	"math/big"
 	"os"
-	"path/filepath"
 )
 
 // writeFileAtomic replaces path with data so that a reader, or a crash,
 // never sees half a key.
 func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly once renamed
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, perm)
 }
 
 func certToPEM(der []byte) []byte {

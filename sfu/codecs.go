@@ -231,3 +231,25 @@ func routerCodecFor(c webrtc.RTPCodecCapability) (main webrtc.RTPCodecParameters
 	}
 	return main, rtx, true
 }
+
+// sectionCodecs lists the codecs an SDP m-section offers, from its rtpmap
+// and fmtp lines, in the offer's order.
+func sectionCodecs(md *sdp.MediaDescription, kind string) []webrtc.RTPCodecCapability {
+	fmtps := map[string]string{}
+	for _, a := range md.Attributes {
+		if a.Key == "fmtp" {
+			pt, v, _ := strings.Cut(a.Value, " ")
+			fmtps[pt] = v
+		}
+	}
+	var out []webrtc.RTPCodecCapability
+	for _, a := range md.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		pt, v, _ := strings.Cut(a.Value, " ")
+		name, _, _ := strings.Cut(v, "/")
+		out = append(out, webrtc.RTPCodecCapability{MimeType: kind + "/" + name, SDPFmtpLine: fmtps[pt]})
+	}
+	return out
+}

@@ -267,21 +267,7 @@ func parseOffer(raw string) (*sdp.SessionDescription, []mediaSection, error) {
 				ms.stream, _, _ = strings.Cut(a.Value, " ")
 			}
 		}
-		fmtps := map[string]string{}
-		for _, a := range md.Attributes {
-			if a.Key == "fmtp" {
-				pt, v, _ := strings.Cut(a.Value, " ")
-				fmtps[pt] = v
-			}
-		}
-		for _, a := range md.Attributes {
-			if a.Key != "rtpmap" {
-				continue
-			}
-			pt, v, _ := strings.Cut(a.Value, " ")
-			name, _, _ := strings.Cut(v, "/")
-			ms.codecs = append(ms.codecs, webrtc.RTPCodecCapability{MimeType: kind + "/" + name, SDPFmtpLine: fmtps[pt]})
-		}
+		ms.codecs = sectionCodecs(md, kind)
 		out = append(out, ms)
 	}
 	return &sd, out, nil

@@ -206,20 +206,8 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 // offersCodec reports whether an m-section lists a codec of kind that the
 // router forwards.
 func offersCodec(md *sdp.MediaDescription, kind Kind) bool {
-	fmtps := map[string]string{}
-	for _, a := range md.Attributes {
-		if a.Key == "fmtp" {
-			pt, v, _ := strings.Cut(a.Value, " ")
-			fmtps[pt] = v
-		}
-	}
-	for _, a := range md.Attributes {
-		if a.Key != "rtpmap" {
-			continue
-		}
-		pt, v, _ := strings.Cut(a.Value, " ")
-		name, _, _ := strings.Cut(v, "/")
-		if codecRank(webrtc.RTPCodecCapability{MimeType: string(kind) + "/" + name, SDPFmtpLine: fmtps[pt]}) >= 0 {
+	for _, c := range sectionCodecs(md, string(kind)) {
+		if codecRank(c) >= 0 {
 			return true
 		}
 	}
