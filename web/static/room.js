@@ -1816,8 +1816,43 @@ setInterval(statsTick, 1000);
 $('room-name').textContent = roomId;
 $('prejoin-room').textContent = roomId;
 
-$('copy-link').addEventListener('click', async () => {
-  const url = window.location.origin + window.location.pathname;
+// The invite dialog shows the room's LAN join links and a QR code of the
+// first, so a phone on the same Wi-Fi can join by scanning the screen.
+async function openInvite() {
+  const dlg = $('invite-dialog');
+  const links = $('invite-links');
+  const here = window.location.origin + window.location.pathname;
+  let urls = [];
+  links.replaceChildren(h('li', {class: 'muted'}, 'Looking up this server\'s addresses…'));
+  dlg.hidden = false;
+  try {
+    const res = await fetch(`/api/lan?room=${encodeURIComponent(roomId)}`, {cache: 'no-store'});
+    if (res.ok) {
+      const lan = await res.json();
+      urls = lan.urls || [];
+      if (lan.qr && urls.length) {
+        $('invite-qr').src = lan.qr;
+        $('invite-qr').hidden = false;
+      }
+      if (lan.help) $('invite-help').href = lan.help;
+    }
+  } catch {
+    // Offline or an old server: fall back to this page's own address.
+  }
+  if (urls.length === 0) {
+    $('invite-qr').hidden = true;
+    $('invite-hint').textContent = 'This server has no network address other devices can reach, so only this computer can join. Connect it to Wi-Fi or Ethernet, or share this link:';
+    urls = [here];
+  }
+  links.replaceChildren(...urls.map((u) => h('li', {}, h('a', {href: u, target: '_blank', rel: 'noopener'}, u))));
+  $('invite-copy').onclick = () => copyInvite(urls[0]);
+}
+
+function closeInvite() {
+  $('invite-dialog').hidden = true;
+}
+
+async function copyInvite(url) {
   if (navigator.share && window.matchMedia('(hover: none)').matches) {
     try {
       await navigator.share({title: `Matinee: ${roomId}`, url});
@@ -1832,6 +1867,12 @@ $('copy-link').addEventListener('click', async () => {
   } catch {
     window.prompt('Copy this invite link:', url);
   }
+}
+
+$('copy-link').addEventListener('click', openInvite);
+$('invite-close').addEventListener('click', closeInvite);
+$('invite-dialog').addEventListener('click', (ev) => {
+  if (ev.target === $('invite-dialog')) closeInvite();
 });
 
 $('leave').addEventListener('click', async (ev) => {

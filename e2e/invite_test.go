@@ -1,0 +1,49 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// The invite dialog shows the room's LAN join link and a QR code of it
+// (or says that only this computer can join when there is no LAN address).
+func TestInviteDialog(t *testing.T) {
+	base := startServer(t, nil)
+	b := newBrowser(t)
+	a := b.newTab("A")
+	a.do(t,
+		chromedp.Navigate(base+"/r/invite-me"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Ana"),
+		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+	)
+	waitJoined(t, a, 10*time.Second)
+	a.do(t, chromedp.Click(chromedp.CSS(`#copy-link`)))
+	var got struct {
+		Links []string `json:"links"`
+		QR    int      `json:"qr"`
+		Hint  string   `json:"hint"`
+	}
+	waitUntil(t, 5*time.Second, "the invite dialog lists join links", func() (bool, string) {
+		if err := a.eval(`(() => ({
+		  links: [...document.querySelectorAll('#invite-links a')].map((x) => x.href),
+		  qr: document.getElementById('invite-qr').hidden ? -1 : document.getElementById('invite-qr').naturalWidth,
+		  hint: document.getElementById('invite-hint').textContent}))()`, &got); err != nil {
+			return false, err.Error()
+		}
+		return len(got.Links) > 0 && got.QR != 0, fmt.Sprintf("%+v", got)
+	})
+	for _, l := range got.Links {
+		if !strings.HasSuffix(l, "/r/invite-me") {
+			t.Errorf("join link %q is not this room's", l)
+		}
+	}
+	if got.QR < 0 && !strings.Contains(got.Hint, "only this computer") {
+		t.Errorf("no QR code and no explanation: %+v", got)
+	}
+	t.Logf("invite dialog: %+v", got)
+}
