@@ -69,10 +69,16 @@ func TestSimulcastPreferredLayers(t *testing.T) {
 		return s.Layer == 0 && g.Layer >= 1 && s.Width > 0 && g.Width >= 2*s.Width, state
 	})
 	t.Logf("small tile: layer %d, %d px wide; big tile: layer %d, %d px wide", s.Layer, s.Width, g.Layer, g.Width)
+	// The shared screen's own width: the small tile must get the
+	// quarter-size layer of it, whatever layers the sharer's bandwidth
+	// lets it send at the moment.
 	var full int
-	a.mustEval(t, `(async () => { let w = 0; const p = [...window.__matinee.client.sendTransport.producers].find((p) => p.kind === 'video');
-	  (await p.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && (s.frameWidth || 0) > w) w = s.frameWidth; }); return w; })()`, &full)
-	if full > 0 && s.Width > full/3 {
+	a.mustEval(t, `(() => { const s = window.__matinee.client.sendTransport.pc.getSenders().find((x) => x.track && x.track.kind === 'video');
+	  return s ? s.track.getSettings().width || 0 : 0; })()`, &full)
+	if full == 0 {
+		t.Fatal("cannot read the shared screen's width")
+	}
+	if s.Width > full/3 {
 		t.Errorf("small tile gets %d px of a %d px share: not the quarter-size layer", s.Width, full)
 	}
 	if strings.Contains(small.console(), "Uncaught") {

@@ -86,6 +86,10 @@ type track struct {
 	xcFailed bool
 	lastKey  time.Duration
 	lastReq  time.Time
+	// The last timestamp emitted; touched only by whichever goroutine
+	// emits this track's frames (the track's own, or its transcoder's).
+	emitted bool
+	lastPTS time.Duration
 }
 
 // WriteRTP is the consumer's PacketWriter: it copies the packet and queues
@@ -251,6 +255,13 @@ func (t *track) emit(f *Frame) {
 	if f.PTS < t.ep.start {
 		return
 	}
+	// Muxers need strictly increasing timestamps per stream; an encoder or
+	// a source can repeat one (two frames with the same RTP timestamp, or
+	// ffmpeg rounding to milliseconds). Nudge such a frame by 1 ms.
+	if t.emitted && f.PTS <= t.lastPTS {
+		f.PTS = t.lastPTS + time.Millisecond
+	}
+	t.emitted, t.lastPTS = true, f.PTS
 	f.Track = t.id
 	f.Rung, f.Rungs, f.Main = t.rung, t.rungs, t.main
 	t.rec.frames <- f

@@ -478,8 +478,10 @@ func (t *Transport) RemoteICEUfrag() string {
 	if rd == nil {
 		return ""
 	}
-	parsed, err := rd.Unmarshal()
-	if err != nil {
+	// Parse a copy: rd.Unmarshal would cache the result inside the
+	// PeerConnection's own description while pion reads it.
+	parsed := &sdp.SessionDescription{}
+	if err := parsed.UnmarshalString(rd.SDP); err != nil {
 		return ""
 	}
 	if v, ok := parsed.Attribute("ice-ufrag"); ok {
