@@ -956,14 +956,20 @@ function stopAllLocal() {
 }
 
 // The host (or the REST API) paused some of our producers.
-function onMuted({kind, by, producerIds}) {
+function onMuted(params, tries = 0) {
+  const {kind, by, producerIds} = params;
   const ids = new Set(producerIds || []);
   const mine = [...(app.client?.localProducers || [])].filter((p) => ids.has(p.id));
+  if (!mine.length) {
+    // The host can mute a track whose publish answer has not reached us
+    // yet (the others learn of it first): look again shortly.
+    if (tries < 15 && ids.size) setTimeout(() => onMuted(params, tries + 1), 200);
+    return;
+  }
   for (const p of mine) {
     p.paused = true;
     p.track.enabled = false;
   }
-  if (!mine.length) return;
   const who = by ? displayName(by) : 'The host';
   const what = kind === 'video' ? 'camera' : kind === 'all' ? 'camera and microphone' : 'microphone';
   toast(`${who} muted your ${what}.`, {ms: 10000, action: {label: 'Unmute', run: () => Promise.all(mine.map((p) => p.resume()))}});
