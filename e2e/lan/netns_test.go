@@ -313,7 +313,7 @@ func runPhone(t *testing.T, p *phoneNet, job phoneJob) phoneResult {
 	b, _ := json.Marshal(job)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", p.ns, self, "-test.run=^TestPhoneHelper$", "-test.count=1", "-test.timeout=80s")
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", p.ns, self, "-test.count=1", "-test.timeout=80s")
 	cmd.Env = append(os.Environ(), phoneEnv+"="+string(b))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

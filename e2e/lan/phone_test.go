@@ -17,7 +17,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,14 +27,11 @@ import (
 // phoneEnv carries a phoneJob to the child process.
 const phoneEnv = "MATINEE_LAN_PHONE"
 
-// TestPhoneHelper is the phone: it runs only as the child process that
-// runPhone starts inside the phone's network namespace, and prints one
-// result line.
-func TestPhoneHelper(t *testing.T) {
+// phoneMain is the phone: TestMain runs it instead of the tests in the
+// child process that runPhone starts inside the phone's network
+// namespace. It prints one result line.
+func phoneMain() {
 	raw := os.Getenv(phoneEnv)
-	if raw == "" {
-		t.Skip("runs only as the phone process of the other tests")
-	}
 	var job phoneJob
 	res := phoneResult{}
 	err := json.Unmarshal([]byte(raw), &job)
