@@ -130,7 +130,12 @@ func ProbeFile(t testing.TB, path string) *Probe {
 func DecodeErrors(t testing.TB, path string) string {
 	t.Helper()
 	ff, _ := RequireFFmpeg(t)
-	out, err := exec.Command(ff, "-nostdin", "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput()
+	// Keep the file's own timing: by default the null output re-times
+	// video to a guessed constant frame rate, and a variable-rate source
+	// (a browser's screen capture sends frames when the screen changes)
+	// then shows two close frames as a timestamp error the file does not
+	// have.
+	out, err := exec.Command(ff, "-nostdin", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-enc_time_base:v", "-1", "-f", "null", "-").CombinedOutput()
 	if err != nil && len(out) == 0 {
 		return err.Error()
 	}
