@@ -4,7 +4,6 @@ package mpegts
 
 import (
 	"encoding/binary"
-	"github.com/matinee-dev/matinee/internal/crcmsb"
 	"io"
 )
 
@@ -190,6 +189,27 @@ func (m *Muxer) writePES(pid uint16, pes []byte, randomAccess bool, pcr int64) e
 	return nil
 }
 
+var crcTable = func() (t [256]uint32) {
+	for i := range t {
+		c := uint32(i) << 24
+		for j := 0; j < 8; j++ {
+			if c&0x80000000 != 0 {
+				c = c<<1 ^ 0x04c11db7
+			} else {
+				c <<= 1
+			}
+		}
+		t[i] = c
+	}
+	return t
+}()
+
 // crc32 is the CRC of MPEG-2 sections (polynomial 0x04C11DB7, not
 // reflected, initial value all ones).
-func crc32(b []byte) uint32 { return crcmsb.Update(0xffffffff, b) }
+func crc32(b []byte) uint32 {
+	c := uint32(0xffffffff)
+	for _, x := range b {
+		c = c<<8 ^ crcTable[byte(c>>24)^x]
+	}
+	return c
+}

@@ -2,7 +2,6 @@ package transcode
 
 import (
 	"encoding/binary"
-	"github.com/matinee-dev/matinee/internal/crcmsb"
 	"io"
 )
 
@@ -103,5 +102,26 @@ func (o *oggOpusWriter) writePage(data []byte, granule uint64, flags byte) error
 	return err
 }
 
+var oggTable = func() (t [256]uint32) {
+	for i := range t {
+		c := uint32(i) << 24
+		for j := 0; j < 8; j++ {
+			if c&0x80000000 != 0 {
+				c = c<<1 ^ 0x04c11db7
+			} else {
+				c <<= 1
+			}
+		}
+		t[i] = c
+	}
+	return t
+}()
+
 // oggCRC is the page checksum: polynomial 0x04C11DB7, initial value 0.
-func oggCRC(b []byte) uint32 { return crcmsb.Update(0, b) }
+func oggCRC(b []byte) uint32 {
+	var c uint32
+	for _, x := range b {
+		c = c<<8 ^ oggTable[byte(c>>24)^x]
+	}
+	return c
+}
