@@ -216,7 +216,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) 
 	}
 	switched := false
 	if idx != c.current {
-		if idx != c.target || !isKey {
+		if !isKey || !c.takes(idx) {
 			c.mu.Unlock()
 			return
 		}
@@ -259,6 +259,16 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) 
 	if switched && c.producer.kind == KindVideo {
 		c.notifyLayer(idx)
 	}
+}
+
+// takes reports whether a keyframe on layer idx may become the forwarded
+// layer. The target always may. So may any layer below the target but
+// above the current one: a subscriber that is starting, or waiting for the
+// target's keyframe, gets a picture from whichever layer keyframes first
+// and climbs from there, instead of showing nothing until the target's
+// own keyframe arrives. Called with c.mu held.
+func (c *Consumer) takes(idx int) bool {
+	return idx == c.target || (idx < c.target && idx > c.current)
 }
 
 // OnLayerChange registers f to be told (on a media goroutine; it must not

@@ -567,13 +567,37 @@ func TestSimulcastPerSubscriberAndDynacast(t *testing.T) {
 	for _, s := range subs {
 		s.resetSeqs()
 	}
-	time.Sleep(4 * time.Second)
+	// Held: on its own layer for at least 90% of a 4 s window. The vnet
+	// links run on the test's own (busy, race-instrumented) CPUs, whose
+	// scheduling stalls are real queueing delay to the estimator: a short
+	// dip that comes back is the controller working, not flapping.
+	settle := time.Now()
+	var on [3]int
+	samples := 0
+	for time.Since(settle) < 4*time.Second {
+		for i, s := range subs {
+			if s.layer() == want[i] {
+				on[i]++
+			}
+		}
+		samples++
+		time.Sleep(50 * time.Millisecond)
+	}
 	for i, s := range subs {
-		if l := s.layer(); l != want[i] {
-			t.Errorf("%s drifted to layer %d, want %d", s.name, l, want[i])
+		held := float64(on[i]) / float64(samples)
+		s.mu.Lock()
+		var sw []switchEvent
+		for _, e := range s.switches {
+			if e.at.After(settle) {
+				sw = append(sw, e)
+			}
+		}
+		s.mu.Unlock()
+		if held < 0.9 {
+			t.Errorf("%s held layer %d only %.0f%% of the settled window (switches %v)", s.name, want[i], 100*held, sw)
 		}
 		loss, n := s.loss()
-		t.Logf("%s: layer %d, loss %.2f%% of %d packets once settled", s.name, s.layer(), 100*loss, n)
+		t.Logf("%s: layer %d (%.0f%% of the window), loss %.2f%% of %d packets once settled", s.name, s.layer(), 100*held, 100*loss, n)
 		if loss > 0.02 {
 			t.Errorf("%s: loss %.2f%% once settled, want < 2%%", s.name, 100*loss)
 		}
