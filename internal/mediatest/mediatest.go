@@ -176,12 +176,15 @@ func Flashes(t testing.TB, path string) []float64 {
 	return times
 }
 
-// Beeps returns the times (s) at which a beep starts.
+// Beeps returns the times (s) at which a beep starts. A gap of 30 ms
+// already counts as silence: at a change of source the old source's last
+// beep and the new one's first can be only ~100 ms apart, and a longer
+// minimum would merge them into one.
 func Beeps(t testing.TB, path string) []float64 {
 	t.Helper()
 	ff, _ := RequireFFmpeg(t)
 	out, err := exec.Command(ff, "-nostdin", "-v", "info", "-i", path, "-vn",
-		"-af", "silencedetect=n=-30dB:d=0.1", "-f", "null", "-").CombinedOutput()
+		"-af", "silencedetect=n=-30dB:d=0.03", "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		t.Fatalf("find beeps in %s: %v\n%s", path, err, bytes.TrimSpace(out))
 	}
