@@ -3,6 +3,8 @@ package whip
 import (
 	"errors"
 	"strings"
+
+	"github.com/matinee-dev/matinee/sfu"
 )
 
 // sdpFrag is what a trickle-ice-sdpfrag body (RFC 8840) carries: ICE
@@ -70,4 +72,23 @@ func quoteShort(s string) string {
 		s = s[:40] + "…"
 	}
 	return `"` + s + `"`
+}
+
+// restartFrag is the answer to an ICE restart (RFC 9725 section 4.4.1):
+// the SFU's new credentials and its candidates, in the bundle's media
+// section.
+func restartFrag(r *sfu.ICERestart) string {
+	var b strings.Builder
+	b.WriteString("a=ice-options:trickle\r\n")
+	b.WriteString("m=" + r.Media + "\r\n")
+	if r.Mid != "" {
+		b.WriteString("a=mid:" + r.Mid + "\r\n")
+	}
+	b.WriteString("a=ice-ufrag:" + r.Ufrag + "\r\n")
+	b.WriteString("a=ice-pwd:" + r.Pwd + "\r\n")
+	for _, c := range r.Candidates {
+		b.WriteString("a=" + c + "\r\n")
+	}
+	b.WriteString("a=end-of-candidates\r\n")
+	return b.String()
 }

@@ -102,8 +102,12 @@ type session struct {
 	id    string
 	room  string
 	whep  bool
-	etag  string
 	start time.Time
+
+	// patchMu orders PATCHes; etag names the current ICE session and
+	// changes with each restart.
+	patchMu sync.Mutex
+	etag    string
 
 	// WHIP
 	member    *room.Member
@@ -488,18 +492,38 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != s.etag {
-		writeError(w, http.StatusPreconditionFailed, "precondition_failed", "If-Match does not name this ICE session")
-		return
-	}
 	f, err := parseSDPFrag(body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_sdpfrag", err.Error())
 		return
 	}
-	if f.ufrag != "" && f.ufrag != s.transport.RemoteICEUfrag() {
-		writeError(w, http.StatusUnprocessableEntity, "ice_restart_unsupported", "ICE restarts are not supported: start a new session")
+	// One PATCH at a time per session: a restart changes the ICE session
+	// the next trickle must name.
+	s.patchMu.Lock()
+	defer s.patchMu.Unlock()
+	im := r.Header.Get("If-Match")
+	if im != "" && im != "*" && im != s.etag {
+		writeError(w, http.StatusPreconditionFailed, "precondition_failed", "If-Match does not name this ICE session")
 		return
+	}
+	var restart *sfu.ICERestart
+	if f.ufrag != "" && f.ufrag != s.transport.RemoteICEUfrag() {
+		// New credentials: an ICE restart (RFC 9725 section 4.4), which
+		// the client must ask for with If-Match: *.
+		if im != "*" {
+			writeError(w, http.StatusPreconditionRequired, "precondition_required", "an ICE restart (new ice-ufrag) needs If-Match: *")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.GatherTimeout)
+		restart, err = s.transport.RestartClientICE(ctx, f.ufrag, f.pwd)
+		cancel()
+		if err != nil {
+			status, code := statusOf(err)
+			writeError(w, status, code, "ice restart: "+err.Error())
+			return
+		}
+		s.etag = `"` + newSessionID()[:16] + `"`
+		h.log.Info("ice restart", "room", s.room, "session", s.id, "whep", s.whep)
 	}
 	for _, c := range f.candidates {
 		cand := &sfu.ICECandidate{Candidate: c.candidate}
@@ -520,7 +544,14 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cors(w)
-	w.WriteHeader(http.StatusNoContent)
+	if restart == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", ContentTypeSDPFrag)
+	w.Header().Set("ETag", s.etag)
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, restartFrag(restart))
 }
 
 // end closes the session once: the publisher leaves its room (the others
