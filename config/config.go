@@ -69,6 +69,10 @@ type Config struct {
 	WSPongTimeout time.Duration
 	// MaxPeers is the default limit of peers per room (--max-peers).
 	MaxPeers int
+	// WHEPMaxViewers is how many WHEP viewers may watch one room at once
+	// (--whep-max-viewers); they are not members, so max-peers does not
+	// count them. 0 turns WHEP off.
+	WHEPMaxViewers int
 	// OpenRooms lets anyone create a room by opening its link
 	// (--open-rooms); when false only rooms made through the API exist.
 	OpenRooms bool
@@ -171,6 +175,7 @@ func Default() Config {
 		WSPingInterval:  10 * time.Second,
 		WSPongTimeout:   20 * time.Second,
 		MaxPeers:        50,
+		WHEPMaxViewers:  200,
 		OpenRooms:       true,
 		NACKHistory:     512,
 		APIMaxBody:      64 << 10,
@@ -229,6 +234,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPeers < 1 {
 		errs = append(errs, fmt.Errorf("max-peers %d: must be at least 1", c.MaxPeers))
+	}
+	if c.WHEPMaxViewers < 0 {
+		errs = append(errs, fmt.Errorf("whep-max-viewers %d: must be 0 (WHEP off) or more", c.WHEPMaxViewers))
 	}
 	if c.NACKHistory < 16 || c.NACKHistory > 32768 || c.NACKHistory&(c.NACKHistory-1) != 0 {
 		errs = append(errs, fmt.Errorf("nack-history %d: must be a power of two in 16-32768", c.NACKHistory))

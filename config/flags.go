@@ -45,6 +45,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", c.WSPingInterval, "WebSocket ping interval")
 	fs.DurationVar(&c.WSPongTimeout, "ws-pong-timeout", c.WSPongTimeout, "a WebSocket silent for this long is closed and its peer removed")
 	fs.IntVar(&c.MaxPeers, "max-peers", c.MaxPeers, "peers per room")
+	fs.IntVar(&c.WHEPMaxViewers, "whep-max-viewers", c.WHEPMaxViewers, "WHEP viewers per room (0 turns WHEP off)")
 	fs.BoolVar(&c.OpenRooms, "open-rooms", c.OpenRooms, "opening /r/{room} creates the room")
 	fs.IntVar(&c.NACKHistory, "nack-history", c.NACKHistory, "packets kept per sent stream to answer NACKs (power of two)")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "bearer key for the admin REST API (default: generated and stored in the data dir)")

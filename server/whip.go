@@ -29,8 +29,9 @@ func (s *Server) SetTokenValidator(v TokenValidator) {
 func (s *Server) mountWHIP() {
 	s.whip = whip.New(whip.Config{
 		Rooms:     s.rooms,
-		Authorize: s.authorizeMedia,
-		Logger:    s.log,
+		Authorize:  s.authorizeMedia,
+		MaxViewers: s.cfg.WHEPMaxViewers,
+		Logger:     s.log,
 	})
 	s.whip.Register(s.mux)
 }

@@ -695,3 +695,47 @@ func TestWHIPWHEPICERestart(t *testing.T) {
 		t.Errorf("video across both restarts: %v", err)
 	}
 }
+
+// TestWHEPViewerCap: a room takes --whep-max-viewers WHEP viewers; one
+// more gets 503 room_full until a place frees up, and other rooms are not
+// affected.
+func TestWHEPViewerCap(t *testing.T) {
+	srv, url := start(t, func(c *config.Config) { c.WHEPMaxViewers = 2 })
+	base := httpBase(url)
+	key := srv.APIKey()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	publishWHIP(t, ctx, base, "cap", key, 1)
+	publishWHIP(t, ctx, base, "other", key, 2)
+	a := watchWHEP(t, ctx, base, "cap", key)
+	watchWHEP(t, ctx, base, "cap", key)
+	third := func(room string) (int, string) {
+		pc := newPC(t)
+		defer pc.Close()
+		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := whip.Offer(ctx, nil, base+"/whep/"+room, key, offerGathered(t, pc))
+		if err != nil {
+			var se *whip.StatusError
+			if errors.As(err, &se) {
+				return se.Code, se.Body
+			}
+			t.Fatal(err)
+		}
+		_ = s.Delete(ctx)
+		return http.StatusCreated, ""
+	}
+	if code, body := third("cap"); code != http.StatusServiceUnavailable || !strings.Contains(body, "room_full") {
+		t.Errorf("third viewer: %d %s, want 503 room_full", code, body)
+	}
+	if code, body := third("other"); code != http.StatusCreated {
+		t.Errorf("a viewer of another room: %d %s, want 201", code, body)
+	}
+	if err := a.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := third("cap"); code != http.StatusCreated {
+		t.Errorf("a viewer after one left: %d %s, want 201", code, body)
+	}
+}

@@ -83,7 +83,10 @@ type Config struct {
 	// GatherTimeout bounds how long an answer waits for the SFU's ICE
 	// candidates (default 5 s).
 	GatherTimeout time.Duration
-	Logger        *slog.Logger
+	// MaxViewers bounds the WHEP viewers of one room (0: none at all);
+	// one more gets 503.
+	MaxViewers int
+	Logger     *slog.Logger
 }
 
 // Handler serves the endpoints and owns their sessions.
@@ -93,7 +96,10 @@ type Handler struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	closed   bool
+	// viewers counts each room's WHEP viewers, those still being set up
+	// included, so that concurrent offers cannot overshoot MaxViewers.
+	viewers map[string]int
+	closed  bool
 }
 
 // session is one WHIP publisher or WHEP viewer.
@@ -118,6 +124,34 @@ type session struct {
 
 	once  sync.Once
 	ended bool // guarded by h.mu
+	// counted is set while the session holds one of its room's viewer
+	// places; guarded by h.mu.
+	counted bool
+}
+
+// reserveViewer takes one of the room's WHEP viewer places for s.
+func (h *Handler) reserveViewer(s *session) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.viewers[s.room] >= h.cfg.MaxViewers {
+		return false
+	}
+	h.viewers[s.room]++
+	s.counted = true
+	return true
+}
+
+// releaseViewer gives s's viewer place back, once.
+func (h *Handler) releaseViewer(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !s.counted {
+		return
+	}
+	s.counted = false
+	if h.viewers[s.room]--; h.viewers[s.room] <= 0 {
+		delete(h.viewers, s.room)
+	}
 }
 
 // New returns a handler; mount it with Register.
@@ -129,7 +163,7 @@ func New(cfg Config) *Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handler{cfg: cfg, log: log, sessions: map[string]*session{}}
+	return &Handler{cfg: cfg, log: log, sessions: map[string]*session{}, viewers: map[string]int{}}
 }
 
 // Register mounts the endpoints on mux.
@@ -301,9 +335,18 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		}
 		answer, err = h.startPublish(ctx, s, r, &sd, offer, joinToken)
 	} else {
+		if !h.reserveViewer(s) {
+			msg := fmt.Sprintf("room %q has its %d WHEP viewers (--whep-max-viewers)", roomID, h.cfg.MaxViewers)
+			if h.cfg.MaxViewers == 0 {
+				msg = "WHEP is turned off on this server (--whep-max-viewers 0)"
+			}
+			writeError(w, http.StatusServiceUnavailable, "room_full", msg)
+			return
+		}
 		answer, err = h.startView(ctx, s, offer)
 	}
 	if err != nil {
+		h.releaseViewer(s)
 		status, code := statusOf(err)
 		writeError(w, status, code, err.Error())
 		return
@@ -563,6 +606,7 @@ func (s *session) end(reason string) {
 		s.ended = true
 		delete(h.sessions, s.id)
 		h.mu.Unlock()
+		h.releaseViewer(s)
 		if s.stage != nil {
 			s.stage.stop()
 		}
