@@ -28,7 +28,7 @@ func (s *Server) SetTokenValidator(v TokenValidator) {
 
 func (s *Server) mountWHIP() {
 	s.whip = whip.New(whip.Config{
-		Rooms:     s.rooms,
+		Rooms:      s.rooms,
 		Authorize:  s.authorizeMedia,
 		MaxViewers: s.cfg.WHEPMaxViewers,
 		Logger:     s.log,
