@@ -76,8 +76,9 @@ type Config struct {
 	// OpenRooms lets anyone create a room by opening its link
 	// (--open-rooms); when false only rooms made through the API exist.
 	OpenRooms bool
-	// NACKHistory is how many sent packets each video consumer keeps to
-	// answer NACKs (--nack-history); about 1 s of 2 Mbit/s video at 256.
+	// NACKHistory is how many packets each published video layer keeps to
+	// answer its subscribers' NACKs (--nack-history), one copy shared by
+	// all of them; about 1 s of 2 Mbit/s video at 256.
 	NACKHistory int
 
 	// APIKey authorises admin calls of the REST API (--api-key). Empty:

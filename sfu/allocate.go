@@ -112,6 +112,9 @@ func (r *Router) tick(now time.Time, dt time.Duration) {
 			for _, c := range t.Consumers() {
 				c.awaitKeyframe(now)
 			}
+			if t.opts.Direction == Recv {
+				t.sendReports(now)
+			}
 		}
 	}
 	for _, p := range ps {

@@ -52,6 +52,25 @@ type Consumer struct {
 	onLayer atomic.Pointer[func(layer int)]
 	// padBuf holds one all-padding payload for bandwidth probes.
 	padBuf [255]byte
+
+	// Retransmission (packetcache.go), under mu: what went out, by
+	// sequence number (video only), and the repair stream.
+	sent     []sentPacket
+	sentMask uint16
+	born     time.Time
+	rtxSSRC  uint32
+	rtxPT    uint8
+	rtxSeq   uint16
+	rtxBuf   [maxCachedPayload + 2]byte
+
+	retransmits atomic.Uint64
+	nackMisses  atomic.Uint64
+
+	// What the next sender report says (senderreport.go), under mu.
+	srTS      uint32
+	srAt      time.Time
+	srPackets uint32
+	srOctets  uint32
 }
 
 func newConsumer(t *Transport, p *Producer, paused bool) *Consumer {
@@ -74,6 +93,13 @@ func newConsumer(t *Transport, p *Producer, paused bool) *Consumer {
 		c.munger.Reset(clock, binary.BigEndian.Uint16(seed[:2]), binary.BigEndian.Uint32(seed[2:]))
 	}
 	c.paused.Store(paused)
+	if p.kind == KindVideo {
+		n := history(t)
+		c.sent = make([]sentPacket, n)
+		c.sentMask = uint16(n - 1)
+		c.born = time.Now()
+		c.rtxSeq = binary.BigEndian.Uint16(seed[2:4])
+	}
 	return c
 }
 
@@ -250,6 +276,8 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) 
 	h.ExtensionProfile = 0
 	h.Extensions = c.ext[:0]
 	h.PaddingSize = 0
+	c.note(seq, ts, pkt.Marker, idx, pkt.SequenceNumber)
+	c.noteSent(ts, len(pkt.Payload), now)
 	n, err := c.writer.WriteRTP(h, pkt.Payload)
 	c.mu.Unlock()
 	if err == nil {
@@ -330,6 +358,7 @@ func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParam
 		c.writer = ctx.WriteStream()
 		c.ssrc = uint32(ctx.SSRC())
 		c.pt = uint8(cp.PayloadType)
+		c.rtxSSRC, c.rtxPT = rtxFor(ctx, ctx.CodecParameters(), c.pt)
 		c.mu.Unlock()
 		if c.transport.connected.Load() {
 			c.restart()
@@ -365,8 +394,8 @@ func (ct consumerTrack) Kind() webrtc.RTPCodecType {
 }
 
 // readRTCP serves the subscriber's feedback: keyframe requests go to the
-// producer; NACKs, reports and TWCC are handled by the interceptors that
-// this read drives. It ends when the sender stops.
+// producer; NACKs are answered from the producer's packet cache; reports
+// and TWCC are handled by the interceptors that this read drives. It ends when the sender stops.
 func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
 	for {
 		pkts, _, err := s.ReadRTCP()
@@ -375,6 +404,10 @@ func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
 		}
 		for _, pkt := range pkts {
 			switch pk := pkt.(type) {
+			case *rtcp.TransportLayerNack:
+				if pk.MediaSSRC == c.ssrc {
+					c.handleNACK(pk)
+				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				c.mu.Lock()
 				t := c.target

@@ -97,6 +97,10 @@ type layer struct {
 	pausedByUs atomic.Bool
 	unwanted   time.Time
 	resumedAt  time.Time
+
+	// cache keeps the layer's recent packets for retransmission to every
+	// consumer (video; made on the first packet).
+	cache atomic.Pointer[packetCache]
 }
 
 func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapability, appData any, stream string) *Producer {
@@ -296,6 +300,10 @@ func (p *Producer) forward(idx int, pkt *rtp.Packet) {
 				l.height.Store(uint32(h))
 			}
 		}
+	}
+	if p.kind == KindVideo {
+		// Before any consumer sends it: a NACK may follow at once.
+		p.cache(idx).put(pkt)
 	}
 	for _, c := range *p.consumers.Load() {
 		c.forward(idx, pkt, isKey, now)

@@ -241,6 +241,16 @@ type shapedSubscriber struct {
 	seqs      map[uint16]bool
 	switches  []switchEvent
 	readerEnd chan struct{}
+	// srs are the sender reports received; arrivals the first packet of
+	// each frame (its RTP timestamp and when it came).
+	srs      []*rtcp.SenderReport
+	arrivals []arrival
+	ssrc     uint32
+}
+
+type arrival struct {
+	at time.Time
+	ts uint32
 }
 
 type switchEvent struct {
@@ -341,9 +351,25 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 	}
 	s.pc = pc
 	trickle(pc, &s.tr)
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		go func() {
+			for {
+				pkts, _, err := recv.ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, p := range pkts {
+					if sr, ok := p.(*rtcp.SenderReport); ok {
+						s.mu.Lock()
+						s.srs = append(s.srs, sr)
+						s.mu.Unlock()
+					}
+				}
+			}
+		}()
 		go func() {
 			defer close(s.readerEnd)
+			var lastTS uint32
 			buf := make([]byte, 1500)
 			var pkt rtp.Packet
 			for {
@@ -356,6 +382,11 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 				}
 				s.mu.Lock()
 				s.seqs[pkt.SequenceNumber] = true
+				s.ssrc = pkt.SSRC
+				if len(pkt.Payload) > 0 && (pkt.Timestamp != lastTS || len(s.arrivals) == 0) {
+					lastTS = pkt.Timestamp
+					s.arrivals = append(s.arrivals, arrival{time.Now(), pkt.Timestamp})
+				}
 				// Padding from a bandwidth probe carries no frame.
 				if pkt.Marker && len(pkt.Payload) > 0 {
 					s.frames = append(s.frames, time.Now())
@@ -629,3 +660,64 @@ func waitFor(d time.Duration, f func() bool) bool {
 }
 
 var _ = fmt.Sprint
+
+// TestSenderReports: the SFU reports each consumer's stream itself; the
+// reports map the subscriber's RTP timestamps onto wall-clock time (what
+// a browser lines audio and video up with) and count what was sent.
+func TestSenderReports(t *testing.T) {
+	rig := newSimulcastRig(t)
+	sub := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "tv", "10.20.0.14", 6_000_000)
+	defer sub.close()
+	if !waitFor(10*time.Second, func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(sub.srs) >= 3
+	}) {
+		t.Fatal("fewer than 3 sender reports in 10 s")
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	var prev *rtcp.SenderReport
+	for _, sr := range sub.srs {
+		if sr.SSRC != sub.ssrc {
+			t.Errorf("report for SSRC %d, the stream is %d", sr.SSRC, sub.ssrc)
+		}
+		if prev != nil && (sr.PacketCount <= prev.PacketCount || sr.OctetCount <= prev.OctetCount) {
+			t.Errorf("counts did not grow: %d/%d then %d/%d", prev.PacketCount, prev.OctetCount, sr.PacketCount, sr.OctetCount)
+		}
+		prev = sr
+	}
+	// Every frame should sit where the latest report before it puts it,
+	// give or take the link's delay and jitter. (The vnet link's clock is
+	// this process's, so wall-clock times compare directly.)
+	worst := time.Duration(0)
+	n := 0
+	for _, a := range sub.arrivals {
+		var sr *rtcp.SenderReport
+		for _, r := range sub.srs {
+			if !ntpToTime(r.NTPTime).After(a.at) {
+				sr = r
+			}
+		}
+		if sr == nil {
+			continue
+		}
+		predicted := ntpToTime(sr.NTPTime).Add(time.Duration(int32(a.ts-sr.RTPTime)) * time.Second / 90000)
+		d := a.at.Sub(predicted)
+		if d < 0 {
+			d = -d
+		}
+		worst = max(worst, d)
+		n++
+	}
+	t.Logf("%d reports; %d frames after the first: worst distance from the mapping %v", len(sub.srs), n, worst)
+	if n == 0 || worst > 60*time.Millisecond {
+		t.Errorf("frames %v away from the sender report's mapping (%d frames), want ≤ 60 ms", worst, n)
+	}
+}
+
+func ntpToTime(ntp uint64) time.Time {
+	secs := int64(ntp>>32) - 2208988800
+	frac := int64(ntp & 0xffffffff)
+	return time.Unix(secs, frac*int64(time.Second)>>32)
+}

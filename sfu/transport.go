@@ -88,6 +88,9 @@ type Transport struct {
 	bwe *bwe.Estimator
 	// alloc is the layer allocator's state, owned by the router's tick.
 	alloc allocState
+	// lastReports is when the consumers' sender reports last went out
+	// (router tick only).
+	lastReports time.Time
 }
 
 // NewWebRTCTransport creates a transport in this router.

@@ -56,8 +56,10 @@ type viewerSlot struct {
 	mu     sync.Mutex
 	writer PacketWriter // nil until pion binds the track
 	ssrc   uint32
-	codecs []webrtc.RTPCodecParameters // negotiated, with the client's payload types
-	cur    *Consumer
+	// rtxSSRC is the repair stream's SSRC, 0 when none was negotiated.
+	rtxSSRC uint32
+	codecs  []webrtc.RTPCodecParameters // negotiated, with the client's payload types
+	cur     *Consumer
 	// last is the renumbering state of the previous consumer, so the next
 	// one continues its stream.
 	last    rtpmunge.Munger
@@ -266,6 +268,7 @@ func (v *Viewer) SetSource(kind Kind, p *Producer) error {
 	if s.writer != nil {
 		if pt, ok := s.payloadType(p); ok {
 			c.writer, c.ssrc, c.pt = s.writer, s.ssrc, pt
+			c.rtxSSRC, c.rtxPT = s.rtx(pt)
 		}
 	}
 	s.cur = c
@@ -331,6 +334,20 @@ func (s *viewerSlot) consumerClosed(c *Consumer) {
 	s.mu.Unlock()
 }
 
+// rtx returns the repair stream for payload type pt, if the client
+// negotiated one. Called with s.mu held.
+func (s *viewerSlot) rtx(pt uint8) (ssrc uint32, rtxPT uint8) {
+	if s.rtxSSRC == 0 {
+		return 0, 0
+	}
+	for _, cp := range s.codecs {
+		if isRTXFor(cp, pt) {
+			return s.rtxSSRC, uint8(cp.PayloadType)
+		}
+	}
+	return 0, 0
+}
+
 // payloadType is the client's payload type for p's codec, if negotiated.
 // Called with s.mu held.
 func (s *viewerSlot) payloadType(p *Producer) (uint8, bool) {
@@ -358,6 +375,7 @@ func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 	s.mu.Lock()
 	s.writer = ctx.WriteStream()
 	s.ssrc = uint32(ctx.SSRC())
+	s.rtxSSRC = uint32(ctx.SSRCRetransmission())
 	s.codecs = append([]webrtc.RTPCodecParameters(nil), codecs...)
 	c := s.cur
 	chosen := *first
@@ -365,6 +383,7 @@ func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 		if pt, ok := s.payloadType(c.producer); ok {
 			c.mu.Lock()
 			c.writer, c.ssrc, c.pt = s.writer, s.ssrc, pt
+			c.rtxSSRC, c.rtxPT = s.rtx(pt)
 			c.mu.Unlock()
 			for _, cp := range codecs {
 				if uint8(cp.PayloadType) == pt {
@@ -393,8 +412,8 @@ func (s *viewerSlot) unbind() {
 
 // readRTCP serves the client's feedback for the slot, whichever consumer
 // is current: keyframe requests go to its producer, loss reports to the
-// transport's bandwidth estimator. NACKs are answered by the interceptors
-// this read drives.
+// transport's bandwidth estimator, NACKs to the consumer (which answers
+// from its producer's packet cache).
 func (s *viewerSlot) readRTCP(sender *webrtc.RTPSender) {
 	for {
 		pkts, _, err := sender.ReadRTCP()
@@ -409,6 +428,10 @@ func (s *viewerSlot) readRTCP(sender *webrtc.RTPSender) {
 		}
 		for _, pkt := range pkts {
 			switch pk := pkt.(type) {
+			case *rtcp.TransportLayerNack:
+				if pk.MediaSSRC == ssrc {
+					c.handleNACK(pk)
+				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				c.RequestKeyframe()
 			case *rtcp.ReceiverReport:

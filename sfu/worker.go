@@ -64,8 +64,8 @@ type WorkerConfig struct {
 	TCPPort int
 	// ConnectTimeout bounds ICE+DTLS; see Transport.OnFailed.
 	ConnectTimeout time.Duration
-	// NACKHistory is the number of packets each sent stream keeps for
-	// retransmission (a power of two).
+	// NACKHistory is the number of packets each published video layer
+	// keeps for retransmission to all its subscribers (a power of two).
 	NACKHistory int
 	// InitialBitrate and MaxBitrate bound each subscriber's bandwidth
 	// estimate, in bits per second.
@@ -359,17 +359,10 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 	}
 	// Media to subscribers. Order matters: the last interceptor added sees
 	// a packet first, so TWCC sequence numbers are stamped before the
-	// estimator's pacer records the send time.
-	responder, err := nack.NewResponderInterceptor(nack.ResponderSize(uint16(w.cfg.NACKHistory)))
-	if err != nil {
-		return fmt.Errorf("nack responder: %w", err)
-	}
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return err
-	}
-	ir.Add(responder)
-	ir.Add(sr)
+	// estimator's pacer records the send time. NACKs are answered by the
+	// consumers from their producers' packet caches (packetcache.go), not
+	// by a responder interceptor keeping a copy per subscriber; sender
+	// reports are the consumers' own (senderreport.go).
 	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
 		return bwe.New(w.cfg.InitialBitrate, minBitrate, w.cfg.MaxBitrate)
 	})

@@ -90,6 +90,15 @@ func (e *Estimator) AddStream(info *interceptor.StreamInfo, writer interceptor.R
 		}
 	}
 	inner := e.gcc.AddStream(info, writer)
+	if info.SSRCRetransmission != 0 {
+		// Retransmissions on the repair stream go through the same chain
+		// (their sender writes them to the media stream's writer), so the
+		// pacer must know that SSRC too; they are stamped and counted
+		// like any packet, as the congestion controller wants.
+		rtx := *info
+		rtx.SSRC = info.SSRCRetransmission
+		e.gcc.AddStream(&rtx, writer)
+	}
 	if id == 0 {
 		return inner
 	}

@@ -16,8 +16,11 @@ type Munger struct {
 	tsOffset  uint32
 
 	// syncSeq is the first incoming sequence number after the last Sync:
-	// anything older belongs to the previous source and is dropped.
+	// anything older belongs to the previous source and is dropped — until
+	// settled, when the stream has gone far enough past it that "older"
+	// (in 16-bit serial arithmetic) would soon mean "half a wrap newer".
 	syncSeq    uint16
+	settled    bool
 	highestIn  uint16
 	lastOutSeq uint16
 	lastOutTS  uint32
@@ -63,13 +66,30 @@ func (m *Munger) Sync(seq uint16, ts uint32, now time.Time) {
 	m.syncSeq = seq
 	m.highestIn = seq - 1
 	m.started = true
+	m.settled = false
 }
+
+// settleAfter is how far past its sync point a stream must be before the
+// sync point stops mattering; maxLate is how far behind the newest packet
+// a packet may then arrive (seconds of video, so only a stray from long
+// ago is refused).
+const (
+	settleAfter = 4096
+	maxLate     = 2048
+)
 
 // Map returns the outgoing numbers for an incoming packet, or ok=false for
 // a packet that precedes the last Sync (it belongs to an earlier source or
 // is a late duplicate from before a restart) or when m is not started.
 func (m *Munger) Map(seq uint16, ts uint32, now time.Time) (outSeq uint16, outTS uint32, ok bool) {
-	if !m.started || int16(seq-m.syncSeq) < 0 {
+	if !m.started {
+		return 0, 0, false
+	}
+	if !m.settled {
+		if int16(seq-m.syncSeq) < 0 {
+			return 0, 0, false
+		}
+	} else if int16(seq-m.highestIn) < -maxLate {
 		return 0, 0, false
 	}
 	outSeq = seq + m.seqOffset
@@ -79,6 +99,9 @@ func (m *Munger) Map(seq uint16, ts uint32, now time.Time) (outSeq uint16, outTS
 		m.lastOutSeq = outSeq
 		m.lastOutTS = outTS
 		m.lastOutAt = now
+		if !m.settled && seq-m.syncSeq >= settleAfter {
+			m.settled = true
+		}
 	}
 	return outSeq, outTS, true
 }

@@ -82,3 +82,40 @@ func BenchmarkMap(b *testing.B) {
 		m.Map(seq, uint32(seq)*3000, t0)
 	}
 }
+
+// TestLongStream: a stream that runs for hours without a layer switch goes
+// round the 16-bit sequence space many times; every packet must still map,
+// late ones included, and the output must stay contiguous.
+func TestLongStream(t *testing.T) {
+	m := New(90000, 100, 5000)
+	now := time.Now()
+	in := uint16(65000)
+	m.Sync(in, 1, now)
+	if _, _, ok := m.Map(in-1, 0, now); ok {
+		t.Fatal("a packet from before the sync point was mapped")
+	}
+	want := uint16(100)
+	for i := 0; i < 300_000; i++ {
+		seq := in + uint16(i)
+		if i%1000 == 999 {
+			// Reordered: i arrives after i+1.
+			a, _, okA := m.Map(seq+1, 0, now)
+			b, _, okB := m.Map(seq, 0, now)
+			if !okA || !okB || b != want || a != want+1 {
+				t.Fatalf("packet %d (reordered): out %d/%d ok %v/%v, want %d", i, b, a, okB, okA, want)
+			}
+			want += 2
+			i++
+			continue
+		}
+		out, _, ok := m.Map(seq, 0, now)
+		if !ok || out != want {
+			t.Fatalf("packet %d (seq %d): out %d ok %v, want %d", i, seq, out, ok, want)
+		}
+		want++
+	}
+	// A stray from long ago is still refused.
+	if _, _, ok := m.Map(in+uint16(300_000%65536)-5000, 0, now); ok {
+		t.Error("a packet 5000 behind the newest was mapped")
+	}
+}
