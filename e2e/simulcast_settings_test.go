@@ -255,6 +255,17 @@ func TestSimulcastSettings(t *testing.T) {
 	if !roomSimulcast {
 		t.Error("ticking one quality changed the room's setting")
 	}
+	// The host switches simulcast off for the room from its settings; the
+	// server keeps it, and the next share starts from it.
+	d.do(t, chromedp.Click(chromedp.CSS(`[data-testid=stop-share]`)))
+	d.do(t, chromedp.Click(chromedp.CSS(`[data-testid=one-quality]`)))
+	d.mustEval(t, `document.querySelector('[data-testid=room-simulcast]').click(), true`, nil)
+	waitUntil(t, 5*time.Second, "the room's simulcast goes off", func() (bool, string) {
+		r, _ := ts.Srv.Rooms().Room("cams2")
+		var box bool
+		_ = d.eval(`document.querySelector('[data-testid=one-quality]').checked`, &box)
+		return !r.Info().Simulcast && box, fmt.Sprintf("room %+v, one quality ticked %v", r.Info(), box)
+	})
 	for _, tb := range []*tab{c, d} {
 		if strings.Contains(tb.console(), "Uncaught") || strings.Contains(tb.console(), "matinee: mode") {
 			t.Errorf("%s: page errors: %s", tb.name, tb.console())

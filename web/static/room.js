@@ -1744,8 +1744,11 @@ for (const r of document.querySelectorAll('input[name="mode"]')) {
   });
 }
 
+// A choice that matches the room's setting is no choice: the next share
+// then follows the room again if the host changes it.
 $('one-quality').addEventListener('change', () => {
-  app.oneQuality = $('one-quality').checked;
+  const one = $('one-quality').checked;
+  app.oneQuality = one === (app.room?.simulcast === false) ? null : one;
   renderOneQuality();
 });
 
