@@ -10,8 +10,8 @@ import (
 )
 
 // TestModules runs the client's pure helpers (SDP munging, room links,
-// quality, the server clock, the player's arithmetic) in the browser they
-// are written for.
+// quality, the server clock, the player's arithmetic, simulcast layers) in
+// the browser they are written for.
 func TestModules(t *testing.T) {
 	hs := httptest.NewServer(web.Handler())
 	t.Cleanup(hs.Close)
@@ -90,6 +90,19 @@ func TestModules(t *testing.T) {
 	    'ICE/DTLS did not complete within 15s', 'spoilers'].map(removalKind), ['kicked', 'deleted', 'replaced', null, null, 'kicked']);
 	  const {reactionGlyph} = await import('/static/reactions.js');
 	  eq('reaction glyphs', [reactionGlyph('🎉').tagName, reactionGlyph('🦄').textContent], ['svg', '🦄']);
+
+	  // Simulcast layers for a capture size (docs/simulcast.md).
+	  const S = await import('/static/simulcast.js');
+	  const layers = (e) => e.map((x) => (x.rid || '-') + '/' + (x.scaleResolutionDownBy || 1) + '/' + x.maxBitrate);
+	  eq('camera 960x540: three', layers(S.videoEncodings({width: 960, height: 540}, S.CAMERA_LAYERS)), ['q/4/100000', 'h/2/300000', 'f/1/900000']);
+	  eq('camera 640x360: the top two, named q and f', layers(S.videoEncodings({width: 640, height: 360}, S.CAMERA_LAYERS)), ['q/2/300000', 'f/1/900000']);
+	  eq('camera 640x480: two', layers(S.videoEncodings({width: 640, height: 480}, S.CAMERA_LAYERS)), ['q/2/300000', 'f/1/900000']);
+	  eq('camera 320x180: one, no rid', S.videoEncodings({width: 320, height: 180}, S.CAMERA_LAYERS), [{maxBitrate: 900000, maxFramerate: 24}]);
+	  eq('portrait 600x1000: q at least 160 wide', layers(S.videoEncodings({width: 600, height: 1000}, S.CAMERA_LAYERS)), ['q/2/300000', 'f/1/900000']);
+	  eq('screen 1920x1080', layers(S.videoEncodings({width: 1920, height: 1080}, S.screenLayers(5000000))), ['q/4/250000', 'h/2/900000', 'f/1/5000000']);
+	  eq('simulcast off: one full-quality encoding', S.videoEncodings({width: 1920, height: 1080}, S.screenLayers(5000000), {simulcast: false}), [{maxBitrate: 5000000, maxFramerate: 30}]);
+	  eq('size unknown: the whole ladder', layers(S.videoEncodings({}, S.CAMERA_LAYERS)), ['q/4/100000', 'h/2/300000', 'f/1/900000']);
+	  eq('max layers', [S.maxLayers(1280, 720), S.maxLayers(960, 540), S.maxLayers(640, 360), S.maxLayers(480, 270), S.maxLayers(320, 180)], [3, 3, 2, 2, 1]);
 	  return fails;
 	})()`, &failures)
 	for _, f := range failures {

@@ -35,12 +35,17 @@ type Settings struct {
 	WaitForEveryone bool
 	// GuestsCanShare lets guests publish (hosts always can, viewers never).
 	GuestsCanShare bool
+	// Simulcast asks publishers to send each video in several sizes, so
+	// that a weak link gets a smaller one; off, they send one full-quality
+	// encoding (a LAN-only room, or a sharer whose CPU cannot encode three).
+	Simulcast bool
 }
 
 func (s Settings) withDefaults(maxPeers int) Settings {
 	s.MaxPeers = maxPeers
 	s.WaitForEveryone = true
 	s.GuestsCanShare = true
+	s.Simulcast = true
 	return s
 }
 
@@ -56,6 +61,7 @@ type RoomInfo struct {
 	OpenControl     bool            `json:"openControl"`
 	WaitForEveryone bool            `json:"waitForEveryone"`
 	GuestsCanShare  bool            `json:"guestsCanShare"`
+	Simulcast       bool            `json:"simulcast"`
 	Persistent      bool            `json:"persistent"`
 	Metadata        json.RawMessage `json:"metadata"`
 }
@@ -82,6 +88,7 @@ func (r *Room) infoLocked() RoomInfo {
 		OpenControl:     r.settings.OpenControl,
 		WaitForEveryone: r.settings.WaitForEveryone,
 		GuestsCanShare:  r.settings.GuestsCanShare,
+		Simulcast:       r.settings.Simulcast,
 		Persistent:      r.persistent,
 		Metadata:        md,
 	}
@@ -100,6 +107,7 @@ type RoomSpec struct {
 	OpenControl     *bool           `json:"openControl"`
 	WaitForEveryone *bool           `json:"waitForEveryone"`
 	GuestsCanShare  *bool           `json:"guestsCanShare"`
+	Simulcast       *bool           `json:"simulcast"`
 }
 
 // RoomUpdate changes some of a room's settings (PATCH /api/rooms/{id});
@@ -115,6 +123,7 @@ type RoomUpdate struct {
 	OpenControl     *bool           `json:"openControl"`
 	WaitForEveryone *bool           `json:"waitForEveryone"`
 	GuestsCanShare  *bool           `json:"guestsCanShare"`
+	Simulcast       *bool           `json:"simulcast"`
 }
 
 func checkRoomName(name string) (string, error) {
@@ -185,6 +194,7 @@ func (m *Manager) CreateRoom(spec RoomSpec) (RoomInfo, error) {
 	setBool(&s.OpenControl, spec.OpenControl)
 	setBool(&s.WaitForEveryone, spec.WaitForEveryone)
 	setBool(&s.GuestsCanShare, spec.GuestsCanShare)
+	setBool(&s.Simulcast, spec.Simulcast)
 	var pw *passwordHash
 	if spec.Password != "" {
 		pw = hashPassword(spec.Password)
@@ -329,6 +339,7 @@ func (r *Room) update(u RoomUpdate, by string) (RoomInfo, error) {
 	setBool(&s.OpenControl, u.OpenControl)
 	setBool(&s.WaitForEveryone, u.WaitForEveryone)
 	setBool(&s.GuestsCanShare, u.GuestsCanShare)
+	setBool(&s.Simulcast, u.Simulcast)
 	info := r.infoLocked()
 	persistent := r.persistent
 	r.mu.Unlock()

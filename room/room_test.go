@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -462,5 +463,82 @@ func TestStoreRoundTrip(t *testing.T) {
 	}
 	if _, _, err := m2.Join("kept", JoinOptions{Name: "x", Password: "pw"}, &notes{}); err != nil {
 		t.Fatalf("password after restart: %v", err)
+	}
+}
+
+func TestSimulcastSetting(t *testing.T) {
+	path := t.TempDir() + "/rooms.json"
+	m := newManager(t, func(c *Config) { c.StorePath = path })
+	// On by default, for rooms made by link and through the API alike:
+	// publishers simulcast unless someone says otherwise.
+	var nh, ng notes
+	h, res, err := m.Join("link", JoinOptions{Name: "H"}, &nh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.RoomInfo.Simulcast {
+		t.Fatalf("link room: %+v", res.RoomInfo)
+	}
+	a, err := m.CreateRoom(RoomSpec{Name: "A"})
+	if err != nil || !a.Simulcast {
+		t.Fatalf("API room default: %+v %v", a, err)
+	}
+	off, err := m.CreateRoom(RoomSpec{Name: "LAN", Simulcast: ptr(false)})
+	if err != nil || off.Simulcast || !off.GuestsCanShare {
+		t.Fatalf("created off: %+v %v", off, err)
+	}
+	_, res, err = m.Join("lan", JoinOptions{Name: "G"}, &ng)
+	if err != nil || res.RoomInfo.Simulcast {
+		t.Fatalf("join result of a room without simulcast: %+v %v", res.RoomInfo, err)
+	}
+
+	// A host turns it off from the room; members hear it, guests may not.
+	g, _, err := m.Join("link", JoinOptions{Name: "G"}, &ng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = g.UpdateRoom(RoomUpdate{Simulcast: ptr(false)})
+	wantCode(t, err, CodeForbidden, "host")
+	info, err := h.UpdateRoom(RoomUpdate{Simulcast: ptr(false)})
+	if err != nil || info.Simulcast {
+		t.Fatalf("host update: %+v %v", info, err)
+	}
+	if p := ng.last("roomUpdated"); p == nil || p["room"].(map[string]any)["simulcast"] != false {
+		t.Fatalf("roomUpdated = %v", p)
+	}
+	// Other updates leave it alone.
+	if info, err = h.UpdateRoom(RoomUpdate{Locked: ptr(true)}); err != nil || info.Simulcast {
+		t.Fatalf("after an unrelated update: %+v %v", info, err)
+	}
+	if info, err = m.UpdateRoom("a", RoomUpdate{Simulcast: ptr(false)}); err != nil || info.Simulcast {
+		t.Fatalf("API update: %+v %v", info, err)
+	}
+	if info, err = m.UpdateRoom("a", RoomUpdate{Simulcast: ptr(true)}); err != nil || !info.Simulcast {
+		t.Fatalf("API update back on: %+v %v", info, err)
+	}
+
+	// It survives a restart.
+	m2 := newManager(t, func(c *Config) { c.StorePath = path })
+	if err := m2.LoadRooms(); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{"a": true, "lan": false} {
+		r, ok := m2.Room(id)
+		if !ok || r.Info().Simulcast != want {
+			t.Fatalf("restored %q: %v, want simulcast %v", id, ok, want)
+		}
+	}
+
+	// A store written before the setting existed keeps simulcast on.
+	old := t.TempDir() + "/rooms.json"
+	if err := os.WriteFile(old, []byte(`{"version":1,"rooms":[{"id":"old","name":"Old","createdAt":"2026-01-01T00:00:00Z","maxPeers":5,"locked":false,"openControl":false,"waitForEveryone":true,"guestsCanShare":true}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m3 := newManager(t, func(c *Config) { c.StorePath = old })
+	if err := m3.LoadRooms(); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := m3.Room("old"); !ok || !r.Info().Simulcast {
+		t.Fatalf("old store: %v %+v", ok, r)
 	}
 }

@@ -25,6 +25,9 @@ type storedRoom struct {
 	OpenControl     bool            `json:"openControl"`
 	WaitForEveryone bool            `json:"waitForEveryone"`
 	GuestsCanShare  bool            `json:"guestsCanShare"`
+	// Simulcast is a pointer because files from before the setting lack
+	// it, and those rooms keep simulcast on, as new rooms have it.
+	Simulcast *bool `json:"simulcast,omitempty"`
 }
 
 type storeFile struct {
@@ -59,6 +62,7 @@ func (m *Manager) LoadRooms() error {
 		s := Settings{
 			Name: sr.Name, MaxPeers: sr.MaxPeers, Locked: sr.Locked, Metadata: sr.Metadata,
 			OpenControl: sr.OpenControl, WaitForEveryone: sr.WaitForEveryone, GuestsCanShare: sr.GuestsCanShare,
+			Simulcast: sr.Simulcast == nil || *sr.Simulcast,
 		}
 		if md, err := checkMetadata(sr.Metadata); err == nil {
 			s.Metadata = md // compact again: the file is indented
@@ -100,6 +104,7 @@ func (m *Manager) saveRooms() {
 				ID: r.id, Name: s.Name, CreatedAt: r.createdAt, MaxPeers: r.maxPeers, Locked: s.Locked,
 				Password: r.password, Metadata: s.Metadata, OpenControl: s.OpenControl,
 				WaitForEveryone: s.WaitForEveryone, GuestsCanShare: s.GuestsCanShare,
+				Simulcast: &s.Simulcast,
 			})
 		}
 		r.mu.Unlock()

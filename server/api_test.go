@@ -132,6 +132,7 @@ type roomJSON struct {
 	HasPassword     bool            `json:"hasPassword"`
 	OpenControl     bool            `json:"openControl"`
 	WaitForEveryone bool            `json:"waitForEveryone"`
+	Simulcast       bool            `json:"simulcast"`
 	Persistent      bool            `json:"persistent"`
 	Metadata        json.RawMessage `json:"metadata"`
 	Participants    []struct {
@@ -228,6 +229,68 @@ func TestAPIRoomLifecycle(t *testing.T) {
 		t.Fatal("socket stayed open after DELETE")
 	}
 	e.fails("GET", "/api/rooms/movie-night", e.key, nil, 404, "not_found", "movie-night")
+}
+
+// TestAPISimulcastSetting follows the room's simulcast switch from the
+// REST API to what members see: the join result, roomUpdated, and the
+// host's own updateRoom.
+func TestAPISimulcastSetting(t *testing.T) {
+	e := startAPI(t, nil)
+	var on, off roomJSON
+	e.ok("POST", "/api/rooms", map[string]any{"name": "Party"}, 201, &on)
+	if !on.Simulcast {
+		t.Fatalf("default room has simulcast off: %+v", on)
+	}
+	e.ok("POST", "/api/rooms", map[string]any{"name": "LAN", "simulcast": false}, 201, &off)
+	if off.Simulcast || off.ID != "lan" {
+		t.Fatalf("created with simulcast false: %+v", off)
+	}
+	var got roomJSON
+	e.ok("GET", "/api/rooms/lan", nil, 200, &got)
+	if got.Simulcast {
+		t.Fatalf("GET shows simulcast on: %+v", got)
+	}
+	var list struct {
+		Rooms []roomJSON `json:"rooms"`
+	}
+	e.ok("GET", "/api/rooms", nil, 200, &list)
+	for _, r := range list.Rooms {
+		if r.Simulcast != (r.ID == "party") {
+			t.Fatalf("list: %s has simulcast %v", r.ID, r.Simulcast)
+		}
+	}
+	e.fails("POST", "/api/rooms", e.key, `{"name":"x","simulcast":"no"}`, 422, "invalid_field", `"simulcast"`)
+	e.fails("PATCH", "/api/rooms/lan", e.key, `{"simulcast":1}`, 422, "invalid_field", `"simulcast"`)
+
+	// The browser learns the setting from the join result.
+	h := joinParty(t, e.ws, map[string]any{"room": "lan", "name": "Host"})
+	g := joinParty(t, e.ws, map[string]any{"room": "lan", "name": "Guest"})
+	if h.res.RoomInfo.Simulcast || g.res.RoomInfo.Simulcast {
+		t.Fatalf("join result: %+v", h.res.RoomInfo)
+	}
+	var patched roomJSON
+	e.ok("PATCH", "/api/rooms/lan", map[string]any{"simulcast": true}, 200, &patched)
+	if !patched.Simulcast || patched.Name != "LAN" || len(patched.Participants) != 2 {
+		t.Fatalf("patched %+v", patched)
+	}
+	g.rec.next(t, "roomUpdated", func(p json.RawMessage) bool { return strings.Contains(string(p), `"simulcast":true`) })
+
+	// Hosts switch it from the room too; guests may not.
+	g.callErr(t, "updateRoom", map[string]any{"simulcast": false}, 1005, "only the host")
+	var upd struct {
+		Room room.RoomInfo `json:"room"`
+	}
+	h.call(t, "updateRoom", map[string]any{"simulcast": false}, &upd)
+	if upd.Room.Simulcast {
+		t.Fatalf("updateRoom answer %+v", upd.Room)
+	}
+	g.rec.next(t, "roomUpdated", func(p json.RawMessage) bool {
+		return strings.Contains(string(p), `"simulcast":false`) && strings.Contains(string(p), h.res.PeerID)
+	})
+	e.ok("GET", "/api/rooms/lan", nil, 200, &got)
+	if got.Simulcast {
+		t.Fatalf("after the host's update: %+v", got)
+	}
 }
 
 func TestAPIErrors(t *testing.T) {

@@ -10,6 +10,7 @@ import {icon, fillIcons} from './icons.js';
 import {ServerClock} from './clock.js';
 import {SyncedPlayer, canPlay, formatTime} from './player.js';
 import {REACTIONS, reactionGlyph, reactionLabel} from './reactions.js';
+import {videoEncodings, screenLayers, CAMERA_LAYERS} from './simulcast.js';
 
 fillIcons();
 
@@ -34,7 +35,8 @@ const app = {
   pinned: null, // key of the tile the user put on stage
   autoplayBlocked: false,
   showStats: false,
-  share: null, // {mode, stream, producers: []}
+  share: null, // {mode, stream, producers: [], simulcast, width, height}
+  oneQuality: null, // the sharer's own "send one quality only" choice; null follows the room
   camera: null, // {stream, producer}
   mic: null, // {stream, producer}
   chatAvailable: true,
@@ -896,6 +898,7 @@ const ROOM_SWITCHES = [
   ['room-open-control', 'openControl'],
   ['room-wait', 'waitForEveryone'],
   ['room-guests-share', 'guestsCanShare'],
+  ['room-simulcast', 'simulcast'],
 ];
 
 function renderRoom() {
@@ -912,6 +915,7 @@ function renderRoom() {
     if (r.locked) notes.push('The room is locked: nobody new can join.');
     notes.push(r.openControl ? 'Everyone can control the video.' : 'The host controls the video.');
     if (r.waitForEveryone) notes.push('The video waits for anyone who is buffering.');
+    if (r.simulcast === false) notes.push('Shares are sent in one quality.');
   }
   $('room-notes').textContent = notes.join(' ');
   $('room-notes').hidden = notes.length === 0;
@@ -927,6 +931,7 @@ function renderRoom() {
     else b.title = id === 'share' ? '' : id === 'cam' ? 'Camera' : 'Microphone';
   }
   if (!share) stopAllLocal();
+  renderOneQuality();
   app.movie?.render();
 }
 
@@ -1571,18 +1576,31 @@ function currentMode() {
   return document.querySelector('input[name="mode"]:checked')?.value === 'slides' ? 'slides' : 'movie';
 }
 
-// The screen is sent in three simulcast layers (a quarter, half and full
-// size) so that the SFU can give a phone on a weak link a smaller picture
-// without making everyone else's worse.
-function screenVideoSettings(mode) {
+// Whether the next share goes out in simulcast layers: the room's
+// setting, unless the sharer chose otherwise on this page.
+function shareSimulcast() {
+  return app.oneQuality === null ? app.room?.simulcast !== false : !app.oneQuality;
+}
+
+function renderOneQuality() {
+  const el = $('one-quality');
+  el.checked = app.share ? !app.share.simulcast : !shareSimulcast();
+  // A sender cannot change its number of encodings, so the choice is
+  // made before sharing.
+  el.disabled = !!app.share;
+}
+
+// The screen is sent in simulcast layers (a quarter, half and full size)
+// so that the SFU can give a phone on a weak link a smaller picture
+// without making everyone else's worse; or, when the room or the sharer
+// turned that off, in one encoding at full quality. A mode change keeps
+// the layers the share started with (its simulcast choice and captured
+// size), as the number of encodings is fixed once sending.
+function screenVideoSettings(mode, {simulcast, width, height}) {
   const m = MODES[mode];
   return {
     degradationPreference: m.degradation,
-    encodings: [
-      {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 250_000, maxFramerate: 15},
-      {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 900_000, maxFramerate: 30},
-      {rid: 'f', scaleResolutionDownBy: 1, maxBitrate: m.maxBitrate, maxFramerate: 30},
-    ],
+    encodings: videoEncodings({width, height}, screenLayers(m.maxBitrate), {simulcast}),
   };
 }
 
@@ -1623,11 +1641,13 @@ async function startShare() {
     // Some browsers ignore these in getDisplayMedia; ask again.
     await audio.applyConstraints({echoCancellation: false, noiseSuppression: false, autoGainControl: false}).catch(() => {});
   }
-  const specs = [{track: video, streams: [stream], appData: {source: 'screen', mode}, ...screenVideoSettings(mode)}];
+  const {width = 0, height = 0} = video.getSettings();
+  const layering = {simulcast: shareSimulcast(), width, height};
+  const specs = [{track: video, streams: [stream], appData: {source: 'screen', mode}, ...screenVideoSettings(mode, layering)}];
   if (audio) {
     specs.push({track: audio, streams: [stream], appData: {source: 'screen'}, opus: {stereo: true, maxAverageBitrate: SCREEN_AUDIO_BITRATE}, encodings: [{maxBitrate: SCREEN_AUDIO_BITRATE}]});
   }
-  app.share = {mode, stream, producers: []};
+  app.share = {mode, stream, producers: [], ...layering};
   try {
     app.share.producers = await app.client.produce(specs);
   } catch (err) {
@@ -1689,6 +1709,7 @@ function renderShare() {
   $('share').hidden = sharing;
   $('stop-share').hidden = !sharing;
   document.body.classList.toggle('sharing', sharing);
+  renderOneQuality();
 }
 
 $('share').addEventListener('click', startShare);
@@ -1716,12 +1737,20 @@ for (const r of document.querySelectorAll('input[name="mode"]')) {
     if (vp) {
       vp.track.contentHint = MODES[mode].hint;
       vp.appData.mode = mode;
-      await vp.setParameters(screenVideoSettings(mode)).catch((err) => console.warn('matinee: mode', err));
+      await vp.setParameters(screenVideoSettings(mode, app.share)).catch((err) => console.warn('matinee: mode', err));
     }
     app.tiles.get('me:screen')?.render();
     toast(`Sharing as ${MODES[mode].label}.`, {ms: 2500});
   });
 }
+
+// A choice that matches the room's setting is no choice: the next share
+// then follows the room again if the host changes it.
+$('one-quality').addEventListener('change', () => {
+  const one = $('one-quality').checked;
+  app.oneQuality = one === (app.room?.simulcast === false) ? null : one;
+  renderOneQuality();
+});
 
 // ---------------------------------------------------------------- camera and microphone
 
@@ -1757,7 +1786,7 @@ async function toggleDevice(kind) {
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia(kind === 'video'
-      ? {video: {width: {ideal: 640}, height: {ideal: 360}, frameRate: {ideal: 24, max: 30}}}
+      ? {video: {width: {ideal: 960}, height: {ideal: 540}, frameRate: {ideal: 24, max: 30}}}
       : {audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true}});
   } catch (err) {
     btn.disabled = false;
@@ -1770,7 +1799,7 @@ async function toggleDevice(kind) {
   }
   const track = stream.getTracks()[0];
   const spec = kind === 'video'
-    ? {track, streams: [stream], appData: {source: 'camera'}, encodings: [{maxBitrate: 600_000, maxFramerate: 24}]}
+    ? {track, streams: [stream], appData: {source: 'camera'}, encodings: videoEncodings(track.getSettings(), CAMERA_LAYERS, {simulcast: app.room?.simulcast !== false})}
     : {track, streams: [stream], appData: {source: 'mic'}, opus: {maxAverageBitrate: 40_000}};
   try {
     const producer = await c.produce(spec);
