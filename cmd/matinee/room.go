@@ -25,6 +25,7 @@ Calls a running server's REST API (docs/api.md) and prints its JSON answer.
 
   matinee room create --name NAME [--id ID] [--max-peers N] [--password P] [--locked] [--metadata JSON]
                       [--open-control] [--wait-for-everyone=false] [--guests-can-share=false]
+                      [--simulcast=false]
   matinee room list
   matinee room get ID
   matinee room delete ID
@@ -70,10 +71,10 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		body[name] = v
 	}
 	var (
-		name, id, password, metadata, identity, role string
-		maxPeers                                     int
-		locked, openControl, waitAll, guestsShare    bool
-		ttl                                          time.Duration
+		name, id, password, metadata, identity, role         string
+		maxPeers                                             int
+		locked, openControl, waitAll, guestsShare, simulcast bool
+		ttl                                                  time.Duration
 	)
 	switch cmd {
 	case "create":
@@ -86,6 +87,7 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		fs.BoolVar(&openControl, "open-control", false, "guests may control playback too")
 		fs.BoolVar(&waitAll, "wait-for-everyone", true, "pause the room while anyone buffers")
 		fs.BoolVar(&guestsShare, "guests-can-share", true, "guests may share their screen")
+		fs.BoolVar(&simulcast, "simulcast", true, "publishers send each video in several sizes (false: one full-quality encoding)")
 	case "token":
 		fs.StringVar(&identity, "identity", "", "participant identity (default: a fresh one)")
 		fs.StringVar(&name, "name", "", "display name")
@@ -159,6 +161,9 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		}
 		if given["guests-can-share"] {
 			set("guestsCanShare", guestsShare)
+		}
+		if given["simulcast"] {
+			set("simulcast", simulcast)
 		}
 	case "list":
 		method, path = "GET", "/api/rooms"

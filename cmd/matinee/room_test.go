@@ -43,8 +43,8 @@ func TestRoomCommands(t *testing.T) {
 		}
 		return m, nil
 	}
-	created, err := room("create", "--name", "Movie Night", "--max-peers", "4", "--metadata", `{"x":1}`, "--open-control")
-	if err != nil || created["id"] != "movie-night" || created["maxPeers"] != 4.0 || created["openControl"] != true || !strings.HasSuffix(created["url"].(string), "/r/movie-night") {
+	created, err := room("create", "--name", "Movie Night", "--max-peers", "4", "--metadata", `{"x":1}`, "--open-control", "--simulcast=false")
+	if err != nil || created["id"] != "movie-night" || created["maxPeers"] != 4.0 || created["openControl"] != true || created["simulcast"] != false || !strings.HasSuffix(created["url"].(string), "/r/movie-night") {
 		t.Fatalf("create: %v %v", created, err)
 	}
 	list, err := room("list")
