@@ -427,7 +427,11 @@ export class SendTransport extends Transport {
       await this._flushRemoteCandidates();
       // The answer lists the producers this offer created.
       const byMid = new Map((res.producers || []).map((p) => [String(p.mid), p]));
+      const offered = new Set(tracks.map((t) => String(t.mid)));
       for (const p of this.producers) {
+        // A producer attached while this offer was in flight is not in it;
+        // the next negotiation (already queued) publishes it.
+        if (!offered.has(String(p.mid))) continue;
         const info = byMid.get(String(p.mid));
         if (info) {
           p._setId(info.id);
