@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu/keyframe"
+	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -97,6 +98,8 @@ type layer struct {
 	pausedByUs atomic.Bool
 	unwanted   time.Time
 	resumedAt  time.Time
+	// temporal counts VP8 temporal layers within this one (temporal.go).
+	temporal temporalStats
 }
 
 func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapability, appData any, stream string) *Producer {
@@ -297,8 +300,10 @@ func (p *Producer) forward(idx int, pkt *rtp.Packet) {
 			}
 		}
 	}
+	var d vp8desc.Descriptor
+	desc := l.temporal.parse(p.kfCodec, pkt, now, &d)
 	for _, c := range *p.consumers.Load() {
-		c.forward(idx, pkt, isKey, now)
+		c.forward(idx, pkt, isKey, desc, now)
 	}
 }
 

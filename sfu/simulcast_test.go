@@ -380,7 +380,7 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.c.OnLayerChange(func(l int) {
+	s.c.OnLayerChange(func(l, _ int) {
 		s.mu.Lock()
 		s.switches = append(s.switches, switchEvent{time.Now(), l})
 		s.mu.Unlock()
