@@ -157,10 +157,10 @@ func (p *Producer) updateRates(now time.Time, dt time.Duration) {
 		if b == prevBytes || l.pausedByUs.Load() || now.Sub(l.resumedAt) < time.Second {
 			// Pausing or just resumed: this tick's count says nothing
 			// about what the layer costs when it flows.
-			l.temporal.update(dt, false)
+			l.temporal.update(now, dt, false)
 			continue
 		}
-		l.temporal.update(dt, true)
+		l.temporal.update(now, dt, true)
 		old := float64(l.rate.Load())
 		if old == 0 {
 			old = inst
@@ -283,7 +283,7 @@ const maxCandidates = maxLayers * (maxTemporal + 1)
 
 // candidates lists the choices within the subscriber's cap, best first,
 // with what each costs; see the comment at the top of this file.
-func (c *Consumer) candidates(maxL int, now time.Time, out *[maxCandidates]choice, rates *[maxCandidates]int) int {
+func (c *Consumer) candidates(maxL int, out *[maxCandidates]choice, rates *[maxCandidates]int) int {
 	p := c.producer
 	lowest := p.lowestAvailable(maxL)
 	n := 0
@@ -292,7 +292,7 @@ func (c *Consumer) candidates(maxL int, now time.Time, out *[maxCandidates]choic
 			continue
 		}
 		ts := &p.layers[s].temporal
-		top := ts.top(now)
+		top := ts.top()
 		floor := max(top-1, 0)
 		if s == lowest {
 			floor = 0
@@ -319,7 +319,7 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 	var cands [maxCandidates]choice
 	var rates [maxCandidates]int
 	maxL := int(c.maxLayer.Load())
-	n := c.candidates(maxL, now, &cands, &rates)
+	n := c.candidates(maxL, &cands, &rates)
 	c.mu.Lock()
 	cur := choice{c.target, c.tlTarget}
 	c.mu.Unlock()

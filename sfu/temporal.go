@@ -30,6 +30,10 @@ type temporalStats struct {
 	lastSeen [maxTemporal + 1]atomic.Int64 // unix nanoseconds
 	rate     [maxTemporal + 1]atomic.Int64 // bits per second, smoothed
 	fps      [maxTemporal + 1]atomic.Int64 // frames per second ×100
+	// highest is the highest temporal layer seen while the layer last
+	// flowed: a layer paused by dynacast keeps its structure, so the
+	// allocator can still choose part of it.
+	highest atomic.Int32
 
 	lastBytes  [maxTemporal + 1]uint64
 	lastFrames [maxTemporal + 1]uint64
@@ -53,20 +57,25 @@ func (ts *temporalStats) parse(codec keyframe.Codec, pkt *rtp.Packet, now time.T
 	return d
 }
 
-// top returns the highest temporal layer seen lately: 0 for a stream
-// without temporal layers.
-func (ts *temporalStats) top(now time.Time) int {
-	for t := maxTemporal; t > 0; t-- {
-		if now.UnixNano()-ts.lastSeen[t].Load() < int64(layerTimeout) {
-			return t
-		}
-	}
-	return 0
-}
+// top returns the highest temporal layer of the spatial layer: 0 for a
+// stream without temporal layers.
+func (ts *temporalStats) top() int { return int(ts.highest.Load()) }
 
 // update turns the counters into smoothed rates, as updateRates does for
-// the whole layer.
-func (ts *temporalStats) update(dt time.Duration, measure bool) {
+// the whole layer, and notes which temporal layers are present. measure
+// is false while the layer is not flowing normally (paused, or just
+// resumed): the counts then say nothing about it.
+func (ts *temporalStats) update(now time.Time, dt time.Duration, measure bool) {
+	if measure {
+		top := 0
+		for t := maxTemporal; t > 0; t-- {
+			if now.UnixNano()-ts.lastSeen[t].Load() < int64(layerTimeout) {
+				top = t
+				break
+			}
+		}
+		ts.highest.Store(int32(top))
+	}
 	for t := range ts.bytes {
 		b, f := ts.bytes[t].Load(), ts.frames[t].Load()
 		inst := float64(b-ts.lastBytes[t]) * 8 / dt.Seconds()
@@ -125,7 +134,7 @@ func (p *Producer) TemporalLayers(spatial int) []TemporalStats {
 	}
 	l := &p.layers[spatial]
 	ts := &l.temporal
-	top := ts.top(time.Now())
+	top := ts.top()
 	out := make([]TemporalStats, 0, top+1)
 	fps := 0.0
 	for t := 0; t <= top; t++ {
@@ -275,7 +284,7 @@ func (c *Consumer) reportedTemporal(spatial, t int) int {
 	if spatial < 0 || spatial >= maxLayers {
 		return -1
 	}
-	return min(t, c.producer.layers[spatial].temporal.top(time.Now()))
+	return min(t, c.producer.layers[spatial].temporal.top())
 }
 
 // TemporalLayer returns the highest VP8 temporal layer being forwarded of

@@ -112,6 +112,8 @@ func temporalRig(t *testing.T, layers int) (*Producer, *Consumer, *recordingWrit
 	for i := 0; i < layers; i++ {
 		p.layers[i].active.Store(true)
 		p.layers[i].ssrc.Store(uint32(100 + i))
+		// As the router's tick finds for an L1T3 publisher.
+		p.layers[i].temporal.highest.Store(maxTemporal)
 	}
 	c := newConsumer(tr, p, false)
 	w := &recordingWriter{}
@@ -281,6 +283,7 @@ func TestTemporalNoTIDForwardsEverything(t *testing.T) {
 	// A VP8 stream without temporal layers is forwarded untouched, even
 	// when the allocator wants a lower temporal layer.
 	p, c, w := temporalRig(t, 1)
+	p.layers[0].temporal.highest.Store(0)
 	c.tlTarget = 0
 	payload := []byte{0x10, 0x00, 0, 0, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00}
 	for i := 0; i < 10; i++ {
@@ -307,6 +310,10 @@ func setRates(p *Producer, now time.Time, temporal bool, totals ...int) {
 				l.temporal.rate[t].Store(int64(float64(r) * share))
 				l.temporal.lastSeen[t].Store(now.UnixNano())
 			}
+			l.temporal.update(now, time.Second, true)
+			for t, share := range []float64{0.40, 0.25, 0.35} {
+				l.temporal.rate[t].Store(int64(float64(r) * share))
+			}
 		}
 	}
 }
@@ -317,7 +324,7 @@ func TestAllocatePrefersFrameRateBeforeResolution(t *testing.T) {
 	setRates(p, now, true, 150_000, 500_000, 2_000_000)
 	var cands [maxCandidates]choice
 	var rates [maxCandidates]int
-	n := c.candidates(maxLayers-1, now, &cands, &rates)
+	n := c.candidates(maxLayers-1, &cands, &rates)
 	want := []choice{{2, 2}, {2, 1}, {1, 2}, {1, 1}, {0, 2}, {0, 1}, {0, 0}}
 	if n != len(want) {
 		t.Fatalf("%d candidates %v, want %v", n, cands[:n], want)
@@ -350,16 +357,25 @@ func TestAllocatePrefersFrameRateBeforeResolution(t *testing.T) {
 	if c.target != 1 {
 		t.Fatalf("went up at once to %d/%d", c.target, c.tlTarget)
 	}
-	later := now.Add(upHold)
-	setRates(p, later, true, 150_000, 500_000, 2_000_000)
-	c.allocate(1_500_000, later)
+	c.allocate(1_500_000, now.Add(upHold))
 	if c.target != 2 || c.tlTarget != 1 {
 		t.Fatalf("after the hold: target %d/%d, want f at T1", c.target, c.tlTarget)
 	}
 
+	// A layer paused by dynacast keeps its temporal layers: the
+	// allocator can still choose f at T1 for a subscriber on h.
+	for i := range p.layers {
+		p.layers[i].temporal.update(now.Add(time.Minute), time.Second, false)
+	}
+	if n := c.candidates(maxLayers-1, &cands, &rates); n != len(want) {
+		t.Fatalf("paused: %d candidates %v", n, cands[:n])
+	}
+
 	// Without temporal layers the choices are the three layers, as before.
-	setRates(p, now.Add(-2*layerTimeout), true, 150_000, 500_000, 2_000_000)
-	n = c.candidates(maxLayers-1, now, &cands, &rates)
+	for i := range p.layers {
+		p.layers[i].temporal.update(now.Add(time.Minute), time.Second, true)
+	}
+	n = c.candidates(maxLayers-1, &cands, &rates)
 	if n != 3 || cands[0] != (choice{2, maxTemporal}) || cands[2] != (choice{0, maxTemporal}) || rates[0] != 2_000_000 {
 		t.Fatalf("without temporal layers: %v %v", cands[:n], rates[:n])
 	}
