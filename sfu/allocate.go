@@ -434,7 +434,7 @@ func (c *Consumer) setTarget(ch choice) {
 	}
 	c.mu.Unlock()
 	if ch.s < 0 {
-		c.notifyLayer(-1, -1)
+		c.notifyLayer(-1, -1, true)
 		return
 	}
 	if spatial {

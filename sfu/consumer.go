@@ -255,7 +255,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 			tl := c.tl.current
 			c.mu.Unlock()
 			if tlChanged {
-				c.notifyLayer(idx, c.reportedTemporal(idx, tl))
+				c.notifyLayer(idx, c.reportedTemporal(idx, tl), false)
 			}
 			return
 		}
@@ -288,7 +288,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 		c.bytes.Add(uint64(n))
 	}
 	if (switched || tlChanged) && c.producer.kind == KindVideo {
-		c.notifyLayer(idx, c.reportedTemporal(idx, tl))
+		c.notifyLayer(idx, c.reportedTemporal(idx, tl), switched)
 	}
 }
 
@@ -309,8 +309,12 @@ func (c *Consumer) takes(idx int) bool {
 // temporal layers). Both are -1 when bandwidth suspends its video.
 func (c *Consumer) OnLayerChange(f func(spatial, temporal int)) { c.onLayer.Store(&f) }
 
-func (c *Consumer) notifyLayer(spatial, temporal int) {
-	countLayerSwitch(c) // stats.go
+// notifyLayer tells OnLayerChange's function; spatialSwitch counts the
+// change in the worker's layer switches, which are simulcast ones only.
+func (c *Consumer) notifyLayer(spatial, temporal int, spatialSwitch bool) {
+	if spatialSwitch {
+		countLayerSwitch(c) // stats.go
+	}
 	if f := c.onLayer.Load(); f != nil {
 		(*f)(spatial, temporal)
 	}
