@@ -514,8 +514,8 @@ func (mb *Member) Subscribe(producerID string) (ConsumerInfo, error) {
 			mb.n.Notify("consumerClosed", map[string]any{"consumerId": c.ID(), "producerId": producerID})
 		}
 	})
-	c.OnLayerChange(func(layer int) {
-		mb.n.Notify("layerChanged", map[string]any{"consumerId": c.ID(), "spatialLayer": layer})
+	c.OnLayerChange(func(spatial, temporal int) {
+		mb.n.Notify("layerChanged", map[string]any{"consumerId": c.ID(), "spatialLayer": spatial, "temporalLayer": temporal})
 	})
 	return consumerInfo(c), nil
 }

@@ -12,6 +12,15 @@ import (
 // maximum. Going down is immediate; going up needs the headroom to last
 // upHold, so a noisy estimate cannot make layers flap. When even the
 // lowest layer does not fit, the video is suspended (audio keeps flowing).
+//
+// With VP8 temporal layers, a choice is a (spatial, temporal) pair. The
+// candidates run from the best down: each spatial layer with all its
+// frames, then with its top temporal layer dropped (half the frame rate),
+// then the next spatial layer down; the lowest spatial layer also offers
+// its base layer alone. So a budget a little short of a layer keeps its
+// resolution at half the frame rate, and a budget far short goes down in
+// resolution before the picture becomes a slideshow. The hold and
+// headroom rules apply to the pair.
 // When a better layer is wanted but the estimate is short, the transport
 // probes with padding to find out whether the link can carry more.
 const (
@@ -56,7 +65,7 @@ type allocState struct {
 
 // consumerAlloc is a consumer's allocator memory between ticks.
 type consumerAlloc struct {
-	upLayer     int
+	upLayer     choice
 	upSince     time.Time
 	downSince   time.Time
 	starveSince time.Time
@@ -151,8 +160,10 @@ func (p *Producer) updateRates(now time.Time, dt time.Duration) {
 		if b == prevBytes || l.pausedByUs.Load() || now.Sub(l.resumedAt) < time.Second {
 			// Pausing or just resumed: this tick's count says nothing
 			// about what the layer costs when it flows.
+			l.temporal.update(now, dt, false)
 			continue
 		}
+		l.temporal.update(now, dt, true)
 		old := float64(l.rate.Load())
 		if old == 0 {
 			old = inst
@@ -258,34 +269,79 @@ func (t *Transport) allocate(now time.Time) {
 	}
 }
 
-// allocate picks this video consumer's layer within budget. It returns the
-// bitrate the choice uses and, when a better layer exists but does not
-// fit, how much more it would need.
-func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
+// choice is what the allocator gives a video consumer: a spatial layer
+// (-1: none) and the highest temporal layer of it (maxTemporal: all).
+type choice struct{ s, t int }
+
+// rank orders choices: spatial first, then temporal.
+func (ch choice) rank() int {
+	if ch.s < 0 {
+		return -1
+	}
+	return ch.s*(maxTemporal+1) + ch.t
+}
+
+// maxCandidates bounds the choices one producer offers.
+const maxCandidates = maxLayers * (maxTemporal + 1)
+
+// candidates lists the choices within the subscriber's cap, best first,
+// with what each costs; see the comment at the top of this file.
+func (c *Consumer) candidates(maxL int, out *[maxCandidates]choice, rates *[maxCandidates]int) int {
 	p := c.producer
-	maxL := int(c.maxLayer.Load())
-	c.mu.Lock()
-	cur := c.target
-	c.mu.Unlock()
-	best := -1
-	top := -1
-	for i := min(maxL, maxLayers-1); i >= 0; i-- {
-		if !p.available(i) {
+	lowest := p.lowestAvailable(maxL)
+	n := 0
+	for s := min(maxL, maxLayers-1); s >= 0; s-- {
+		if !p.available(s) {
 			continue
 		}
-		if top < 0 {
-			top = i
+		ts := &p.layers[s].temporal
+		top := ts.top()
+		floor := max(top-1, 0)
+		if s == lowest {
+			floor = 0
 		}
-		need := p.layerRate(i)
-		if i > cur {
+		for t := top; t >= floor; t-- {
+			ch := choice{s, t}
+			if t == top {
+				// All of the layer: frames of a temporal layer that
+				// appears later are not dropped.
+				ch.t = maxTemporal
+			}
+			out[n] = ch
+			rates[n] = max(int(float64(p.layerRate(s))*ts.share(t, top)), 30_000)
+			n++
+		}
+	}
+	return n
+}
+
+// allocate picks this video consumer's layers within budget. It returns
+// the bitrate the choice uses and, when a better choice exists but does
+// not fit, how much more it would need.
+func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
+	var cands [maxCandidates]choice
+	var rates [maxCandidates]int
+	maxL := int(c.maxLayer.Load())
+	n := c.candidates(maxL, &cands, &rates)
+	c.mu.Lock()
+	cur := choice{c.target, c.tlTarget}
+	c.mu.Unlock()
+	curRate := -1
+	best := -1
+	for i := 0; i < n; i++ {
+		need := rates[i]
+		if cands[i] == cur {
+			curRate = need
+		}
+		if cands[i].rank() > cur.rank() {
 			need = int(float64(need) * upHeadroom)
 		}
 		if need <= budget {
 			best = i
 			break
 		}
-		if i == cur && float64(budget) >= downTolerate*float64(need) {
-			// Slightly short on the current layer: hold it for a while.
+		if cands[i] == cur && float64(budget) >= downTolerate*float64(need) {
+			// Slightly short on the current choice: hold it for a while.
 			if c.alloc.downSince.IsZero() {
 				c.alloc.downSince = now
 			}
@@ -295,89 +351,98 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 			}
 		}
 	}
-	if best != cur || p.layerRate(max(cur, 0)) <= budget {
+	if best < 0 || cands[best] != cur || (curRate >= 0 && curRate <= budget) {
 		c.alloc.downSince = time.Time{}
 	}
-	if top < 0 {
+	if n == 0 {
 		return 0, 0 // nothing to forward yet
 	}
-	if best >= 0 || cur < 0 {
+	if best >= 0 || cur.s < 0 {
 		c.alloc.starveSince = time.Time{}
 	}
+	lowest := n - 1
 	switch {
-	case best < 0 && cur >= 0:
-		// Even the lowest layer does not fit. Suspend the video only if
-		// that lasts: a frozen picture is worse than a late one, and a
-		// busy machine or a keyframe makes estimates dip briefly.
+	case best < 0 && cur.s >= 0:
+		// Even the cheapest choice does not fit. Suspend the video only
+		// if that lasts: a frozen picture is worse than a late one, and
+		// a busy machine or a keyframe makes estimates dip briefly.
 		if c.alloc.starveSince.IsZero() {
 			c.alloc.starveSince = now
 		}
-		low := p.lowestAvailable(maxL)
-		if now.Sub(c.alloc.starveSince) < suspendHold && low >= 0 {
-			if low < cur {
-				c.setTarget(low)
+		if now.Sub(c.alloc.starveSince) < suspendHold {
+			if cands[lowest].rank() < cur.rank() {
+				c.setTarget(cands[lowest])
 			}
-			return p.layerRate(low), 0
+			return rates[lowest], 0
 		}
-		c.setTarget(-1)
+		c.setTarget(choice{-1, 0})
 		c.alloc.upSince = time.Time{}
-		return 0, p.layerRate(0)
+		return 0, rates[lowest]
 	case best < 0:
 		c.alloc.upSince = time.Time{}
-		return 0, p.layerRate(0)
-	case best <= cur:
+		return 0, rates[lowest]
+	case cands[best].rank() <= cur.rank():
 		c.alloc.upSince = time.Time{}
-		if best < cur {
-			c.setTarget(best)
+		if cands[best] != cur {
+			c.setTarget(cands[best])
 		}
-	default: // best > cur: up, once the headroom has lasted
-		if cur < 0 {
-			c.setTarget(best) // resuming from suspension: no wait
+	default: // better than now: up, once the headroom has lasted
+		if cur.s < 0 {
+			c.setTarget(cands[best]) // resuming from suspension: no wait
 			break
 		}
-		if c.alloc.upSince.IsZero() || c.alloc.upLayer != best {
-			c.alloc.upSince, c.alloc.upLayer = now, best
+		if c.alloc.upSince.IsZero() || c.alloc.upLayer != cands[best] {
+			c.alloc.upSince, c.alloc.upLayer = now, cands[best]
 		}
 		if now.Sub(c.alloc.upSince) >= upHold {
-			c.setTarget(best)
+			c.setTarget(cands[best])
 			c.alloc.upSince = time.Time{}
 		} else {
-			best = cur
+			// Hold the current choice; what it costs is what is used.
+			best = -1
+			for i := 0; i < n; i++ {
+				if cands[i] == cur {
+					best = i
+					break
+				}
+			}
+			if best < 0 {
+				return max(curRate, 0), 0
+			}
 		}
 	}
-	if best < top {
-		// Probe for the best layer wanted, not just the next one: a
+	if best > 0 {
+		// Probe for the best choice wanted, not just the next one: a
 		// link that carries it is found in one step.
-		base := 0
-		if best >= 0 {
-			base = p.layerRate(best)
-		}
-		more = int(float64(p.layerRate(top))*upHeadroom) - base
+		more = int(float64(rates[0])*upHeadroom) - rates[best]
 	}
-	if best < 0 {
-		return 0, more
-	}
-	return p.layerRate(best), more
+	return rates[best], more
 }
 
-// setTarget changes the layer the consumer switches to at its next
-// keyframe (or, with -1, suspends its video).
-func (c *Consumer) setTarget(l int) {
+// setTarget changes the layers the consumer forwards: a new spatial layer
+// at its next keyframe, a new temporal layer at the next frame that
+// allows it. A spatial layer of -1 suspends the video.
+func (c *Consumer) setTarget(ch choice) {
 	c.mu.Lock()
-	if c.target == l {
+	if c.target == ch.s && (ch.s < 0 || c.tlTarget == ch.t) {
 		c.mu.Unlock()
 		return
 	}
-	c.target = l
-	if l < 0 {
+	spatial := c.target != ch.s
+	c.target = ch.s
+	if ch.s < 0 {
 		c.current = -1
+	} else {
+		c.tlTarget = ch.t
 	}
 	c.mu.Unlock()
-	if l < 0 {
-		c.notifyLayer(-1)
+	if ch.s < 0 {
+		c.notifyLayer(-1, -1, true)
 		return
 	}
-	c.producer.RequestKeyframe(l)
+	if spatial {
+		c.producer.RequestKeyframe(ch.s)
+	}
 }
 
 // dynacast tells the publisher which encodings someone needs: a layer no

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu/rtpmunge"
+	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -34,10 +35,17 @@ type Consumer struct {
 	current int // layer being forwarded, -1 while waiting for a keyframe
 	target  int // layer wanted
 	munger  rtpmunge.Munger
-	hdr     rtp.Header
-	ext     [4]rtp.Extension
-	closed  bool
-	onClose []func()
+	// tlTarget is the highest VP8 temporal layer wanted of the target
+	// layer (maxTemporal: every frame); tl drops the frames above it.
+	tlTarget int
+	tl       temporalFilter
+	// payloadBuf holds a payload whose descriptor tl rewrote: the
+	// producer's packet is shared by all its consumers.
+	payloadBuf [1500]byte
+	hdr        rtp.Header
+	ext        [4]rtp.Extension
+	closed     bool
+	onClose    []func()
 
 	paused atomic.Bool
 	// pinned, when >= 0, is the highest layer the subscriber wants.
@@ -48,8 +56,8 @@ type Consumer struct {
 
 	// alloc is the layer allocator's memory (router tick goroutine only).
 	alloc consumerAlloc
-	// onLayer is told the layer now forwarded (-1: video suspended).
-	onLayer atomic.Pointer[func(layer int)]
+	// onLayer is told the layers now forwarded (-1: video suspended).
+	onLayer atomic.Pointer[func(spatial, temporal int)]
 	// padBuf holds one all-padding payload for bandwidth probes.
 	padBuf [255]byte
 
@@ -82,7 +90,9 @@ func newConsumer(t *Transport, p *Producer, paused bool) *Consumer {
 		transport: t,
 		current:   -1,
 		target:    -1,
+		tlTarget:  maxTemporal,
 	}
+	c.tl.reset()
 	c.maxLayer.Store(maxLayers - 1)
 	c.munger.Reset(p.codec.ClockRate, binary.BigEndian.Uint16(seed[:2]), binary.BigEndian.Uint32(seed[2:]))
 	if p.codec.ClockRate == 0 {
@@ -230,8 +240,10 @@ func (c *Consumer) pickLayer() int {
 }
 
 // forward sends one packet if it belongs to the layer being forwarded,
-// switching layers on the target layer's keyframe. It allocates nothing.
-func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) {
+// switching layers on the target layer's keyframe, and (for VP8, with desc
+// its payload descriptor) if it belongs to a temporal layer wanted. It
+// allocates nothing.
+func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.Descriptor, now time.Time) {
 	if c.paused.Load() {
 		return
 	}
@@ -249,12 +261,30 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) 
 		c.current = idx
 		switched = true
 		c.munger.Sync(pkt.SequenceNumber, pkt.Timestamp, now)
+		c.tl.switched()
 	}
 	if len(pkt.Payload) == 0 {
 		// Padding from the publisher's bandwidth probing: not ours to send.
 		c.munger.Drop(pkt.SequenceNumber)
 		c.mu.Unlock()
 		return
+	}
+	payload := pkt.Payload
+	tlChanged := false
+	if desc != nil {
+		var fwd bool
+		payload, fwd, tlChanged = c.tl.filter(desc, isKey, pkt.Timestamp, c.temporalFor(), pkt.Payload, c.payloadBuf[:])
+		if !fwd {
+			// A whole frame above the temporal target: its sequence
+			// numbers leave the output, so the subscriber sees no loss.
+			c.munger.Drop(pkt.SequenceNumber)
+			tl := c.tl.current
+			c.mu.Unlock()
+			if tlChanged {
+				c.notifyLayer(idx, c.reportedTemporal(idx, tl), false)
+			}
+			return
+		}
 	}
 	seq, ts, ok := c.munger.Map(pkt.SequenceNumber, pkt.Timestamp, now)
 	if !ok {
@@ -276,16 +306,17 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, now time.Time) 
 	h.ExtensionProfile = 0
 	h.Extensions = c.ext[:0]
 	h.PaddingSize = 0
-	c.note(seq, ts, pkt.Marker, idx, pkt.SequenceNumber)
-	c.noteSent(ts, len(pkt.Payload), now)
-	n, err := c.writer.WriteRTP(h, pkt.Payload)
+	c.note(seq, ts, pkt.Marker, idx, pkt.SequenceNumber, desc != nil)
+	c.noteSent(ts, len(payload), now)
+	n, err := c.writer.WriteRTP(h, payload)
+	tl := c.tl.current
 	c.mu.Unlock()
 	if err == nil {
 		c.packets.Add(1)
 		c.bytes.Add(uint64(n))
 	}
-	if switched && c.producer.kind == KindVideo {
-		c.notifyLayer(idx)
+	if (switched || tlChanged) && c.producer.kind == KindVideo {
+		c.notifyLayer(idx, c.reportedTemporal(idx, tl), switched)
 	}
 }
 
@@ -301,13 +332,19 @@ func (c *Consumer) takes(idx int) bool {
 
 // OnLayerChange registers f to be told (on a media goroutine; it must not
 // block) each time the consumer starts forwarding another simulcast
-// layer, or -1 when bandwidth suspends its video.
-func (c *Consumer) OnLayerChange(f func(layer int)) { c.onLayer.Store(&f) }
+// layer or another VP8 temporal layer: spatial is the simulcast layer,
+// temporal the highest temporal layer forwarded (0 for a stream without
+// temporal layers). Both are -1 when bandwidth suspends its video.
+func (c *Consumer) OnLayerChange(f func(spatial, temporal int)) { c.onLayer.Store(&f) }
 
-func (c *Consumer) notifyLayer(l int) {
-	countLayerSwitch(c) // stats.go
+// notifyLayer tells OnLayerChange's function; spatialSwitch counts the
+// change in the worker's layer switches, which are simulcast ones only.
+func (c *Consumer) notifyLayer(spatial, temporal int, spatialSwitch bool) {
+	if spatialSwitch {
+		countLayerSwitch(c) // stats.go
+	}
 	if f := c.onLayer.Load(); f != nil {
-		(*f)(l)
+		(*f)(spatial, temporal)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -69,6 +70,52 @@ func BenchmarkForward(b *testing.B) {
 			for _, c := range cs {
 				if pk, _ := c.Stats(); pk < uint64(b.N) {
 					b.Fatalf("consumer forwarded %d of %d packets", pk, b.N)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkForwardTemporal is BenchmarkForward for an L1T3 VP8 stream of
+// which every consumer drops the top temporal layer: each forwarded packet
+// gets a rewritten picture id, copied into the consumer's own buffer.
+func BenchmarkForwardTemporal(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("consumers=%d", n), func(b *testing.B) {
+			p, cs := benchProducer(b, n)
+			for _, c := range cs {
+				c.tlTarget = 1
+			}
+			d := vp8desc.Descriptor{Start: true, HasPictureID: true, LongPictureID: true, HasTL0PICIDX: true, HasTID: true}
+			payload := make([]byte, 1100)
+			n := len(vp8desc.Append(payload[:0], &d))
+			copy(payload[n:], []byte{0x00, 0, 0, 0x9d, 0x01, 0x2a}) // keyframe: every consumer starts
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1234, SequenceNumber: 1, Timestamp: 3000}, Payload: payload}
+			p.forward(0, pkt)
+			payload[n] = 0x01 // inter frames from now on
+			b.ReportAllocs()
+			b.SetBytes(int64(len(payload) * len(cs)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				// Three packets a frame, frames in the pattern 0,2,1,2.
+				pkt.SequenceNumber++
+				if i%3 == 0 {
+					pkt.Timestamp += 3000
+					d.PictureID = (d.PictureID + 1) & 0x7fff
+					d.TID = [4]uint8{0, 2, 1, 2}[d.PictureID%4]
+					if d.TID == 0 {
+						d.TL0PICIDX++
+					}
+				}
+				d.Start = i%3 == 0
+				vp8desc.Append(payload[:0], &d)
+				p.forward(0, pkt)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(cs)), "ns/copy")
+			for _, c := range cs {
+				if pk, _ := c.Stats(); pk < uint64(b.N)/2 {
+					b.Fatalf("consumer forwarded %d of %d packets, want about 3/4", pk, b.N)
 				}
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -104,8 +105,15 @@ type sentPacket struct {
 	layer  int8
 	marker bool
 	valid  bool
+	// vp8 is set when the VP8 ids were rewritten on the way out (the
+	// temporal filter's offsets, temporal.go): a retransmission carries
+	// the same ids as the original did.
+	vp8    bool
+	tl0Off uint8
+	picOff uint16
 	// resent is when it was last retransmitted (ms on the consumer's
-	// clock), so that NACKs repeated within an RTT send it once.
+	// clock, plus one; 0: never), so that a NACK repeated at once sends
+	// it once.
 	resent uint32
 }
 
@@ -116,12 +124,15 @@ const resendGap = 10 * time.Millisecond
 
 // note records, with c.mu held, that seq went out carrying the layer's
 // packet src.
-func (c *Consumer) note(seq uint16, ts uint32, marker bool, layer int, src uint16) {
+func (c *Consumer) note(seq uint16, ts uint32, marker bool, layer int, src uint16, vp8 bool) {
 	if c.sent == nil {
 		return
 	}
 	e := &c.sent[seq&c.sentMask]
 	*e = sentPacket{seq: seq, src: src, ts: ts, layer: int8(layer), marker: marker, valid: true}
+	if vp8 {
+		e.vp8, e.picOff, e.tl0Off = true, c.tl.picOff, c.tl.tl0Off
+	}
 }
 
 // handleNACK retransmits what the subscriber reports lost and can still
@@ -149,7 +160,8 @@ func (c *Consumer) resend(seq uint16) {
 		c.nackMisses.Add(1)
 		return
 	}
-	now := uint32(time.Since(c.born) / time.Millisecond)
+	// Milliseconds since the consumer was made, plus one: 0 is "never".
+	now := uint32(time.Since(c.born)/time.Millisecond) + 1
 	if e.resent != 0 && now-e.resent < uint32(resendGap/time.Millisecond) {
 		return
 	}
@@ -163,7 +175,18 @@ func (c *Consumer) resend(seq uint16) {
 		c.nackMisses.Add(1)
 		return
 	}
-	e.resent = max(now, 1)
+	e.resent = now
+	if e.vp8 {
+		var d vp8desc.Descriptor
+		if vp8desc.Parse(c.rtxBuf[2:2+n], &d) == nil {
+			if d.HasPictureID {
+				d.SetPictureID(c.rtxBuf[2:2+n], (d.PictureID+e.picOff)&d.PictureIDMask())
+			}
+			if d.HasTL0PICIDX {
+				d.SetTL0PICIDX(c.rtxBuf[2:2+n], d.TL0PICIDX+e.tl0Off)
+			}
+		}
+	}
 	h := &c.hdr
 	*h = rtp.Header{Version: 2, Marker: e.marker, PayloadType: c.pt, SequenceNumber: seq, Timestamp: e.ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
 	payload := c.rtxBuf[2 : 2+n]

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu/keyframe"
+	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -101,6 +102,8 @@ type layer struct {
 	// cache keeps the layer's recent packets for retransmission to every
 	// consumer (video; made on the first packet).
 	cache atomic.Pointer[packetCache]
+	// temporal counts VP8 temporal layers within this one (temporal.go).
+	temporal temporalStats
 }
 
 func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapability, appData any, stream string) *Producer {
@@ -305,8 +308,10 @@ func (p *Producer) forward(idx int, pkt *rtp.Packet) {
 		// Before any consumer sends it: a NACK may follow at once.
 		p.cache(idx).put(pkt)
 	}
+	var d vp8desc.Descriptor
+	desc := l.temporal.parse(p.kfCodec, pkt, now, &d)
 	for _, c := range *p.consumers.Load() {
-		c.forward(idx, pkt, isKey, now)
+		c.forward(idx, pkt, isKey, desc, now)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu"
+	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
@@ -45,7 +46,17 @@ type simulcastPublisher struct {
 	// apart.
 	midID, ridID uint8
 	mid          string
+	// temporal makes every layer L1T3: see run.
+	temporal bool
 }
+
+// l1t3 is the temporal pattern of libwebrtc's three-layer VP8 encoder, and
+// the relative size of a frame of each TID (a base frame predicts from
+// further back and costs more). The weights average to 1 over the pattern.
+var (
+	l1t3TIDs   = [4]uint8{0, 2, 1, 2}
+	l1t3Weight = [3]float64{1.6, 1.0, 0.7}
+)
 
 func vp8Payload(size int, key, start bool, w, h int) []byte {
 	p := make([]byte, size)
@@ -75,6 +86,9 @@ func (sp *simulcastPublisher) run(i int) {
 	seq := uint16(rand.UintN(65536))
 	ts := rand.Uint32()
 	frame := 0
+	pos := 0 // place in the temporal pattern; a keyframe restarts it
+	desc := vp8desc.Descriptor{HasPictureID: true, LongPictureID: true, PictureID: uint16(rand.UintN(0x8000)),
+		HasTL0PICIDX: true, TL0PICIDX: uint8(rand.UintN(256)), HasTID: true}
 	for {
 		select {
 		case <-sp.stop:
@@ -88,13 +102,33 @@ func (sp *simulcastPublisher) run(i int) {
 		key := frame%90 == 0 || sp.keyNow[i].Swap(false)
 		frame++
 		size := spec.bitrate / 8 / 30
+		if sp.temporal {
+			if key {
+				pos = 0
+			}
+			desc.TID = l1t3TIDs[pos%4]
+			// The first T2 and T1 frames of every eight predict from
+			// the base layer only: places to start them.
+			desc.LayerSync = pos%8 == 1 || pos%8 == 2
+			desc.PictureID = (desc.PictureID + 1) & 0x7fff
+			if desc.TID == 0 {
+				desc.TL0PICIDX++
+			}
+			pos++
+			size = int(float64(size) * l1t3Weight[desc.TID])
+		}
 		if key {
-			size *= 3
+			size = spec.bitrate / 8 / 30 * 3
 		}
 		for off := 0; off < size; off += 1100 {
 			n := min(1100, size-off)
+			payload := vp8Payload(n, key, off == 0, spec.width, spec.height)
+			if sp.temporal {
+				desc.Start = off == 0
+				payload = append(vp8desc.Append(make([]byte, 0, n+8), &desc), payload[1:]...)
+			}
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: off+n >= size},
-				Payload: vp8Payload(n, key, off == 0, spec.width, spec.height)}
+				Payload: payload}
 			_ = pkt.Header.SetExtension(sp.midID, []byte(sp.mid))
 			_ = pkt.Header.SetExtension(sp.ridID, []byte(spec.rid))
 			seq++
@@ -152,13 +186,13 @@ func trickle(pc *webrtc.PeerConnection, tr **sfu.Transport) {
 	})
 }
 
-func publishSimulcast(t *testing.T, router *sfu.Router, api *webrtc.API) (*simulcastPublisher, *sfu.Producer) {
+func publishSimulcast(t *testing.T, router *sfu.Router, api *webrtc.API, temporal bool) (*simulcastPublisher, *sfu.Producer) {
 	t.Helper()
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := &simulcastPublisher{pc: pc, stop: make(chan struct{})}
+	sp := &simulcastPublisher{pc: pc, stop: make(chan struct{}), temporal: temporal}
 	for _, l := range ladder {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "screen", webrtc.WithRTPStreamID(l.rid))
 		if err != nil {
@@ -236,9 +270,12 @@ type shapedSubscriber struct {
 	tr    *sfu.Transport
 	c     *sfu.Consumer
 
-	mu        sync.Mutex
-	frames    []time.Time
-	seqs      map[uint16]bool
+	mu     sync.Mutex
+	frames []time.Time
+	seqs   map[uint16]bool
+	// VP8 picture ids received, and the width of the last keyframe.
+	pics      map[uint16]bool
+	width     int
 	switches  []switchEvent
 	readerEnd chan struct{}
 	// srs are the sender reports received; arrivals the first packet of
@@ -307,25 +344,40 @@ func (s *shapedSubscriber) resetSeqs() {
 func (s *shapedSubscriber) loss() (float64, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.seqs) < 2 {
+	return missing(s.seqs, 0xffff)
+}
+
+// picLoss is loss for VP8 picture ids: the fraction of frames the
+// subscriber would think lost.
+func (s *shapedSubscriber) picLoss() (float64, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return missing(s.pics, 0x7fff)
+}
+
+// missing reports the fraction of numbers (wrapping past mask) absent
+// between the first and the last of set, and how many that span holds.
+func missing(set map[uint16]bool, mask uint16) (float64, int) {
+	if len(set) < 2 {
 		return 1, 0
 	}
+	half := mask/2 + 1
 	var first, last uint16
 	init := false
-	for q := range s.seqs {
+	for q := range set {
 		if !init {
 			first, last, init = q, q, true
 			continue
 		}
-		if int16(q-first) < 0 {
+		if (first-q)&mask < half && q != first {
 			first = q
 		}
-		if int16(q-last) > 0 {
+		if (q-last)&mask < half && q != last {
 			last = q
 		}
 	}
-	span := int(uint16(last-first)) + 1
-	return 1 - float64(len(s.seqs))/float64(span), span
+	span := int((last-first)&mask) + 1
+	return 1 - float64(len(set))/float64(span), span
 }
 
 func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *sfu.Producer, name, ip string, rate int) *shapedSubscriber {
@@ -334,7 +386,7 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &shapedSubscriber{name: name, seqs: map[uint16]bool{}, readerEnd: make(chan struct{})}
+	s := &shapedSubscriber{name: name, seqs: map[uint16]bool{}, pics: map[uint16]bool{}, readerEnd: make(chan struct{})}
 	// A 300 ms queue at the starting rate, like a home router's buffer.
 	s.tbf = vnet.NewTBFQueue(rate, 4000, int64(rate/8*3/10+4000))
 	s.queue, err = vnet.NewQueue(n, s.tbf)
@@ -380,12 +432,20 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 				if pkt.Unmarshal(buf[:n]) != nil {
 					continue
 				}
+				var d vp8desc.Descriptor
+				isVP8 := len(pkt.Payload) > 0 && vp8desc.Parse(pkt.Payload, &d) == nil
 				s.mu.Lock()
 				s.seqs[pkt.SequenceNumber] = true
 				s.ssrc = pkt.SSRC
 				if len(pkt.Payload) > 0 && (pkt.Timestamp != lastTS || len(s.arrivals) == 0) {
 					lastTS = pkt.Timestamp
 					s.arrivals = append(s.arrivals, arrival{time.Now(), pkt.Timestamp})
+				}
+				if isVP8 && d.HasPictureID {
+					s.pics[d.PictureID] = true
+				}
+				if b := pkt.Payload; isVP8 && d.Start && d.PartID == 0 && len(b) >= d.Size+10 && b[d.Size]&0x01 == 0 && b[d.Size+3] == 0x9d {
+					s.width = int(b[d.Size+6]) | int(b[d.Size+7]&0x3f)<<8
 				}
 				// Padding from a bandwidth probe carries no frame.
 				if pkt.Marker && len(pkt.Payload) > 0 {
@@ -411,7 +471,7 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.c.OnLayerChange(func(l int) {
+	s.c.OnLayerChange(func(l, _ int) {
 		s.mu.Lock()
 		s.switches = append(s.switches, switchEvent{time.Now(), l})
 		s.mu.Unlock()
@@ -450,6 +510,18 @@ type simulcastRig struct {
 
 func newSimulcastRig(t *testing.T) *simulcastRig {
 	t.Helper()
+	return newRig(t, false)
+}
+
+// newTemporalRig is newSimulcastRig with a publisher whose every layer
+// has three VP8 temporal layers (L1T3).
+func newTemporalRig(t *testing.T) *simulcastRig {
+	t.Helper()
+	return newRig(t, true)
+}
+
+func newRig(t *testing.T, temporal bool) *simulcastRig {
+	t.Helper()
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.20.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
 	if err != nil {
 		t.Fatal(err)
@@ -479,7 +551,7 @@ func newSimulcastRig(t *testing.T) *simulcastRig {
 		t.Fatal(err)
 	}
 	rig := &simulcastRig{wan: wan, worker: w, router: router}
-	rig.pub, rig.p = publishSimulcast(t, router, clientAPI(t, pubNet))
+	rig.pub, rig.p = publishSimulcast(t, router, clientAPI(t, pubNet), temporal)
 	// Wait until the SFU receives all three layers.
 	deadline := time.Now().Add(10 * time.Second)
 	ready := func() bool {

@@ -284,6 +284,7 @@ export class Consumer extends EventTarget {
     this.paused = !!info.paused;
     this.mid = info.mid ?? null;
     this.spatialLayer = null; // the simulcast layer arriving, when the SFU says
+    this.temporalLayer = null; // and the highest VP8 temporal layer of it
     this.track = null;
     this.receiver = null;
     this.closed = false;
@@ -942,8 +943,9 @@ export class Client extends EventTarget {
       case 'layerChanged': {
         const c = this.consumers.get(params.consumerId);
         if (!c) break;
-        console.debug('matinee: layer', c.kind, c.id, '→', params.spatialLayer);
+        console.debug('matinee: layer', c.kind, c.id, '→', params.spatialLayer, params.temporalLayer);
         c.spatialLayer = params.spatialLayer;
+        c.temporalLayer = params.temporalLayer ?? null;
         emit(this, 'layerchange', {consumer: c});
         break;
       }
