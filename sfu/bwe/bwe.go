@@ -99,10 +99,23 @@ func (e *Estimator) AddStream(info *interceptor.StreamInfo, writer interceptor.R
 		rtx.SSRC = info.SSRCRetransmission
 		e.gcc.AddStream(&rtx, writer)
 	}
+	// GCC makes an attributes map for every packet that comes without
+	// one (pion's track writer passes nil) just to note the TWCC header
+	// id in it. One map per stream does: a stream's packets are written
+	// one at a time (its consumer's lock), and nothing keeps the map.
+	attrs := interceptor.Attributes{}
 	if id == 0 {
-		return inner
+		return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+			if a == nil {
+				a = attrs
+			}
+			return inner.Write(h, payload, a)
+		})
 	}
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if a == nil {
+			a = attrs
+		}
 		n, err := inner.Write(h, payload, a)
 		if err == nil {
 			if b := h.GetExtension(id); len(b) >= 2 {
