@@ -241,6 +241,8 @@ type mediaSection struct {
 	sending bool
 	stream  string
 	codecs  []webrtc.RTPCodecCapability
+	// sim lists the encodings of SSRC-based simulcast, lowest first.
+	sim []simStream
 }
 
 func parseOffer(raw string) (*sdp.SessionDescription, []mediaSection, error) {
@@ -268,6 +270,9 @@ func parseOffer(raw string) (*sdp.SessionDescription, []mediaSection, error) {
 			}
 		}
 		ms.codecs = sectionCodecs(md, kind)
+		if kind == "video" {
+			ms.sim = ssrcSimulcast(md)
+		}
 		out = append(out, ms)
 	}
 	return &sd, out, nil
@@ -343,6 +348,10 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 				kind = KindVideo
 			}
 			p := newProducer(t, in, kind, main.RTPCodecCapability, tracks[ms.mid].AppData, t.opts.Owner+"/"+ms.stream)
+			p.sim = ms.sim
+			t.mu.Lock()
+			in.sim, in.simStarted = ms.sim, false
+			t.mu.Unlock()
 			added = append(added, p)
 		}
 	}
@@ -376,13 +385,18 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 type inbound struct {
 	mid      string
 	producer atomic.Pointer[Producer]
+	// sim is the m-section's SSRC simulcast (nil without); simStarted is
+	// set once its encodings have receivers. Both under Transport.mu.
+	sim        []simStream
+	simStarted bool
 }
 
 func (t *Transport) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	var mid string
+	var trans *webrtc.RTPTransceiver
 	for _, tr := range t.pc.GetTransceivers() {
 		if tr.Receiver() == recv {
-			mid = tr.Mid()
+			mid, trans = tr.Mid(), tr
 		}
 	}
 	t.mu.Lock()
@@ -402,6 +416,9 @@ func (t *Transport) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver)
 		defer t.wg.Done()
 		rtcpLoop(in, recv, track.RID())
 	}()
+	if track.RID() == "" {
+		t.receiveSSRCSimulcast(in, trans, uint32(track.SSRC()))
+	}
 }
 
 // Consume starts forwarding producer p to this Recv transport's client.
