@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu"
+	"github.com/matinee-dev/matinee/sfu/keyframe"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
@@ -45,6 +46,13 @@ type simulcastPublisher struct {
 	// apart.
 	midID, ridID uint8
 	mid          string
+	// ssrcOnly sends SSRC-based simulcast: no mid or rid on the packets,
+	// the SFU tells the layers apart by SSRC alone.
+	ssrcOnly bool
+	// plis counts keyframe requests per layer; pliSSRC is the media SSRC
+	// the last one named.
+	plis    [3]atomic.Int32
+	pliSSRC [3]atomic.Uint32
 }
 
 func vp8Payload(size int, key, start bool, w, h int) []byte {
@@ -95,8 +103,10 @@ func (sp *simulcastPublisher) run(i int) {
 			n := min(1100, size-off)
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: off+n >= size},
 				Payload: vp8Payload(n, key, off == 0, spec.width, spec.height)}
-			_ = pkt.Header.SetExtension(sp.midID, []byte(sp.mid))
-			_ = pkt.Header.SetExtension(sp.ridID, []byte(spec.rid))
+			if !sp.ssrcOnly {
+				_ = pkt.Header.SetExtension(sp.midID, []byte(sp.mid))
+				_ = pkt.Header.SetExtension(sp.ridID, []byte(spec.rid))
+			}
 			seq++
 			_ = sp.tracks[i].WriteRTP(pkt)
 		}
@@ -111,8 +121,12 @@ func (sp *simulcastPublisher) readRTCP(rid string, i int) {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication:
+				sp.pliSSRC[i].Store(p.MediaSSRC)
+				sp.plis[i].Add(1)
+				sp.keyNow[i].Store(true)
+			case *rtcp.FullIntraRequest:
 				sp.keyNow[i].Store(true)
 			}
 		}
@@ -153,12 +167,19 @@ func trickle(pc *webrtc.PeerConnection, tr **sfu.Transport) {
 }
 
 func publishSimulcast(t *testing.T, router *sfu.Router, api *webrtc.API) (*simulcastPublisher, *sfu.Producer) {
+	return publishLadder(t, router, api, false)
+}
+
+// publishLadder publishes the ladder as rid simulcast, or with ssrcOnly
+// as SSRC simulcast: the same three encodings, offered to the SFU as an
+// a=ssrc-group:SIM (see ssrcSimulcastOffer) and sent without mid or rid.
+func publishLadder(t *testing.T, router *sfu.Router, api *webrtc.API, ssrcOnly bool) (*simulcastPublisher, *sfu.Producer) {
 	t.Helper()
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := &simulcastPublisher{pc: pc, stop: make(chan struct{})}
+	sp := &simulcastPublisher{pc: pc, stop: make(chan struct{}), ssrcOnly: ssrcOnly}
 	for _, l := range ladder {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "screen", webrtc.WithRTPStreamID(l.rid))
 		if err != nil {
@@ -195,7 +216,11 @@ func publishSimulcast(t *testing.T, router *sfu.Router, api *webrtc.API) (*simul
 		t.Fatal(err)
 	}
 	mid := pc.GetTransceivers()[0].Mid()
-	answer, ps, err := str.Publish(offer.SDP, map[string]sfu.TrackInfo{mid: {AppData: map[string]any{"source": "screen"}}})
+	sent := offer.SDP
+	if ssrcOnly {
+		sent = ssrcSimulcastOffer(t, offer.SDP, sender)
+	}
+	answer, ps, err := str.Publish(sent, map[string]sfu.TrackInfo{mid: {AppData: map[string]any{"source": "screen"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,6 +266,8 @@ type shapedSubscriber struct {
 	seqs      map[uint16]bool
 	switches  []switchEvent
 	readerEnd chan struct{}
+	// keyWidth is the width the last forwarded VP8 keyframe declares.
+	keyWidth atomic.Int32
 }
 
 type switchEvent struct {
@@ -354,6 +381,9 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 				if pkt.Unmarshal(buf[:n]) != nil {
 					continue
 				}
+				if w, _, ok := keyframe.Dimensions(keyframe.VP8, pkt.Payload); ok {
+					s.keyWidth.Store(int32(w))
+				}
 				s.mu.Lock()
 				s.seqs[pkt.SequenceNumber] = true
 				// Padding from a bandwidth probe carries no frame.
@@ -419,6 +449,13 @@ type simulcastRig struct {
 
 func newSimulcastRig(t *testing.T) *simulcastRig {
 	t.Helper()
+	return newLadderRig(t, false)
+}
+
+// newLadderRig is newSimulcastRig with the publisher sending rid
+// simulcast, or SSRC simulcast with ssrcOnly.
+func newLadderRig(t *testing.T, ssrcOnly bool) *simulcastRig {
+	t.Helper()
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.20.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
 	if err != nil {
 		t.Fatal(err)
@@ -448,7 +485,7 @@ func newSimulcastRig(t *testing.T) *simulcastRig {
 		t.Fatal(err)
 	}
 	rig := &simulcastRig{wan: wan, worker: w, router: router}
-	rig.pub, rig.p = publishSimulcast(t, router, clientAPI(t, pubNet))
+	rig.pub, rig.p = publishLadder(t, router, clientAPI(t, pubNet), ssrcOnly)
 	// Wait until the SFU receives all three layers.
 	deadline := time.Now().Add(10 * time.Second)
 	ready := func() bool {

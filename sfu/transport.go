@@ -285,7 +285,13 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	if t.opts.Direction != Send {
 		return "", nil, fmt.Errorf("publish on a %s transport: %w", t.opts.Direction, ErrInvalidState)
 	}
-	_, sections, err := parseOffer(offer)
+	sd, sections, err := parseOffer(offer)
+	if err != nil {
+		return "", nil, err
+	}
+	// pion is shown only the first encoding of an SSRC simulcast
+	// (ssrcsim.go); the SFU receives the others itself.
+	forPion, err := hideSimulcastEncodings(sd, offer)
 	if err != nil {
 		return "", nil, err
 	}
@@ -309,7 +315,7 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	if t.isClosed() {
 		return "", nil, ErrClosed
 	}
-	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: forPion}); err != nil {
 		return "", nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	t.flushCandidates()
@@ -350,7 +356,7 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 			p := newProducer(t, in, kind, main.RTPCodecCapability, tracks[ms.mid].AppData, t.opts.Owner+"/"+ms.stream)
 			p.sim = ms.sim
 			t.mu.Lock()
-			in.sim, in.simStarted = ms.sim, false
+			in.sim, in.simStarted, in.simRecv = ms.sim, false, nil
 			t.mu.Unlock()
 			added = append(added, p)
 		}
@@ -362,6 +368,11 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	if err := t.pc.SetLocalDescription(ans); err != nil {
 		return "", nil, fmt.Errorf("set local description: %w", err)
 	}
+	sending := map[string]bool{}
+	for _, ms := range sections {
+		sending[ms.mid] = ms.sending && len(ms.sim) > 0
+	}
+	t.rearmSSRCSimulcast(sending)
 	for _, p := range added {
 		if err := t.router.addProducer(p); err != nil {
 			return "", nil, err
@@ -386,9 +397,11 @@ type inbound struct {
 	mid      string
 	producer atomic.Pointer[Producer]
 	// sim is the m-section's SSRC simulcast (nil without); simStarted is
-	// set once its encodings have receivers. Both under Transport.mu.
+	// set once its encodings have receivers, simRecv. All under
+	// Transport.mu.
 	sim        []simStream
 	simStarted bool
+	simRecv    []*simReceiver
 }
 
 func (t *Transport) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
