@@ -17,9 +17,8 @@ import (
 // encodings (and their RTX, paired by the FID groups pion already
 // writes) declared by a=ssrc-group:SIM, lowest first, with no rid, no
 // a=simulcast and no mid or rid header extensions. The a=ssrc lines are
-// reordered top layer first so that the SSRC pion hands the m-section's
-// own receiver is not layer 0: the SFU must map layers by the SIM group,
-// not by line order.
+// reordered top layer first: the SFU must take the layer order from the
+// SIM group, not from the order of the lines.
 func ssrcSimulcastOffer(t *testing.T, raw string, sender *webrtc.RTPSender) string {
 	t.Helper()
 	var sd sdp.SessionDescription
