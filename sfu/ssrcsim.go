@@ -190,7 +190,10 @@ func (p *Producer) simLayer(ssrc uint32) int {
 // receiveSSRCSimulcast starts the SIM encodings of in that pion was not
 // shown, once pion's own receiver (on main, with SSRC first) runs.
 func (t *Transport) receiveSSRCSimulcast(in *inbound, main *webrtc.RTPTransceiver, first uint32) {
-	if main == nil {
+	t.mu.Lock()
+	isSim := len(in.sim) > 0
+	t.mu.Unlock()
+	if main == nil || !isSim {
 		return
 	}
 	// Serialised with Publish: both change the PeerConnection's
