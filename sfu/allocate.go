@@ -452,7 +452,9 @@ func (p *Producer) dynacast(now time.Time) {
 	p.mu.Lock()
 	onLayers := p.onLayers
 	p.mu.Unlock()
-	if p.kind != KindVideo || onLayers == nil {
+	// SSRC simulcast has no rids, so a publisher could not be told which
+	// encoding to pause (setParameters works on rids): all keep flowing.
+	if p.kind != KindVideo || onLayers == nil || len(p.sim) > 0 {
 		return
 	}
 	seen := 0

@@ -60,6 +60,10 @@ type Producer struct {
 	onLayers func(active [maxLayers]bool)
 	wanted   [maxLayers]bool
 
+	// sim, for SSRC-based simulcast (ssrcsim.go), lists the encodings
+	// lowest first: an SSRC's place in it is its layer.
+	sim []simStream
+
 	// writePLI sends a keyframe request upstream; a field so tests can
 	// count requests without a PeerConnection.
 	writePLI func(ssrc uint32) error
@@ -199,7 +203,9 @@ func (p *Producer) removeConsumer(c *Consumer) {
 }
 
 // layerIndex maps a rid to a layer: q/h/f (or l/m/h, 0/1/2) in order of
-// size; an unknown rid takes the first free slot.
+// size; an unknown rid takes the first free slot. In SSRC simulcast the
+// SSRC's place in the SIM group is the layer, and an SSRC outside it has
+// none.
 func (p *Producer) layerIndex(rid string, ssrc uint32) int {
 	idx := -1
 	switch rid {
@@ -209,6 +215,11 @@ func (p *Producer) layerIndex(rid string, ssrc uint32) int {
 		idx = 1
 	case "f", "2", "high":
 		idx = 2
+	}
+	if rid == "" && len(p.sim) > 0 {
+		if idx = p.simLayer(ssrc); idx < 0 {
+			return -1
+		}
 	}
 	p.mu.Lock()
 	if idx < 0 {

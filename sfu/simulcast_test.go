@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu"
+	"github.com/matinee-dev/matinee/sfu/keyframe"
 	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
@@ -48,6 +49,13 @@ type simulcastPublisher struct {
 	mid          string
 	// temporal makes every layer L1T3: see run.
 	temporal bool
+	// ssrcOnly sends SSRC-based simulcast: no mid or rid on the packets,
+	// the SFU tells the layers apart by SSRC alone.
+	ssrcOnly bool
+	// plis counts keyframe requests per layer; pliSSRC is the media SSRC
+	// the last one named.
+	plis    [3]atomic.Int32
+	pliSSRC [3]atomic.Uint32
 }
 
 // l1t3 is the temporal pattern of libwebrtc's three-layer VP8 encoder, and
@@ -129,8 +137,10 @@ func (sp *simulcastPublisher) run(i int) {
 			}
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: off+n >= size},
 				Payload: payload}
-			_ = pkt.Header.SetExtension(sp.midID, []byte(sp.mid))
-			_ = pkt.Header.SetExtension(sp.ridID, []byte(spec.rid))
+			if !sp.ssrcOnly {
+				_ = pkt.Header.SetExtension(sp.midID, []byte(sp.mid))
+				_ = pkt.Header.SetExtension(sp.ridID, []byte(spec.rid))
+			}
 			seq++
 			_ = sp.tracks[i].WriteRTP(pkt)
 		}
@@ -145,8 +155,12 @@ func (sp *simulcastPublisher) readRTCP(rid string, i int) {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication:
+				sp.pliSSRC[i].Store(p.MediaSSRC)
+				sp.plis[i].Add(1)
+				sp.keyNow[i].Store(true)
+			case *rtcp.FullIntraRequest:
 				sp.keyNow[i].Store(true)
 			}
 		}
@@ -187,12 +201,19 @@ func trickle(pc *webrtc.PeerConnection, tr **sfu.Transport) {
 }
 
 func publishSimulcast(t *testing.T, router *sfu.Router, api *webrtc.API, temporal bool) (*simulcastPublisher, *sfu.Producer) {
+	return publishLadder(t, router, api, temporal, false)
+}
+
+// publishLadder publishes the ladder as rid simulcast, or with ssrcOnly
+// as SSRC simulcast: the same three encodings, offered to the SFU as an
+// a=ssrc-group:SIM (see ssrcSimulcastOffer) and sent without mid or rid.
+func publishLadder(t *testing.T, router *sfu.Router, api *webrtc.API, temporal, ssrcOnly bool) (*simulcastPublisher, *sfu.Producer) {
 	t.Helper()
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := &simulcastPublisher{pc: pc, stop: make(chan struct{}), temporal: temporal}
+	sp := &simulcastPublisher{pc: pc, stop: make(chan struct{}), temporal: temporal, ssrcOnly: ssrcOnly}
 	for _, l := range ladder {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "screen", webrtc.WithRTPStreamID(l.rid))
 		if err != nil {
@@ -229,7 +250,11 @@ func publishSimulcast(t *testing.T, router *sfu.Router, api *webrtc.API, tempora
 		t.Fatal(err)
 	}
 	mid := pc.GetTransceivers()[0].Mid()
-	answer, ps, err := str.Publish(offer.SDP, map[string]sfu.TrackInfo{mid: {AppData: map[string]any{"source": "screen"}}})
+	sent := offer.SDP
+	if ssrcOnly {
+		sent = ssrcSimulcastOffer(t, offer.SDP, sender)
+	}
+	answer, ps, err := str.Publish(sent, map[string]sfu.TrackInfo{mid: {AppData: map[string]any{"source": "screen"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,6 +308,8 @@ type shapedSubscriber struct {
 	srs      []*rtcp.SenderReport
 	arrivals []arrival
 	ssrc     uint32
+	// keyWidth is the width the last forwarded VP8 keyframe declares.
+	keyWidth atomic.Int32
 }
 
 type arrival struct {
@@ -434,6 +461,9 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 				}
 				var d vp8desc.Descriptor
 				isVP8 := len(pkt.Payload) > 0 && vp8desc.Parse(pkt.Payload, &d) == nil
+				if w, _, ok := keyframe.Dimensions(keyframe.VP8, pkt.Payload); ok {
+					s.keyWidth.Store(int32(w))
+				}
 				s.mu.Lock()
 				s.seqs[pkt.SequenceNumber] = true
 				s.ssrc = pkt.SSRC
@@ -510,17 +540,24 @@ type simulcastRig struct {
 
 func newSimulcastRig(t *testing.T) *simulcastRig {
 	t.Helper()
-	return newRig(t, false)
+	return newRig(t, false, false)
 }
 
 // newTemporalRig is newSimulcastRig with a publisher whose every layer
 // has three VP8 temporal layers (L1T3).
 func newTemporalRig(t *testing.T) *simulcastRig {
 	t.Helper()
-	return newRig(t, true)
+	return newRig(t, true, false)
 }
 
-func newRig(t *testing.T, temporal bool) *simulcastRig {
+// newLadderRig is newSimulcastRig with the publisher sending rid
+// simulcast, or SSRC simulcast with ssrcOnly.
+func newLadderRig(t *testing.T, ssrcOnly bool) *simulcastRig {
+	t.Helper()
+	return newRig(t, false, ssrcOnly)
+}
+
+func newRig(t *testing.T, temporal, ssrcOnly bool) *simulcastRig {
 	t.Helper()
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.20.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
 	if err != nil {
@@ -551,7 +588,7 @@ func newRig(t *testing.T, temporal bool) *simulcastRig {
 		t.Fatal(err)
 	}
 	rig := &simulcastRig{wan: wan, worker: w, router: router}
-	rig.pub, rig.p = publishSimulcast(t, router, clientAPI(t, pubNet), temporal)
+	rig.pub, rig.p = publishLadder(t, router, clientAPI(t, pubNet), temporal, ssrcOnly)
 	// Wait until the SFU receives all three layers.
 	deadline := time.Now().Add(10 * time.Second)
 	ready := func() bool {

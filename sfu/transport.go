@@ -244,6 +244,8 @@ type mediaSection struct {
 	sending bool
 	stream  string
 	codecs  []webrtc.RTPCodecCapability
+	// sim lists the encodings of SSRC-based simulcast, lowest first.
+	sim []simStream
 }
 
 func parseOffer(raw string) (*sdp.SessionDescription, []mediaSection, error) {
@@ -271,6 +273,9 @@ func parseOffer(raw string) (*sdp.SessionDescription, []mediaSection, error) {
 			}
 		}
 		ms.codecs = sectionCodecs(md, kind)
+		if kind == "video" {
+			ms.sim = ssrcSimulcast(md)
+		}
 		out = append(out, ms)
 	}
 	return &sd, out, nil
@@ -283,7 +288,13 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	if t.opts.Direction != Send {
 		return "", nil, fmt.Errorf("publish on a %s transport: %w", t.opts.Direction, ErrInvalidState)
 	}
-	_, sections, err := parseOffer(offer)
+	sd, sections, err := parseOffer(offer)
+	if err != nil {
+		return "", nil, err
+	}
+	// pion is shown only the first encoding of an SSRC simulcast
+	// (ssrcsim.go); the SFU receives the others itself.
+	forPion, err := hideSimulcastEncodings(sd, offer)
 	if err != nil {
 		return "", nil, err
 	}
@@ -307,7 +318,7 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	if t.isClosed() {
 		return "", nil, ErrClosed
 	}
-	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: forPion}); err != nil {
 		return "", nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	t.flushCandidates()
@@ -346,6 +357,10 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 				kind = KindVideo
 			}
 			p := newProducer(t, in, kind, main.RTPCodecCapability, tracks[ms.mid].AppData, t.opts.Owner+"/"+ms.stream)
+			p.sim = ms.sim
+			t.mu.Lock()
+			in.sim, in.simStarted, in.simRecv = ms.sim, false, nil
+			t.mu.Unlock()
 			added = append(added, p)
 		}
 	}
@@ -356,6 +371,11 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	if err := t.pc.SetLocalDescription(ans); err != nil {
 		return "", nil, fmt.Errorf("set local description: %w", err)
 	}
+	sending := map[string]bool{}
+	for _, ms := range sections {
+		sending[ms.mid] = ms.sending && len(ms.sim) > 0
+	}
+	t.rearmSSRCSimulcast(sending)
 	for _, p := range added {
 		if err := t.router.addProducer(p); err != nil {
 			return "", nil, err
@@ -379,13 +399,20 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 type inbound struct {
 	mid      string
 	producer atomic.Pointer[Producer]
+	// sim is the m-section's SSRC simulcast (nil without); simStarted is
+	// set once its encodings have receivers, simRecv. All under
+	// Transport.mu.
+	sim        []simStream
+	simStarted bool
+	simRecv    []*simReceiver
 }
 
 func (t *Transport) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	var mid string
+	var trans *webrtc.RTPTransceiver
 	for _, tr := range t.pc.GetTransceivers() {
 		if tr.Receiver() == recv {
-			mid = tr.Mid()
+			mid, trans = tr.Mid(), tr
 		}
 	}
 	t.mu.Lock()
@@ -405,6 +432,9 @@ func (t *Transport) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver)
 		defer t.wg.Done()
 		rtcpLoop(in, recv, track.RID())
 	}()
+	if track.RID() == "" {
+		t.receiveSSRCSimulcast(in, trans, uint32(track.SSRC()))
+	}
 }
 
 // Consume starts forwarding producer p to this Recv transport's client.
