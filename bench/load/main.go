@@ -178,6 +178,7 @@ func startInProcess(ctx context.Context, addr string, log *slog.Logger) (base, k
 	cfg.UDPPort = 0
 	cfg.ICELoopbackOnly = true
 	cfg.MaxPeers = maxSubs + 10
+	cfg.WHEPMaxViewers = maxSubs
 	srv, err := server.NewWithLogger(ctx, cfg, log)
 	if err != nil {
 		os.RemoveAll(dir)
