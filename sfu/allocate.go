@@ -43,6 +43,7 @@ const (
 	probeAgain      = 300 * time.Millisecond
 	probeMaxBackoff = 4 * time.Second
 	probeMaxFactor  = 2.0
+	probeOvershoot  = 1.06
 	// No probing for this long after the estimate fell: the link just
 	// said it is full.
 	probeQuiet = 3 * time.Second
@@ -250,7 +251,13 @@ func (t *Transport) allocate(now time.Time) {
 		t.alloc.nextProbe = lp.At.Add(t.alloc.backoff)
 	}
 	if wantMore > 0 && !now.Before(t.alloc.nextProbe) && now.Sub(t.alloc.fellAt) > probeQuiet {
-		target := media + wantMore
+		// A successful probe sets the estimate to 95% of what it delivered
+		// (bwe): aiming at exactly what the better layer needs would leave
+		// the estimate 5% short of it, and GCC cannot climb further on
+		// its own (its increase is bounded by what is actually sent). A
+		// little more than 1/0.95 is enough; more would only overshoot a
+		// link that cannot carry the layer.
+		target := int(float64(media+wantMore) * probeOvershoot)
 		if max := int(float64(est) * probeMaxFactor); target > max {
 			target = max
 		}
