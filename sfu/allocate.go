@@ -261,11 +261,14 @@ func (t *Transport) allocate(now time.Time) {
 		if max := int(float64(est) * probeMaxFactor); target > max {
 			target = max
 		}
-		// A failed probe measured the link: for a while, probe only a
-		// quarter above what it delivered. A link that has grown since is
-		// still found, step by step, without overshooting one that has not.
+		// A failed probe measured the link: for a while, probe only 10%
+		// above what it delivered. A link that has grown since is found at
+		// the first such probe that succeeds (the next is not bounded);
+		// one that has not is overshot too little for its queue to delay
+		// the media, which would make GCC cut the estimate and the layer
+		// flap.
 		if lp := t.bwe.LastProbe(); !lp.Success && lp.Delivered > 0 && now.Sub(lp.At) < probeMemory {
-			target = min(target, lp.Delivered*5/4)
+			target = min(target, lp.Delivered*11/10)
 		}
 		if target > est && t.bwe.StartProbe(target, probeDuration, now) {
 			t.alloc.probeRate = target
