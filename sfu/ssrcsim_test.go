@@ -2,13 +2,19 @@ package sfu_test
 
 import (
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu"
+	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v4/vnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -18,17 +24,26 @@ import (
 // writes) declared by a=ssrc-group:SIM, lowest first, with no rid, no
 // a=simulcast and no mid or rid header extensions. The a=ssrc lines are
 // reordered top layer first: the SFU must take the layer order from the
-// SIM group, not from the order of the lines.
+// SIM group, not from the order of the lines. Other m-sections (audio
+// added by a re-offer) pass unchanged.
 func ssrcSimulcastOffer(t *testing.T, raw string, sender *webrtc.RTPSender) string {
 	t.Helper()
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(raw); err != nil {
 		t.Fatal(err)
 	}
-	if len(sd.MediaDescriptions) != 1 {
-		t.Fatalf("want one m-section, got %d", len(sd.MediaDescriptions))
+	var md *sdp.MediaDescription
+	for _, m := range sd.MediaDescriptions {
+		if m.MediaName.Media == "video" {
+			if md != nil {
+				t.Fatal("want one video m-section")
+			}
+			md = m
+		}
 	}
-	md := sd.MediaDescriptions[0]
+	if md == nil {
+		t.Fatal("no video m-section")
+	}
 	encs := sender.GetParameters().Encodings
 	if len(encs) != 3 {
 		t.Fatalf("want three encodings, got %d", len(encs))
@@ -143,6 +158,167 @@ func TestSSRCSimulcast(t *testing.T) {
 		}
 		if l := rig.p.Layers()[i]; l.PausedByUs || !l.Active {
 			t.Errorf("layer %d: paused %v active %v", i, l.PausedByUs, l.Active)
+		}
+	}
+}
+
+// lossyUplink drops a share of the UDP chunks one host sends across a
+// vnet router once switched on, and counts the RTP packets it lets
+// through by SSRC: SRTP leaves the RTP header in the clear, so the wire
+// shows which packets are retransmissions.
+type lossyUplink struct {
+	from  string
+	share float64
+	on    atomic.Bool
+	mu    sync.Mutex
+	sent  map[uint32]int
+	lost  int
+	total int
+}
+
+func newLossyUplink(wan *vnet.Router, from string, share float64) *lossyUplink {
+	u := &lossyUplink{from: from, share: share, sent: map[uint32]int{}}
+	wan.AddChunkFilter(func(c vnet.Chunk) bool {
+		if c.Network() != "udp" || !strings.HasPrefix(c.SourceAddr().String(), u.from+":") {
+			return true
+		}
+		if !u.on.Load() {
+			return true
+		}
+		drop := rand.Float64() < u.share
+		b := c.UserData()
+		var h rtp.Header
+		// RTP, not RTCP (payload types 64-95 under rtcp-mux), DTLS or STUN.
+		isRTP := len(b) >= 12 && b[0]>>6 == 2 && (b[1]&0x7f < 64 || b[1]&0x7f > 95)
+		if isRTP {
+			if _, err := h.Unmarshal(b); err != nil {
+				isRTP = false
+			}
+		}
+		u.mu.Lock()
+		u.total++
+		if drop {
+			u.lost++
+		} else if isRTP {
+			u.sent[h.SSRC]++
+		}
+		u.mu.Unlock()
+		return !drop
+	})
+	return u
+}
+
+func (u *lossyUplink) count(ssrc uint32) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.sent[ssrc]
+}
+
+// seqSnapshot copies the sequence numbers a subscriber has received.
+func (s *shapedSubscriber) seqSnapshot() map[uint16]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.seqs)
+}
+
+// repaired reports the share of the sequence numbers spanned by before
+// (first to last) that the subscriber holds now, and that span: losses
+// near the end of before have had time to be repaired.
+func (s *shapedSubscriber) repaired(before map[uint16]bool) (float64, int) {
+	_, span := missing(before, 0xffff)
+	if span == 0 {
+		return 0, 0
+	}
+	var first uint16
+	for q := range before {
+		first = q
+		break
+	}
+	for q := range before {
+		if (first-q)&0xffff < 0x8000 && q != first {
+			first = q
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := 0
+	for i := range span {
+		if s.seqs[first+uint16(i)] {
+			got++
+		}
+	}
+	return float64(got) / float64(span), span
+}
+
+// TestSSRCSimulcastUpstreamLoss loses 5% of what an SSRC-simulcast
+// publisher sends. The SFU must NACK every layer's SSRC, the publisher
+// (pion's responder, RTX negotiated) resends on that layer's FID RTX
+// SSRC, and subscribers of the lowest and the top layer must end up with
+// at least 99% of their sequence numbers.
+func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
+	rig := newLadderRig(t, true)
+	encs := rig.pub.sender.GetParameters().Encodings
+	for i, e := range encs {
+		if e.RTX.SSRC == 0 {
+			t.Fatalf("layer %d has no RTX SSRC: RTX not negotiated", i)
+		}
+	}
+	up := newLossyUplink(rig.wan, "10.20.0.2", 0.05)
+
+	low := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "low", "10.20.0.31", 8_000_000)
+	defer low.close()
+	low.c.SetMaxLayer(0)
+	top := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "top", "10.20.0.32", 8_000_000)
+	defer top.close()
+	if !waitFor(10*time.Second, func() bool { return low.layer() == 0 }) {
+		t.Fatalf("low: layer %d, want 0", low.layer())
+	}
+	if !waitFor(20*time.Second, func() bool { return top.layer() == 2 }) {
+		t.Fatalf("top: layer %d, want 2", top.layer())
+	}
+
+	var nacksBefore, rtxBefore [3]int
+	for i := range encs {
+		nacksBefore[i] = int(rig.pub.nacks[i].Load())
+		rtxBefore[i] = up.count(uint32(encs[i].RTX.SSRC))
+	}
+	up.on.Store(true)
+	low.resetSeqs()
+	top.resetSeqs()
+	time.Sleep(12 * time.Second)
+	up.on.Store(false)
+	lowSeqs, topSeqs := low.seqSnapshot(), top.seqSnapshot()
+	// Repairs of the last losses are a round trip or two away.
+	time.Sleep(time.Second)
+
+	up.mu.Lock()
+	t.Logf("uplink: dropped %d of %d chunks (%.1f%%)", up.lost, up.total, 100*float64(up.lost)/float64(max(up.total, 1)))
+	up.mu.Unlock()
+	for i, e := range encs {
+		nacks := int(rig.pub.nacks[i].Load()) - nacksBefore[i]
+		rtx := up.count(uint32(e.RTX.SSRC)) - rtxBefore[i]
+		t.Logf("layer %d: %d NACKs for SSRC %d, %d RTX packets on SSRC %d", i, nacks, rig.pub.nackSSRC[i].Load(), rtx, e.RTX.SSRC)
+		if nacks == 0 {
+			t.Errorf("layer %d: the SFU sent no NACK", i)
+		} else if got := rig.pub.nackSSRC[i].Load(); got != uint32(e.SSRC) {
+			t.Errorf("layer %d: NACK for SSRC %d, want %d", i, got, e.SSRC)
+		}
+		if rtx == 0 {
+			t.Errorf("layer %d: no retransmission on its RTX SSRC %d", i, e.RTX.SSRC)
+		}
+	}
+	for _, c := range []struct {
+		s      *shapedSubscriber
+		before map[uint16]bool
+	}{{low, lowSeqs}, {top, topSeqs}} {
+		got, span := c.s.repaired(c.before)
+		raw, _ := missing(c.before, 0xffff)
+		t.Logf("%s (layer %d): %.2f%% of %d packets received (%.2f%% missing before the last repairs)", c.s.name, c.s.layer(), 100*got, span, 100*raw)
+		if span < 200 {
+			t.Errorf("%s: only %d packets in 12 s", c.s.name, span)
+		}
+		if got < 0.99 {
+			t.Errorf("%s: %.2f%% of packets received, want ≥ 99%%", c.s.name, 100*got)
 		}
 	}
 }
