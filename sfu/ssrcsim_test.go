@@ -340,3 +340,88 @@ func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestSSRCSimulcastReoffer re-offers after media flows, once adding an
+// audio m-section and once unchanged: pion restarts the receivers of the
+// encodings it was not shown, so the SFU must restart them too, and the
+// layers must keep flowing to subscribers without a freeze.
+func TestSSRCSimulcastReoffer(t *testing.T) {
+	rig := newLadderRig(t, true)
+	low := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "low", "10.20.0.41", 8_000_000)
+	defer low.close()
+	low.c.SetMaxLayer(0)
+	top := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "top", "10.20.0.42", 8_000_000)
+	defer top.close()
+	if !waitFor(10*time.Second, func() bool { return low.layer() == 0 }) {
+		t.Fatalf("low: layer %d, want 0", low.layer())
+	}
+	if !waitFor(20*time.Second, func() bool { return top.layer() == 2 }) {
+		t.Fatalf("top: layer %d, want 2", top.layer())
+	}
+
+	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "screen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reoffer := func(what string, wantAdded int) {
+		t.Helper()
+		pc := rig.pub.pc
+		offer, err := pc.CreateOffer(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.SetLocalDescription(offer); err != nil {
+			t.Fatal(err)
+		}
+		infos := map[string]sfu.TrackInfo{}
+		for _, tr := range pc.GetTransceivers() {
+			infos[tr.Mid()] = sfu.TrackInfo{}
+		}
+		answer, added, err := rig.pub.tr.Publish(ssrcSimulcastOffer(t, offer.SDP, rig.pub.sender), infos)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(added) != wantAdded {
+			t.Fatalf("%s: %d producers added, want %d", what, len(added), wantAdded)
+		}
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		at := time.Now()
+		for _, s := range []*shapedSubscriber{low, top} {
+			s.resetSeqs()
+		}
+		time.Sleep(4 * time.Second)
+		ls := rig.p.Layers()
+		if len(ls) != 3 {
+			t.Fatalf("%s: %d layers, want 3", what, len(ls))
+		}
+		for i, l := range ls {
+			// Active and the frame rate look at the last second only.
+			if !l.Active || l.Width != ladder[i].width || l.FPS < 20 {
+				t.Errorf("%s: layer %d active %v, %d wide, %.0f fps; want active, %d wide, 30 fps", what, i, l.Active, l.Width, l.FPS, ladder[i].width)
+			}
+		}
+		for i, s := range []*shapedSubscriber{low, top} {
+			want := 2 * i
+			gap := s.longestGap(at, time.Now())
+			loss, n := s.loss()
+			t.Logf("%s: %s on layer %d, longest freeze %v, %.2f%% of %d packets missing", what, s.name, s.layer(), gap.Round(time.Millisecond), 100*loss, n)
+			if s.layer() != want {
+				t.Errorf("%s: %s on layer %d, want %d", what, s.name, s.layer(), want)
+			}
+			if gap > 500*time.Millisecond {
+				t.Errorf("%s: %s froze for %v", what, s.name, gap)
+			}
+			if loss > 0.01 {
+				t.Errorf("%s: %s lost %.2f%% of packets", what, s.name, 100*loss)
+			}
+		}
+	}
+
+	if _, err := rig.pub.pc.AddTrack(audio); err != nil {
+		t.Fatal(err)
+	}
+	reoffer("audio added", 1)
+	reoffer("unchanged", 0)
+}
