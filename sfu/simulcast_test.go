@@ -56,6 +56,12 @@ type simulcastPublisher struct {
 	// the last one named.
 	plis    [3]atomic.Int32
 	pliSSRC [3]atomic.Uint32
+	// nacks counts NACKs per layer (pion's responder answers them);
+	// nackSSRC is the media SSRC the last one named.
+	nacks    [3]atomic.Int32
+	nackSSRC [3]atomic.Uint32
+	// tr is the SFU transport it publishes on, for re-offers.
+	tr *sfu.Transport
 }
 
 // l1t3 is the temporal pattern of libwebrtc's three-layer VP8 encoder, and
@@ -162,6 +168,9 @@ func (sp *simulcastPublisher) readRTCP(rid string, i int) {
 				sp.keyNow[i].Store(true)
 			case *rtcp.FullIntraRequest:
 				sp.keyNow[i].Store(true)
+			case *rtcp.TransportLayerNack:
+				sp.nackSSRC[i].Store(p.MediaSSRC)
+				sp.nacks[i].Add(1)
 			}
 		}
 	}
@@ -262,6 +271,7 @@ func publishLadder(t *testing.T, router *sfu.Router, api *webrtc.API, temporal, 
 		t.Fatal(err)
 	}
 	sp.mid = mid
+	sp.tr = str
 	for _, x := range sender.GetParameters().HeaderExtensions {
 		switch x.URI {
 		case "urn:ietf:params:rtp-hdrext:sdes:mid":

@@ -2,13 +2,19 @@ package sfu_test
 
 import (
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu"
+	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v4/vnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -18,17 +24,26 @@ import (
 // writes) declared by a=ssrc-group:SIM, lowest first, with no rid, no
 // a=simulcast and no mid or rid header extensions. The a=ssrc lines are
 // reordered top layer first: the SFU must take the layer order from the
-// SIM group, not from the order of the lines.
+// SIM group, not from the order of the lines. Other m-sections (audio
+// added by a re-offer) pass unchanged.
 func ssrcSimulcastOffer(t *testing.T, raw string, sender *webrtc.RTPSender) string {
 	t.Helper()
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(raw); err != nil {
 		t.Fatal(err)
 	}
-	if len(sd.MediaDescriptions) != 1 {
-		t.Fatalf("want one m-section, got %d", len(sd.MediaDescriptions))
+	var md *sdp.MediaDescription
+	for _, m := range sd.MediaDescriptions {
+		if m.MediaName.Media == "video" {
+			if md != nil {
+				t.Fatal("want one video m-section")
+			}
+			md = m
+		}
 	}
-	md := sd.MediaDescriptions[0]
+	if md == nil {
+		t.Fatal("no video m-section")
+	}
 	encs := sender.GetParameters().Encodings
 	if len(encs) != 3 {
 		t.Fatalf("want three encodings, got %d", len(encs))
@@ -145,4 +160,268 @@ func TestSSRCSimulcast(t *testing.T) {
 			t.Errorf("layer %d: paused %v active %v", i, l.PausedByUs, l.Active)
 		}
 	}
+}
+
+// lossyUplink drops a share of the UDP chunks one host sends across a
+// vnet router once switched on, and counts the RTP packets it lets
+// through by SSRC: SRTP leaves the RTP header in the clear, so the wire
+// shows which packets are retransmissions.
+type lossyUplink struct {
+	from  string
+	share float64
+	on    atomic.Bool
+	mu    sync.Mutex
+	sent  map[uint32]int
+	// dropped counts the RTP packets dropped, by SSRC.
+	dropped map[uint32]int
+	lost    int
+	total   int
+}
+
+func newLossyUplink(wan *vnet.Router, from string, share float64) *lossyUplink {
+	u := &lossyUplink{from: from, share: share, sent: map[uint32]int{}, dropped: map[uint32]int{}}
+	wan.AddChunkFilter(func(c vnet.Chunk) bool {
+		if c.Network() != "udp" || !strings.HasPrefix(c.SourceAddr().String(), u.from+":") {
+			return true
+		}
+		if !u.on.Load() {
+			return true
+		}
+		drop := rand.Float64() < u.share
+		b := c.UserData()
+		var h rtp.Header
+		// RTP, not RTCP (payload types 64-95 under rtcp-mux), DTLS or STUN.
+		isRTP := len(b) >= 12 && b[0]>>6 == 2 && (b[1]&0x7f < 64 || b[1]&0x7f > 95)
+		if isRTP {
+			if _, err := h.Unmarshal(b); err != nil {
+				isRTP = false
+			}
+		}
+		u.mu.Lock()
+		u.total++
+		switch {
+		case drop && isRTP:
+			u.dropped[h.SSRC]++
+			u.lost++
+		case drop:
+			u.lost++
+		case isRTP:
+			u.sent[h.SSRC]++
+		}
+		u.mu.Unlock()
+		return !drop
+	})
+	return u
+}
+
+func (u *lossyUplink) count(ssrc uint32) (sent, dropped int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.sent[ssrc], u.dropped[ssrc]
+}
+
+// seqSnapshot copies the sequence numbers a subscriber has received.
+func (s *shapedSubscriber) seqSnapshot() map[uint16]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.seqs)
+}
+
+// repaired reports the share of the sequence numbers spanned by before
+// (first to last) that the subscriber holds now, and that span: losses
+// near the end of before have had time to be repaired.
+func (s *shapedSubscriber) repaired(before map[uint16]bool) (float64, int) {
+	_, span := missing(before, 0xffff)
+	if span == 0 {
+		return 0, 0
+	}
+	var first uint16
+	for q := range before {
+		first = q
+		break
+	}
+	for q := range before {
+		if (first-q)&0xffff < 0x8000 && q != first {
+			first = q
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := 0
+	for i := range span {
+		if s.seqs[first+uint16(i)] {
+			got++
+		}
+	}
+	return float64(got) / float64(span), span
+}
+
+// TestSSRCSimulcastUpstreamLoss loses 5% of what an SSRC-simulcast
+// publisher sends. The SFU must NACK every layer's SSRC, the publisher
+// (pion's responder, RTX negotiated) resends on that layer's FID RTX
+// SSRC, and subscribers of the lowest and the top layer must end up with
+// at least 99% of their sequence numbers.
+// maxRetransmissionsPerLoss bounds the RTX packets a publisher sends per
+// lost packet: the SFU's NACK retries per sequence number.
+const maxRetransmissionsPerLoss = 3
+
+func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
+	rig := newLadderRig(t, true)
+	encs := rig.pub.sender.GetParameters().Encodings
+	for i, e := range encs {
+		if e.RTX.SSRC == 0 {
+			t.Fatalf("layer %d has no RTX SSRC: RTX not negotiated", i)
+		}
+	}
+	up := newLossyUplink(rig.wan, "10.20.0.2", 0.05)
+
+	low := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "low", "10.20.0.31", 8_000_000)
+	defer low.close()
+	low.c.SetMaxLayer(0)
+	top := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "top", "10.20.0.32", 8_000_000)
+	defer top.close()
+	if !waitFor(10*time.Second, func() bool { return low.layer() == 0 }) {
+		t.Fatalf("low: layer %d, want 0", low.layer())
+	}
+	if !waitFor(20*time.Second, func() bool { return top.layer() == 2 }) {
+		t.Fatalf("top: layer %d, want 2", top.layer())
+	}
+
+	var nacksBefore, rtxBefore [3]int
+	for i := range encs {
+		nacksBefore[i] = int(rig.pub.nacks[i].Load())
+		rtxBefore[i], _ = up.count(uint32(encs[i].RTX.SSRC))
+	}
+	up.on.Store(true)
+	low.resetSeqs()
+	top.resetSeqs()
+	time.Sleep(12 * time.Second)
+	up.on.Store(false)
+	lowSeqs, topSeqs := low.seqSnapshot(), top.seqSnapshot()
+	// Repairs of the last losses are a round trip or two away.
+	time.Sleep(time.Second)
+
+	up.mu.Lock()
+	t.Logf("uplink: dropped %d of %d chunks (%.1f%%)", up.lost, up.total, 100*float64(up.lost)/float64(max(up.total, 1)))
+	up.mu.Unlock()
+	for i, e := range encs {
+		nacks := int(rig.pub.nacks[i].Load()) - nacksBefore[i]
+		rtx, _ := up.count(uint32(e.RTX.SSRC))
+		rtx -= rtxBefore[i]
+		sent, lost := up.count(uint32(e.SSRC))
+		t.Logf("layer %d: %d of %d packets lost; %d NACKs for SSRC %d, %d RTX packets on SSRC %d", i, lost, sent+lost, nacks, rig.pub.nackSSRC[i].Load(), rtx, e.RTX.SSRC)
+		if nacks == 0 {
+			t.Errorf("layer %d: the SFU sent no NACK", i)
+		} else if got := rig.pub.nackSSRC[i].Load(); got != uint32(e.SSRC) {
+			t.Errorf("layer %d: NACK for SSRC %d, want %d", i, got, e.SSRC)
+		}
+		if rtx == 0 {
+			t.Errorf("layer %d: no retransmission on its RTX SSRC %d", i, e.RTX.SSRC)
+		}
+		// pion's NACK generator does not see a packet repaired by RTX
+		// (worker.go): without a cap on its retries it asked for every
+		// lost packet again every 100 ms, some twenty times over.
+		if rtx > maxRetransmissionsPerLoss*lost+10 {
+			t.Errorf("layer %d: %d retransmissions for %d lost packets, want ≤ %d each", i, rtx, lost, maxRetransmissionsPerLoss)
+		}
+	}
+	for _, c := range []struct {
+		s      *shapedSubscriber
+		before map[uint16]bool
+	}{{low, lowSeqs}, {top, topSeqs}} {
+		got, span := c.s.repaired(c.before)
+		raw, _ := missing(c.before, 0xffff)
+		t.Logf("%s (layer %d): %.2f%% of %d packets received (%.2f%% missing before the last repairs)", c.s.name, c.s.layer(), 100*got, span, 100*raw)
+		if span < 200 {
+			t.Errorf("%s: only %d packets in 12 s", c.s.name, span)
+		}
+		if got < 0.99 {
+			t.Errorf("%s: %.2f%% of packets received, want ≥ 99%%", c.s.name, 100*got)
+		}
+	}
+}
+
+// TestSSRCSimulcastReoffer re-offers after media flows, once adding an
+// audio m-section and once unchanged: pion restarts the receivers of the
+// encodings it was not shown, so the SFU must restart them too, and the
+// layers must keep flowing to subscribers without a freeze.
+func TestSSRCSimulcastReoffer(t *testing.T) {
+	rig := newLadderRig(t, true)
+	low := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "low", "10.20.0.41", 8_000_000)
+	defer low.close()
+	low.c.SetMaxLayer(0)
+	top := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "top", "10.20.0.42", 8_000_000)
+	defer top.close()
+	if !waitFor(10*time.Second, func() bool { return low.layer() == 0 }) {
+		t.Fatalf("low: layer %d, want 0", low.layer())
+	}
+	if !waitFor(20*time.Second, func() bool { return top.layer() == 2 }) {
+		t.Fatalf("top: layer %d, want 2", top.layer())
+	}
+
+	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "screen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reoffer := func(what string, wantAdded int) {
+		t.Helper()
+		pc := rig.pub.pc
+		offer, err := pc.CreateOffer(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.SetLocalDescription(offer); err != nil {
+			t.Fatal(err)
+		}
+		infos := map[string]sfu.TrackInfo{}
+		for _, tr := range pc.GetTransceivers() {
+			infos[tr.Mid()] = sfu.TrackInfo{}
+		}
+		answer, added, err := rig.pub.tr.Publish(ssrcSimulcastOffer(t, offer.SDP, rig.pub.sender), infos)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(added) != wantAdded {
+			t.Fatalf("%s: %d producers added, want %d", what, len(added), wantAdded)
+		}
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		at := time.Now()
+		for _, s := range []*shapedSubscriber{low, top} {
+			s.resetSeqs()
+		}
+		time.Sleep(4 * time.Second)
+		ls := rig.p.Layers()
+		if len(ls) != 3 {
+			t.Fatalf("%s: %d layers, want 3", what, len(ls))
+		}
+		for i, l := range ls {
+			// Active and the frame rate look at the last second only.
+			if !l.Active || l.Width != ladder[i].width || l.FPS < 20 {
+				t.Errorf("%s: layer %d active %v, %d wide, %.0f fps; want active, %d wide, 30 fps", what, i, l.Active, l.Width, l.FPS, ladder[i].width)
+			}
+		}
+		for i, s := range []*shapedSubscriber{low, top} {
+			want := 2 * i
+			gap := s.longestGap(at, time.Now())
+			loss, n := s.loss()
+			t.Logf("%s: %s on layer %d, longest freeze %v, %.2f%% of %d packets missing", what, s.name, s.layer(), gap.Round(time.Millisecond), 100*loss, n)
+			if s.layer() != want {
+				t.Errorf("%s: %s on layer %d, want %d", what, s.name, s.layer(), want)
+			}
+			if gap > 500*time.Millisecond {
+				t.Errorf("%s: %s froze for %v", what, s.name, gap)
+			}
+			if loss > 0.01 {
+				t.Errorf("%s: %s lost %.2f%% of packets", what, s.name, 100*loss)
+			}
+		}
+	}
+
+	if _, err := rig.pub.pc.AddTrack(audio); err != nil {
+		t.Fatal(err)
+	}
+	reoffer("audio added", 1)
+	reoffer("unchanged", 0)
 }

@@ -340,7 +340,12 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 	if dir == Send {
 		// Media from publishers: ask for what is lost, report reception,
 		// and send TWCC feedback so their encoders adapt.
-		generator, err := nack.NewGeneratorInterceptor()
+		// pion hands a packet repaired by RTX to the track from the RTX
+		// stream, past the generator, which keeps asking for it until
+		// it leaves the log (some twenty NACKs, and as many RTX copies,
+		// per lost packet at 2 Mbit/s). A few tries cover a lost
+		// retransmission without that storm.
+		generator, err := nack.NewGeneratorInterceptor(nack.GeneratorMaxNacksPerPacket(nackTries))
 		if err != nil {
 			return fmt.Errorf("nack generator: %w", err)
 		}
@@ -378,6 +383,9 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 	ir.Add(twh)
 	return nil
 }
+
+// nackTries is how often the SFU asks a publisher for one lost packet.
+const nackTries = 3
 
 // minBitrate is the estimator's floor: below it even audio suffers, so the
 // estimate is not allowed to collapse further.
