@@ -32,6 +32,13 @@ const (
 	// bigger one drops the layer at once.
 	downHold     = time.Second
 	downTolerate = 0.75
+	// Going up makes the publisher send a keyframe of the new layer, a
+	// burst several frames large, and the estimate dips while the
+	// bottleneck's queue drains it. For upGrace after going up, a
+	// shortfall of up to half is held for downHold too, instead of
+	// undoing the switch at once.
+	upGrace         = 2 * time.Second
+	upGraceTolerate = 0.5
 	// Video is suspended only after the lowest layer has not fitted for
 	// this long.
 	suspendHold = 2 * time.Second
@@ -68,6 +75,7 @@ type allocState struct {
 type consumerAlloc struct {
 	upLayer     choice
 	upSince     time.Time
+	upAt        time.Time // when the consumer last went up
 	downSince   time.Time
 	starveSince time.Time
 	waitSince   time.Time // since when the consumer waits for a keyframe
@@ -350,7 +358,11 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 			best = i
 			break
 		}
-		if cands[i] == cur && float64(budget) >= downTolerate*float64(need) {
+		tolerate := downTolerate
+		if now.Sub(c.alloc.upAt) < upGrace {
+			tolerate = upGraceTolerate
+		}
+		if cands[i] == cur && float64(budget) >= tolerate*float64(need) {
 			// Slightly short on the current choice: hold it for a while.
 			if c.alloc.downSince.IsZero() {
 				c.alloc.downSince = now
@@ -407,6 +419,7 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 		if now.Sub(c.alloc.upSince) >= upHold {
 			c.setTarget(cands[best])
 			c.alloc.upSince = time.Time{}
+			c.alloc.upAt = now
 		} else {
 			// Hold the current choice; what it costs is what is used.
 			best = -1

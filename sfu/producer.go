@@ -67,6 +67,9 @@ type Producer struct {
 	// writePLI sends a keyframe request upstream; a field so tests can
 	// count requests without a PeerConnection.
 	writePLI func(ssrc uint32) error
+	// writeRTCP sends feedback to the publisher (nil without a
+	// PeerConnection).
+	writeRTCP func([]rtcp.Packet) error
 }
 
 // layer is one simulcast encoding (or the only one).
@@ -125,6 +128,9 @@ func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapa
 	p.consumers.Store(&empty)
 	p.writePLI = func(ssrc uint32) error {
 		return t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	}
+	if t.pc != nil {
+		p.writeRTCP = t.pc.WriteRTCP
 	}
 	return p
 }
@@ -268,6 +274,7 @@ func readLoop(in *inbound, track *webrtc.TrackRemote) {
 	var pkt rtp.Packet
 	var cur *Producer
 	idx := -1
+	var nacks nackLog
 	rid := track.RID()
 	ssrc := uint32(track.SSRC())
 	for {
@@ -288,8 +295,23 @@ func readLoop(in *inbound, track *webrtc.TrackRemote) {
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
+		if p.kind == KindVideo {
+			now := time.Now()
+			nacks.received(pkt.SequenceNumber, now)
+			if pairs := nacks.due(now); pairs != nil {
+				p.askAgain(pkt.SSRC, pairs)
+			}
+		}
 		p.forward(idx, &pkt)
 	}
+}
+
+// askAgain sends the publisher a NACK for the given lost packets.
+func (p *Producer) askAgain(ssrc uint32, pairs []rtcp.NackPair) {
+	if p.writeRTCP == nil {
+		return
+	}
+	_ = p.writeRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: pairs}})
 }
 
 // forward is the hot path: one packet from one layer to every consumer.

@@ -311,6 +311,8 @@ type shapedSubscriber struct {
 	// VP8 picture ids received, and the width of the last keyframe.
 	pics      map[uint16]bool
 	width     int
+	// keyWidths counts the keyframes received by width since resetSeqs.
+	keyWidths map[int]int
 	switches  []switchEvent
 	readerEnd chan struct{}
 	// srs are the sender reports received; arrivals the first packet of
@@ -375,6 +377,7 @@ func (s *shapedSubscriber) longestGap(from, to time.Time) time.Duration {
 func (s *shapedSubscriber) resetSeqs() {
 	s.mu.Lock()
 	s.seqs = map[uint16]bool{}
+	s.keyWidths = map[int]int{}
 	s.mu.Unlock()
 }
 
@@ -486,6 +489,9 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 				}
 				if b := pkt.Payload; isVP8 && d.Start && d.PartID == 0 && len(b) >= d.Size+10 && b[d.Size]&0x01 == 0 && b[d.Size+3] == 0x9d {
 					s.width = int(b[d.Size+6]) | int(b[d.Size+7]&0x3f)<<8
+					if s.keyWidths != nil {
+						s.keyWidths[s.width]++
+					}
 				}
 				// Padding from a bandwidth probe carries no frame.
 				if pkt.Marker && len(pkt.Payload) > 0 {

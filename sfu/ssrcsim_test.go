@@ -262,8 +262,9 @@ func (s *shapedSubscriber) repaired(before map[uint16]bool) (float64, int) {
 // SSRC, and subscribers of the lowest and the top layer must end up with
 // at least 99% of their sequence numbers.
 // maxRetransmissionsPerLoss bounds the RTX packets a publisher sends per
-// lost packet: the SFU's NACK retries per sequence number.
-const maxRetransmissionsPerLoss = 3
+// lost packet: one, plus a retry when the retransmission is lost too (or
+// is still in flight when the retry is due).
+const maxRetransmissionsPerLoss = 1.5
 
 func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
 	rig := newLadderRig(t, true)
@@ -318,11 +319,11 @@ func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
 		if rtx == 0 {
 			t.Errorf("layer %d: no retransmission on its RTX SSRC %d", i, e.RTX.SSRC)
 		}
-		// pion's NACK generator does not see a packet repaired by RTX
-		// (worker.go): without a cap on its retries it asked for every
-		// lost packet again every 100 ms, some twenty times over.
-		if rtx > maxRetransmissionsPerLoss*lost+10 {
-			t.Errorf("layer %d: %d retransmissions for %d lost packets, want ≤ %d each", i, rtx, lost, maxRetransmissionsPerLoss)
+		// The SFU stops asking once a repair arrives (nackgen.go); pion's
+		// generator, which never saw repairs, asked for every lost packet
+		// again every 100 ms, some twenty times over.
+		if float64(rtx) > maxRetransmissionsPerLoss*float64(lost)+10 {
+			t.Errorf("layer %d: %d retransmissions for %d lost packets, want ≤ %.1f each", i, rtx, lost, maxRetransmissionsPerLoss)
 		}
 	}
 	for _, c := range []struct {

@@ -22,7 +22,6 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/transport/v4"
@@ -338,17 +337,9 @@ func (w *Worker) Close() error {
 func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) error {
 	ir.Add(w.stats) // first: next to the wire, it sees all RTCP (stats.go)
 	if dir == Send {
-		// Media from publishers: ask for what is lost, report reception,
-		// and send TWCC feedback so their encoders adapt.
-		// pion hands a packet repaired by RTX to the track from the RTX
-		// stream, past the generator, which keeps asking for it until
-		// it leaves the log (some twenty NACKs, and as many RTX copies,
-		// per lost packet at 2 Mbit/s). A few tries cover a lost
-		// retransmission without that storm.
-		generator, err := nack.NewGeneratorInterceptor(nack.GeneratorMaxNacksPerPacket(nackTries))
-		if err != nil {
-			return fmt.Errorf("nack generator: %w", err)
-		}
+		// Media from publishers: report reception, and send TWCC feedback
+		// so their encoders adapt. Lost packets are asked for by the read
+		// loops (nackgen.go), which see RTX repairs arrive.
 		rr, err := report.NewReceiverInterceptor()
 		if err != nil {
 			return err
@@ -357,7 +348,6 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 		if err != nil {
 			return err
 		}
-		ir.Add(generator)
 		ir.Add(rr)
 		ir.Add(tw)
 		return nil
@@ -383,9 +373,6 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 	ir.Add(twh)
 	return nil
 }
-
-// nackTries is how often the SFU asks a publisher for one lost packet.
-const nackTries = 3
 
 // minBitrate is the estimator's floor: below it even audio suffers, so the
 // estimate is not allowed to collapse further.

@@ -1,0 +1,71 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+func nacked(pairs []rtcp.NackPair) []uint16 {
+	var out []uint16
+	for _, p := range pairs {
+		p.Range(func(s uint16) bool { out = append(out, s); return true })
+	}
+	return out
+}
+
+// TestNackLog: a gap is asked for once it has had time to be mere
+// reordering, again after nackRetry while still missing, at most
+// nackTries times, and never again once it (or its repair) arrives.
+func TestNackLog(t *testing.T) {
+	var l nackLog
+	t0 := time.Unix(100, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	l.received(65530, at(0))
+	l.received(65531, at(1))
+	l.received(2, at(2)) // 65532..1 missing, across the wrap
+	if got := l.due(at(3)); got != nil {
+		t.Fatalf("asked at once: %v", nacked(got))
+	}
+	l.received(65533, at(4)) // reordered, not lost
+	got := nacked(l.due(at(30)))
+	want := []uint16{65532, 65534, 65535, 0, 1}
+	if len(got) != len(want) {
+		t.Fatalf("first NACK %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("first NACK %v, want %v", got, want)
+		}
+	}
+	l.received(65532, at(40)) // repaired
+	l.received(0, at(41))
+	if got := l.due(at(60)); got != nil {
+		t.Fatalf("asked again before nackRetry: %v", nacked(got))
+	}
+	if got := nacked(l.due(at(140))); len(got) != 3 || got[0] != 65534 || got[2] != 1 {
+		t.Fatalf("second NACK %v, want the three still missing", got)
+	}
+	if got := nacked(l.due(at(250))); len(got) != 3 {
+		t.Fatalf("third NACK %v", got)
+	}
+	if got := l.due(at(400)); got != nil {
+		t.Fatalf("a fourth NACK after %d tries: %v", nackTries, nacked(got))
+	}
+	// A jump (a restarted stream) asks for nothing in between.
+	l.received(30000, at(500))
+	if got := l.due(at(600)); got != nil {
+		t.Fatalf("NACK after a jump: %v", nacked(got))
+	}
+}
+
+func TestAppendNackPairs(t *testing.T) {
+	pairs := appendNackPairs(nil, []uint16{65535, 0, 16, 17, 40})
+	if len(pairs) != 3 || pairs[0].PacketID != 65535 || pairs[1].PacketID != 16 || pairs[2].PacketID != 40 {
+		t.Fatalf("pairs %+v", pairs)
+	}
+	if got := nacked(pairs); len(got) != 5 {
+		t.Fatalf("packed %v", got)
+	}
+}
