@@ -309,8 +309,8 @@ type shapedSubscriber struct {
 	frames []time.Time
 	seqs   map[uint16]bool
 	// VP8 picture ids received, and the width of the last keyframe.
-	pics      map[uint16]bool
-	width     int
+	pics  map[uint16]bool
+	width int
 	// keyWidths counts the keyframes received by width since resetSeqs.
 	keyWidths map[int]int
 	switches  []switchEvent
