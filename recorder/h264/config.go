@@ -67,6 +67,25 @@ func (c *Config) Record() []byte {
 	return b
 }
 
+// firstOfList reads an avcC list of n length-prefixed parameter sets and
+// returns the first one and what follows the list.
+func firstOfList(p []byte, n int) (first, rest []byte, err error) {
+	for i := 0; i < n; i++ {
+		if len(p) < 2 {
+			return nil, nil, errors.New("h264: short avcC")
+		}
+		l := int(p[0])<<8 | int(p[1])
+		if len(p) < 2+l {
+			return nil, nil, errors.New("h264: short avcC")
+		}
+		if first == nil {
+			first = p[2 : 2+l]
+		}
+		p = p[2+l:]
+	}
+	return first, p, nil
+}
+
 // ParseRecord reads an AVCDecoderConfigurationRecord's first SPS and PPS.
 func ParseRecord(b []byte) (*Config, error) {
 	if len(b) < 7 || b[0] != 1 {
@@ -75,39 +94,16 @@ func ParseRecord(b []byte) (*Config, error) {
 	if b[4]&3 != 3 {
 		return nil, fmt.Errorf("h264: avcC with %d-byte lengths is not supported", b[4]&3+1)
 	}
-	n := int(b[5] & 0x1f)
-	p := b[6:]
-	var sps, pps []byte
-	for i := 0; i < n; i++ {
-		if len(p) < 2 {
-			return nil, errors.New("h264: short avcC")
-		}
-		l := int(p[0])<<8 | int(p[1])
-		if len(p) < 2+l {
-			return nil, errors.New("h264: short avcC")
-		}
-		if sps == nil {
-			sps = p[2 : 2+l]
-		}
-		p = p[2+l:]
+	sps, p, err := firstOfList(b[6:], int(b[5]&0x1f))
+	if err != nil {
+		return nil, err
 	}
 	if len(p) < 1 {
 		return nil, errors.New("h264: short avcC")
 	}
-	n = int(p[0])
-	p = p[1:]
-	for i := 0; i < n; i++ {
-		if len(p) < 2 {
-			return nil, errors.New("h264: short avcC")
-		}
-		l := int(p[0])<<8 | int(p[1])
-		if len(p) < 2+l {
-			return nil, errors.New("h264: short avcC")
-		}
-		if pps == nil {
-			pps = p[2 : 2+l]
-		}
-		p = p[2+l:]
+	pps, _, err := firstOfList(p[1:], int(p[0]))
+	if err != nil {
+		return nil, err
 	}
 	if sps == nil || pps == nil {
 		return nil, errors.New("h264: avcC without sps or pps")
