@@ -295,14 +295,14 @@ func readLoop(in *inbound, track *webrtc.TrackRemote) {
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
+		now := time.Now()
 		if p.kind == KindVideo {
-			now := time.Now()
 			nacks.received(pkt.SequenceNumber, now)
 			if pairs := nacks.due(now); pairs != nil {
 				p.askAgain(pkt.SSRC, pairs)
 			}
 		}
-		p.forward(idx, &pkt)
+		p.forwardAt(idx, &pkt, now)
 	}
 }
 
@@ -315,11 +315,14 @@ func (p *Producer) askAgain(ssrc uint32, pairs []rtcp.NackPair) {
 }
 
 // forward is the hot path: one packet from one layer to every consumer.
-func (p *Producer) forward(idx int, pkt *rtp.Packet) {
+func (p *Producer) forward(idx int, pkt *rtp.Packet) { p.forwardAt(idx, pkt, time.Now()) }
+
+// forwardAt is forward for a packet read at now (the read loop has the
+// time already).
+func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time) {
 	if p.paused.Load() {
 		return
 	}
-	now := time.Now()
 	l := &p.layers[idx]
 	l.bytes.Add(uint64(len(pkt.Payload) + 12))
 	l.lastPacket.Store(now.UnixNano())

@@ -144,20 +144,9 @@ func (s *ClientSession) RestartICE(ctx context.Context, pc *webrtc.PeerConnectio
 	}
 	req.Header.Set("Content-Type", ContentTypeSDPFrag)
 	req.Header.Set("If-Match", "*")
-	if s.token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.token)
-	}
-	resp, err := s.hc.Do(req)
+	body, hdr, err := s.exchange(req, http.StatusOK)
 	if err != nil {
 		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &StatusError{Code: resp.StatusCode, Body: string(body)}
 	}
 	f, err := parseSDPFrag(string(body))
 	if err != nil {
@@ -166,7 +155,7 @@ func (s *ClientSession) RestartICE(ctx context.Context, pc *webrtc.PeerConnectio
 	if f.ufrag == "" || f.pwd == "" {
 		return fmt.Errorf("ice restart answer without credentials: %q", body)
 	}
-	s.ETag = resp.Header.Get("ETag")
+	s.ETag = hdr.Get("ETag")
 	// The answer is the last one with the server's new credentials and
 	// candidates in place of the old.
 	ans := &sdp.SessionDescription{}
@@ -219,17 +208,27 @@ func (s *ClientSession) Delete(ctx context.Context) error {
 }
 
 func (s *ClientSession) do(req *http.Request, want int) error {
+	_, _, err := s.exchange(req, want)
+	return err
+}
+
+// exchange sends req with the session's token and returns the answer's
+// body and headers, or a StatusError when its status is not want.
+func (s *ClientSession) exchange(req *http.Request, want int) ([]byte, http.Header, error) {
 	if s.token != "" {
 		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
 	resp, err := s.hc.Do(req)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != want {
-		return &StatusError{Code: resp.StatusCode, Body: string(body)}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	if resp.StatusCode != want {
+		return nil, nil, &StatusError{Code: resp.StatusCode, Body: string(body)}
+	}
+	return body, resp.Header, nil
 }
