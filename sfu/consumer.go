@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu/rtpmunge"
+	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -243,7 +244,7 @@ func (c *Consumer) pickLayer() int {
 // switching layers on the target layer's keyframe, and (for VP8, with desc
 // its payload descriptor) if it belongs to a temporal layer wanted. It
 // allocates nothing.
-func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.Descriptor, now time.Time) {
+func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.Descriptor, now time.Time, b *udpbatch.Batch) {
 	if c.paused.Load() {
 		return
 	}
@@ -308,7 +309,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 	h.PaddingSize = 0
 	c.note(seq, ts, pkt.Marker, idx, pkt.SequenceNumber, desc != nil)
 	c.noteSent(ts, len(payload), now)
-	n, err := c.writer.WriteRTP(h, payload)
+	n, err := c.write(b, h, payload, now)
 	tl := c.tl.current
 	c.mu.Unlock()
 	if err == nil {
@@ -318,6 +319,16 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 	if (switched || tlChanged) && c.producer.kind == KindVideo {
 		c.notifyLayer(idx, c.reportedTemporal(idx, tl), switched)
 	}
+}
+
+// write sends one packet, with c.mu held: through the transport's own
+// SRTP path when it has one (srtpout.go), into b if the caller batches;
+// through pion otherwise.
+func (c *Consumer) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, now time.Time) (int, error) {
+	if o := c.transport.out.Load(); o != nil {
+		return o.write(b, h, payload, now)
+	}
+	return c.writer.WriteRTP(h, payload)
 }
 
 // takes reports whether a keyframe on layer idx may become the forwarded
@@ -371,7 +382,7 @@ func (c *Consumer) sendPadding(n int) int {
 		seq, ts := c.munger.Pad()
 		h := &c.hdr
 		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
-		w, err := c.writer.WriteRTP(h, c.padBuf[:])
+		w, err := c.write(nil, h, c.padBuf[:], time.Now())
 		if err != nil {
 			break
 		}
@@ -397,6 +408,9 @@ func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParam
 		c.pt = uint8(cp.PayloadType)
 		c.rtxSSRC, c.rtxPT = rtxFor(ctx, ctx.CodecParameters(), c.pt)
 		c.mu.Unlock()
+		if id := twccExtensionID(ctx); id != 0 {
+			c.transport.twccID.Store(id)
+		}
 		if c.transport.connected.Load() {
 			c.restart()
 		}

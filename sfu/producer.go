@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu/keyframe"
+	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -271,6 +272,8 @@ func (p *Producer) topLayer() int {
 // packet: nothing is allocated per packet.
 func readLoop(in *inbound, track *webrtc.TrackRemote) {
 	buf := make([]byte, 1500)
+	// The subscribers' copies of each packet leave together (srtpout.go).
+	batch := new(udpbatch.Batch)
 	var pkt rtp.Packet
 	var cur *Producer
 	idx := -1
@@ -302,7 +305,7 @@ func readLoop(in *inbound, track *webrtc.TrackRemote) {
 				p.askAgain(pkt.SSRC, pairs)
 			}
 		}
-		p.forwardAt(idx, &pkt, now)
+		p.forwardAt(idx, &pkt, now, batch)
 	}
 }
 
@@ -315,11 +318,12 @@ func (p *Producer) askAgain(ssrc uint32, pairs []rtcp.NackPair) {
 }
 
 // forward is the hot path: one packet from one layer to every consumer.
-func (p *Producer) forward(idx int, pkt *rtp.Packet) { p.forwardAt(idx, pkt, time.Now()) }
+func (p *Producer) forward(idx int, pkt *rtp.Packet) { p.forwardAt(idx, pkt, time.Now(), nil) }
 
 // forwardAt is forward for a packet read at now (the read loop has the
-// time already).
-func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time) {
+// time already). Copies for subscribers on the SFU's own SRTP path are
+// queued in b, when given, and sent together at the end.
+func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatch.Batch) {
 	if p.paused.Load() {
 		return
 	}
@@ -347,7 +351,10 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time) {
 	var d vp8desc.Descriptor
 	desc := l.temporal.parse(p.kfCodec, pkt, now, &d)
 	for _, c := range *p.consumers.Load() {
-		c.forward(idx, pkt, isKey, desc, now)
+		c.forward(idx, pkt, isKey, desc, now, b)
+	}
+	if b != nil && b.Len() > 0 {
+		b.Flush()
 	}
 }
 

@@ -422,6 +422,13 @@ func missing(set map[uint16]bool, mask uint16) (float64, int) {
 
 func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *sfu.Producer, name, ip string, rate int) *shapedSubscriber {
 	t.Helper()
+	return newShapedSubscriberAPI(t, wan, router, p, name, ip, rate, clientAPI)
+}
+
+// newShapedSubscriberAPI is newShapedSubscriber with the client's pion API
+// made by newAPI.
+func newShapedSubscriberAPI(t *testing.T, wan *vnet.Router, router *sfu.Router, p *sfu.Producer, name, ip string, rate int, newAPI func(*testing.T, *vnet.Net) *webrtc.API) *shapedSubscriber {
+	t.Helper()
 	n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
 	if err != nil {
 		t.Fatal(err)
@@ -436,7 +443,7 @@ func newShapedSubscriber(t *testing.T, wan *vnet.Router, router *sfu.Router, p *
 	if err := wan.AddNet(s.queue); err != nil {
 		t.Fatal(err)
 	}
-	api := clientAPI(t, n)
+	api := newAPI(t, n)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)

@@ -229,8 +229,37 @@ func (t *Transport) receiveSSRCSimulcast(in *inbound, main *webrtc.RTPTransceive
 		t.mu.Lock()
 		in.simRecv = append(in.simRecv, sr)
 		t.mu.Unlock()
-		t.startEncoding(in, sr)
+		t.awaitEncoding(in, sr)
 	}
+}
+
+// awaitEncoding starts an encoding once pion has let go of its stream
+// (pionlog.go explains why it must not start before).
+func (t *Transport) awaitEncoding(in *inbound, sr *simReceiver) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	cancel := t.router.w.ssrcs.await(sr.enc.ssrc, func(start bool) {
+		if !start {
+			t.wg.Done()
+			return
+		}
+		go func() {
+			defer t.wg.Done()
+			t.negMu.Lock()
+			defer t.negMu.Unlock()
+			if !t.isClosed() {
+				t.startEncoding(in, sr)
+			}
+		}()
+	})
+	t.mu.Lock()
+	t.waits = append(t.waits, cancel)
+	t.mu.Unlock()
 }
 
 // startEncoding receives one SIM encoding on its transceiver's current
@@ -284,6 +313,6 @@ func (t *Transport) rearmSSRCSimulcast(sending map[string]bool) {
 	}
 	t.mu.Unlock()
 	for i, sr := range stale {
-		t.startEncoding(ins[i], sr)
+		t.awaitEncoding(ins[i], sr)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu/bwe"
+	"github.com/matinee-dev/matinee/sfu/dtlskeys"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -91,11 +92,28 @@ type Transport struct {
 	// lastReports is when the consumers' sender reports last went out
 	// (router tick only).
 	lastReports time.Time
+
+	// The SFU's own SRTP path (srtpout.go), Recv transports: the DTLS
+	// keys as the handshake reveals them, the path once chosen (nil:
+	// pion sends), whether the choice was made (under mu), and the TWCC
+	// header extension id the subscriber negotiated.
+	capture    *dtlskeys.Capture
+	out        atomic.Pointer[srtpOut]
+	outDecided bool
+	twccID     atomic.Uint32
+
+	// waits cancels the SSRC-simulcast encodings still waiting for pion
+	// to let go of their streams (pionlog.go), under mu.
+	waits []func()
 }
 
 // NewWebRTCTransport creates a transport in this router.
 func (r *Router) NewWebRTCTransport(opts TransportOptions) (*Transport, error) {
-	pc, est, err := r.w.newPeerConnection(opts.Direction)
+	var capt *dtlskeys.Capture
+	if opts.Direction == Recv {
+		capt = &dtlskeys.Capture{}
+	}
+	pc, est, err := r.w.newPeerConnection(opts.Direction, capt)
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)
 	}
@@ -104,6 +122,7 @@ func (r *Router) NewWebRTCTransport(opts TransportOptions) (*Transport, error) {
 		router:    r,
 		opts:      opts,
 		pc:        pc,
+		capture:   capt,
 		producers: map[string]*Producer{},
 		inbound:   map[string]*inbound{},
 		consumers: map[string]*Consumer{},
@@ -154,6 +173,7 @@ func (t *Transport) onConnectionState(s webrtc.PeerConnectionState) {
 	t.log.Debug("connection state", "state", s.String())
 	switch s {
 	case webrtc.PeerConnectionStateConnected:
+		t.setupOut()
 		t.connected.Store(true)
 		t.mu.Lock()
 		if t.timer != nil {
@@ -660,7 +680,12 @@ func (t *Transport) Close() {
 		ps = append(ps, p)
 	}
 	cs := t.consumerList()
+	waits := t.waits
+	t.waits = nil
 	t.mu.Unlock()
+	for _, cancel := range waits {
+		cancel()
+	}
 	for _, p := range ps {
 		p.Close()
 	}

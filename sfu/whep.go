@@ -377,6 +377,9 @@ func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 	s.ssrc = uint32(ctx.SSRC())
 	s.rtxSSRC = uint32(ctx.SSRCRetransmission())
 	s.codecs = append([]webrtc.RTPCodecParameters(nil), codecs...)
+	if id := twccExtensionID(ctx); id != 0 {
+		s.v.t.twccID.Store(id)
+	}
 	c := s.cur
 	chosen := *first
 	if c != nil {

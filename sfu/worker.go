@@ -15,16 +15,21 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu/bwe"
+	"github.com/matinee-dev/matinee/sfu/dtlskeys"
+	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
 	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -85,6 +90,14 @@ type Worker struct {
 	tcpMux *ice.TCPMuxDefault // nil without ICE-TCP
 	apis   [2]*webrtc.API     // by Direction
 	ctx    context.Context
+	// udp are the mux's sockets, which subscribers' RTP also leaves
+	// from directly (srtpout.go).
+	udp []*udpbatch.Conn
+	// Receive transports get an API each (recvAPI), made from these, so
+	// that their DTLS handshake's keys can be captured.
+	recvSE webrtc.SettingEngine
+	recvME *webrtc.MediaEngine
+	recvIR *interceptor.Registry
 
 	// pcMu serialises PeerConnection creation so the bandwidth estimator
 	// the cc interceptor makes for it can be handed to its transport.
@@ -97,6 +110,9 @@ type Worker struct {
 	closed  bool
 
 	stats *Stats // counters for metrics (stats.go)
+	// ssrcs reports the SSRC-simulcast streams pion has let go of
+	// (pionlog.go).
+	ssrcs *unhandledSSRCs
 }
 
 // NewWorker opens the shared UDP port and prepares the WebRTC stack.
@@ -126,9 +142,15 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	if cfg.LoopbackOnly {
 		muxOpts = append(muxOpts, ice.UDPMuxFromPortWithLoopback())
 	}
-	if cfg.Net != nil {
-		muxOpts = append(muxOpts, ice.UDPMuxFromPortWithNet(cfg.Net))
+	base := cfg.Net
+	if base == nil {
+		var err error
+		if base, err = stdnet.NewNet(); err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
 	}
+	rn := &recordingNet{Net: base}
+	muxOpts = append(muxOpts, ice.UDPMuxFromPortWithNet(rn))
 	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, muxOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("open udp port %d: %w", cfg.UDPPort, err)
@@ -175,8 +197,10 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 			return nil, fmt.Errorf("announce ip: %w", err)
 		}
 	}
+	ssrcs := newUnhandledSSRCs()
 	wctx, cancel := context.WithCancel(ctx)
 	w := &Worker{
+		ssrcs:   ssrcs,
 		cfg:     cfg,
 		log:     log,
 		mux:     mux,
@@ -185,6 +209,9 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		cancel:  cancel,
 		routers: map[string]*Router{},
 		stats:   newStats(),
+	}
+	for _, c := range rn.taken() {
+		w.udp = append(w.udp, udpbatch.NewConn(c))
 	}
 	// Two stacks: transports that receive publishers' media need NACK
 	// generation, receiver reports and TWCC feedback; transports that send
@@ -204,9 +231,84 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 			cancel()
 			return nil, err
 		}
-		w.apis[dir] = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+		s := se
+		if dir == Send {
+			s.LoggerFactory = &pionLogs{base: logging.NewDefaultLoggerFactory(), ssrcs: ssrcs}
+		}
+		if dir == Recv {
+			// A WHEP client's offer says actpass: answer passive, so
+			// this side serves the DTLS handshake and can learn its
+			// keys (srtpout.go). The SFU's own offers are actpass too,
+			// and browsers and pion answer active.
+			if err := s.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+				closeMuxes()
+				cancel()
+				return nil, fmt.Errorf("dtls role: %w", err)
+			}
+			w.recvSE, w.recvME, w.recvIR = s, me, ir
+		}
+		w.apis[dir] = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s))
 	}
 	return w, nil
+}
+
+// recvAPI returns a pion API for one receive transport whose DTLS
+// handshake reports its keys to capt.
+func (w *Worker) recvAPI(capt *dtlskeys.Capture) *webrtc.API {
+	se := w.recvSE
+	se.SetDTLSKeyLogWriter(capt)
+	se.SetDTLSServerHelloMessageHook(capt.ServerHello)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(w.recvME), webrtc.WithInterceptorRegistry(w.recvIR), webrtc.WithSettingEngine(se))
+}
+
+// recordingNet is the network the UDP mux opens its sockets on; it keeps
+// them so the worker can send from them too.
+type recordingNet struct {
+	transport.Net
+	mu    sync.Mutex
+	conns []net.PacketConn
+}
+
+func (n *recordingNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, laddr)
+	if err == nil {
+		n.mu.Lock()
+		n.conns = append(n.conns, c)
+		n.mu.Unlock()
+	}
+	return c, err
+}
+
+func (n *recordingNet) taken() []net.PacketConn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]net.PacketConn(nil), n.conns...)
+}
+
+// udpConnFor returns the worker's socket bound to ip:port, or, when the
+// candidate's address was rewritten (--announce-ip) and only one socket
+// of that family exists, that one.
+func (w *Worker) udpConnFor(ip netip.Addr, port int, v4 bool) *udpbatch.Conn {
+	var only *udpbatch.Conn
+	n := 0
+	for _, c := range w.udp {
+		a, ok := c.LocalAddr().(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		ap := a.AddrPort()
+		if ap.Addr().Unmap() == ip.Unmap() && int(ap.Port()) == port {
+			return c
+		}
+		if ap.Addr().Unmap().Is4() == v4 {
+			only = c
+			n++
+		}
+	}
+	if n == 1 && len(w.cfg.AnnounceIPs) > 0 {
+		return only
+	}
+	return nil
 }
 
 // interfaceFilter combines the configured interface rules into pion's form.
@@ -380,11 +482,15 @@ const minBitrate = 50_000
 
 // newPeerConnection creates a PeerConnection for a transport and returns
 // the bandwidth estimator made for it (nil for Send transports).
-func (w *Worker) newPeerConnection(dir Direction) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+func (w *Worker) newPeerConnection(dir Direction, capt *dtlskeys.Capture) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
 	w.pcMu.Lock()
 	defer w.pcMu.Unlock()
 	w.lastBWE = nil
-	pc, err := w.apis[dir].NewPeerConnection(webrtc.Configuration{
+	api := w.apis[dir]
+	if capt != nil {
+		api = w.recvAPI(capt)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
 	})

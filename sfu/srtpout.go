@@ -1,0 +1,235 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/matinee-dev/matinee/sfu/udpbatch"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// The SFU's own way out for RTP to a subscriber.
+//
+// Through pion, one forwarded copy crosses the interceptor chain (TWCC
+// stamping, the congestion controller's bookkeeping), the SRTP session's
+// locks and the ICE layer's (mux endpoint, ICE conn, candidate pair, UDP
+// mux) before its sendto: about as much CPU again as the encryption and
+// the system call themselves. A receive transport whose DTLS handshake
+// this side served, and whose ICE pair runs over one of the worker's UDP
+// sockets, instead gets an srtpOut: the consumer's packet is stamped with
+// the transport's TWCC sequence number, recorded by the bandwidth
+// estimator, marshalled and encrypted in place into a buffer of the
+// producer read loop's batch, and leaves with the other subscribers'
+// copies in one sendmmsg. RTCP, ICE and DTLS stay with pion.
+//
+// The choice is made once, when the transport first connects, and never
+// reverts: an SRTP stream's rollover counter lives in whichever context
+// encrypts it, so handing a stream back to pion mid-way would desync the
+// subscriber's decryption (and reuse AES-GCM nonces). A transport that
+// cannot take this path (this side was the DTLS client, the pair is
+// ICE-TCP) is served by pion from start to end.
+
+// errNoPath reports a packet dropped because the transport's ICE pair left
+// the worker's UDP sockets.
+var errNoPath = errors.New("no udp path to the subscriber")
+
+// srtpOut encrypts and sends one transport's RTP.
+type srtpOut struct {
+	t *Transport
+
+	// mu guards the SRTP context (pion's is not safe for concurrent use)
+	// and the transport-wide sequence numbers: the transport's audio and
+	// video consumers write from different read loops.
+	mu      sync.Mutex
+	ctx     *srtp.Context
+	scratch rtp.Header // EncryptRTP's parse of the packet
+	twccSeq uint16
+	twccBuf [2]byte
+	single  [udpbatch.BufSize]byte // writes outside a batch
+
+	dest atomic.Pointer[outDest]
+}
+
+// outDest is where a transport's packets go: the worker's socket of the
+// selected pair's local candidate and the remote candidate's address.
+type outDest struct {
+	conn *udpbatch.Conn
+	addr *net.UDPAddr
+}
+
+// setupOut decides, when the transport first connects, whether its RTP
+// takes the SFU's own path. Called before connected is set.
+func (t *Transport) setupOut() {
+	t.mu.Lock()
+	decided := t.outDecided
+	t.outDecided = true
+	t.mu.Unlock()
+	if decided || t.capture == nil || t.pc == nil {
+		return
+	}
+	o, err := t.newSRTPOut()
+	if err != nil {
+		t.log.Debug("rtp leaves through pion", "reason", err)
+		return
+	}
+	t.out.Store(o)
+	t.log.Debug("rtp leaves through the sfu's own srtp path")
+}
+
+func (t *Transport) newSRTPOut() (*srtpOut, error) {
+	keys, err := t.capture.Keys()
+	if err != nil {
+		return nil, err
+	}
+	ctx, err := srtp.CreateContext(keys.Key, keys.Salt, keys.Profile)
+	if err != nil {
+		return nil, fmt.Errorf("srtp context: %w", err)
+	}
+	sctp := t.pc.SCTP()
+	if sctp == nil || sctp.Transport() == nil {
+		return nil, errors.New("no dtls transport")
+	}
+	ice := sctp.Transport().ICETransport()
+	pair, err := ice.GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		return nil, fmt.Errorf("no selected candidate pair: %v", err)
+	}
+	d, err := t.router.w.destFor(pair)
+	if err != nil {
+		return nil, err
+	}
+	o := &srtpOut{t: t, ctx: ctx}
+	o.dest.Store(d)
+	ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+		d, err := t.router.w.destFor(p)
+		if err != nil {
+			// The stream cannot go back to pion (see above): the
+			// client has to connect again.
+			o.dest.Store(nil)
+			t.log.Warn("ice pair moved off the sfu's udp sockets", "reason", err)
+			t.fail(fmt.Sprintf("media path changed to one the SFU cannot send on (%v); reconnect", err))
+			return
+		}
+		o.dest.Store(d)
+	})
+	return o, nil
+}
+
+// OwnSRTP reports whether the transport's RTP takes the SFU's own SRTP
+// path rather than pion's.
+func (t *Transport) OwnSRTP() bool { return t.out.Load() != nil }
+
+// destFor maps a selected ICE pair to one of the worker's UDP sockets.
+func (w *Worker) destFor(p *webrtc.ICECandidatePair) (*outDest, error) {
+	if p == nil || p.Local == nil || p.Remote == nil {
+		return nil, errors.New("no candidate pair")
+	}
+	if p.Local.Protocol != webrtc.ICEProtocolUDP || p.Remote.Protocol != webrtc.ICEProtocolUDP {
+		return nil, fmt.Errorf("%s candidate pair", p.Local.Protocol)
+	}
+	rip, err := netip.ParseAddr(p.Remote.Address)
+	if err != nil {
+		return nil, fmt.Errorf("remote candidate address %q: %w", p.Remote.Address, err)
+	}
+	lip, _ := netip.ParseAddr(p.Local.Address)
+	conn := w.udpConnFor(lip, int(p.Local.Port), rip.Unmap().Is4())
+	if conn == nil {
+		return nil, fmt.Errorf("local candidate %s:%d is not one of the worker's sockets", p.Local.Address, p.Local.Port)
+	}
+	return &outDest{conn: conn, addr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(rip.Unmap(), p.Remote.Port))}, nil
+}
+
+// write sends one RTP packet (h, payload) to the subscriber: into b when
+// the caller batches (a producer's read loop, which flushes b once every
+// consumer has its copy), at once otherwise. It returns the bytes put on
+// the wire.
+func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, now time.Time) (int, error) {
+	d := o.dest.Load()
+	if d == nil {
+		return 0, errNoPath
+	}
+	id := uint8(o.t.twccID.Load())
+	o.mu.Lock()
+	var buf []byte
+	if b != nil {
+		buf = b.Buf()
+	} else {
+		buf = o.single[:0]
+	}
+	seq := o.twccSeq
+	if id != 0 {
+		o.twccSeq++
+		o.twccBuf[0], o.twccBuf[1] = byte(seq>>8), byte(seq)
+		if err := h.SetExtension(id, o.twccBuf[:]); err != nil {
+			o.mu.Unlock()
+			return 0, fmt.Errorf("twcc extension: %w", err)
+		}
+	}
+	hl := h.MarshalSize()
+	n := hl + len(payload)
+	if n+16 > cap(buf) {
+		o.mu.Unlock()
+		return 0, fmt.Errorf("rtp packet of %d bytes: too large", n)
+	}
+	buf = buf[:n]
+	if _, err := h.MarshalTo(buf); err != nil {
+		o.mu.Unlock()
+		return 0, fmt.Errorf("marshal rtp header: %w", err)
+	}
+	copy(buf[hl:], payload)
+	out, err := o.ctx.EncryptRTP(buf, buf, &o.scratch)
+	if err != nil {
+		o.mu.Unlock()
+		return 0, fmt.Errorf("srtp: %w", err)
+	}
+	if len(out) > 0 && &out[0] != &buf[0] {
+		// EncryptRTP had to grow the buffer (it never should: there is
+		// room for the tag); the batch sends only its own buffers.
+		out = buf[:copy(buf[:cap(buf)], out)]
+	}
+	if b == nil {
+		_, err = d.conn.WriteTo(out, d.addr)
+	}
+	o.mu.Unlock()
+	if id != 0 && o.t.bwe != nil {
+		o.t.bwe.OnSent(seq, n, now)
+	}
+	if b != nil {
+		b.Add(d.conn, len(out), d.addr)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(out), nil
+}
+
+// fail reports the transport as failed, once.
+func (t *Transport) fail(reason string) {
+	t.mu.Lock()
+	fire := !t.closed && !t.failed
+	t.failed = true
+	t.mu.Unlock()
+	if fire && t.opts.OnFailed != nil {
+		t.opts.OnFailed(reason)
+	}
+}
+
+// twccExtensionID returns the id the subscriber negotiated for
+// transport-wide sequence numbers, 0 if none.
+func twccExtensionID(ctx webrtc.TrackLocalContext) uint32 {
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == transportCCURI {
+			return uint32(e.ID)
+		}
+	}
+	return 0
+}
+
+const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"

@@ -1,0 +1,137 @@
+// Package udpbatch sends the copies of one forwarded packet from a UDP
+// socket with as few system calls as the stack allows: on Linux one
+// sendmmsg(2) for up to MaxBatch datagrams, elsewhere (and on sockets that
+// are not the operating system's, such as pion's vnet) one write each.
+package udpbatch
+
+import (
+	"net"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// MaxBatch is the most datagrams one Flush hands the kernel per call.
+const MaxBatch = 64
+
+// BufSize is the room of each queued datagram: an Ethernet-sized RTP
+// packet plus the SRTP authentication tag.
+const BufSize = 1600
+
+// Conn is a UDP socket that batches can send from.
+type Conn struct {
+	pc net.PacketConn
+	bw batchWriter // nil: no sendmmsg on this socket
+}
+
+type batchWriter interface {
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// NewConn wraps pc. It does not take ownership: closing pc is the
+// caller's business.
+func NewConn(pc net.PacketConn) *Conn {
+	c := &Conn{pc: pc}
+	if u, ok := pc.(*net.UDPConn); ok {
+		if a, ok := u.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
+			c.bw = ipv4.NewPacketConn(u)
+		} else {
+			c.bw = ipv6.NewPacketConn(u)
+		}
+	}
+	return c
+}
+
+// LocalAddr returns the socket's address.
+func (c *Conn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
+
+// WriteTo sends one datagram at once.
+func (c *Conn) WriteTo(b []byte, addr *net.UDPAddr) (int, error) {
+	return c.pc.WriteTo(b, addr)
+}
+
+// Batch queues datagrams for Flush. It belongs to one goroutine (a
+// producer's read loop) and allocates nothing once made.
+type Batch struct {
+	n     int
+	bufs  [MaxBatch][BufSize]byte
+	iov   [MaxBatch][1][]byte
+	msgs  [MaxBatch]ipv4.Message
+	conns [MaxBatch]*Conn
+
+	sent, dropped uint64
+}
+
+// Buf returns the next free buffer, empty with BufSize of room; Add
+// queues what was written to it. A full batch is flushed first.
+func (b *Batch) Buf() []byte {
+	if b.n == MaxBatch {
+		b.Flush()
+	}
+	return b.bufs[b.n][:0]
+}
+
+// Add queues the first n bytes of the buffer Buf returned last, for addr
+// from c. addr must stay unchanged until Flush.
+func (b *Batch) Add(c *Conn, n int, addr *net.UDPAddr) {
+	i := b.n
+	b.iov[i][0] = b.bufs[i][:n]
+	b.msgs[i].Buffers = b.iov[i][:]
+	b.msgs[i].Addr = addr
+	b.msgs[i].N = 0
+	b.conns[i] = c
+	b.n++
+}
+
+// Len returns the datagrams queued.
+func (b *Batch) Len() int { return b.n }
+
+// Flush sends what is queued, consecutive datagrams of one socket in one
+// call. A datagram the kernel refuses is dropped and counted (as a lost
+// packet would be), and the rest still go.
+func (b *Batch) Flush() {
+	i := 0
+	for i < b.n {
+		c := b.conns[i]
+		j := i + 1
+		for j < b.n && b.conns[j] == c {
+			j++
+		}
+		b.send(c, b.msgs[i:j])
+		i = j
+	}
+	for k := 0; k < b.n; k++ {
+		b.msgs[k].Addr = nil
+		b.conns[k] = nil
+	}
+	b.n = 0
+}
+
+func (b *Batch) send(c *Conn, ms []ipv4.Message) {
+	if c.bw == nil {
+		for k := range ms {
+			if _, err := c.pc.WriteTo(ms[k].Buffers[0], ms[k].Addr); err != nil {
+				b.dropped++
+			} else {
+				b.sent++
+			}
+		}
+		return
+	}
+	for len(ms) > 0 {
+		k, err := c.bw.WriteBatch(ms, 0)
+		if k > 0 {
+			b.sent += uint64(k)
+			ms = ms[k:]
+		}
+		if err != nil && k <= 0 {
+			// The first datagram was refused (an address the stack
+			// rejects, a full buffer on a non-blocking path): skip it.
+			b.dropped++
+			ms = ms[1:]
+		}
+	}
+}
+
+// Counts returns the datagrams sent and dropped by this batch so far.
+func (b *Batch) Counts() (sent, dropped uint64) { return b.sent, b.dropped }

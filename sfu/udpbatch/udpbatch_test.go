@@ -1,0 +1,113 @@
+package udpbatch
+
+import (
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+)
+
+func listen(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// plainConn hides the *net.UDPConn, as a virtual network's socket would.
+type plainConn struct{ net.PacketConn }
+
+func TestFlushDeliversEveryDatagram(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap func(*net.UDPConn) net.PacketConn
+	}{
+		{"sendmmsg", func(c *net.UDPConn) net.PacketConn { return c }},
+		{"one-by-one", func(c *net.UDPConn) net.PacketConn { return plainConn{c} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := NewConn(tc.wrap(listen(t)))
+			if (src.bw != nil) != (tc.name == "sendmmsg") {
+				t.Fatalf("batch writer %v for %s", src.bw != nil, tc.name)
+			}
+			const receivers, per = 3, 70 // more than one full batch
+			var rx [receivers]*net.UDPConn
+			var addrs [receivers]*net.UDPAddr
+			for i := range rx {
+				rx[i] = listen(t)
+				_ = rx[i].SetReadBuffer(1 << 20)
+				addrs[i] = rx[i].LocalAddr().(*net.UDPAddr)
+			}
+			// A datagram to port 0 is refused by the kernel; the ones
+			// after it must still go.
+			bad := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0}
+			var b Batch
+			for k := 0; k < per; k++ {
+				for i := range rx {
+					buf := b.Buf()
+					buf = binary.BigEndian.AppendUint32(buf, uint32(i<<16|k))
+					buf = append(buf, make([]byte, 1100)...)
+					b.Add(src, len(buf), addrs[i])
+				}
+				if k == 5 {
+					buf := b.Buf()
+					buf = append(buf, 1, 2, 3)
+					b.Add(src, len(buf), bad)
+				}
+			}
+			b.Flush()
+			sent, dropped := b.Counts()
+			if sent != receivers*per || dropped != 1 {
+				t.Fatalf("sent %d dropped %d, want %d and 1", sent, dropped, receivers*per)
+			}
+			for i := range rx {
+				_ = rx[i].SetReadDeadline(time.Now().Add(2 * time.Second))
+				buf := make([]byte, 2000)
+				for k := 0; k < per; k++ {
+					n, err := rx[i].Read(buf)
+					if err != nil {
+						t.Fatalf("receiver %d, datagram %d: %v", i, k, err)
+					}
+					if got := binary.BigEndian.Uint32(buf); n != 1104 || got != uint32(i<<16|k) {
+						t.Fatalf("receiver %d got %#x (%d bytes), want %#x", i, got, n, i<<16|k)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFlush sends 64 copies of a 1,200-byte datagram per op to 8
+// receivers: the cost of the kernel's work per copy, batched.
+func BenchmarkFlush(b *testing.B) {
+	src := NewConn(listen(b))
+	var addrs [8]*net.UDPAddr
+	for i := range addrs {
+		rx := listen(b)
+		_ = rx.SetReadBuffer(8 << 20)
+		addrs[i] = rx.LocalAddr().(*net.UDPAddr)
+		go func() {
+			buf := make([]byte, 2000)
+			for {
+				if _, err := rx.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	var bt Batch
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		for k := 0; k < MaxBatch; k++ {
+			buf := bt.Buf()
+			bt.Add(src, 1200, addrs[k%len(addrs)])
+			_ = buf
+		}
+		bt.Flush()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*MaxBatch), "ns/copy")
+}
