@@ -38,6 +38,7 @@ type Collector struct {
 
 	rooms, peers               *prometheus.Desc
 	transports                 *prometheus.Desc
+	ownSRTP                    *prometheus.Desc
 	producers, consumers       *prometheus.Desc
 	packets, bytes             *prometheus.Desc
 	nacks, keyframeReqs        *prometheus.Desc
@@ -56,6 +57,7 @@ func NewCollector(src Sources) *Collector {
 		rooms:         d("rooms", "Rooms open."),
 		peers:         d("peers", "Peers in rooms (WebSocket clients and WHIP publishers)."),
 		transports:    d("transports", "WebRTC and in-process transports, by direction seen from the client (send: publisher to SFU).", "direction"),
+		ownSRTP:       d("transports_own_srtp", "Receive transports whose RTP the SFU encrypts and sends itself (batched) instead of through pion's SRTP and ICE layers."),
 		producers:     d("producers", "Incoming tracks.", "kind"),
 		consumers:     d("consumers", "Tracks forwarded to one subscriber each.", "kind"),
 		packets:       d("forwarded_packets_total", "RTP packets forwarded to subscribers, all consumers since start."),
@@ -72,7 +74,7 @@ func NewCollector(src Sources) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rooms, c.peers, c.transports, c.producers, c.consumers, c.packets, c.bytes, c.nacks, c.keyframeReqs, c.layerSwitches, c.estimates} {
+	for _, d := range []*prometheus.Desc{c.rooms, c.peers, c.transports, c.ownSRTP, c.producers, c.consumers, c.packets, c.bytes, c.nacks, c.keyframeReqs, c.layerSwitches, c.estimates} {
 		ch <- d
 	}
 	if c.src.Sessions != nil {
@@ -104,6 +106,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.Worker.Snapshot()
 	gauge(c.transports, float64(s.Transports[sfu.Send]), "send")
 	gauge(c.transports, float64(s.Transports[sfu.Recv]), "recv")
+	gauge(c.ownSRTP, float64(s.OwnSRTP))
 	for _, k := range []sfu.Kind{sfu.KindAudio, sfu.KindVideo} {
 		gauge(c.producers, float64(s.Producers[k]), string(k))
 		gauge(c.consumers, float64(s.Consumers[k]), string(k))

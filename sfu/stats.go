@@ -65,8 +65,11 @@ func workerStats(c *Consumer) *Stats {
 type Snapshot struct {
 	Routers    int
 	Transports map[Direction]int
-	Producers  map[Kind]int
-	Consumers  map[Kind]int
+	// OwnSRTP counts the receive transports whose RTP takes the SFU's
+	// own SRTP path rather than pion's (srtpout.go).
+	OwnSRTP   int
+	Producers map[Kind]int
+	Consumers map[Kind]int
 
 	// ForwardedPackets and ForwardedBytes are what every consumer has
 	// forwarded since the worker started (RTP payload plus header, before
@@ -116,6 +119,9 @@ func (w *Worker) Snapshot() Snapshot {
 		r.mu.Unlock()
 		for _, t := range ts {
 			s.Transports[t.opts.Direction]++
+			if t.OwnSRTP() {
+				s.OwnSRTP++
+			}
 			if t.bwe != nil && t.connected.Load() {
 				s.Estimates = append(s.Estimates, t.bwe.GetTargetBitrate())
 			}
