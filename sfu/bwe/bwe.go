@@ -1,46 +1,64 @@
-// Package bwe estimates one subscriber's available bandwidth. It wraps
-// pion's GCC (delay-gradient and loss based, fed by transport-wide
-// congestion control feedback) and adds what GCC alone lacks for a fast
-// climb: probe clusters. A probe sends padding at a higher rate for a
-// short window; if the feedback shows it was delivered at that rate
-// without loss, the estimate jumps to the delivered rate instead of
-// creeping up at GCC's 8% per second. Any congestion signal GCC raises
-// (its estimate falling) or heavy receiver-report loss drops that floor
-// again.
+// Package bwe estimates one subscriber's available bandwidth with
+// Matinee's own Google Congestion Control (draft-ietf-rmcat-gcc-02, in
+// libwebrtc's send-side form), fed by transport-wide congestion control
+// feedback: a delay-based estimate (delay.go) and a loss-based one
+// (rates.go), the lower of which is GCC's rate. Recording a sent packet
+// costs one slot of a fixed ring, without allocating.
+//
+// On top of GCC it adds what GCC alone lacks for a fast climb: probe
+// clusters. A probe sends padding at a higher rate for a short window; if
+// the feedback shows it was delivered at that rate without loss, the
+// estimate jumps to the delivered rate instead of creeping up at GCC's 8%
+// per second. Any congestion signal GCC raises (its rate falling) or heavy
+// receiver-report loss drops that floor again.
 package bwe
 
 import (
+	"fmt"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
 const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
+// ringSize is how many sent packets are remembered, by TWCC sequence
+// number: seconds of sending at video rates.
+const ringSize = 4096
+
 // Estimator implements cc.BandwidthEstimator.
 type Estimator struct {
-	gcc *gcc.SendSideBWE
-
 	mu       sync.Mutex
-	sent     [4096]sentPacket // by TWCC sequence number mod 4096
-	floor    int              // from the last successful probe
-	lastGCC  int
-	rrLoss   float64 // fraction lost in the latest receiver report
+	sent     [ringSize]sentPacket // by TWCC sequence number mod ringSize
+	acks     []ack                // reused by every feedback
+	minRate  float64
+	maxRate  float64
+	delay    delayDetector
+	rc       rateControl
+	acked    ackedRate
+	loss     lossBased
+	rtt      time.Duration // smoothed, from feedback; 0 until known
+	floor    int           // from the last successful probe
+	lastGCC  int           // GCC's rate: min(delay-based, loss-based)
+	rrLoss   float64       // fraction lost in the latest receiver report
 	probe    *probe
 	lastEval ProbeResult
 	onChange func(int)
+	closed   bool
 }
 
 type sentPacket struct {
-	seq  uint16
-	size int
-	at   time.Time
-	ok   bool
+	at       time.Time
+	size     int // bytes, header and payload
+	seq      uint16
+	ok       bool
+	reported bool // some feedback has told its fate
+	acked    bool // some feedback has reported it received
 }
 
 type probe struct {
@@ -62,26 +80,38 @@ type ProbeResult struct {
 	At        time.Time
 }
 
-// New returns an estimator starting at initial bits per second.
+// New returns an estimator starting at initial bits per second, kept
+// within [minRate, maxRate].
 func New(initial, minRate, maxRate int) (*Estimator, error) {
-	g, err := gcc.NewSendSideBWE(
-		gcc.SendSideBWEInitialBitrate(initial),
-		gcc.SendSideBWEMinBitrate(minRate),
-		gcc.SendSideBWEMaxBitrate(maxRate),
-		// Pacing is left to the SFU: pion's pacer would cap probes at
-		// 1.5 times GCC's own estimate, defeating them.
-		gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
-	)
-	if err != nil {
-		return nil, err
+	if minRate <= 0 || maxRate < minRate {
+		return nil, fmt.Errorf("bwe: bad bounds [%d, %d]", minRate, maxRate)
 	}
-	e := &Estimator{gcc: g, lastGCC: initial}
-	g.OnTargetBitrateChange(e.gccChanged)
+	initial = max(minRate, min(maxRate, initial))
+	e := &Estimator{
+		acks:    make([]ack, 0, 256),
+		minRate: float64(minRate),
+		maxRate: float64(maxRate),
+		delay:   newDelayDetector(),
+		rc:      rateControl{rate: float64(initial), min: float64(minRate), max: float64(maxRate)},
+		loss:    lossBased{rate: float64(maxRate)},
+		lastGCC: initial,
+	}
 	return e, nil
 }
 
+// OnSent records a packet leaving: its transport-wide sequence number, its
+// size in bytes (header and payload) and when it left. O(1), no
+// allocation.
+func (e *Estimator) OnSent(seq uint16, size int, at time.Time) {
+	e.mu.Lock()
+	e.sent[seq%ringSize] = sentPacket{at: at, size: size, seq: seq, ok: true}
+	e.mu.Unlock()
+}
+
 // AddStream implements cc.BandwidthEstimator: it records each packet's
-// TWCC sequence number, size and send time.
+// TWCC sequence number, size and send time once it has been written.
+// Retransmissions on the repair stream are written to the media stream's
+// writer, so they are seen and counted too, as the controller wants.
 func (e *Estimator) AddStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
 	var id uint8
 	for _, x := range info.RTPHeaderExtensions {
@@ -89,40 +119,14 @@ func (e *Estimator) AddStream(info *interceptor.StreamInfo, writer interceptor.R
 			id = uint8(x.ID)
 		}
 	}
-	inner := e.gcc.AddStream(info, writer)
-	if info.SSRCRetransmission != 0 {
-		// Retransmissions on the repair stream go through the same chain
-		// (their sender writes them to the media stream's writer), so the
-		// pacer must know that SSRC too; they are stamped and counted
-		// like any packet, as the congestion controller wants.
-		rtx := *info
-		rtx.SSRC = info.SSRCRetransmission
-		e.gcc.AddStream(&rtx, writer)
-	}
-	// GCC makes an attributes map for every packet that comes without
-	// one (pion's track writer passes nil) just to note the TWCC header
-	// id in it. One map per stream does: a stream's packets are written
-	// one at a time (its consumer's lock), and nothing keeps the map.
-	attrs := interceptor.Attributes{}
 	if id == 0 {
-		return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-			if a == nil {
-				a = attrs
-			}
-			return inner.Write(h, payload, a)
-		})
+		return writer
 	}
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if a == nil {
-			a = attrs
-		}
-		n, err := inner.Write(h, payload, a)
+		n, err := writer.Write(h, payload, a)
 		if err == nil {
 			if b := h.GetExtension(id); len(b) >= 2 {
-				seq := uint16(b[0])<<8 | uint16(b[1])
-				e.mu.Lock()
-				e.sent[seq%4096] = sentPacket{seq: seq, size: n, at: time.Now(), ok: true}
-				e.mu.Unlock()
+				e.OnSent(uint16(b[0])<<8|uint16(b[1]), h.MarshalSize()+len(payload), time.Now())
 			}
 		}
 		return n, err
@@ -130,23 +134,89 @@ func (e *Estimator) AddStream(info *interceptor.StreamInfo, writer interceptor.R
 }
 
 // WriteRTCP implements cc.BandwidthEstimator.
-func (e *Estimator) WriteRTCP(pkts []rtcp.Packet, a interceptor.Attributes) error {
-	err := e.gcc.WriteRTCP(pkts, a)
+func (e *Estimator) WriteRTCP(pkts []rtcp.Packet, _ interceptor.Attributes) error {
 	for _, p := range pkts {
 		if fb, ok := p.(*rtcp.TransportLayerCC); ok {
-			e.onFeedback(fb, time.Now())
+			e.OnFeedback(fb, time.Now())
 		}
 	}
-	return err
+	return nil
 }
 
-// GetTargetBitrate implements cc.BandwidthEstimator: GCC's estimate, or
-// the probe floor when that is higher, reduced by receiver-report loss.
+// OnFeedback takes a TWCC report received at now: it matches the report
+// to the packets sent, runs the delay-based and loss-based estimates, and
+// evaluates a probe whose window the feedback has covered.
+func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
+	e.mu.Lock()
+	e.acks = appendAcks(e.acks[:0], fb)
+	pr := e.probe
+	lost, total := 0, 0
+	var latest time.Time // departure of the newest packet reported received
+	for i := range e.acks {
+		a := &e.acks[i]
+		sp := &e.sent[a.seq%ringSize]
+		if !sp.ok || sp.seq != a.seq {
+			continue
+		}
+		first := !sp.reported
+		sp.reported = true
+		if pr != nil && first && !sp.at.Before(pr.start) && !sp.at.After(pr.end) {
+			pr.account(sp, a)
+		}
+		if first {
+			total++
+			if !a.received {
+				lost++
+			}
+		}
+		if !a.received || sp.acked {
+			continue
+		}
+		sp.acked = true
+		e.acked.add(a.arrival, sp.size)
+		e.delay.packet(sp.at, a.arrival)
+		if sp.at.After(latest) {
+			latest = sp.at
+		}
+	}
+	if !latest.IsZero() {
+		if s := now.Sub(latest); s > 0 {
+			if e.rtt == 0 {
+				e.rtt = s
+			} else {
+				e.rtt = (7*e.rtt + s) / 8
+			}
+		}
+	}
+	var f func(int)
+	var r int
+	changed := false
+	if total > 0 && !e.closed {
+		e.rc.update(e.delay.usage, e.acked.rate(), e.rtt, now)
+		e.loss.update(lost, total, e.rc.rate, e.rtt, now, e.minRate, e.maxRate)
+		g := int(math.Max(e.minRate, math.Min(e.maxRate, math.Min(e.rc.rate, e.loss.rate))))
+		f, r, changed = e.setGCC(g)
+	}
+	if pr != nil && !now.Before(pr.evalAt) {
+		res := pr.result(now)
+		e.lastEval = res
+		e.probe = nil
+		if res.Success && res.Delivered*95/100 > e.floor {
+			e.floor = res.Delivered * 95 / 100
+		}
+	}
+	e.mu.Unlock()
+	if changed && f != nil {
+		f(r)
+	}
+}
+
+// GetTargetBitrate implements cc.BandwidthEstimator: GCC's rate, or the
+// probe floor when that is higher, reduced by receiver-report loss.
 func (e *Estimator) GetTargetBitrate() int {
-	g := e.gcc.GetTargetBitrate()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.combine(g)
+	return e.combine(e.lastGCC)
 }
 
 func (e *Estimator) combine(g int) int {
@@ -160,7 +230,9 @@ func (e *Estimator) combine(g int) int {
 	return r
 }
 
-// OnTargetBitrateChange implements cc.BandwidthEstimator.
+// OnTargetBitrateChange implements cc.BandwidthEstimator: f is called,
+// on the goroutine that delivered the feedback and outside the
+// estimator's lock, whenever GCC's rate changes.
 func (e *Estimator) OnTargetBitrateChange(f func(int)) {
 	e.mu.Lock()
 	e.onChange = f
@@ -169,31 +241,58 @@ func (e *Estimator) OnTargetBitrateChange(f func(int)) {
 
 // GetStats implements cc.BandwidthEstimator.
 func (e *Estimator) GetStats() map[string]any {
-	st := e.gcc.GetStats()
 	e.mu.Lock()
-	st["probeFloor"] = e.floor
-	st["receiverReportLoss"] = e.rrLoss
-	e.mu.Unlock()
-	return st
+	defer e.mu.Unlock()
+	return map[string]any{
+		"targetBitrate":      e.combine(e.lastGCC),
+		"gccBitrate":         e.lastGCC,
+		"delayTargetBitrate": int(e.rc.rate),
+		"lossTargetBitrate":  int(math.Min(e.loss.rate, e.maxRate)),
+		"ackedBitrate":       int(e.acked.rate()),
+		"delayMeasurement":   e.delay.variation,      // ms, the latest group's delay variation
+		"delayEstimate":      e.delay.prevTrend,      // ms, the modified trend
+		"delayThreshold":     e.delay.threshold,      // ms
+		"usage":              e.delay.usage.String(), // normal, overuse, underuse
+		"state":              e.rc.state.String(),    // increase, hold, decrease
+		"averageLoss":        e.loss.fraction,        // the latest TWCC loss figure
+		"rtt":                e.rtt.Seconds() * 1000, // ms
+		"probeFloor":         e.floor,
+		"receiverReportLoss": e.rrLoss,
+	}
 }
 
-// Close implements cc.BandwidthEstimator.
-func (e *Estimator) Close() error { return e.gcc.Close() }
+// Close implements cc.BandwidthEstimator. The estimator runs no goroutine;
+// after Close, feedback no longer changes the rate or calls back.
+func (e *Estimator) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	e.onChange = nil
+	e.mu.Unlock()
+	return nil
+}
 
-// gccChanged sees every GCC update; a fall means congestion, which voids
-// the probe floor.
+// gccChanged sets GCC's rate as if the estimate had produced it.
 func (e *Estimator) gccChanged(rate int) {
 	e.mu.Lock()
+	f, r, changed := e.setGCC(rate)
+	e.mu.Unlock()
+	if changed && f != nil {
+		f(r)
+	}
+}
+
+// setGCC records a new GCC rate; a fall of more than 5% means congestion,
+// which voids the probe floor. It returns the callback to call (outside
+// the lock) with the combined estimate.
+func (e *Estimator) setGCC(rate int) (func(int), int, bool) {
+	if rate == e.lastGCC {
+		return nil, 0, false
+	}
 	if rate < e.lastGCC*95/100 {
 		e.floor = 0
 	}
 	e.lastGCC = rate
-	f := e.onChange
-	r := e.combine(rate)
-	e.mu.Unlock()
-	if f != nil {
-		f(r)
-	}
+	return e.onChange, e.combine(rate), true
 }
 
 // OnReceiverReport takes the fraction of packets a receiver report says
@@ -234,38 +333,7 @@ func (e *Estimator) LastProbe() ProbeResult {
 	return e.lastEval
 }
 
-// onFeedback matches a TWCC report to sent packets and, once a probe's
-// window is covered, evaluates it.
-func (e *Estimator) onFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
-	acks := parseFeedback(fb)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	pr := e.probe
-	if pr == nil {
-		return
-	}
-	for i := range acks {
-		sp := e.sent[acks[i].seq%4096]
-		if !sp.ok || sp.seq != acks[i].seq {
-			continue
-		}
-		if sp.at.Before(pr.start) || sp.at.After(pr.end) {
-			continue
-		}
-		pr.account(sp, acks[i])
-	}
-	if now.Before(pr.evalAt) {
-		return
-	}
-	res := pr.result(now)
-	e.lastEval = res
-	e.probe = nil
-	if res.Success && res.Delivered*95/100 > e.floor {
-		e.floor = res.Delivered * 95 / 100
-	}
-}
-
-func (pr *probe) account(sp sentPacket, a ack) {
+func (pr *probe) account(sp *sentPacket, a *ack) {
 	s := pr
 	if !a.received {
 		s.lost++

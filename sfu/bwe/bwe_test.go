@@ -28,7 +28,7 @@ func feedback(base uint16, count int, lost map[int]bool) *rtcp.TransportLayerCC 
 }
 
 func TestParseFeedback(t *testing.T) {
-	acks := parseFeedback(feedback(65530, 10, map[int]bool{3: true}))
+	acks := appendAcks(nil, feedback(65530, 10, map[int]bool{3: true}))
 	if len(acks) != 10 {
 		t.Fatalf("%d acks", len(acks))
 	}
@@ -42,7 +42,7 @@ func TestParseFeedback(t *testing.T) {
 		t.Fatalf("arrival step %v", d)
 	}
 	run := &rtcp.TransportLayerCC{BaseSequenceNumber: 1, PacketStatusCount: 3, PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: 3}}}
-	for _, a := range parseFeedback(run) {
+	for _, a := range appendAcks(nil, run) {
 		if a.received {
 			t.Fatal("run of losses parsed as received")
 		}
@@ -64,9 +64,9 @@ func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
 	}
 	// 100 packets of 250 bytes in the window, delivered 1 ms apart: 2 Mbit/s.
 	for i := 0; i < 100; i++ {
-		e.sent[i] = sentPacket{seq: uint16(i), size: 250, at: now.Add(time.Duration(i) * time.Millisecond), ok: true}
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i) * time.Millisecond))
 	}
-	e.onFeedback(feedback(0, 100, nil), now.Add(time.Second))
+	e.OnFeedback(feedback(0, 100, nil), now.Add(time.Second))
 	res := e.LastProbe()
 	if !res.Success || res.Delivered < 1_900_000 {
 		t.Fatalf("probe result %+v", res)
@@ -82,13 +82,13 @@ func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
 	now = now.Add(2 * time.Second)
 	e.StartProbe(2_000_000, 100*time.Millisecond, now)
 	for i := 0; i < 100; i++ {
-		e.sent[200+i] = sentPacket{seq: uint16(200 + i), size: 250, at: now.Add(time.Duration(i) * time.Millisecond), ok: true}
+		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i) * time.Millisecond))
 	}
 	lost := map[int]bool{}
 	for i := 0; i < 100; i += 5 {
 		lost[i] = true
 	}
-	e.onFeedback(feedback(200, 100, lost), now.Add(time.Second))
+	e.OnFeedback(feedback(200, 100, lost), now.Add(time.Second))
 	if res := e.LastProbe(); res.Success {
 		t.Fatalf("lossy probe succeeded: %+v", res)
 	}

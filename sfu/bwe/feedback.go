@@ -13,43 +13,48 @@ type ack struct {
 	arrival  time.Time // on the receiver's clock; only differences matter
 }
 
-// parseFeedback expands a transport-wide CC report into per-packet
-// acknowledgements with arrival times.
-func parseFeedback(fb *rtcp.TransportLayerCC) []ack {
-	out := make([]ack, 0, fb.PacketStatusCount)
+// appendAcks expands a transport-wide CC report into per-packet
+// acknowledgements with arrival times, appended to dst (which may be a
+// reused slice: nothing is allocated once it has room).
+func appendAcks(dst []ack, fb *rtcp.TransportLayerCC) []ack {
+	start := len(dst)
+	n := int(fb.PacketStatusCount)
 	seq := fb.BaseSequenceNumber
-	push := func(symbol uint16) {
-		if len(out) >= int(fb.PacketStatusCount) {
-			return
-		}
-		out = append(out, ack{seq: seq, received: symbol == rtcp.TypeTCCPacketReceivedSmallDelta || symbol == rtcp.TypeTCCPacketReceivedLargeDelta})
-		seq++
-	}
 	for _, c := range fb.PacketChunks {
 		switch ch := c.(type) {
 		case *rtcp.RunLengthChunk:
-			for i := uint16(0); i < ch.RunLength; i++ {
-				push(ch.PacketStatusSymbol)
+			got := isReceived(ch.PacketStatusSymbol)
+			for i := uint16(0); i < ch.RunLength && len(dst)-start < n; i++ {
+				dst = append(dst, ack{seq: seq, received: got})
+				seq++
 			}
 		case *rtcp.StatusVectorChunk:
 			for _, sym := range ch.SymbolList {
-				push(sym)
+				if len(dst)-start >= n {
+					break
+				}
+				dst = append(dst, ack{seq: seq, received: isReceived(sym)})
+				seq++
 			}
 		}
 	}
 	t := time.Unix(0, 0).Add(time.Duration(fb.ReferenceTime) * 64 * time.Millisecond)
 	d := 0
-	for i := range out {
-		if !out[i].received {
+	for i := start; i < len(dst); i++ {
+		if !dst[i].received {
 			continue
 		}
 		if d >= len(fb.RecvDeltas) {
-			out[i].received = false
+			dst[i].received = false
 			continue
 		}
 		t = t.Add(time.Duration(fb.RecvDeltas[d].Delta) * time.Microsecond)
 		d++
-		out[i].arrival = t
+		dst[i].arrival = t
 	}
-	return out
+	return dst
+}
+
+func isReceived(symbol uint16) bool {
+	return symbol == rtcp.TypeTCCPacketReceivedSmallDelta || symbol == rtcp.TypeTCCPacketReceivedLargeDelta
 }
