@@ -64,7 +64,7 @@ func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
 	}
 	// 100 packets of 250 bytes in the window, delivered 1 ms apart: 2 Mbit/s.
 	for i := 0; i < 100; i++ {
-		e.OnSent(uint16(i), 250, now.Add(time.Duration(i) * time.Millisecond))
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
 	}
 	e.OnFeedback(feedback(0, 100, nil), now.Add(time.Second))
 	res := e.LastProbe()
@@ -82,7 +82,7 @@ func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
 	now = now.Add(2 * time.Second)
 	e.StartProbe(2_000_000, 100*time.Millisecond, now)
 	for i := 0; i < 100; i++ {
-		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i) * time.Millisecond))
+		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i)*time.Millisecond))
 	}
 	lost := map[int]bool{}
 	for i := 0; i < 100; i += 5 {

@@ -284,8 +284,9 @@ type rateControl struct {
 
 // update runs the controller once per feedback; acked is the acknowledged
 // bitrate (0 when not known yet), rtt the round-trip time (0 when not
-// known).
-func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time.Time) {
+// known). It reports whether overuse made it cut the rate (or keep it
+// where it was, already under the acknowledged rate).
+func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time.Time) (cut bool) {
 	if r.lastUpdate.IsZero() {
 		r.lastUpdate = now
 	}
@@ -293,8 +294,9 @@ func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time
 	case usageOver:
 		if r.timeToReduce(acked, rtt, now) {
 			r.decrease(acked, now)
+			return true
 		}
-		return
+		return false
 	case usageUnder:
 		r.state = rcHold
 	default:
@@ -305,9 +307,10 @@ func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time
 	}
 	if r.state == rcHold {
 		r.lastUpdate = now
-		return
+		return false
 	}
 	r.increase(acked, rtt, now)
+	return false
 }
 
 func (r *rateControl) timeToReduce(acked float64, rtt time.Duration, now time.Time) bool {
@@ -353,6 +356,7 @@ func additiveRate(rate float64, rtt time.Duration) float64 {
 	return math.Max(minAdditiveRate, bitsPerFrame/packets/resp)
 }
 
+// decrease cuts the rate on overuse to 0.85 times the acknowledged rate.
 func (r *rateControl) decrease(acked float64, now time.Time) {
 	next := decreaseFactor * r.rate
 	if acked > 0 {
@@ -360,9 +364,9 @@ func (r *rateControl) decrease(acked float64, now time.Time) {
 			r.capacity.reset() // the link got worse than it was known to be
 		}
 		r.capacity.update(acked)
-		if b := decreaseFactor * acked; b < r.rate {
-			next = b
-		}
+		// Below what gets through, or kept: the rate is already under
+		// what the queue is being drained at.
+		next = math.Min(r.rate, decreaseFactor*acked)
 	}
 	r.rate = r.clamp(next)
 	r.state = rcHold

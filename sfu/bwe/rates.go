@@ -86,8 +86,9 @@ type lossBased struct {
 }
 
 // update counts one feedback's packets and, once there are enough,
-// adjusts the rate; delay is the delay-based rate.
-func (l *lossBased) update(lost, total int, delay float64, rtt time.Duration, now time.Time, minRate, maxRate float64) {
+// adjusts the rate; delay is the delay-based rate, acked the acknowledged
+// one.
+func (l *lossBased) update(lost, total int, delay, acked float64, rtt time.Duration, now time.Time, minRate, maxRate float64) {
 	if l.since.IsZero() {
 		l.since, l.lastUpdate = now, now
 	}
@@ -105,7 +106,15 @@ func (l *lossBased) update(lost, total int, delay float64, rtt time.Duration, no
 		if !l.lastDecrease.IsZero() && now.Sub(l.lastDecrease) < lossReduceEvery+rtt {
 			return
 		}
-		l.rate = math.Min(l.rate, delay) * (1 - 0.5*l.fraction)
+		// Cut from the rate the losses happened at, which the delay-based
+		// estimate may already have cut below: the acknowledged rate
+		// plus what was lost. When nearly everything was lost, from the
+		// delay-based rate.
+		from := delay
+		if acked > 0 && l.fraction < 0.95 {
+			from = acked / (1 - l.fraction)
+		}
+		l.rate = math.Min(l.rate, from) * (1 - 0.5*l.fraction)
 		l.lastDecrease = now
 	case l.fraction < lossLow:
 		l.rate = l.rate*math.Pow(increasePerSec, dt) + 1000*dt
