@@ -193,11 +193,7 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	changed := false
 	if total > 0 && !e.closed {
 		acked := e.acked.rate()
-		if e.rc.update(e.delay.usage, acked, e.rtt, now) && e.floor > int(e.rc.rate) {
-			// Overuse while sending above GCC's rate: the probe floor
-			// is what congests the link.
-			e.floor = 0
-		}
+		e.rc.update(e.delay.usage, acked, e.rtt, now)
 		e.loss.update(lost, total, e.rc.rate, acked, e.rtt, now, e.minRate, e.maxRate)
 		g := int(math.Max(e.minRate, math.Min(e.maxRate, math.Min(e.rc.rate, e.loss.rate))))
 		f, r, changed = e.setGCC(g)

@@ -284,9 +284,8 @@ type rateControl struct {
 
 // update runs the controller once per feedback; acked is the acknowledged
 // bitrate (0 when not known yet), rtt the round-trip time (0 when not
-// known). It reports whether overuse made it cut the rate (or keep it
-// where it was, already under the acknowledged rate).
-func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time.Time) (cut bool) {
+// known).
+func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time.Time) {
 	if r.lastUpdate.IsZero() {
 		r.lastUpdate = now
 	}
@@ -294,9 +293,8 @@ func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time
 	case usageOver:
 		if r.timeToReduce(acked, rtt, now) {
 			r.decrease(acked, now)
-			return true
 		}
-		return false
+		return
 	case usageUnder:
 		r.state = rcHold
 	default:
@@ -307,10 +305,9 @@ func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time
 	}
 	if r.state == rcHold {
 		r.lastUpdate = now
-		return false
+		return
 	}
 	r.increase(acked, rtt, now)
-	return false
 }
 
 func (r *rateControl) timeToReduce(acked float64, rtt time.Duration, now time.Time) bool {
