@@ -27,6 +27,13 @@ import (
 
 const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
+// Without feedback for stallTimeout while sending, GCC's rate is cut to
+// stallFactor of itself, and again every stallTimeout.
+const (
+	stallTimeout = time.Second
+	stallFactor  = 0.8
+)
+
 // ringSize is how many sent packets are remembered, by TWCC sequence
 // number: seconds of sending at video rates.
 const ringSize = 4096
@@ -43,6 +50,9 @@ type Estimator struct {
 	acked    ackedRate
 	loss     lossBased
 	rtt      time.Duration // smoothed, from feedback; 0 until known
+	lastSent time.Time     // the newest packet's departure
+	unacked  time.Time     // the first departure since the latest feedback
+	stalls   int           // cuts made since feedback stopped
 	floor    int           // from the last successful probe
 	lastGCC  int           // GCC's rate: min(delay-based, loss-based)
 	rrLoss   float64       // fraction lost in the latest receiver report
@@ -105,6 +115,10 @@ func New(initial, minRate, maxRate int) (*Estimator, error) {
 func (e *Estimator) OnSent(seq uint16, size int, at time.Time) {
 	e.mu.Lock()
 	e.sent[seq%ringSize] = sentPacket{at: at, size: size, seq: seq, ok: true}
+	e.lastSent = at
+	if e.unacked.IsZero() {
+		e.unacked = at
+	}
 	e.mu.Unlock()
 }
 
@@ -191,6 +205,9 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	var f func(int)
 	var r int
 	changed := false
+	if total > 0 {
+		e.unacked, e.stalls = time.Time{}, 0
+	}
 	if total > 0 && !e.closed {
 		acked := e.acked.rate()
 		e.rc.update(e.delay.usage, acked, e.rtt, now)
@@ -216,8 +233,32 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 // probe floor when that is higher, reduced by receiver-report loss.
 func (e *Estimator) GetTargetBitrate() int {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.combine(e.lastGCC)
+	f, r, changed := e.checkStall()
+	res := e.combine(e.lastGCC)
+	e.mu.Unlock()
+	if changed && f != nil {
+		f(r)
+	}
+	return res
+}
+
+// checkStall cuts GCC's rate by a fifth for every second packets have
+// been sent without any feedback coming back: the feedback itself may be
+// what the congestion loses.
+func (e *Estimator) checkStall() (func(int), int, bool) {
+	if e.unacked.IsZero() || e.closed {
+		return nil, 0, false
+	}
+	n := min(int(e.lastSent.Sub(e.unacked)/stallTimeout), 20)
+	if n <= e.stalls {
+		return nil, 0, false
+	}
+	for ; e.stalls < n; e.stalls++ {
+		e.rc.rate = e.rc.clamp(e.rc.rate * stallFactor)
+	}
+	e.rc.state = rcHold
+	e.loss.rate = math.Min(e.loss.rate, e.rc.rate)
+	return e.setGCC(int(math.Max(e.minRate, e.rc.rate)))
 }
 
 func (e *Estimator) combine(g int) int {

@@ -56,6 +56,8 @@ type sim struct {
 	sent      int
 	dropped   int
 	trace     func(now time.Duration) bool // log the estimator's state every 100 ms when true
+	noFB      func(now time.Duration) bool // feedback is lost when true
+	idle      func(now time.Duration) bool // the sender sends nothing when true
 }
 
 func newSim(t *testing.T, initial int, capacity func(time.Duration) float64) *sim {
@@ -82,6 +84,9 @@ func (s *sim) run(until time.Duration) {
 	for s.now < until {
 		s.now += step
 		rate := s.e.GetTargetBitrate()
+		if s.idle != nil && s.idle(s.now) {
+			rate, s.budget = 0, 0
+		}
 		s.budget += float64(rate) * step.Seconds() / 8
 		for s.budget >= simPacketSize {
 			s.budget -= simPacketSize
@@ -142,6 +147,9 @@ func (s *sim) report() {
 	fb := buildTWCC(s.t, s.inflight[:k+1], s.fbCount)
 	s.fbCount++
 	s.inflight = s.inflight[k+1:]
+	if s.noFB != nil && s.noFB(s.now) {
+		return
+	}
 	s.feedback = append(s.feedback, simFeedback{at: s.now + s.prop, fb: fb})
 }
 
@@ -338,6 +346,36 @@ func TestGCCIncreaseFollowsTime(t *testing.T) {
 	short, long := grow(50*time.Millisecond), grow(time.Second)
 	if long <= 2*short {
 		t.Fatalf("increase over 2 s between feedbacks %d, over 100 ms %d", long, short)
+	}
+}
+
+// Feedback that stops while packets keep going out is congestion too:
+// the estimate falls every second until feedback returns. A sender that
+// merely paused is not cut.
+func TestGCCFallsWhenFeedbackStops(t *testing.T) {
+	s := newSim(t, 2_000_000, constant(100_000_000))
+	s.noFB = func(now time.Duration) bool { return now >= 5*time.Second && now < 8*time.Second }
+	s.run(5 * time.Second)
+	before := s.e.GetTargetBitrate()
+	s.run(8 * time.Second)
+	during := s.e.GetTargetBitrate()
+	s.run(12 * time.Second)
+	after := s.e.GetTargetBitrate()
+	t.Logf("estimate %d before feedback stops, %d 3 s later, %d 4 s after it returns", before, during, after)
+	if during > before*6/10 {
+		t.Fatalf("estimate %d after 3 s without feedback, from %d", during, before)
+	}
+	if after <= during {
+		t.Fatalf("estimate %d 4 s after feedback returned, %d before", after, during)
+	}
+
+	p := newSim(t, 2_000_000, constant(100_000_000))
+	p.idle = func(now time.Duration) bool { return now >= 5*time.Second && now < 10*time.Second }
+	p.run(5 * time.Second)
+	before = p.e.GetTargetBitrate()
+	p.run(10*time.Second + 500*time.Millisecond)
+	if got := p.e.GetTargetBitrate(); got < before {
+		t.Fatalf("estimate %d after a 5 s pause in sending, %d before", got, before)
 	}
 }
 
