@@ -18,7 +18,9 @@ type ack struct {
 // reused slice: nothing is allocated once it has room).
 func appendAcks(dst []ack, fb *rtcp.TransportLayerCC) []ack {
 	start := len(dst)
-	n := int(fb.PacketStatusCount)
+	// No more than the ring remembers: a report claiming more (at most
+	// 65,535) cannot be matched beyond that, and would only grow dst.
+	n := min(int(fb.PacketStatusCount), ringSize)
 	seq := fb.BaseSequenceNumber
 	for _, c := range fb.PacketChunks {
 		switch ch := c.(type) {
