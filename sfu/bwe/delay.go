@@ -283,14 +283,17 @@ type rateControl struct {
 }
 
 // update runs the controller once per feedback; acked is the acknowledged
-// bitrate (0 when not known yet), rtt the round-trip time (0 when not
-// known).
-func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time.Time) {
+// bitrate (0 when not known yet) and recent the same over a shorter
+// window, rtt the round-trip time (0 when not known).
+func (r *rateControl) update(u usage, acked, recent float64, rtt time.Duration, now time.Time) {
 	if r.lastUpdate.IsZero() {
 		r.lastUpdate = now
 	}
 	switch u {
 	case usageOver:
+		if recent > 0 {
+			acked = recent
+		}
 		if r.timeToReduce(acked, rtt, now) {
 			r.decrease(acked, now)
 		}

@@ -8,6 +8,7 @@ import (
 const (
 	ackedBin     = 25 * time.Millisecond // the acked rate's resolution…
 	ackedBins    = 20                    // …and window (500 ms)
+	recentBins   = 10                    // the recent window (250 ms)
 	minAckedSpan = 100 * time.Millisecond
 
 	lossHigh        = 0.10 // above: cut the rate
@@ -39,26 +40,33 @@ func (a *ackedRate) add(arrive time.Time, size int) {
 			a.bins = [ackedBins]int{}
 		} else {
 			for i := a.head + 1; i <= idx; i++ {
-				a.bins[i%ackedBins] = 0
+				a.bins[binSlot(i)] = 0
 			}
 		}
 		a.head = idx
 	case idx <= a.head-ackedBins:
 		return // older than the window
 	}
-	a.bins[idx%ackedBins] += size
+	a.bins[binSlot(idx)] += size
 	if arrive.After(a.last) {
 		a.last = arrive
 	}
 }
 
-// rate is the acknowledged bitrate, 0 while less than minAckedSpan has
-// been seen.
-func (a *ackedRate) rate() float64 {
+// rate is the acknowledged bitrate over the whole window, 0 while less
+// than minAckedSpan has been seen.
+func (a *ackedRate) rate() float64 { return a.over(ackedBins) }
+
+// recent is the acknowledged bitrate over the newest recentBins only:
+// while a queue builds, what arrives is the bottleneck's rate, and the
+// short window sees a fall in it sooner.
+func (a *ackedRate) recent() float64 { return a.over(recentBins) }
+
+func (a *ackedRate) over(bins int64) float64 {
 	if !a.ok {
 		return 0
 	}
-	start := time.Unix(0, (a.head-ackedBins+1)*int64(ackedBin))
+	start := time.Unix(0, (a.head-bins+1)*int64(ackedBin))
 	if a.first.After(start) {
 		start = a.first
 	}
@@ -67,10 +75,16 @@ func (a *ackedRate) rate() float64 {
 		return 0
 	}
 	sum := 0
-	for _, b := range a.bins {
-		sum += b
+	for i := a.head - bins + 1; i <= a.head; i++ {
+		sum += a.bins[binSlot(i)]
 	}
 	return float64(sum*8) / span.Seconds()
+}
+
+// binSlot is bin number i's place in the ring. Bin numbers can be
+// negative: the receiver's clock starts anywhere, even just before zero.
+func binSlot(i int64) int {
+	return int((i%ackedBins + ackedBins) % ackedBins)
 }
 
 // lossBased is the loss-based estimate: it falls by half the loss

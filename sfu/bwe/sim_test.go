@@ -415,6 +415,35 @@ func TestOnFeedbackAcrossWrap(t *testing.T) {
 	}
 }
 
+// A receiver clock that starts at zero (pion's does), with a first
+// arrival just before the reference time.
+func TestFeedbackNearClockZero(t *testing.T) {
+	e, _ := New(1_000_000, 50_000, 20_000_000)
+	base := time.Now()
+	fb := &rtcp.TransportLayerCC{BaseSequenceNumber: 0, PacketStatusCount: 40, ReferenceTime: 0}
+	syms := make([]uint16, 0, 40)
+	for i := 0; i < 40; i++ {
+		e.OnSent(uint16(i), 1200, base.Add(time.Duration(i)*5*time.Millisecond))
+		d := int64(5000)
+		typ := uint16(rtcp.TypeTCCPacketReceivedSmallDelta)
+		if i == 0 {
+			d, typ = -30000, rtcp.TypeTCCPacketReceivedLargeDelta
+		}
+		syms = append(syms, typ)
+		fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: typ, Delta: d})
+	}
+	for i := 0; i < len(syms); i += 7 {
+		fb.PacketChunks = append(fb.PacketChunks, &rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeTwoBit, SymbolList: syms[i:min(i+7, len(syms))]})
+	}
+	e.OnFeedback(fb, base.Add(300*time.Millisecond))
+	if r := e.acked.rate(); r < 1_800_000 || r > 2_100_000 {
+		t.Fatalf("acked rate %.0f, want about 1.9M (1,200 bytes every 5 ms)", r)
+	}
+	if r := e.acked.recent(); r < 1_800_000 || r > 2_100_000 {
+		t.Fatalf("recent acked rate %.0f", r)
+	}
+}
+
 func TestOnSentAndOnFeedbackDoNotAllocate(t *testing.T) {
 	e, _ := New(1_000_000, 50_000, 20_000_000)
 	base := time.Now()
