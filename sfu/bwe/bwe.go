@@ -219,7 +219,14 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 		res := pr.result(now)
 		e.lastEval = res
 		e.probe = nil
-		if res.Success && res.Delivered*95/100 > e.floor {
+		switch {
+		case res.Success && res.Delivered*95/100 > e.floor:
+			e.floor = res.Delivered * 95 / 100
+		case !res.Success && res.Delivered > 0 && res.Delivered < e.floor:
+			// The link carried less than the floor claims: an earlier
+			// probe rode a burst allowance. Left there, the floor would
+			// also sit above every later probe's aim (the allocator
+			// bounds those by what this one delivered) and stop them.
 			e.floor = res.Delivered * 95 / 100
 		}
 	}

@@ -93,3 +93,47 @@ func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
 		t.Fatalf("lossy probe succeeded: %+v", res)
 	}
 }
+
+// TestFailedProbeLowersAFloorAboveIt: a floor an earlier probe set above
+// what the link then carries comes down to what a failed probe delivered.
+func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	e.StartProbe(2_000_000, 100*time.Millisecond, now)
+	for i := 0; i < 100; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	e.OnFeedback(feedback(0, 100, nil), now.Add(time.Second))
+	if res := e.LastProbe(); !res.Success {
+		t.Fatalf("first probe failed: %+v", res)
+	}
+	e.mu.Lock()
+	high := e.floor
+	e.mu.Unlock()
+	// The next probe asks for 4 Mbit/s and gets 1 Mbit/s through: 50
+	// packets of 250 bytes 2 ms apart.
+	now = now.Add(2 * time.Second)
+	e.StartProbe(4_000_000, 100*time.Millisecond, now)
+	for i := 0; i < 50; i++ {
+		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i)*2*time.Millisecond))
+	}
+	fb := feedback(200, 50, nil)
+	for _, d := range fb.RecvDeltas {
+		d.Delta = 2000
+	}
+	e.OnFeedback(fb, now.Add(time.Second))
+	res := e.LastProbe()
+	if res.Success || res.Delivered >= high {
+		t.Fatalf("second probe %+v against a floor of %d", res, high)
+	}
+	e.mu.Lock()
+	floor := e.floor
+	e.mu.Unlock()
+	if floor != res.Delivered*95/100 {
+		t.Fatalf("floor %d after a failed probe delivering %d (was %d)", floor, res.Delivered, high)
+	}
+}
