@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -54,6 +55,7 @@ type options struct {
 	single   int // bits per second of a single (non-simulcast) layer; 0: simulcast
 	summary  bool
 	serve    string
+	cpuprof  string
 }
 
 func main() {
@@ -70,6 +72,7 @@ func main() {
 	flag.IntVar(&o.single, "single", 0, "publish one layer of this many bits per second instead of three simulcast layers")
 	flag.BoolVar(&o.summary, "summary", true, "print a summary line at the end")
 	flag.StringVar(&o.serve, "serve", "", "only run a server on this loopback address (plain HTTP) for -duration, to measure it as a process of its own")
+	flag.StringVar(&o.cpuprof, "cpuprofile", "", "with -serve: write the server's CPU profile to this file")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := run(o, log); err != nil {
@@ -211,6 +214,17 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	defer closeSrv()
+	if o.cpuprof != "" {
+		f, err := os.Create(o.cpuprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("serving %s pid=%d key=%s\n", base, os.Getpid(), key)
 	select {
 	case <-ctx.Done():
