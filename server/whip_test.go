@@ -347,7 +347,7 @@ func TestWHIPWHEPInterop(t *testing.T) {
 		"matinee_rooms": 1, "matinee_peers": 2, "matinee_whip_sessions": 1, "matinee_whep_sessions": 1,
 		// The WHEP viewer's DTLS handshake was the SFU's to serve, so its
 		// media takes the SFU's own SRTP path.
-		"matinee_transports_own_srtp": 1,
+		"matinee_transports_own_srtp":     1,
 		`matinee_producers{kind="video"}`: 1, `matinee_consumers{kind="video"}`: 1, `matinee_consumers{kind="audio"}`: 1,
 	} {
 		if m2[name] != want {
