@@ -12,6 +12,7 @@ import (
 	"github.com/matinee-dev/matinee/sfu/rtpmunge"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/matinee-dev/matinee/sfu/vp8desc"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -448,8 +449,9 @@ func (ct consumerTrack) Kind() webrtc.RTPCodecType {
 // producer; NACKs are answered from the producer's packet cache; reports
 // and TWCC are handled by the interceptors that this read drives. It ends when the sender stops.
 func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
+	buf := make([]byte, rtcpMTU)
 	for {
-		pkts, _, err := s.ReadRTCP()
+		pkts, err := readSenderRTCP(s, buf)
 		if err != nil {
 			return
 		}
@@ -476,6 +478,30 @@ func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
 			}
 		}
 	}
+}
+
+// rtcpMTU bounds one compound RTCP packet read from a subscriber.
+const rtcpMTU = 1500
+
+// readSenderRTCP reads a subscriber's next compound RTCP packet into buf
+// and returns what the interceptors already parsed of it (the stats
+// interceptor parses every one): pion's RTPSender.ReadRTCP would
+// allocate a buffer and parse it all again, once per feedback message
+// per subscriber. A packet that does not parse is skipped (nil, nil): it
+// must not end the subscriber's feedback. The error is the sender's.
+func readSenderRTCP(s *webrtc.RTPSender, buf []byte) ([]rtcp.Packet, error) {
+	n, a, err := s.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		a = interceptor.Attributes{}
+	}
+	pkts, perr := a.GetRTCPPackets(buf[:n])
+	if perr != nil {
+		return nil, nil
+	}
+	return pkts, nil
 }
 
 // Close stops forwarding and removes the consumer from its transport.

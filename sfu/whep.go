@@ -418,8 +418,9 @@ func (s *viewerSlot) unbind() {
 // transport's bandwidth estimator, NACKs to the consumer (which answers
 // from its producer's packet cache).
 func (s *viewerSlot) readRTCP(sender *webrtc.RTPSender) {
+	buf := make([]byte, rtcpMTU)
 	for {
-		pkts, _, err := sender.ReadRTCP()
+		pkts, err := readSenderRTCP(sender, buf)
 		if err != nil {
 			return
 		}
