@@ -72,6 +72,10 @@ type Consumer struct {
 	rtxPT    uint8
 	rtxSeq   uint16
 	rtxBuf   [maxCachedPayload + 2]byte
+	// twccID is the transport-wide sequence number extension's id in
+	// this consumer's m-section, 0 when the subscriber did not negotiate
+	// it there (srtpout.go stamps only then).
+	twccID uint8
 
 	retransmits atomic.Uint64
 	nackMisses  atomic.Uint64
@@ -327,7 +331,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 // through pion otherwise.
 func (c *Consumer) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, now time.Time) (int, error) {
 	if o := c.transport.out.Load(); o != nil {
-		return o.write(b, h, payload, now)
+		return o.write(b, h, payload, c.twccID, now)
 	}
 	return c.writer.WriteRTP(h, payload)
 }
@@ -408,10 +412,8 @@ func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParam
 		c.ssrc = uint32(ctx.SSRC())
 		c.pt = uint8(cp.PayloadType)
 		c.rtxSSRC, c.rtxPT = rtxFor(ctx, ctx.CodecParameters(), c.pt)
+		c.twccID = twccExtensionID(ctx)
 		c.mu.Unlock()
-		if id := twccExtensionID(ctx); id != 0 {
-			c.transport.twccID.Store(id)
-		}
 		if c.transport.connected.Load() {
 			c.restart()
 		}

@@ -18,13 +18,9 @@ func (t *Transport) startPadding(target, media int) {
 		return
 	}
 	perStep := (target - media) / 8 / 100 // bytes per 10 ms
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
+	if !t.hold() {
 		return
 	}
-	t.wg.Add(1)
-	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
 		tick := time.NewTicker(10 * time.Millisecond)

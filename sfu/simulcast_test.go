@@ -184,6 +184,12 @@ func (sp *simulcastPublisher) close() {
 
 func clientAPI(t *testing.T, n *vnet.Net) *webrtc.API {
 	t.Helper()
+	return clientAPIWith(t, n, func(*webrtc.SettingEngine) {})
+}
+
+// clientAPIWith is clientAPI with the client's settings changed by set.
+func clientAPIWith(t *testing.T, n *vnet.Net, set func(*webrtc.SettingEngine)) *webrtc.API {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
@@ -195,6 +201,7 @@ func clientAPI(t *testing.T, n *vnet.Net) *webrtc.API {
 	se := webrtc.SettingEngine{}
 	se.SetNet(n)
 	se.SetICEMulticastDNSMode(0)
+	set(&se)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
 

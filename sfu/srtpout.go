@@ -146,16 +146,18 @@ func (w *Worker) destFor(p *webrtc.ICECandidatePair) (*outDest, error) {
 	return &outDest{conn: conn, addr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(rip.Unmap(), p.Remote.Port))}, nil
 }
 
-// write sends one RTP packet (h, payload) to the subscriber: into b when
+// write sends one RTP packet (h, payload) to the subscriber, with the
+// transport-wide sequence number in extension id (none when 0: a stream
+// whose m-section did not negotiate it must not carry it, or the
+// subscriber, which ignores it there, would report the number lost): into b when
 // the caller batches (a producer's read loop, which flushes b once every
 // consumer has its copy), at once otherwise. It returns the bytes put on
 // the wire.
-func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, now time.Time) (int, error) {
+func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, id uint8, now time.Time) (int, error) {
 	d := o.dest.Load()
 	if d == nil {
 		return 0, errNoPath
 	}
-	id := uint8(o.t.twccID.Load())
 	o.mu.Lock()
 	var buf []byte
 	if b != nil {
@@ -223,10 +225,10 @@ func (t *Transport) fail(reason string) {
 
 // twccExtensionID returns the id the subscriber negotiated for
 // transport-wide sequence numbers, 0 if none.
-func twccExtensionID(ctx webrtc.TrackLocalContext) uint32 {
+func twccExtensionID(ctx webrtc.TrackLocalContext) uint8 {
 	for _, e := range ctx.HeaderExtensions() {
-		if e.URI == transportCCURI {
-			return uint32(e.ID)
+		if e.URI == transportCCURI && e.ID > 0 && e.ID < 256 {
+			return uint8(e.ID)
 		}
 	}
 	return 0

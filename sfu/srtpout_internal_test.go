@@ -37,7 +37,6 @@ func newTestOut(t testing.TB) (*srtpOut, *net.UDPConn, *srtp.Context) {
 	_ = dst.SetReadBuffer(8 << 20)
 	t.Cleanup(func() { _ = src.Close(); _ = dst.Close() })
 	tr := &Transport{}
-	tr.twccID.Store(3)
 	o := &srtpOut{t: tr, ctx: ctx}
 	o.dest.Store(&outDest{conn: udpbatch.NewConn(src), addr: dst.LocalAddr().(*net.UDPAddr)})
 	return o, dst, dec
@@ -60,7 +59,7 @@ func TestSRTPOutWrite(t *testing.T) {
 		if i < 3 {
 			bb = &b
 		}
-		if _, err := o.write(bb, &h, payload, time.Now()); err != nil {
+		if _, err := o.write(bb, &h, payload, 3, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if i == 2 {
@@ -106,7 +105,7 @@ func BenchmarkSRTPOutWrite(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: 9000, SSRC: 0xabc, Extensions: ext[:0]}
-		if _, err := o.write(&bt, &h, payload, now); err != nil {
+		if _, err := o.write(&bt, &h, payload, 3, now); err != nil {
 			b.Fatal(err)
 		}
 		if bt.Len() == udpbatch.MaxBatch-1 {

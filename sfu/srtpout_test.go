@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/interceptor"
 	"github.com/pion/transport/v4/vnet"
 	"github.com/pion/webrtc/v4"
 )
@@ -14,21 +13,11 @@ import (
 // the SFU's own SRTP path cannot serve (srtpout.go), so pion sends.
 func passiveClientAPI(t *testing.T, n *vnet.Net) *webrtc.API {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNet(n)
-	se.SetICEMulticastDNSMode(0)
-	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
-		t.Fatal(err)
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return clientAPIWith(t, n, func(se *webrtc.SettingEngine) {
+		if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestOwnSRTPPath: a subscriber whose DTLS handshake the SFU served gets

@@ -236,13 +236,9 @@ func (t *Transport) receiveSSRCSimulcast(in *inbound, main *webrtc.RTPTransceive
 // awaitEncoding starts an encoding once pion has let go of its stream
 // (pionlog.go explains why it must not start before).
 func (t *Transport) awaitEncoding(in *inbound, sr *simReceiver) {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
+	if !t.hold() {
 		return
 	}
-	t.wg.Add(1)
-	t.mu.Unlock()
 	cancel := t.router.w.ssrcs.await(sr.enc.ssrc, func(start bool) {
 		if !start {
 			t.wg.Done()

@@ -95,12 +95,10 @@ type Transport struct {
 
 	// The SFU's own SRTP path (srtpout.go), Recv transports: the DTLS
 	// keys as the handshake reveals them, the path once chosen (nil:
-	// pion sends), whether the choice was made (under mu), and the TWCC
-	// header extension id the subscriber negotiated.
+	// pion sends), and whether the choice was made (under mu).
 	capture    *dtlskeys.Capture
 	out        atomic.Pointer[srtpOut]
 	outDecided bool
-	twccID     atomic.Uint32
 
 	// waits cancels the SSRC-simulcast encodings still waiting for pion
 	// to let go of their streams (pionlog.go), under mu.
@@ -631,6 +629,18 @@ func (t *Transport) isClosed() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.closed
+}
+
+// hold counts one more piece of work that Close waits for (t.wg), unless
+// the transport is closed already; the caller calls t.wg.Done when it ends.
+func (t *Transport) hold() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	return true
 }
 
 // removeConsumer detaches a closed consumer and renegotiates.

@@ -58,8 +58,10 @@ type viewerSlot struct {
 	ssrc   uint32
 	// rtxSSRC is the repair stream's SSRC, 0 when none was negotiated.
 	rtxSSRC uint32
-	codecs  []webrtc.RTPCodecParameters // negotiated, with the client's payload types
-	cur     *Consumer
+	// twccID is the TWCC extension's id in the slot's m-section, or 0.
+	twccID uint8
+	codecs []webrtc.RTPCodecParameters // negotiated, with the client's payload types
+	cur    *Consumer
 	// last is the renumbering state of the previous consumer, so the next
 	// one continues its stream.
 	last    rtpmunge.Munger
@@ -269,6 +271,7 @@ func (v *Viewer) SetSource(kind Kind, p *Producer) error {
 		if pt, ok := s.payloadType(p); ok {
 			c.writer, c.ssrc, c.pt = s.writer, s.ssrc, pt
 			c.rtxSSRC, c.rtxPT = s.rtx(pt)
+			c.twccID = s.twccID
 		}
 	}
 	s.cur = c
@@ -377,9 +380,7 @@ func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 	s.ssrc = uint32(ctx.SSRC())
 	s.rtxSSRC = uint32(ctx.SSRCRetransmission())
 	s.codecs = append([]webrtc.RTPCodecParameters(nil), codecs...)
-	if id := twccExtensionID(ctx); id != 0 {
-		s.v.t.twccID.Store(id)
-	}
+	s.twccID = twccExtensionID(ctx)
 	c := s.cur
 	chosen := *first
 	if c != nil {
@@ -387,6 +388,7 @@ func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 			c.mu.Lock()
 			c.writer, c.ssrc, c.pt = s.writer, s.ssrc, pt
 			c.rtxSSRC, c.rtxPT = s.rtx(pt)
+			c.twccID = s.twccID
 			c.mu.Unlock()
 			for _, cp := range codecs {
 				if uint8(cp.PayloadType) == pt {
