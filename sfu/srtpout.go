@@ -11,6 +11,7 @@ import (
 
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -227,11 +228,9 @@ func (t *Transport) fail(reason string) {
 // transport-wide sequence numbers, 0 if none.
 func twccExtensionID(ctx webrtc.TrackLocalContext) uint8 {
 	for _, e := range ctx.HeaderExtensions() {
-		if e.URI == transportCCURI && e.ID > 0 && e.ID < 256 {
+		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 256 {
 			return uint8(e.ID)
 		}
 	}
 	return 0
 }
-
-const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"

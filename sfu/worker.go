@@ -88,13 +88,15 @@ type Worker struct {
 	log    *slog.Logger
 	mux    *ice.MultiUDPMuxDefault
 	tcpMux *ice.TCPMuxDefault // nil without ICE-TCP
-	apis   [2]*webrtc.API     // by Direction
-	ctx    context.Context
+	// sendAPI makes the publishers' PeerConnections; receive transports
+	// get an API each (recvAPI).
+	sendAPI *webrtc.API
+	ctx     context.Context
 	// udp are the mux's sockets, which subscribers' RTP also leaves
 	// from directly (srtpout.go).
 	udp []*udpbatch.Conn
-	// Receive transports get an API each (recvAPI), made from these, so
-	// that their DTLS handshake's keys can be captured.
+	// What recvAPI makes each receive transport's API from, so that its
+	// DTLS handshake's keys can be captured.
 	recvSE webrtc.SettingEngine
 	recvME *webrtc.MediaEngine
 	recvIR *interceptor.Registry
@@ -246,8 +248,9 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 				return nil, fmt.Errorf("dtls role: %w", err)
 			}
 			w.recvSE, w.recvME, w.recvIR = s, me, ir
+			continue
 		}
-		w.apis[dir] = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s))
+		w.sendAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s))
 	}
 	return w, nil
 }
@@ -481,13 +484,17 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 const minBitrate = 50_000
 
 // newPeerConnection creates a PeerConnection for a transport and returns
-// the bandwidth estimator made for it (nil for Send transports).
+// the bandwidth estimator made for it (nil for Send transports). A Recv
+// transport gives capt, which its DTLS handshake reports its keys to.
 func (w *Worker) newPeerConnection(dir Direction, capt *dtlskeys.Capture) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
 	w.pcMu.Lock()
 	defer w.pcMu.Unlock()
 	w.lastBWE = nil
-	api := w.apis[dir]
-	if capt != nil {
+	api := w.sendAPI
+	if dir == Recv {
+		if capt == nil {
+			return nil, nil, fmt.Errorf("receive transport without a key capture: %w", ErrInvalidState)
+		}
 		api = w.recvAPI(capt)
 	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{
