@@ -274,13 +274,9 @@ func (t *Transport) allocate(now time.Time) {
 		// the first such probe that succeeds (the next is not bounded);
 		// one that has not is overshot too little for its queue to delay
 		// the media, which would make GCC cut the estimate and the layer
-		// flap. A probe that delivered less than the estimate the media
-		// already flows at measured a stall (a starved receiver), not the
-		// link: the bound is then 10% above the estimate, or no probe
-		// could start for the whole memory and the subscriber would stay
-		// where it is.
+		// flap.
 		if lp := t.bwe.LastProbe(); !lp.Success && lp.Delivered > 0 && now.Sub(lp.At) < probeMemory {
-			target = min(target, max(lp.Delivered, est)*11/10)
+			target = min(target, lp.Delivered*11/10)
 		}
 		if target > est && t.bwe.StartProbe(target, probeDuration, now) {
 			t.alloc.probeRate = target
