@@ -38,7 +38,7 @@ type Collector struct {
 
 	rooms, peers               *prometheus.Desc
 	transports                 *prometheus.Desc
-	ownSRTP                    *prometheus.Desc
+	ownSRTP, rtcpIntake        *prometheus.Desc
 	producers, consumers       *prometheus.Desc
 	packets, bytes             *prometheus.Desc
 	nacks, keyframeReqs        *prometheus.Desc
@@ -58,6 +58,7 @@ func NewCollector(src Sources) *Collector {
 		peers:         d("peers", "Peers in rooms (WebSocket clients and WHIP publishers)."),
 		transports:    d("transports", "WebRTC and in-process transports, by direction seen from the client (send: publisher to SFU).", "direction"),
 		ownSRTP:       d("transports_own_srtp", "Receive transports whose RTP the SFU encrypts and sends itself (batched) instead of through pion's SRTP and ICE layers."),
+		rtcpIntake:    d("rtcp_intake_packets_total", "Subscribers' compound RTCP packets the SFU decrypted and served itself, taken off the socket ahead of pion's ICE and SRTP layers (transports on the own SRTP path)."),
 		producers:     d("producers", "Incoming tracks.", "kind"),
 		consumers:     d("consumers", "Tracks forwarded to one subscriber each.", "kind"),
 		packets:       d("forwarded_packets_total", "RTP packets forwarded to subscribers, all consumers since start."),
@@ -74,7 +75,7 @@ func NewCollector(src Sources) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rooms, c.peers, c.transports, c.ownSRTP, c.producers, c.consumers, c.packets, c.bytes, c.nacks, c.keyframeReqs, c.layerSwitches, c.estimates} {
+	for _, d := range []*prometheus.Desc{c.rooms, c.peers, c.transports, c.ownSRTP, c.rtcpIntake, c.producers, c.consumers, c.packets, c.bytes, c.nacks, c.keyframeReqs, c.layerSwitches, c.estimates} {
 		ch <- d
 	}
 	if c.src.Sessions != nil {
@@ -107,6 +108,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.transports, float64(s.Transports[sfu.Send]), "send")
 	gauge(c.transports, float64(s.Transports[sfu.Recv]), "recv")
 	gauge(c.ownSRTP, float64(s.OwnSRTP))
+	counter(c.rtcpIntake, s.RTCPIntake)
 	for _, k := range []sfu.Kind{sfu.KindAudio, sfu.KindVideo} {
 		gauge(c.producers, float64(s.Producers[k]), string(k))
 		gauge(c.consumers, float64(s.Consumers[k]), string(k))

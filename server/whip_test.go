@@ -357,6 +357,10 @@ func TestWHIPWHEPInterop(t *testing.T) {
 	if m2[`matinee_keyframe_requests_total{direction="sent"}`] < 1 {
 		t.Error("no keyframe request counted towards the publisher")
 	}
+	if m2["matinee_rtcp_intake_packets_total"] <= m1["matinee_rtcp_intake_packets_total"] {
+		t.Errorf("the viewer's feedback was not served by the own intake: %v then %v",
+			m1["matinee_rtcp_intake_packets_total"], m2["matinee_rtcp_intake_packets_total"])
+	}
 	if m2["matinee_subscriber_bandwidth_estimate_bps_count"] < 1 {
 		t.Error("no subscriber bandwidth estimate exported")
 	}

@@ -447,9 +447,10 @@ func (ct consumerTrack) Kind() webrtc.RTPCodecType {
 	return webrtc.RTPCodecTypeVideo
 }
 
-// readRTCP serves the subscriber's feedback: keyframe requests go to the
-// producer; NACKs are answered from the producer's packet cache; reports
-// and TWCC are handled by the interceptors that this read drives. It ends when the sender stops.
+// readRTCP reads the subscriber's feedback that pion delivers to the
+// consumer's sender (all of it when the transport is on pion's path; when
+// the SFU's own intake takes it, the share left to pion, see srtcpin.go).
+// It ends when the sender stops.
 func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
 	buf := make([]byte, rtcpMTU)
 	for {
@@ -457,25 +458,34 @@ func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
 		if err != nil {
 			return
 		}
-		for _, pkt := range pkts {
-			switch pk := pkt.(type) {
-			case *rtcp.TransportLayerNack:
-				if pk.MediaSSRC == c.ssrc {
-					c.handleNACK(pk)
-				}
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				c.mu.Lock()
-				t := c.target
-				c.mu.Unlock()
-				c.producer.RequestKeyframe(t)
-			case *rtcp.ReceiverReport:
-				if c.transport.bwe == nil {
-					continue
-				}
-				for _, rr := range pk.Reports {
-					if rr.SSRC == c.ssrc && c.producer.kind == KindVideo {
-						c.transport.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
-					}
+		c.onRTCP(pkts)
+	}
+}
+
+// onRTCP serves the subscriber's feedback about the consumer's stream:
+// keyframe requests go to the producer; NACKs are answered from the
+// producer's packet cache; loss reports go to the bandwidth estimator.
+func (c *Consumer) onRTCP(pkts []rtcp.Packet) {
+	c.mu.Lock()
+	ssrc := c.ssrc
+	c.mu.Unlock()
+	for _, pkt := range pkts {
+		switch pk := pkt.(type) {
+		case *rtcp.TransportLayerNack:
+			if pk.MediaSSRC == ssrc {
+				c.handleNACK(pk)
+			}
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			if names(pkt, ssrc) {
+				c.RequestKeyframe()
+			}
+		case *rtcp.ReceiverReport:
+			if c.transport.bwe == nil || c.producer.kind != KindVideo {
+				continue
+			}
+			for _, rr := range pk.Reports {
+				if rr.SSRC == ssrc {
+					c.transport.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
 				}
 			}
 		}

@@ -28,7 +28,8 @@ import (
 // the transport's TWCC sequence number, recorded by the bandwidth
 // estimator, marshalled and encrypted in place into a buffer of the
 // producer read loop's batch, and leaves with the other subscribers'
-// copies in one sendmmsg. RTCP, ICE and DTLS stay with pion.
+// copies in one sendmmsg. The subscriber's RTCP comes back the SFU's own
+// way too (srtcpin.go); ICE and DTLS stay with pion.
 //
 // The choice is made once, when the transport first connects, and never
 // reverts: an SRTP stream's rollover counter lives in whichever context
@@ -106,19 +107,36 @@ func (t *Transport) newSRTPOut() (*srtpOut, error) {
 	if err != nil {
 		return nil, err
 	}
+	in, err := newSRTCPIn(t, keys.PeerKey, keys.PeerSalt, keys.Profile)
+	if err != nil {
+		return nil, fmt.Errorf("srtcp context: %w", err)
+	}
 	o := &srtpOut{t: t, ctx: ctx}
 	o.dest.Store(d)
+	x := t.router.w.intake
+	// Close unregisters whatever t.in holds once closed is set; checking
+	// closed after registering covers a Close that ran in between.
+	t.in.Store(in)
+	in.register(x, d.addr.AddrPort())
+	if t.isClosed() {
+		in.unregister(x)
+	}
 	ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		d, err := t.router.w.destFor(p)
 		if err != nil {
 			// The stream cannot go back to pion (see above): the
 			// client has to connect again.
 			o.dest.Store(nil)
+			in.unregister(x)
 			t.log.Warn("ice pair moved off the sfu's udp sockets", "reason", err)
 			t.fail(fmt.Sprintf("media path changed to one the SFU cannot send on (%v); reconnect", err))
 			return
 		}
 		o.dest.Store(d)
+		in.register(x, d.addr.AddrPort())
+		if t.isClosed() {
+			in.unregister(x)
+		}
 	})
 	return o, nil
 }

@@ -64,4 +64,9 @@ func TestOwnSRTPPath(t *testing.T) {
 	if p, _ := own.c.Stats(); p == 0 {
 		t.Fatal("own-path consumer counted no packets")
 	}
+	// The own-path subscriber's feedback (the TWCC that took it to the
+	// top layer) came in the SFU's own way too.
+	if n := rig.worker.Snapshot().RTCPIntake; n < 50 {
+		t.Fatalf("the intake served %d of the subscriber's RTCP packets", n)
+	}
 }

@@ -67,9 +67,12 @@ type Snapshot struct {
 	Transports map[Direction]int
 	// OwnSRTP counts the receive transports whose RTP takes the SFU's
 	// own SRTP path rather than pion's (srtpout.go).
-	OwnSRTP   int
-	Producers map[Kind]int
-	Consumers map[Kind]int
+	OwnSRTP int
+	// RTCPIntake counts the subscribers' compound RTCP packets the SFU's
+	// own intake served (srtcpin.go) rather than pion.
+	RTCPIntake uint64
+	Producers  map[Kind]int
+	Consumers  map[Kind]int
 
 	// ForwardedPackets and ForwardedBytes are what every consumer has
 	// forwarded since the worker started (RTP payload plus header, before
@@ -105,6 +108,9 @@ func (w *Worker) Snapshot() Snapshot {
 	}
 	w.mu.Unlock()
 	s.Routers = len(rs)
+	if w.intake != nil {
+		s.RTCPIntake = w.intake.taken.Load()
+	}
 	var pkts, bytes uint64
 	for _, r := range rs {
 		r.mu.Lock()

@@ -99,6 +99,10 @@ type Transport struct {
 	capture    *dtlskeys.Capture
 	out        atomic.Pointer[srtpOut]
 	outDecided bool
+	// in takes the subscriber's SRTCP off the socket when out is set
+	// (srtcpin.go); sinks are the handlers of that feedback.
+	in    atomic.Pointer[srtcpIn]
+	sinks atomic.Pointer[[]rtcpSink]
 
 	// waits cancels the SSRC-simulcast encodings still waiting for pion
 	// to let go of their streams (pionlog.go), under mu.
@@ -513,6 +517,7 @@ func (t *Transport) Consume(p *Producer, paused bool) (*Consumer, error) {
 	t.consumers[c.id] = c
 	t.wg.Add(1)
 	t.mu.Unlock()
+	t.addSink(c)
 	go func() {
 		defer t.wg.Done()
 		c.readRTCP(sender)
@@ -650,6 +655,9 @@ func (t *Transport) removeConsumer(c *Consumer) {
 	delete(t.consumers, c.id)
 	closed := t.closed
 	t.mu.Unlock()
+	if ok {
+		t.removeSink(c)
+	}
 	if !ok || closed || t.direct {
 		return
 	}
@@ -693,6 +701,9 @@ func (t *Transport) Close() {
 	waits := t.waits
 	t.waits = nil
 	t.mu.Unlock()
+	if in := t.in.Load(); in != nil {
+		in.unregister(t.router.w.intake)
+	}
 	for _, cancel := range waits {
 		cancel()
 	}

@@ -177,6 +177,7 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 		}
 		t.wg.Add(1)
 		t.mu.Unlock()
+		t.addSink(s)
 		go func(sender *webrtc.RTPSender) {
 			defer t.wg.Done()
 			s.readRTCP(sender)
@@ -415,10 +416,8 @@ func (s *viewerSlot) unbind() {
 	s.mu.Unlock()
 }
 
-// readRTCP serves the client's feedback for the slot, whichever consumer
-// is current: keyframe requests go to its producer, loss reports to the
-// transport's bandwidth estimator, NACKs to the consumer (which answers
-// from its producer's packet cache).
+// readRTCP reads the client's feedback that pion delivers to the slot's
+// sender (see Consumer.readRTCP).
 func (s *viewerSlot) readRTCP(sender *webrtc.RTPSender) {
 	buf := make([]byte, rtcpMTU)
 	for {
@@ -426,28 +425,38 @@ func (s *viewerSlot) readRTCP(sender *webrtc.RTPSender) {
 		if err != nil {
 			return
 		}
-		s.mu.Lock()
-		c, ssrc := s.cur, s.ssrc
-		s.mu.Unlock()
-		if c == nil {
-			continue
-		}
-		for _, pkt := range pkts {
-			switch pk := pkt.(type) {
-			case *rtcp.TransportLayerNack:
-				if pk.MediaSSRC == ssrc {
-					c.handleNACK(pk)
-				}
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+		s.onRTCP(pkts)
+	}
+}
+
+// onRTCP serves the client's feedback for the slot, whichever consumer
+// is current: keyframe requests go to its producer, loss reports to the
+// transport's bandwidth estimator, NACKs to the consumer (which answers
+// from its producer's packet cache).
+func (s *viewerSlot) onRTCP(pkts []rtcp.Packet) {
+	s.mu.Lock()
+	c, ssrc := s.cur, s.ssrc
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	for _, pkt := range pkts {
+		switch pk := pkt.(type) {
+		case *rtcp.TransportLayerNack:
+			if pk.MediaSSRC == ssrc {
+				c.handleNACK(pk)
+			}
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			if names(pkt, ssrc) {
 				c.RequestKeyframe()
-			case *rtcp.ReceiverReport:
-				if s.v.t.bwe == nil || s.kind != KindVideo {
-					continue
-				}
-				for _, rr := range pk.Reports {
-					if rr.SSRC == ssrc {
-						s.v.t.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
-					}
+			}
+		case *rtcp.ReceiverReport:
+			if s.v.t.bwe == nil || s.kind != KindVideo {
+				continue
+			}
+			for _, rr := range pk.Reports {
+				if rr.SSRC == ssrc {
+					s.v.t.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
 				}
 			}
 		}

@@ -112,6 +112,8 @@ type Worker struct {
 	closed  bool
 
 	stats *Stats // counters for metrics (stats.go)
+	// intake takes subscribers' SRTCP off the sockets (srtcpin.go).
+	intake *intake
 	// ssrcs reports the SSRC-simulcast streams pion has let go of
 	// (pionlog.go).
 	ssrcs *unhandledSSRCs
@@ -151,7 +153,8 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 			return nil, fmt.Errorf("network: %w", err)
 		}
 	}
-	rn := &recordingNet{Net: base}
+	x := &intake{}
+	rn := &recordingNet{Net: base, x: x}
 	muxOpts = append(muxOpts, ice.UDPMuxFromPortWithNet(rn))
 	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, muxOpts...)
 	if err != nil {
@@ -211,6 +214,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		cancel:  cancel,
 		routers: map[string]*Router{},
 		stats:   newStats(),
+		intake:  x,
 	}
 	for _, c := range rn.taken() {
 		w.udp = append(w.udp, udpbatch.NewConn(c))
@@ -265,21 +269,24 @@ func (w *Worker) recvAPI(capt *dtlskeys.Capture) *webrtc.API {
 }
 
 // recordingNet is the network the UDP mux opens its sockets on; it keeps
-// them so the worker can send from them too.
+// them so the worker can send from them too, and gives the mux each one
+// behind the intake's tap (srtcpin.go).
 type recordingNet struct {
 	transport.Net
+	x     *intake
 	mu    sync.Mutex
 	conns []net.PacketConn
 }
 
 func (n *recordingNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
-	if err == nil {
-		n.mu.Lock()
-		n.conns = append(n.conns, c)
-		n.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	n.mu.Lock()
+	n.conns = append(n.conns, c)
+	n.mu.Unlock()
+	return newTapConn(c, n.x), nil
 }
 
 func (n *recordingNet) taken() []net.PacketConn {

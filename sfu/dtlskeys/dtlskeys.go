@@ -52,12 +52,15 @@ type Capture struct {
 	master       []byte
 }
 
-// Keys are the keying material of the DTLS server's direction: what the
-// server encrypts its SRTP with.
+// Keys are the SRTP keying material of both directions: Key and Salt are
+// what the DTLS server (this side) encrypts its SRTP and SRTCP with,
+// PeerKey and PeerSalt what the client encrypts its own with.
 type Keys struct {
-	Profile srtp.ProtectionProfile
-	Key     []byte
-	Salt    []byte
+	Profile  srtp.ProtectionProfile
+	Key      []byte
+	Salt     []byte
+	PeerKey  []byte
+	PeerSalt []byte
 }
 
 // ServerHello records the server random, cipher suite and SRTP profile of
@@ -98,8 +101,8 @@ func (c *Capture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Keys derives the server's SRTP master key and salt once the handshake
-// has completed.
+// Keys derives both directions' SRTP master keys and salts once the
+// handshake has completed.
 func (c *Capture) Keys() (Keys, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -135,9 +138,11 @@ func (c *Capture) Keys() (Keys, error) {
 	}
 	// RFC 5764 §4.2: client key, server key, client salt, server salt.
 	return Keys{
-		Profile: profile,
-		Key:     append([]byte(nil), m[keyLen:2*keyLen]...),
-		Salt:    append([]byte(nil), m[2*keyLen+saltLen:]...),
+		Profile:  profile,
+		Key:      append([]byte(nil), m[keyLen:2*keyLen]...),
+		Salt:     append([]byte(nil), m[2*keyLen+saltLen:]...),
+		PeerKey:  append([]byte(nil), m[:keyLen]...),
+		PeerSalt: append([]byte(nil), m[2*keyLen:2*keyLen+saltLen]...),
 	}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 )
@@ -96,6 +97,9 @@ func TestKeysMatchExporter(t *testing.T) {
 			if !bytes.Equal(keys.Key, want[keyLen:2*keyLen]) || !bytes.Equal(keys.Salt, want[2*keyLen+saltLen:]) {
 				t.Fatalf("derived server key/salt differ from the exporter's")
 			}
+			if !bytes.Equal(keys.PeerKey, want[:keyLen]) || !bytes.Equal(keys.PeerSalt, want[2*keyLen:2*keyLen+saltLen]) {
+				t.Fatalf("derived client key/salt differ from the exporter's")
+			}
 			// And what the server encrypts with them, the client's
 			// decryption context (built as pion builds it) accepts.
 			cst, _ := client.ConnectionState()
@@ -123,6 +127,28 @@ func TestKeysMatchExporter(t *testing.T) {
 			}
 			if !bytes.Equal(pt, raw) {
 				t.Fatal("decrypted packet differs")
+			}
+			// The other way: SRTCP the client encrypts (with its half, as
+			// pion does), the server's context from PeerKey decrypts.
+			cenc, err := srtp.CreateContext(cm[:keyLen], cm[2*keyLen:2*keyLen+saltLen], keys.Profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sdec, err := srtp.CreateContext(keys.PeerKey, keys.PeerSalt, keys.Profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rr, _ := (&rtcp.ReceiverReport{SSRC: 0x99, Reports: []rtcp.ReceptionReport{{SSRC: 0x1234, FractionLost: 12}}}).Marshal()
+			sct, err := cenc.EncryptRTCP(nil, rr, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spt, err := sdec.DecryptRTCP(nil, sct, nil)
+			if err != nil {
+				t.Fatalf("server cannot decrypt the client's srtcp: %v", err)
+			}
+			if !bytes.Equal(spt, rr) {
+				t.Fatal("decrypted rtcp differs")
 			}
 		})
 	}
