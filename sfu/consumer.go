@@ -374,8 +374,9 @@ func (c *Consumer) Layer() (current, target int) {
 
 // sendPadding sends n bytes of padding-only packets on this consumer's
 // stream, for a bandwidth probe. The subscriber discards them; their
-// sequence numbers are taken from the stream so it sees no gap.
-func (c *Consumer) sendPadding(n int) int {
+// sequence numbers are taken from the stream so it sees no gap. On the own
+// SRTP path the packets are queued in b, which the caller flushes.
+func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 	sent := 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -387,7 +388,7 @@ func (c *Consumer) sendPadding(n int) int {
 		seq, ts := c.munger.Pad()
 		h := &c.hdr
 		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
-		w, err := c.write(nil, h, c.padBuf[:], time.Now())
+		w, err := c.write(b, h, c.padBuf[:], time.Now())
 		if err != nil {
 			break
 		}

@@ -1,6 +1,15 @@
 package sfu
 
-import "time"
+import (
+	"sync"
+	"time"
+
+	"github.com/matinee-dev/matinee/sfu/udpbatch"
+)
+
+// padBatches are the send batches of running probes (100 KB each: kept
+// for the next probe rather than made for each).
+var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
 
 // startPadding fills the gap between the media rate and a probe's target
 // rate with padding for probeDuration, in 10 ms steps so the probe is a
@@ -23,6 +32,10 @@ func (t *Transport) startPadding(target, media int) {
 	}
 	go func() {
 		defer t.wg.Done()
+		// Each step's packets leave in one sendmmsg on the own SRTP
+		// path, as forwarded copies do.
+		b := padBatches.Get().(*udpbatch.Batch)
+		defer padBatches.Put(b)
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		end := time.Now().Add(probeDuration)
@@ -30,7 +43,8 @@ func (t *Transport) startPadding(target, media int) {
 			if now.After(end) || t.isClosed() {
 				return
 			}
-			carrier.sendPadding(perStep)
+			carrier.sendPadding(b, perStep)
+			b.Flush()
 		}
 	}()
 }
