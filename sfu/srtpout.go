@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/srtpgcm"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -50,13 +51,33 @@ type srtpOut struct {
 	// and the transport-wide sequence numbers: the transport's audio and
 	// video consumers write from different read loops.
 	mu      sync.Mutex
-	ctx     *srtp.Context
-	scratch rtp.Header // EncryptRTP's parse of the packet
+	ctx     *srtp.Context // profiles other than AES-128-GCM
+	scratch rtp.Header    // EncryptRTP's parse of the packet
+	// gcm encrypts AES-128-GCM (what the SFU negotiates first), with each
+	// SSRC's rollover state in streams: a transport sends few SSRCs.
+	gcm     *srtpgcm.Sealer
+	streams []gcmStream
 	twccSeq uint16
 	twccBuf [2]byte
 	single  [udpbatch.BufSize]byte // writes outside a batch
 
 	dest atomic.Pointer[outDest]
+}
+
+type gcmStream struct {
+	ssrc uint32
+	st   srtpgcm.Stream
+}
+
+// stream returns ssrc's rollover state. Called with o.mu held.
+func (o *srtpOut) stream(ssrc uint32) *srtpgcm.Stream {
+	for i := range o.streams {
+		if o.streams[i].ssrc == ssrc {
+			return &o.streams[i].st
+		}
+	}
+	o.streams = append(o.streams, gcmStream{ssrc: ssrc})
+	return &o.streams[len(o.streams)-1].st
 }
 
 // outDest is where a transport's packets go: the worker's socket of the
@@ -90,7 +111,12 @@ func (t *Transport) newSRTPOut() (*srtpOut, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, err := srtp.CreateContext(keys.Key, keys.Salt, keys.Profile)
+	o := &srtpOut{t: t}
+	if keys.Profile == srtp.ProtectionProfileAeadAes128Gcm {
+		o.gcm, err = srtpgcm.NewSealer(keys.Key, keys.Salt)
+	} else {
+		o.ctx, err = srtp.CreateContext(keys.Key, keys.Salt, keys.Profile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("srtp context: %w", err)
 	}
@@ -111,7 +137,6 @@ func (t *Transport) newSRTPOut() (*srtpOut, error) {
 	if err != nil {
 		return nil, fmt.Errorf("srtcp context: %w", err)
 	}
-	o := &srtpOut{t: t, ctx: ctx}
 	o.dest.Store(d)
 	x := t.router.w.intake
 	// Close unregisters whatever t.in holds once closed is set; checking
@@ -205,7 +230,13 @@ func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, id uin
 		return 0, fmt.Errorf("marshal rtp header: %w", err)
 	}
 	copy(buf[hl:], payload)
-	out, err := o.ctx.EncryptRTP(buf, buf, &o.scratch)
+	var out []byte
+	var err error
+	if o.gcm != nil {
+		out, err = o.gcm.Seal(o.stream(h.SSRC), buf, hl, h.SSRC, h.SequenceNumber)
+	} else {
+		out, err = o.ctx.EncryptRTP(buf, buf, &o.scratch)
+	}
 	if err != nil {
 		o.mu.Unlock()
 		return 0, fmt.Errorf("srtp: %w", err)

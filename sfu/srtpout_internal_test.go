@@ -5,24 +5,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/srtpgcm"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 )
 
-// newTestOut returns an srtpOut encrypting with AES-128-GCM towards a
-// local socket, and that socket with a context that decrypts.
-func newTestOut(t testing.TB) (*srtpOut, *net.UDPConn, *srtp.Context) {
+// newTestOut returns an srtpOut encrypting with profile p towards a local
+// socket (AES-128-GCM through srtpgcm, as a transport does; others through
+// pion's context), and that socket with a context that decrypts.
+func newTestOut(t testing.TB, p srtp.ProtectionProfile) (*srtpOut, *net.UDPConn, *srtp.Context) {
 	t.Helper()
-	key, salt := make([]byte, 16), make([]byte, 12)
+	kl, _ := p.KeyLen()
+	sl, _ := p.SaltLen()
+	key, salt := make([]byte, kl), make([]byte, sl)
 	for i := range key {
 		key[i] = byte(i)
 	}
-	ctx, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAeadAes128Gcm)
+	dec, err := srtp.CreateContext(key, salt, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAeadAes128Gcm)
+	o := &srtpOut{}
+	if p == srtp.ProtectionProfileAeadAes128Gcm {
+		o.gcm, err = srtpgcm.NewSealer(key, salt)
+	} else {
+		o.ctx, err = srtp.CreateContext(key, salt, p)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,17 +45,22 @@ func newTestOut(t testing.TB) (*srtpOut, *net.UDPConn, *srtp.Context) {
 	}
 	_ = dst.SetReadBuffer(8 << 20)
 	t.Cleanup(func() { _ = src.Close(); _ = dst.Close() })
-	tr := &Transport{}
-	o := &srtpOut{t: tr, ctx: ctx}
+	o.t = &Transport{}
 	o.dest.Store(&outDest{conn: udpbatch.NewConn(src), addr: dst.LocalAddr().(*net.UDPAddr)})
 	return o, dst, dec
 }
 
 // TestSRTPOutWrite: what the own path puts on the wire decrypts to the
 // packet given, with a transport-wide sequence number that counts up
-// across batched and immediate writes.
+// across batched and immediate writes, with either kind of profile.
 func TestSRTPOutWrite(t *testing.T) {
-	o, dst, dec := newTestOut(t)
+	for _, p := range []srtp.ProtectionProfile{srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAes128CmHmacSha1_80} {
+		t.Run(p.String(), func(t *testing.T) { testSRTPOutWrite(t, p) })
+	}
+}
+
+func testSRTPOutWrite(t *testing.T, prof srtp.ProtectionProfile) {
+	o, dst, dec := newTestOut(t, prof)
 	payload := make([]byte, 1100)
 	for i := range payload {
 		payload[i] = byte(i * 7)
@@ -96,7 +110,7 @@ func TestSRTPOutWrite(t *testing.T) {
 // system call: TWCC stamp, marshal, AES-128-GCM, queueing. It must not
 // allocate.
 func BenchmarkSRTPOutWrite(b *testing.B) {
-	o, _, _ := newTestOut(b)
+	o, _, _ := newTestOut(b, srtp.ProtectionProfileAeadAes128Gcm)
 	payload := make([]byte, 1100)
 	var bt udpbatch.Batch
 	var ext [4]rtp.Extension
