@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -204,13 +206,54 @@ func (in *srtcpIn) handle(b []byte) bool {
 		in.t.log.Debug("drop srtcp", "err", err)
 		return true
 	}
-	pkts, err := rtcp.Unmarshal(out)
-	if err != nil {
-		in.t.log.Debug("drop malformed rtcp", "err", err)
-		return true
+	if err := in.t.onFeedbackRaw(out, now); err != nil {
+		in.t.log.Debug("malformed rtcp", "err", err)
 	}
-	in.t.onFeedback(pkts, now)
 	return true
+}
+
+// errRTCP reports a compound RTCP packet whose framing does not parse.
+var errRTCP = errors.New("malformed compound rtcp packet")
+
+// onFeedbackRaw serves a decrypted compound RTCP packet from the intake.
+// Transport-wide CC reports, most of the traffic, go to the estimator as
+// they are (it parses them without allocating); the rest is parsed with
+// pion/rtcp, one packet at a time, so that one malformed packet loses
+// only itself.
+func (t *Transport) onFeedbackRaw(b []byte, now time.Time) error {
+	var rest []rtcp.Packet
+	var bad error
+	for len(b) > 0 {
+		if len(b) < 4 || b[0]>>6 != 2 {
+			bad = errRTCP
+			break
+		}
+		l := (int(binary.BigEndian.Uint16(b[2:])) + 1) * 4
+		if l > len(b) {
+			bad = errRTCP
+			break
+		}
+		p := b[:l]
+		b = b[l:]
+		if p[1] == uint8(rtcp.TypeTransportSpecificFeedback) && p[0]&0x1f == rtcp.FormatTCC {
+			if t.bwe != nil {
+				if err := t.bwe.OnFeedbackRaw(p, now); err != nil {
+					bad = err
+				}
+			}
+			continue
+		}
+		pk, err := rtcp.Unmarshal(p)
+		if err != nil {
+			bad = err
+			continue
+		}
+		rest = append(rest, pk...)
+	}
+	if len(rest) > 0 {
+		t.onFeedback(rest, now)
+	}
+	return bad
 }
 
 // register maps the transport's current ICE pair's remote address to it,

@@ -163,6 +163,27 @@ func (e *Estimator) WriteRTCP(pkts []rtcp.Packet, _ interceptor.Attributes) erro
 func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	e.mu.Lock()
 	e.acks = appendAcks(e.acks[:0], fb)
+	e.onAcks(now)
+}
+
+// OnFeedbackRaw is OnFeedback for a report as it came off the wire: one
+// RTCP transport-wide CC packet, header included, which it parses without
+// allocating. A report that does not parse changes nothing.
+func (e *Estimator) OnFeedbackRaw(fb []byte, now time.Time) error {
+	e.mu.Lock()
+	acks, err := appendAcksRaw(e.acks[:0], fb)
+	e.acks = acks
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	e.onAcks(now)
+	return nil
+}
+
+// onAcks evaluates the report in e.acks. Called with e.mu held, which it
+// releases.
+func (e *Estimator) onAcks(now time.Time) {
 	pr := e.probe
 	lost, total := 0, 0
 	var latest time.Time // departure of the newest packet reported received
