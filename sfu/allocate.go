@@ -3,6 +3,8 @@ package sfu
 import (
 	"sort"
 	"time"
+
+	"github.com/matinee-dev/matinee/sfu/bwe"
 )
 
 // Layer allocation: every tick, each subscriber transport's bandwidth
@@ -259,25 +261,7 @@ func (t *Transport) allocate(now time.Time) {
 		t.alloc.nextProbe = lp.At.Add(t.alloc.backoff)
 	}
 	if wantMore > 0 && !now.Before(t.alloc.nextProbe) && now.Sub(t.alloc.fellAt) > probeQuiet {
-		// A successful probe sets the estimate to 95% of what it delivered
-		// (bwe): aiming at exactly what the better layer needs would leave
-		// the estimate 5% short of it, and GCC cannot climb further on
-		// its own (its increase is bounded by what is actually sent). A
-		// little more than 1/0.95 is enough; more would only overshoot a
-		// link that cannot carry the layer.
-		target := int(float64(media+wantMore) * probeOvershoot)
-		if max := int(float64(est) * probeMaxFactor); target > max {
-			target = max
-		}
-		// A failed probe measured the link: for a while, probe only 10%
-		// above what it delivered. A link that has grown since is found at
-		// the first such probe that succeeds (the next is not bounded);
-		// one that has not is overshot too little for its queue to delay
-		// the media, which would make GCC cut the estimate and the layer
-		// flap.
-		if lp := t.bwe.LastProbe(); !lp.Success && lp.Delivered > 0 && now.Sub(lp.At) < probeMemory {
-			target = min(target, lp.Delivered*11/10)
-		}
+		target := probeTarget(media, wantMore, est, t.bwe.LastProbe(), now)
 		if target > est && t.bwe.StartProbe(target, probeDuration, now) {
 			t.alloc.probeRate = target
 			t.startPadding(target, media)
@@ -285,6 +269,39 @@ func (t *Transport) allocate(now time.Time) {
 			t.alloc.nextProbe = now.Add(probeDuration + probeMaxBackoff)
 		}
 	}
+}
+
+// probeTarget is the rate to probe at for wantMore bits per second above
+// the media's, given the estimate and the latest probe's result.
+func probeTarget(media, wantMore, est int, lp bwe.ProbeResult, now time.Time) int {
+	// A successful probe sets the estimate to 95% of what it delivered
+	// (bwe): aiming at exactly what the better layer needs would leave
+	// the estimate 5% short of it, and GCC cannot climb further on its
+	// own (its increase is bounded by what is actually sent). A little
+	// more than 1/0.95 is enough; more would only overshoot a link that
+	// cannot carry the layer.
+	target := int(float64(media+wantMore) * probeOvershoot)
+	if m := int(float64(est) * probeMaxFactor); target > m {
+		target = m
+	}
+	// A failed probe measured the link: for a while, probe only 10% above
+	// what it delivered. A link that has grown since is found at the
+	// first such probe that succeeds (the next is not bounded); one that
+	// has not is overshot too little for its queue to delay the media,
+	// which would make GCC cut the estimate and the layer flap.
+	//
+	// Unless it delivered less than the estimate the media already flows
+	// at: then it did not measure the link but a stall (the sender's, or
+	// the receiver's under a burst of load), and a bound below the
+	// estimate would stop every probe for probeMemory. GCC lowers the
+	// estimate itself if the link did shrink, and the bound applies again
+	// once it is below.
+	if !lp.Success && lp.Delivered > 0 && now.Sub(lp.At) < probeMemory {
+		if b := lp.Delivered * 11 / 10; b > est {
+			target = min(target, b)
+		}
+	}
+	return target
 }
 
 // choice is what the allocator gives a video consumer: a spatial layer
