@@ -163,7 +163,8 @@ func (w *Worker) Snapshot() Snapshot {
 // NewInterceptor makes Stats a pion interceptor factory. Registered first,
 // its RTCP reader and writer sit next to the wire, so it sees every
 // feedback message a peer connection sends or receives, whichever
-// interceptor or caller produced it.
+// interceptor or caller produced it — except subscribers' feedback that
+// the SFU's own intake takes, which Transport.onFeedback counts.
 func (s *Stats) NewInterceptor(string) (interceptor.Interceptor, error) {
 	return &statsInterceptor{s: s}, nil
 }
