@@ -463,13 +463,19 @@ func (c *Consumer) readRTCP(s *webrtc.RTPSender) {
 	}
 }
 
-// onRTCP serves the subscriber's feedback about the consumer's stream:
-// keyframe requests go to the producer; NACKs are answered from the
-// producer's packet cache; loss reports go to the bandwidth estimator.
+// onRTCP serves the subscriber's feedback about the consumer's stream.
 func (c *Consumer) onRTCP(pkts []rtcp.Packet) {
 	c.mu.Lock()
 	ssrc := c.ssrc
 	c.mu.Unlock()
+	c.serveRTCP(pkts, ssrc)
+}
+
+// serveRTCP serves the feedback about the stream the subscriber knows as
+// ssrc, which the consumer sends: keyframe requests go to the producer;
+// NACKs are answered from the producer's packet cache; loss reports go to
+// the bandwidth estimator.
+func (c *Consumer) serveRTCP(pkts []rtcp.Packet, ssrc uint32) {
 	for _, pkt := range pkts {
 		switch pk := pkt.(type) {
 		case *rtcp.TransportLayerNack:

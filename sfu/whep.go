@@ -429,37 +429,14 @@ func (s *viewerSlot) readRTCP(sender *webrtc.RTPSender) {
 	}
 }
 
-// onRTCP serves the client's feedback for the slot, whichever consumer
-// is current: keyframe requests go to its producer, loss reports to the
-// transport's bandwidth estimator, NACKs to the consumer (which answers
-// from its producer's packet cache).
+// onRTCP serves the client's feedback for the slot through whichever
+// consumer is current.
 func (s *viewerSlot) onRTCP(pkts []rtcp.Packet) {
 	s.mu.Lock()
 	c, ssrc := s.cur, s.ssrc
 	s.mu.Unlock()
-	if c == nil {
-		return
-	}
-	for _, pkt := range pkts {
-		switch pk := pkt.(type) {
-		case *rtcp.TransportLayerNack:
-			if pk.MediaSSRC == ssrc {
-				c.handleNACK(pk)
-			}
-		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			if names(pkt, ssrc) {
-				c.RequestKeyframe()
-			}
-		case *rtcp.ReceiverReport:
-			if s.v.t.bwe == nil || s.kind != KindVideo {
-				continue
-			}
-			for _, rr := range pk.Reports {
-				if rr.SSRC == ssrc {
-					s.v.t.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
-				}
-			}
-		}
+	if c != nil {
+		c.serveRTCP(pkts, ssrc)
 	}
 }
 
