@@ -25,14 +25,16 @@ import (
 // handling itself. For a transport on the SFU's own SRTP path (srtpout.go)
 // the worker's socket reader instead picks the subscriber's SRTCP off the
 // socket by its source address, decrypts it with the client's half of the
-// DTLS keys and hands the parsed packets to the transport at once, on the
-// reader's goroutine.
+// DTLS keys and serves it at once, on the reader's goroutine: TWCC reports
+// go to the estimator as they are (bwe parses them without allocating),
+// the rest is parsed and given to the stream's consumer or WHEP slot.
 //
 // pion still gets one packet every intakePassEvery: its ICE agent judges
 // the pair alive by what arrives on it, and RTCP is most of what a
-// receive-only subscriber sends. Both ways end in the same handlers
-// (Transport.onFeedback), and each way has its own SRTCP context and
-// replay window, so which way a packet takes changes nothing but its cost.
+// receive-only subscriber sends. Both ways end in the same handlers (the
+// estimator, the sinks' onRTCP, the counters), and each way has its own
+// SRTCP context and replay window, so which way a packet takes changes
+// nothing but its cost.
 
 // intakePassEvery is how often a subscriber's feedback is left to pion
 // all the same, so that its ICE agent sees the pair in use (its
