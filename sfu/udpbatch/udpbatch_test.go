@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-func listen(t testing.TB) *net.UDPConn {
+func listen(t testing.TB) *net.UDPConn { return listenOn(t, "udp4", net.IPv4(127, 0, 0, 1)) }
+
+func listenOn(t testing.TB, network string, ip net.IP) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,28 +24,35 @@ type plainConn struct{ net.PacketConn }
 
 func TestFlushDeliversEveryDatagram(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		wrap func(*net.UDPConn) net.PacketConn
+		name    string
+		network string
+		ip      net.IP
+		wrap    func(*net.UDPConn) net.PacketConn
 	}{
-		{"sendmmsg", func(c *net.UDPConn) net.PacketConn { return c }},
-		{"one-by-one", func(c *net.UDPConn) net.PacketConn { return plainConn{c} }},
+		{"sendmmsg", "udp4", net.IPv4(127, 0, 0, 1), func(c *net.UDPConn) net.PacketConn { return c }},
+		{"sendmmsg-ipv6", "udp6", net.IPv6loopback, func(c *net.UDPConn) net.PacketConn { return c }},
+		{"one-by-one", "udp4", net.IPv4(127, 0, 0, 1), func(c *net.UDPConn) net.PacketConn { return plainConn{c} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := NewConn(tc.wrap(listen(t)))
-			if (src.bw != nil) != (tc.name == "sendmmsg") {
+			src := NewConn(tc.wrap(listenOn(t, tc.network, tc.ip)))
+			batched := tc.name != "one-by-one"
+			if (src.bw != nil) != batched {
 				t.Fatalf("batch writer %v for %s", src.bw != nil, tc.name)
+			}
+			if (src.rc != nil) != (batched && rawSupported) {
+				t.Fatalf("raw sendmmsg %v for %s (supported here: %v)", src.rc != nil, tc.name, rawSupported)
 			}
 			const receivers, per = 3, 70 // more than one full batch
 			var rx [receivers]*net.UDPConn
 			var addrs [receivers]*net.UDPAddr
 			for i := range rx {
-				rx[i] = listen(t)
+				rx[i] = listenOn(t, tc.network, tc.ip)
 				_ = rx[i].SetReadBuffer(1 << 20)
 				addrs[i] = rx[i].LocalAddr().(*net.UDPAddr)
 			}
 			// A datagram to port 0 is refused by the kernel; the ones
 			// after it must still go.
-			bad := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0}
+			bad := &net.UDPAddr{IP: tc.ip, Port: 0}
 			var b Batch
 			for k := 0; k < per; k++ {
 				for i := range rx {
