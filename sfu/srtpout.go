@@ -69,15 +69,20 @@ type gcmStream struct {
 	st   srtpgcm.Stream
 }
 
-// stream returns ssrc's rollover state. Called with o.mu held.
+// stream returns ssrc's rollover state. Called with o.mu held. A
+// subscriber that has watched many shares has many SSRCs behind it, and
+// their states are kept (a stream may come back on a reused SSRC): a new
+// one goes first, so that the live streams are found at once.
 func (o *srtpOut) stream(ssrc uint32) *srtpgcm.Stream {
 	for i := range o.streams {
 		if o.streams[i].ssrc == ssrc {
 			return &o.streams[i].st
 		}
 	}
-	o.streams = append(o.streams, gcmStream{ssrc: ssrc})
-	return &o.streams[len(o.streams)-1].st
+	o.streams = append(o.streams, gcmStream{})
+	copy(o.streams[1:], o.streams)
+	o.streams[0] = gcmStream{ssrc: ssrc}
+	return &o.streams[0].st
 }
 
 // outDest is where a transport's packets go: the worker's socket of the

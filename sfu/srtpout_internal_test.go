@@ -127,3 +127,20 @@ func BenchmarkSRTPOutWrite(b *testing.B) {
 		}
 	}
 }
+
+// TestSRTPOutStreams: each SSRC keeps its own rollover state however many
+// come and go, the newest first.
+func TestSRTPOutStreams(t *testing.T) {
+	var o srtpOut
+	o.stream(1)
+	for i := 0; i < 3; i++ {
+		o.stream(uint32(10 + i))
+	}
+	if o.streams[0].ssrc != 12 || len(o.streams) != 4 {
+		t.Fatalf("streams %+v: want 4, newest (12) first", o.streams)
+	}
+	a, b := o.stream(1), o.stream(1)
+	if a != b || len(o.streams) != 4 {
+		t.Fatal("the same SSRC got a second state")
+	}
+}
