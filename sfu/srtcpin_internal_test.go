@@ -38,21 +38,7 @@ func TestIntakeTakesSubscriberSRTCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	defer sub.Close()
-	defer stranger.Close()
+	srv, sub, stranger := loopbackUDP(t), loopbackUDP(t), loopbackUDP(t)
 
 	x := &intake{}
 	w := &Worker{stats: newStats(), intake: x}

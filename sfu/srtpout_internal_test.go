@@ -11,6 +11,17 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
+// loopbackUDP is a socket on 127.0.0.1, closed when the test ends.
+func loopbackUDP(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // newTestOut returns an srtpOut encrypting with profile p towards a local
 // socket (AES-128-GCM through srtpgcm, as a transport does; others through
 // pion's context), and that socket with a context that decrypts.
@@ -35,16 +46,8 @@ func newTestOut(t testing.TB, p srtp.ProtectionProfile) (*srtpOut, *net.UDPConn,
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, dst := loopbackUDP(t), loopbackUDP(t)
 	_ = dst.SetReadBuffer(8 << 20)
-	t.Cleanup(func() { _ = src.Close(); _ = dst.Close() })
 	o.t = &Transport{}
 	o.dest.Store(&outDest{conn: udpbatch.NewConn(src), addr: dst.LocalAddr().(*net.UDPAddr)})
 	return o, dst, dec
