@@ -81,6 +81,13 @@ func TestRecordBrowserShare(t *testing.T) {
 					break
 				}
 			}
+			// Every variant's length, so a short one shows which rung
+			// started late.
+			for i := 0; i < 3; i++ {
+				if p := filepath.Join(dir, "hls", fmt.Sprintf("v%d", i), "index.m3u8"); recFileExists(p) {
+					t.Logf("%s share: hls/v%d %.2f s", c.name, i, mediatest.ProbeFile(t, p).Duration())
+				}
+			}
 			for _, f := range []string{filepath.Join(dir, recorder.FLVName), top} {
 				p := mediatest.ProbeFile(t, f)
 				if p.Codecs() != "h264+aac" || p.Duration() < final.Duration-1.5 {

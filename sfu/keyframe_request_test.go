@@ -67,3 +67,42 @@ func TestKeyframeRequestSkippedWhenKeyframeArrived(t *testing.T) {
 		t.Fatalf("%d PLIs, want 1: the deferred one is moot after a keyframe", n)
 	}
 }
+
+// TestWaitingConsumerAsksAgain: a consumer whose keyframe request went
+// unanswered (the request or the keyframe lost, or the keyframe's start
+// missed) asks again while it waits, and stops once it forwards.
+func TestWaitingConsumerAsksAgain(t *testing.T) {
+	p, c, w := temporalRig(t, 1)
+	var mu sync.Mutex
+	plis := 0
+	p.writePLI = func(uint32) error { mu.Lock(); plis++; mu.Unlock(); return nil }
+	count := func() int { mu.Lock(); defer mu.Unlock(); return plis }
+	c.current = -1
+	g := &l1t3{p: p}
+	// 1.5 s of delta frames at 30 fps: nothing to forward, and a
+	// request at least every 2 KeyframeIntervals.
+	start := time.Now()
+	for time.Since(start) < 3*KeyframeInterval {
+		g.send(false)
+		time.Sleep(33 * time.Millisecond)
+	}
+	if n := count(); n < 2 {
+		t.Fatalf("%d keyframe requests while waiting %v, want ≥ 2", n, time.Since(start))
+	}
+	if len(w.pkts) != 0 {
+		t.Fatalf("%d packets forwarded before a keyframe", len(w.pkts))
+	}
+	g.send(true)
+	time.Sleep(KeyframeInterval + 100*time.Millisecond) // a deferred request fires or is dropped
+	before := count()
+	for i := 0; i < 30; i++ {
+		g.send(false)
+		time.Sleep(33 * time.Millisecond)
+	}
+	if n := count(); n != before {
+		t.Fatalf("%d keyframe requests while forwarding", n-before)
+	}
+	if len(w.pkts) < 90 {
+		t.Fatalf("%d packets forwarded after the keyframe, want ≥ 90", len(w.pkts))
+	}
+}
