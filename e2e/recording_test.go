@@ -81,11 +81,15 @@ func TestRecordBrowserShare(t *testing.T) {
 					break
 				}
 			}
-			// Every variant's length, so a short one shows which rung
-			// started late.
+			// Every rung carries the whole share: one that started on a
+			// later keyframe than the others lost its first segment.
 			for i := 0; i < 3; i++ {
 				if p := filepath.Join(dir, "hls", fmt.Sprintf("v%d", i), "index.m3u8"); recFileExists(p) {
-					t.Logf("%s share: hls/v%d %.2f s", c.name, i, mediatest.ProbeFile(t, p).Duration())
+					d := mediatest.ProbeFile(t, p).Duration()
+					t.Logf("%s share: hls/v%d %.2f s", c.name, i, d)
+					if d < final.Duration-1.5 {
+						t.Errorf("%s share: hls/v%d is %.2f s of %.2f s recorded", c.name, i, d, final.Duration)
+					}
 				}
 			}
 			for _, f := range []string{filepath.Join(dir, recorder.FLVName), top} {

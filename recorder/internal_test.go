@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -117,5 +118,46 @@ func TestFLVTaggerSequenceHeaders(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	if got := RedactURL("rtmps://live.example:443/app/sk_secret?x=1"); got != "rtmps://live.example:443/app/…" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestEmitKeepsLeadingKeyframe: a video track whose first keyframe was
+// captured just before the epoch's origin (another track fixed it) starts
+// at the origin instead of waiting for the next keyframe; audio before the
+// origin, video long before it, and delta frames before any keyframe are
+// dropped.
+func TestEmitKeepsLeadingKeyframe(t *testing.T) {
+	ms := time.Millisecond
+	newTrack := func() (*track, chan *Frame) {
+		ch := make(chan *Frame, 16)
+		return &track{rec: &Recording{frames: ch}, ep: newEpoch(time.Second)}, ch
+	}
+	got := func(ch chan *Frame) []time.Duration {
+		var out []time.Duration
+		for len(ch) > 0 {
+			out = append(out, (<-ch).PTS)
+		}
+		return out
+	}
+	video, ch := newTrack()
+	video.emit(&Frame{Video: true, PTS: time.Second - 30*ms}) // delta before any keyframe
+	video.emit(&Frame{Video: true, Key: true, PTS: time.Second - 20*ms})
+	video.emit(&Frame{Video: true, PTS: time.Second - 5*ms})
+	video.emit(&Frame{Video: true, PTS: time.Second + 13*ms})
+	want := []time.Duration{time.Second, time.Second + ms, time.Second + 13*ms}
+	if g := got(ch); fmt.Sprint(g) != fmt.Sprint(want) {
+		t.Fatalf("video PTS %v, want %v", g, want)
+	}
+	far, ch := newTrack()
+	far.emit(&Frame{Video: true, Key: true, PTS: time.Second - maxLead - ms})
+	far.emit(&Frame{Video: true, PTS: time.Second - 10*ms})
+	if g := got(ch); len(g) != 0 {
+		t.Fatalf("video from %v before the origin kept: %v", maxLead, g)
+	}
+	audio, ch := newTrack()
+	audio.emit(&Frame{PTS: time.Second - 10*ms})
+	audio.emit(&Frame{PTS: time.Second + 10*ms})
+	if g := got(ch); fmt.Sprint(g) != fmt.Sprint([]time.Duration{time.Second + 10*ms}) {
+		t.Fatalf("audio PTS %v", g)
 	}
 }

@@ -19,6 +19,11 @@ import (
 // places them by arrival time instead.
 const srWait = 6 * time.Second
 
+// maxLead is how far before the epoch's origin a video track's first
+// frames may be and still be kept (moved to the origin): the spread of the
+// capture times of tracks that start together.
+const maxLead = 500 * time.Millisecond
+
 // queueSize bounds the packets waiting for a track's goroutine; when full,
 // packets are dropped and the track recovers at the next keyframe.
 const queueSize = 4096
@@ -253,7 +258,16 @@ func (t *track) fail(err error) {
 
 func (t *track) emit(f *Frame) {
 	if f.PTS < t.ep.start {
-		return
+		// The track placed first fixes the epoch's origin, and the others'
+		// first frames were captured a few milliseconds either side of it.
+		// Audio before the origin is trimmed; but video that starts on a
+		// keyframe just before it starts at the origin instead, or the
+		// rung would wait for the publisher's next keyframe (seconds away:
+		// an HLS rung lost its first segment that way).
+		if !f.Video || (!t.emitted && !f.Key) || t.ep.start-f.PTS > maxLead {
+			return
+		}
+		f.PTS = t.ep.start
 	}
 	// Muxers need strictly increasing timestamps per stream; an encoder or
 	// a source can repeat one (two frames with the same RTP timestamp, or
