@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtcp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/transport/v4"
@@ -106,13 +107,18 @@ type tapConn struct {
 	transport.UDPConn
 	x *intake
 	// udp is the socket itself when it is a kernel one (not a virtual
-	// network's), for allocation-free reads.
+	// network's), read through rd: allocation-free, and on Linux without
+	// waking the Go runtime's monitor thread for every datagram.
 	udp *net.UDPConn
+	rd  *udpbatch.Reader
 }
 
 func newTapConn(c transport.UDPConn, x *intake) *tapConn {
-	u, _ := c.(*net.UDPConn)
-	return &tapConn{UDPConn: c, x: x, udp: u}
+	t := &tapConn{UDPConn: c, x: x}
+	if u, ok := c.(*net.UDPConn); ok {
+		t.udp, t.rd = u, udpbatch.NewReader(u)
+	}
+	return t
 }
 
 // take handles b from a if the intake claims it.
@@ -139,7 +145,7 @@ func (c *tapConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 			err error
 		)
 		if c.udp != nil {
-			n, a, err = c.udp.ReadFromUDPAddrPort(b)
+			n, a, err = c.rd.ReadFrom(b)
 		} else {
 			var addr net.Addr
 			n, addr, err = c.UDPConn.ReadFrom(b)

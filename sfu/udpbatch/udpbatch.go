@@ -1,7 +1,9 @@
-// Package udpbatch sends the copies of one forwarded packet from a UDP
-// socket with as few system calls as the stack allows: on Linux one
-// sendmmsg(2) for up to MaxBatch datagrams, elsewhere (and on sockets that
-// are not the operating system's, such as pion's vnet) one write each.
+// Package udpbatch moves an SFU's datagrams through its UDP sockets at the
+// least cost the stack allows. It sends the copies of one forwarded packet
+// with as few system calls as it can: on Linux one sendmmsg(2) for up to
+// MaxBatch datagrams, elsewhere (and on sockets that are not the operating
+// system's, such as pion's vnet) one write each. Its Reader reads them
+// without waking the Go runtime's monitor thread (read.go).
 //
 // On linux/amd64 and arm64 the sendmmsg is a raw system call
 // (raw_linux.go): a batch of 64 copies keeps the thread in the kernel for

@@ -1,0 +1,14 @@
+//go:build !(linux && (amd64 || arm64))
+
+package udpbatch
+
+import "net/netip"
+
+type rawReadScratch struct {
+	buf   []byte
+	n     int
+	addr  netip.AddrPort
+	errno uintptr
+}
+
+func (*rawReadScratch) recv(uintptr) bool { return true }
