@@ -106,17 +106,16 @@ func (x *intake) remove(a netip.AddrPort, in *srtcpIn) {
 type tapConn struct {
 	transport.UDPConn
 	x *intake
-	// udp is the socket itself when it is a kernel one (not a virtual
-	// network's), read through rd: allocation-free, and on Linux without
-	// waking the Go runtime's monitor thread for every datagram.
-	udp *net.UDPConn
-	rd  *udpbatch.Reader
+	// rd is the socket itself when it is a kernel one (not a virtual
+	// network's): reads and writes without allocating, and on Linux
+	// without waking the Go runtime's monitor thread for every datagram.
+	rd *udpbatch.RawSocket
 }
 
 func newTapConn(c transport.UDPConn, x *intake) *tapConn {
 	t := &tapConn{UDPConn: c, x: x}
 	if u, ok := c.(*net.UDPConn); ok {
-		t.udp, t.rd = u, udpbatch.NewReader(u)
+		t.rd = udpbatch.NewRawSocket(u)
 	}
 	return t
 }
@@ -144,7 +143,7 @@ func (c *tapConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 			a   netip.AddrPort
 			err error
 		)
-		if c.udp != nil {
+		if c.rd != nil {
 			n, a, err = c.rd.ReadFrom(b)
 		} else {
 			var addr net.Addr
@@ -170,8 +169,8 @@ func (c *tapConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // WriteToAddrPort completes pion's AddrPortReaderWriter.
 func (c *tapConn) WriteToAddrPort(b []byte, a netip.AddrPort) (int, error) {
-	if c.udp != nil {
-		return c.udp.WriteToUDPAddrPort(b, a)
+	if c.rd != nil {
+		return c.rd.WriteTo(b, a)
 	}
 	return c.UDPConn.WriteTo(b, net.UDPAddrFromAddrPort(a))
 }

@@ -12,3 +12,12 @@ type rawReadScratch struct {
 }
 
 func (*rawReadScratch) recv(uintptr) bool { return true }
+
+type rawWriteScratch struct {
+	buf   []byte
+	n     int
+	errno uintptr
+}
+
+func (*rawWriteScratch) setAddr(netip.AddrPort, bool) {}
+func (*rawWriteScratch) send(uintptr) bool            { return true }

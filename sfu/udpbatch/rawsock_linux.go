@@ -70,3 +70,51 @@ func zoneName(index uint32) string {
 	}
 	return strconv.FormatUint(uint64(index), 10)
 }
+
+// rawWriteScratch is one raw sendto's arguments and results.
+type rawWriteScratch struct {
+	buf   []byte
+	sa4   unix.RawSockaddrInet4
+	sa6   unix.RawSockaddrInet6
+	v4    bool
+	n     int
+	errno uintptr
+}
+
+// setAddr sets the destination: on an AF_INET6 socket an IPv4 address
+// goes as IPv4-mapped, as the net package sends it.
+func (s *rawWriteScratch) setAddr(a netip.AddrPort, v4 bool) {
+	port := a.Port()
+	s.v4 = v4
+	if v4 {
+		s.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Addr().Unmap().As4()}
+		p := (*[2]byte)(unsafe.Pointer(&s.sa4.Port))
+		p[0], p[1] = byte(port>>8), byte(port)
+		return
+	}
+	s.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.Addr().As16()}
+	p := (*[2]byte)(unsafe.Pointer(&s.sa6.Port))
+	p[0], p[1] = byte(port>>8), byte(port)
+}
+
+// send is a RawConn.Write callback; a full send buffer (EAGAIN) waits for
+// writability through the poller.
+func (s *rawWriteScratch) send(fd uintptr) bool {
+	sa, salen := uintptr(unsafe.Pointer(&s.sa6)), uintptr(unix.SizeofSockaddrInet6)
+	if s.v4 {
+		sa, salen = uintptr(unsafe.Pointer(&s.sa4)), uintptr(unix.SizeofSockaddrInet4)
+	}
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd,
+		uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)), 0, sa, salen)
+	switch e {
+	case unix.EAGAIN:
+		return false
+	case unix.EINTR:
+		return s.send(fd)
+	case 0:
+		s.n, s.errno = int(n), 0
+	default:
+		s.n, s.errno = 0, uintptr(e)
+	}
+	return true
+}

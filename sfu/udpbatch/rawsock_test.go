@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
 	"time"
 )
 
-// TestReaderMatchesTheSocket: the raw reads give what the socket's own
+// TestRawSocketReadsAsTheSocket: the raw reads give what the socket's own
 // reads give (payload, sender as the net package spells it), honour read
 // deadlines and end with net.ErrClosed when the socket closes.
-func TestReaderMatchesTheSocket(t *testing.T) {
+func TestRawSocketReadsAsTheSocket(t *testing.T) {
 	for _, tc := range []struct {
 		name, network string
 		listenIP      net.IP
@@ -25,7 +26,7 @@ func TestReaderMatchesTheSocket(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rx := listenOn(t, tc.network, tc.listenIP)
-			r := NewReader(rx)
+			r := NewRawSocket(rx)
 			if (r.rc != nil) != rawSupported {
 				t.Fatalf("raw reads %v, supported here %v", r.rc != nil, rawSupported)
 			}
@@ -90,12 +91,12 @@ func TestReaderMatchesTheSocket(t *testing.T) {
 	}
 }
 
-// TestReaderConcurrentReaders: two goroutines reading one socket get every
+// TestRawSocketConcurrentReaders: two goroutines reading one socket get every
 // datagram once between them (run with -race).
-func TestReaderConcurrentReaders(t *testing.T) {
+func TestRawSocketConcurrentReaders(t *testing.T) {
 	rx := listen(t)
 	_ = rx.SetReadBuffer(1 << 20)
-	r := NewReader(rx)
+	r := NewRawSocket(rx)
 	tx := listen(t)
 	const total = 400
 	var mu sync.Mutex
@@ -150,11 +151,11 @@ func TestReaderConcurrentReaders(t *testing.T) {
 	}
 }
 
-// BenchmarkReaderReadFrom: a raw read allocates nothing.
-func BenchmarkReaderReadFrom(b *testing.B) {
+// BenchmarkRawSocketReadFrom: a raw read allocates nothing.
+func BenchmarkRawSocketReadFrom(b *testing.B) {
 	rx := listen(b)
 	_ = rx.SetReadBuffer(1 << 20)
-	r := NewReader(rx)
+	r := NewRawSocket(rx)
 	tx := listen(b)
 	msg := make([]byte, 200)
 	buf := make([]byte, 1500)
@@ -165,6 +166,88 @@ func BenchmarkReaderReadFrom(b *testing.B) {
 			b.Fatal(err)
 		}
 		if _, _, err := r.ReadFrom(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestRawSocketWritesAsTheSocket: raw sends arrive from the socket's own
+// address, dual-stack sockets reach IPv4 peers, and what the socket cannot
+// send gets the socket's own error.
+func TestRawSocketWritesAsTheSocket(t *testing.T) {
+	for _, tc := range []struct {
+		name, network string
+		listenIP      net.IP
+		toIP          net.IP
+	}{
+		{"ipv4", "udp4", net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 1)},
+		{"ipv6", "udp6", net.IPv6loopback, net.IPv6loopback},
+		{"dual-stack-to-v4", "udp", net.IPv6unspecified, net.IPv4(127, 0, 0, 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := listenOn(t, tc.network, tc.listenIP)
+			s := NewRawSocket(c)
+			toNet := "udp4"
+			if tc.toIP.To4() == nil {
+				toNet = "udp6"
+			}
+			rx := listenOn(t, toNet, tc.toIP)
+			dst := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+			msg := []byte("raw datagram \x00\xff")
+			for i := 0; i < 3; i++ {
+				if n, err := s.WriteTo(msg, dst); err != nil || n != len(msg) {
+					t.Fatalf("write: %d %v", n, err)
+				}
+			}
+			_ = rx.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 100)
+			for i := 0; i < 3; i++ {
+				n, from, err := rx.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(buf[:n], msg) || from.Port() != uint16(c.LocalAddr().(*net.UDPAddr).Port) {
+					t.Fatalf("got %q from %v", buf[:n], from)
+				}
+			}
+		})
+	}
+	t.Run("v4-socket-to-v6", func(t *testing.T) {
+		c := listen(t)
+		s := NewRawSocket(c)
+		dst := netip.AddrPortFrom(netip.IPv6Loopback(), 9)
+		_, err := s.WriteTo([]byte("x"), dst)
+		_, want := c.WriteToUDPAddrPort([]byte("x"), dst)
+		if err == nil || want == nil || err.Error() != want.Error() {
+			t.Fatalf("error %v, the socket's %v", err, want)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		c := listen(t)
+		s := NewRawSocket(c)
+		_ = c.Close()
+		if _, err := s.WriteTo([]byte("x"), netip.MustParseAddrPort("127.0.0.1:9")); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("write on a closed socket: %v", err)
+		}
+	})
+}
+
+// BenchmarkRawSocketWriteTo: a raw write allocates nothing.
+func BenchmarkRawSocketWriteTo(b *testing.B) {
+	c := listen(b)
+	s := NewRawSocket(c)
+	rx := listen(b)
+	_ = rx.SetReadBuffer(4 << 20)
+	dst := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	msg := make([]byte, 200)
+	buf := make([]byte, 1500)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.WriteTo(msg, dst); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := rx.ReadFromUDPAddrPort(buf); err != nil {
 			b.Fatal(err)
 		}
 	}
