@@ -80,6 +80,7 @@ type consumerAlloc struct {
 	upAt        time.Time // when the consumer last went up
 	downSince   time.Time
 	starveSince time.Time
+	waitSince   time.Time // since when the consumer waits for a keyframe
 }
 
 // lowestAvailable returns the lowest layer that can be chosen, or -1.
@@ -558,16 +559,16 @@ func (c *Consumer) awaitKeyframe(now time.Time) {
 	c.mu.Lock()
 	waiting := c.writer != nil && c.target >= 0 && c.current != c.target
 	if !waiting {
-		c.waitSince = time.Time{}
+		c.alloc.waitSince = time.Time{}
 		c.mu.Unlock()
 		return
 	}
-	if c.waitSince.IsZero() {
-		c.waitSince = now
+	if c.alloc.waitSince.IsZero() {
+		c.alloc.waitSince = now
 	}
-	due := now.Sub(c.waitSince) >= keyframeRetry
+	due := now.Sub(c.alloc.waitSince) >= keyframeRetry
 	if due {
-		c.waitSince = now
+		c.alloc.waitSince = now
 	}
 	t := c.target
 	c.mu.Unlock()

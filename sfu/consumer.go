@@ -36,10 +36,7 @@ type Consumer struct {
 	pt      uint8
 	current int // layer being forwarded, -1 while waiting for a keyframe
 	target  int // layer wanted
-	// waitSince is when the consumer last asked for (or began to wait
-	// for) the target's keyframe; zero while it forwards the target.
-	waitSince time.Time
-	munger    rtpmunge.Munger
+	munger  rtpmunge.Munger
 	// tlTarget is the highest VP8 temporal layer wanted of the target
 	// layer (maxTemporal: every frame); tl drops the frames above it.
 	tlTarget int
@@ -192,7 +189,6 @@ func (c *Consumer) restart() {
 		}
 	}
 	t := c.target
-	c.waitSince = time.Now()
 	c.mu.Unlock()
 	c.producer.RequestKeyframe(t)
 }
@@ -265,16 +261,10 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 	switched := false
 	if idx != c.current {
 		if !isKey || !c.takes(idx) {
-			ask := c.stillWaiting(idx, now)
-			t := c.target
 			c.mu.Unlock()
-			if ask {
-				c.producer.RequestKeyframe(t)
-			}
 			return
 		}
 		c.current = idx
-		c.waitSince = time.Time{}
 		switched = true
 		c.munger.Sync(pkt.SequenceNumber, pkt.Timestamp, now)
 		c.tl.switched()
@@ -334,29 +324,6 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 	if (switched || tlChanged) && c.producer.kind == KindVideo {
 		c.notifyLayer(idx, c.reportedTemporal(idx, tl), switched)
 	}
-}
-
-// stillWaiting reports, with c.mu held, whether a consumer the allocator
-// does not manage should ask again for its target's keyframe: the target
-// layer's packets (idx) flow past it, and the last request is
-// KeyframeInterval old. The first request, or its keyframe, may have been
-// lost, or the keyframe may have begun before the consumer could take it;
-// without asking again such a consumer (a recording, say) would wait for
-// the publisher's next periodic keyframe, seconds away or never.
-// The allocator re-asks for the consumers it manages (awaitKeyframe).
-func (c *Consumer) stillWaiting(idx int, now time.Time) bool {
-	if idx != c.target || c.transport.bwe != nil || c.producer.kind != KindVideo {
-		return false
-	}
-	if c.waitSince.IsZero() {
-		c.waitSince = now
-		return false
-	}
-	if now.Sub(c.waitSince) < KeyframeInterval {
-		return false
-	}
-	c.waitSince = now
-	return true
 }
 
 // write sends one packet, with c.mu held: through the transport's own

@@ -70,7 +70,9 @@ func TestKeyframeRequestSkippedWhenKeyframeArrived(t *testing.T) {
 
 // TestWaitingConsumerAsksAgain: a consumer whose keyframe request went
 // unanswered (the request or the keyframe lost, or the keyframe's start
-// missed) asks again while it waits, and stops once it forwards.
+// missed) asks again on the router's ticks while it waits, and stops once
+// it forwards. A recording's consumers, which no allocator manages, rely
+// on it as much as a subscriber's.
 func TestWaitingConsumerAsksAgain(t *testing.T) {
 	p, c, w := temporalRig(t, 1)
 	var mu sync.Mutex
@@ -79,15 +81,22 @@ func TestWaitingConsumerAsksAgain(t *testing.T) {
 	count := func() int { mu.Lock(); defer mu.Unlock(); return plis }
 	c.current = -1
 	g := &l1t3{p: p}
-	// 1.5 s of delta frames at 30 fps: nothing to forward, and a
-	// request at least every 2 KeyframeIntervals.
-	start := time.Now()
-	for time.Since(start) < 3*KeyframeInterval {
-		g.send(false)
-		time.Sleep(33 * time.Millisecond)
+	// Delta frames at 30 fps and the router's tick every 250 ms: nothing
+	// to forward, and a request every keyframeRetry.
+	run := func(d time.Duration) {
+		start, lastTick := time.Now(), time.Now()
+		for time.Since(start) < d {
+			g.send(false)
+			if now := time.Now(); now.Sub(lastTick) >= tickInterval {
+				c.awaitKeyframe(now)
+				lastTick = now
+			}
+			time.Sleep(33 * time.Millisecond)
+		}
 	}
+	run(3*keyframeRetry + 300*time.Millisecond)
 	if n := count(); n < 2 {
-		t.Fatalf("%d keyframe requests while waiting %v, want ≥ 2", n, time.Since(start))
+		t.Fatalf("%d keyframe requests while waiting %v, want ≥ 2", n, 3*keyframeRetry+300*time.Millisecond)
 	}
 	if len(w.pkts) != 0 {
 		t.Fatalf("%d packets forwarded before a keyframe", len(w.pkts))
@@ -95,10 +104,7 @@ func TestWaitingConsumerAsksAgain(t *testing.T) {
 	g.send(true)
 	time.Sleep(KeyframeInterval + 100*time.Millisecond) // a deferred request fires or is dropped
 	before := count()
-	for i := 0; i < 30; i++ {
-		g.send(false)
-		time.Sleep(33 * time.Millisecond)
-	}
+	run(keyframeRetry + 300*time.Millisecond)
 	if n := count(); n != before {
 		t.Fatalf("%d keyframe requests while forwarding", n-before)
 	}
