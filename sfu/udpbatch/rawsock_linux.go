@@ -3,6 +3,7 @@
 package udpbatch
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"strconv"
@@ -49,16 +50,14 @@ func (s *rawReadScratch) decode() netip.AddrPort {
 	switch s.sa.Addr.Family {
 	case unix.AF_INET:
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&s.sa))
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), ntohs(sa.Port))
 	case unix.AF_INET6:
 		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&s.sa))
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
 		a := netip.AddrFrom16(sa.Addr)
 		if sa.Scope_id != 0 {
 			a = a.WithZone(zoneName(sa.Scope_id))
 		}
-		return netip.AddrPortFrom(a, uint16(p[0])<<8|uint16(p[1]))
+		return netip.AddrPortFrom(a, ntohs(sa.Port))
 	}
 	return netip.AddrPort{}
 }
@@ -84,17 +83,26 @@ type rawWriteScratch struct {
 // setAddr sets the destination: on an AF_INET6 socket an IPv4 address
 // goes as IPv4-mapped, as the net package sends it.
 func (s *rawWriteScratch) setAddr(a netip.AddrPort, v4 bool) {
-	port := a.Port()
 	s.v4 = v4
 	if v4 {
-		s.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Addr().Unmap().As4()}
-		p := (*[2]byte)(unsafe.Pointer(&s.sa4.Port))
-		p[0], p[1] = byte(port>>8), byte(port)
+		s.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: htons(a.Port()), Addr: a.Addr().Unmap().As4()}
 		return
 	}
-	s.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.Addr().As16()}
-	p := (*[2]byte)(unsafe.Pointer(&s.sa6.Port))
-	p[0], p[1] = byte(port>>8), byte(port)
+	s.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: htons(a.Port()), Addr: a.Addr().As16()}
+}
+
+// htons and ntohs: sockaddr ports are in network byte order, stored in a
+// uint16 of the machine's.
+func htons(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func ntohs(p uint16) uint16 {
+	var b [2]byte
+	binary.NativeEndian.PutUint16(b[:], p)
+	return binary.BigEndian.Uint16(b[:])
 }
 
 // send is a RawConn.Write callback; a full send buffer (EAGAIN) waits for
