@@ -37,9 +37,7 @@ func NewRawSocket(c *net.UDPConn) *RawSocket {
 		if rc, err := c.SyscallConn(); err == nil {
 			s.rc = rc
 			s.rfn, s.wfn = s.rs.recv, s.ws.send
-			if a, ok := s.local.(*net.UDPAddr); ok && a.IP.To4() != nil {
-				s.v4 = true
-			}
+			s.v4 = isV4(c)
 		}
 	}
 	return s
@@ -57,7 +55,7 @@ func (s *RawSocket) ReadFrom(b []byte) (int, netip.AddrPort, error) {
 	err := s.rc.Read(s.rfn)
 	s.rs.buf = nil
 	if err == nil && s.rs.errno != 0 {
-		err = syscall.Errno(s.rs.errno)
+		err = s.rs.errno
 	}
 	if err != nil {
 		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: s.local, Err: err}
@@ -81,7 +79,7 @@ func (s *RawSocket) WriteTo(b []byte, a netip.AddrPort) (int, error) {
 	err := s.rc.Write(s.wfn)
 	s.ws.buf = nil
 	if err == nil && s.ws.errno != 0 {
-		err = syscall.Errno(s.ws.errno)
+		err = s.ws.errno
 	}
 	if err != nil {
 		return 0, &net.OpError{Op: "write", Net: "udp", Source: s.local, Addr: net.UDPAddrFromAddrPort(a), Err: err}

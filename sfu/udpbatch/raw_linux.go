@@ -48,14 +48,14 @@ func (r *rawScratch) sendRaw(rc syscall.RawConn, v4 bool, ms []ipv4.Message) (in
 		if ip4 := a.IP.To4(); v4 && ip4 != nil {
 			sa := &r.sa4[i]
 			sa.Family = unix.AF_INET
-			sa.Port = uint16(a.Port>>8) | uint16(a.Port&0xff)<<8
+			sa.Port = htons(uint16(a.Port))
 			copy(sa.Addr[:], ip4)
 			h.Name = (*byte)(unsafe.Pointer(sa))
 			h.Namelen = unix.SizeofSockaddrInet4
 		} else {
 			sa := &r.sa6[i]
 			*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6}
-			sa.Port = uint16(a.Port>>8) | uint16(a.Port&0xff)<<8
+			sa.Port = htons(uint16(a.Port))
 			copy(sa.Addr[:], a.IP.To16())
 			h.Name = (*byte)(unsafe.Pointer(sa))
 			h.Namelen = unix.SizeofSockaddrInet6

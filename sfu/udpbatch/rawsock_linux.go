@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -18,7 +19,7 @@ type rawReadScratch struct {
 	sa    unix.RawSockaddrAny
 	n     int
 	addr  netip.AddrPort
-	errno uintptr
+	errno syscall.Errno
 }
 
 // recv is a RawConn.Read callback. The socket is non-blocking, so the
@@ -38,7 +39,7 @@ func (s *rawReadScratch) recv(fd uintptr) bool {
 		s.n, s.errno = int(n), 0
 		s.addr = s.decode()
 	default:
-		s.n, s.errno = 0, uintptr(e)
+		s.n, s.errno = 0, e
 		s.addr = netip.AddrPort{}
 	}
 	return true
@@ -77,7 +78,7 @@ type rawWriteScratch struct {
 	sa6   unix.RawSockaddrInet6
 	v4    bool
 	n     int
-	errno uintptr
+	errno syscall.Errno
 }
 
 // setAddr sets the destination: on an AF_INET6 socket an IPv4 address
@@ -122,7 +123,7 @@ func (s *rawWriteScratch) send(fd uintptr) bool {
 	case 0:
 		s.n, s.errno = int(n), 0
 	default:
-		s.n, s.errno = 0, uintptr(e)
+		s.n, s.errno = 0, e
 	}
 	return true
 }

@@ -2,13 +2,16 @@
 
 package udpbatch
 
-import "net/netip"
+import (
+	"net/netip"
+	"syscall"
+)
 
 type rawReadScratch struct {
 	buf   []byte
 	n     int
 	addr  netip.AddrPort
-	errno uintptr
+	errno syscall.Errno
 }
 
 func (*rawReadScratch) recv(uintptr) bool { return true }
@@ -16,7 +19,7 @@ func (*rawReadScratch) recv(uintptr) bool { return true }
 type rawWriteScratch struct {
 	buf   []byte
 	n     int
-	errno uintptr
+	errno syscall.Errno
 }
 
 func (*rawWriteScratch) setAddr(netip.AddrPort, bool) {}

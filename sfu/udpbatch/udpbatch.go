@@ -48,7 +48,7 @@ type batchWriter interface {
 func NewConn(pc net.PacketConn) *Conn {
 	c := &Conn{pc: pc}
 	if u, ok := pc.(*net.UDPConn); ok {
-		if a, ok := u.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
+		if isV4(u) {
 			c.bw = ipv4.NewPacketConn(u)
 			c.v4 = true
 		} else {
@@ -163,3 +163,10 @@ func (b *Batch) send(c *Conn, ms []ipv4.Message) {
 
 // Counts returns the datagrams sent and dropped by this batch so far.
 func (b *Batch) Counts() (sent, dropped uint64) { return b.sent, b.dropped }
+
+// isV4 reports whether c is an AF_INET socket (bound to an IPv4 address),
+// whose sends take IPv4 socket addresses; the others are AF_INET6.
+func isV4(c *net.UDPConn) bool {
+	a, ok := c.LocalAddr().(*net.UDPAddr)
+	return ok && a.IP.To4() != nil
+}
