@@ -67,6 +67,26 @@ type Config struct {
 	// WSPongTimeout is how long a silent WebSocket lives before its peer is
 	// removed (--ws-pong-timeout).
 	WSPongTimeout time.Duration
+	// WSJoinTimeout is how long a WebSocket may stay open without being
+	// in a room, at its start and after a leave (--ws-join-timeout);
+	// then it is closed with status 1008.
+	WSJoinTimeout time.Duration
+	// WSMaxPerAddr is how many WebSockets one remote address may hold
+	// open at once (--ws-max-per-addr); more are refused with HTTP 429.
+	// 0: no limit. Behind a reverse proxy every client has the proxy's
+	// address, so raise it or turn it off there.
+	WSMaxPerAddr int
+	// PasswordFailsConn, PasswordFailsAddr and PasswordFailsRoom are how
+	// many wrong room passwords one connection, one remote address and
+	// one room may see within PasswordFailWindow (--password-fails-conn,
+	// --password-fails-addr, --password-fails-room,
+	// --password-fail-window). Past any of them a join with a password is
+	// refused with 1008 and retryAfterMs before the password is hashed,
+	// and a connection that tries again before that time is closed.
+	PasswordFailsConn  int
+	PasswordFailsAddr  int
+	PasswordFailsRoom  int
+	PasswordFailWindow time.Duration
 	// MaxPeers is the default limit of peers per room (--max-peers).
 	MaxPeers int
 	// WHEPMaxViewers is how many WHEP viewers may watch one room at once
@@ -137,6 +157,13 @@ type Config struct {
 	// limit.
 	ChatRate  float64
 	ChatBurst int
+	// ChatAddrRate and ChatAddrBurst limit chat from one person: all the
+	// members of one token identity, or all the members without a token
+	// from one remote address, together (--chat-addr-rate,
+	// --chat-addr-burst); rate 0: no limit. Leaving and joining again
+	// resets neither this nor the per-connection limit.
+	ChatAddrRate  float64
+	ChatAddrBurst int
 	// ReactionRate and ReactionBurst limit emoji reactions the same way
 	// (--reaction-rate, --reaction-burst).
 	ReactionRate  float64
@@ -175,6 +202,8 @@ func Default() Config {
 		WSMaxMessage:    64 << 10,
 		WSPingInterval:  10 * time.Second,
 		WSPongTimeout:   20 * time.Second,
+		WSJoinTimeout:   10 * time.Second,
+		WSMaxPerAddr:    32,
 		MaxPeers:        50,
 		WHEPMaxViewers:  200,
 		OpenRooms:       true,
@@ -190,8 +219,15 @@ func Default() Config {
 		ChatMaxLength:   1000,
 		ChatRate:        1,
 		ChatBurst:       5,
+		ChatAddrRate:    5,
+		ChatAddrBurst:   20,
 		ReactionRate:    4,
 		ReactionBurst:   10,
+
+		PasswordFailsConn:  5,
+		PasswordFailsAddr:  20,
+		PasswordFailsRoom:  100,
+		PasswordFailWindow: time.Minute,
 
 		SyncNudgeThreshold: 40 * time.Millisecond,
 		SyncSeekThreshold:  400 * time.Millisecond,
@@ -232,6 +268,18 @@ func (c *Config) Validate() error {
 	}
 	if c.WSPingInterval <= 0 || c.WSPongTimeout <= c.WSPingInterval {
 		errs = append(errs, fmt.Errorf("ws-pong-timeout %s must exceed ws-ping-interval %s", c.WSPongTimeout, c.WSPingInterval))
+	}
+	if c.WSJoinTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("ws-join-timeout %s: must be at least 100ms", c.WSJoinTimeout))
+	}
+	if c.WSMaxPerAddr < 0 {
+		errs = append(errs, fmt.Errorf("ws-max-per-addr %d: must be 0 (no limit) or more", c.WSMaxPerAddr))
+	}
+	if c.PasswordFailsConn < 1 || c.PasswordFailsAddr < 1 || c.PasswordFailsRoom < 1 {
+		errs = append(errs, fmt.Errorf("password-fails-conn %d / -addr %d / -room %d: must be at least 1", c.PasswordFailsConn, c.PasswordFailsAddr, c.PasswordFailsRoom))
+	}
+	if c.PasswordFailWindow < time.Second || c.PasswordFailWindow > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("password-fail-window %s: must be 1s-24h", c.PasswordFailWindow))
 	}
 	if c.MaxPeers < 1 {
 		errs = append(errs, fmt.Errorf("max-peers %d: must be at least 1", c.MaxPeers))
@@ -297,6 +345,9 @@ func (c *Config) validateParty() []error {
 	}
 	if c.ChatRate < 0 || c.ReactionRate < 0 {
 		errs = append(errs, fmt.Errorf("chat-rate %g / reaction-rate %g: must not be negative", c.ChatRate, c.ReactionRate))
+	}
+	if c.ChatAddrRate < 0 || c.ChatAddrBurst < 1 {
+		errs = append(errs, fmt.Errorf("chat-addr-rate %g / chat-addr-burst %d: rate must not be negative, burst at least 1", c.ChatAddrRate, c.ChatAddrBurst))
 	}
 	if c.ChatBurst < 1 || c.ReactionBurst < 1 {
 		errs = append(errs, fmt.Errorf("chat-burst %d / reaction-burst %d: must be at least 1", c.ChatBurst, c.ReactionBurst))

@@ -126,13 +126,7 @@ type RoomUpdate struct {
 	Simulcast       *bool           `json:"simulcast"`
 }
 
-func checkRoomName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 100 {
-		return "", invalidField("name", "must be 1-100 characters")
-	}
-	return name, nil
-}
+func checkRoomName(name string) (string, error) { return checkLine("name", name, 100) }
 
 func checkMaxPeers(n int) error {
 	if n < 1 || n > MaxRoomPeers {

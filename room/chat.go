@@ -54,21 +54,31 @@ func (r *Room) ChatHistory() []ChatMessage {
 	return r.chat.list()
 }
 
-// cleanText trims s and drops control characters other than newline and
-// tab.
-func cleanText(s string) string {
-	s = strings.Map(func(c rune) rune {
-		if c == '\n' || c == '\t' || !unicode.IsControl(c) {
-			return c
-		}
-		return -1
-	}, s)
-	return strings.TrimSpace(s)
-}
-
 func rateLimited(what string, wait time.Duration) *Error {
 	ms := wait.Milliseconds() + 1
 	return &Error{Code: CodeRateLimited, Message: what + " too fast: wait " + strconv.FormatInt(ms, 10) + " ms", Data: map[string]any{"retryAfterMs": ms}}
+}
+
+// takeChat spends one message of the connection's budget and one of the
+// person's (token identity or address), both or neither.
+func (mb *Member) takeChat(now time.Time) (bool, time.Duration) {
+	c := mb.cl
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok, wait := c.chatB.take(now); !ok {
+		return false, wait
+	}
+	if mb.person == "" {
+		return true, 0
+	}
+	m := mb.room.m
+	m.peopleMu.Lock()
+	ok, wait := m.people.get(mb.person, now).take(now)
+	m.peopleMu.Unlock()
+	if !ok {
+		c.chatB.give()
+	}
+	return ok, wait
 }
 
 // Chat sends a message to everyone in the room, the sender included (a
@@ -78,7 +88,7 @@ func (mb *Member) Chat(text string) (ChatMessage, error) {
 		return ChatMessage{}, err
 	}
 	cfg := mb.room.m.cfg.Chat
-	text = cleanText(text)
+	text = cleanText(text, true)
 	if text == "" {
 		return ChatMessage{}, invalidField("text", "is required")
 	}
@@ -86,10 +96,7 @@ func (mb *Member) Chat(text string) (ChatMessage, error) {
 		return ChatMessage{}, invalidField("text", "is %d characters; the limit is %d", n, cfg.MaxLength)
 	}
 	now := mb.room.m.now()
-	mb.mu.Lock()
-	ok, wait := mb.chatB.take(now)
-	mb.mu.Unlock()
-	if !ok {
+	if ok, wait := mb.takeChat(now); !ok {
 		return ChatMessage{}, rateLimited("chatting", wait)
 	}
 	r := mb.room
@@ -120,9 +127,9 @@ func (mb *Member) React(emoji string) error {
 		return invalidField("emoji", "must be one emoji (1-32 bytes, no spaces)")
 	}
 	now := mb.room.m.now()
-	mb.mu.Lock()
-	ok, wait := mb.reactB.take(now)
-	mb.mu.Unlock()
+	mb.cl.mu.Lock()
+	ok, wait := mb.cl.reactB.take(now)
+	mb.cl.mu.Unlock()
 	if !ok {
 		return rateLimited("reacting", wait)
 	}

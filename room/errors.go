@@ -43,6 +43,9 @@ type Error struct {
 	// Data, when set, is sent as the JSON-RPC error's data member, e.g.
 	// {"reason":"password_required"} or {"retryAfterMs":800}.
 	Data any
+	// CloseConn asks the transport to close the connection after sending
+	// the error (a client that keeps guessing passwords).
+	CloseConn bool
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -12,6 +12,9 @@ type JoinOptions struct {
 	Name     string
 	Password string
 	Token    string
+	// Client is the connection's state kept across its joins (rate
+	// limits, wrong passwords); nil: a fresh one (in-process callers).
+	Client *Client
 	// Admin is set by callers that authenticated with the API key (e.g.
 	// a WHIP publisher): no password is asked and a lock does not apply.
 	Admin bool
@@ -62,9 +65,10 @@ type Member struct {
 	bufPos    *float64 // position reported when buffering began
 	stalled   bool     // buffered past the wait timeout: not waited for
 	report    *SyncReport
-	chatB     bucket
-	reactB    bucket
-	reportB   bucket
+	// cl is the connection's rate-limit state; person keys the chat
+	// budget shared by the person's connections ("" for none).
+	cl     *Client
+	person string
 }
 
 // Players report about once a second, and at once when they start or stop
@@ -74,10 +78,9 @@ const (
 	reportBurst = 40
 )
 
-// withIdentity finds the member a token identity belongs to.
-func (r *Room) withIdentity(identity string) *Member {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// withIdentityLocked finds the member a token identity belongs to; r.mu
+// is held.
+func (r *Room) withIdentityLocked(identity string) *Member {
 	for _, mb := range r.members {
 		mb.mu.Lock()
 		same := mb.identity == identity
@@ -111,37 +114,37 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	if err != nil {
 		return nil, nil, err
 	}
-	mb := &Member{id: newPeerID(), name: name, room: r, n: n, role: RoleGuest, joinedAt: m.now()}
-	mb.chatB = newBucket(m.cfg.Chat.Rate, m.cfg.Chat.Burst)
-	mb.reactB = newBucket(m.cfg.Chat.ReactionRate, m.cfg.Chat.ReactionBurst)
-	mb.reportB = newBucket(reportRate, reportBurst)
+	cl := o.Client
+	if cl == nil {
+		cl = NewClient("")
+	}
+	cl.init(m)
+	mb := &Member{id: newPeerID(), name: name, room: r, n: n, role: RoleGuest, joinedAt: m.now(), cl: cl}
+	if cl.addr != "" {
+		mb.person = "ip:" + cl.addr
+	}
 	if claims != nil {
 		mb.identity = claims.Identity
 		mb.role = claims.Role
-		// The same identity joining again replaces its old connection
-		// (a reload, a second tab): one person, one member.
-		if old := r.withIdentity(claims.Identity); old != nil {
-			old.remove("joined from another connection")
-		}
+		mb.person = "id:" + claims.Identity
 	}
-
-	// The password hash is slow on purpose: check it before taking the
-	// room's locks, and only make sure below that it did not change.
-	var checked *passwordHash
-	if claims == nil {
-		r.mu.Lock()
-		pw := r.password
-		r.mu.Unlock()
-		if pw != nil && o.Password != "" && pw.matches(o.Password) {
-			checked = pw
-		}
+	checked, err := m.checkPassword(r, claims, o, cl)
+	if err != nil {
+		return nil, nil, err
 	}
 	r.evMu.Lock()
 	r.mu.Lock()
 	if o.Admin {
 		checked = r.password
 	}
-	if err := r.admit(claims, o.Password, checked, o.Admin); err != nil {
+	// The same identity joining again replaces its old connection (a
+	// reload, a second tab): one person, one member. The old one goes
+	// only once the new one is in, so a refused join changes nothing.
+	var replaced *Member
+	if claims != nil {
+		replaced = r.withIdentityLocked(claims.Identity)
+	}
+	if err := r.admit(claims, o.Password, checked, o.Admin, replaced); err != nil {
 		r.mu.Unlock()
 		r.evMu.Unlock()
 		return nil, nil, err
@@ -153,7 +156,9 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	r.started = true
 	peers := make([]PeerInfo, 0, len(r.order))
 	for _, pid := range r.order {
-		peers = append(peers, r.members[pid].info())
+		if p := r.members[pid]; p != replaced {
+			peers = append(peers, p.info())
+		}
 	}
 	r.members[mb.id] = mb
 	r.order = append(r.order, mb.id)
@@ -169,6 +174,9 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	}
 	r.broadcast(mb.id, "peerJoined", map[string]any{"peer": mb.info()})
 	r.evMu.Unlock()
+	if replaced != nil {
+		replaced.remove("joined from another connection")
+	}
 	res.Producers = r.Producers()
 	r.log.Info("peer joined", "peer", mb.id, "identity", mb.Identity(), "name", name, "role", mb.role)
 	if first {
@@ -178,15 +186,48 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	return mb, res, nil
 }
 
+// checkPassword hashes the given password when the room has one and
+// the join needs it, within the limits on wrong passwords, and returns
+// the hash it matched (nil: none). The hash is slow on purpose: it runs
+// before the room's locks are taken, and admit only makes sure it did
+// not change meanwhile.
+func (m *Manager) checkPassword(r *Room, claims *TokenClaims, o JoinOptions, cl *Client) (*passwordHash, error) {
+	if claims != nil || o.Admin || o.Password == "" {
+		return nil, nil
+	}
+	r.mu.Lock()
+	pw := r.password
+	r.mu.Unlock()
+	if pw == nil {
+		return nil, nil
+	}
+	done, err := m.guard.reserve(cl, r.id, m.now())
+	if err != nil {
+		r.log.Info("password attempt refused", "addr", cl.addr, "err", err)
+		return nil, err
+	}
+	ok := pw.matches(o.Password)
+	done(ok)
+	if !ok {
+		return nil, nil
+	}
+	return pw, nil
+}
+
 // admit checks that a new member may come in; checked is the password
-// hash the given password matched, if any. r.mu is held.
-func (r *Room) admit(claims *TokenClaims, password string, checked *passwordHash, admin bool) error {
+// hash the given password matched, if any; replaced is the member of the
+// same identity that the new one replaces. r.mu is held.
+func (r *Room) admit(claims *TokenClaims, password string, checked *passwordHash, admin bool, replaced *Member) error {
+	present := len(r.members)
+	if replaced != nil {
+		present--
+	}
 	switch {
 	case r.closed:
 		return errorf(CodeNotFound, "room %q has ended", r.id)
 	case r.settings.Locked && !admin:
 		return forbidden(ReasonLocked, "room %q is locked", r.id)
-	case len(r.members) >= r.maxPeers:
+	case present >= r.maxPeers:
 		return errorf(CodeRoomFull, "room %q is full (%d peers)", r.id, r.maxPeers)
 	case claims == nil && r.password != nil && password == "" && checked == nil:
 		return forbidden(ReasonPasswordRequired, "room %q needs a password", r.id)

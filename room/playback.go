@@ -109,7 +109,7 @@ func (s *PlaybackState) apply(c PlaybackCommand, now float64) error {
 		if err != nil {
 			return err
 		}
-		title := cleanText(c.Title)
+		title := cleanText(c.Title, false)
 		if utf8.RuneCountInString(title) > 200 {
 			return invalidField("title", "must be at most 200 characters")
 		}
@@ -451,9 +451,9 @@ func (mb *Member) ReportPlayback(rep PlaybackReport) error {
 		return invalidField("at", "and \"position\" go together")
 	}
 	r := mb.room
-	mb.mu.Lock()
-	ok, wait := mb.reportB.take(r.m.now())
-	mb.mu.Unlock()
+	mb.cl.mu.Lock()
+	ok, wait := mb.cl.report.take(r.m.now())
+	mb.cl.mu.Unlock()
 	if !ok {
 		return rateLimited("reporting", wait)
 	}

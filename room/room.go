@@ -50,6 +50,8 @@ type Config struct {
 	Webhook WebhookConfig
 	// Chat limits chat and reactions.
 	Chat ChatConfig
+	// Passwords bounds password guessing.
+	Passwords PasswordLimits
 	// Sync tunes synced playback; its thresholds are sent to clients.
 	Sync SyncConfig
 	// Now is the clock (tests); nil means time.Now.
@@ -70,6 +72,11 @@ type ChatConfig struct {
 	// Burst at once (defaults 1 and 5). Rate < 0 turns the limit off.
 	Rate  float64
 	Burst int
+	// AddrRate and AddrBurst limit one person across its connections:
+	// the members of one token identity, or the members without a token
+	// from one remote address (defaults 5 and 20; AddrRate < 0: off).
+	AddrRate  float64
+	AddrBurst int
 	// ReactionRate and ReactionBurst limit reactions the same way
 	// (defaults 4 and 10).
 	ReactionRate  float64
@@ -104,6 +111,12 @@ type Manager struct {
 	now    func() time.Time
 	hooks  *webhooks
 	media  *MediaLibrary
+	guard  *passwordGuard
+
+	// people limits chat per person (token identity or remote address),
+	// across connections; under peopleMu.
+	peopleMu sync.Mutex
+	people   *bucketMap
 
 	storeMu  sync.Mutex // serialises writes of the room store
 	saveReq  atomic.Int64
@@ -126,12 +139,15 @@ func NewManager(ctx context.Context, worker *sfu.Worker, cfg Config) *Manager {
 	}
 	cfg.Chat = cfg.Chat.withDefaults()
 	cfg.Sync = cfg.Sync.withDefaults()
+	cfg.Passwords = cfg.Passwords.withDefaults()
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
 	}
 	m := &Manager{cfg: cfg, worker: worker, log: log, ctx: ctx, now: now, rooms: map[string]*Room{}}
 	m.hooks = newWebhooks(cfg.Webhook, log, now)
+	m.guard = newPasswordGuard(cfg.Passwords)
+	m.people = newBucketMap(cfg.Chat.AddrRate, cfg.Chat.AddrBurst)
 	if cfg.MediaDir != "" {
 		m.media = &MediaLibrary{Dir: cfg.MediaDir}
 	}
@@ -152,6 +168,12 @@ func (c ChatConfig) withDefaults() ChatConfig {
 	}
 	if c.Burst <= 0 {
 		c.Burst = 5
+	}
+	if c.AddrRate == 0 {
+		c.AddrRate = 5
+	}
+	if c.AddrBurst <= 0 {
+		c.AddrBurst = 20
 	}
 	if c.ReactionRate == 0 {
 		c.ReactionRate = 4

@@ -59,13 +59,22 @@ func ValidIdentity(s string) bool { return validIdentity.MatchString(s) }
 
 func validRole(r string) bool { return r == RoleHost || r == RoleGuest || r == RoleViewer }
 
-// checkName validates a display name.
+// checkName cleans and validates a display name: one line, with no
+// control, direction-changing or invisible characters (cleanText).
 func checkName(field, name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 64 {
-		return "", invalidField(field, "must be 1-64 characters")
+	return checkLine(field, name, 64)
+}
+
+// checkLine cleans a one-line text and checks it is 1-max characters.
+func checkLine(field, s string, max int) (string, error) {
+	clean := cleanText(s, false)
+	switch {
+	case clean == "" && strings.TrimSpace(s) != "":
+		return "", invalidField(field, "has only control, direction or invisible characters; it must show 1-%d characters", max)
+	case clean == "" || utf8.RuneCountInString(clean) > max:
+		return "", invalidField(field, "must be 1-%d characters", max)
 	}
-	return name, nil
+	return clean, nil
 }
 
 // MintToken signs a join token for an existing room.

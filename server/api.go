@@ -63,8 +63,16 @@ func partyConfig(cfg config.Config, apiKey string, log *slog.Logger) room.Config
 			MaxLength:     cfg.ChatMaxLength,
 			Rate:          off(cfg.ChatRate),
 			Burst:         cfg.ChatBurst,
+			AddrRate:      off(cfg.ChatAddrRate),
+			AddrBurst:     cfg.ChatAddrBurst,
 			ReactionRate:  off(cfg.ReactionRate),
 			ReactionBurst: cfg.ReactionBurst,
+		},
+		Passwords: room.PasswordLimits{
+			Conn:   cfg.PasswordFailsConn,
+			Addr:   cfg.PasswordFailsAddr,
+			Room:   cfg.PasswordFailsRoom,
+			Window: cfg.PasswordFailWindow,
 		},
 		Sync: room.SyncConfig{
 			NudgeThreshold: cfg.SyncNudgeThreshold,

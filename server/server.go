@@ -108,6 +108,8 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		MaxMessage:   cfg.WSMaxMessage,
 		PingInterval: cfg.WSPingInterval,
 		PongTimeout:  cfg.WSPongTimeout,
+		JoinTimeout:  cfg.WSJoinTimeout,
+		MaxPerAddr:   cfg.WSMaxPerAddr,
 		Logger:       log,
 	})
 	if created {

@@ -39,6 +39,11 @@ func (ss *session) handle(data []byte) {
 		return
 	}
 	ss.reply(req.ID, result, toRPCError(err))
+	var roomErr *room.Error
+	if errors.As(err, &roomErr) && roomErr.CloseConn {
+		// After the answer: the writer flushes it before closing.
+		ss.Disconnect(roomErr.Message)
+	}
 }
 
 func toRPCError(err error) *rpcError {
@@ -133,7 +138,7 @@ func (ss *session) join(params json.RawMessage) (any, error) {
 		return nil, &rpcError{Code: room.CodeAlreadyJoined, Message: "already joined: leave first"}
 	}
 	ss.hold()
-	mb, res, err := ss.srv.rooms.Join(p.Room, room.JoinOptions{Name: p.Name, Password: p.Password, Token: p.Token}, ss)
+	mb, res, err := ss.srv.rooms.Join(p.Room, room.JoinOptions{Name: p.Name, Password: p.Password, Token: p.Token, Client: ss.client}, ss)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +158,7 @@ func (ss *session) leave(json.RawMessage) (any, error) {
 		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined"}
 	}
 	mb.Leave()
+	ss.armJoinDeadline()
 	return nil, nil
 }
 

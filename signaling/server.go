@@ -3,7 +3,9 @@ package signaling
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -23,7 +25,14 @@ type Config struct {
 	// SendQueue is how many outgoing messages may wait for a slow client
 	// before it is disconnected.
 	SendQueue int
-	Logger    *slog.Logger
+	// JoinTimeout is how long a socket may stay out of a room, after it
+	// opens and after a leave, before it is closed with 1008: an idle
+	// socket still costs a file descriptor, buffers and two goroutines.
+	JoinTimeout time.Duration
+	// MaxPerAddr is how many sockets one remote address may hold open;
+	// more are refused with HTTP 429 before the upgrade. 0: no limit.
+	MaxPerAddr int
+	Logger     *slog.Logger
 }
 
 // Server serves the WebSocket endpoint.
@@ -35,6 +44,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	perAddr  map[string]int // open sockets by remote IP
 	closed   bool
 	wg       sync.WaitGroup
 }
@@ -53,6 +63,9 @@ func New(m *room.Manager, cfg Config) *Server {
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = 512
 	}
+	if cfg.JoinTimeout <= 0 {
+		cfg.JoinTimeout = 10 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -62,6 +75,7 @@ func New(m *room.Manager, cfg Config) *Server {
 		rooms:    m,
 		log:      log,
 		sessions: map[*session]struct{}{},
+		perAddr:  map[string]int{},
 		upgrader: websocket.Upgrader{
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
@@ -86,18 +100,55 @@ func sameOrigin(r *http.Request) bool {
 	return false
 }
 
+// remoteIP is the address part of a request's remote address.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// admitAddr counts a new socket from ip, or reports that ip has too many.
+func (s *Server) admitAddr(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.MaxPerAddr > 0 && s.perAddr[ip] >= s.cfg.MaxPerAddr {
+		return false
+	}
+	s.perAddr[ip]++
+	return true
+}
+
+func (s *Server) releaseAddr(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAddr[ip]--; s.perAddr[ip] <= 0 {
+		delete(s.perAddr, ip)
+	}
+}
+
 // ServeHTTP upgrades GET /ws and runs the session until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ip := remoteIP(r)
+	if !s.admitAddr(ip) {
+		s.log.Warn("too many WebSockets from one address; refused", "remote", ip, "limit", s.cfg.MaxPerAddr)
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, fmt.Sprintf("too many WebSockets from %s (limit %d): close some first", ip, s.cfg.MaxPerAddr), http.StatusTooManyRequests)
+		return
+	}
+	defer s.releaseAddr(ip)
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
 	ss := &session{
-		srv:  s,
-		conn: conn,
-		out:  make(chan []byte, s.cfg.SendQueue),
-		quit: make(chan struct{}),
-		log:  s.log.With("remote", r.RemoteAddr),
+		srv:    s,
+		conn:   conn,
+		client: room.NewClient(ip),
+		out:    make(chan []byte, s.cfg.SendQueue),
+		quit:   make(chan struct{}),
+		log:    s.log.With("remote", r.RemoteAddr),
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -133,23 +184,26 @@ func (s *Server) Close() {
 
 // session is one WebSocket connection: at most one room member at a time.
 type session struct {
-	srv  *Server
-	conn *websocket.Conn
-	out  chan []byte
-	log  *slog.Logger
+	srv    *Server
+	conn   *websocket.Conn
+	client *room.Client // rate limits kept across this socket's joins
+	out    chan []byte
+	log    *slog.Logger
 
 	quitOnce sync.Once
 	quit     chan struct{}
 	reason   string
 
-	mu     sync.Mutex
-	member *room.Member
+	mu        sync.Mutex
+	member    *room.Member
+	joinTimer *time.Timer // closes the socket if it stays out of a room
 	// While holding (during join), notifications wait in held.
 	holding bool
 	held    [][]byte
 }
 
 func (ss *session) run() {
+	ss.armJoinDeadline()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -161,11 +215,33 @@ func (ss *session) run() {
 	ss.mu.Lock()
 	mb := ss.member
 	ss.member = nil
+	ss.joinTimer.Stop()
 	ss.mu.Unlock()
 	if mb != nil {
 		mb.Leave()
 	}
 	_ = ss.conn.Close()
+}
+
+// armJoinDeadline (re)starts the time the socket has to join a room.
+func (ss *session) armJoinDeadline() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.joinTimer == nil {
+		ss.joinTimer = time.AfterFunc(ss.srv.cfg.JoinTimeout, ss.joinExpired)
+		return
+	}
+	ss.joinTimer.Reset(ss.srv.cfg.JoinTimeout)
+}
+
+func (ss *session) joinExpired() {
+	ss.mu.Lock()
+	idle := ss.member == nil
+	ss.mu.Unlock()
+	if idle {
+		ss.log.Info("no join in time; closing", "timeout", ss.srv.cfg.JoinTimeout)
+		ss.Disconnect(fmt.Sprintf("no join within %s", ss.srv.cfg.JoinTimeout))
+	}
 }
 
 func (ss *session) readLoop() {
