@@ -160,8 +160,9 @@ type Config struct {
 	// ChatAddrRate and ChatAddrBurst limit chat from one person: all the
 	// members of one token identity, or all the members without a token
 	// from one remote address, together (--chat-addr-rate,
-	// --chat-addr-burst); rate 0: no limit. Leaving and joining again
-	// resets neither this nor the per-connection limit.
+	// --chat-addr-burst); rate 0 (or a chat-rate of 0): no limit.
+	// Leaving and joining again resets neither this nor the
+	// per-connection limit.
 	ChatAddrRate  float64
 	ChatAddrBurst int
 	// ReactionRate and ReactionBurst limit emoji reactions the same way
@@ -275,8 +276,13 @@ func (c *Config) Validate() error {
 	if c.WSMaxPerAddr < 0 {
 		errs = append(errs, fmt.Errorf("ws-max-per-addr %d: must be 0 (no limit) or more", c.WSMaxPerAddr))
 	}
-	if c.PasswordFailsConn < 1 || c.PasswordFailsAddr < 1 || c.PasswordFailsRoom < 1 {
-		errs = append(errs, fmt.Errorf("password-fails-conn %d / -addr %d / -room %d: must be at least 1", c.PasswordFailsConn, c.PasswordFailsAddr, c.PasswordFailsRoom))
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"password-fails-conn", c.PasswordFailsConn}, {"password-fails-addr", c.PasswordFailsAddr}, {"password-fails-room", c.PasswordFailsRoom}} {
+		if f.n < 1 {
+			errs = append(errs, fmt.Errorf("%s %d: must be at least 1", f.name, f.n))
+		}
 	}
 	if c.PasswordFailWindow < time.Second || c.PasswordFailWindow > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("password-fail-window %s: must be 1s-24h", c.PasswordFailWindow))

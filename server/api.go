@@ -31,6 +31,10 @@ func partyConfig(cfg config.Config, apiKey string, log *slog.Logger) room.Config
 		}
 		return v
 	}
+	addrRate := off(cfg.ChatAddrRate)
+	if cfg.ChatRate == 0 { // no chat limit means none per person either
+		addrRate = -1
+	}
 	history := cfg.ChatHistory
 	if history == 0 {
 		history = -1
@@ -63,7 +67,7 @@ func partyConfig(cfg config.Config, apiKey string, log *slog.Logger) room.Config
 			MaxLength:     cfg.ChatMaxLength,
 			Rate:          off(cfg.ChatRate),
 			Burst:         cfg.ChatBurst,
-			AddrRate:      off(cfg.ChatAddrRate),
+			AddrRate:      addrRate,
 			AddrBurst:     cfg.ChatAddrBurst,
 			ReactionRate:  off(cfg.ReactionRate),
 			ReactionBurst: cfg.ReactionBurst,
