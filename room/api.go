@@ -201,16 +201,18 @@ func (m *Manager) CreateRoom(spec RoomSpec) (RoomInfo, error) {
 	}
 	id := spec.ID
 	if id != "" {
+		m.waitClosedLocked(id) // a room of this id just deleted
 		if _, taken := m.rooms[id]; taken {
 			m.mu.Unlock()
 			return RoomInfo{}, errorf(CodeConflict, "room %q exists already", id)
 		}
 	} else {
 		id = slugify(name)
-		if _, taken := m.rooms[id]; taken || id == "" {
+		taken := func(id string) bool { return m.rooms[id] != nil || m.closing[id] != nil }
+		if id == "" || taken(id) {
 			for {
 				id = freshID()
-				if _, taken := m.rooms[id]; !taken {
+				if !taken(id) {
 					break
 				}
 			}

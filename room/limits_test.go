@@ -136,3 +136,26 @@ func TestBucketMapForgetsIdleKeys(t *testing.T) {
 		t.Fatalf("%d buckets kept, want only the new one", len(bm.m))
 	}
 }
+
+// A join that races the last member of a link room out never finds the
+// room "ended": it opens it again.
+func TestJoinRacesLinkRoomClosing(t *testing.T) {
+	m := newManager(t, nil)
+	for i := 0; i < 200; i++ {
+		a, _, err := m.Join("link", JoinOptions{Name: "A"}, &notes{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		left := make(chan struct{})
+		go func() {
+			defer close(left)
+			a.Leave()
+		}()
+		b, _, err := m.Join("link", JoinOptions{Name: "B"}, &notes{})
+		<-left
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		b.Leave()
+	}
+}

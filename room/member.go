@@ -1,6 +1,7 @@
 package room
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -110,15 +111,34 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := m.open(id)
-	if err != nil {
-		return nil, nil, err
-	}
 	cl := o.Client
 	if cl == nil {
 		cl = NewClient("")
 	}
 	cl.init(m)
+	// A room opened by link closes with its last member; a join that
+	// found it just before it closed opens it again.
+	for attempt := 1; ; attempt++ {
+		mb, res, err := m.enter(id, o, n, claims, name, cl)
+		if !errors.Is(err, errLinkRoomClosed) {
+			return mb, res, err
+		}
+		if attempt == 3 {
+			return nil, nil, errorf(CodeNotFound, "room %q has ended", id)
+		}
+	}
+}
+
+// errLinkRoomClosed: the room opened by link that a join found has closed
+// since; opening it again makes a new one.
+var errLinkRoomClosed = errors.New("room closed meanwhile")
+
+// enter is Join once the token and name are checked.
+func (m *Manager) enter(id string, o JoinOptions, n Notifier, claims *TokenClaims, name string, cl *Client) (*Member, *JoinResult, error) {
+	r, err := m.open(id)
+	if err != nil {
+		return nil, nil, err
+	}
 	mb := &Member{id: newPeerID(), name: name, room: r, n: n, role: RoleGuest, joinedAt: m.now(), cl: cl}
 	if cl.addr != "" {
 		mb.person = "ip:" + cl.addr
@@ -145,6 +165,9 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 		replaced = r.withIdentityLocked(claims.Identity)
 	}
 	if err := r.admit(claims, o.Password, checked, o.Admin, replaced); err != nil {
+		if r.closed && !r.persistent {
+			err = errLinkRoomClosed
+		}
 		r.mu.Unlock()
 		r.evMu.Unlock()
 		return nil, nil, err
@@ -178,7 +201,7 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 		replaced.remove("joined from another connection")
 	}
 	res.Producers = r.Producers()
-	r.log.Info("peer joined", "peer", mb.id, "identity", mb.Identity(), "name", name, "role", mb.role)
+	r.log.Info("peer joined", "peer", mb.id, "identity", mb.Identity(), "name", name, "role", mb.Role())
 	if first {
 		m.hooks.send("room.started", map[string]any{"room": info})
 	}

@@ -122,9 +122,12 @@ type Manager struct {
 	saveReq  atomic.Int64
 	saveDone int64 // the last saveReq a write carried; under storeMu
 
-	mu     sync.Mutex
-	rooms  map[string]*Room
-	closed bool
+	mu    sync.Mutex
+	rooms map[string]*Room
+	// closing holds the ids of rooms whose router is still closing; a
+	// room of the same id waits for it (the worker knows routers by id).
+	closing map[string]chan struct{}
+	closed  bool
 }
 
 // NewManager returns a manager whose rooms' media runs on worker. Call
@@ -144,7 +147,7 @@ func NewManager(ctx context.Context, worker *sfu.Worker, cfg Config) *Manager {
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{cfg: cfg, worker: worker, log: log, ctx: ctx, now: now, rooms: map[string]*Room{}}
+	m := &Manager{cfg: cfg, worker: worker, log: log, ctx: ctx, now: now, rooms: map[string]*Room{}, closing: map[string]chan struct{}{}}
 	m.hooks = newWebhooks(cfg.Webhook, log, now)
 	m.guard = newPasswordGuard(cfg.Passwords)
 	m.people = newBucketMap(cfg.Chat.AddrRate, cfg.Chat.AddrBurst)
@@ -275,6 +278,7 @@ func (m *Manager) open(id string) (*Room, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.waitClosedLocked(id)
 	if m.closed {
 		return nil, errorf(CodeInvalidState, "server is shutting down")
 	}
@@ -315,21 +319,55 @@ func (m *Manager) newRoom(id string, s Settings, pw *passwordHash, persistent bo
 	}, nil
 }
 
+// waitClosedLocked returns once no room of this id is closing; it lets
+// go of m.mu meanwhile.
+func (m *Manager) waitClosedLocked(id string) {
+	for {
+		ch, ok := m.closing[id]
+		if !ok {
+			return
+		}
+		m.mu.Unlock()
+		<-ch
+		m.mu.Lock()
+	}
+}
+
+// closeRouterLocked registers that the router of a room taken out of
+// m.rooms is closing, so that a new room of the same id waits for it.
+// m.mu is held; the returned finish does the (slow) close and must be
+// called without it.
+func (m *Manager) closeRouterLocked(r *Room) (finish func()) {
+	ch := make(chan struct{})
+	m.closing[r.id] = ch
+	return func() {
+		r.stopWaitTimer()
+		r.router.Close()
+		m.mu.Lock()
+		if m.closing[r.id] == ch {
+			delete(m.closing, r.id)
+		}
+		m.mu.Unlock()
+		close(ch)
+	}
+}
+
 // closeIfEmpty ends a room opened by link whose last member left; rooms
 // made through the API stay until deleted.
 func (m *Manager) closeIfEmpty(r *Room) {
 	m.mu.Lock()
 	r.mu.Lock()
 	empty := len(r.members) == 0 && !r.closed && !r.persistent
+	var finish func()
 	if empty {
 		r.closed = true
 		delete(m.rooms, r.id)
+		finish = m.closeRouterLocked(r)
 	}
 	r.mu.Unlock()
 	m.mu.Unlock()
 	if empty {
-		r.stopWaitTimer()
-		r.router.Close()
+		finish()
 		r.log.Info("room closed")
 	}
 }
@@ -360,12 +398,15 @@ func (r *Room) end(reason string) {
 	if r.m.rooms[r.id] == r {
 		delete(r.m.rooms, r.id)
 	}
+	var finish func()
+	if !already {
+		finish = r.m.closeRouterLocked(r)
+	}
 	r.mu.Unlock()
 	r.m.mu.Unlock()
 	r.close(reason)
 	if !already {
-		r.stopWaitTimer()
-		r.router.Close()
+		finish()
 		r.log.Info("room closed", "reason", reason)
 	}
 }
