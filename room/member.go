@@ -226,7 +226,7 @@ func (m *Manager) checkPassword(r *Room, claims *TokenClaims, o JoinOptions, cl 
 	}
 	done, err := m.guard.reserve(cl, r.id, m.now())
 	if err != nil {
-		r.log.Info("password attempt refused", "addr", cl.addr, "err", err)
+		r.log.Debug("password attempt refused", "addr", cl.addr, "err", err)
 		return nil, err
 	}
 	ok := pw.matches(o.Password)

@@ -42,6 +42,7 @@ func (ss *session) handle(data []byte) {
 	var roomErr *room.Error
 	if errors.As(err, &roomErr) && roomErr.CloseConn {
 		// After the answer: the writer flushes it before closing.
+		ss.log.Info("closing a connection that keeps failing", "method", req.Method, "err", roomErr.Message)
 		ss.Disconnect(roomErr.Message)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -100,13 +101,27 @@ func sameOrigin(r *http.Request) bool {
 	return false
 }
 
-// remoteIP is the address part of a request's remote address.
+// remoteIP is who a request comes from, for the per-address limits: the
+// IPv4 address, or the /64 of an IPv6 one (one host often holds a whole
+// /64, so counting its addresses one by one would limit nothing).
 func remoteIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, err := ip.WithZone("").Prefix(64)
+	if err != nil {
+		return host
+	}
+	return p.String()
 }
 
 // admitAddr counts a new socket from ip, or reports that ip has too many.
@@ -132,7 +147,7 @@ func (s *Server) releaseAddr(ip string) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r)
 	if !s.admitAddr(ip) {
-		s.log.Warn("too many WebSockets from one address; refused", "remote", ip, "limit", s.cfg.MaxPerAddr)
+		s.log.Debug("too many WebSockets from one address; refused", "remote", ip, "limit", s.cfg.MaxPerAddr)
 		w.Header().Set("Retry-After", "10")
 		http.Error(w, fmt.Sprintf("too many WebSockets from %s (limit %d): close some first", ip, s.cfg.MaxPerAddr), http.StatusTooManyRequests)
 		return
