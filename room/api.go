@@ -229,8 +229,14 @@ func (m *Manager) CreateRoom(spec RoomSpec) (RoomInfo, error) {
 	}
 	m.rooms[id] = r
 	m.mu.Unlock()
+	// The answer promises a room that survives a restart: the store is
+	// written first, and a room it could not keep is undone.
+	if err := m.saveRooms(); err != nil {
+		r.end("the room could not be saved")
+		_ = m.saveRooms() // a concurrent save may have carried it
+		return RoomInfo{}, err
+	}
 	r.log.Info("room created", "name", name)
-	m.saveRooms()
 	info := r.Info()
 	m.hooks.send("room.created", map[string]any{"room": info})
 	return info, nil
@@ -350,7 +356,7 @@ func (r *Room) update(u RoomUpdate, by string) (RoomInfo, error) {
 	}
 	r.evMu.Unlock()
 	if persistent {
-		r.m.saveRooms()
+		_ = r.m.saveRooms() // logged; the change holds in memory
 	}
 	return info, nil
 }
@@ -364,7 +370,7 @@ func (m *Manager) DeleteRoom(id string) error {
 	}
 	info := r.Info()
 	r.end("room deleted")
-	m.saveRooms()
+	_ = m.saveRooms() // logged
 	m.hooks.send("room.deleted", map[string]any{"room": info})
 	return nil
 }

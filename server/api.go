@@ -180,6 +180,10 @@ func (s *Server) apiFail(w http.ResponseWriter, err error) {
 			return
 		}
 	}
+	if errors.Is(err, room.ErrStore) {
+		writeAPIError(w, http.StatusInsufficientStorage, "insufficient_storage", err.Error(), "")
+		return
+	}
 	s.log.Error("api", "err", err)
 	WriteJSONError(w, http.StatusInternalServerError, "internal", "internal error")
 }
