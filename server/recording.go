@@ -23,6 +23,7 @@ func (s *Server) mountRecordings() {
 		FFmpeg:        s.cfg.FFmpeg,
 		MinFreeBytes:  uint64(max(s.cfg.RecordMinFreeMB, 1)) << 20,
 		StopFreeBytes: uint64(max(s.cfg.RecordMinFreeMB/4, 1)) << 20,
+		ReserveBytes:  int64(max(s.cfg.RecordReserveMB, 0)) << 20,
 		Logger:        s.log,
 	})
 	s.SetRecordingsSource(s.rec.mgr.Active)
