@@ -29,6 +29,7 @@ type storedRoom struct {
 	// Simulcast is a pointer because files from before the setting lack
 	// it, and those rooms keep simulcast on, as new rooms have it.
 	Simulcast *bool `json:"simulcast,omitempty"`
+	PublicHLS bool  `json:"publicHLS,omitempty"`
 }
 
 type storeFile struct {
@@ -63,7 +64,7 @@ func (m *Manager) LoadRooms() error {
 		s := Settings{
 			Name: sr.Name, MaxPeers: sr.MaxPeers, Locked: sr.Locked, Metadata: sr.Metadata,
 			OpenControl: sr.OpenControl, WaitForEveryone: sr.WaitForEveryone, GuestsCanShare: sr.GuestsCanShare,
-			Simulcast: sr.Simulcast == nil || *sr.Simulcast,
+			Simulcast: sr.Simulcast == nil || *sr.Simulcast, PublicHLS: sr.PublicHLS,
 		}
 		if md, err := checkMetadata(sr.Metadata); err == nil {
 			s.Metadata = md // compact again: the file is indented
@@ -111,7 +112,7 @@ func (m *Manager) saveRooms() error {
 				ID: r.id, Name: s.Name, CreatedAt: r.createdAt, MaxPeers: r.maxPeers, Locked: s.Locked,
 				Password: r.password, Metadata: s.Metadata, OpenControl: s.OpenControl,
 				WaitForEveryone: s.WaitForEveryone, GuestsCanShare: s.GuestsCanShare,
-				Simulcast: &s.Simulcast,
+				Simulcast: &s.Simulcast, PublicHLS: s.PublicHLS,
 			})
 		}
 		r.mu.Unlock()

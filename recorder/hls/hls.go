@@ -383,3 +383,23 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// AddQuery returns the playlist b with query added to each of its URIs
+// (the lines that are not tags or comments), so that what a player
+// fetches next carries the same credential as the playlist's own URL.
+func AddQuery(b []byte, query string) []byte {
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		uri := strings.TrimRight(line, "\r\n")
+		if uri == "" || strings.HasPrefix(uri, "#") {
+			out.WriteString(line)
+			continue
+		}
+		sep := "?"
+		if strings.Contains(uri, "?") {
+			sep = "&"
+		}
+		out.WriteString(uri + sep + query + line[len(uri):])
+	}
+	return []byte(out.String())
+}
