@@ -29,13 +29,19 @@ func TestAPICreateRoomDiskFull(t *testing.T) {
 		t.Fatalf("rooms after a refused create: %+v", list.Rooms)
 	}
 	fill.Free(t)
-	e.ok("POST", "/api/rooms", map[string]any{"name": "After"}, 201, nil)
+	e.ok("POST", "/api/rooms", map[string]any{"name": "After", "publicHLS": true}, 201, nil)
 	if err := e.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	e2 := mk()
 	e2.ok("GET", "/api/rooms/before", nil, 200, nil)
-	e2.ok("GET", "/api/rooms/after", nil, 200, nil)
+	var after struct {
+		PublicHLS bool `json:"publicHLS"`
+	}
+	e2.ok("GET", "/api/rooms/after", nil, 200, &after)
+	if !after.PublicHLS {
+		t.Error("publicHLS was not kept across the restart")
+	}
 	e2.fails("GET", "/api/rooms/lost", e2.key, nil, 404, "not_found", "lost")
 }
