@@ -405,6 +405,8 @@ func (m *Manager) Get(room, id string) (Info, error) {
 	}
 	if in.State == StateRecording {
 		in.State = StateInterrupted
+		// Killed while recording: its reserve is of no more use.
+		_ = os.Remove(filepath.Join(dir, reserveName))
 	}
 	in.Size = dirSize(dir)
 	return in, nil
