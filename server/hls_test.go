@@ -56,7 +56,7 @@ func TestLiveHLSAccess(t *testing.T) {
 	base, key := srv.base, srv.APIKey()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	startSharer(t, ctx, srv.ws, "priv", "ana", newFlashBeep(t, 320, 180))
+	ana := startSharer(t, ctx, srv.ws, "priv", "ana", newFlashBeep(t, 320, 180))
 	startSharer(t, ctx, srv.ws, "other", "bo", newFlashBeep(t, 320, 180))
 	var info recorder.Info
 	if code := api(t, base, key, "POST", "/api/rooms/priv/recordings", `{"formats":["hls"]}`, &info); code != http.StatusCreated {
@@ -174,6 +174,13 @@ func TestLiveHLSAccess(t *testing.T) {
 		t.Errorf("hls-url with a join token: %d %+v", code, signed)
 	}
 
+	// Who may watch is the REST API's to say, not the host's.
+	if err := ana.c.Call(ctx, "updateRoom", map[string]any{"publicHLS": true}, nil); err == nil || !strings.Contains(err.Error(), "REST API") {
+		t.Errorf("a host made the live HLS public over the WebSocket: %v", err)
+	}
+	if st, _, _ := hlsGet(t, master, ""); st != 401 {
+		t.Errorf("after the host's attempt: %d", st)
+	}
 	// A public room needs nothing.
 	if code := api(t, base, key, "PATCH", "/api/rooms/priv", `{"publicHLS":true}`, nil); code != 200 {
 		t.Fatalf("PATCH publicHLS: %d", code)
