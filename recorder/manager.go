@@ -388,6 +388,10 @@ func (m *Manager) Stop(room, id string) (Info, error) {
 // Get describes one recording, running or finished.
 func (m *Manager) Get(room, id string) (Info, error) {
 	m.saveUnsaved()
+	return m.get(room, id)
+}
+
+func (m *Manager) get(room, id string) (Info, error) {
 	if r := m.activeRecording(room, id); r != nil {
 		return r.Info(), nil
 	}
@@ -418,6 +422,7 @@ func (m *Manager) List(room string) ([]Info, error) {
 	if !validName(room) {
 		return out, nil
 	}
+	m.saveUnsaved()
 	ents, err := os.ReadDir(filepath.Join(m.cfg.Dir, room))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -426,7 +431,7 @@ func (m *Manager) List(room string) ([]Info, error) {
 		if !e.IsDir() {
 			continue
 		}
-		if in, err := m.Get(room, e.Name()); err == nil {
+		if in, err := m.get(room, e.Name()); err == nil {
 			out = append(out, in)
 		}
 	}

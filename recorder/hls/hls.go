@@ -153,9 +153,6 @@ func (v *Variant) fail(err error) error {
 	return err
 }
 
-// Err returns the write error that stopped the variant, if any.
-func (v *Variant) Err() error { return v.err }
-
 // finishSegment closes the open segment, ending at end, and rewrites the
 // playlist.
 func (v *Variant) finishSegment(end time.Duration) error {
