@@ -142,6 +142,10 @@ type Config struct {
 	// recording refuses to start (--record-min-free-mb); running
 	// recordings stop cleanly below a quarter of it.
 	RecordMinFreeMB int
+	// RecordReserveMB is the disk space in MiB each running recording
+	// holds back (--record-reserve-mb) and frees when it stops, so that a
+	// recording stopped by a full disk can still finish its files; 0: none.
+	RecordReserveMB int
 	// PlainListenIP is the address plain-RTP transports listen on, for
 	// files streamed into a room (--plain-listen-ip).
 	PlainListenIP string
@@ -211,6 +215,7 @@ func Default() Config {
 		NACKHistory:     512,
 		APIMaxBody:      64 << 10,
 		RecordMinFreeMB: 1024,
+		RecordReserveMB: 4,
 		PlainListenIP:   "127.0.0.1",
 		WebhookRetries:  5,
 		WebhookBackoff:  time.Second,
@@ -295,6 +300,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NACKHistory < 16 || c.NACKHistory > 32768 || c.NACKHistory&(c.NACKHistory-1) != 0 {
 		errs = append(errs, fmt.Errorf("nack-history %d: must be a power of two in 16-32768", c.NACKHistory))
+	}
+	if c.RecordReserveMB < 0 || c.RecordReserveMB > 1024 {
+		errs = append(errs, fmt.Errorf("record-reserve-mb %d: must be 0-1024", c.RecordReserveMB))
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		errs = append(errs, errors.New("cert and key must be given together"))

@@ -79,6 +79,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.SyncWaitTimeout, "sync-wait-timeout", c.SyncWaitTimeout, "synced playback: longest hold for a member that keeps buffering")
 	fs.StringVar(&c.FFmpeg, "ffmpeg", c.FFmpeg, "ffmpeg binary for recordings and file playback (default: ffmpeg from PATH)")
 	fs.IntVar(&c.RecordMinFreeMB, "record-min-free-mb", c.RecordMinFreeMB, "free disk space (MiB) needed to start a recording; recordings stop below a quarter of it")
+	fs.IntVar(&c.RecordReserveMB, "record-reserve-mb", c.RecordReserveMB, "disk space (MiB) each running recording holds back to finish its files if the disk fills up (0: none)")
 	fs.StringVar(&c.PlainListenIP, "plain-listen-ip", c.PlainListenIP, "address plain-RTP transports (files streamed into rooms) listen on")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")

@@ -2,7 +2,16 @@
 
 package recorder
 
-import "golang.org/x/sys/unix"
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
+
+// noSpace reports whether err is a full disk (or an exhausted quota).
+func noSpace(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}
 
 func freeSpace(dir string) (uint64, error) {
 	var st unix.Statfs_t

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matinee-dev/matinee/internal/atomicfile"
 	"github.com/matinee-dev/matinee/recorder/hls"
 	"github.com/matinee-dev/matinee/recorder/transcode"
 	"github.com/matinee-dev/matinee/sfu"
@@ -48,6 +49,11 @@ type Config struct {
 	// FreeSpace reports the free bytes of the file system holding dir;
 	// nil uses the operating system's (tests replace it).
 	FreeSpace func(dir string) (uint64, error)
+	// ReserveBytes is the space each recording holds back while it runs
+	// (a file it writes at the start) and frees when it stops, so that a
+	// recording stopped by a full disk can still finish its last HLS
+	// segment, its playlists and recording.json. 0: none.
+	ReserveBytes int64
 }
 
 // Manager owns the recordings of every room.
@@ -57,7 +63,11 @@ type Manager struct {
 
 	mu     sync.Mutex
 	active map[string]*Recording
-	closed bool
+	// unsaved are stopped recordings whose recording.json could not be
+	// written (a full disk): the API describes them from memory, and the
+	// file is written on a later call that finds space.
+	unsaved map[string]*Recording
+	closed  bool
 }
 
 // NewManager returns a manager writing under cfg.Dir.
@@ -78,7 +88,7 @@ func NewManager(cfg Config) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "recorder"), active: map[string]*Recording{}}
+	return &Manager{cfg: cfg, log: log.With("component", "recorder"), active: map[string]*Recording{}, unsaved: map[string]*Recording{}}
 }
 
 func (m *Manager) checkDisk(min uint64) error {
@@ -153,6 +163,7 @@ func (m *Manager) Start(room string, router *sfu.Router, o Options) (*Recording,
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("recording dir: %w", err)
 	}
+	m.saveUnsaved()
 	r := &Recording{
 		id:        id,
 		room:      room,
@@ -170,7 +181,15 @@ func (m *Manager) Start(room string, router *sfu.Router, o Options) (*Recording,
 		state:     StateRecording,
 		startedAt: time.Now(),
 	}
+	if err := r.makeReserve(m.cfg.ReserveBytes); err != nil {
+		os.RemoveAll(dir)
+		if noSpace(err) {
+			return nil, fmt.Errorf("%w: no room for the %d MiB reserve in %s", ErrNoSpace, m.cfg.ReserveBytes>>20, dir)
+		}
+		return nil, fmt.Errorf("recording reserve: %w", err)
+	}
 	if err := r.openSinks(); err != nil {
+		r.freeReserve()
 		for _, s := range r.sinks {
 			_ = s.Close()
 		}
@@ -182,11 +201,12 @@ func (m *Manager) Start(room string, router *sfu.Router, o Options) (*Recording,
 		for _, s := range r.sinks {
 			_ = s.Close()
 		}
+		r.freeReserve()
 		return nil, ErrClosed
 	}
 	m.active[id] = r
 	m.mu.Unlock()
-	m.persist(r)
+	_ = m.persist(r) // logged; a failure shows as a write error soon
 	r.log.Info("recording started", "formats", o.Formats, "rtmp", len(o.RTMP), "dir", dir)
 	r.start()
 	return r, nil
@@ -279,7 +299,7 @@ func RedactURL(u string) string {
 func dirSize(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
+		if err == nil && !d.IsDir() && d.Name() != reserveName {
 			if fi, err := d.Info(); err == nil {
 				n += fi.Size()
 			}
@@ -291,13 +311,40 @@ func dirSize(dir string) int64 {
 
 // persist writes the recording's info next to its files, so listings
 // survive restarts.
-func (m *Manager) persist(r *Recording) {
+func (m *Manager) persist(r *Recording) error {
 	b, err := json.MarshalIndent(r.Info(), "", "  ")
-	if err != nil {
-		return
+	if err == nil {
+		err = atomicfile.Write(filepath.Join(r.dir, infoName), b, 0o644)
 	}
-	if err := hls.WriteFileAtomic(filepath.Join(r.dir, infoName), b); err != nil {
+	if err != nil {
 		r.log.Warn("save recording info", "err", err)
+		return fmt.Errorf("save recording %s info: %w", r.id, err)
+	}
+	return nil
+}
+
+// keepUnsaved remembers a stopped recording whose info could not be
+// written.
+func (m *Manager) keepUnsaved(r *Recording) {
+	m.mu.Lock()
+	m.unsaved[r.id] = r
+	m.mu.Unlock()
+}
+
+// saveUnsaved tries again to write the info of recordings kept in memory.
+func (m *Manager) saveUnsaved() {
+	m.mu.Lock()
+	rs := make([]*Recording, 0, len(m.unsaved))
+	for _, r := range m.unsaved {
+		rs = append(rs, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rs {
+		if m.persist(r) == nil {
+			m.mu.Lock()
+			delete(m.unsaved, r.id)
+			m.mu.Unlock()
+		}
 	}
 }
 
@@ -309,10 +356,15 @@ func (m *Manager) forget(r *Recording) {
 	m.mu.Unlock()
 }
 
+// activeRecording returns a running recording, or a stopped one whose
+// info is only in memory.
 func (m *Manager) activeRecording(room, id string) *Recording {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.active[id]
+	if r == nil {
+		r = m.unsaved[id]
+	}
 	if r == nil || r.room != room {
 		return nil
 	}
@@ -322,7 +374,7 @@ func (m *Manager) activeRecording(room, id string) *Recording {
 // Stop stops a recording and returns its final info.
 func (m *Manager) Stop(room, id string) (Info, error) {
 	r := m.activeRecording(room, id)
-	if r == nil {
+	if r == nil || isDone(r) {
 		in, err := m.Get(room, id)
 		if err != nil {
 			return Info{}, err
@@ -335,6 +387,11 @@ func (m *Manager) Stop(room, id string) (Info, error) {
 
 // Get describes one recording, running or finished.
 func (m *Manager) Get(room, id string) (Info, error) {
+	m.saveUnsaved()
+	return m.get(room, id)
+}
+
+func (m *Manager) get(room, id string) (Info, error) {
 	if r := m.activeRecording(room, id); r != nil {
 		return r.Info(), nil
 	}
@@ -352,6 +409,8 @@ func (m *Manager) Get(room, id string) (Info, error) {
 	}
 	if in.State == StateRecording {
 		in.State = StateInterrupted
+		// Killed while recording: its reserve is of no more use.
+		_ = os.Remove(filepath.Join(dir, reserveName))
 	}
 	in.Size = dirSize(dir)
 	return in, nil
@@ -363,6 +422,7 @@ func (m *Manager) List(room string) ([]Info, error) {
 	if !validName(room) {
 		return out, nil
 	}
+	m.saveUnsaved()
 	ents, err := os.ReadDir(filepath.Join(m.cfg.Dir, room))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -371,7 +431,7 @@ func (m *Manager) List(room string) ([]Info, error) {
 		if !e.IsDir() {
 			continue
 		}
-		if in, err := m.Get(room, e.Name()); err == nil {
+		if in, err := m.get(room, e.Name()); err == nil {
 			out = append(out, in)
 		}
 	}
@@ -464,4 +524,14 @@ func (m *Manager) Close() {
 		}()
 	}
 	wg.Wait()
+	m.saveUnsaved()
+}
+
+func isDone(r *Recording) bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
 }

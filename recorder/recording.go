@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -444,6 +446,9 @@ func (r *Recording) finish(reason string) {
 		r.cancelObs()
 	}
 	r.endEpoch()
+	// The reserve gives back its space now, for what finishing writes (the
+	// last segment, playlists, recording.json) even on a full disk.
+	r.freeReserve()
 	stopped := make(chan struct{})
 	r.ctl <- muxCtl{kind: ctlStop, stop: stopped}
 	<-stopped
@@ -457,8 +462,13 @@ func (r *Recording) finish(reason string) {
 		r.state = StateFailed
 	}
 	r.mu.Unlock()
-	r.m.persist(r)
-	r.log.Info("recording stopped", "reason", reason, "duration", r.Info().Duration)
+	if err := r.m.persist(r); err != nil {
+		// The API still reports it, from memory, and recording.json is
+		// written when the disk takes it again.
+		r.m.keepUnsaved(r)
+	}
+	in := r.Info()
+	r.log.Info("recording stopped", "reason", in.Reason, "duration", in.Duration, "err", in.Error)
 	close(r.done)
 	r.m.forget(r)
 }
@@ -466,18 +476,23 @@ func (r *Recording) finish(reason string) {
 // mux is the one goroutine that writes the sinks.
 func (r *Recording) mux() {
 	il := newInterleaver(3 * time.Second)
-	failed := map[Sink]bool{}
+	// After a write error nothing more is written to any sink: the
+	// recording stops, and its files end on the frames written whole.
+	broken := false
 	write := func(fs []*Frame) {
 		for _, f := range fs {
+			if broken {
+				return
+			}
 			for _, s := range r.sinks {
-				if failed[s] {
-					continue
-				}
 				if err := s.WriteFrame(f); err != nil {
-					failed[s] = true
+					broken = true
 					r.setError(fmt.Errorf("write: %w", err))
-					r.requestStop("write failed")
+					r.requestStop(writeFailReason(err))
 				}
+			}
+			if broken {
+				return // this frame did not make it: not in the duration
 			}
 			r.mu.Lock()
 			if !r.wrote {
@@ -549,5 +564,49 @@ func (r *Recording) drainFrames(il *interleaver, write func([]*Frame)) {
 		default:
 			return
 		}
+	}
+}
+
+// writeFailReason is a stopped recording's reason for a write error.
+func writeFailReason(err error) string {
+	if noSpace(err) {
+		return "disk full"
+	}
+	return "write failed"
+}
+
+// reserveName is the file that holds space for finishing a recording.
+const reserveName = ".reserve"
+
+// makeReserve writes n bytes to the recording's reserve file: space that
+// finishing is sure to find (freeReserve gives it back) when a full disk
+// stopped the recording.
+func (r *Recording) makeReserve(n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	path := filepath.Join(r.dir, reserveName)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	// Real bytes, not a sparse file: the space must be taken now.
+	buf := make([]byte, min(n, 256<<10))
+	for left := n; left > 0 && err == nil; left -= int64(len(buf)) {
+		_, err = f.Write(buf[:min(left, int64(len(buf)))])
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+func (r *Recording) freeReserve() {
+	if err := os.Remove(filepath.Join(r.dir, reserveName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.log.Warn("free the recording's reserve", "err", err)
 	}
 }

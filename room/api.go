@@ -39,6 +39,9 @@ type Settings struct {
 	// that a weak link gets a smaller one; off, they send one full-quality
 	// encoding (a LAN-only room, or a sharer whose CPU cannot encode three).
 	Simulcast bool
+	// PublicHLS lets anyone who knows the room id watch its live HLS
+	// (/hls/{id}/) without a token or a signed URL.
+	PublicHLS bool
 }
 
 func (s Settings) withDefaults(maxPeers int) Settings {
@@ -62,6 +65,7 @@ type RoomInfo struct {
 	WaitForEveryone bool            `json:"waitForEveryone"`
 	GuestsCanShare  bool            `json:"guestsCanShare"`
 	Simulcast       bool            `json:"simulcast"`
+	PublicHLS       bool            `json:"publicHLS"`
 	Persistent      bool            `json:"persistent"`
 	Metadata        json.RawMessage `json:"metadata"`
 }
@@ -89,6 +93,7 @@ func (r *Room) infoLocked() RoomInfo {
 		WaitForEveryone: r.settings.WaitForEveryone,
 		GuestsCanShare:  r.settings.GuestsCanShare,
 		Simulcast:       r.settings.Simulcast,
+		PublicHLS:       r.settings.PublicHLS,
 		Persistent:      r.persistent,
 		Metadata:        md,
 	}
@@ -108,6 +113,7 @@ type RoomSpec struct {
 	WaitForEveryone *bool           `json:"waitForEveryone"`
 	GuestsCanShare  *bool           `json:"guestsCanShare"`
 	Simulcast       *bool           `json:"simulcast"`
+	PublicHLS       *bool           `json:"publicHLS"`
 }
 
 // RoomUpdate changes some of a room's settings (PATCH /api/rooms/{id});
@@ -124,6 +130,7 @@ type RoomUpdate struct {
 	WaitForEveryone *bool           `json:"waitForEveryone"`
 	GuestsCanShare  *bool           `json:"guestsCanShare"`
 	Simulcast       *bool           `json:"simulcast"`
+	PublicHLS       *bool           `json:"publicHLS"`
 }
 
 func checkRoomName(name string) (string, error) { return checkLine("name", name, 100) }
@@ -189,6 +196,7 @@ func (m *Manager) CreateRoom(spec RoomSpec) (RoomInfo, error) {
 	setBool(&s.WaitForEveryone, spec.WaitForEveryone)
 	setBool(&s.GuestsCanShare, spec.GuestsCanShare)
 	setBool(&s.Simulcast, spec.Simulcast)
+	setBool(&s.PublicHLS, spec.PublicHLS)
 	var pw *passwordHash
 	if spec.Password != "" {
 		pw = hashPassword(spec.Password)
@@ -225,8 +233,14 @@ func (m *Manager) CreateRoom(spec RoomSpec) (RoomInfo, error) {
 	}
 	m.rooms[id] = r
 	m.mu.Unlock()
+	// The answer promises a room that survives a restart: the store is
+	// written first, and a room it could not keep is undone.
+	if err := m.saveRooms(); err != nil {
+		r.end("the room could not be saved")
+		_ = m.saveRooms() // a concurrent save may have carried it
+		return RoomInfo{}, err
+	}
 	r.log.Info("room created", "name", name)
-	m.saveRooms()
 	info := r.Info()
 	m.hooks.send("room.created", map[string]any{"room": info})
 	return info, nil
@@ -336,6 +350,7 @@ func (r *Room) update(u RoomUpdate, by string) (RoomInfo, error) {
 	setBool(&s.WaitForEveryone, u.WaitForEveryone)
 	setBool(&s.GuestsCanShare, u.GuestsCanShare)
 	setBool(&s.Simulcast, u.Simulcast)
+	setBool(&s.PublicHLS, u.PublicHLS)
 	info := r.infoLocked()
 	persistent := r.persistent
 	r.mu.Unlock()
@@ -346,7 +361,7 @@ func (r *Room) update(u RoomUpdate, by string) (RoomInfo, error) {
 	}
 	r.evMu.Unlock()
 	if persistent {
-		r.m.saveRooms()
+		_ = r.m.saveRooms() // logged; the change holds in memory
 	}
 	return info, nil
 }
@@ -360,7 +375,7 @@ func (m *Manager) DeleteRoom(id string) error {
 	}
 	info := r.Info()
 	r.end("room deleted")
-	m.saveRooms()
+	_ = m.saveRooms() // logged
 	m.hooks.send("room.deleted", map[string]any{"room": info})
 	return nil
 }

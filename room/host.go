@@ -177,7 +177,7 @@ func (mb *Member) mute(kind, by string) ([]string, error) {
 }
 
 // UpdateRoom changes the room's name and options (host only); maxPeers,
-// password and metadata belong to the REST API.
+// password, metadata and publicHLS (who may watch) belong to the REST API.
 func (mb *Member) UpdateRoom(u RoomUpdate) (RoomInfo, error) {
 	if err := mb.requireHost("change the room"); err != nil {
 		return RoomInfo{}, err
@@ -189,6 +189,8 @@ func (mb *Member) UpdateRoom(u RoomUpdate) (RoomInfo, error) {
 		return RoomInfo{}, invalidField("password", "can only be changed through the REST API")
 	case u.Metadata != nil:
 		return RoomInfo{}, invalidField("metadata", "can only be changed through the REST API")
+	case u.PublicHLS != nil:
+		return RoomInfo{}, invalidField("publicHLS", "can only be changed through the REST API")
 	}
 	return mb.room.update(u, mb.id)
 }

@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/matinee-dev/matinee/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/matinee-dev/matinee/internal/atomicfile"
 )
 
 // The rooms made through the API are kept in one JSON file so they
@@ -28,6 +29,7 @@ type storedRoom struct {
 	// Simulcast is a pointer because files from before the setting lack
 	// it, and those rooms keep simulcast on, as new rooms have it.
 	Simulcast *bool `json:"simulcast,omitempty"`
+	PublicHLS bool  `json:"publicHLS,omitempty"`
 }
 
 type storeFile struct {
@@ -62,7 +64,7 @@ func (m *Manager) LoadRooms() error {
 		s := Settings{
 			Name: sr.Name, MaxPeers: sr.MaxPeers, Locked: sr.Locked, Metadata: sr.Metadata,
 			OpenControl: sr.OpenControl, WaitForEveryone: sr.WaitForEveryone, GuestsCanShare: sr.GuestsCanShare,
-			Simulcast: sr.Simulcast == nil || *sr.Simulcast,
+			Simulcast: sr.Simulcast == nil || *sr.Simulcast, PublicHLS: sr.PublicHLS,
 		}
 		if md, err := checkMetadata(sr.Metadata); err == nil {
 			s.Metadata = md // compact again: the file is indented
@@ -81,10 +83,16 @@ func (m *Manager) LoadRooms() error {
 	return nil
 }
 
-// saveRooms writes every persistent room to the store.
-func (m *Manager) saveRooms() {
+// ErrStore is a room store that could not be written (a full disk, an
+// I/O error): a change the caller was told about would not survive a
+// restart. The REST API answers it with 507.
+var ErrStore = errors.New("room store: save failed")
+
+// saveRooms writes every persistent room to the store and reports whether
+// the file now holds them.
+func (m *Manager) saveRooms() error {
 	if m.cfg.StorePath == "" {
-		return
+		return nil
 	}
 	// Saves coalesce: a caller whose change a later write already
 	// carried returns at once.
@@ -92,7 +100,7 @@ func (m *Manager) saveRooms() {
 	m.storeMu.Lock()
 	defer m.storeMu.Unlock()
 	if m.saveDone >= gen {
-		return
+		return nil
 	}
 	upTo := m.saveReq.Load()
 	f := storeFile{Version: 1, Rooms: []storedRoom{}}
@@ -104,7 +112,7 @@ func (m *Manager) saveRooms() {
 				ID: r.id, Name: s.Name, CreatedAt: r.createdAt, MaxPeers: r.maxPeers, Locked: s.Locked,
 				Password: r.password, Metadata: s.Metadata, OpenControl: s.OpenControl,
 				WaitForEveryone: s.WaitForEveryone, GuestsCanShare: s.GuestsCanShare,
-				Simulcast: &s.Simulcast,
+				Simulcast: &s.Simulcast, PublicHLS: s.PublicHLS,
 			})
 		}
 		r.mu.Unlock()
@@ -115,9 +123,10 @@ func (m *Manager) saveRooms() {
 	}
 	if err != nil {
 		m.log.Error("room store: save failed", "path", m.cfg.StorePath, "err", err)
-		return
+		return fmt.Errorf("%w: %s: %w", ErrStore, m.cfg.StorePath, err)
 	}
 	m.saveDone = upTo
+	return nil
 }
 
 // writeAtomic replaces path with data, so a crash never leaves half a file.

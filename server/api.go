@@ -97,6 +97,7 @@ var apiRoutes = []string{
 	"PATCH /api/rooms/{id}",
 	"DELETE /api/rooms/{id}",
 	"POST /api/rooms/{id}/tokens",
+	"POST /api/rooms/{id}/hls-url",
 	"POST /api/rooms/{id}/participants/{identity}/kick",
 	"POST /api/rooms/{id}/participants/{identity}/mute",
 	"GET /api/media",
@@ -116,6 +117,7 @@ func (s *Server) mountAPI() {
 		"PATCH /api/rooms/{id}":                             admin(s.apiUpdateRoom),
 		"DELETE /api/rooms/{id}":                            admin(s.apiDeleteRoom),
 		"POST /api/rooms/{id}/tokens":                       admin(s.apiMintToken),
+		"POST /api/rooms/{id}/hls-url":                      s.requireKeyOrToken(s.apiHLSURL),
 		"POST /api/rooms/{id}/participants/{identity}/kick": admin(s.apiKick),
 		"POST /api/rooms/{id}/participants/{identity}/mute": admin(s.apiMute),
 		"GET /api/media":                                    admin(s.apiMedia),
@@ -191,6 +193,10 @@ func (s *Server) apiFail(w http.ResponseWriter, err error) {
 			writeAPIError(w, http.StatusForbidden, "forbidden", msg, "")
 			return
 		}
+	}
+	if errors.Is(err, room.ErrStore) {
+		writeAPIError(w, http.StatusInsufficientStorage, "insufficient_storage", err.Error(), "")
+		return
 	}
 	s.log.Error("api", "err", err)
 	WriteJSONError(w, http.StatusInternalServerError, "internal", "internal error")

@@ -15,7 +15,7 @@ import (
 
 // mountRecordings creates the recorder and adds its routes: the admin API
 // under /api/rooms/{id}/recordings, downloads under /recordings/, and the
-// public live HLS under /hls/{room}/.
+// live HLS under /hls/{room}/ (its access rules are in hls.go).
 func (s *Server) mountRecordings() {
 	s.rec = &recordingState{ingests: map[string]*ingest{}}
 	s.rec.mgr = recorder.NewManager(recorder.Config{
@@ -23,6 +23,7 @@ func (s *Server) mountRecordings() {
 		FFmpeg:        s.cfg.FFmpeg,
 		MinFreeBytes:  uint64(max(s.cfg.RecordMinFreeMB, 1)) << 20,
 		StopFreeBytes: uint64(max(s.cfg.RecordMinFreeMB/4, 1)) << 20,
+		ReserveBytes:  int64(max(s.cfg.RecordReserveMB, 0)) << 20,
 		Logger:        s.log,
 	})
 	s.SetRecordingsSource(s.rec.mgr.Active)
@@ -37,7 +38,7 @@ func (s *Server) mountRecordings() {
 	s.mux.Handle("GET /api/rooms/{id}/recordings/{rid}", admin(s.getRecording))
 	s.mux.Handle("DELETE /api/rooms/{id}/recordings/{rid}", admin(s.stopRecording))
 	s.mux.Handle("GET /recordings/{room}/{rid}/{file...}", admin(s.downloadRecording))
-	s.mux.Handle("GET /hls/{room}/{file...}", recorder.LiveHLSHandler(s.rec.mgr, "room", "file"))
+	s.mux.HandleFunc("GET /hls/{room}/{file...}", s.serveLiveHLS)
 	s.mountPlay()
 }
 

@@ -58,6 +58,11 @@ func TestRecordFlashBeep(t *testing.T) {
 	startSharer(t, ctx, srv.ws, "rec", "ana", fb)
 
 	key := srv.APIKey()
+	// A public room's live HLS needs no credentials (hls_test.go checks
+	// the other rooms').
+	if code := api(t, base, key, "PATCH", "/api/rooms/rec", `{"publicHLS":true}`, nil); code != 200 {
+		t.Fatalf("make the live HLS public: %d", code)
+	}
 	var info recorder.Info
 	if code := api(t, base, key, "POST", "/api/rooms/rec/recordings", `{"formats":["flv","hls"]}`, &info); code != http.StatusCreated {
 		t.Fatalf("start recording: %d %+v", code, info)

@@ -34,6 +34,8 @@ type Server struct {
 	cancel context.CancelFunc
 	certs  atomic.Pointer[certs.Manager]
 	apiKey string
+	// hlsKey signs live HLS URLs (hls.go).
+	hlsKey []byte
 
 	// LAN reachability: ICE-TCP, TURN, announced addresses (lan.go); the
 	// HTTPS port once Run listens; where the start-up QR code goes.
@@ -115,7 +117,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	if created {
 		log.Info("generated the admin API key (stored in the data dir; shown only this once)", "api_key", key)
 	}
-	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, lan: lan}
+	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, hlsKey: DeriveHLSKey(key), lan: lan}
 	s.mux.Handle("GET /ws", sig)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mountWHIP()

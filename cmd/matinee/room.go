@@ -25,11 +25,12 @@ Calls a running server's REST API (docs/api.md) and prints its JSON answer.
 
   matinee room create --name NAME [--id ID] [--max-peers N] [--password P] [--locked] [--metadata JSON]
                       [--open-control] [--wait-for-everyone=false] [--guests-can-share=false]
-                      [--simulcast=false]
+                      [--simulcast=false] [--public-hls]
   matinee room list
   matinee room get ID
   matinee room delete ID
   matinee room token ID [--identity I] [--name N] [--role host|guest|viewer] [--ttl 24h]
+  matinee room hls-url ID [--ttl 24h]      a signed URL of the room's live HLS
 
 Every command takes --server (default https://localhost:8443), --api-key (default: the key in
 the data dir), --data-dir, --ca (a CA certificate to trust; default: the data dir's local CA)
@@ -74,6 +75,7 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		name, id, password, metadata, identity, role         string
 		maxPeers                                             int
 		locked, openControl, waitAll, guestsShare, simulcast bool
+		publicHLS                                            bool
 		ttl                                                  time.Duration
 	)
 	switch cmd {
@@ -88,15 +90,18 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		fs.BoolVar(&waitAll, "wait-for-everyone", true, "pause the room while anyone buffers")
 		fs.BoolVar(&guestsShare, "guests-can-share", true, "guests may share their screen")
 		fs.BoolVar(&simulcast, "simulcast", true, "publishers send each video in several sizes (false: one full-quality encoding)")
+		fs.BoolVar(&publicHLS, "public-hls", false, "anyone who knows the room id may watch its live HLS, without a token or a signed URL")
 	case "token":
 		fs.StringVar(&identity, "identity", "", "participant identity (default: a fresh one)")
 		fs.StringVar(&name, "name", "", "display name")
 		fs.StringVar(&role, "role", "", "host, guest or viewer (default guest)")
 		fs.DurationVar(&ttl, "ttl", 0, "how long the token is valid (default 24h)")
+	case "hls-url":
+		fs.DurationVar(&ttl, "ttl", 0, "how long the URL is valid (default 24h)")
 	case "list", "get", "delete":
 	default:
 		fmt.Fprint(stderr, roomUsage)
-		return fmt.Errorf("room: unknown command %q (create, list, get, delete, token)", cmd)
+		return fmt.Errorf("room: unknown command %q (create, list, get, delete, token, hls-url)", cmd)
 	}
 	// The room id may come before or after the flags.
 	var pos []string
@@ -115,7 +120,7 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	needID := cmd == "get" || cmd == "delete" || cmd == "token"
+	needID := cmd == "get" || cmd == "delete" || cmd == "token" || cmd == "hls-url"
 	switch {
 	case needID && len(pos) != 1:
 		return fmt.Errorf("room %s: give exactly one room id", cmd)
@@ -165,6 +170,9 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		if given["simulcast"] {
 			set("simulcast", simulcast)
 		}
+		if given["public-hls"] {
+			set("publicHLS", publicHLS)
+		}
 	case "list":
 		method, path = "GET", "/api/rooms"
 	case "get":
@@ -182,6 +190,11 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		if role != "" {
 			set("role", role)
 		}
+		if ttl != 0 {
+			set("ttl", int64(ttl/time.Second))
+		}
+	case "hls-url":
+		method, path = "POST", "/api/rooms/"+url.PathEscape(pos[0])+"/hls-url"
 		if ttl != 0 {
 			set("ttl", int64(ttl/time.Second))
 		}

@@ -43,8 +43,8 @@ func TestRoomCommands(t *testing.T) {
 		}
 		return m, nil
 	}
-	created, err := room("create", "--name", "Movie Night", "--max-peers", "4", "--metadata", `{"x":1}`, "--open-control", "--simulcast=false")
-	if err != nil || created["id"] != "movie-night" || created["maxPeers"] != 4.0 || created["openControl"] != true || created["simulcast"] != false || !strings.HasSuffix(created["url"].(string), "/r/movie-night") {
+	created, err := room("create", "--name", "Movie Night", "--max-peers", "4", "--metadata", `{"x":1}`, "--open-control", "--simulcast=false", "--public-hls")
+	if err != nil || created["id"] != "movie-night" || created["maxPeers"] != 4.0 || created["openControl"] != true || created["simulcast"] != false || created["publicHLS"] != true || !strings.HasSuffix(created["url"].(string), "/r/movie-night") {
 		t.Fatalf("create: %v %v", created, err)
 	}
 	list, err := room("list")
@@ -54,6 +54,10 @@ func TestRoomCommands(t *testing.T) {
 	got, err := room("get", "movie-night")
 	if err != nil || got["name"] != "Movie Night" {
 		t.Fatalf("get: %v %v", got, err)
+	}
+	hu, err := room("hls-url", "movie-night", "--ttl", "1h")
+	if err != nil || !strings.Contains(hu["url"].(string), "/hls/movie-night/index.m3u8?exp=") || !strings.Contains(hu["url"].(string), "&sig=") {
+		t.Fatalf("hls-url: %v %v", hu, err)
 	}
 	tok, err := room("token", "movie-night", "--identity", "ana", "--role", "host", "--ttl", "1h")
 	if err != nil || tok["identity"] != "ana" || tok["role"] != "host" || !strings.Contains(tok["url"].(string), "#token=") {

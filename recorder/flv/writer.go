@@ -3,6 +3,9 @@ package flv
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
 	"math"
 	"os"
 
@@ -11,7 +14,8 @@ import (
 
 // File is an FLV file being recorded. Every tag goes to the file with one
 // write, so a process killed at any moment leaves a file that ends on a
-// tag boundary; Close patches the duration and size into the metadata.
+// tag boundary, and a write the disk could only take part of is cut off
+// again; Close patches the duration and size into the metadata.
 type File struct {
 	f        *os.File
 	buf      []byte
@@ -58,13 +62,35 @@ func (w *File) write(b []byte) error {
 	return err
 }
 
-// WriteTag appends one tag.
+// WriteTag appends one tag. A write that fails part way (a full disk)
+// is undone: the file is cut back to the end of the last whole tag, so it
+// still plays to the end.
 func (w *File) WriteTag(t Tag) error {
 	w.buf = AppendTag(w.buf[:0], t)
+	end := w.size
+	if err := w.write(w.buf); err != nil {
+		return w.cutTo(end, err)
+	}
 	if t.Timestamp > w.lastTime {
 		w.lastTime = t.Timestamp
 	}
-	return w.write(w.buf)
+	return nil
+}
+
+// cutTo truncates the file to size after a failed write (err) and puts
+// the write offset back there.
+func (w *File) cutTo(size int64, err error) error {
+	if w.size == size {
+		return err
+	}
+	if terr := w.f.Truncate(size); terr != nil {
+		return errors.Join(err, fmt.Errorf("flv: cut the partial tag at %d: %w", size, terr))
+	}
+	if _, serr := w.f.Seek(size, io.SeekStart); serr != nil {
+		return errors.Join(err, fmt.Errorf("flv: seek to %d: %w", size, serr))
+	}
+	w.size = size
+	return err
 }
 
 // Size returns the bytes written so far.

@@ -10,6 +10,7 @@ package hls
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -68,6 +69,7 @@ type Variant struct {
 	cfg        *h264.Config
 	maxBitrate float64
 	closed     bool
+	err        error // the write error that stopped it
 }
 
 // NewVariant creates dir (if needed) for a variant's playlist and
@@ -115,7 +117,7 @@ func (v *Variant) startSegment(pts time.Duration) error {
 	// that can be fetched never changes.
 	f, err := os.OpenFile(filepath.Join(v.dir, "."+name+".part"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return err
+		return v.fail(err)
 	}
 	v.nextIndex++
 	v.file = f
@@ -125,22 +127,46 @@ func (v *Variant) startSegment(pts time.Duration) error {
 	v.cur = segment{name: name, startPTS: pts, discont: v.discont && len(v.segments) > 0}
 	v.discont = false
 	v.open = true
-	return v.mux.WriteTables()
+	return v.check(v.mux.WriteTables())
+}
+
+// check passes err on, first dropping the open segment when there is one.
+func (v *Variant) check(err error) error {
+	if err != nil {
+		return v.fail(err)
+	}
+	return nil
+}
+
+// fail handles a write error (a full disk): the open segment is
+// incomplete, so it is dropped, and the variant takes no more frames. Its
+// playlist keeps the segments written whole; Close finishes it.
+func (v *Variant) fail(err error) error {
+	if v.open {
+		v.open = false
+		_ = v.file.Close()
+		_ = os.Remove(filepath.Join(v.dir, "."+v.cur.name+".part"))
+	}
+	if v.err == nil {
+		v.err = err
+	}
+	return err
 }
 
 // finishSegment closes the open segment, ending at end, and rewrites the
 // playlist.
 func (v *Variant) finishSegment(end time.Duration) error {
+	if err := v.bw.Flush(); err != nil {
+		return v.fail(err)
+	}
 	v.open = false
-	err := v.bw.Flush()
-	if cerr := v.file.Close(); err == nil {
-		err = cerr
+	err := v.file.Close()
+	if err == nil {
+		err = os.Rename(filepath.Join(v.dir, "."+v.cur.name+".part"), filepath.Join(v.dir, v.cur.name))
 	}
 	if err != nil {
-		return err
-	}
-	if err := os.Rename(filepath.Join(v.dir, "."+v.cur.name+".part"), filepath.Join(v.dir, v.cur.name)); err != nil {
-		return err
+		_ = os.Remove(filepath.Join(v.dir, "."+v.cur.name+".part"))
+		return v.fail(err)
 	}
 	v.cur.dur = max(end-v.cur.startPTS, time.Millisecond)
 	v.cur.size = v.counter.n
@@ -158,6 +184,9 @@ var aud = []byte{0x09, 0xf0}
 func (v *Variant) WriteVideo(pts time.Duration, key bool, nalus [][]byte, cfg *h264.Config) error {
 	if v.closed {
 		return os.ErrClosed
+	}
+	if v.err != nil {
+		return v.err
 	}
 	if cfg != nil {
 		v.cfg = cfg
@@ -198,13 +227,16 @@ func (v *Variant) WriteVideo(pts time.Duration, key bool, nalus [][]byte, cfg *h
 			all = append(all, n)
 		}
 	}
-	return v.mux.WriteVideo(int64(pts*90000/time.Second)+ptsOffset, key, h264.AnnexB(all))
+	return v.check(v.mux.WriteVideo(int64(pts*90000/time.Second)+ptsOffset, key, h264.AnnexB(all)))
 }
 
 // WriteAudio adds one raw AAC frame.
 func (v *Variant) WriteAudio(pts time.Duration, raw []byte, cfg aac.Config) error {
 	if v.closed {
 		return os.ErrClosed
+	}
+	if v.err != nil {
+		return v.err
 	}
 	if v.opts.Video {
 		if !v.open || v.discont {
@@ -220,22 +252,25 @@ func (v *Variant) WriteAudio(pts time.Duration, raw []byte, cfg aac.Config) erro
 	if err != nil {
 		return err
 	}
-	return v.mux.WriteAudio(int64(pts*90000/time.Second)+ptsOffset, b)
+	return v.check(v.mux.WriteAudio(int64(pts*90000/time.Second)+ptsOffset, b))
 }
 
 // Close ends the last segment and turns the playlist into a finished VOD
-// playlist.
+// playlist. After a write error, or when the last segment cannot be
+// written whole, the playlist ends with the last segment that was.
 func (v *Variant) Close() error {
 	if v.closed {
 		return nil
 	}
 	v.closed = true
+	var err error
 	if v.open {
-		if err := v.finishSegment(v.lastPTS + v.frameDur); err != nil {
-			return err
-		}
+		err = v.finishSegment(v.lastPTS + v.frameDur)
 	}
-	return v.writePlaylist(true)
+	if perr := v.writePlaylist(true); perr != nil {
+		return errors.Join(err, perr)
+	}
+	return err
 }
 
 // Duration returns the total duration of the finished segments.
@@ -344,4 +379,24 @@ func WriteFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// AddQuery returns the playlist b with query added to each of its URIs
+// (the lines that are not tags or comments), so that what a player
+// fetches next carries the same credential as the playlist's own URL.
+func AddQuery(b []byte, query string) []byte {
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		uri := strings.TrimRight(line, "\r\n")
+		if uri == "" || strings.HasPrefix(uri, "#") {
+			out.WriteString(line)
+			continue
+		}
+		sep := "?"
+		if strings.Contains(uri, "?") {
+			sep = "&"
+		}
+		out.WriteString(uri + sep + query + line[len(uri):])
+	}
+	return []byte(out.String())
 }

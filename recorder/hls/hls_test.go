@@ -101,3 +101,13 @@ func TestVariantLiveThenVOD(t *testing.T) {
 		t.Fatalf("master: %s", mp.Codecs())
 	}
 }
+
+// TestAddQuery: every URI line gets the query, with ? or & as fits; tags,
+// comments and blank lines stay as they are, CRLF included.
+func TestAddQuery(t *testing.T) {
+	in := "#EXTM3U\r\n#EXT-X-STREAM-INF:BANDWIDTH=1\r\nv0/index.m3u8\r\n\n#EXTINF:2.000,\nseg-00000.ts\nseg-00001.ts?x=1"
+	want := "#EXTM3U\r\n#EXT-X-STREAM-INF:BANDWIDTH=1\r\nv0/index.m3u8?token=a%2Bb\r\n\n#EXTINF:2.000,\nseg-00000.ts?token=a%2Bb\nseg-00001.ts?x=1&token=a%2Bb"
+	if got := string(AddQuery([]byte(in), "token=a%2Bb")); got != want {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}
