@@ -339,6 +339,11 @@ func TestRoomSurvivesOutage(t *testing.T) {
 			waitJoined(t, bo, 10*time.Second)
 			want := map[string]string{"Ana": "host", "Bo": "guest"}
 			roles(t, 5*time.Second, want, ana, bo)
+			roomID := link[strings.LastIndex(link, "/r/")+3:]
+			theRoom, ok := ts.Srv.Rooms().Room(roomID)
+			if !ok {
+				t.Fatalf("no room %q on the server", roomID)
+			}
 			bo.do(t,
 				chromedp.Click(chromedp.CSS(`#tab-btn-chat`)),
 				chromedp.SendKeys(chromedp.CSS(`[data-testid=chat-input]`), "before the storm"),
@@ -350,7 +355,18 @@ func TestRoomSurvivesOutage(t *testing.T) {
 			}
 
 			cut.cut()
-			time.Sleep(d) // the outage itself: nothing to wait for
+			start := time.Now()
+			// The cut is real: both pages find out they lost the server.
+			for _, tb := range []*tab{ana, bo} {
+				waitUntil(t, d, tb.name+" notices the outage", func() (bool, string) {
+					p, err := tb.probe()
+					if err != nil {
+						return false, err.Error()
+					}
+					return p.Conn != "connected", p.String()
+				})
+			}
+			time.Sleep(d - time.Since(start)) // the rest of the outage: nothing to wait for
 			cut.restore()
 			back := time.Now()
 			took, err := waitPlaying(bo, 15*time.Second)
@@ -363,7 +379,16 @@ func TestRoomSurvivesOutage(t *testing.T) {
 				t.Errorf("picture back %.2fs after the network, want within 3s", sinceBack.Seconds())
 			}
 			roles(t, 5*time.Second, want, ana, bo)
-			waitText(t, bo, "the chat survived", `[...document.querySelectorAll('[data-testid=chat-message]')].map((e) => e.innerText).join('\n')`, "before the storm")
+			// The same room, not one opened again by the first to return,
+			// with its chat.
+			if r, ok := ts.Srv.Rooms().Room(roomID); !ok || r != theRoom {
+				t.Fatalf("room %s was closed during the outage and opened again", roomID)
+			}
+			var chat []string
+			bo.mustEval(t, `window.__matinee.client.lastJoin.chat.map((m) => m.text)`, &chat)
+			if len(chat) != 1 || chat[0] != "before the storm" {
+				t.Errorf("chat history given to Bo's rejoin: %q", chat)
+			}
 		})
 	}
 }

@@ -698,6 +698,7 @@ export class Client extends EventTarget {
       this._removed = null;
       const res = await sig.request('join', params);
       const rejoined = this.me !== null;
+      this.lastJoin = res; // the last join result, whole
       if (res.resumeToken) this.resumeToken = res.resumeToken;
       this.graceMs = res.graceMs || 0;
       const self = (res.peers || []).find((p) => p.id === res.peerId);
