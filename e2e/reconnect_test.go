@@ -369,7 +369,7 @@ func TestRoomSurvivesOutage(t *testing.T) {
 			time.Sleep(d - time.Since(start)) // the rest of the outage: nothing to wait for
 			cut.restore()
 			back := time.Now()
-			took, err := waitPlaying(bo, 15*time.Second)
+			took, err := waitPlaying(bo, 45*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
