@@ -20,18 +20,18 @@ func TestMain(m *testing.M) {
 
 // view is what a tab shows and receives, read by probeJS.
 type view struct {
-	State string  `json:"state"` // the Client's state
-	Conn  string  `json:"conn"`  // data-state of the connection-state badge
-	Peer  string  `json:"peer"`  // our peer id
+	State string `json:"state"` // the Client's state
+	Conn  string `json:"conn"`  // data-state of the connection-state badge
+	Peer  string `json:"peer"`  // our peer id
 	// Session counts the client's connections: it grows with every
 	// reconnect.
-	Session int `json:"session"`
-	Mark  bool    `json:"mark"`  // window.__e2eMark survived (no reload)
-	Count int     `json:"count"` // entries in the participant list
-	Tiles []tileV `json:"tiles"`
-	Video *rtpIn  `json:"video"`
-	Audio *rtpIn  `json:"audio"`
-	Cons  []struct {
+	Session int     `json:"session"`
+	Mark    bool    `json:"mark"`  // window.__e2eMark survived (no reload)
+	Count   int     `json:"count"` // entries in the participant list
+	Tiles   []tileV `json:"tiles"`
+	Video   *rtpIn  `json:"video"`
+	Audio   *rtpIn  `json:"audio"`
+	Cons    []struct {
 		Kind  string `json:"kind"`
 		Mid   string `json:"mid"`
 		Src   string `json:"src"`
