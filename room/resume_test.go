@@ -248,3 +248,19 @@ func TestNoGraceLeavesAtOnce(t *testing.T) {
 		t.Fatalf("peerLeft %v", left)
 	}
 }
+
+// The host's successor is a guest who is here before one who is away.
+func TestSuccessorIsPresent(t *testing.T) {
+	m, _ := graceManager(t, time.Minute)
+	ana, _, _ := join(t, m, "party", JoinOptions{Name: "Ana"})
+	bo, _, bn := join(t, m, "party", JoinOptions{Name: "Bo"})
+	cy, _, cn := join(t, m, "party", JoinOptions{Name: "Cy"})
+	bo.Drop(bn)
+	ana.Leave()
+	if left := cn.last("peerLeft"); left == nil || left["newHost"] != cy.ID() {
+		t.Fatalf("peerLeft %v, want Cy (present) as host before Bo (away)", left)
+	}
+	if cy.Role() != RoleHost || bo.Role() != RoleGuest {
+		t.Fatalf("Cy %s, Bo %s", cy.Role(), bo.Role())
+	}
+}

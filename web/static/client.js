@@ -686,9 +686,11 @@ export class Client extends EventTarget {
     this._connecting = true;
     try {
       // A socket that cannot open on a lost network waits for SYN
-      // retransmissions; giving up soon and trying again finds the
-      // network sooner once it is back.
-      await sig.open({timeout: this._droppedAt ? 1500 : 8000});
+      // retransmissions (1 s, 3 s, 7 s…); giving up after 1.5 s and trying
+      // again finds the network within about a second of its return. Every
+      // fourth attempt waits longer, for a link that is merely slow.
+      const slowTry = this._attempt % 4 === 3;
+      await sig.open({timeout: this._droppedAt ? (slowTry ? 5000 : 1500) : 8000});
       this.ws = sig.ws;
       const params = {room: this.room};
       if (this.name) params.name = this.name;

@@ -1536,7 +1536,7 @@ function start(name, password) {
 function sayWhoLeft({peer, reason, newHost}) {
   if (!newHost && peer.role !== 'host') return;
   const who = peer.name || 'The host';
-  const how = reason === 'timeout' ? `${who} lost the connection and did not come back` : reason === 'removed' ? `${who} was removed` : `${who} left`;
+  const how = reason === 'timeout' ? `${who} left (connection lost)` : reason === 'removed' ? `${who} was removed` : `${who} left`;
   let text;
   if (!newHost) text = `${how}; nobody is host now.`;
   else if (newHost === me()?.id) {
