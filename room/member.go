@@ -381,7 +381,7 @@ func (mb *Member) removeAs(why, reason string) {
 	if newHost != nil {
 		r.broadcast("", "peerUpdated", map[string]any{"peer": newHost.info()})
 	}
-	if empty {
+	if empty || r.nobodyHere() {
 		r.pauseEmptyLocked()
 	} else if wasBuffering {
 		r.evaluateWaitLocked()

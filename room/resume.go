@@ -93,9 +93,7 @@ func (m *Manager) tryResume(r *Room, o JoinOptions, n Notifier, claims *TokenCla
 		mb.awayT.Stop()
 		mb.awayT = nil
 	}
-	if o.Client != nil && mb.cl == nil {
-		mb.cl = o.Client
-	}
+	// mb.cl stays: a reconnect does not refill the person's budgets.
 	mb.mu.Unlock()
 	peers := make([]PeerInfo, 0, len(r.order))
 	for _, pid := range r.order {

@@ -193,8 +193,18 @@ func TestRoomOutlivesOutage(t *testing.T) {
 	if _, err := ana.Playback(PlaybackCommand{Action: "load", URL: "/media/film.mp4"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := ana.Playback(PlaybackCommand{Action: "play"}); err != nil {
+		t.Fatal(err)
+	}
 	ana.Drop(an)
+	if ana.Room().Playback().Paused {
+		t.Fatal("the video paused while the phone is still here")
+	}
 	phone.Drop(pn)
+	// Nobody is here: the video waits for them, as in an empty room.
+	if st := ana.Room().Playback(); !st.Paused || st.URL != "/media/film.mp4" {
+		t.Fatalf("playback with everyone away: %+v", st)
+	}
 	ft.advance(30 * time.Second)
 	if _, ok := m.Room("party"); !ok {
 		t.Fatal("the room closed while its members were away")
