@@ -182,6 +182,15 @@ func toldHost(t *testing.T, tb *tab) bool {
 	return strings.Contains(tb.state(t).Toasts, "host now")
 }
 
+// shotsDir is where the reconnect tests keep their screenshots:
+// $MATINEE_SCREENSHOTS, else a temporary directory.
+func shotsDir(t *testing.T) string {
+	if dir := os.Getenv("MATINEE_SCREENSHOTS"); dir != "" {
+		return dir
+	}
+	return t.TempDir()
+}
+
 const hostUIJS = `!document.getElementById('room-controls').hidden && !document.querySelector('[data-testid=watch-video]').hidden`
 
 // (a) The host reloads the page: still host, with the host's controls,
@@ -218,6 +227,7 @@ func TestHostKeepsRoleOnReload(t *testing.T) {
 	if after.Peer != before.Peer {
 		t.Errorf("Ana came back as peer %s, was %s: a new member, not the same one", after.Peer, before.Peer)
 	}
+	ana.shot(t, shotsDir(t), "host-after-reload")
 	if toldHost(t, bo) {
 		t.Errorf("Bo was told he is host: %+v", bo.state(t))
 	}
@@ -254,6 +264,7 @@ func TestHostKeepsRoleThroughNetworkDrop(t *testing.T) {
 		return away, fmt.Sprintf("%+v", bo.people(t))
 	})
 	roles(t, time.Second, want, bo)
+	bo.shot(t, shotsDir(t), "host-away")
 	cut.restore()
 	back := time.Now()
 	waitUntil(t, 10*time.Second, "Ana is back on a new connection, and Bo sees her back", func() (bool, string) {
@@ -293,6 +304,9 @@ func TestHostLeavingIsAnnounced(t *testing.T) {
 	roles(t, 5*time.Second, map[string]string{"Bo": "host", "Cy": "guest"}, bo, cy)
 	waitText(t, cy, "Cy is told", `document.getElementById('toasts').innerText`, "Ana left; Bo is now host.")
 	waitText(t, bo, "Bo is told", `document.getElementById('toasts').innerText`, "Ana left; you are the host now")
+	dir := shotsDir(t)
+	cy.shot(t, dir, "host-left-guest")
+	bo.shot(t, dir, "host-left-new-host")
 }
 
 // outages are the network cuts TestRoomSurvivesOutage makes: 8 s, or
@@ -384,6 +398,7 @@ func TestRoomSurvivesOutage(t *testing.T) {
 			if r, ok := ts.Srv.Rooms().Room(roomID); !ok || r != theRoom {
 				t.Fatalf("room %s was closed during the outage and opened again", roomID)
 			}
+			bo.shot(t, shotsDir(t), "viewer-after-outage-"+d.String())
 			var chat []string
 			bo.mustEval(t, `window.__matinee.client.lastJoin.chat.map((m) => m.text)`, &chat)
 			if len(chat) != 1 || chat[0] != "before the storm" {
