@@ -228,6 +228,14 @@ func TestHostKeepsRoleOnReload(t *testing.T) {
 		t.Errorf("Ana came back as peer %s, was %s: a new member, not the same one", after.Peer, before.Peer)
 	}
 	ana.shot(t, shotsDir(t), "host-after-reload")
+	// The resume token is in sessionStorage only while the page goes
+	// away: a tab opened from this one copies sessionStorage and must not
+	// take Ana's place.
+	var kept int
+	ana.mustEval(t, `Object.keys(sessionStorage).filter((k) => k.startsWith('matinee.resume.')).length`, &kept)
+	if kept != 0 {
+		t.Errorf("%d resume tokens in sessionStorage of a live page", kept)
+	}
 	if toldHost(t, bo) {
 		t.Errorf("Bo was told he is host: %+v", bo.state(t))
 	}

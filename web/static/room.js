@@ -1342,13 +1342,19 @@ function takeToken() {
   }
 }
 
-// The resume token of our membership in this room: a reload (this tab
-// only, like the invite token) comes back as the same member.
+// The resume token of our membership in this room: a reload of this tab
+// comes back as the same member. It is written only as the page goes away
+// and taken out as the next one starts: a tab opened from this one (or
+// duplicated) copies sessionStorage, and must join as someone new rather
+// than take this tab's place.
 const RESUME_KEY = `matinee.resume.${roomId}`;
+const resumeAtLoad = takeResume();
 
-function loadResume() {
+function takeResume() {
   try {
-    return sessionStorage.getItem(RESUME_KEY);
+    const t = sessionStorage.getItem(RESUME_KEY);
+    sessionStorage.removeItem(RESUME_KEY);
+    return t;
   } catch {
     return null;
   }
@@ -1386,8 +1392,9 @@ function tokenClaims(token) {
 // ---------------------------------------------------------------- joining
 
 function start(name, password) {
+  const resume = app.client?.resumeToken || resumeAtLoad || undefined;
   if (app.client) app.client.close();
-  const c = new Client({room: roomId, name, password, token: app.token || undefined, resume: loadResume() || undefined});
+  const c = new Client({room: roomId, name, password, token: app.token || undefined, resume});
   app.client = c;
   app.pendingName = name;
   app.transportStates = {send: null, recv: null};
@@ -1402,7 +1409,6 @@ function start(name, password) {
   c.addEventListener('joined', ({detail}) => {
     const r = detail.result || {};
     app.transportStates = {send: null, recv: null}; // new transports come with a new session
-    saveResume(r.resumeToken);
     rememberRoom(roomId);
     app.room = r.roomInfo || app.room;
     $('room-name').textContent = app.room?.name && app.room.name !== roomId ? app.room.name : roomId;
@@ -1953,11 +1959,7 @@ $('leave').addEventListener('click', async (ev) => {
   ev.preventDefault();
   if (app.share) await stopShare();
   if (app.client) await app.client.close();
-  try {
-    sessionStorage.removeItem(RESUME_KEY);
-  } catch {
-    // nothing kept
-  }
+  app.left = true;
   window.location.assign('/');
 });
 
@@ -1965,7 +1967,9 @@ $('leave').addEventListener('click', async (ev) => {
 // (and our role) for its grace period, and a reload resumes it. Only the
 // Leave button leaves at once.
 window.addEventListener('pagehide', (ev) => {
-  if (!ev.persisted && app.client) app.client.close({leave: false});
+  if (ev.persisted || !app.client || app.left) return;
+  saveResume(app.client.resumeToken);
+  app.client.close({leave: false});
 });
 window.addEventListener('pageshow', (ev) => {
   // Back from the back-forward cache: the old connection is gone.
