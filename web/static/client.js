@@ -686,11 +686,13 @@ export class Client extends EventTarget {
     this._connecting = true;
     try {
       // A socket that cannot open on a lost network waits for SYN
-      // retransmissions (1 s, 3 s, 7 s…); giving up after 1.5 s and trying
-      // again finds the network within about a second of its return. Every
-      // fourth attempt waits longer, for a link that is merely slow.
+      // retransmissions (1 s, then 3 s, 7 s… after the first SYN); giving
+      // up after 1.5 s and trying again finds the network within about a
+      // second of its return. Every fourth attempt gives a merely slow link
+      // 3.5 s, just past the retransmission at 3 s, so that a network back
+      // meanwhile is still found within about two seconds.
       const slowTry = this._attempt % 4 === 3;
-      await sig.open({timeout: this._droppedAt ? (slowTry ? 5000 : 1500) : 8000});
+      await sig.open({timeout: this._droppedAt ? (slowTry ? 3500 : 1500) : 8000});
       this.ws = sig.ws;
       const params = {room: this.room};
       if (this.name) params.name = this.name;
