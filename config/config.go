@@ -191,6 +191,12 @@ type Config struct {
 	// a member that keeps buffering (--sync-wait-timeout).
 	SyncWaitTimeout time.Duration
 
+	// ReconnectGrace is how long a member whose connection dropped keeps
+	// its place (role, name, state) for the same person to come back, and
+	// how long a room whose members all dropped stays open
+	// (--reconnect-grace; 0: members leave when their connection does).
+	ReconnectGrace time.Duration
+
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
 	LogFormat, LogLevel string
@@ -240,6 +246,7 @@ func Default() Config {
 		SyncMaxNudge:       0.1,
 		SyncReportInterval: time.Second,
 		SyncWaitTimeout:    20 * time.Second,
+		ReconnectGrace:     60 * time.Second,
 
 		ICETCPPort:        8443,
 		TURNPort:          3478,
@@ -377,6 +384,9 @@ func (c *Config) validateParty() []error {
 	}
 	if c.SyncWaitTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("sync-wait-timeout %s: must be at least 1s", c.SyncWaitTimeout))
+	}
+	if c.ReconnectGrace < 0 || c.ReconnectGrace > time.Hour {
+		errs = append(errs, fmt.Errorf("reconnect-grace %s: must be 0-1h", c.ReconnectGrace))
 	}
 	return errs
 }

@@ -38,12 +38,13 @@ func TestPartySettings(t *testing.T) {
 	bad.SyncMaxNudge = 2
 	bad.SyncReportInterval = time.Millisecond
 	bad.SyncWaitTimeout = 0
+	bad.ReconnectGrace = -time.Second
 	bad.WebhookRetries = -1
 	bad.WebhookBackoff = 0
 	bad.WebhookQueue = 0
 	err := bad.Validate()
 	for _, name := range []string{"webhook-url", "public-url", "media-dir", "api-max-body", "chat-max-length", "chat-burst",
-		"sync-seek-threshold", "sync-max-nudge", "sync-report-interval", "sync-wait-timeout", "webhook-retries", "webhook-backoff", "webhook-queue"} {
+		"sync-seek-threshold", "sync-max-nudge", "sync-report-interval", "sync-wait-timeout", "reconnect-grace", "webhook-retries", "webhook-backoff", "webhook-queue"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("Validate does not name %s: %v", name, err)
 		}

@@ -96,8 +96,15 @@ type browser struct {
 
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
+	return launchBrowser(t, chromium(t), t.TempDir())
+}
+
+// launchBrowser starts the Chromium at execPath with a profile in
+// userDataDir.
+func launchBrowser(t *testing.T, execPath, userDataDir string) *browser {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)),
+		chromedp.ExecPath(execPath),
 		chromedp.Flag("headless", "new"),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),
@@ -110,7 +117,7 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(userDataDir),
 		chromedp.WindowSize(1280, 800),
 	)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)

@@ -20,15 +20,18 @@ func TestMain(m *testing.M) {
 
 // view is what a tab shows and receives, read by probeJS.
 type view struct {
-	State string  `json:"state"` // the Client's state
-	Conn  string  `json:"conn"`  // data-state of the connection-state badge
-	Peer  string  `json:"peer"`  // our peer id
-	Mark  bool    `json:"mark"`  // window.__e2eMark survived (no reload)
-	Count int     `json:"count"` // entries in the participant list
-	Tiles []tileV `json:"tiles"`
-	Video *rtpIn  `json:"video"`
-	Audio *rtpIn  `json:"audio"`
-	Cons  []struct {
+	State string `json:"state"` // the Client's state
+	Conn  string `json:"conn"`  // data-state of the connection-state badge
+	Peer  string `json:"peer"`  // our peer id
+	// Session counts the client's connections: it grows with every
+	// reconnect.
+	Session int     `json:"session"`
+	Mark    bool    `json:"mark"`  // window.__e2eMark survived (no reload)
+	Count   int     `json:"count"` // entries in the participant list
+	Tiles   []tileV `json:"tiles"`
+	Video   *rtpIn  `json:"video"`
+	Audio   *rtpIn  `json:"audio"`
+	Cons    []struct {
 		Kind  string `json:"kind"`
 		Mid   string `json:"mid"`
 		Src   string `json:"src"`
@@ -62,7 +65,7 @@ func (v view) String() string {
 // inbound-rtp statistics of its screen-share consumers.
 const probeJS = `(async () => {
   const app = window.__matinee, c = app && app.client;
-  const out = {state: c ? c.state : '', peer: c && c.me ? c.me.id : '', mark: !!window.__e2eMark,
+  const out = {state: c ? c.state : '', peer: c && c.me ? c.me.id : '', session: c ? c._session : 0, mark: !!window.__e2eMark,
     conn: document.querySelector('[data-testid=connection-state]')?.dataset.state || '',
     count: document.querySelectorAll('[data-testid=participant]').length,
     tiles: [...document.querySelectorAll('[data-testid=remote-video]')].map((v) => ({w: v.videoWidth, h: v.videoHeight, paused: v.paused})),
@@ -357,6 +360,7 @@ func TestWatchParty(t *testing.T) {
 
 	t.Run("reload rejoins", func(t *testing.T) {
 		bv := viewers[0]
+		bv.mustEval(t, `window.__e2eMark = true`, nil)
 		before, err := bv.probe()
 		if err != nil {
 			t.Fatal(err)
@@ -367,8 +371,11 @@ func TestWatchParty(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if after.Peer == before.Peer {
-			t.Fatalf("peer id %s unchanged: did the page reload?", after.Peer)
+		if after.Mark {
+			t.Fatal("the page did not reload")
+		}
+		if after.Peer != before.Peer {
+			t.Fatalf("peer id %s became %s: the reload was not the same member", before.Peer, after.Peer)
 		}
 		if _, err := waitPlaying(bv, 10*time.Second); err != nil {
 			t.Fatal(err)
@@ -384,12 +391,12 @@ func TestWatchParty(t *testing.T) {
 			t.Fatal(err)
 		}
 		bv.mustEval(t, `window.__matinee.client.ws.close(), true`, nil)
-		waitUntil(t, 10*time.Second, "B rejoins as a new peer", func() (bool, string) {
+		waitUntil(t, 10*time.Second, "B rejoins as the same peer", func() (bool, string) {
 			p, err := bv.probe()
 			if err != nil {
 				return false, err.Error()
 			}
-			return p.State == "joined" && p.Conn == "connected" && p.Peer != before.Peer, p.String()
+			return p.State == "joined" && p.Conn == "connected" && p.Session > before.Session && p.Peer == before.Peer, p.String()
 		})
 		if _, err := waitPlaying(bv, 10*time.Second); err != nil {
 			t.Fatal(err)
@@ -411,15 +418,17 @@ func TestWatchParty(t *testing.T) {
 	})
 
 	t.Run("sharer reconnects and shares again", func(t *testing.T) {
-		var before string
-		a.mustEval(t, `window.__matinee.client.me.id`, &before)
+		before, err := a.probe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		a.mustEval(t, `window.__matinee.client.ws.close(), true`, nil)
 		waitUntil(t, 10*time.Second, "A rejoins", func() (bool, string) {
 			p, err := a.probe()
 			if err != nil {
 				return false, err.Error()
 			}
-			return p.State == "joined" && p.Conn == "connected" && p.Peer != before, p.String()
+			return p.State == "joined" && p.Conn == "connected" && p.Session > before.Session && p.Peer == before.Peer, p.String()
 		})
 		// The screen was never stopped: A publishes it again by itself.
 		allPlay(t, viewers, time.Now(), 10*time.Second)

@@ -172,7 +172,7 @@ func (mb *Member) mute(kind, by string) ([]string, error) {
 		}
 	}
 	mb.room.log.Info("peer muted", "peer", mb.id, "kind", kind, "by", by)
-	mb.n.Notify("muted", map[string]any{"kind": kind, "by": by, "producerIds": ids})
+	mb.notifier().Notify("muted", map[string]any{"kind": kind, "by": by, "producerIds": ids})
 	return ids, nil
 }
 

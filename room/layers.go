@@ -33,7 +33,7 @@ func (mb *Member) watchLayers(p *sfu.Producer) {
 			}
 			layers = append(layers, map[string]any{"rid": l.RID, "spatialLayer": idx, "active": active[idx]})
 		}
-		mb.n.Notify("producerLayers", map[string]any{"producerId": p.ID(), "layers": layers})
+		mb.notifier().Notify("producerLayers", map[string]any{"producerId": p.ID(), "layers": layers})
 	})
 }
 

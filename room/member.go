@@ -19,6 +19,11 @@ type JoinOptions struct {
 	// Admin is set by callers that authenticated with the API key (e.g.
 	// a WHIP publisher): no password is asked and a lock does not apply.
 	Admin bool
+	// Resume is the resume token of an earlier join (JoinResult's
+	// ResumeToken): the same person coming back within the grace period
+	// takes its member over again. An unknown one is no error: the join
+	// goes on as a new member.
+	Resume string
 }
 
 // JoinResult is what a joining client learns about the room.
@@ -43,17 +48,31 @@ type JoinResult struct {
 	// ServerTime is the server clock when the join was handled (Unix ms),
 	// a first rough clock sample; refine it with the time method.
 	ServerTime float64 `json:"serverTime"`
+	// ResumeToken proves who this member is: a join that gives it back
+	// (a reload, a reconnect) within the grace period is the same member.
+	ResumeToken string `json:"resumeToken"`
+	// Resumed is true when the join took an earlier member over: same
+	// peer id, role and name.
+	Resumed bool `json:"resumed"`
+	// GraceMs is how long a dropped connection keeps the member (ms).
+	GraceMs int64 `json:"graceMs"`
 }
 
-// Member is one peer in a room: one client connection.
+// Member is one person in a room. It outlives its connection for the
+// grace period: the same person coming back (resume token or token
+// identity) takes it over, with its role, name and state.
 type Member struct {
-	id   string
-	name string
-	room *Room
-	n    Notifier
+	id     string
+	name   string
+	room   *Room
+	resume string // the resume token, a secret
 
 	mu     sync.Mutex
+	n      Notifier // the current connection; under mu
 	role   string
+	away   bool  // its connection dropped; back within the grace period or gone
+	awayT  Timer // ends the grace period
+	awayN  int   // counts drops, so a stale grace timer does nothing
 	send   *sfu.Transport
 	recv   *sfu.Transport
 	gone   bool
@@ -139,7 +158,10 @@ func (m *Manager) enter(id string, o JoinOptions, n Notifier, claims *TokenClaim
 	if err != nil {
 		return nil, nil, err
 	}
-	mb := &Member{id: newPeerID(), name: name, room: r, n: n, role: RoleGuest, joinedAt: m.now(), cl: cl}
+	if mb, res, err := m.tryResume(r, o, n, claims); mb != nil || err != nil {
+		return mb, res, err
+	}
+	mb := &Member{id: newPeerID(), name: name, room: r, n: n, role: RoleGuest, joinedAt: m.now(), cl: cl, resume: randHex(16)}
 	if cl.addr != "" {
 		mb.person = "ip:" + cl.addr
 	}
@@ -157,14 +179,7 @@ func (m *Manager) enter(id string, o JoinOptions, n Notifier, claims *TokenClaim
 	if o.Admin {
 		checked = r.password
 	}
-	// The same identity joining again replaces its old connection (a
-	// reload, a second tab): one person, one member. The old one goes
-	// only once the new one is in, so a refused join changes nothing.
-	var replaced *Member
-	if claims != nil {
-		replaced = r.withIdentityLocked(claims.Identity)
-	}
-	if err := r.admit(claims, o.Password, checked, o.Admin, replaced); err != nil {
+	if err := r.admit(claims, o.Password, checked, o.Admin); err != nil {
 		if r.closed && !r.persistent {
 			err = errLinkRoomClosed
 		}
@@ -179,27 +194,15 @@ func (m *Manager) enter(id string, o JoinOptions, n Notifier, claims *TokenClaim
 	r.started = true
 	peers := make([]PeerInfo, 0, len(r.order))
 	for _, pid := range r.order {
-		if p := r.members[pid]; p != replaced {
-			peers = append(peers, p.info())
-		}
+		peers = append(peers, r.members[pid].info())
 	}
 	r.members[mb.id] = mb
 	r.order = append(r.order, mb.id)
 	info := r.infoLocked()
 	r.mu.Unlock()
-	res := &JoinResult{
-		PeerID: mb.id, Room: r.id, Role: mb.role, Peers: peers, ICEServers: m.iceServers(mb.id),
-		Identity: mb.Identity(), RoomInfo: info,
-		Chat:       r.chat.list(),
-		Playback:   r.playbackLocked(),
-		Sync:       m.syncParams(),
-		ServerTime: serverMillis(m.now()),
-	}
+	res := m.joinResult(r, mb, peers, info)
 	r.broadcast(mb.id, "peerJoined", map[string]any{"peer": mb.info()})
 	r.evMu.Unlock()
-	if replaced != nil {
-		replaced.remove("joined from another connection")
-	}
 	res.Producers = r.Producers()
 	r.log.Info("peer joined", "peer", mb.id, "identity", mb.Identity(), "name", name, "role", mb.Role())
 	if first {
@@ -207,6 +210,21 @@ func (m *Manager) enter(id string, o JoinOptions, n Notifier, claims *TokenClaim
 	}
 	m.hooks.send("participant.joined", map[string]any{"room": info, "participant": mb.info()})
 	return mb, res, nil
+}
+
+// joinResult is what a member learns when it joins or resumes; evMu is
+// held.
+func (m *Manager) joinResult(r *Room, mb *Member, peers []PeerInfo, info RoomInfo) *JoinResult {
+	return &JoinResult{
+		PeerID: mb.id, Room: r.id, Role: mb.Role(), Peers: peers, ICEServers: m.iceServers(mb.id),
+		Identity: mb.Identity(), RoomInfo: info,
+		Chat:        r.chat.list(),
+		Playback:    r.playbackLocked(),
+		Sync:        m.syncParams(),
+		ServerTime:  serverMillis(m.now()),
+		ResumeToken: mb.resume,
+		GraceMs:     m.cfg.Grace.Milliseconds(),
+	}
 }
 
 // checkPassword hashes the given password when the room has one and
@@ -238,13 +256,9 @@ func (m *Manager) checkPassword(r *Room, claims *TokenClaims, o JoinOptions, cl 
 }
 
 // admit checks that a new member may come in; checked is the password
-// hash the given password matched, if any; replaced is the member of the
-// same identity that the new one replaces. r.mu is held.
-func (r *Room) admit(claims *TokenClaims, password string, checked *passwordHash, admin bool, replaced *Member) error {
+// hash the given password matched, if any. r.mu is held.
+func (r *Room) admit(claims *TokenClaims, password string, checked *passwordHash, admin bool) error {
 	present := len(r.members)
-	if replaced != nil {
-		present--
-	}
 	switch {
 	case r.closed:
 		return errorf(CodeNotFound, "room %q has ended", r.id)
@@ -289,24 +303,45 @@ func (mb *Member) info() PeerInfo {
 	if ident == "" {
 		ident = mb.id
 	}
-	return PeerInfo{ID: mb.id, Identity: ident, Name: mb.name, Role: mb.role, Buffering: mb.buffering && !mb.gone}
+	return PeerInfo{ID: mb.id, Identity: ident, Name: mb.name, Role: mb.role, Buffering: mb.buffering && !mb.gone, Away: mb.away}
 }
 
-// Leave removes the member: its media closes and the others are told.
+// Leave removes the member for good (the person said so): its media
+// closes, the others are told, a host hands over at once.
 func (mb *Member) Leave() { mb.remove("") }
+
+// Why a member left, in peerLeft.
+const (
+	leftLeave   = "left"    // said so
+	leftTimeout = "timeout" // its connection dropped and it did not come back
+	leftRemoved = "removed" // kicked, or the room ended
+)
 
 // remove takes the member out of its room; a non-empty reason is sent to
 // its client before the connection ends.
 func (mb *Member) remove(reason string) {
+	why := leftLeave
+	if reason != "" {
+		why = leftRemoved
+	}
+	mb.removeAs(why, reason)
+}
+
+func (mb *Member) removeAs(why, reason string) {
 	mb.mu.Lock()
 	if mb.gone {
 		mb.mu.Unlock()
 		return
 	}
 	mb.gone = true
+	mb.away = false
+	if mb.awayT != nil {
+		mb.awayT.Stop()
+	}
 	send, recv := mb.send, mb.recv
 	wasHost := mb.role == RoleHost
 	wasBuffering := mb.buffering
+	n := mb.n
 	mb.mu.Unlock()
 	r := mb.room
 	if recv != nil {
@@ -325,7 +360,7 @@ func (mb *Member) remove(reason string) {
 		}
 	}
 	var newHost *Member
-	if wasHost && !r.hasHostLocked() {
+	if wasHost && !r.closed && !r.hasHostLocked() {
 		newHost = r.successorLocked()
 	}
 	empty := len(r.members) == 0
@@ -335,29 +370,39 @@ func (mb *Member) remove(reason string) {
 	}
 	info := r.infoLocked()
 	r.mu.Unlock()
-	r.log.Info("peer left", "peer", mb.id, "reason", reason)
-	r.broadcast(mb.id, "peerLeft", map[string]any{"peerId": mb.id})
+	r.log.Info("peer left", "peer", mb.id, "why", why, "reason", reason)
+	left := map[string]any{"peerId": mb.id, "name": mb.name, "role": mb.Role(), "reason": why}
 	if newHost != nil {
-		newHost.mu.Lock()
-		newHost.role = RoleHost
-		newHost.mu.Unlock()
+		newHost.setRole(RoleHost)
+		left["newHost"] = newHost.id
+		r.log.Info("host handed over", "from", mb.id, "to", newHost.id, "why", why)
+	}
+	r.broadcast(mb.id, "peerLeft", left)
+	if newHost != nil {
 		r.broadcast("", "peerUpdated", map[string]any{"peer": newHost.info()})
 	}
-	if empty {
+	if empty || r.nobodyHere() {
 		r.pauseEmptyLocked()
 	} else if wasBuffering {
 		r.evaluateWaitLocked()
 	}
 	r.evMu.Unlock()
 	if reason != "" {
-		mb.n.Notify("disconnected", map[string]any{"reason": reason})
-		mb.n.Disconnect(reason)
+		n.Notify("disconnected", map[string]any{"reason": reason})
+		n.Disconnect(reason)
 	}
 	r.m.hooks.send("participant.left", map[string]any{"room": info, "participant": mb.info(), "reason": reason})
 	if last {
 		r.m.hooks.send("room.finished", map[string]any{"room": info})
 	}
 	r.m.closeIfEmpty(r)
+}
+
+// notifier is the member's current connection.
+func (mb *Member) notifier() Notifier {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.n
 }
 
 // hasHostLocked reports whether a member is host; r.mu is held.
@@ -373,18 +418,27 @@ func (r *Room) hasHostLocked() bool {
 // successorLocked picks who becomes host when the last host leaves: the
 // guest who joined first. Viewers are not promoted. r.mu is held.
 func (r *Room) successorLocked() *Member {
+	// A guest who is here beats one whose connection dropped.
+	var away *Member
 	for _, id := range r.order {
-		if mb := r.members[id]; mb != nil && mb.Role() == RoleGuest {
+		mb := r.members[id]
+		if mb == nil || mb.Role() != RoleGuest {
+			continue
+		}
+		if !mb.isAway() {
 			return mb
 		}
+		if away == nil {
+			away = mb
+		}
 	}
-	return nil
+	return away
 }
 
 func (mb *Member) check() error {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	if mb.gone {
+	if mb.gone || mb.away {
 		return errorf(CodeNotJoined, "not in a room")
 	}
 	return nil
@@ -409,6 +463,7 @@ func (mb *Member) CreateTransport(direction string) (string, error) {
 		mb.mu.Unlock()
 		return "", errorf(CodeInvalidState, "a %s transport exists already", direction)
 	}
+	n := mb.n // the transport belongs to this connection
 	mb.mu.Unlock()
 	var t *sfu.Transport
 	t, err := mb.room.router.NewWebRTCTransport(sfu.TransportOptions{
@@ -419,25 +474,29 @@ func (mb *Member) CreateTransport(direction string) (string, error) {
 			if c != nil {
 				cand = map[string]any{"candidate": c.Candidate, "sdpMid": c.SDPMid, "sdpMLineIndex": c.SDPMLineIndex, "usernameFragment": c.UsernameFragment}
 			}
-			mb.n.Notify("iceCandidate", map[string]any{"transportId": t.ID(), "candidate": cand})
+			n.Notify("iceCandidate", map[string]any{"transportId": t.ID(), "candidate": cand})
 		},
 		OnOffer: func(sdp string, cs []*sfu.Consumer) {
 			infos := make([]ConsumerInfo, 0, len(cs))
 			for _, c := range cs {
 				infos = append(infos, consumerInfo(c))
 			}
-			mb.n.Notify("transportOffer", map[string]any{"transportId": t.ID(), "sdp": sdp, "consumers": infos})
+			n.Notify("transportOffer", map[string]any{"transportId": t.ID(), "sdp": sdp, "consumers": infos})
 		},
 		OnFailed: func(reason string) {
-			mb.n.Notify("transportClosed", map[string]any{"transportId": t.ID(), "reason": reason})
-			go mb.remove(reason)
+			// The connection's media is gone: the client reconnects and
+			// resumes; the member waits for it through the grace period.
+			n.Notify("transportClosed", map[string]any{"transportId": t.ID(), "reason": reason})
+			n.Notify("disconnected", map[string]any{"reason": reason})
+			n.Disconnect(reason)
+			go mb.Drop(n)
 		},
 	})
 	if err != nil {
 		return "", fromSFU(err)
 	}
 	mb.mu.Lock()
-	if mb.gone {
+	if mb.gone || mb.n != n {
 		mb.mu.Unlock()
 		t.Close()
 		return "", errorf(CodeNotJoined, "not in a room")
@@ -570,16 +629,19 @@ func (mb *Member) Subscribe(producerID string) (ConsumerInfo, error) {
 	if err != nil {
 		return ConsumerInfo{}, fromSFU(err)
 	}
+	// The consumer belongs to this connection's receive transport: what
+	// it says goes to this connection, not to one that resumed later.
+	n := mb.notifier()
 	c.OnClose(func() {
 		mb.mu.Lock()
 		gone := mb.gone
 		mb.mu.Unlock()
 		if !gone {
-			mb.n.Notify("consumerClosed", map[string]any{"consumerId": c.ID(), "producerId": producerID})
+			n.Notify("consumerClosed", map[string]any{"consumerId": c.ID(), "producerId": producerID})
 		}
 	})
 	c.OnLayerChange(func(spatial, temporal int) {
-		mb.n.Notify("layerChanged", map[string]any{"consumerId": c.ID(), "spatialLayer": spatial, "temporalLayer": temporal})
+		n.Notify("layerChanged", map[string]any{"consumerId": c.ID(), "spatialLayer": spatial, "temporalLayer": temporal})
 	})
 	return consumerInfo(c), nil
 }

@@ -59,6 +59,12 @@ type Config struct {
 	// ICEServers, when set, returns the join result's iceServers for a
 	// joining peer (e.g. TURN with credentials of its own); nil: none.
 	ICEServers func(peerID string) []any
+	// Grace is how long a member whose connection dropped keeps its
+	// place for the same person to come back (and a room whose members
+	// all dropped stays); 0: a member leaves with its connection.
+	Grace time.Duration
+	// AfterFunc starts the grace timers (tests); nil means time.AfterFunc.
+	AfterFunc func(d time.Duration, f func()) Timer
 }
 
 // ChatConfig limits chat messages and reactions.
@@ -434,6 +440,9 @@ type PeerInfo struct {
 	Role     string `json:"role"`
 	// Buffering is true while the member's player waits for data.
 	Buffering bool `json:"buffering"`
+	// Away is true while the member's connection is gone and the grace
+	// period for it to come back runs.
+	Away bool `json:"away"`
 }
 
 // ProducerInfo is a producer as the protocol shows it.
@@ -479,7 +488,7 @@ func (r *Room) broadcast(except, method string, params any) {
 	}
 	r.mu.Unlock()
 	for _, mb := range ms {
-		mb.n.Notify(method, params)
+		mb.notifier().Notify(method, params)
 	}
 }
 

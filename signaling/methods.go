@@ -107,6 +107,10 @@ func (ss *session) memberOrErr() (*room.Member, error) {
 	if ss.member == nil {
 		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined: call join first"}
 	}
+	if !ss.member.Attached(ss) {
+		// Resumed on another connection, or dropped.
+		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined: this connection no longer holds the membership"}
+	}
 	return ss.member, nil
 }
 
@@ -116,6 +120,7 @@ func (ss *session) join(params json.RawMessage) (any, error) {
 		Name     string `json:"name"`
 		Password string `json:"password"`
 		Token    string `json:"token"`
+		Resume   string `json:"resume"`
 	}
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
@@ -132,6 +137,9 @@ func (ss *session) join(params json.RawMessage) (any, error) {
 	if !room.ValidID(p.Room) {
 		return nil, errParams(`"room" must be 1-64 characters of A-Z a-z 0-9 _ -`)
 	}
+	if len(p.Resume) > 64 {
+		return nil, errParams(`"resume" must be at most 64 characters`)
+	}
 	ss.mu.Lock()
 	joined := ss.member != nil
 	ss.mu.Unlock()
@@ -139,7 +147,7 @@ func (ss *session) join(params json.RawMessage) (any, error) {
 		return nil, &rpcError{Code: room.CodeAlreadyJoined, Message: "already joined: leave first"}
 	}
 	ss.hold()
-	mb, res, err := ss.srv.rooms.Join(p.Room, room.JoinOptions{Name: p.Name, Password: p.Password, Token: p.Token, Client: ss.client}, ss)
+	mb, res, err := ss.srv.rooms.Join(p.Room, room.JoinOptions{Name: p.Name, Password: p.Password, Token: p.Token, Resume: p.Resume, Client: ss.client}, ss)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +166,9 @@ func (ss *session) leave(json.RawMessage) (any, error) {
 	if mb == nil {
 		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined"}
 	}
-	mb.Leave()
+	if mb.Attached(ss) {
+		mb.Leave()
+	}
 	ss.armJoinDeadline()
 	return nil, nil
 }

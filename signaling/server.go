@@ -233,7 +233,9 @@ func (ss *session) run() {
 	ss.joinTimer.Stop()
 	ss.mu.Unlock()
 	if mb != nil {
-		mb.Leave()
+		// No leave was said: the member waits through the grace period
+		// for its person to come back.
+		mb.Drop(ss)
 	}
 	_ = ss.conn.Close()
 }

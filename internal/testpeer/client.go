@@ -407,9 +407,19 @@ func (c *Client) WaitEvent(ctx context.Context, method string) (Event, error) {
 	}
 }
 
-// Close closes the peer connections and the WebSocket and waits for the
-// client's goroutines.
+// Close leaves the room (a socket that just closes leaves its member
+// away for the server's grace period), closes the peer connections and
+// the WebSocket and waits for the client's goroutines. Drop closes
+// without leaving.
 func (c *Client) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = c.Call(ctx, "leave", nil, nil) // not joined: an error, no matter
+	cancel()
+	c.Drop()
+}
+
+// Drop closes the connections without leaving, as a lost network does.
+func (c *Client) Drop() {
 	c.wmu.Lock()
 	_ = c.Conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	c.wmu.Unlock()

@@ -542,8 +542,11 @@ export class RecvTransport extends Transport {
 /**
  * Client is one person in one room. Events (CustomEvent, data in detail):
  *   statechange {state, error, retryIn}  new → connecting → joined ⇄ reconnecting; closed | failed
- *   joined {peerId, room, role, rejoined, result}   result: the whole join result
- *   peerjoined {peer}, peerleft {peer}, peerupdated {peer}
+ *   joined {peerId, room, role, rejoined, resumed, result}   result: the whole join result;
+ *                                 resumed: the server kept our membership (same peer id and role)
+ *   peerjoined {peer}, peerupdated {peer} (peer.away: its connection dropped, it may come back)
+ *   peerleft {peer, reason, newHost}   reason "left", "timeout" (did not come back) or "removed";
+ *                                 newHost: the peer id that became host in its place
  *   meupdated {me, previousRole}  our own role (or buffering) changed
  *   removed {kind, reason}        kicked, room deleted or replaced: no reconnect (state "failed")
  *   produceradded {producer}, producerclosed {producer},
@@ -555,7 +558,8 @@ export class RecvTransport extends Transport {
  *   notification {method, params} every server notification the client does not handle itself
  */
 export class Client extends EventTarget {
-  constructor({room, name, password, token, url = defaultURL(), autoSubscribe = true, reconnect = true, minBackoff = 500, maxBackoff = 10000} = {}) {
+  constructor({room, name, password, token, resume, url = defaultURL(), autoSubscribe = true, reconnect = true, minBackoff = 500, maxBackoff = 10000,
+    heartbeatInterval = 1000, heartbeatTimeout = 3000} = {}) {
     super();
     if (!room || (!name && !token)) throw new TypeError('Client: room and a name (or a token) are required');
     this.room = room;
@@ -567,6 +571,15 @@ export class Client extends EventTarget {
     this.reconnect = reconnect;
     this.minBackoff = minBackoff;
     this.maxBackoff = maxBackoff;
+    // The resume token of our membership: a join that gives it back is
+    // the same member (role, name, peer id) while the server's grace
+    // period runs (docs/protocol.md, "Reconnecting").
+    this.resumeToken = resume || null;
+    this.graceMs = 0;
+    this.heartbeatInterval = heartbeatInterval;
+    this.heartbeatTimeout = heartbeatTimeout;
+    this._droppedAt = 0; // when the last joined session was lost
+    this._heartbeat = null;
 
     this.state = 'new';
     this.error = null;
@@ -634,7 +647,11 @@ export class Client extends EventTarget {
 
   async _backoff(err) {
     const n = this._attempt++;
-    const base = Math.min(this.maxBackoff, this.minBackoff * 2 ** n);
+    // While the server keeps our membership (its grace period), try often:
+    // the sooner we are back, the sooner our share is. Later, back off.
+    const keeping = this._droppedAt && Date.now() - this._droppedAt < this.graceMs;
+    const cap = keeping ? Math.min(this.maxBackoff, 1000) : this.maxBackoff;
+    const base = Math.min(cap, this.minBackoff * 2 ** n);
     const delay = Math.round(base * (0.75 + Math.random() * 0.5));
     this._setState('reconnecting', {error: err, retryIn: delay, attempt: this._attempt});
     await new Promise((resolve) => {
@@ -668,15 +685,26 @@ export class Client extends EventTarget {
     });
     this._connecting = true;
     try {
-      await sig.open();
+      // A socket that cannot open on a lost network waits for SYN
+      // retransmissions (1 s, then 3 s, 7 s… after the first SYN); giving
+      // up after 1.5 s and trying again finds the network within about a
+      // second of its return. Every fourth attempt gives a merely slow link
+      // 3.5 s, just past the retransmission at 3 s, so that a network back
+      // meanwhile is still found within about two seconds.
+      const slowTry = this._attempt % 4 === 3;
+      await sig.open({timeout: this._droppedAt ? (slowTry ? 3500 : 1500) : 8000});
       this.ws = sig.ws;
       const params = {room: this.room};
       if (this.name) params.name = this.name;
       if (this.password) params.password = this.password;
       if (this.token) params.token = this.token;
+      if (this.resumeToken) params.resume = this.resumeToken;
       this._removed = null;
       const res = await sig.request('join', params);
       const rejoined = this.me !== null;
+      this.lastJoin = res; // the last join result, whole
+      if (res.resumeToken) this.resumeToken = res.resumeToken;
+      this.graceMs = res.graceMs || 0;
       const self = (res.peers || []).find((p) => p.id === res.peerId);
       this.me = {id: res.peerId, name: self?.name || this.name || '', role: res.role, identity: res.identity || res.peerId};
       this.roomName = res.room || this.room;
@@ -684,7 +712,8 @@ export class Client extends EventTarget {
       this._reconcile((res.peers || []).filter((p) => p.id !== res.peerId), res.producers || []);
       this._iceRestarts = {send: 0, recv: 0};
       this._setState('joined', {error: null});
-      emit(this, 'joined', {peerId: res.peerId, room: this.roomName, role: res.role, rejoined, result: res});
+      emit(this, 'joined', {peerId: res.peerId, room: this.roomName, role: res.role, rejoined, resumed: !!res.resumed, result: res});
+      this._startHeartbeat(sig, session);
 
       const {transportId} = await sig.request('createTransport', {direction: 'recv'});
       this.recvTransport = this._watch(new RecvTransport(this, transportId, this.iceServers));
@@ -698,6 +727,7 @@ export class Client extends EventTarget {
       }
       if (!sig.connected) throw new ConnectionError('connection lost while joining');
       this._attempt = 0;
+      this._droppedAt = 0;
     } catch (err) {
       if (session === this._session) sig.close(4000, 'join failed');
       throw err;
@@ -787,10 +817,35 @@ export class Client extends EventTarget {
     }
   }
 
+  // A lost network does not close a WebSocket: its TCP connection waits
+  // for retransmissions for minutes. Whenever the server has been silent
+  // for a heartbeat interval we ask it the time; no answer within the
+  // timeout means the connection is gone, and we reconnect.
+  _startHeartbeat(sig, session) {
+    clearInterval(this._heartbeat);
+    let probeAt = 0;
+    this._heartbeat = setInterval(() => {
+      if (session !== this._session || !sig.connected) {
+        clearInterval(this._heartbeat);
+        return;
+      }
+      const now = Date.now();
+      if (probeAt && sig.lastMessageAt < probeAt && now - probeAt > this.heartbeatTimeout) {
+        clearInterval(this._heartbeat);
+        this._dropConnection(`no answer from the server in ${this.heartbeatTimeout} ms`);
+        return;
+      }
+      if (now - sig.lastMessageAt >= this.heartbeatInterval && !(probeAt && sig.lastMessageAt < probeAt)) {
+        probeAt = now;
+        sig.request('time', {clientTime: now}).catch(() => {});
+      }
+    }, Math.max(100, this.heartbeatInterval / 2));
+  }
+
   // Closes the socket; its close handler starts the reconnect.
   _dropConnection(reason) {
     console.warn('matinee: reconnecting:', reason);
-    if (this.signaling) this.signaling.close(4001, reason);
+    if (this.signaling) this.signaling.abandon(reason);
   }
 
   _onSignalingClosed({code, reason}) {
@@ -808,6 +863,7 @@ export class Client extends EventTarget {
     const err = new ConnectionError(this._disconnectReason || `connection lost (${code}${reason ? ': ' + reason : ''})`);
     console.warn('matinee:', err.message);
     this._disconnectReason = null;
+    this._droppedAt = Date.now();
     this._teardown('reconnect');
     if (!this.reconnect) {
       this._setState('failed', {error: err});
@@ -819,6 +875,7 @@ export class Client extends EventTarget {
   // Closes the transports and consumers of the current session. Our
   // producers stay (unpublished) so a reconnect can send them again.
   _teardown(reason) {
+    clearInterval(this._heartbeat);
     for (const dir of ['send', 'recv']) clearTimeout(this._iceTimers[dir]);
     for (const c of [...this.consumers.values()]) this._consumerGone(c, reason);
     this._subscribing.clear();
@@ -878,7 +935,7 @@ export class Client extends EventTarget {
         const peer = this.peers.get(params.peerId);
         if (!peer) break;
         this.peers.delete(params.peerId);
-        emit(this, 'peerleft', {peer});
+        emit(this, 'peerleft', {peer, reason: params.reason || 'left', newHost: params.newHost || null});
         break;
       }
       case 'producerAdded': {
@@ -1089,8 +1146,12 @@ export class Client extends EventTarget {
     }
   }
 
-  /** Leaves the room and closes the connection; the Client is done. */
-  async close() {
+  /**
+   * Leaves the room and closes the connection; the Client is done. With
+   * leave false the server is not told: it keeps the membership for its
+   * grace period, for a reload of the page to resume.
+   */
+  async close({leave = true} = {}) {
     if (this.state === 'closed') return;
     const wasJoined = this.state === 'joined';
     this._setState('closed');
@@ -1099,7 +1160,7 @@ export class Client extends EventTarget {
     this.localProducers.clear();
     this._teardown('closed');
     if (this.signaling) {
-      if (wasJoined) {
+      if (wasJoined && leave) {
         try {
           await Promise.race([this.signaling.request('leave'), new Promise((r) => setTimeout(r, 500))]);
         } catch {

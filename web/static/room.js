@@ -780,11 +780,12 @@ function renderPeople() {
     if (p.src.has('camera')) icons.push(badge('camera', 'Camera on'));
     if (p.src.has('mic')) icons.push(badge('mic', 'Microphone on'));
     const role = ROLE_LABEL[p.role] || p.role || 'guest';
-    items.push(h('li', {'data-testid': 'participant', class: p.me ? 'me' : '', dataset: {peerId: p.id, role, buffering: String(!!p.buffering)}},
+    items.push(h('li', {'data-testid': 'participant', class: p.me ? 'me' : '', dataset: {peerId: p.id, role, buffering: String(!!p.buffering), away: String(!!p.away)}},
       h('span', {class: 'avatar small', 'aria-hidden': 'true'}, initials(p.name)),
       h('span', {class: 'p-main'},
         h('span', {class: 'p-name'}, p.name, p.me ? h('span', {class: 'muted'}, ' (you)') : null),
-        p.buffering ? h('span', {class: 'p-buffering', 'data-testid': 'buffering'}, h('i', {class: 'spinner', 'aria-hidden': 'true'}), 'buffering…') : null),
+        p.away ? h('span', {class: 'p-buffering', 'data-testid': 'away'}, h('i', {class: 'spinner', 'aria-hidden': 'true'}), 'reconnecting…')
+          : p.buffering ? h('span', {class: 'p-buffering', 'data-testid': 'buffering'}, h('i', {class: 'spinner', 'aria-hidden': 'true'}), 'buffering…') : null),
       h('span', {class: `role role-${role}`, 'data-testid': 'role', title: roleHelp(role)}, role),
       h('span', {class: 'p-icons'}, icons),
       host && !p.me
@@ -1341,6 +1342,32 @@ function takeToken() {
   }
 }
 
+// The resume token of our membership in this room: a reload of this tab
+// comes back as the same member. It is written only as the page goes away
+// and taken out as the next one starts: a tab opened from this one (or
+// duplicated) copies sessionStorage, and must join as someone new rather
+// than take this tab's place.
+const RESUME_KEY = `matinee.resume.${roomId}`;
+const resumeAtLoad = takeResume();
+
+function takeResume() {
+  try {
+    const t = sessionStorage.getItem(RESUME_KEY);
+    sessionStorage.removeItem(RESUME_KEY);
+    return t;
+  } catch {
+    return null;
+  }
+}
+
+function saveResume(t) {
+  try {
+    if (t) sessionStorage.setItem(RESUME_KEY, t);
+  } catch {
+    // a reload joins as someone new
+  }
+}
+
 function dropToken() {
   app.token = null;
   try {
@@ -1365,8 +1392,9 @@ function tokenClaims(token) {
 // ---------------------------------------------------------------- joining
 
 function start(name, password) {
+  const resume = app.client?.resumeToken || resumeAtLoad || undefined;
   if (app.client) app.client.close();
-  const c = new Client({room: roomId, name, password, token: app.token || undefined});
+  const c = new Client({room: roomId, name, password, token: app.token || undefined, resume});
   app.client = c;
   app.pendingName = name;
   app.transportStates = {send: null, recv: null};
@@ -1410,7 +1438,7 @@ function start(name, password) {
     app.movie.render();
   });
   c.addEventListener('meupdated', ({detail: {me: m, previousRole}}) => {
-    if (m.role !== previousRole) {
+    if (m.role !== previousRole && !(m.role === 'host' && app.toldNewHost)) {
       const said = {host: 'You are a host now: you control the video and the room.', guest: 'You are a guest now.', viewer: 'You are a viewer now: you can watch and chat.'}[m.role];
       if (said) toast(said, {ms: 4000});
     }
@@ -1420,6 +1448,7 @@ function start(name, password) {
   });
   c.addEventListener('peerleft', ({detail}) => {
     if (app.menuFor === detail.peer.id) closeHostMenu();
+    sayWhoLeft(detail);
     renderPeople();
     for (const t of [...app.tiles.values()]) {
       if (t.peerId === detail.peer.id) {
@@ -1506,6 +1535,22 @@ function start(name, password) {
 
   renderConn();
   c.join().catch((err) => joinFailed(err, name, password));
+}
+
+// Someone left for good. Whoever was host hands over: everyone hears
+// who left and who is host now.
+function sayWhoLeft({peer, reason, newHost}) {
+  if (!newHost && peer.role !== 'host') return;
+  const who = peer.name || 'The host';
+  const how = reason === 'timeout' ? `${who} left (connection lost)` : reason === 'removed' ? `${who} was removed` : `${who} left`;
+  let text;
+  if (!newHost) text = `${how}; nobody is host now.`;
+  else if (newHost === me()?.id) {
+    app.toldNewHost = true; // the role change itself says nothing more
+    setTimeout(() => (app.toldNewHost = false), 2000);
+    text = `${how}; you are the host now: you control the video and the room.`;
+  } else text = `${how}; ${displayName(newHost)} is now host.`;
+  toast(text, {ms: 6000});
 }
 
 // The server sent us away for good: say why, and stop the video.
@@ -1914,11 +1959,17 @@ $('leave').addEventListener('click', async (ev) => {
   ev.preventDefault();
   if (app.share) await stopShare();
   if (app.client) await app.client.close();
+  app.left = true;
   window.location.assign('/');
 });
 
+// A reload or a closed tab is not a leave: the server keeps our place
+// (and our role) for its grace period, and a reload resumes it. Only the
+// Leave button leaves at once.
 window.addEventListener('pagehide', (ev) => {
-  if (!ev.persisted && app.client) app.client.close();
+  if (ev.persisted || !app.client || app.left) return;
+  saveResume(app.client.resumeToken);
+  app.client.close({leave: false});
 });
 window.addEventListener('pageshow', (ev) => {
   // Back from the back-forward cache: the old connection is gone.

@@ -54,6 +54,7 @@ export class Signaling extends EventTarget {
     this._nextId = 1;
     this._pending = new Map(); // id → {resolve, reject, timer, method}
     this._closed = false;
+    this.lastMessageAt = 0; // Date.now() of the last message received
   }
 
   get connected() {
@@ -77,6 +78,7 @@ export class Signaling extends EventTarget {
       }, timeout);
       ws.onopen = () => {
         opened = true;
+        this.lastMessageAt = Date.now();
         clearTimeout(timer);
         resolve();
       };
@@ -133,7 +135,29 @@ export class Signaling extends EventTarget {
     }
   }
 
+  /**
+   * Gives the socket up now: pending requests fail and "close" is
+   * dispatched at once. A socket on a lost network would otherwise wait
+   * for its closing handshake.
+   */
+  abandon(reason = 'abandoned') {
+    const ws = this.ws;
+    this._closed = true;
+    if (!ws) return;
+    this.ws = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    try {
+      ws.close(4002, reason.slice(0, 100));
+    } catch {
+      ws.close();
+    }
+    this._failPending(new ConnectionError(`signalling given up (${reason})`));
+    this.dispatchEvent(new CustomEvent('close', {detail: {code: 4002, reason, wasClean: false, opened: true}}));
+  }
+
   _onMessage(data) {
+    this.lastMessageAt = Date.now();
     let msg;
     try {
       msg = JSON.parse(data);
