@@ -125,7 +125,6 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 		return "", err
 	}
 	want := map[Kind][]webrtc.RTPCodecParameters{}
-	var refused []webrtc.RTPCodecCapability
 	for i, md := range sd.MediaDescriptions {
 		kind := Kind(md.MediaName.Media)
 		if kind != KindAudio && kind != KindVideo || want[kind] != nil || md.MediaName.Port.Value == 0 {
@@ -143,16 +142,20 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 		// The answer carries exactly the offered formats the router
 		// forwards, with the viewer's own payload types.
 		offered := sectionPayloadCodecs(md, string(kind))
-		if acc := acceptedCodecs(offered); len(acc) > 0 {
-			want[kind] = acc
-		} else {
+		acc := acceptedCodecs(offered)
+		if len(acc) == 0 {
+			// Refused rather than answered without this kind: the
+			// viewer would wait for a track that never comes.
+			var fs []webrtc.RTPCodecCapability
 			for _, c := range offered {
-				refused = append(refused, c.RTPCodecCapability)
+				fs = append(fs, c.RTPCodecCapability)
 			}
+			return "", fmt.Errorf("%w: the %s m-section offers no codec the router forwards (it offers %s; forwarded: %s)", ErrBadSDP, kind, describeFormats(fs), acceptedText)
 		}
+		want[kind] = acc
 	}
 	if len(want) == 0 {
-		return "", fmt.Errorf("%w: the offer receives no audio or video in a codec the router forwards (it offers %s; forwarded: %s)", ErrBadSDP, describeFormats(refused), acceptedText)
+		return "", fmt.Errorf("%w: the offer receives neither audio nor video", ErrBadSDP)
 	}
 
 	t := v.t
