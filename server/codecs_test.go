@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -602,8 +603,28 @@ func TestPionDefaultsH264(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
+	// A room member on pion's defaults, over the WebSocket protocol,
+	// subscribes as soon as the producers are announced: before their
+	// first packet says which of the offered codecs they carry.
+	member := newWSMember(t, ctx, url, "pion")
+
 	h264 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: h264Fmtp("42e01f", 1)}
 	pub := startPublisher(t, ctx, base+"/whip/pion?name=pion", key, pubSpec{video: h264, frames: m.cb, audio: m.opus})
+	for i := 0; i < 2; i++ {
+		ev, err := member.c.WaitEvent(ctx, "producerAdded")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			Producer testpeer.Producer `json:"producer"`
+		}
+		if err := json.Unmarshal(ev.Params, &p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := member.c.Subscribe(ctx, p.Producer.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	waitConnected(t, pub.pc, 10*time.Second)
 	rm, ok := srv.Rooms().Room("pion")
 	if !ok {
@@ -635,9 +656,59 @@ func TestPionDefaultsH264(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	waitFor(t, 5*time.Second, "the room member's H.264 keyframe and audio", func() bool {
+		member.mu.Lock()
+		defer member.mu.Unlock()
+		v, a := member.tracks["video"], member.tracks["audio"]
+		return v != nil && a != nil && member.log.count(uint32(a.SSRC())) > 0 && func() bool {
+			member.log.mu.Lock()
+			defer member.log.mu.Unlock()
+			return member.log.idrs[uint32(v.SSRC())] > 0
+		}()
+	})
+	member.mu.Lock()
+	for kind, want := range map[string]string{"video": webrtc.MimeTypeH264, "audio": webrtc.MimeTypeOpus} {
+		tr := member.tracks[kind]
+		if !strings.EqualFold(tr.Codec().MimeType, want) {
+			t.Errorf("room member's %s track resolved as %s, want %s", kind, tr.Codec().MimeType, want)
+		}
+		// Every packet carries the payload type that named the codec.
+		if pts := member.log.snapshot(uint32(tr.SSRC())); len(pts) != 1 || pts[uint8(tr.PayloadType())] == 0 {
+			t.Errorf("room member's %s payload types %v, want only %d", kind, pts, tr.PayloadType())
+		}
+	}
+	member.mu.Unlock()
 	if err := pub.sess.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// wsMember is a room member on pion's defaults that logs the payload
+// types it receives.
+type wsMember struct {
+	c      *testpeer.Client
+	log    *ptLog
+	mu     sync.Mutex
+	tracks map[string]*webrtc.TrackRemote
+}
+
+func newWSMember(t *testing.T, ctx context.Context, url, room string) *wsMember {
+	t.Helper()
+	m := &wsMember{log: newPTLog(), tracks: map[string]*webrtc.TrackRemote{}}
+	m.c = dial(t, url, testpeer.Options{Interceptors: []interceptor.Factory{m.log}})
+	m.c.OnTrack = func(tr *webrtc.TrackRemote, _ testpeer.Consumer) {
+		m.mu.Lock()
+		m.tracks[tr.Kind().String()] = tr
+		m.mu.Unlock()
+		testpeer.NewSink(tr)
+	}
+	if _, err := m.c.Join(ctx, room, "member"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.c.StartReceiving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // watchDefault is one pion-default WHEP viewer: nil once it has an H.264
@@ -678,4 +749,71 @@ func watchDefault(t *testing.T, ctx context.Context, endpoint, key string) error
 	}
 	t.Logf("keyframe and audio after %v", took.Round(time.Millisecond))
 	return nil
+}
+
+// TestWHIPOfferShapes answers offers as other tools write them: OBS 30's
+// (kept in testdata as OBS sends it), GStreamer's H.264 before its caps
+// settle (no a=fmtp: packetization-mode 0), and refuses with 400 what
+// cannot be forwarded or is not Unified Plan.
+func TestWHIPOfferShapes(t *testing.T) {
+	srv, url := start(t, nil)
+	base := httpBase(url)
+	key := srv.APIKey()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	raw, err := os.ReadFile("testdata/obs30-whip-offer.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := string(raw)
+	const obsFmtp = "a=fmtp:96 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1\r\n"
+	if !strings.Contains(obs, obsFmtp) {
+		t.Fatal("testdata offer lost its H.264 fmtp line")
+	}
+	cases := []struct {
+		name, offer string
+		// videoFmtp must be in the answer's H.264 fmtp ("" for none);
+		// refused, when set, is in the 400's message instead.
+		videoFmtp, refused string
+	}{
+		{"OBS 30", obs, "packetization-mode=1", ""},
+		{"H.264 without fmtp (mode 0)", strings.Replace(obs, obsFmtp, "", 1), "", ""},
+		{"Plan B", strings.Replace(obs, "a=msid:obs-studio obs-studio-video\r\n",
+			"a=msid:obs-studio obs-studio-video\r\na=ssrc:2233 cname:UOzLbUFgO8QdJoVb\r\na=ssrc:2233 msid:other other-video\r\n", 1), "", "Plan B"},
+		{"VP9 profile 2 only", strings.NewReplacer("H264/90000", "VP9/90000", obsFmtp, "a=fmtp:96 profile-id=2\r\n").Replace(obs), "", "profile-id=2"},
+		{"H.264 high profile only", strings.Replace(obs, "profile-level-id=42e01f", "profile-level-id=64001f", 1), "", "64001f"},
+	}
+	for i, c := range cases {
+		sess, err := whip.Offer(ctx, nil, fmt.Sprintf("%s/whip/shape%d?name=obs", base, i), key, c.offer)
+		if c.refused != "" {
+			var se *whip.StatusError
+			if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(se.Body, `"bad_sdp"`) || !strings.Contains(se.Body, c.refused) {
+				t.Errorf("%s: %v; want 400 bad_sdp naming %q", c.name, err, c.refused)
+			} else {
+				t.Logf("%s: refused: %s", c.name, se.Body)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		v := parseAnswered(t, sess.Answer, "video")
+		a := parseAnswered(t, sess.Answer, "audio")
+		if h, ok := v.codecs[96]; !ok || h.MimeType != "video/H264" || len(v.codecs) != 1 {
+			t.Errorf("%s: answer's video formats %v, want H264 at 96 alone", c.name, v.codecs)
+		} else if c.videoFmtp == "" && strings.Contains(h.SDPFmtpLine, "packetization-mode=1") ||
+			!strings.Contains(h.SDPFmtpLine, c.videoFmtp) {
+			t.Errorf("%s: answer's H.264 fmtp %q, want %q", c.name, h.SDPFmtpLine, c.videoFmtp)
+		}
+		if o, ok := a.codecs[111]; !ok || !strings.EqualFold(o.MimeType, webrtc.MimeTypeOpus) {
+			t.Errorf("%s: answer's audio formats %v, want opus at 111", c.name, a.codecs)
+		}
+		if !strings.Contains(sess.Answer, "a=recvonly") || strings.Contains(sess.Answer, "a=sendrecv") {
+			t.Errorf("%s: the answer should only receive:\n%s", c.name, sess.Answer)
+		}
+		if err := sess.Delete(ctx); err != nil {
+			t.Errorf("%s: delete: %v", c.name, err)
+		}
+	}
 }
