@@ -809,6 +809,14 @@ func TestWHIPOfferShapes(t *testing.T) {
 		if o, ok := a.codecs[111]; !ok || !strings.EqualFold(o.MimeType, webrtc.MimeTypeOpus) {
 			t.Errorf("%s: answer's audio formats %v, want opus at 111", c.name, a.codecs)
 		}
+		// The handler is served here without Server.Run, so the HTTPS
+		// listener ICE-TCP shares is not listening: no TCP candidate may
+		// point clients at a port (8443 by default) that is not this server's.
+		for _, l := range strings.Split(sess.Answer, "\r\n") {
+			if strings.HasPrefix(l, "a=candidate:") && strings.Contains(strings.ToLower(l), " tcp ") {
+				t.Errorf("%s: ICE-TCP candidate without an ICE-TCP listener: %s", c.name, l)
+			}
+		}
 		if !strings.Contains(sess.Answer, "a=recvonly") || strings.Contains(sess.Answer, "a=sendrecv") {
 			t.Errorf("%s: the answer should only receive:\n%s", c.name, sess.Answer)
 		}
