@@ -558,8 +558,9 @@ func (t *Transport) Consume(p *Producer, paused bool) (*Consumer, error) {
 		t.negMu.Unlock()
 		return nil, fmt.Errorf("consume %s: transceiver not found", p.id)
 	}
+	prefs, err = settablePreferences(tr, prefs)
 	c.offered = prefs
-	if err := tr.SetCodecPreferences(prefs); err != nil {
+	if err != nil {
 		_ = t.pc.RemoveTrack(tr.Sender())
 		t.negMu.Unlock()
 		return nil, fmt.Errorf("codec preferences: %w", err)
@@ -582,6 +583,34 @@ func (t *Transport) Consume(p *Producer, paused bool) (*Consumer, error) {
 	}
 	t.negotiate(false)
 	return c, nil
+}
+
+// settablePreferences sets the codec preferences of tr to prefs, or to
+// those of them (each with its RTX) that the PeerConnection can still
+// offer: once a kind is negotiated, pion offers only codecs negotiated
+// before, so a subscriber whose first video carried H.264 alone cannot be
+// offered VP9 later. It returns what was set.
+func settablePreferences(tr *webrtc.RTPTransceiver, prefs []webrtc.RTPCodecParameters) ([]webrtc.RTPCodecParameters, error) {
+	err := tr.SetCodecPreferences(prefs)
+	if err == nil {
+		return prefs, nil
+	}
+	var kept []webrtc.RTPCodecParameters
+	for _, c := range primaryCodecs(prefs) {
+		group := []webrtc.RTPCodecParameters{c}
+		for _, r := range prefs {
+			if isRTXFor(r, uint8(c.PayloadType)) {
+				group = append(group, r)
+			}
+		}
+		if tr.SetCodecPreferences(group) == nil {
+			kept = append(kept, group...)
+		}
+	}
+	if len(kept) == 0 {
+		return nil, err
+	}
+	return kept, tr.SetCodecPreferences(kept)
 }
 
 // negotiate makes a new offer on a Recv transport, or remembers to make
