@@ -401,13 +401,22 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 type consumerTrack struct{ c *Consumer }
 
 // Bind is called by pion once the subscriber has answered, with the
-// negotiated codecs. Only formats the SFU offered for this track count:
-// pion's list is per kind, not per m-section.
+// negotiated codecs. Only formats the SFU offered for this track and the
+// subscriber kept in its m-section of the answer count: pion's list is
+// per kind, not per m-section.
 func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	c := ct.c
+	negotiated := ctx.CodecParameters()
+	if c.transceiver != nil {
+		c.transport.mu.Lock()
+		if a, ok := c.transport.answered[c.transceiver.Mid()]; ok {
+			negotiated = a
+		}
+		c.transport.mu.Unlock()
+	}
 	c.mu.Lock()
 	var codecs []webrtc.RTPCodecParameters
-	for _, cp := range ctx.CodecParameters() {
+	for _, cp := range negotiated {
 		for _, o := range c.offered {
 			if o.PayloadType == cp.PayloadType {
 				codecs = append(codecs, cp)

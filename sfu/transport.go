@@ -72,6 +72,9 @@ type Transport struct {
 	inbound   map[string]*inbound // by mid, Send transports
 	consumers map[string]*Consumer
 	pendingCa []webrtc.ICECandidateInit
+	// answered are the codecs of each m-section (by mid) of the client's
+	// latest answer, Recv transports.
+	answered map[string][]webrtc.RTPCodecParameters
 	closed    bool
 	timer     *time.Timer
 	failed    bool
@@ -671,6 +674,17 @@ func (t *Transport) HandleAnswer(answer string) error {
 		t.negMu.Unlock()
 		return fmt.Errorf("no offer outstanding: %w", ErrInvalidState)
 	}
+	// Consumers bind while the answer is applied, and take their payload
+	// types from their own m-section of it (pion's list is per kind).
+	answered := map[string][]webrtc.RTPCodecParameters{}
+	for _, md := range sd.MediaDescriptions {
+		if mid, _ := md.Attribute("mid"); mid != "" && md.MediaName.Port.Value != 0 {
+			answered[mid] = sectionPayloadCodecs(md, md.MediaName.Media)
+		}
+	}
+	t.mu.Lock()
+	t.answered = answered
+	t.mu.Unlock()
 	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.negMu.Unlock()
 		return fmt.Errorf("%w: %v", ErrBadSDP, err)
