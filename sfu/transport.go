@@ -75,9 +75,9 @@ type Transport struct {
 	// answered are the codecs of each m-section (by mid) of the client's
 	// latest answer, Recv transports.
 	answered map[string][]webrtc.RTPCodecParameters
-	closed    bool
-	timer     *time.Timer
-	failed    bool
+	closed   bool
+	timer    *time.Timer
+	failed   bool
 
 	negMu        sync.Mutex
 	offerPending bool
