@@ -737,6 +737,15 @@ func watchDefault(t *testing.T, ctx context.Context, endpoint, key string) error
 		return fmt.Errorf("after %v: %d IDR packets, %d audio packets (video payload types %v, answer %v)",
 			took.Round(time.Millisecond), idr, v.log.count(v.audio.ssrc), v.log.snapshot(v.video.ssrc), v.video.codecs)
 	}
+	// The answer lists only formats of the offer, under the offer's numbers.
+	for kind, a := range map[string]answered{"video": v.video, "audio": v.audio} {
+		offered := parseAnswered(t, v.pc.LocalDescription().SDP, kind)
+		for pt, c := range a.codecs {
+			if o, ok := offered.codecs[pt]; !ok || !strings.EqualFold(o.MimeType, c.MimeType) || o.SDPFmtpLine != c.SDPFmtpLine {
+				return fmt.Errorf("answer's %s payload type %d is %s %q; the offer has %s %q", kind, pt, c.MimeType, c.SDPFmtpLine, o.MimeType, o.SDPFmtpLine)
+			}
+		}
+	}
 	for pt := range v.log.snapshot(v.video.ssrc) {
 		if c, ok := v.video.codecs[pt]; !ok || c.MimeType != "video/H264" {
 			return fmt.Errorf("video payload type %d is %v in the answer, want H264", pt, c)
