@@ -57,6 +57,11 @@ func encodedMedia(t *testing.T, want ...string) *testMedia {
 		switch w {
 		case "cb":
 			m.cb = h264("cb", "baseline")
+		case "cb-short-gop":
+			// A keyframe every third of a second stands in for an encoder
+			// that answers the SFU's keyframe request at once (pion's
+			// sample track ignores PLI).
+			m.cb = h264("cb", "baseline", "-g", "10")
 		case "main":
 			m.main = h264("main", "main")
 		case "single":
@@ -596,7 +601,7 @@ func TestWHEPPayloadTypesMatchAnswer(t *testing.T) {
 // three WHEP viewers on pion's defaults each get video with a keyframe
 // and audio within 3 s of asking.
 func TestPionDefaultsH264(t *testing.T) {
-	m := encodedMedia(t, "cb")
+	m := encodedMedia(t, "cb-short-gop")
 	srv, url := start(t, nil)
 	base := httpBase(url)
 	key := srv.APIKey()
@@ -720,7 +725,11 @@ func watchDefault(t *testing.T, ctx context.Context, endpoint, key string) error
 		return fmt.Errorf("WHEP offer: %w", err)
 	}
 	defer func() { _ = v.sess.Delete(ctx) }()
+	var connectedAt time.Duration
 	for time.Since(began) < 3*time.Second {
+		if connectedAt == 0 && v.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+			connectedAt = time.Since(began)
+		}
 		v.log.mu.Lock()
 		idr := v.log.idrs[v.video.ssrc]
 		v.log.mu.Unlock()
@@ -734,8 +743,8 @@ func watchDefault(t *testing.T, ctx context.Context, endpoint, key string) error
 	idr := v.log.idrs[v.video.ssrc]
 	v.log.mu.Unlock()
 	if idr == 0 || v.log.count(v.audio.ssrc) == 0 {
-		return fmt.Errorf("after %v: %d IDR packets, %d audio packets (video payload types %v, answer %v)",
-			took.Round(time.Millisecond), idr, v.log.count(v.audio.ssrc), v.log.snapshot(v.video.ssrc), v.video.codecs)
+		return fmt.Errorf("after %v (connected after %v, 0: not yet): %d IDR packets, %d audio packets (video payload types %v, answer %v)",
+			took.Round(time.Millisecond), connectedAt.Round(time.Millisecond), idr, v.log.count(v.audio.ssrc), v.log.snapshot(v.video.ssrc), v.video.codecs)
 	}
 	// The answer lists only formats of the offer, under the offer's numbers.
 	for kind, a := range map[string]answered{"video": v.video, "audio": v.audio} {
@@ -756,7 +765,7 @@ func watchDefault(t *testing.T, ctx context.Context, endpoint, key string) error
 			return fmt.Errorf("audio payload type %d is %v in the answer, want opus", pt, c)
 		}
 	}
-	t.Logf("keyframe and audio after %v", took.Round(time.Millisecond))
+	t.Logf("keyframe and audio after %v (connected after %v)", took.Round(time.Millisecond), connectedAt.Round(time.Millisecond))
 	return nil
 }
 
