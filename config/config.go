@@ -41,8 +41,11 @@ type Config struct {
 	// a DNS name, resolved once at start.
 	AnnounceIPs []string
 	// ICETCPPort is the TCP port for ICE-TCP, the fallback of networks
-	// that block UDP (--ice-tcp-port); 0 disables it. When it is the HTTPS
-	// port (the default, 8443) the two share one listener.
+	// that block UDP (--ice-tcp-port); 0 disables it. The default,
+	// ICETCPSameAsHTTPS, shares the HTTPS listener, whatever port --addr
+	// gives it (as does naming that port). ICE-TCP candidates are
+	// advertised only once that listener serves (Server.Run), on the port
+	// it is bound to.
 	ICETCPPort int
 	// TURN runs the embedded TURN server (--turn), for networks where
 	// neither UDP nor ICE-TCP reaches the SFU. Clients get short-lived
@@ -202,6 +205,9 @@ type Config struct {
 	LogFormat, LogLevel string
 }
 
+// ICETCPSameAsHTTPS, as ICETCPPort, puts ICE-TCP on the HTTPS port.
+const ICETCPSameAsHTTPS = -1
+
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
@@ -248,7 +254,7 @@ func Default() Config {
 		SyncWaitTimeout:    20 * time.Second,
 		ReconnectGrace:     60 * time.Second,
 
-		ICETCPPort:        8443,
+		ICETCPPort:        ICETCPSameAsHTTPS,
 		TURNPort:          3478,
 		TURNCredentialTTL: 12 * time.Hour,
 

@@ -12,7 +12,7 @@ import (
 
 // bindLANFlags defines the flags of ICE-TCP and the embedded TURN server.
 func bindLANFlags(fs *flag.FlagSet, c *Config) {
-	fs.IntVar(&c.ICETCPPort, "ice-tcp-port", c.ICETCPPort, "TCP port for ICE-TCP, for networks that block UDP; the HTTPS port shares its listener (0: off)")
+	fs.IntVar(&c.ICETCPPort, "ice-tcp-port", c.ICETCPPort, "TCP port for ICE-TCP, for networks that block UDP (-1: the HTTPS port of --addr, sharing its listener; 0: off)")
 	fs.BoolVar(&c.TURN, "turn", c.TURN, "run the embedded TURN server and hand clients short-lived credentials for it")
 	fs.IntVar(&c.TURNPort, "turn-port", c.TURNPort, "UDP and TCP port of the embedded TURN server")
 	fs.DurationVar(&c.TURNCredentialTTL, "turn-credential-ttl", c.TURNCredentialTTL, "lifetime of the TURN credentials handed out at join")
@@ -21,8 +21,8 @@ func bindLANFlags(fs *flag.FlagSet, c *Config) {
 // validateLAN checks the ICE and TURN settings.
 func (c *Config) validateLAN() []error {
 	var errs []error
-	if c.ICETCPPort < 0 || c.ICETCPPort > 65535 {
-		errs = append(errs, fmt.Errorf("ice-tcp-port %d: out of range 0-65535", c.ICETCPPort))
+	if c.ICETCPPort < ICETCPSameAsHTTPS || c.ICETCPPort > 65535 {
+		errs = append(errs, fmt.Errorf("ice-tcp-port %d: out of range -1-65535 (-1: the HTTPS port)", c.ICETCPPort))
 	}
 	for _, a := range c.AnnounceIPs {
 		if !ValidHost(a) {

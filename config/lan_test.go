@@ -9,7 +9,7 @@ import (
 
 func TestLANFlags(t *testing.T) {
 	c := Default()
-	if c.ICETCPPort != 8443 || c.TURN || c.TURNPort != 3478 || c.TURNCredentialTTL != 12*time.Hour {
+	if c.ICETCPPort != ICETCPSameAsHTTPS || c.TURN || c.TURNPort != 3478 || c.TURNCredentialTTL != 12*time.Hour {
 		t.Fatalf("defaults: %+v", c)
 	}
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
@@ -41,6 +41,7 @@ func TestValidateLAN(t *testing.T) {
 		want string
 	}{
 		{func(c *Config) { c.ICETCPPort = 70000 }, "ice-tcp-port"},
+		{func(c *Config) { c.ICETCPPort = -2 }, "ice-tcp-port"},
 		{func(c *Config) { c.AnnounceIPs = []string{"http://x"} }, "announce-ip"},
 		{func(c *Config) { c.AnnounceIPs = []string{"10.0.0"} }, "announce-ip"},
 		{func(c *Config) { c.AnnounceIPs = []string{"-bad.example"} }, "announce-ip"},

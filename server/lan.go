@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/matinee-dev/matinee/config"
@@ -58,11 +59,13 @@ func newLANSetup(ctx context.Context, cfg config.Config, log *slog.Logger) (*lan
 	if a, err := netip.ParseAddr(host); err == nil {
 		ip = a.AsSlice()
 	}
-	if strconv.Itoa(cfg.ICETCPPort) == port {
+	if cfg.ICETCPPort == config.ICETCPSameAsHTTPS || strconv.Itoa(cfg.ICETCPPort) == port {
 		// One TCP port for HTTPS and ICE-TCP: Run's listener hands ICE
 		// connections over by their first byte. A firewall rule for the
-		// web page then lets media through too.
-		l.share = newHandoffListener(&net.TCPAddr{IP: ip, Port: cfg.ICETCPPort})
+		// web page then lets media through too. Its port is known once
+		// Run listens (split); until then (and when the handler is served
+		// by something else) no ICE-TCP candidate is advertised.
+		l.share = newHandoffListener(&net.TCPAddr{IP: ip, Port: 0})
 		l.iceTCP = l.share
 		return l, nil
 	}
@@ -206,6 +209,7 @@ func (l *lanSetup) split(ln net.Listener) net.Listener {
 	if l == nil || l.share == nil {
 		return ln
 	}
+	l.share.setAddr(ln.Addr())
 	return newSplitListener(ln, l.share)
 }
 
@@ -235,15 +239,21 @@ func lanAddrsOf(cfg config.Config, log *slog.Logger) []netip.Addr {
 // handoffListener is a net.Listener whose connections are handed to it by
 // another listener.
 type handoffListener struct {
-	addr  net.Addr
+	addr  atomic.Pointer[net.Addr]
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
 }
 
 func newHandoffListener(addr net.Addr) *handoffListener {
-	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+	l := &handoffListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	l.setAddr(addr)
+	return l
 }
+
+// setAddr sets the address the listener reports: the one of the
+// listener that hands it connections, once that one is bound.
+func (l *handoffListener) setAddr(a net.Addr) { l.addr.Store(&a) }
 
 func (l *handoffListener) Accept() (net.Conn, error) {
 	select {
@@ -269,7 +279,7 @@ func (l *handoffListener) Close() error {
 	return nil
 }
 
-func (l *handoffListener) Addr() net.Addr { return l.addr }
+func (l *handoffListener) Addr() net.Addr { return *l.addr.Load() }
 
 // splitListener accepts on a TCP listener and sorts connections by their
 // first byte: a TLS record starts with 0x16 (and plain HTTP with a

@@ -60,10 +60,26 @@ func TestNewLANSetupSharesOnlyTheHTTPSPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.share == nil || l.iceTCP != l.share || l.share.Addr().String() != "127.0.0.1:8443" {
+	// Shared, and without a port until the HTTPS listener is bound.
+	if l.share == nil || l.iceTCP != l.share || l.share.Addr().String() != "127.0.0.1:0" {
 		t.Fatalf("default: ICE-TCP %v not shared with HTTPS", l.iceTCP)
 	}
+	https, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := l.split(https)
+	if l.share.Addr().String() != https.Addr().String() {
+		t.Fatalf("shared ICE-TCP listener reports %v, HTTPS is bound to %v", l.share.Addr(), https.Addr())
+	}
+	_ = sp.Close()
 	l.close()
+	// Naming the HTTPS port shares it too; --addr elsewhere moves both.
+	cfg.Addr, cfg.ICETCPPort = "127.0.0.1:9443", 9443
+	if l, _ := newLANSetup(context.Background(), cfg, nil); l.share == nil {
+		t.Fatal("ice-tcp-port equal to the HTTPS port: not shared")
+	}
+	cfg.Addr = "127.0.0.1:8443"
 	cfg.ICETCPPort = 0
 	if l, _ := newLANSetup(context.Background(), cfg, nil); l.iceTCP != nil {
 		t.Fatal("ice-tcp-port 0 still opened a listener")

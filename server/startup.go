@@ -52,7 +52,7 @@ func (s *Server) iceTCPWords() string {
 	case s.lan == nil || s.lan.iceTCP == nil:
 		return "off"
 	case s.lan.share != nil:
-		return fmt.Sprintf("port %d (shared with HTTPS)", s.cfg.ICETCPPort)
+		return fmt.Sprintf("port %d (shared with HTTPS)", portOf(s.lan.share.Addr()))
 	default:
 		return fmt.Sprintf("port %d", s.cfg.ICETCPPort)
 	}

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/pion/dtls/v3"
@@ -21,6 +22,17 @@ const (
 	ptVP8RTX    = 97
 	ptVP9       = 98
 	ptVP9RTX    = 99
+	// Packetization-mode 0 and plain-baseline variants: registered so that
+	// pion matches them exactly in a client's offer; the SFU never offers
+	// them itself (routerCodecFor prefers the mode-1 entries above).
+	ptH264CB0    = 106
+	ptH264CB0RTX = 107
+	ptH264M0     = 108
+	ptH264M0RTX  = 109
+	ptH264B      = 112
+	ptH264BRTX   = 113
+	ptH264B0     = 114
+	ptH264B0RTX  = 115
 )
 
 var videoFeedback = []webrtc.RTCPFeedback{
@@ -64,6 +76,14 @@ func routerCodecs() []webrtc.RTPCodecParameters {
 		rtx(ptVP8RTX, ptVP8),
 		video(webrtc.MimeTypeVP9, "profile-id=0", ptVP9),
 		rtx(ptVP9RTX, ptVP9),
+		video(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f", ptH264CB0),
+		rtx(ptH264CB0RTX, ptH264CB0),
+		video(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=4d001f", ptH264M0),
+		rtx(ptH264M0RTX, ptH264M0),
+		video(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", ptH264B),
+		rtx(ptH264BRTX, ptH264B),
+		video(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f", ptH264B0),
+		rtx(ptH264B0RTX, ptH264B0),
 	}
 }
 
@@ -119,6 +139,9 @@ func fmtpParam(line, key string) string {
 	return ""
 }
 
+// acceptedText names what the router forwards, for refusals.
+const acceptedText = "Opus; H.264 constrained baseline (42xxxx) or main (4dxxxx) profile with packetization-mode 0 or 1 (no packetization-mode means 0); VP8; VP9 profile 0"
+
 // h264Profile classifies an H.264 profile-level-id by profile_idc and the
 // constraint flags that matter for decoding: "cb" (constrained baseline,
 // which baseline with constraint_set1 is), "main", or "other".
@@ -136,12 +159,36 @@ func h264Profile(fmtp string) string {
 	return "other"
 }
 
-// codecRank orders video codecs by the router's preference; lower is
-// better, -1 means not accepted.
+// h264Mode is an H.264 format's packetization-mode; RFC 6184 section 8.1
+// makes an absent one 0 (single NAL unit mode).
+func h264Mode(fmtp string) string {
+	if m := fmtpParam(fmtp, "packetization-mode"); m != "" {
+		return m
+	}
+	return "0"
+}
+
+// vp9Profile is a VP9 format's profile-id, 0 when absent (RFC 9628).
+func vp9Profile(fmtp string) string {
+	if p := fmtpParam(fmtp, "profile-id"); p != "" {
+		return p
+	}
+	return "0"
+}
+
+func isRTX(c webrtc.RTPCodecCapability) bool {
+	return strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX)
+}
+
+// codecRank orders codecs by the router's preference; lower is better,
+// -1 means not forwarded. H.264 in packetization-mode 0 or 1 is
+// forwarded: a mode-0 stream is single NAL units, which a mode-1
+// receiver takes too (see canForward). VP9 profile 2 (10-bit), AV1 and
+// H.265 are not: the recorder and the keyframe logic know none of them.
 func codecRank(c webrtc.RTPCodecCapability) int {
 	switch strings.ToLower(c.MimeType) {
 	case "video/h264":
-		if fmtpParam(c.SDPFmtpLine, "packetization-mode") != "1" {
+		if m := h264Mode(c.SDPFmtpLine); m != "0" && m != "1" {
 			return -1
 		}
 		switch h264Profile(c.SDPFmtpLine) {
@@ -154,7 +201,7 @@ func codecRank(c webrtc.RTPCodecCapability) int {
 	case "video/vp8":
 		return 2
 	case "video/vp9":
-		if p := fmtpParam(c.SDPFmtpLine, "profile-id"); p != "" && p != "0" {
+		if vp9Profile(c.SDPFmtpLine) != "0" {
 			return -1
 		}
 		return 3
@@ -164,59 +211,91 @@ func codecRank(c webrtc.RTPCodecCapability) int {
 	return -1
 }
 
-// sameCodec reports whether a negotiated codec carries the same bitstream
-// as a producer's, so its packets can be forwarded untouched.
+// sameCodec reports whether two formats describe the same bitstream.
 func sameCodec(a, b webrtc.RTPCodecCapability) bool {
-	if !strings.EqualFold(a.MimeType, b.MimeType) {
+	return canForward(a, b) && canForward(b, a)
+}
+
+// canForward reports whether packets of a source in format src can be
+// forwarded untouched to a receiver that negotiated format dst. For H.264
+// the profile must match and the packetization modes be compatible: a
+// mode-0 source (single NAL unit packets only) suits a mode-1 receiver,
+// but a mode-1 source, which fragments (FU-A) and aggregates (STAP-A),
+// does not suit a mode-0 receiver.
+func canForward(src, dst webrtc.RTPCodecCapability) bool {
+	if !strings.EqualFold(src.MimeType, dst.MimeType) {
 		return false
 	}
-	switch strings.ToLower(a.MimeType) {
+	switch strings.ToLower(src.MimeType) {
 	case "video/h264":
-		return h264Profile(a.SDPFmtpLine) == h264Profile(b.SDPFmtpLine) &&
-			fmtpParam(a.SDPFmtpLine, "packetization-mode") == fmtpParam(b.SDPFmtpLine, "packetization-mode")
+		if h264Profile(src.SDPFmtpLine) != h264Profile(dst.SDPFmtpLine) {
+			return false
+		}
+		ms, md := h264Mode(src.SDPFmtpLine), h264Mode(dst.SDPFmtpLine)
+		return ms == md || ms == "0" && md == "1"
 	case "video/vp9":
-		pa, pb := fmtpParam(a.SDPFmtpLine, "profile-id"), fmtpParam(b.SDPFmtpLine, "profile-id")
-		if pa == "" {
-			pa = "0"
-		}
-		if pb == "" {
-			pb = "0"
-		}
-		return pa == pb
+		return vp9Profile(src.SDPFmtpLine) == vp9Profile(dst.SDPFmtpLine)
 	}
 	return true
 }
 
-// pickCodec chooses, among a client's negotiated codecs of one kind, the
-// first (in the client's order of preference) that the router accepts, and
-// the RTX codec that repairs it (if any). The client decides because only
-// it knows what its encoder can produce; Matinee's web client lists H.264
-// first.
-func pickCodec(codecs []webrtc.RTPCodecParameters) (main webrtc.RTPCodecParameters, rtx *webrtc.RTPCodecParameters, ok bool) {
+// acceptedCodecs keeps, in the given order, every codec the router
+// forwards and the RTX formats that repair them (each right after its
+// codec): what an answer may carry so the client sends whichever of
+// them it has.
+func acceptedCodecs(codecs []webrtc.RTPCodecParameters) []webrtc.RTPCodecParameters {
+	var out []webrtc.RTPCodecParameters
 	for _, c := range codecs {
-		if codecRank(c.RTPCodecCapability) >= 0 {
-			main, ok = c, true
-			break
+		if isRTX(c.RTPCodecCapability) || codecRank(c.RTPCodecCapability) < 0 {
+			continue
+		}
+		out = append(out, c)
+		for _, r := range codecs {
+			if isRTXFor(r, uint8(c.PayloadType)) {
+				out = append(out, r)
+				break
+			}
 		}
 	}
-	if !ok {
-		return main, nil, false
-	}
-	for i, c := range codecs {
-		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && fmtpParam(c.SDPFmtpLine, "apt") == fmt.Sprint(main.PayloadType) {
-			rtx = &codecs[i]
-			break
+	return out
+}
+
+// primaryCodecs drops the RTX formats.
+func primaryCodecs(codecs []webrtc.RTPCodecParameters) []webrtc.RTPCodecParameters {
+	var out []webrtc.RTPCodecParameters
+	for _, c := range codecs {
+		if !isRTX(c.RTPCodecCapability) {
+			out = append(out, c)
 		}
 	}
-	return main, rtx, true
+	return out
+}
+
+// payloadTypeFor returns the payload type, among negotiated codecs, that
+// can carry a source in format src, and that of its RTX (0: none).
+func payloadTypeFor(codecs []webrtc.RTPCodecParameters, src webrtc.RTPCodecCapability) (pt, rtxPT uint8, ok bool) {
+	for _, c := range codecs {
+		if isRTX(c.RTPCodecCapability) || !canForward(src, c.RTPCodecCapability) {
+			continue
+		}
+		pt = uint8(c.PayloadType)
+		for _, r := range codecs {
+			if isRTXFor(r, pt) {
+				rtxPT = uint8(r.PayloadType)
+				break
+			}
+		}
+		return pt, rtxPT, true
+	}
+	return 0, 0, false
 }
 
 // routerCodecFor returns the router's own codec (with its payload type and
-// RTX) that carries the same bitstream as c, for offering to subscribers.
+// RTX) that can carry a source in format c, for offering to subscribers.
 func routerCodecFor(c webrtc.RTPCodecCapability) (main webrtc.RTPCodecParameters, rtx *webrtc.RTPCodecParameters, ok bool) {
 	all := routerCodecs()
 	for _, rc := range all {
-		if sameCodec(rc.RTPCodecCapability, c) && !strings.EqualFold(rc.MimeType, webrtc.MimeTypeRTX) {
+		if !isRTX(rc.RTPCodecCapability) && canForward(c, rc.RTPCodecCapability) {
 			main, ok = rc, true
 			break
 		}
@@ -225,31 +304,101 @@ func routerCodecFor(c webrtc.RTPCodecCapability) (main webrtc.RTPCodecParameters
 		return main, nil, false
 	}
 	for i, rc := range all {
-		if strings.EqualFold(rc.MimeType, webrtc.MimeTypeRTX) && fmtpParam(rc.SDPFmtpLine, "apt") == fmt.Sprint(main.PayloadType) {
+		if isRTXFor(rc, uint8(main.PayloadType)) {
 			rtx = &all[i]
 		}
 	}
 	return main, rtx, true
 }
 
-// sectionCodecs lists the codecs an SDP m-section offers, from its rtpmap
-// and fmtp lines, in the offer's order.
-func sectionCodecs(md *sdp.MediaDescription, kind string) []webrtc.RTPCodecCapability {
-	fmtps := map[string]string{}
-	for _, a := range md.Attributes {
-		if a.Key == "fmtp" {
-			pt, v, _ := strings.Cut(a.Value, " ")
-			fmtps[pt] = v
+// routerCodecsFor lists the router's codecs (with RTX) for every format a
+// producer may turn out to send, the first one first, without repeats.
+func routerCodecsFor(formats []webrtc.RTPCodecCapability) []webrtc.RTPCodecParameters {
+	var out []webrtc.RTPCodecParameters
+	seen := map[webrtc.PayloadType]bool{}
+	for _, f := range formats {
+		main, rtx, ok := routerCodecFor(f)
+		if !ok || seen[main.PayloadType] {
+			continue
+		}
+		seen[main.PayloadType] = true
+		out = append(out, main)
+		if rtx != nil {
+			out = append(out, *rtx)
 		}
 	}
-	var out []webrtc.RTPCodecCapability
+	return out
+}
+
+// sectionPayloadCodecs lists the codecs an SDP m-section offers, with their
+// payload types, clock rates, fmtp lines and feedback, in the offer's
+// order.
+func sectionPayloadCodecs(md *sdp.MediaDescription, kind string) []webrtc.RTPCodecParameters {
+	fmtps := map[string]string{}
+	fbs := map[string][]webrtc.RTCPFeedback{}
+	for _, a := range md.Attributes {
+		pt, v, _ := strings.Cut(a.Value, " ")
+		switch a.Key {
+		case "fmtp":
+			fmtps[pt] = v
+		case "rtcp-fb":
+			typ, param, _ := strings.Cut(strings.TrimSpace(v), " ")
+			fbs[pt] = append(fbs[pt], webrtc.RTCPFeedback{Type: typ, Parameter: param})
+		}
+	}
+	var out []webrtc.RTPCodecParameters
 	for _, a := range md.Attributes {
 		if a.Key != "rtpmap" {
 			continue
 		}
 		pt, v, _ := strings.Cut(a.Value, " ")
-		name, _, _ := strings.Cut(v, "/")
-		out = append(out, webrtc.RTPCodecCapability{MimeType: kind + "/" + name, SDPFmtpLine: fmtps[pt]})
+		n, err := strconv.ParseUint(pt, 10, 7)
+		if err != nil {
+			continue
+		}
+		parts := strings.Split(strings.TrimSpace(v), "/")
+		c := webrtc.RTPCodecParameters{PayloadType: webrtc.PayloadType(n)}
+		c.MimeType = kind + "/" + parts[0]
+		if len(parts) > 1 {
+			r, _ := strconv.ParseUint(parts[1], 10, 32)
+			c.ClockRate = uint32(r)
+		}
+		if len(parts) > 2 {
+			ch, _ := strconv.ParseUint(parts[2], 10, 16)
+			c.Channels = uint16(ch)
+		}
+		c.SDPFmtpLine = fmtps[pt]
+		c.RTCPFeedback = append(append([]webrtc.RTCPFeedback(nil), fbs[pt]...), fbs["*"]...)
+		out = append(out, c)
 	}
 	return out
+}
+
+// sectionCodecs lists the formats an SDP m-section offers, in its order.
+func sectionCodecs(md *sdp.MediaDescription, kind string) []webrtc.RTPCodecCapability {
+	var out []webrtc.RTPCodecCapability
+	for _, c := range sectionPayloadCodecs(md, kind) {
+		out = append(out, c.RTPCodecCapability)
+	}
+	return out
+}
+
+// describeFormats names formats for an error message, e.g.
+// "H264 (packetization-mode=2;profile-level-id=64001f), VP9 (profile-id=2)".
+func describeFormats(formats []webrtc.RTPCodecCapability) string {
+	var parts []string
+	for _, f := range formats {
+		if isRTX(f) {
+			continue
+		}
+		_, name, _ := strings.Cut(f.MimeType, "/")
+		if f.SDPFmtpLine != "" {
+			name += " (" + f.SDPFmtpLine + ")"
+		}
+		parts = append(parts, name)
+	}
+	if len(parts) == 0 {
+		return "no codec"
+	}
+	return strings.Join(parts, ", ")
 }

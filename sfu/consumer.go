@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +70,15 @@ type Consumer struct {
 	rtxSSRC  uint32
 	rtxPT    uint8
 	rtxSeq   uint16
-	rtxBuf   [maxCachedPayload + 2]byte
+	// codecs are the formats negotiated with the subscriber for this
+	// track, with its payload types, and negRTX the repair SSRC pion
+	// gave the sender (0: none): pt and rtxPT are chosen among them for
+	// the producer's codec (applyCodec), under mu.
+	codecs []webrtc.RTPCodecParameters
+	negRTX uint32
+	// offered are the formats the SFU offered for the track (Consume).
+	offered []webrtc.RTPCodecParameters
+	rtxBuf  [maxCachedPayload + 2]byte
 	// twccID is the transport-wide sequence number extension's id in
 	// this consumer's m-section, 0 when the subscriber did not negotiate
 	// it there (srtpout.go stamps only then).
@@ -100,14 +107,7 @@ func newConsumer(t *Transport, p *Producer, paused bool) *Consumer {
 	}
 	c.tl.reset()
 	c.maxLayer.Store(maxLayers - 1)
-	c.munger.Reset(p.codec.ClockRate, binary.BigEndian.Uint16(seed[:2]), binary.BigEndian.Uint32(seed[2:]))
-	if p.codec.ClockRate == 0 {
-		clock := uint32(90000)
-		if p.kind == KindAudio {
-			clock = 48000
-		}
-		c.munger.Reset(clock, binary.BigEndian.Uint16(seed[:2]), binary.BigEndian.Uint32(seed[2:]))
-	}
+	c.munger.Reset(p.clockRate(), binary.BigEndian.Uint16(seed[:2]), binary.BigEndian.Uint32(seed[2:]))
 	c.paused.Store(paused)
 	if p.kind == KindVideo {
 		n := history(t)
@@ -401,26 +401,79 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 type consumerTrack struct{ c *Consumer }
 
 // Bind is called by pion once the subscriber has answered, with the
-// negotiated codecs.
+// negotiated codecs. Only formats the SFU offered for this track and the
+// subscriber kept in its m-section of the answer count: pion's list is
+// per kind, not per m-section.
 func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	c := ct.c
-	for _, cp := range ctx.CodecParameters() {
-		if strings.EqualFold(cp.MimeType, webrtc.MimeTypeRTX) || !sameCodec(cp.RTPCodecCapability, c.producer.codec) {
-			continue
+	negotiated := ctx.CodecParameters()
+	if c.transceiver != nil {
+		c.transport.mu.Lock()
+		if a, ok := c.transport.answered[c.transceiver.Mid()]; ok {
+			negotiated = a
 		}
-		c.mu.Lock()
-		c.writer = ctx.WriteStream()
-		c.ssrc = uint32(ctx.SSRC())
-		c.pt = uint8(cp.PayloadType)
-		c.rtxSSRC, c.rtxPT = rtxFor(ctx, ctx.CodecParameters(), c.pt)
-		c.twccID = twccExtensionID(ctx)
-		c.mu.Unlock()
-		if c.transport.connected.Load() {
-			c.restart()
-		}
-		return cp, nil
+		c.transport.mu.Unlock()
 	}
-	return webrtc.RTPCodecParameters{}, fmt.Errorf("consumer %s: subscriber does not accept %s: %w", c.id, c.producer.codec.MimeType, webrtc.ErrUnsupportedCodec)
+	c.mu.Lock()
+	var codecs []webrtc.RTPCodecParameters
+	for _, cp := range negotiated {
+		for _, o := range c.offered {
+			if o.PayloadType == cp.PayloadType {
+				codecs = append(codecs, cp)
+				break
+			}
+		}
+	}
+	c.codecs, c.negRTX = codecs, uint32(ctx.SSRCRetransmission())
+	chosen, ok := c.applyCodec()
+	if !ok {
+		c.mu.Unlock()
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("consumer %s: subscriber does not accept %s: %w", c.id, c.producer.format().MimeType, webrtc.ErrUnsupportedCodec)
+	}
+	c.writer = ctx.WriteStream()
+	c.ssrc = uint32(ctx.SSRC())
+	c.twccID = twccExtensionID(ctx)
+	c.mu.Unlock()
+	if c.transport.connected.Load() {
+		c.restart()
+	}
+	return chosen, nil
+}
+
+// applyCodec chooses, with c.mu held, the payload types (media and RTX)
+// that carry the producer's codec among those negotiated, and returns
+// the chosen format.
+func (c *Consumer) applyCodec() (webrtc.RTPCodecParameters, bool) {
+	pt, rtxPT, ok := payloadTypeFor(c.codecs, c.producer.format())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, false
+	}
+	c.pt = pt
+	c.rtxSSRC, c.rtxPT = 0, 0
+	if rtxPT != 0 && c.negRTX != 0 {
+		c.rtxSSRC, c.rtxPT = c.negRTX, rtxPT
+	}
+	for _, cp := range c.codecs {
+		if uint8(cp.PayloadType) == pt {
+			return cp, true
+		}
+	}
+	return webrtc.RTPCodecParameters{}, false
+}
+
+// codecChanged follows the producer's codec once its first packet told
+// it: the payload types change to the ones negotiated for it; a
+// subscriber that negotiated none gets nothing.
+func (c *Consumer) codecChanged() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.codecs == nil {
+		return // not bound yet: Bind chooses
+	}
+	if _, ok := c.applyCodec(); !ok {
+		c.writer = nil
+		c.transport.log.Info("subscriber did not negotiate the codec the publisher sends", "consumer", c.id, "codec", c.producer.format().MimeType)
+	}
 }
 
 func (ct consumerTrack) Unbind(webrtc.TrackLocalContext) error {

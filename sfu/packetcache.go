@@ -209,20 +209,6 @@ func (c *Consumer) Retransmits() (sent, missed uint64) {
 	return c.retransmits.Load(), c.nackMisses.Load()
 }
 
-// rtxFor finds the repair stream negotiated for payload type pt: its SSRC
-// from the sender and its payload type among the codecs.
-func rtxFor(ctx webrtc.TrackLocalContext, codecs []webrtc.RTPCodecParameters, pt uint8) (ssrc uint32, rtxPT uint8) {
-	if ctx == nil || ctx.SSRCRetransmission() == 0 {
-		return 0, 0
-	}
-	for _, cp := range codecs {
-		if isRTXFor(cp, pt) {
-			return uint32(ctx.SSRCRetransmission()), uint8(cp.PayloadType)
-		}
-	}
-	return 0, 0
-}
-
 func isRTXFor(cp webrtc.RTPCodecParameters, pt uint8) bool {
 	return strings.EqualFold(cp.MimeType, webrtc.MimeTypeRTX) && fmtpParam(cp.SDPFmtpLine, "apt") == strconv.Itoa(int(pt))
 }

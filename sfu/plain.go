@@ -219,7 +219,7 @@ func (t *PlainTransport) Produce(o PlainProduceOptions) (*Producer, error) {
 // Consume sends producer p's RTP to the remote. Video starts on a
 // keyframe.
 func (t *PlainTransport) Consume(p *Producer) (*Consumer, error) {
-	pc := &plainConsumer{t: t, codec: p.codec, pt: uint8(p.payloadType())}
+	pc := &plainConsumer{t: t, codec: p.format(), pt: uint8(p.payloadType())}
 	c, err := t.inner.ConsumeDirect(p, pc)
 	if err != nil {
 		return nil, err

@@ -37,10 +37,18 @@ const maxLayers = 3
 // Producer is one track a client sends: audio, or video with up to three
 // simulcast layers.
 type Producer struct {
-	id        string
-	kind      Kind
-	codec     webrtc.RTPCodecCapability
-	kfCodec   keyframe.Codec
+	id   string
+	kind Kind
+	// codec is the format the publisher sends. When its answer allowed
+	// several (formats), the first is assumed until the first packet's
+	// payload type tells (resolveCodec).
+	codec   atomic.Pointer[webrtc.RTPCodecCapability]
+	kfCodec atomic.Uint32 // keyframe.Codec of codec
+	formats []webrtc.RTPCodecCapability
+	// resolved is set once codec is known for sure; until then the
+	// router's observers are not told of the producer (announce).
+	resolved  atomic.Bool
+	announce  []func()
 	appData   any
 	stream    string
 	transport *Transport
@@ -118,13 +126,14 @@ func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapa
 	p := &Producer{
 		id:        newID("pr"),
 		kind:      kind,
-		codec:     codec,
-		kfCodec:   keyframe.FromMime(codec.MimeType),
+		formats:   []webrtc.RTPCodecCapability{codec},
 		appData:   appData,
 		stream:    stream,
 		transport: t,
 		in:        in,
 	}
+	p.setCodec(codec)
+	p.resolved.Store(true)
 	empty := []*Consumer{}
 	p.consumers.Store(&empty)
 	p.writePLI = func(ssrc uint32) error {
@@ -143,7 +152,91 @@ func (p *Producer) ID() string { return p.id }
 func (p *Producer) Kind() Kind { return p.kind }
 
 // Codec returns the negotiated codec's mime type and fmtp line.
-func (p *Producer) Codec() (mime, fmtp string) { return p.codec.MimeType, p.codec.SDPFmtpLine }
+func (p *Producer) Codec() (mime, fmtp string) {
+	c := p.format()
+	return c.MimeType, c.SDPFmtpLine
+}
+
+// format returns the format the producer sends (or, before its first
+// packet, is assumed to send).
+func (p *Producer) format() webrtc.RTPCodecCapability { return *p.codec.Load() }
+
+func (p *Producer) setCodec(c webrtc.RTPCodecCapability) {
+	p.codec.Store(&c)
+	p.kfCodec.Store(uint32(keyframe.FromMime(c.MimeType)))
+}
+
+// setFormats records every format the publisher's answer allows, in the
+// answer's order; with more than one, which is sent is known only from
+// the first packet.
+func (p *Producer) setFormats(formats []webrtc.RTPCodecCapability) {
+	p.formats = formats
+	p.setCodec(formats[0])
+	p.resolved.Store(len(formats) < 2)
+}
+
+// possibleFormats lists what the producer may send: its codec once
+// known, every format its answer allows until then.
+func (p *Producer) possibleFormats() []webrtc.RTPCodecCapability {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.resolved.Load() {
+		return []webrtc.RTPCodecCapability{p.format()}
+	}
+	return p.formats
+}
+
+// whenResolved runs f once the producer's codec is known (now, if it is).
+func (p *Producer) whenResolved(f func()) {
+	p.mu.Lock()
+	if !p.resolved.Load() {
+		p.announce = append(p.announce, f)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	f()
+}
+
+// resolveCodec fixes the producer's codec from what the first packet
+// carries (actual, from its payload type), before that packet is
+// forwarded. Consumers negotiated with the assumed format switch their
+// payload type to the actual one.
+func (p *Producer) resolveCodec(actual webrtc.RTPCodecCapability) {
+	if p.resolved.Load() {
+		return
+	}
+	p.mu.Lock()
+	if p.resolved.Load() {
+		p.mu.Unlock()
+		return
+	}
+	changed := false
+	if actual.MimeType != "" && !sameCodec(actual, p.format()) {
+		f := actual
+		for _, x := range p.formats {
+			if sameCodec(x, actual) {
+				f = x // the format as answered
+				break
+			}
+		}
+		p.setCodec(f)
+		changed = true
+	}
+	p.resolved.Store(true)
+	fs := p.announce
+	p.announce = nil
+	cs := *p.consumers.Load()
+	p.mu.Unlock()
+	if changed {
+		for _, c := range cs {
+			c.codecChanged()
+		}
+	}
+	for _, f := range fs {
+		f()
+	}
+}
 
 // AppData returns the data given with the track at Publish.
 func (p *Producer) AppData() any { return p.appData }
@@ -280,6 +373,8 @@ func readLoop(in *inbound, track *webrtc.TrackRemote) {
 	var nacks nackLog
 	rid := track.RID()
 	ssrc := uint32(track.SSRC())
+	// pion read the first packet already: its payload type named the codec.
+	codec := track.Codec().RTPCodecCapability
 	for {
 		n, _, err := track.Read(buf)
 		if err != nil {
@@ -290,6 +385,7 @@ func readLoop(in *inbound, track *webrtc.TrackRemote) {
 			continue
 		}
 		if p != cur {
+			p.resolveCodec(codec)
 			cur, idx = p, p.layerIndex(rid, ssrc)
 		}
 		if idx < 0 {
@@ -334,11 +430,12 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 		l.frames.Add(1)
 	}
 	isKey := p.kind == KindAudio
+	kfc := keyframe.Codec(p.kfCodec.Load())
 	if !isKey && len(pkt.Payload) > 0 {
-		isKey = keyframe.Is(p.kfCodec, pkt.Payload)
+		isKey = keyframe.Is(kfc, pkt.Payload)
 		if isKey {
 			l.lastKeyframe.Store(now.UnixNano())
-			if w, h, ok := keyframe.Dimensions(p.kfCodec, pkt.Payload); ok {
+			if w, h, ok := keyframe.Dimensions(kfc, pkt.Payload); ok {
 				l.width.Store(uint32(w))
 				l.height.Store(uint32(h))
 			}
@@ -349,7 +446,7 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 		p.cache(idx).put(pkt)
 	}
 	var d vp8desc.Descriptor
-	desc := l.temporal.parse(p.kfCodec, pkt, now, &d)
+	desc := l.temporal.parse(kfc, pkt, now, &d)
 	for _, c := range *p.consumers.Load() {
 		c.forward(idx, pkt, isKey, desc, now, b)
 	}
@@ -451,7 +548,7 @@ func (p *Producer) Close() {
 // payloadType is the router's payload type for the producer's codec, used
 // by consumers that choose their own (direct and plain RTP).
 func (p *Producer) payloadType() webrtc.PayloadType {
-	if main, _, ok := routerCodecFor(p.codec); ok {
+	if main, _, ok := routerCodecFor(p.format()); ok {
 		return main.PayloadType
 	}
 	return 96
@@ -461,10 +558,10 @@ func (p *Producer) payloadType() webrtc.PayloadType {
 func (p *Producer) PayloadType() uint8 { return uint8(p.payloadType()) }
 
 // ClockRate returns the RTP clock rate of the producer's codec.
-func (p *Producer) ClockRate() uint32 { return p.codec.ClockRate }
+func (p *Producer) ClockRate() uint32 { return p.format().ClockRate }
 
 // Channels returns the audio channel count of the codec (0 for video).
-func (p *Producer) Channels() uint16 { return p.codec.Channels }
+func (p *Producer) Channels() uint16 { return p.format().Channels }
 
 // noteSenderReport records a publisher's RTCP sender report: the mapping
 // from a layer's RTP timestamps to wall-clock (NTP) time, which lets

@@ -87,9 +87,13 @@ func (r *Router) addProducer(p *Producer) error {
 		obs = append(obs, f)
 	}
 	r.mu.Unlock()
-	for _, f := range obs {
-		f(p)
-	}
+	// Observers (recorders, the WHEP stage) need the codec, which a
+	// publisher allowed several may only tell with its first packet.
+	p.whenResolved(func() {
+		for _, f := range obs {
+			f(p)
+		}
+	})
 	return nil
 }
 

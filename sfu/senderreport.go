@@ -28,8 +28,8 @@ func toNTP(t time.Time) uint64 {
 
 // clockRate is the RTP clock of the producer's codec.
 func (p *Producer) clockRate() uint32 {
-	if p.codec.ClockRate != 0 {
-		return p.codec.ClockRate
+	if r := p.codec.Load().ClockRate; r != 0 {
+		return r
 	}
 	if p.kind == KindAudio {
 		return 48000

@@ -72,9 +72,12 @@ type Transport struct {
 	inbound   map[string]*inbound // by mid, Send transports
 	consumers map[string]*Consumer
 	pendingCa []webrtc.ICECandidateInit
-	closed    bool
-	timer     *time.Timer
-	failed    bool
+	// answered are the codecs of each m-section (by mid) of the client's
+	// latest answer, Recv transports.
+	answered map[string][]webrtc.RTPCodecParameters
+	closed   bool
+	timer    *time.Timer
+	failed   bool
 
 	negMu        sync.Mutex
 	offerPending bool
@@ -275,6 +278,9 @@ func parseOffer(raw string) (*sdp.SessionDescription, []mediaSection, error) {
 	if err := sd.UnmarshalString(raw); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
+	if err := checkUnifiedPlan(&sd); err != nil {
+		return nil, nil, err
+	}
 	var out []mediaSection
 	for _, md := range sd.MediaDescriptions {
 		kind := md.MediaName.Media
@@ -301,6 +307,50 @@ func parseOffer(raw string) (*sdp.SessionDescription, []mediaSection, error) {
 		out = append(out, ms)
 	}
 	return &sd, out, nil
+}
+
+// checkUnifiedPlan refuses Plan B: an m-section that carries more than
+// one track, i.e. SSRCs that no ssrc-group ties together (FID and FEC-FR
+// pair a repair stream with its media, SIM the encodings of one track).
+// Matinee speaks Unified Plan only, one track per m-section. With
+// a=simulcast, the SSRCs are the encodings of the one track.
+func checkUnifiedPlan(sd *sdp.SessionDescription) error {
+	for i, md := range sd.MediaDescriptions {
+		if _, ok := md.Attribute("simulcast"); ok {
+			continue
+		}
+		var ssrcs []string
+		seen := map[string]bool{}
+		tied := map[string]bool{} // SSRCs that are not a track of their own
+		for _, a := range md.Attributes {
+			switch a.Key {
+			case "ssrc":
+				id, _, _ := strings.Cut(a.Value, " ")
+				if !seen[id] {
+					seen[id] = true
+					ssrcs = append(ssrcs, id)
+				}
+			case "ssrc-group":
+				f := strings.Fields(a.Value)
+				if len(f) > 2 {
+					for _, id := range f[2:] {
+						tied[id] = true // repair streams and further encodings
+					}
+				}
+			}
+		}
+		tracks := 0
+		for _, id := range ssrcs {
+			if !tied[id] {
+				tracks++
+			}
+		}
+		if tracks > 1 {
+			mid, _ := md.Attribute("mid")
+			return fmt.Errorf("%w: m-section %d (mid=%s) carries %d tracks (a=ssrc lines not tied by a=ssrc-group): Plan B SDP is not supported, send one track per m-section (Unified Plan)", ErrBadSDP, i, mid, tracks)
+		}
+	}
+	return nil
 }
 
 // Publish applies a client's offer to a Send transport and returns the
@@ -332,7 +382,7 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 			}
 		}
 		if !ok {
-			return "", nil, fmt.Errorf("%w: m-section mid=%s offers no codec the router accepts (Opus, H.264 packetization-mode=1, VP8, VP9 profile 0)", ErrBadSDP, ms.mid)
+			return "", nil, fmt.Errorf("%w: m-section mid=%s offers no codec the router forwards (it offers %s; forwarded: %s)", ErrBadSDP, ms.mid, describeFormats(ms.codecs), acceptedText)
 		}
 	}
 	t.negMu.Lock()
@@ -363,22 +413,26 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 		case !ms.sending && cur != nil:
 			toClose = append(toClose, cur)
 		case ms.sending && cur == nil && tr != nil:
-			main, rtx, ok := pickCodec(tr.Receiver().GetParameters().Codecs)
-			if !ok {
-				return "", nil, fmt.Errorf("%w: no usable codec for mid=%s", ErrBadSDP, ms.mid)
-			}
-			prefs := []webrtc.RTPCodecParameters{main}
-			if rtx != nil {
-				prefs = append(prefs, *rtx)
+			// The answer carries every offered format the router
+			// forwards: the publisher sends whichever it has, and the
+			// first packet tells which (Producer.resolveCodec).
+			prefs := acceptedCodecs(tr.Receiver().GetParameters().Codecs)
+			if len(prefs) == 0 {
+				return "", nil, fmt.Errorf("%w: m-section mid=%s: no codec the router forwards was negotiated (offered %s; forwarded: %s)", ErrBadSDP, ms.mid, describeFormats(ms.codecs), acceptedText)
 			}
 			if err := tr.SetCodecPreferences(prefs); err != nil {
 				return "", nil, fmt.Errorf("%w: codec for mid=%s: %v", ErrBadSDP, ms.mid, err)
+			}
+			var formats []webrtc.RTPCodecCapability
+			for _, c := range primaryCodecs(prefs) {
+				formats = append(formats, c.RTPCodecCapability)
 			}
 			kind := KindAudio
 			if ms.kind == "video" {
 				kind = KindVideo
 			}
-			p := newProducer(t, in, kind, main.RTPCodecCapability, tracks[ms.mid].AppData, t.opts.Owner+"/"+ms.stream)
+			p := newProducer(t, in, kind, formats[0], tracks[ms.mid].AppData, t.opts.Owner+"/"+ms.stream)
+			p.setFormats(formats)
 			p.sim = ms.sim
 			t.mu.Lock()
 			in.sim, in.simStarted, in.simRecv = ms.sim, false, nil
@@ -388,6 +442,9 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	}
 	ans, err := t.pc.CreateAnswer(nil)
 	if err != nil {
+		if errors.Is(err, webrtc.ErrIncorrectSDPSemantics) {
+			return "", nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		}
 		return "", nil, fmt.Errorf("create answer: %w", err)
 	}
 	if err := t.pc.SetLocalDescription(ans); err != nil {
@@ -471,9 +528,11 @@ func (t *Transport) Consume(p *Producer, paused bool) (*Consumer, error) {
 	if p.transport.router != t.router {
 		return nil, fmt.Errorf("producer %s is in another router: %w", p.id, ErrNotFound)
 	}
-	main, rtx, ok := routerCodecFor(p.codec)
-	if !ok {
-		return nil, fmt.Errorf("producer %s codec %s: %w", p.id, p.codec.MimeType, ErrInvalidState)
+	// Until the producer's first packet, every format it may send is
+	// offered, so the consumer can follow whichever it turns out to be.
+	prefs := routerCodecsFor(p.possibleFormats())
+	if len(prefs) == 0 {
+		return nil, fmt.Errorf("producer %s codec %s: %w", p.id, p.format().MimeType, ErrInvalidState)
 	}
 	c := newConsumer(t, p, paused)
 	t.negMu.Lock()
@@ -502,11 +561,9 @@ func (t *Transport) Consume(p *Producer, paused bool) (*Consumer, error) {
 		t.negMu.Unlock()
 		return nil, fmt.Errorf("consume %s: transceiver not found", p.id)
 	}
-	prefs := []webrtc.RTPCodecParameters{main}
-	if rtx != nil {
-		prefs = append(prefs, *rtx)
-	}
-	if err := tr.SetCodecPreferences(prefs); err != nil {
+	prefs, err = settablePreferences(tr, prefs)
+	c.offered = prefs
+	if err != nil {
 		_ = t.pc.RemoveTrack(tr.Sender())
 		t.negMu.Unlock()
 		return nil, fmt.Errorf("codec preferences: %w", err)
@@ -529,6 +586,34 @@ func (t *Transport) Consume(p *Producer, paused bool) (*Consumer, error) {
 	}
 	t.negotiate(false)
 	return c, nil
+}
+
+// settablePreferences sets the codec preferences of tr to prefs, or to
+// those of them (each with its RTX) that the PeerConnection can still
+// offer: once a kind is negotiated, pion offers only codecs negotiated
+// before, so a subscriber whose first video carried H.264 alone cannot be
+// offered VP9 later. It returns what was set.
+func settablePreferences(tr *webrtc.RTPTransceiver, prefs []webrtc.RTPCodecParameters) ([]webrtc.RTPCodecParameters, error) {
+	err := tr.SetCodecPreferences(prefs)
+	if err == nil {
+		return prefs, nil
+	}
+	var kept []webrtc.RTPCodecParameters
+	for _, c := range primaryCodecs(prefs) {
+		group := []webrtc.RTPCodecParameters{c}
+		for _, r := range prefs {
+			if isRTXFor(r, uint8(c.PayloadType)) {
+				group = append(group, r)
+			}
+		}
+		if tr.SetCodecPreferences(group) == nil {
+			kept = append(kept, group...)
+		}
+	}
+	if len(kept) == 0 {
+		return nil, err
+	}
+	return kept, tr.SetCodecPreferences(kept)
 }
 
 // negotiate makes a new offer on a Recv transport, or remembers to make
@@ -589,6 +674,17 @@ func (t *Transport) HandleAnswer(answer string) error {
 		t.negMu.Unlock()
 		return fmt.Errorf("no offer outstanding: %w", ErrInvalidState)
 	}
+	// Consumers bind while the answer is applied, and take their payload
+	// types from their own m-section of it (pion's list is per kind).
+	answered := map[string][]webrtc.RTPCodecParameters{}
+	for _, md := range sd.MediaDescriptions {
+		if mid, _ := md.Attribute("mid"); mid != "" && md.MediaName.Port.Value != 0 {
+			answered[mid] = sectionPayloadCodecs(md, md.MediaName.Media)
+		}
+	}
+	t.mu.Lock()
+	t.answered = answered
+	t.mu.Unlock()
 	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.negMu.Unlock()
 		return fmt.Errorf("%w: %v", ErrBadSDP, err)

@@ -2,8 +2,8 @@ package sfu
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/matinee-dev/matinee/sfu/rtpmunge"
@@ -121,10 +121,13 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 	if err := sd.UnmarshalString(offer); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
-	want := map[Kind]bool{}
+	if err := checkUnifiedPlan(&sd); err != nil {
+		return "", err
+	}
+	want := map[Kind][]webrtc.RTPCodecParameters{}
 	for i, md := range sd.MediaDescriptions {
 		kind := Kind(md.MediaName.Media)
-		if kind != KindAudio && kind != KindVideo || want[kind] || md.MediaName.Port.Value == 0 {
+		if kind != KindAudio && kind != KindVideo || want[kind] != nil || md.MediaName.Port.Value == 0 {
 			continue
 		}
 		if mid, _ := md.Attribute("mid"); mid == "" {
@@ -136,12 +139,23 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 		if _, ok := md.Attribute("inactive"); ok {
 			continue
 		}
-		if offersCodec(md, kind) {
-			want[kind] = true
+		// The answer carries exactly the offered formats the router
+		// forwards, with the viewer's own payload types.
+		offered := sectionPayloadCodecs(md, string(kind))
+		acc := acceptedCodecs(offered)
+		if len(acc) == 0 {
+			// Refused rather than answered without this kind: the
+			// viewer would wait for a track that never comes.
+			var fs []webrtc.RTPCodecCapability
+			for _, c := range offered {
+				fs = append(fs, c.RTPCodecCapability)
+			}
+			return "", fmt.Errorf("%w: the %s m-section offers no codec the router forwards (it offers %s; forwarded: %s)", ErrBadSDP, kind, describeFormats(fs), acceptedText)
 		}
+		want[kind] = acc
 	}
 	if len(want) == 0 {
-		return "", fmt.Errorf("%w: the offer receives no audio or video in a codec the router knows (Opus, H.264 packetization-mode=1, VP8, VP9 profile 0)", ErrBadSDP)
+		return "", fmt.Errorf("%w: the offer receives neither audio nor video", ErrBadSDP)
 	}
 
 	t := v.t
@@ -154,8 +168,9 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 		t.negMu.Unlock()
 		return "", fmt.Errorf("viewer answered already: %w", ErrInvalidState)
 	}
+	trs := map[Kind]*webrtc.RTPTransceiver{}
 	for _, kind := range []Kind{KindAudio, KindVideo} {
-		if !want[kind] {
+		if want[kind] == nil {
 			continue
 		}
 		s := &viewerSlot{v: v, kind: kind}
@@ -164,10 +179,11 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 			t.negMu.Unlock()
 			return "", fmt.Errorf("add %s transceiver: %w", kind, err)
 		}
-		if err := tr.SetCodecPreferences(kindCodecs(kind)); err != nil {
+		if err := tr.SetCodecPreferences(want[kind]); err != nil {
 			t.negMu.Unlock()
 			return "", fmt.Errorf("%s codec preferences: %w", kind, err)
 		}
+		trs[kind] = tr
 		v.slots[kind] = s
 		t.mu.Lock()
 		if t.closed {
@@ -190,7 +206,16 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 	ans, err := t.pc.CreateAnswer(nil)
 	if err != nil {
 		t.negMu.Unlock()
+		if errors.Is(err, webrtc.ErrIncorrectSDPSemantics) {
+			return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		}
 		return "", fmt.Errorf("create answer: %w", err)
+	}
+	// Payload types are taken from the answer itself, so what is sent is
+	// always what the viewer was told.
+	if err := v.noteAnswered(ans.SDP, trs); err != nil {
+		t.negMu.Unlock()
+		return "", err
 	}
 	gathered := webrtc.GatheringCompletePromise(t.pc)
 	if err := t.pc.SetLocalDescription(ans); err != nil {
@@ -208,28 +233,58 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 	return t.pc.LocalDescription().SDP, nil
 }
 
-// offersCodec reports whether an m-section lists a codec of kind that the
-// router forwards.
-func offersCodec(md *sdp.MediaDescription, kind Kind) bool {
-	for _, c := range sectionCodecs(md, string(kind)) {
-		if codecRank(c) >= 0 {
+// noteAnswered gives each slot the codecs its m-section of the answer
+// carries.
+func (v *Viewer) noteAnswered(answer string, trs map[Kind]*webrtc.RTPTransceiver) error {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(answer); err != nil {
+		return fmt.Errorf("parse own answer: %w", err)
+	}
+	for kind, tr := range trs {
+		var codecs []webrtc.RTPCodecParameters
+		for _, md := range sd.MediaDescriptions {
+			if mid, _ := md.Attribute("mid"); mid == tr.Mid() && md.MediaName.Port.Value != 0 {
+				codecs = sectionPayloadCodecs(md, string(kind))
+			}
+		}
+		s := v.slots[kind]
+		s.mu.Lock()
+		s.codecs = codecs
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// Carries reports whether the viewer's track of p's kind negotiated a
+// format that can carry p's codec (false when it has no such track).
+func (v *Viewer) Carries(p *Producer) bool {
+	s := v.slots[p.kind]
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range p.possibleFormats() {
+		if _, _, ok := payloadTypeFor(s.codecs, f); ok {
 			return true
 		}
 	}
 	return false
 }
 
-// kindCodecs returns the router's codecs of one kind, in its order of
-// preference, with their RTX: a viewer negotiates all it can take, so a
-// source in any of them can be forwarded without renegotiating.
-func kindCodecs(kind Kind) []webrtc.RTPCodecParameters {
-	var out []webrtc.RTPCodecParameters
-	for _, c := range routerCodecs() {
-		if strings.HasPrefix(c.MimeType, string(kind)+"/") {
-			out = append(out, c)
-		}
+// Formats describes the formats the viewer's track of kind negotiated.
+func (v *Viewer) Formats(kind Kind) string {
+	s := v.slots[kind]
+	if s == nil {
+		return "none"
 	}
-	return out
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fs []webrtc.RTPCodecCapability
+	for _, c := range s.codecs {
+		fs = append(fs, c.RTPCodecCapability)
+	}
+	return describeFormats(fs)
 }
 
 // SetSource makes the viewer's track of kind show producer p (nil: show
@@ -268,10 +323,10 @@ func (v *Viewer) SetSource(kind Kind, p *Producer) error {
 	if s.hasLast {
 		c.munger = s.last
 	}
+	c.codecs, c.negRTX = s.codecs, s.rtxSSRC
 	if s.writer != nil {
-		if pt, ok := s.payloadType(p); ok {
-			c.writer, c.ssrc, c.pt = s.writer, s.ssrc, pt
-			c.rtxSSRC, c.rtxPT = s.rtx(pt)
+		if _, ok := c.applyCodec(); ok {
+			c.writer, c.ssrc = s.writer, s.ssrc
 			c.twccID = s.twccID
 		}
 	}
@@ -291,6 +346,10 @@ func (v *Viewer) SetSource(kind Kind, p *Producer) error {
 		c.Close()
 		return err
 	}
+	// The producer's codec may have become known meanwhile.
+	c.mu.Lock()
+	c.applyCodec()
+	c.mu.Unlock()
 	if t.connected.Load() {
 		c.restart()
 	}
@@ -338,65 +397,29 @@ func (s *viewerSlot) consumerClosed(c *Consumer) {
 	s.mu.Unlock()
 }
 
-// rtx returns the repair stream for payload type pt, if the client
-// negotiated one. Called with s.mu held.
-func (s *viewerSlot) rtx(pt uint8) (ssrc uint32, rtxPT uint8) {
-	if s.rtxSSRC == 0 {
-		return 0, 0
-	}
-	for _, cp := range s.codecs {
-		if isRTXFor(cp, pt) {
-			return s.rtxSSRC, uint8(cp.PayloadType)
-		}
-	}
-	return 0, 0
-}
-
-// payloadType is the client's payload type for p's codec, if negotiated.
-// Called with s.mu held.
-func (s *viewerSlot) payloadType(p *Producer) (uint8, bool) {
-	for _, cp := range s.codecs {
-		if !strings.EqualFold(cp.MimeType, webrtc.MimeTypeRTX) && sameCodec(cp.RTPCodecCapability, p.codec) {
-			return uint8(cp.PayloadType), true
-		}
-	}
-	return 0, false
-}
-
 // bind is called when pion has negotiated the track.
 func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	var first *webrtc.RTPCodecParameters
-	codecs := ctx.CodecParameters()
-	for i, cp := range codecs {
-		if !strings.EqualFold(cp.MimeType, webrtc.MimeTypeRTX) && codecRank(cp.RTPCodecCapability) >= 0 {
-			first = &codecs[i]
-			break
-		}
-	}
-	if first == nil {
+	s.mu.Lock()
+	prim := primaryCodecs(s.codecs)
+	if len(prim) == 0 {
+		s.mu.Unlock()
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("viewer %s track: no codec in common: %w", s.kind, webrtc.ErrUnsupportedCodec)
 	}
-	s.mu.Lock()
 	s.writer = ctx.WriteStream()
 	s.ssrc = uint32(ctx.SSRC())
 	s.rtxSSRC = uint32(ctx.SSRCRetransmission())
-	s.codecs = append([]webrtc.RTPCodecParameters(nil), codecs...)
 	s.twccID = twccExtensionID(ctx)
 	c := s.cur
-	chosen := *first
+	chosen := prim[0]
 	if c != nil {
-		if pt, ok := s.payloadType(c.producer); ok {
-			c.mu.Lock()
-			c.writer, c.ssrc, c.pt = s.writer, s.ssrc, pt
-			c.rtxSSRC, c.rtxPT = s.rtx(pt)
+		c.mu.Lock()
+		c.codecs, c.negRTX = s.codecs, s.rtxSSRC
+		if cp, ok := c.applyCodec(); ok {
+			c.writer, c.ssrc = s.writer, s.ssrc
 			c.twccID = s.twccID
-			c.mu.Unlock()
-			for _, cp := range codecs {
-				if uint8(cp.PayloadType) == pt {
-					chosen = cp
-				}
-			}
+			chosen = cp
 		}
+		c.mu.Unlock()
 	}
 	s.mu.Unlock()
 	if c != nil && s.v.t.connected.Load() {

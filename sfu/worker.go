@@ -87,7 +87,7 @@ type Worker struct {
 	cfg    WorkerConfig
 	log    *slog.Logger
 	mux    *ice.MultiUDPMuxDefault
-	tcpMux *ice.TCPMuxDefault // nil without ICE-TCP
+	tcpMux *tcpMux // nil without ICE-TCP
 	// sendAPI makes the publishers' PeerConnections; receive transports
 	// get an API each (recvAPI).
 	sendAPI *webrtc.API
@@ -354,7 +354,7 @@ func keepIP(ip net.IP) bool {
 
 // openTCPMux returns the ICE-TCP mux on cfg.TCPListener or cfg.TCPPort, or
 // nil when ICE-TCP is off.
-func openTCPMux(cfg WorkerConfig, log *slog.Logger) (*ice.TCPMuxDefault, error) {
+func openTCPMux(cfg WorkerConfig, log *slog.Logger) (*tcpMux, error) {
 	ln := cfg.TCPListener
 	if ln == nil && cfg.TCPPort > 0 {
 		var err error
@@ -371,14 +371,33 @@ func openTCPMux(cfg WorkerConfig, log *slog.Logger) (*ice.TCPMuxDefault, error) 
 		return nil, fmt.Errorf("ice-tcp listener address %v: not a TCP address", ln.Addr())
 	}
 	log.Debug("ICE-TCP enabled", "addr", ln.Addr())
-	return ice.NewTCPMuxDefault(ice.TCPMuxParams{
+	return &tcpMux{ln: ln, TCPMuxDefault: ice.NewTCPMuxDefault(ice.TCPMuxParams{
 		Listener:       ln,
 		ReadBufferSize: 64,
 		// Media to a subscriber on a slow TCP path must not block the
 		// writer: beyond 4 MB queued, packets are dropped (and NACKed).
 		WriteBufferSize:      4 << 20,
 		FirstStunBindTimeout: 10 * time.Second,
-	}), nil
+	})}, nil
+}
+
+// tcpMux is the ICE-TCP mux, gathered from only while its listener has a
+// port: a listener shared with HTTPS learns it when the HTTPS server
+// starts serving (and never, when the server's handler is served by
+// someone else), and a candidate on any other port would lead clients to
+// a port where nothing, or something else, listens.
+type tcpMux struct {
+	*ice.TCPMuxDefault
+	ln net.Listener
+}
+
+var errTCPNotListening = errors.New("ice-tcp listener not bound to a port yet")
+
+func (m *tcpMux) GetConnByUfrag(ufrag string, isIPv6 bool, local net.IP) (net.PacketConn, error) {
+	if a, ok := m.ln.Addr().(*net.TCPAddr); !ok || a.Port == 0 {
+		return nil, errTCPNotListening
+	}
+	return m.TCPMuxDefault.GetConnByUfrag(ufrag, isIPv6, local)
 }
 
 func isLoopbackInterface(name string) bool {

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -446,6 +447,10 @@ func (h *Handler) startView(ctx context.Context, s *session, offer string) (stri
 		v.Close()
 		return "", err
 	}
+	if err := checkCarries(v, rm.Router()); err != nil {
+		v.Close()
+		return "", err
+	}
 	s.transport = v.Transport()
 	s.stage = watchStage(rm.Router(), func(video, audio *sfu.Producer) {
 		if err := v.SetSource(sfu.KindVideo, video); err != nil {
@@ -456,6 +461,28 @@ func (h *Handler) startView(ctx context.Context, s *session, offer string) (stri
 		}
 	})
 	return answer, nil
+}
+
+// checkCarries refuses a viewer whose negotiated formats cannot carry
+// what the stage shows now (an H.264 offer in packetization-mode 0 only,
+// facing a mode-1 source, say): it would get a track and never a frame.
+func checkCarries(v *sfu.Viewer, r *sfu.Router) error {
+	ps := r.Producers()
+	sort.Slice(ps, func(i, j int) bool { return ps[i].ID() < ps[j].ID() })
+	video, audio := pickStage(ps)
+	for _, p := range []*sfu.Producer{video, audio} {
+		if p == nil {
+			continue
+		}
+		if a, vid := v.Kinds(); p.Kind() == sfu.KindAudio && !a || p.Kind() == sfu.KindVideo && !vid {
+			continue
+		}
+		if !v.Carries(p) {
+			mime, fmtp := p.Codec()
+			return fmt.Errorf("%w: the room's %s is %s (%s), which the offer's formats (%s) cannot carry", sfu.ErrBadSDP, p.Kind(), mime, fmtp, v.Formats(p.Kind()))
+		}
+	}
+	return nil
 }
 
 // statusOf maps a failure to an HTTP status and error code.

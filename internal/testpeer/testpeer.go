@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v4"
 	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/webrtc/v4"
@@ -33,6 +35,12 @@ type Options struct {
 	// NetworkTypes, when set, replace the default of UDP over IPv4 only;
 	// add webrtc.NetworkTypeTCP4 for ICE-TCP.
 	NetworkTypes []webrtc.NetworkType
+	// Codecs, when set, replace pion's default codecs: audio/ ones are
+	// registered as audio, the others as video. Header extensions for
+	// mid, rid and transport-wide CC are registered with them.
+	Codecs []webrtc.RTPCodecParameters
+	// Interceptors are added after pion's default ones.
+	Interceptors []interceptor.Factory
 }
 
 // NewAPI returns a pion API with default codecs and interceptors whose ICE
@@ -40,12 +48,15 @@ type Options struct {
 // else.
 func NewAPI(o Options) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
+	if err := registerCodecs(me, o.Codecs); err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, err
+	}
+	for _, f := range o.Interceptors {
+		ir.Add(f)
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
@@ -70,6 +81,30 @@ func NewAPI(o Options) (*webrtc.API, error) {
 		se.SetNet(&lossyNet{Net: n, loss: o.InboundLoss, dropped: o.Dropped})
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// registerCodecs registers pion's defaults, or exactly codecs.
+func registerCodecs(me *webrtc.MediaEngine, codecs []webrtc.RTPCodecParameters) error {
+	if len(codecs) == 0 {
+		return me.RegisterDefaultCodecs()
+	}
+	for _, c := range codecs {
+		kind := webrtc.RTPCodecTypeVideo
+		if strings.HasPrefix(c.MimeType, "audio/") {
+			kind = webrtc.RTPCodecTypeAudio
+		}
+		if err := me.RegisterCodec(c, kind); err != nil {
+			return err
+		}
+	}
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		for _, uri := range []string{sdp.SDESMidURI, sdp.TransportCCURI} {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, kind); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 type lossyNet struct {
