@@ -122,9 +122,10 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	want := map[Kind]bool{}
+	bundled := bundledMids(&sd)
 	for i, md := range sd.MediaDescriptions {
 		kind := Kind(md.MediaName.Media)
-		if kind != KindAudio && kind != KindVideo || want[kind] || md.MediaName.Port.Value == 0 {
+		if kind != KindAudio && kind != KindVideo || want[kind] || sectionRejected(md, bundled) {
 			continue
 		}
 		if mid, _ := md.Attribute("mid"); mid == "" {
