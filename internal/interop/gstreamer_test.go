@@ -30,10 +30,10 @@ const (
 )
 
 // TestGStreamerWHIP publishes with webrtcbin (max-bundle, so its audio
-// section has port 0) in H.264 and in VP8, with Opus, and watches the
+// section has port 0) in H.264, VP8 and VP9, with Opus, and watches the
 // room with a pion WHEP viewer and a webrtcbin WHEP viewer that decodes.
 func TestGStreamerWHIP(t *testing.T) {
-	for _, codec := range []string{"h264", "vp8"} {
+	for _, codec := range []string{"h264", "vp8", "vp9"} {
 		t.Run(codec, func(t *testing.T) {
 			requireGStreamer(t)
 			srv, base := startServer(t)
@@ -83,10 +83,10 @@ func waitGstDecoded(t *testing.T, v *gstClient, d time.Duration, others ...*gstC
 	}, clientFailed(append(others, v)...), v)
 }
 
-// TestFFmpegIngestGStreamerWHEP sends H.264 and Opus from ffmpeg into a
-// room's plain-RTP ingest (what `matinee play` sets up) and watches it
-// with a webrtcbin WHEP viewer that decodes.
-func TestFFmpegIngestGStreamerWHEP(t *testing.T) {
+// TestFFmpegIngest sends H.264 and Opus from ffmpeg into a room's
+// plain-RTP ingest (what `matinee play` sets up) and watches it with a
+// webrtcbin WHEP viewer that decodes and a pion WHEP viewer.
+func TestFFmpegIngest(t *testing.T) {
 	ff := requireFFmpeg(t)
 	requireGStreamer(t)
 	srv, base := startServer(t)
@@ -131,6 +131,9 @@ func TestFFmpegIngestGStreamerWHEP(t *testing.T) {
 		<-exited
 	})
 
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pv := watchPion(t, ctx, base+"/whep/party", key)
 	gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
 	start := time.Now()
 	ffFailed := func() string {
@@ -142,14 +145,20 @@ func TestFFmpegIngestGStreamerWHEP(t *testing.T) {
 			return clientFailed(gv)()
 		}
 	}
-	waitFor(t, 20*time.Second, "decoded video and audio at the webrtcbin viewer", func() bool {
-		f, _ := gv.state()
-		return f["video"] >= wantFrames && f["audio"] >= wantAudio
-	}, ffFailed, gv)
-	loopbackCandidates(t, "viewer's offer", gv.sdp(t, "offer"))
-	loopbackCandidates(t, "answer to the viewer", gv.sdp(t, "answer"))
-	t.Logf("webrtcbin viewer: %d frames and %d audio buffers decoded %v after it started; %s",
-		wantFrames, wantAudio, time.Since(start).Round(time.Millisecond), gv.since(start))
+	t.Run("webrtcbin-whep", func(t *testing.T) {
+		waitFor(t, 20*time.Second, "decoded video and audio at the webrtcbin viewer", func() bool {
+			f, _ := gv.state()
+			return f["video"] >= wantFrames && f["audio"] >= wantAudio
+		}, ffFailed, gv)
+		t.Logf("%d frames and %d audio buffers decoded %v after the viewer started; %s",
+			wantFrames, wantAudio, time.Since(start).Round(time.Millisecond), gv.since(start))
+		loopbackCandidates(t, "viewer's offer", gv.sdp(t, "offer"))
+		loopbackCandidates(t, "answer to the viewer", gv.sdp(t, "answer"))
+	})
+	t.Run("pion-whep", func(t *testing.T) {
+		waitPion(t, pv, 10*time.Second)
+		t.Log(pv)
+	})
 }
 
 func startIngest(t *testing.T, base, key, room string) server.IngestResponse {

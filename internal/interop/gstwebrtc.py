@@ -6,7 +6,7 @@ did not write. It keeps ICE on 127.0.0.1 (no STUN server, libnice told to
 gather on loopback only) and uses webrtcbin as its users do, with
 bundle-policy=max-bundle.
 
-  gstwebrtc.py publish URL --token T [--video h264|vp8|none] [--audio]
+  gstwebrtc.py publish URL --token T [--video h264|vp8|vp9|none] [--audio]
   gstwebrtc.py watch URL [--token T]
 
 It reports on stdout, one event per line, for the test to wait on:
@@ -49,6 +49,11 @@ VIDEO = {
         "! videoconvert ! vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay "
         "! application/x-rtp,media=video,encoding-name=VP8,payload=96 ! w."
     ),
+    "vp9": (
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
+        "! videoconvert ! vp9enc deadline=1 cpu-used=8 keyframe-max-dist=30 ! rtpvp9pay "
+        "! application/x-rtp,media=video,encoding-name=VP9,payload=98 ! w."
+    ),
 }
 AUDIO = (
     "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc "
@@ -58,7 +63,8 @@ AUDIO = (
 RECV_VIDEO = (
     "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,"
     "packetization-mode=(string)1,profile-level-id=(string)42e01f,rtcp-fb-nack-pli=(boolean)true;"
-    "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000,rtcp-fb-nack-pli=(boolean)true"
+    "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000,rtcp-fb-nack-pli=(boolean)true;"
+    "application/x-rtp,media=video,encoding-name=VP9,payload=98,clock-rate=90000,rtcp-fb-nack-pli=(boolean)true"
 )
 RECV_AUDIO = "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2"
 
@@ -248,7 +254,7 @@ def main():
     p.add_argument("mode", choices=["publish", "watch"])
     p.add_argument("url")
     p.add_argument("--token", default="")
-    p.add_argument("--video", choices=["h264", "vp8", "none"], default="h264")
+    p.add_argument("--video", choices=["h264", "vp8", "vp9", "none"], default="h264")
     p.add_argument("--audio", action="store_true")
     p.add_argument("--dir", default=".", help="where offer.sdp and answer.sdp are written")
     args = p.parse_args()

@@ -45,7 +45,7 @@ for ns in ("Gst", "GstWebRTC", "GstSdp"):
 gi.require_version("Nice", "0.1")
 from gi.repository import Gst, GstWebRTC, GstSdp, Nice
 Gst.init(None)
-need = "webrtcbin nicesrc dtlssrtpenc srtpenc videotestsrc audiotestsrc x264enc vp8enc opusenc rtph264pay rtpvp8pay rtpopuspay decodebin avdec_h264 vp8dec opusdec fakesink".split()
+need = "webrtcbin nicesrc dtlssrtpenc srtpenc videotestsrc audiotestsrc x264enc vp8enc vp9enc opusenc rtph264pay rtpvp8pay rtpvp9pay rtpopuspay decodebin avdec_h264 vp8dec vp9dec opusdec fakesink".split()
 gone = [e for e in need if Gst.ElementFactory.find(e) is None]
 if gone:
     raise SystemExit("GStreamer elements missing: " + " ".join(gone))

@@ -111,7 +111,11 @@ func (v *pionViewer) got() (video, keys, audio int) {
 func (v *pionViewer) String() string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return fmt.Sprintf("pion viewer: packets %v, %d keyframes, codecs %v", v.packets, v.keyframes, v.mime)
+	s := fmt.Sprintf("pion viewer: packets %v, %d keyframes, codecs %v", v.packets, v.keyframes, v.mime)
+	if v.mime["audio"] != "" && v.mime["video"] == "" {
+		s += " (audio without a video track: the video's payload type is not one the WHEP answer declared, issue 21 point 2)"
+	}
+	return s
 }
 
 // waitPion waits until the pion viewer has a video keyframe, video and
