@@ -53,8 +53,9 @@ func TestGStreamerWHIP(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			pv := watchPion(t, ctx, base+"/whep/party", key)
-			gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
 			start := time.Now()
+			gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
+			cv := watchChromium(t, base+"/whep/party", key)
 			t.Run("webrtcbin-whep", func(t *testing.T) {
 				waitGstDecoded(t, gv, 20*time.Second, pub)
 				t.Logf("%d frames and %d audio buffers decoded %v after the viewer started; %s",
@@ -65,6 +66,9 @@ func TestGStreamerWHIP(t *testing.T) {
 			t.Run("pion-whep", func(t *testing.T) {
 				waitPion(t, pv, 10*time.Second)
 				t.Log(pv)
+			})
+			t.Run("chromium-whep", func(t *testing.T) {
+				t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
 			})
 			if n := scrape(t, base, `matinee_producers{kind="audio"}`); n < 1 {
 				t.Errorf(`matinee_producers{kind="audio"} = %v, want ≥ 1`, n)
@@ -134,8 +138,9 @@ func TestFFmpegIngest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pv := watchPion(t, ctx, base+"/whep/party", key)
-	gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
 	start := time.Now()
+	gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
+	cv := watchChromium(t, base+"/whep/party", key)
 	ffFailed := func() string {
 		select {
 		case err := <-exited:
@@ -158,6 +163,9 @@ func TestFFmpegIngest(t *testing.T) {
 	t.Run("pion-whep", func(t *testing.T) {
 		waitPion(t, pv, 10*time.Second)
 		t.Log(pv)
+	})
+	t.Run("chromium-whep", func(t *testing.T) {
+		t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
 	})
 }
 
