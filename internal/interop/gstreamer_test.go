@@ -50,6 +50,7 @@ func TestGStreamerWHIP(t *testing.T) {
 			loopbackCandidates(t, "publisher's offer", offer)
 			loopbackCandidates(t, "answer to the publisher", pub.sdp(t, "answer"))
 
+			startHLS(t, base, key, "party")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			pv := watchPion(t, ctx, base+"/whep/party", key)
@@ -69,6 +70,9 @@ func TestGStreamerWHIP(t *testing.T) {
 			})
 			t.Run("chromium-whep", func(t *testing.T) {
 				t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
+			})
+			t.Run("hls-ffprobe", func(t *testing.T) {
+				checkHLS(t, base, "party", 20*time.Second)
 			})
 			if n := scrape(t, base, `matinee_producers{kind="audio"}`); n < 1 {
 				t.Errorf(`matinee_producers{kind="audio"} = %v, want ≥ 1`, n)
@@ -141,6 +145,7 @@ func TestFFmpegIngest(t *testing.T) {
 	start := time.Now()
 	gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
 	cv := watchChromium(t, base+"/whep/party", key)
+	startHLS(t, base, key, "party")
 	ffFailed := func() string {
 		select {
 		case err := <-exited:
@@ -166,6 +171,9 @@ func TestFFmpegIngest(t *testing.T) {
 	})
 	t.Run("chromium-whep", func(t *testing.T) {
 		t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
+	})
+	t.Run("hls-ffprobe", func(t *testing.T) {
+		checkHLS(t, base, "party", 20*time.Second)
 	})
 }
 
