@@ -29,17 +29,11 @@ func requireChromium(t *testing.T) string {
 	return ""
 }
 
-// chromiumViewer is headless Chromium playing testdata/whep.html, served
-// from an origin of its own.
-type chromiumViewer struct {
-	ctx context.Context
-}
-
-func watchChromium(t *testing.T, whepURL, token string) *chromiumViewer {
+// newChromium starts headless Chromium for the test; each viewer is a tab
+// in a browser context of its own.
+func newChromium(t *testing.T) context.Context {
 	t.Helper()
 	exe := requireChromium(t)
-	page := httptest.NewServer(http.FileServer(http.Dir("testdata")))
-	t.Cleanup(page.Close)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Flag("headless", "new"),
@@ -61,17 +55,75 @@ func watchChromium(t *testing.T, whepURL, token string) *chromiumViewer {
 		acancel()
 	})
 	// Start the browser on ctx itself: the first action's context owns
-	// the browser, and the navigation below has a deadline of its own.
+	// the browser, and the navigations below have deadlines of their own.
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	q := url.Values{"url": {whepURL}, "token": {token}}
-	nctx, ncancel := context.WithTimeout(ctx, 20*time.Second)
-	defer ncancel()
-	if err := chromedp.Do(nctx, chromedp.Navigate(page.URL+"/whep.html?"+q.Encode())); err != nil {
-		t.Fatalf("chromium: open the WHEP page: %v", err)
+	return ctx
+}
+
+// chromiumViewer is one tab, reporting through statsJS.
+type chromiumViewer struct {
+	ctx     context.Context
+	statsJS string
+}
+
+func newTab(t *testing.T, browser context.Context, actions ...chromedp.Action[chromedp.Void]) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	// As for the browser: the tab belongs to the context of its first
+	// action.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("chromium: new tab: %v", err)
 	}
-	return &chromiumViewer{ctx: ctx}
+	dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer dcancel()
+	if err := chromedp.Do(dctx, actions...); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	return ctx
+}
+
+// watchChromium opens testdata/whep.html, served from an origin of its
+// own, playing whepURL.
+func watchChromium(t *testing.T, browser context.Context, whepURL, token string) *chromiumViewer {
+	t.Helper()
+	page := httptest.NewServer(http.FileServer(http.Dir("testdata")))
+	t.Cleanup(page.Close)
+	q := url.Values{"url": {whepURL}, "token": {token}}
+	ctx := newTab(t, browser, chromedp.Navigate(page.URL+"/whep.html?"+q.Encode()))
+	return &chromiumViewer{ctx: ctx, statsJS: "window.whepStats()"}
+}
+
+// memberStatsJS reads the web client's consumers as whepStats does.
+const memberStatsJS = `(async () => {
+  const c = window.__matinee && window.__matinee.client;
+  const out = {error: '', ice: c ? c.state : '', video: {}, audio: {}};
+  if (!c) return out;
+  for (const co of c.consumers.values()) {
+    if (!co.track) continue;
+    const r = await co.getStats();
+    r.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const codec = s.codecId ? r.get(s.codecId) : null;
+      out[s.kind] = {packets: s.packetsReceived || 0, frames: s.framesDecoded || 0, keyframes: s.keyFramesDecoded || 0,
+        samples: s.totalSamplesReceived || 0, energy: s.totalAudioEnergy || 0, mime: codec ? codec.mimeType : ''};
+    });
+  }
+  return out;
+})()`
+
+// joinChromium joins room through Matinee's web client, as a person does.
+func joinChromium(t *testing.T, browser context.Context, base, room string) *chromiumViewer {
+	t.Helper()
+	ctx := newTab(t, browser,
+		chromedp.Navigate(base+"/r/"+room),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Member"),
+		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+	)
+	return &chromiumViewer{ctx: ctx, statsJS: memberStatsJS}
 }
 
 // chromiumStats is the page's whepStats().
@@ -96,7 +148,7 @@ func (c *chromiumViewer) stats() (chromiumStats, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	defer cancel()
 	var s chromiumStats
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte]("window.whepStats()", chromedp.EvalAwaitPromise))
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](c.statsJS, chromedp.EvalAwaitPromise))
 	if err != nil {
 		return s, fmt.Errorf("chromium: read stats: %w", err)
 	}

@@ -56,7 +56,9 @@ func TestGStreamerWHIP(t *testing.T) {
 			pv := watchPion(t, ctx, base+"/whep/party", key)
 			start := time.Now()
 			gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
-			cv := watchChromium(t, base+"/whep/party", key)
+			browser := newChromium(t)
+			cv := watchChromium(t, browser, base+"/whep/party", key)
+			cm := joinChromium(t, browser, base, "party")
 			t.Run("webrtcbin-whep", func(t *testing.T) {
 				waitGstDecoded(t, gv, 20*time.Second, pub)
 				t.Logf("%d frames and %d audio buffers decoded %v after the viewer started; %s",
@@ -70,6 +72,9 @@ func TestGStreamerWHIP(t *testing.T) {
 			})
 			t.Run("chromium-whep", func(t *testing.T) {
 				t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
+			})
+			t.Run("chromium-member", func(t *testing.T) {
+				t.Logf("%+v", waitChromium(t, cm, 15*time.Second))
 			})
 			t.Run("hls-ffprobe", func(t *testing.T) {
 				checkHLS(t, base, "party", 20*time.Second)
@@ -144,7 +149,9 @@ func TestFFmpegIngest(t *testing.T) {
 	pv := watchPion(t, ctx, base+"/whep/party", key)
 	start := time.Now()
 	gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
-	cv := watchChromium(t, base+"/whep/party", key)
+	browser := newChromium(t)
+	cv := watchChromium(t, browser, base+"/whep/party", key)
+	cm := joinChromium(t, browser, base, "party")
 	startHLS(t, base, key, "party")
 	ffFailed := func() string {
 		select {
@@ -171,6 +178,9 @@ func TestFFmpegIngest(t *testing.T) {
 	})
 	t.Run("chromium-whep", func(t *testing.T) {
 		t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
+	})
+	t.Run("chromium-member", func(t *testing.T) {
+		t.Logf("%+v", waitChromium(t, cm, 15*time.Second))
 	})
 	t.Run("hls-ffprobe", func(t *testing.T) {
 		checkHLS(t, base, "party", 20*time.Second)
