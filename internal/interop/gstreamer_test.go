@@ -31,7 +31,7 @@ const (
 
 // TestGStreamerWHIP publishes with webrtcbin (max-bundle, so its audio
 // section has port 0) in H.264, VP8 and VP9, with Opus, and watches the
-// room with a pion WHEP viewer and a webrtcbin WHEP viewer that decodes.
+// room with every viewer of the matrix (watchAll).
 func TestGStreamerWHIP(t *testing.T) {
 	for _, codec := range []string{"h264", "vp8", "vp9"} {
 		t.Run(codec, func(t *testing.T) {
@@ -50,35 +50,7 @@ func TestGStreamerWHIP(t *testing.T) {
 			loopbackCandidates(t, "publisher's offer", offer)
 			loopbackCandidates(t, "answer to the publisher", pub.sdp(t, "answer"))
 
-			startHLS(t, base, key, "party")
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			pv := watchPion(t, ctx, base+"/whep/party", key)
-			start := time.Now()
-			gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
-			browser := newChromium(t)
-			cv := watchChromium(t, browser, base+"/whep/party", key)
-			cm := joinChromium(t, browser, base, "party")
-			t.Run("webrtcbin-whep", func(t *testing.T) {
-				waitGstDecoded(t, gv, 20*time.Second, pub)
-				t.Logf("%d frames and %d audio buffers decoded %v after the viewer started; %s",
-					wantFrames, wantAudio, time.Since(start).Round(time.Millisecond), gv.since(start))
-				loopbackCandidates(t, "viewer's offer", gv.sdp(t, "offer"))
-				loopbackCandidates(t, "answer to the viewer", gv.sdp(t, "answer"))
-			})
-			t.Run("pion-whep", func(t *testing.T) {
-				waitPion(t, pv, 10*time.Second)
-				t.Log(pv)
-			})
-			t.Run("chromium-whep", func(t *testing.T) {
-				t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
-			})
-			t.Run("chromium-member", func(t *testing.T) {
-				t.Logf("%+v", waitChromium(t, cm, 15*time.Second))
-			})
-			t.Run("hls-ffprobe", func(t *testing.T) {
-				checkHLS(t, base, "party", 20*time.Second)
-			})
+			watchAll(t, base, key, clientFailed(pub))
 			if n := scrape(t, base, `matinee_producers{kind="audio"}`); n < 1 {
 				t.Errorf(`matinee_producers{kind="audio"} = %v, want ≥ 1`, n)
 			}
@@ -86,19 +58,54 @@ func TestGStreamerWHIP(t *testing.T) {
 	}
 }
 
-// waitGstDecoded waits until a webrtcbin viewer has decoded video frames
-// and audio buffers.
-func waitGstDecoded(t *testing.T, v *gstClient, d time.Duration, others ...*gstClient) {
+// watchAll watches room "party" with every viewer of the matrix, each
+// in a subtest of its own: webrtcbin, pion and a Chromium page over WHEP,
+// a Chromium room member, and the room's live HLS read by ffprobe. failed
+// ends the waits early when the publisher has failed.
+func watchAll(t *testing.T, base, key string, failed func() string) {
 	t.Helper()
-	waitFor(t, d, "decoded video and audio at the webrtcbin viewer", func() bool {
-		f, _ := v.state()
-		return f["video"] >= wantFrames && f["audio"] >= wantAudio
-	}, clientFailed(append(others, v)...), v)
+	startHLS(t, base, key, "party")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pv := watchPion(t, ctx, base+"/whep/party", key)
+	start := time.Now()
+	gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
+	browser := newChromium(t)
+	cv := watchChromium(t, browser, base+"/whep/party", key)
+	cm := joinChromium(t, browser, base, "party")
+	t.Run("webrtcbin-whep", func(t *testing.T) {
+		waitFor(t, 20*time.Second, "decoded video and audio at the webrtcbin viewer", func() bool {
+			f, _ := gv.state()
+			return f["video"] >= wantFrames && f["audio"] >= wantAudio
+		}, func() string {
+			if msg := failed(); msg != "" {
+				return msg
+			}
+			return clientFailed(gv)()
+		}, gv)
+		t.Logf("%d frames and %d audio buffers decoded %v after the viewer started; %s",
+			wantFrames, wantAudio, time.Since(start).Round(time.Millisecond), gv.since(start))
+		loopbackCandidates(t, "viewer's offer", gv.sdp(t, "offer"))
+		loopbackCandidates(t, "answer to the viewer", gv.sdp(t, "answer"))
+	})
+	t.Run("pion-whep", func(t *testing.T) {
+		waitPion(t, pv, 10*time.Second)
+		t.Log(pv)
+	})
+	t.Run("chromium-whep", func(t *testing.T) {
+		t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
+	})
+	t.Run("chromium-member", func(t *testing.T) {
+		t.Logf("%+v", waitChromium(t, cm, 15*time.Second))
+	})
+	t.Run("hls-ffprobe", func(t *testing.T) {
+		checkHLS(t, base, "party", 20*time.Second)
+	})
 }
 
 // TestFFmpegIngest sends H.264 and Opus from ffmpeg into a room's
-// plain-RTP ingest (what `matinee play` sets up) and watches it with a
-// webrtcbin WHEP viewer that decodes and a pion WHEP viewer.
+// plain-RTP ingest (what `matinee play` sets up) and watches it with
+// every viewer of the matrix (watchAll).
 func TestFFmpegIngest(t *testing.T) {
 	ff := requireFFmpeg(t)
 	requireGStreamer(t)
@@ -144,46 +151,14 @@ func TestFFmpegIngest(t *testing.T) {
 		<-exited
 	})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	pv := watchPion(t, ctx, base+"/whep/party", key)
-	start := time.Now()
-	gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
-	browser := newChromium(t)
-	cv := watchChromium(t, browser, base+"/whep/party", key)
-	cm := joinChromium(t, browser, base, "party")
-	startHLS(t, base, key, "party")
-	ffFailed := func() string {
+	watchAll(t, base, key, func() string {
 		select {
 		case err := <-exited:
 			exited <- err
 			return fmt.Sprintf("ffmpeg exited: %v %s", err, stderr.String())
 		default:
-			return clientFailed(gv)()
+			return ""
 		}
-	}
-	t.Run("webrtcbin-whep", func(t *testing.T) {
-		waitFor(t, 20*time.Second, "decoded video and audio at the webrtcbin viewer", func() bool {
-			f, _ := gv.state()
-			return f["video"] >= wantFrames && f["audio"] >= wantAudio
-		}, ffFailed, gv)
-		t.Logf("%d frames and %d audio buffers decoded %v after the viewer started; %s",
-			wantFrames, wantAudio, time.Since(start).Round(time.Millisecond), gv.since(start))
-		loopbackCandidates(t, "viewer's offer", gv.sdp(t, "offer"))
-		loopbackCandidates(t, "answer to the viewer", gv.sdp(t, "answer"))
-	})
-	t.Run("pion-whep", func(t *testing.T) {
-		waitPion(t, pv, 10*time.Second)
-		t.Log(pv)
-	})
-	t.Run("chromium-whep", func(t *testing.T) {
-		t.Logf("%+v", waitChromium(t, cv, 15*time.Second))
-	})
-	t.Run("chromium-member", func(t *testing.T) {
-		t.Logf("%+v", waitChromium(t, cm, 15*time.Second))
-	})
-	t.Run("hls-ffprobe", func(t *testing.T) {
-		checkHLS(t, base, "party", 20*time.Second)
 	})
 }
 
