@@ -45,6 +45,9 @@ func newChromium(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		// The WHIP page's camera and microphone.
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.UserDataDir(t.TempDir()),
 	)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -89,11 +92,44 @@ func newTab(t *testing.T, browser context.Context, actions ...chromedp.Action[ch
 // own, playing whepURL.
 func watchChromium(t *testing.T, browser context.Context, whepURL, token string) *chromiumViewer {
 	t.Helper()
+	q := url.Values{"url": {whepURL}, "token": {token}}
+	ctx := newTab(t, browser, chromedp.Navigate(pageServer(t)+"/whep.html?"+q.Encode()))
+	return &chromiumViewer{ctx: ctx, statsJS: "window.whepStats()"}
+}
+
+// pageServer serves testdata/ on an origin of its own and returns its URL.
+func pageServer(t *testing.T) string {
+	t.Helper()
 	page := httptest.NewServer(http.FileServer(http.Dir("testdata")))
 	t.Cleanup(page.Close)
-	q := url.Values{"url": {whepURL}, "token": {token}}
-	ctx := newTab(t, browser, chromedp.Navigate(page.URL+"/whep.html?"+q.Encode()))
-	return &chromiumViewer{ctx: ctx, statsJS: "window.whepStats()"}
+	return page.URL
+}
+
+// publishChromium opens testdata/whip.html, which publishes Chromium's
+// fake camera (in codec, a video mime type) and microphone to whipURL.
+// It returns a function that reports the page's error, if any.
+func publishChromium(t *testing.T, browser context.Context, whipURL, token, codec string) func() string {
+	t.Helper()
+	q := url.Values{"url": {whipURL}, "token": {token}, "codec": {codec}}
+	ctx := newTab(t, browser, chromedp.Navigate(pageServer(t)+"/whip.html?"+q.Encode()))
+	return func() string {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		raw, err := chromedp.Run(ectx, chromedp.Evaluate[[]byte]("window.whipStats()", chromedp.EvalAwaitPromise))
+		if err != nil {
+			return "chromium publisher: " + err.Error()
+		}
+		var st struct {
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Sprintf("chromium publisher: stats %s: %v", raw, err)
+		}
+		if st.Error != "" {
+			return "chromium publisher: " + st.Error + " " + string(raw)
+		}
+		return ""
+	}
 }
 
 // memberStatsJS reads the web client's consumers as whepStats does.

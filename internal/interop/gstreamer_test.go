@@ -50,7 +50,7 @@ func TestGStreamerWHIP(t *testing.T) {
 			loopbackCandidates(t, "publisher's offer", offer)
 			loopbackCandidates(t, "answer to the publisher", pub.sdp(t, "answer"))
 
-			watchAll(t, base, key, clientFailed(pub))
+			watchAll(t, newChromium(t), base, key, clientFailed(pub))
 			if n := scrape(t, base, `matinee_producers{kind="audio"}`); n < 1 {
 				t.Errorf(`matinee_producers{kind="audio"} = %v, want ≥ 1`, n)
 			}
@@ -60,9 +60,9 @@ func TestGStreamerWHIP(t *testing.T) {
 
 // watchAll watches room "party" with every viewer of the matrix, each
 // in a subtest of its own: webrtcbin, pion and a Chromium page over WHEP,
-// a Chromium room member, and the room's live HLS read by ffprobe. failed
-// ends the waits early when the publisher has failed.
-func watchAll(t *testing.T, base, key string, failed func() string) {
+// a Chromium room member (tabs of browser), and the room's live HLS read
+// by ffprobe. failed ends the waits early when the publisher has failed.
+func watchAll(t *testing.T, browser context.Context, base, key string, failed func() string) {
 	t.Helper()
 	startHLS(t, base, key, "party")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -70,7 +70,6 @@ func watchAll(t *testing.T, base, key string, failed func() string) {
 	pv := watchPion(t, ctx, base+"/whep/party", key)
 	start := time.Now()
 	gv := runGst(t, "gst viewer", "watch", base+"/whep/party", "--token", key)
-	browser := newChromium(t)
 	cv := watchChromium(t, browser, base+"/whep/party", key)
 	cm := joinChromium(t, browser, base, "party")
 	t.Run("webrtcbin-whep", func(t *testing.T) {
@@ -151,7 +150,7 @@ func TestFFmpegIngest(t *testing.T) {
 		<-exited
 	})
 
-	watchAll(t, base, key, func() string {
+	watchAll(t, newChromium(t), base, key, func() string {
 		select {
 		case err := <-exited:
 			exited <- err

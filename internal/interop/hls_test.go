@@ -39,6 +39,10 @@ type probeStream struct {
 	Frames string `json:"nb_read_frames"`
 }
 
+// hlsFrames is the least a 2 s segment must decode to: a browser
+// publisher on a loaded machine may encode at half its 30 fps.
+const hlsFrames = 15
+
 // checkHLS waits for the room's live HLS to have two complete segments
 // and decodes the second with ffprobe: H.264 frames and AAC audio.
 func checkHLS(t *testing.T, base, room string, d time.Duration) {
@@ -71,8 +75,8 @@ func checkHLS(t *testing.T, base, room string, d time.Duration) {
 	for _, s := range probe.Streams {
 		got[s.Type] = s
 	}
-	if v := got["video"]; v.Codec != "h264" || atoi(v.Frames) < wantFrames {
-		t.Errorf("HLS segment %s: video %+v, want h264 with ≥ %d decoded frames", segs[1], v, wantFrames)
+	if v := got["video"]; v.Codec != "h264" || atoi(v.Frames) < hlsFrames {
+		t.Errorf("HLS segment %s: video %+v, want h264 with ≥ %d decoded frames", segs[1], v, hlsFrames)
 	}
 	if a := got["audio"]; a.Codec != "aac" || atoi(a.Frames) < 10 {
 		t.Errorf("HLS segment %s: audio %+v, want aac with decoded frames", segs[1], a)

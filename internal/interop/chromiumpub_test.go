@@ -1,0 +1,24 @@
+package interop_test
+
+import (
+	"testing"
+	"time"
+)
+
+// TestChromiumWHIP publishes Chromium's fake camera and microphone from
+// a plain WHIP page (testdata/whip.html, another origin) in H.264, VP8
+// and VP9, and watches the room with every viewer of the matrix.
+func TestChromiumWHIP(t *testing.T) {
+	for _, c := range []struct{ name, mime string }{{"h264", "video/H264"}, {"vp8", "video/VP8"}, {"vp9", "video/VP9"}} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, base := startServer(t)
+			key := srv.APIKey()
+			browser := newChromium(t)
+			failed := publishChromium(t, browser, base+"/whip/party", key, c.mime)
+			waitFor(t, 20*time.Second, "the publisher's audio and video producers", func() bool {
+				return scrape(t, base, `matinee_producers{kind="audio"}`) >= 1 && scrape(t, base, `matinee_producers{kind="video"}`) >= 1
+			}, failed)
+			watchAll(t, browser, base, key, failed)
+		})
+	}
+}
