@@ -48,6 +48,8 @@ func newChromium(t *testing.T) context.Context {
 		// The WHIP page's camera and microphone.
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
+		// The web client's screen share: a fake 1280×720 screen with audio.
+		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
 		chromedp.UserDataDir(t.TempDir()),
 	)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -151,14 +153,14 @@ const memberStatsJS = `(async () => {
 })()`
 
 // joinChromium joins room through Matinee's web client, as a person does.
-func joinChromium(t *testing.T, browser context.Context, base, room string) *chromiumViewer {
+func joinChromium(t *testing.T, browser context.Context, base, room string, then ...chromedp.Action[chromedp.Void]) *chromiumViewer {
 	t.Helper()
-	ctx := newTab(t, browser,
-		chromedp.Navigate(base+"/r/"+room),
+	ctx := newTab(t, browser, append([]chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(base + "/r/" + room),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
 		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Member"),
 		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-	)
+	}, then...)...)
 	return &chromiumViewer{ctx: ctx, statsJS: memberStatsJS}
 }
 

@@ -3,6 +3,8 @@ package interop_test
 import (
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // TestChromiumWHIP publishes Chromium's fake camera and microphone from
@@ -21,4 +23,20 @@ func TestChromiumWHIP(t *testing.T) {
 			watchAll(t, browser, base, key, failed)
 		})
 	}
+}
+
+// TestChromiumScreenShare shares Chromium's fake screen (with audio)
+// through Matinee's web client, in the codec the room negotiates, and
+// watches the room with every viewer of the matrix.
+func TestChromiumScreenShare(t *testing.T) {
+	srv, base := startServer(t)
+	key := srv.APIKey()
+	browser := newChromium(t)
+	joinChromium(t, browser, base, "party",
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-screen]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`)))
+	waitFor(t, 20*time.Second, "the sharer's audio and video producers", func() bool {
+		return scrape(t, base, `matinee_producers{kind="audio"}`) >= 1 && scrape(t, base, `matinee_producers{kind="video"}`) >= 1
+	}, func() string { return "" })
+	watchAll(t, browser, base, key, func() string { return "" })
 }
