@@ -108,11 +108,15 @@ func pageServer(t *testing.T) string {
 }
 
 // publishChromium opens testdata/whip.html, which publishes Chromium's
-// fake camera (in codec, a video mime type) and microphone to whipURL.
+// fake camera (in codec, a video mime type; three rid encodings with
+// simulcast) and microphone to whipURL.
 // It returns a function that reports the page's error, if any.
-func publishChromium(t *testing.T, browser context.Context, whipURL, token, codec string) func() string {
+func publishChromium(t *testing.T, browser context.Context, whipURL, token, codec string, simulcast bool) func() string {
 	t.Helper()
 	q := url.Values{"url": {whipURL}, "token": {token}, "codec": {codec}}
+	if simulcast {
+		q.Set("simulcast", "1")
+	}
 	ctx := newTab(t, browser, chromedp.Navigate(pageServer(t)+"/whip.html?"+q.Encode()))
 	return func() string {
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
