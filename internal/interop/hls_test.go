@@ -39,12 +39,14 @@ type probeStream struct {
 	Frames string `json:"nb_read_frames"`
 }
 
-// hlsFrames is the least a 2 s segment must decode to: a browser
-// publisher on a loaded machine may encode at half its 30 fps.
-const hlsFrames = 15
+// hlsFrames is the least a segment (2 s or more) must decode to: a
+// browser's share of a still screen sends a few frames a second.
+const hlsFrames = 5
 
-// checkHLS waits for the room's live HLS to have two complete segments
-// and decodes the second with ffprobe: H.264 frames and AAC audio.
+// checkHLS waits for the room's live HLS to list a segment (listed ones
+// are complete) and decodes it with ffprobe: H.264 frames and AAC audio.
+// The first will do: it starts on a keyframe, and a slow screen share may
+// take longer than a test should wait to fill a second.
 func checkHLS(t *testing.T, base, room string, d time.Duration) {
 	t.Helper()
 	ffprobe, err := exec.LookPath("ffprobe")
@@ -53,11 +55,11 @@ func checkHLS(t *testing.T, base, room string, d time.Duration) {
 	}
 	playlist := base + "/hls/" + room + "/v0/index.m3u8"
 	var segs []string
-	waitFor(t, d, "two HLS segments", func() bool {
+	waitFor(t, d, "a complete HLS segment", func() bool {
 		segs = hlsSegments(playlist)
-		return len(segs) >= 2
+		return len(segs) >= 1
 	}, func() string { return "" }, stringer(func() string { return fmt.Sprintf("segments %v", segs) }))
-	seg, err := url.JoinPath(base, "hls", room, "v0", segs[1])
+	seg, err := url.JoinPath(base, "hls", room, "v0", segs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +78,12 @@ func checkHLS(t *testing.T, base, room string, d time.Duration) {
 		got[s.Type] = s
 	}
 	if v := got["video"]; v.Codec != "h264" || atoi(v.Frames) < hlsFrames {
-		t.Errorf("HLS segment %s: video %+v, want h264 with ≥ %d decoded frames", segs[1], v, hlsFrames)
+		t.Errorf("HLS segment %s: video %+v, want h264 with ≥ %d decoded frames", segs[0], v, hlsFrames)
 	}
 	if a := got["audio"]; a.Codec != "aac" || atoi(a.Frames) < 10 {
-		t.Errorf("HLS segment %s: audio %+v, want aac with decoded frames", segs[1], a)
+		t.Errorf("HLS segment %s: audio %+v, want aac with decoded frames", segs[0], a)
 	}
-	t.Logf("HLS segment %s: %+v", segs[1], probe.Streams)
+	t.Logf("HLS segment %s: %+v", segs[0], probe.Streams)
 }
 
 func hlsSegments(playlist string) []string {
