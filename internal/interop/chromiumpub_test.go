@@ -33,7 +33,7 @@ func chromiumWHIP(t *testing.T, mime string, simulcast bool) {
 	waitFor(t, 20*time.Second, "the publisher's audio and video producers", func() bool {
 		return scrape(t, base, `matinee_producers{kind="audio"}`) >= 1 && scrape(t, base, `matinee_producers{kind="video"}`) >= 1
 	}, failed)
-	watchAll(t, browser, base, key, failed)
+	watchAll(t, browser, base, key, browserFrames, failed)
 }
 
 // TestChromiumScreenShare shares Chromium's fake screen (with audio)
@@ -49,5 +49,5 @@ func TestChromiumScreenShare(t *testing.T) {
 	waitFor(t, 20*time.Second, "the sharer's audio and video producers", func() bool {
 		return scrape(t, base, `matinee_producers{kind="audio"}`) >= 1 && scrape(t, base, `matinee_producers{kind="video"}`) >= 1
 	}, func() string { return "" })
-	watchAll(t, browser, base, key, func() string { return "" })
+	watchAll(t, browser, base, key, browserFrames, func() string { return "" })
 }

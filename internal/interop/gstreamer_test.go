@@ -29,6 +29,15 @@ const (
 	wantAudio  = 25
 )
 
+// An HLS segment lasts 2 s or more; a publisher whose encoder runs at a
+// steady 30 fps (GStreamer, ffmpeg, pion) fills it with 60 frames, a
+// browser only with what its CPU allows (a share of a still screen on a
+// loaded machine: a frame or two a second).
+const (
+	steadyFrames  = 30
+	browserFrames = 1
+)
+
 // TestGStreamerWHIP publishes with webrtcbin (max-bundle, so its audio
 // section has port 0) in H.264, VP8 and VP9, with Opus, and watches the
 // room with every viewer of the matrix (watchAll).
@@ -50,7 +59,7 @@ func TestGStreamerWHIP(t *testing.T) {
 			loopbackCandidates(t, "publisher's offer", offer)
 			loopbackCandidates(t, "answer to the publisher", pub.sdp(t, "answer"))
 
-			watchAll(t, newChromium(t), base, key, clientFailed(pub))
+			watchAll(t, newChromium(t), base, key, steadyFrames, clientFailed(pub))
 			if n := scrape(t, base, `matinee_producers{kind="audio"}`); n < 1 {
 				t.Errorf(`matinee_producers{kind="audio"} = %v, want ≥ 1`, n)
 			}
@@ -61,8 +70,9 @@ func TestGStreamerWHIP(t *testing.T) {
 // watchAll watches room "party" with every viewer of the matrix, each
 // in a subtest of its own: webrtcbin, pion and a Chromium page over WHEP,
 // a Chromium room member (tabs of browser), and the room's live HLS read
-// by ffprobe. failed ends the waits early when the publisher has failed.
-func watchAll(t *testing.T, browser context.Context, base, key string, failed func() string) {
+// by ffprobe, whose first segment must decode to hlsFrames frames or more.
+// failed ends the waits early when the publisher has failed.
+func watchAll(t *testing.T, browser context.Context, base, key string, hlsFrames int, failed func() string) {
 	t.Helper()
 	startHLS(t, base, key, "party")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -98,7 +108,7 @@ func watchAll(t *testing.T, browser context.Context, base, key string, failed fu
 		t.Logf("%+v", waitChromium(t, cm, 15*time.Second))
 	})
 	t.Run("hls-ffprobe", func(t *testing.T) {
-		checkHLS(t, base, "party", 20*time.Second)
+		checkHLS(t, base, "party", hlsFrames, 20*time.Second)
 	})
 }
 
@@ -150,7 +160,7 @@ func TestFFmpegIngest(t *testing.T) {
 		<-exited
 	})
 
-	watchAll(t, newChromium(t), base, key, func() string {
+	watchAll(t, newChromium(t), base, key, steadyFrames, func() string {
 		select {
 		case err := <-exited:
 			exited <- err

@@ -39,15 +39,12 @@ type probeStream struct {
 	Frames string `json:"nb_read_frames"`
 }
 
-// hlsFrames is the least a segment (2 s or more) must decode to: a
-// browser's share of a still screen sends a few frames a second.
-const hlsFrames = 5
-
 // checkHLS waits for the room's live HLS to list a segment (listed ones
-// are complete) and decodes it with ffprobe: H.264 frames and AAC audio.
+// are complete) and decodes it with ffprobe: minFrames H.264 frames or
+// more, and AAC audio.
 // The first will do: it starts on a keyframe, and a slow screen share may
 // take longer than a test should wait to fill a second.
-func checkHLS(t *testing.T, base, room string, d time.Duration) {
+func checkHLS(t *testing.T, base, room string, minFrames int, d time.Duration) {
 	t.Helper()
 	ffprobe, err := exec.LookPath("ffprobe")
 	if err != nil {
@@ -77,8 +74,8 @@ func checkHLS(t *testing.T, base, room string, d time.Duration) {
 	for _, s := range probe.Streams {
 		got[s.Type] = s
 	}
-	if v := got["video"]; v.Codec != "h264" || atoi(v.Frames) < hlsFrames {
-		t.Errorf("HLS segment %s: video %+v, want h264 with ≥ %d decoded frames", segs[0], v, hlsFrames)
+	if v := got["video"]; v.Codec != "h264" || atoi(v.Frames) < minFrames {
+		t.Errorf("HLS segment %s: video %+v, want h264 with ≥ %d decoded frames", segs[0], v, minFrames)
 	}
 	if a := got["audio"]; a.Codec != "aac" || atoi(a.Frames) < 10 {
 		t.Errorf("HLS segment %s: audio %+v, want aac with decoded frames", segs[0], a)

@@ -52,7 +52,7 @@ func TestPionWHIP(t *testing.T) {
 			waitFor(t, 10*time.Second, "the publisher's audio and video producers", func() bool {
 				return scrape(t, base, `matinee_producers{kind="audio"}`) >= 1 && scrape(t, base, `matinee_producers{kind="video"}`) >= 1
 			}, func() string { return "" })
-			watchAll(t, newChromium(t), base, key, func() string { return "" })
+			watchAll(t, newChromium(t), base, key, steadyFrames, func() string { return "" })
 		})
 	}
 }
