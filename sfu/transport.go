@@ -282,12 +282,13 @@ func parseOffer(raw string) (*sdp.SessionDescription, []mediaSection, error) {
 		return nil, nil, err
 	}
 	var out []mediaSection
+	bundled := bundledMids(&sd)
 	for _, md := range sd.MediaDescriptions {
 		kind := md.MediaName.Media
 		if kind != "audio" && kind != "video" {
 			continue
 		}
-		ms := mediaSection{kind: kind, sending: md.MediaName.Port.Value != 0}
+		ms := mediaSection{kind: kind, sending: !sectionRejected(md, bundled)}
 		ms.mid, _ = md.Attribute("mid")
 		if ms.mid == "" {
 			return nil, nil, fmt.Errorf("%w: m-section %d has no a=mid", ErrBadSDP, len(out))

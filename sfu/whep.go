@@ -125,9 +125,10 @@ func (v *Viewer) Answer(ctx context.Context, offer string) (string, error) {
 		return "", err
 	}
 	want := map[Kind][]webrtc.RTPCodecParameters{}
+	bundled := bundledMids(&sd)
 	for i, md := range sd.MediaDescriptions {
 		kind := Kind(md.MediaName.Media)
-		if kind != KindAudio && kind != KindVideo || want[kind] != nil || md.MediaName.Port.Value == 0 {
+		if kind != KindAudio && kind != KindVideo || want[kind] != nil || sectionRejected(md, bundled) {
 			continue
 		}
 		if mid, _ := md.Attribute("mid"); mid == "" {
