@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +51,8 @@ type Producer struct {
 	consumers atomic.Pointer[[]*Consumer]
 	layers    [maxLayers]layer
 	closed    bool
-	onClose   []func()
+	onClose   []closeHook // in registration order
+	nextHook  int
 
 	paused     atomic.Bool
 	closedFlag atomic.Bool
@@ -170,16 +172,37 @@ func (p *Producer) Resume() {
 	}
 }
 
-// OnClose registers f to run once when the producer closes.
-func (p *Producer) OnClose(f func()) {
+// OnClose registers f to run once when the producer closes. An observer
+// that goes away before the producer (a WHEP viewer following a stage)
+// calls cancel: f, and all it references, is otherwise kept for as long
+// as the producer lives.
+func (p *Producer) OnClose(f func()) (cancel func()) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		f()
-		return
+		return func() {}
 	}
-	p.onClose = append(p.onClose, f)
+	id := p.nextHook
+	p.nextHook++
+	p.onClose = append(p.onClose, closeHook{id: id, f: f})
 	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i, h := range p.onClose {
+			if h.id == id {
+				p.onClose = slices.Delete(p.onClose, i, i+1)
+				return
+			}
+		}
+	}
+}
+
+// closeHook is one OnClose callback, with the id its cancel looks for.
+type closeHook struct {
+	id int
+	f  func()
 }
 
 func (p *Producer) addConsumer(c *Consumer) error {
@@ -443,8 +466,8 @@ func (p *Producer) Close() {
 	}
 	p.transport.removeProducer(p)
 	p.transport.router.removeProducer(p)
-	for _, f := range cbs {
-		f()
+	for _, h := range cbs {
+		h.f()
 	}
 }
 
