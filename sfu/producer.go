@@ -561,6 +561,8 @@ type LayerStats struct {
 	Bitrate       int // bits per second
 	FPS           float64
 	Width, Height int
+	// Frames counts the frames received on the layer since it began.
+	Frames uint64
 }
 
 // Layers returns live statistics of the producer's layers (index 0 is the
@@ -579,6 +581,7 @@ func (p *Producer) Layers() []LayerStats {
 			RID: rid, Active: l.active.Load(), PausedByUs: l.pausedByUs.Load(),
 			Bitrate: int(l.rate.Load()), FPS: float64(l.fps.Load()) / 100,
 			Width: int(l.width.Load()), Height: int(l.height.Load()),
+			Frames: l.frames.Load(),
 		})
 	}
 	return out

@@ -62,6 +62,30 @@ type simulcastPublisher struct {
 	nackSSRC [3]atomic.Uint32
 	// tr is the SFU transport it publishes on, for re-offers.
 	tr *sfu.Transport
+	// frames counts the frames sent per layer: on a loaded machine the
+	// 30 Hz ticker drops ticks, so this, not 30 fps, is what the SFU
+	// can be expected to receive.
+	frames [3]atomic.Int64
+	// sentAt is when each layer's frames went out, to tell a freeze the
+	// SFU caused from one the publisher's own stalls made.
+	sentMu sync.Mutex
+	sentAt [3][]time.Time
+}
+
+// longestGap is the longest time layer i sent no frame in [from, to].
+func (sp *simulcastPublisher) longestGap(i int, from, to time.Time) time.Duration {
+	sp.sentMu.Lock()
+	defer sp.sentMu.Unlock()
+	var worst time.Duration
+	prev := from
+	for _, at := range sp.sentAt[i] {
+		if at.Before(from) || at.After(to) {
+			continue
+		}
+		worst = max(worst, at.Sub(prev))
+		prev = at
+	}
+	return max(worst, to.Sub(prev))
 }
 
 // l1t3 is the temporal pattern of libwebrtc's three-layer VP8 encoder, and
@@ -150,6 +174,10 @@ func (sp *simulcastPublisher) run(i int) {
 			seq++
 			_ = sp.tracks[i].WriteRTP(pkt)
 		}
+		sp.frames[i].Add(1)
+		sp.sentMu.Lock()
+		sp.sentAt[i] = append(sp.sentAt[i], time.Now())
+		sp.sentMu.Unlock()
 	}
 }
 
@@ -570,24 +598,26 @@ type simulcastRig struct {
 
 func newSimulcastRig(t *testing.T) *simulcastRig {
 	t.Helper()
-	return newRig(t, false, false)
+	return newRig(t, false, false, 300_000)
 }
 
 // newTemporalRig is newSimulcastRig with a publisher whose every layer
 // has three VP8 temporal layers (L1T3).
 func newTemporalRig(t *testing.T) *simulcastRig {
 	t.Helper()
-	return newRig(t, true, false)
+	return newRig(t, true, false, 300_000)
 }
 
 // newLadderRig is newSimulcastRig with the publisher sending rid
 // simulcast, or SSRC simulcast with ssrcOnly.
 func newLadderRig(t *testing.T, ssrcOnly bool) *simulcastRig {
 	t.Helper()
-	return newRig(t, false, ssrcOnly)
+	return newRig(t, false, ssrcOnly, 300_000)
 }
 
-func newRig(t *testing.T, temporal, ssrcOnly bool) *simulcastRig {
+// newRig builds the rig; initial is each subscriber's starting bandwidth
+// estimate.
+func newRig(t *testing.T, temporal, ssrcOnly bool, initial int) *simulcastRig {
 	t.Helper()
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.20.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
 	if err != nil {
@@ -609,7 +639,7 @@ func newRig(t *testing.T, temporal, ssrcOnly bool) *simulcastRig {
 	if err := wan.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, Net: srvNet, InitialBitrate: 300_000})
+	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, Net: srvNet, InitialBitrate: initial})
 	if err != nil {
 		t.Fatal(err)
 	}
