@@ -656,13 +656,24 @@ func newRig(t *testing.T, temporal, ssrcOnly bool, initial int) *simulcastRig {
 		if len(ls) < 3 {
 			return false
 		}
-		for _, l := range ls {
-			// Sizes come from keyframes, every 3 s from this publisher.
-			if l.Bitrate == 0 || l.Width == 0 {
-				return false
+		ok := true
+		for i, l := range ls {
+			if l.Bitrate == 0 {
+				ok = false
+			}
+			// Sizes come from keyframes. The publisher's first went out
+			// before the connection was up, and its next is 90 ticks
+			// away: on a busy machine that is later than dynacast pauses
+			// layers nobody watches (dynacastHold), after which no
+			// keyframe comes at all. Ask for one as a subscriber would.
+			if l.Width == 0 {
+				ok = false
+				if l.Active {
+					rig.p.RequestKeyframe(i)
+				}
 			}
 		}
-		return true
+		return ok
 	}
 	for !ready() {
 		if time.Now().After(deadline) {
