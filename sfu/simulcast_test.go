@@ -598,26 +598,26 @@ type simulcastRig struct {
 
 func newSimulcastRig(t *testing.T) *simulcastRig {
 	t.Helper()
-	return newRig(t, false, false, 300_000)
+	return newRig(t, false, false, sfu.WorkerConfig{InitialBitrate: 300_000})
 }
 
 // newTemporalRig is newSimulcastRig with a publisher whose every layer
 // has three VP8 temporal layers (L1T3).
 func newTemporalRig(t *testing.T) *simulcastRig {
 	t.Helper()
-	return newRig(t, true, false, 300_000)
+	return newRig(t, true, false, sfu.WorkerConfig{InitialBitrate: 300_000})
 }
 
 // newLadderRig is newSimulcastRig with the publisher sending rid
 // simulcast, or SSRC simulcast with ssrcOnly.
 func newLadderRig(t *testing.T, ssrcOnly bool) *simulcastRig {
 	t.Helper()
-	return newRig(t, false, ssrcOnly, 300_000)
+	return newRig(t, false, ssrcOnly, sfu.WorkerConfig{InitialBitrate: 300_000})
 }
 
-// newRig builds the rig; initial is each subscriber's starting bandwidth
-// estimate.
-func newRig(t *testing.T, temporal, ssrcOnly bool, initial int) *simulcastRig {
+// newRig builds the rig; bw gives the bounds of the subscribers'
+// bandwidth estimates (its other fields are the rig's own).
+func newRig(t *testing.T, temporal, ssrcOnly bool, bw sfu.WorkerConfig) *simulcastRig {
 	t.Helper()
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.20.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
 	if err != nil {
@@ -639,7 +639,7 @@ func newRig(t *testing.T, temporal, ssrcOnly bool, initial int) *simulcastRig {
 	if err := wan.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, Net: srvNet, InitialBitrate: initial})
+	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, Net: srvNet, InitialBitrate: bw.InitialBitrate, MinBitrate: bw.MinBitrate, MaxBitrate: bw.MaxBitrate})
 	if err != nil {
 		t.Fatal(err)
 	}

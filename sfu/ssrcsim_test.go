@@ -347,11 +347,14 @@ func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
 // encodings it was not shown, so the SFU must restart them too, and the
 // layers must keep flowing to subscribers without a freeze.
 func TestSSRCSimulcastReoffer(t *testing.T) {
-	// Subscribers start with the estimate their links carry: what is
-	// tested is the re-offer, not the climb by probing, which on a busy
-	// race-instrumented machine can take longer than any fixed wait
-	// (the shaped-link tests time the climb).
-	rig := newRig(t, false, true, 8_000_000)
+	// The subscribers' estimates are pinned to what their links carry:
+	// what is tested is the re-offer, not bandwidth estimation. On the
+	// in-process virtual network a stall of the busy, race-instrumented
+	// machine is queueing delay, which cut estimates to a fraction of the
+	// link (top off layer 2, low suspended) and left them to climb back
+	// by probing for however long it takes; the shaped-link tests are
+	// where estimation is judged.
+	rig := newRig(t, false, true, sfu.WorkerConfig{InitialBitrate: 8_000_000, MinBitrate: 8_000_000})
 	low := newShapedSubscriber(t, rig.wan, rig.router, rig.p, "low", "10.20.0.41", 8_000_000)
 	defer low.close()
 	low.c.SetMaxLayer(0)
@@ -487,24 +490,11 @@ func TestSSRCSimulcastReoffer(t *testing.T) {
 				t.Errorf("%s: %s lost %.2f%% of packets (the SFU resent %d on NACK, had %d NACKed no more)", what, s.name, 100*(1-got), resent, missed)
 			}
 		}
-		// Such a stall is also queueing delay to top's bandwidth
-		// estimator, which may cut its estimate below what layer 2 costs;
-		// climbing back by probing on a starved machine takes however
-		// long it takes (the shaped-link tests time it). What the
-		// re-offer must not do is move a consumer off the layer its
-		// estimate affords: low stays on its capped layer, top is on
-		// layer 2 unless its estimate is short of it.
-		if low.layer() != 0 {
-			t.Errorf("%s: low on layer %d, want 0", what, low.layer())
-		}
-		est, rate := 0, 0
-		if !waitFor(20*time.Second, func() bool {
-			est, rate = rig.router.Stats()[top.tr.ID()], rig.p.Layers()[2].Bitrate
-			return top.layer() == 2 || float64(est) < 1.1*float64(rate)
-		}) {
-			t.Errorf("%s: top on layer %d with an estimate of %d bit/s, enough for layer 2 (%d bit/s)", what, top.layer(), est, rate)
-		} else if top.layer() != 2 {
-			t.Logf("%s: top on layer %d: its estimate (%d bit/s) fell short of layer 2 (%d bit/s)", what, top.layer(), est, rate)
+		// The re-offer must not move a consumer off its layer.
+		for i, s := range []*shapedSubscriber{low, top} {
+			if want := 2 * i; !waitFor(10*time.Second, func() bool { return s.layer() == want }) {
+				t.Errorf("%s: %s on layer %d, want %d", what, s.name, s.layer(), want)
+			}
 		}
 	}
 
