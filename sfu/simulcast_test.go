@@ -830,6 +830,67 @@ func TestSimulcastPerSubscriberAndDynacast(t *testing.T) {
 	t.Log("dynacast: f resumed and forwarded again")
 }
 
+// stallMeter measures how long the test process went unscheduled: a
+// goroutine that wakes every few milliseconds notes each wake-up that came
+// late. Each stage of the media path (publisher, virtual links, SFU,
+// subscriber) runs in this process, so a frame can be held up by every
+// stall it meets on the way: a freeze longer than the stalls in its window
+// add up to is the code's, not the machine's.
+type stallMeter struct {
+	mu     sync.Mutex
+	stalls []stall
+	quit   chan struct{}
+	done   chan struct{}
+}
+
+type stall struct {
+	at   time.Time
+	late time.Duration
+}
+
+const stallTick = 5 * time.Millisecond
+
+func newStallMeter(t *testing.T) *stallMeter {
+	m := &stallMeter{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(stallTick)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-m.quit:
+				return
+			case now := <-tick.C:
+				// A ticker drops ticks it cannot deliver: the time since
+				// the last wake-up is what counts, not the tick's stamp.
+				now = time.Now()
+				if late := now.Sub(last) - stallTick; late > stallTick {
+					m.mu.Lock()
+					m.stalls = append(m.stalls, stall{now, late})
+					m.mu.Unlock()
+				}
+				last = now
+			}
+		}
+	}()
+	t.Cleanup(func() { close(m.quit); <-m.done })
+	return m
+}
+
+// total is how long the process went unscheduled in [from, to].
+func (m *stallMeter) total(from, to time.Time) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var sum time.Duration
+	for _, s := range m.stalls {
+		if !s.at.Before(from) && !s.at.After(to) {
+			sum += s.late
+		}
+	}
+	return sum
+}
+
 func waitFor(d time.Duration, f func() bool) bool {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
