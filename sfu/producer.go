@@ -292,15 +292,19 @@ func (p *Producer) topLayer() int {
 
 // readLoop reads one incoming track and hands every packet to the
 // producer currently attached to its m-section. It owns its buffer and
-// packet: nothing is allocated per packet.
-func readLoop(in *inbound, track *webrtc.TrackRemote) {
+// packet: nothing is allocated per packet. nacks, when not nil, is a
+// missing-packet log that outlives the loop (an SSRC-simulcast encoding
+// whose receiver is restarted); the loop has it to itself while it runs.
+func readLoop(in *inbound, track *webrtc.TrackRemote, nacks *nackLog) {
+	if nacks == nil {
+		nacks = &nackLog{}
+	}
 	buf := make([]byte, 1500)
 	// The subscribers' copies of each packet leave together (srtpout.go).
 	batch := new(udpbatch.Batch)
 	var pkt rtp.Packet
 	var cur *Producer
 	idx := -1
-	var nacks nackLog
 	rid := track.RID()
 	ssrc := uint32(track.SSRC())
 	for {
