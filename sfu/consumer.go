@@ -386,6 +386,7 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 	c.padBuf[len(c.padBuf)-1] = byte(len(c.padBuf))
 	for sent < n {
 		seq, ts := c.munger.Pad()
+		c.notePad(seq, ts)
 		h := &c.hdr
 		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
 		w, err := c.write(b, h, c.padBuf[:], time.Now())

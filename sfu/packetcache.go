@@ -105,6 +105,10 @@ type sentPacket struct {
 	layer  int8
 	marker bool
 	valid  bool
+	// pad marks a bandwidth probe's padding packet: it holds a sequence
+	// number of the stream like media does, so a subscriber that lost it
+	// NACKs it, and is sent it again rather than left with a hole.
+	pad bool
 	// vp8 is set when the VP8 ids were rewritten on the way out (the
 	// temporal filter's offsets, temporal.go): a retransmission carries
 	// the same ids as the original did.
@@ -135,6 +139,14 @@ func (c *Consumer) note(seq uint16, ts uint32, marker bool, layer int, src uint1
 	}
 }
 
+// notePad records, with c.mu held, that seq went out as padding.
+func (c *Consumer) notePad(seq uint16, ts uint32) {
+	if c.sent == nil {
+		return
+	}
+	c.sent[seq&c.sentMask] = sentPacket{seq: seq, ts: ts, valid: true, pad: true}
+}
+
 // handleNACK retransmits what the subscriber reports lost and can still
 // be found, as RTX when the subscriber negotiated it.
 func (c *Consumer) handleNACK(n *rtcp.TransportLayerNack) {
@@ -163,6 +175,18 @@ func (c *Consumer) resend(seq uint16) {
 	// Milliseconds since the consumer was made, plus one: 0 is "never".
 	now := uint32(time.Since(c.born)/time.Millisecond) + 1
 	if e.resent != 0 && now-e.resent < uint32(resendGap/time.Millisecond) {
+		return
+	}
+	if e.pad {
+		// Padding again, on the media stream: there is nothing to
+		// repair but the hole in the sequence numbers.
+		e.resent = now
+		c.padBuf[len(c.padBuf)-1] = byte(len(c.padBuf))
+		h := &c.hdr
+		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: e.ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
+		if _, err := c.write(nil, h, c.padBuf[:], time.Now()); err == nil {
+			c.retransmits.Add(1)
+		}
 		return
 	}
 	cache := c.producer.layers[e.layer].cache.Load()

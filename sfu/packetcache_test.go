@@ -107,3 +107,33 @@ func TestPacketCacheWraps(t *testing.T) {
 		}
 	}
 }
+
+// TestRetransmitPadding: a probe's padding takes sequence numbers of the
+// stream, so a subscriber that lost one NACKs it; it is sent again (same
+// sequence number and timestamp, padding only) rather than left as a hole
+// the subscriber would count as lost and NACK for good.
+func TestRetransmitPadding(t *testing.T) {
+	p, c, _ := temporalRig(t, 1)
+	w := &rawWriter{}
+	c.writer = w
+	g := &l1t3{p: p, pic: 1000, tl0: 9}
+	g.send(true)
+	g.run(t, 4)
+	c.sendPadding(nil, 1)
+	pad := w.pkts[len(w.pkts)-1]
+	if !pad.Padding {
+		t.Fatalf("the probe sent no padding packet: %+v", pad.Header)
+	}
+	w.pkts = nil
+	c.handleNACK(&rtcp.TransportLayerNack{MediaSSRC: c.ssrc, Nacks: []rtcp.NackPair{{PacketID: pad.SequenceNumber}}})
+	if len(w.pkts) != 1 {
+		t.Fatalf("%d packets sent for a NACKed padding packet, want 1", len(w.pkts))
+	}
+	got := w.pkts[0]
+	if !got.Padding || got.SequenceNumber != pad.SequenceNumber || got.Timestamp != pad.Timestamp || got.SSRC != pad.SSRC || len(got.Payload) != len(pad.Payload) {
+		t.Errorf("resent %+v, want the padding packet %+v again", got.Header, pad.Header)
+	}
+	if sent, missed := c.Retransmits(); sent != 1 || missed != 0 {
+		t.Errorf("Retransmits() = %d, %d; want 1, 0", sent, missed)
+	}
+}

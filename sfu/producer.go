@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +59,8 @@ type Producer struct {
 	consumers atomic.Pointer[[]*Consumer]
 	layers    [maxLayers]layer
 	closed    bool
-	onClose   []func()
+	onClose   []closeHook // in registration order
+	nextHook  int
 
 	paused     atomic.Bool
 	closedFlag atomic.Bool
@@ -263,16 +265,37 @@ func (p *Producer) Resume() {
 	}
 }
 
-// OnClose registers f to run once when the producer closes.
-func (p *Producer) OnClose(f func()) {
+// OnClose registers f to run once when the producer closes. An observer
+// that goes away before the producer (a WHEP viewer following a stage)
+// calls cancel: f, and all it references, is otherwise kept for as long
+// as the producer lives.
+func (p *Producer) OnClose(f func()) (cancel func()) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		f()
-		return
+		return func() {}
 	}
-	p.onClose = append(p.onClose, f)
+	id := p.nextHook
+	p.nextHook++
+	p.onClose = append(p.onClose, closeHook{id: id, f: f})
 	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i, h := range p.onClose {
+			if h.id == id {
+				p.onClose = slices.Delete(p.onClose, i, i+1)
+				return
+			}
+		}
+	}
+}
+
+// closeHook is one OnClose callback, with the id its cancel looks for.
+type closeHook struct {
+	id int
+	f  func()
 }
 
 func (p *Producer) addConsumer(c *Consumer) error {
@@ -362,15 +385,19 @@ func (p *Producer) topLayer() int {
 
 // readLoop reads one incoming track and hands every packet to the
 // producer currently attached to its m-section. It owns its buffer and
-// packet: nothing is allocated per packet.
-func readLoop(in *inbound, track *webrtc.TrackRemote) {
+// packet: nothing is allocated per packet. nacks, when not nil, is a
+// missing-packet log that outlives the loop (an SSRC-simulcast encoding
+// whose receiver is restarted); the loop has it to itself while it runs.
+func readLoop(in *inbound, track *webrtc.TrackRemote, nacks *nackLog) {
+	if nacks == nil {
+		nacks = &nackLog{}
+	}
 	buf := make([]byte, 1500)
 	// The subscribers' copies of each packet leave together (srtpout.go).
 	batch := new(udpbatch.Batch)
 	var pkt rtp.Packet
 	var cur *Producer
 	idx := -1
-	var nacks nackLog
 	rid := track.RID()
 	ssrc := uint32(track.SSRC())
 	// pion read the first packet already: its payload type named the codec.
@@ -540,8 +567,8 @@ func (p *Producer) Close() {
 	}
 	p.transport.removeProducer(p)
 	p.transport.router.removeProducer(p)
-	for _, f := range cbs {
-		f()
+	for _, h := range cbs {
+		h.f()
 	}
 }
 
@@ -635,6 +662,8 @@ type LayerStats struct {
 	Bitrate       int // bits per second
 	FPS           float64
 	Width, Height int
+	// Frames counts the frames received on the layer since it began.
+	Frames uint64
 }
 
 // Layers returns live statistics of the producer's layers (index 0 is the
@@ -653,6 +682,7 @@ func (p *Producer) Layers() []LayerStats {
 			RID: rid, Active: l.active.Load(), PausedByUs: l.pausedByUs.Load(),
 			Bitrate: int(l.rate.Load()), FPS: float64(l.fps.Load()) / 100,
 			Width: int(l.width.Load()), Height: int(l.height.Load()),
+			Frames: l.frames.Load(),
 		})
 	}
 	return out

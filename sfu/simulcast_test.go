@@ -62,6 +62,30 @@ type simulcastPublisher struct {
 	nackSSRC [3]atomic.Uint32
 	// tr is the SFU transport it publishes on, for re-offers.
 	tr *sfu.Transport
+	// frames counts the frames sent per layer: on a loaded machine the
+	// 30 Hz ticker drops ticks, so this, not 30 fps, is what the SFU
+	// can be expected to receive.
+	frames [3]atomic.Int64
+	// sentAt is when each layer's frames went out, to tell a freeze the
+	// SFU caused from one the publisher's own stalls made.
+	sentMu sync.Mutex
+	sentAt [3][]time.Time
+}
+
+// longestGap is the longest time layer i sent no frame in [from, to].
+func (sp *simulcastPublisher) longestGap(i int, from, to time.Time) time.Duration {
+	sp.sentMu.Lock()
+	defer sp.sentMu.Unlock()
+	var worst time.Duration
+	prev := from
+	for _, at := range sp.sentAt[i] {
+		if at.Before(from) || at.After(to) {
+			continue
+		}
+		worst = max(worst, at.Sub(prev))
+		prev = at
+	}
+	return max(worst, to.Sub(prev))
 }
 
 // l1t3 is the temporal pattern of libwebrtc's three-layer VP8 encoder, and
@@ -150,6 +174,10 @@ func (sp *simulcastPublisher) run(i int) {
 			seq++
 			_ = sp.tracks[i].WriteRTP(pkt)
 		}
+		sp.frames[i].Add(1)
+		sp.sentMu.Lock()
+		sp.sentAt[i] = append(sp.sentAt[i], time.Now())
+		sp.sentMu.Unlock()
 	}
 }
 
@@ -570,24 +598,26 @@ type simulcastRig struct {
 
 func newSimulcastRig(t *testing.T) *simulcastRig {
 	t.Helper()
-	return newRig(t, false, false)
+	return newRig(t, false, false, sfu.WorkerConfig{InitialBitrate: 300_000})
 }
 
 // newTemporalRig is newSimulcastRig with a publisher whose every layer
 // has three VP8 temporal layers (L1T3).
 func newTemporalRig(t *testing.T) *simulcastRig {
 	t.Helper()
-	return newRig(t, true, false)
+	return newRig(t, true, false, sfu.WorkerConfig{InitialBitrate: 300_000})
 }
 
 // newLadderRig is newSimulcastRig with the publisher sending rid
 // simulcast, or SSRC simulcast with ssrcOnly.
 func newLadderRig(t *testing.T, ssrcOnly bool) *simulcastRig {
 	t.Helper()
-	return newRig(t, false, ssrcOnly)
+	return newRig(t, false, ssrcOnly, sfu.WorkerConfig{InitialBitrate: 300_000})
 }
 
-func newRig(t *testing.T, temporal, ssrcOnly bool) *simulcastRig {
+// newRig builds the rig; bw gives the bounds of the subscribers'
+// bandwidth estimates (its other fields are the rig's own).
+func newRig(t *testing.T, temporal, ssrcOnly bool, bw sfu.WorkerConfig) *simulcastRig {
 	t.Helper()
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.20.0.0/24", LoggerFactory: logging.NewDefaultLoggerFactory()})
 	if err != nil {
@@ -609,7 +639,7 @@ func newRig(t *testing.T, temporal, ssrcOnly bool) *simulcastRig {
 	if err := wan.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, Net: srvNet, InitialBitrate: 300_000})
+	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, Net: srvNet, InitialBitrate: bw.InitialBitrate, MinBitrate: bw.MinBitrate, MaxBitrate: bw.MaxBitrate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -626,13 +656,24 @@ func newRig(t *testing.T, temporal, ssrcOnly bool) *simulcastRig {
 		if len(ls) < 3 {
 			return false
 		}
-		for _, l := range ls {
-			// Sizes come from keyframes, every 3 s from this publisher.
-			if l.Bitrate == 0 || l.Width == 0 {
-				return false
+		ok := true
+		for i, l := range ls {
+			if l.Bitrate == 0 {
+				ok = false
+			}
+			// Sizes come from keyframes. The publisher's first went out
+			// before the connection was up, and its next is 90 ticks
+			// away: on a busy machine that is later than dynacast pauses
+			// layers nobody watches (dynacastHold), after which no
+			// keyframe comes at all. Ask for one as a subscriber would.
+			if l.Width == 0 {
+				ok = false
+				if l.Active {
+					rig.p.RequestKeyframe(i)
+				}
 			}
 		}
-		return true
+		return ok
 	}
 	for !ready() {
 		if time.Now().After(deadline) {
@@ -787,6 +828,67 @@ func TestSimulcastPerSubscriberAndDynacast(t *testing.T) {
 		t.Fatalf("top layer not resumed for the uncapped subscriber (stopped=%v, layer %d)", rig.pub.stopped[2].Load(), subs[2].layer())
 	}
 	t.Log("dynacast: f resumed and forwarded again")
+}
+
+// stallMeter measures how long the test process went unscheduled: a
+// goroutine that wakes every few milliseconds notes each wake-up that came
+// late. Each stage of the media path (publisher, virtual links, SFU,
+// subscriber) runs in this process, so a frame can be held up by every
+// stall it meets on the way: a freeze longer than the stalls in its window
+// add up to is the code's, not the machine's.
+type stallMeter struct {
+	mu     sync.Mutex
+	stalls []stall
+	quit   chan struct{}
+	done   chan struct{}
+}
+
+type stall struct {
+	at   time.Time
+	late time.Duration
+}
+
+const stallTick = 5 * time.Millisecond
+
+func newStallMeter(t *testing.T) *stallMeter {
+	m := &stallMeter{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(stallTick)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-m.quit:
+				return
+			case now := <-tick.C:
+				// A ticker drops ticks it cannot deliver: the time since
+				// the last wake-up is what counts, not the tick's stamp.
+				now = time.Now()
+				if late := now.Sub(last) - stallTick; late > stallTick {
+					m.mu.Lock()
+					m.stalls = append(m.stalls, stall{now, late})
+					m.mu.Unlock()
+				}
+				last = now
+			}
+		}
+	}()
+	t.Cleanup(func() { close(m.quit); <-m.done })
+	return m
+}
+
+// total is how long the process went unscheduled in [from, to].
+func (m *stallMeter) total(from, to time.Time) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var sum time.Duration
+	for _, s := range m.stalls {
+		if !s.at.Before(from) && !s.at.After(to) {
+			sum += s.late
+		}
+	}
+	return sum
 }
 
 func waitFor(d time.Duration, f func() bool) bool {

@@ -175,6 +175,14 @@ type simReceiver struct {
 	tr   *webrtc.RTPTransceiver
 	recv *webrtc.RTPReceiver
 	enc  simStream
+	// nacks is the encoding's missing-packet log, kept across a restart
+	// of its receiver: the packets between the old read loop's last and
+	// the new one's first (those pion read while probing the reopened
+	// stream for a rid) are then asked for again like any other loss,
+	// instead of reaching subscribers as a hole nobody can repair.
+	// loopDone closes when the read loop using it has returned.
+	nacks    nackLog
+	loopDone chan struct{}
 }
 
 // simLayer returns the layer of an SSRC in SSRC simulcast, or -1.
@@ -275,10 +283,19 @@ func (t *Transport) startEncoding(in *inbound, sr *simReceiver) {
 	}
 	sr.recv = recv
 	t.wg.Add(2)
+	prev := sr.loopDone
+	done := make(chan struct{})
+	sr.loopDone = done
 	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
-		readLoop(in, recv.Track())
+		defer close(done)
+		// The replaced receiver was stopped by pion, so its loop is
+		// returning; it must let go of sr.nacks first.
+		if prev != nil {
+			<-prev
+		}
+		readLoop(in, recv.Track(), &sr.nacks)
 	}()
 	go func() {
 		defer t.wg.Done()

@@ -506,7 +506,7 @@ func (t *Transport) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver)
 	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
-		readLoop(in, track)
+		readLoop(in, track, nil)
 	}()
 	go func() {
 		defer t.wg.Done()

@@ -74,6 +74,12 @@ type WorkerConfig struct {
 	// InitialBitrate and MaxBitrate bound each subscriber's bandwidth
 	// estimate, in bits per second.
 	InitialBitrate, MaxBitrate int
+	// MinBitrate is the estimate's floor (0: 50 kbit/s, below which even
+	// audio suffers). Tests whose subject is not bandwidth estimation
+	// raise it to their links' rate, so that a stall of the machine they
+	// share, which an in-process virtual network turns into queueing
+	// delay, cannot move the layers they check.
+	MinBitrate int
 	// Net, when set, replaces the operating system's network (pion's vnet
 	// in tests that shape links without root).
 	Net transport.Net
@@ -132,6 +138,12 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.MaxBitrate <= 0 {
 		cfg.MaxBitrate = 20_000_000
+	}
+	if cfg.MinBitrate <= 0 {
+		cfg.MinBitrate = minBitrate
+	}
+	if cfg.MinBitrate > cfg.MaxBitrate {
+		return nil, fmt.Errorf("sfu: minimum bitrate %d above the maximum %d", cfg.MinBitrate, cfg.MaxBitrate)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -490,7 +502,7 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 	// by a responder interceptor keeping a copy per subscriber; sender
 	// reports are the consumers' own (senderreport.go).
 	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		return bwe.New(w.cfg.InitialBitrate, minBitrate, w.cfg.MaxBitrate)
+		return bwe.New(w.cfg.InitialBitrate, w.cfg.MinBitrate, w.cfg.MaxBitrate)
 	})
 	if err != nil {
 		return err

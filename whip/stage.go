@@ -51,10 +51,14 @@ func source(p *sfu.Producer) string {
 type stageWatcher struct {
 	apply func(video, audio *sfu.Producer)
 
-	mu     sync.Mutex
-	order  []*sfu.Producer
-	seen   map[*sfu.Producer]bool
-	cancel func()
+	mu    sync.Mutex
+	order []*sfu.Producer
+	// seen holds, for each producer followed, the cancel of the OnClose
+	// hook registered on it: the hook references the watcher and through
+	// apply the viewer, which must not live as long as the producer.
+	seen    map[*sfu.Producer]func()
+	stopped bool
+	cancel  func()
 
 	kick chan struct{}
 	quit chan struct{}
@@ -64,7 +68,7 @@ type stageWatcher struct {
 func watchStage(r *sfu.Router, apply func(video, audio *sfu.Producer)) *stageWatcher {
 	w := &stageWatcher{
 		apply: apply,
-		seen:  map[*sfu.Producer]bool{},
+		seen:  map[*sfu.Producer]func(){},
 		kick:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
@@ -77,15 +81,15 @@ func watchStage(r *sfu.Router, apply func(video, audio *sfu.Producer)) *stageWat
 	w.mu.Lock()
 	pre := make([]*sfu.Producer, 0, len(ps))
 	for _, p := range ps {
-		if !w.seen[p] {
-			w.seen[p] = true
+		if _, ok := w.seen[p]; !ok {
+			w.seen[p] = nil
 			pre = append(pre, p)
 		}
 	}
 	w.order = append(pre, w.order...)
 	w.mu.Unlock()
 	for _, p := range pre {
-		p.OnClose(func() { w.remove(p) })
+		w.follow(p)
 	}
 	w.poke()
 	go w.run()
@@ -94,15 +98,30 @@ func watchStage(r *sfu.Router, apply func(video, audio *sfu.Producer)) *stageWat
 
 func (w *stageWatcher) add(p *sfu.Producer) {
 	w.mu.Lock()
-	if w.seen[p] {
+	if _, ok := w.seen[p]; ok || w.stopped {
 		w.mu.Unlock()
 		return
 	}
-	w.seen[p] = true
+	w.seen[p] = nil
 	w.order = append(w.order, p)
 	w.mu.Unlock()
-	p.OnClose(func() { w.remove(p) })
+	w.follow(p)
 	w.poke()
+}
+
+// follow hooks p's close, and keeps the hook's cancel while p is followed.
+func (w *stageWatcher) follow(p *sfu.Producer) {
+	cancel := p.OnClose(func() { w.remove(p) })
+	w.mu.Lock()
+	_, ok := w.seen[p]
+	if ok && !w.stopped {
+		w.seen[p] = cancel
+		cancel = nil
+	}
+	w.mu.Unlock()
+	if cancel != nil { // p closed meanwhile, or the watcher stopped
+		cancel()
+	}
 }
 
 func (w *stageWatcher) remove(p *sfu.Producer) {
@@ -147,6 +166,19 @@ func (w *stageWatcher) run() {
 // stop ends the watcher and waits for its goroutine.
 func (w *stageWatcher) stop() {
 	w.cancel()
+	w.mu.Lock()
+	w.stopped = true
+	hooks := make([]func(), 0, len(w.seen))
+	for _, cancel := range w.seen {
+		if cancel != nil {
+			hooks = append(hooks, cancel)
+		}
+	}
+	w.seen, w.order = nil, nil
+	w.mu.Unlock()
+	for _, cancel := range hooks {
+		cancel()
+	}
 	close(w.quit)
 	<-w.done
 }

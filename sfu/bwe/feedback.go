@@ -77,8 +77,11 @@ func appendAcksRaw(dst []ack, fb []byte) ([]ack, error) {
 	if len(fb) < 20 {
 		return dst, errFeedback
 	}
+	// The length field, not the buffer, bounds the packet; it must
+	// still cover the fixed fields read below, or a 20-byte buffer
+	// whose header says 8 would be cut short of them.
 	l := (int(binary.BigEndian.Uint16(fb[2:])) + 1) * 4
-	if l > len(fb) {
+	if l < 20 || l > len(fb) {
 		return dst, errFeedback
 	}
 	fb = fb[:l]

@@ -3,6 +3,7 @@ package bwe
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
@@ -149,4 +150,45 @@ func BenchmarkFeedbackPion(b *testing.B) {
 		}
 		acks = appendAcks(acks[:0], &fb)
 	}
+}
+
+// TestFeedbackRawShortLength: a buffer long enough for the fixed fields
+// whose RTCP length field says less is refused, not sliced past.
+func TestFeedbackRawShortLength(t *testing.T) {
+	b := feedbackPackets(t, 4)[0]
+	for words := range 5 { // lengths 4..20 bytes: all shorter than the fixed fields
+		short := append([]byte(nil), b...)
+		short[2], short[3] = 0, byte(words)
+		e, err := New(1_000_000, 100_000, 10_000_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.OnFeedbackRaw(short, time.Now()); err == nil {
+			t.Fatalf("a %d-byte buffer whose length field says %d bytes was accepted", len(short), (words+1)*4)
+		}
+	}
+}
+
+// FuzzOnFeedbackRaw: no report, however malformed, panics the estimator
+// or yields more acks than the ring holds.
+func FuzzOnFeedbackRaw(f *testing.F) {
+	for _, b := range feedbackPackets(f, 5)[:8] {
+		f.Add(b)
+	}
+	short := append([]byte(nil), feedbackPackets(f, 6)[0]...)
+	short[2], short[3] = 0, 1 // the length field says 8 bytes
+	f.Add(short)
+	// One estimator for every input, as one subscriber's takes every
+	// report: state left by one input must not break the next.
+	e, err := New(1_000_000, 100_000, 10_000_000)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = e.OnFeedbackRaw(b, time.Now())
+		acks, err := appendAcksRaw(nil, b)
+		if err == nil && len(acks) > ringSize {
+			t.Fatalf("%d acks from one report, more than the %d the ring holds", len(acks), ringSize)
+		}
+	})
 }
