@@ -108,7 +108,7 @@ func watchAll(t *testing.T, browser context.Context, base, key string, hlsFrames
 		t.Logf("%+v", waitChromium(t, cm, 15*time.Second))
 	})
 	t.Run("hls-ffprobe", func(t *testing.T) {
-		checkHLS(t, base, "party", hlsFrames, 20*time.Second)
+		checkHLS(t, base, key, "party", hlsFrames, 20*time.Second)
 	})
 }
 

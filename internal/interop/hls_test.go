@@ -15,7 +15,32 @@ import (
 // startHLS starts recording a room to HLS.
 func startHLS(t *testing.T, base, key, room string) {
 	t.Helper()
-	req, err := http.NewRequest("POST", base+"/api/rooms/"+room+"/recordings", strings.NewReader(`{"formats":["hls"]}`))
+	adminPost(t, base, key, "/api/rooms/"+room+"/recordings", `{"formats":["hls"]}`, http.StatusCreated)
+}
+
+// signedHLSQuery mints a signed live-HLS URL for the room, as a player
+// that cannot send headers would be given, and returns its query string.
+func signedHLSQuery(t *testing.T, base, key, room string) string {
+	t.Helper()
+	var signed struct {
+		Path string `json:"path"`
+	}
+	body := adminPost(t, base, key, "/api/rooms/"+room+"/hls-url", `{"ttl":600}`, http.StatusOK)
+	if err := json.Unmarshal(body, &signed); err != nil {
+		t.Fatalf("hls-url answer %s: %v", body, err)
+	}
+	_, q, ok := strings.Cut(signed.Path, "?")
+	if !ok {
+		t.Fatalf("hls-url answer %s has no query", body)
+	}
+	return q
+}
+
+// adminPost posts body with the API key and returns the answer's body,
+// failing unless its status is want.
+func adminPost(t *testing.T, base, key, path, body string, want int) []byte {
+	t.Helper()
+	req, err := http.NewRequest("POST", base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,10 +51,11 @@ func startHLS(t *testing.T, base, key, room string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("start recording: %d %s", resp.StatusCode, b)
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
 	}
+	return b
 }
 
 // probeStream is one stream as ffprobe reports it after decoding.
@@ -39,27 +65,34 @@ type probeStream struct {
 	Frames string `json:"nb_read_frames"`
 }
 
-// checkHLS waits for the room's live HLS to list a segment (listed ones
+// checkHLS waits for the room's private live HLS to list a segment (listed ones
 // are complete) and decodes it with ffprobe: minFrames H.264 frames or
 // more, and AAC audio.
 // The first will do: it starts on a keyframe, and a slow screen share may
 // take longer than a test should wait to fill a second.
-func checkHLS(t *testing.T, base, room string, minFrames int, d time.Duration) {
+func checkHLS(t *testing.T, base, key, room string, minFrames int, d time.Duration) {
 	t.Helper()
 	ffprobe, err := exec.LookPath("ffprobe")
 	if err != nil {
 		missing(t, "ffprobe not found (Debian package ffmpeg)")
 	}
-	playlist := base + "/hls/" + room + "/v0/index.m3u8"
+	// The room is private: the player gets a signed URL, and the served
+	// playlist carries its credential on to the segments.
+	playlist := base + "/hls/" + room + "/v0/index.m3u8?" + signedHLSQuery(t, base, key, room)
 	var segs []string
 	waitFor(t, d, "a complete HLS segment", func() bool {
 		segs = hlsSegments(playlist)
 		return len(segs) >= 1
 	}, func() string { return "" }, stringer(func() string { return fmt.Sprintf("segments %v", segs) }))
-	seg, err := url.JoinPath(base, "hls", room, "v0", segs[0])
+	ref, err := url.Parse(segs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
+	pl, err := url.Parse(playlist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := pl.ResolveReference(ref).String()
 	out, err := exec.Command(ffprobe, "-v", "error", "-count_frames", "-show_entries", "stream=codec_type,codec_name,nb_read_frames", "-of", "json", seg).Output()
 	if err != nil {
 		t.Fatalf("ffprobe %s: %v", seg, err)
