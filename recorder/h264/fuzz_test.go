@@ -55,13 +55,16 @@ func FuzzParseRecord(f *testing.F) {
 	})
 }
 
-// FuzzNALUFraming splits bytes as Annex B and as AVCC. Joining and
-// splitting again is stable, and AVCC framing round-trips exactly.
+// FuzzNALUFraming splits bytes as Annex B and as AVCC. Annex B gives
+// non-empty NAL units, joining and splitting again is stable, and AVCC framing round-trips exactly.
 func FuzzNALUFraming(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		nalus := SplitAnnexB(b)
 		total := 0
 		for _, n := range nalus {
+			if len(n) == 0 {
+				t.Fatal("an empty NAL unit")
+			}
 			total += len(n)
 		}
 		if total > len(b) {

@@ -420,6 +420,10 @@ func (c *Conn) readChunk() (*message, error) {
 		st.hasExt = tsField == 0xffffff
 	}
 	if hlen >= 7 {
+		// A message header starts a new message: one left unfinished on
+		// this chunk stream is dropped (as ffmpeg does), not completed
+		// with the new one's bytes or measured against its length.
+		st.buf = nil
 		st.length = int(h[3])<<16 | int(h[4])<<8 | int(h[5])
 		st.typ = h[6]
 		if st.length > 16<<20 {
