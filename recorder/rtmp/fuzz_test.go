@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -92,11 +93,16 @@ func FuzzParseURL(f *testing.F) {
 		if err != nil || host == "" || port == "" {
 			t.Fatalf("host %q (%v)", tg.Host, err)
 		}
-		if tg.App == "" || tg.Key == "" || strings.HasPrefix(tg.App, "/") || strings.HasSuffix(tg.App, "/") {
+		if tg.App == "" || tg.Key == "" || strings.HasPrefix(tg.App, "/") {
 			t.Fatalf("app %q key %q", tg.App, tg.Key)
 		}
-		// Rebuilding needs the path as it was written: skip escapes.
+		// Rebuilding needs the path as it was written (skip escapes) and a
+		// host a URL can hold (Go's parser takes "rtmp://::/a/k", whose
+		// host ":" only Dial refuses).
 		if strings.ContainsAny(raw, "%#") {
+			return
+		}
+		if _, err := url.Parse("rtmp://" + tg.Host + "/"); err != nil {
 			return
 		}
 		again, err := ParseURL(tg.TCURL() + "/" + tg.Key)

@@ -98,6 +98,11 @@ func ParseURL(raw string) (Target, error) {
 			host = net.JoinHostPort(u.Hostname(), "1935")
 		}
 	}
+	// Without a host name Dial would connect to this machine; Go's URL
+	// parser also lets through hosts no address can hold ("]").
+	if h, _, err := net.SplitHostPort(host); err != nil || h == "" {
+		return Target{}, fmt.Errorf("rtmp: URL needs a host, not %q", u.Host)
+	}
 	p := strings.Trim(u.Path, "/")
 	i := strings.LastIndex(p, "/")
 	if i <= 0 || i == len(p)-1 {
