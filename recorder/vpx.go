@@ -22,7 +22,9 @@ type vpxAssembler struct {
 func newVPXAssembler(vp9 bool) *vpxAssembler { return &vpxAssembler{vp9: vp9, waitKey: true} }
 
 // push adds a packet and returns a completed frame (copied) and whether
-// it is a keyframe; lost reports a sequence gap.
+// it is a keyframe; lost reports a sequence gap. It returns at most one
+// frame: the previous one when the packet starts a new timestamp, else
+// its own when it ends it.
 func (a *vpxAssembler) push(seq uint16, ts uint32, marker bool, payload []byte) (frame []byte, key, lost bool) {
 	if a.seqOK && seq != a.lastSeq+1 {
 		if int16(seq-a.lastSeq) <= 0 {
@@ -64,10 +66,13 @@ func (a *vpxAssembler) push(seq uint16, ts uint32, marker bool, payload []byte) 
 		a.have, a.ts = true, ts
 	}
 	a.buf = append(a.buf, data...)
-	if end {
-		if f, k := a.finish(); f != nil {
-			frame, key = f, k
-		}
+	// A packet that both closes the previous frame (a new timestamp after
+	// a frame without a marker) and ends its own returns the previous
+	// one; its own stays whole in the buffer until the next packet's new
+	// timestamp closes it. Returning only the later one lost the earlier,
+	// keyframe or not.
+	if end && frame == nil {
+		frame, key = a.finish()
 	}
 	return frame, key, lost
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/matinee-dev/matinee/recorder/amf0"
 )
@@ -193,8 +194,9 @@ func (r *Reader) Next() (Tag, error) {
 	if n > maxTagSize {
 		return Tag{}, fmt.Errorf("flv: tag of %d bytes", n)
 	}
-	t := Tag{Type: h[0] & 0x1f, Timestamp: uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6]), Data: make([]byte, n)}
-	if _, err := io.ReadFull(r.r, t.Data); err != nil {
+	t := Tag{Type: h[0] & 0x1f, Timestamp: uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])}
+	var err error
+	if t.Data, err = readData(r.r, n); err != nil {
 		return Tag{}, io.ErrUnexpectedEOF
 	}
 	var prev [4]byte
@@ -202,4 +204,20 @@ func (r *Reader) Next() (Tag, error) {
 		return Tag{}, io.ErrUnexpectedEOF
 	}
 	return t, nil
+}
+
+// readData reads n bytes, growing the slice as they arrive: a stream that
+// announces a 16 MiB tag and ends does not cost 16 MiB.
+func readData(r io.Reader, n int) ([]byte, error) {
+	const step = 64 << 10
+	b := make([]byte, 0, min(n, step))
+	for len(b) < n {
+		k := min(n-len(b), step)
+		b = slices.Grow(b, k)
+		if _, err := io.ReadFull(r, b[len(b):len(b)+k]); err != nil {
+			return nil, err
+		}
+		b = b[:len(b)+k]
+	}
+	return b, nil
 }

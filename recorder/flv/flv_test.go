@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/matinee-dev/matinee/internal/mediatest"
@@ -130,5 +131,26 @@ func TestFileWithFFmpegMedia(t *testing.T) {
 	}
 	if p := mediatest.ProbeFile(t, cut); p.Codecs() != "h264+aac" {
 		t.Fatalf("cut file: %s", p.Codecs())
+	}
+}
+
+// TestReaderTruncatedBigTag: a stream that announces a tag of almost
+// 16 MiB and ends after its header is an unexpected EOF, and reading it
+// costs what arrived, not what was announced.
+func TestReaderTruncatedBigTag(t *testing.T) {
+	b := AppendHeader(nil, true, false)
+	b = append(b, TagVideo, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r, err := NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("Next: %v, want unexpected EOF", err)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Fatalf("reading a %d-byte stream allocated %d bytes", len(b), got)
 	}
 }

@@ -45,7 +45,8 @@ func (d *Depacketizer) WaitingForKey() bool { return d.waitKey }
 
 // Push adds one RTP packet. It returns the access unit it completed, if
 // any (at most one: the previous one when this packet starts a new
-// timestamp, or the current one when the marker bit is set). err is ErrLoss
+// timestamp, else the current one when the marker bit is set; a unit
+// both would complete waits for the next packet). err is ErrLoss
 // when a gap in sequence numbers spoiled a unit.
 func (d *Depacketizer) Push(seq uint16, ts uint32, marker bool, payload []byte) (*AccessUnit, error) {
 	var out *AccessUnit
@@ -72,10 +73,11 @@ func (d *Depacketizer) Push(seq uint16, ts uint32, marker bool, payload []byte) 
 	if perr := d.payload(payload); perr != nil {
 		d.broken = true
 	}
-	if marker {
-		if o := d.finish(); o != nil {
-			out = o
-		}
+	// A unit completed by the marker while the previous one is returned
+	// (it ended without a marker) stays whole until the next packet's new
+	// timestamp closes it: returning only the later one lost the earlier.
+	if marker && out == nil {
+		out = d.finish()
 	}
 	return out, err
 }

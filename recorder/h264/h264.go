@@ -85,8 +85,8 @@ func AnnexB(nalus [][]byte) []byte {
 	return out
 }
 
-// SplitAnnexB splits an Annex B byte stream at its start codes. The
-// slices alias b.
+// SplitAnnexB splits an Annex B byte stream at its start codes into
+// non-empty NAL units. The slices alias b.
 func SplitAnnexB(b []byte) [][]byte {
 	var out [][]byte
 	start := -1
@@ -98,7 +98,9 @@ func SplitAnnexB(b []byte) [][]byte {
 				for end > start && b[end-1] == 0 {
 					end--
 				}
-				out = append(out, b[start:end])
+				if end > start { // two start codes in a row frame nothing
+					out = append(out, b[start:end])
+				}
 			}
 			i += 3
 			start = i

@@ -241,6 +241,39 @@ func TestDepacketizeStartsOnKeyframeAndRejectsJunk(t *testing.T) {
 	}
 }
 
+// TestDepacketizeMarkerlessUnitNotLost: a unit that ends without a
+// marker (the sender sets none, or sets it only on the last unit of a
+// burst) is closed by the next unit's new timestamp. When that next unit
+// is a single packet with the marker, both are complete at once: the
+// earlier comes out first, the later with the next packet, none is lost.
+func TestDepacketizeMarkerlessUnitNotLost(t *testing.T) {
+	sps := []byte{0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8}
+	pps := []byte{0x68, 0xce, 0x3c, 0x80}
+	idr, p1, p2 := []byte{0x65, 0x88, 0x84}, []byte{0x41, 0x9a, 0x02}, []byte{0x41, 0x9a, 0x04}
+	d := NewDepacketizer()
+	var got [][]byte
+	for i, pk := range []struct {
+		ts     uint32
+		marker bool
+		pl     []byte
+	}{
+		{1000, false, sps}, {1000, false, pps}, {1000, false, idr}, // no marker
+		{4000, true, p1},
+		{7000, true, p2},
+	} {
+		au, err := d.Push(uint16(100+i), pk.ts, pk.marker, pk.pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if au != nil {
+			got = append(got, au.NALUs[len(au.NALUs)-1])
+		}
+	}
+	if len(got) != 2 || !bytes.Equal(got[0], idr) || !bytes.Equal(got[1], p1) {
+		t.Fatalf("got units ending in %x, want the IDR then the first P frame (the second waits)", got)
+	}
+}
+
 func BenchmarkDepacketize(b *testing.B) {
 	pkts := packetize(testAUs(300), 1200)
 	bytes := 0

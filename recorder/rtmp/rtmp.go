@@ -98,6 +98,11 @@ func ParseURL(raw string) (Target, error) {
 			host = net.JoinHostPort(u.Hostname(), "1935")
 		}
 	}
+	// Without a host name Dial would connect to this machine; Go's URL
+	// parser also lets through hosts no address can hold ("]").
+	if h, _, err := net.SplitHostPort(host); err != nil || h == "" {
+		return Target{}, fmt.Errorf("rtmp: URL needs a host, not %q", u.Host)
+	}
 	p := strings.Trim(u.Path, "/")
 	i := strings.LastIndex(p, "/")
 	if i <= 0 || i == len(p)-1 {
@@ -420,6 +425,10 @@ func (c *Conn) readChunk() (*message, error) {
 		st.hasExt = tsField == 0xffffff
 	}
 	if hlen >= 7 {
+		// A message header starts a new message: one left unfinished on
+		// this chunk stream is dropped (as ffmpeg does), not completed
+		// with the new one's bytes or measured against its length.
+		st.buf = nil
 		st.length = int(h[3])<<16 | int(h[4])<<8 | int(h[5])
 		st.typ = h[6]
 		if st.length > 16<<20 {

@@ -36,7 +36,7 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%s: %+v %v", c.in, tg, err)
 		}
 	}
-	for _, bad := range []string{"http://h/a/k", "rtmp://h/", "rtmp://h/onlyapp"} {
+	for _, bad := range []string{"http://h/a/k", "rtmp://h/", "rtmp://h/onlyapp", "rtmp:/live/key", "rtmp://:1935/live/key", "rtmp://]/live/key"} {
 		if _, err := ParseURL(bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}

@@ -1,0 +1,58 @@
+package recorder
+
+import (
+	"bytes"
+	"testing"
+)
+
+// FuzzVPXAssembler pushes a VP8 or VP9 RTP stream (seeds: pion's
+// payloaders over ffmpeg's frames, in testdata/fuzz) through the frame
+// assembler. Each record is a flags byte (bit 0 marker, bit 1 the next
+// timestamp), a sequence number step (1 in order, 0 a duplicate, more a
+// loss), a length byte and the payload. A frame is never empty, never
+// longer than what came in, the first one and the first after a loss are
+// keyframes, and frames are copies that later packets cannot change.
+func FuzzVPXAssembler(f *testing.F) {
+	f.Fuzz(func(t *testing.T, vp9 bool, recs []byte) {
+		a := newVPXAssembler(vp9)
+		var seq uint16
+		var ts uint32
+		in := 0
+		needKey := true
+		type kept struct{ frame, copy []byte }
+		var frames []kept
+		for len(recs) >= 3 {
+			flags, step, n := recs[0], recs[1], int(recs[2])
+			recs = recs[3:]
+			n = min(n, len(recs))
+			payload := bytes.Clone(recs[:n])
+			recs = recs[n:]
+			seq += uint16(step)
+			if flags&2 != 0 {
+				ts += 3000
+			}
+			in += len(payload)
+			frame, key, lost := a.push(seq, ts, flags&1 != 0, payload)
+			if lost {
+				needKey = true
+			}
+			clear(payload) // the caller reuses its buffer
+			if frame == nil {
+				continue
+			}
+			if len(frame) == 0 || len(frame) > in {
+				t.Fatalf("frame of %d bytes from %d bytes of payload", len(frame), in)
+			}
+			if needKey && !key {
+				t.Fatal("a delta frame before any keyframe (at the start or after a loss)")
+			}
+			needKey = false
+			frames = append(frames, kept{frame, bytes.Clone(frame)})
+		}
+		for i, k := range frames {
+			if !bytes.Equal(k.frame, k.copy) {
+				t.Fatalf("frame %d changed after it was returned", i)
+			}
+		}
+	})
+}
