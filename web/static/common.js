@@ -100,3 +100,50 @@ export function h(tag, attrs = {}, ...children) {
   }
   return el;
 }
+
+/**
+ * Makes a <dialog> a modal the keyboard can use: opened with showModal,
+ * the browser moves focus into it, keeps Tab inside it and closes it on
+ * Escape; on close, focus goes back to the control that opened it (which
+ * the browser does not do everywhere). A click on the backdrop closes it.
+ */
+export function modal(dlg) {
+  let opener = null;
+  dlg.addEventListener('close', () => {
+    const o = opener;
+    opener = null;
+    if (o?.isConnected && !o.hidden && !o.disabled) o.focus({preventScroll: true});
+  });
+  dlg.addEventListener('click', (ev) => {
+    if (ev.target !== dlg) return;
+    const r = dlg.getBoundingClientRect();
+    const inside = ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom;
+    if (!inside) dlg.close();
+  });
+  return {
+    open(from = document.activeElement) {
+      if (dlg.open) return;
+      opener = from instanceof HTMLElement && from !== document.body ? from : null;
+      dlg.showModal();
+    },
+    close() {
+      if (dlg.open) dlg.close();
+    },
+    get isOpen() {
+      return dlg.open;
+    },
+  };
+}
+
+/**
+ * Shows one of two buttons that take each other's place (Play/Pause,
+ * Share/Stop). When the one going away had focus, focus moves to the one
+ * coming, so a keyboard user stays on the control instead of falling back
+ * to the page.
+ */
+export function swapButtons(show, hide) {
+  const had = document.activeElement === hide;
+  hide.hidden = true;
+  show.hidden = false;
+  if (had) show.focus({preventScroll: true});
+}
