@@ -105,7 +105,8 @@ export function h(tag, attrs = {}, ...children) {
  * Makes a <dialog> a modal the keyboard can use: opened with showModal,
  * the browser moves focus into it, keeps Tab inside it and closes it on
  * Escape; on close, focus goes back to the control that opened it (which
- * the browser does not do everywhere). A click on the backdrop closes it.
+ * the browser does not do everywhere). Tab wraps round inside it. A click
+ * on the backdrop closes it.
  */
 export function modal(dlg) {
   let opener = null;
@@ -113,6 +114,21 @@ export function modal(dlg) {
     const o = opener;
     opener = null;
     if (o?.isConnected && !o.hidden && !o.disabled) o.focus({preventScroll: true});
+  });
+  // showModal keeps focus out of the page, but Tab past the last control
+  // leaves for the browser's own toolbar; wrap it round instead.
+  dlg.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Tab' || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const all = [...dlg.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
+      .filter((e) => !e.disabled && e.tabIndex >= 0 && e.getClientRects().length > 0);
+    if (!all.length) return;
+    const first = all[0];
+    const last = all[all.length - 1];
+    const at = document.activeElement;
+    if (ev.shiftKey ? at === first || at === dlg : at === last) {
+      ev.preventDefault();
+      (ev.shiftKey ? last : first).focus();
+    }
   });
   dlg.addEventListener('click', (ev) => {
     if (ev.target !== dlg) return;
