@@ -65,7 +65,7 @@ const stageBoxJS = `(() => {
 })()`
 
 // TestPhoneStage watches a synced film on phones held upright (390×844,
-// 360×640) and on their side (844×390), with touch: upright, the picture
+// 360×640) and on their side (844×390, 932×430), with touch: upright, the picture
 // takes the full width with the player's controls below it; on its side
 // it fills the screen, and the controls are a swipe below it. Nothing of
 // the player or the room's controls is cut off.
@@ -95,6 +95,7 @@ func TestPhoneStage(t *testing.T) {
 		{"portrait-390x844", 390, 844, false},
 		{"landscape-844x390", 844, 390, true},
 		{"portrait-360x640", 360, 640, false},
+		{"landscape-932x430", 932, 430, true}, // wider than the phone breakpoint
 	}
 	for i, p := range phones {
 		t.Run(p.name, func(t *testing.T) {
@@ -155,6 +156,7 @@ func TestPhoneStage(t *testing.T) {
 			tb.shot(t, dir, p.name+"-controls")
 			tb.mustEval(t, `document.getElementById('leave').scrollIntoView({block: 'end'}), true`, nil)
 			tb.fits(t, p.name+" room", `[data-testid=connection-state]`, `#leave`, `#react-toggle`)
+			tb.shot(t, dir, p.name+"-room")
 		})
 	}
 	t.Logf("screenshots in %s", dir)
