@@ -85,6 +85,11 @@ func TestKeyboard(t *testing.T) {
 		ana.mustEval(t, `document.getElementById('copy-link').focus(), true`, nil)
 		ana.press(t, kb.Enter)
 		ana.waitFocus(t, "the invite dialog opens with the focus in it", func(f focusView) bool { return f.Invite && f.Dialog == "invite-dialog" })
+		waitUntil(t, 5*time.Second, "the invite dialog lists the join links", func() (bool, string) {
+			var n int
+			_ = ana.eval(`document.querySelectorAll('#invite-links a').length`, &n)
+			return n > 0, fmt.Sprint(n)
+		})
 		ana.shot(t, dir, "invite")
 		var seen []string
 		for i := 0; i < 8; i++ {

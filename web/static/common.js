@@ -113,6 +113,10 @@ export function modal(dlg) {
   dlg.addEventListener('close', () => {
     const o = opener;
     opener = null;
+    // The event comes a task after the close; by then the browser may
+    // have put focus back itself, or the person moved it on: leave it.
+    const at = document.activeElement;
+    if (at && at !== document.body && !dlg.contains(at)) return;
     if (o?.isConnected && !o.hidden && !o.disabled) o.focus({preventScroll: true});
   });
   // showModal keeps focus out of the page, but Tab past the last control

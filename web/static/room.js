@@ -1952,8 +1952,11 @@ async function openInvite() {
     $('invite-hint').textContent = 'This server has no network address other devices can reach, so only this computer can join. Connect it to Wi-Fi or Ethernet, or share this link:';
     urls = [here];
   }
+  const hadFocus = $('invite-links').contains(document.activeElement);
   links.replaceChildren(...urls.map((u) => h('li', {}, h('a', {href: u, target: '_blank', rel: 'noopener'}, u))));
   $('invite-copy').onclick = () => copyInvite(urls[0]);
+  // The links just replaced may have held the focus; keep it in the dialog.
+  if (hadFocus && inviteDialog.isOpen) links.querySelector('a')?.focus();
 }
 
 function closeInvite() {
