@@ -101,10 +101,13 @@ func TestErrorMessages(t *testing.T) {
 	t.Run("bad room link", func(t *testing.T) {
 		base := startServer(t, nil)
 		tb := b.newTab("badlink")
-		tb.do(t, chromedp.Navigate(base+"/r/not%20a%20room"))
-		p := waitPage(t, tb, "says the link is wrong", func(p pageState) bool { return p.Fatal != "" })
-		if !strings.Contains(p.Fatal, "Not a room link") {
-			t.Errorf("bad link: %+v", p)
+		// The server answers such a link with its 404 page (see
+		// TestPagesInAppLook), not the room page.
+		tb.do(t, chromedp.Navigate(base+"/r/not%20a%20room"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=error-page]`)))
+		var text string
+		tb.mustEval(t, `document.querySelector('[data-testid=error-page]').innerText`, &text)
+		if !strings.Contains(text, "Not a room link") || !strings.Contains(text, "Go to the lobby") {
+			t.Errorf("bad link: %q", text)
 		}
 	})
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -249,12 +248,8 @@ func (s *Server) serveTrustHelp(w http.ResponseWriter, r *http.Request) {
 		host = a.String()
 	}
 	p.Lobby = siteURL("https", host, s.httpsPortFor(r))
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")
-	if err := trustTemplate.Execute(w, p); err != nil {
-		s.log.Debug("help page", "err", err)
-	}
+	// The page itself is web/static/trust.html, in the app's look.
+	s.web.Trust(w, r, p)
 }
 
 func colonHex(b []byte) string {
@@ -267,82 +262,3 @@ func colonHex(b []byte) string {
 	}
 	return sb.String()
 }
-
-var trustTemplate = template.Must(template.New("trust").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Trust this Matinee server</title>
-<style>
-body { font: 16px/1.5 system-ui, sans-serif; max-width: 42rem; margin: 0 auto; padding: 1rem; color: #222; background: #fafafa; }
-h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
-.button { display: inline-block; padding: .5rem 1rem; margin: .25rem .5rem .25rem 0; border-radius: .4rem; background: #3355cc; color: #fff; text-decoration: none; }
-code { word-break: break-all; font-size: .85rem; }
-.note { background: #fff6d6; padding: .5rem .75rem; border-radius: .4rem; }
-</style>
-</head>
-<body>
-<h1>Trust this Matinee server</h1>
-{{if not .OwnCert}}
-<p>Matinee serves its pages over HTTPS with a certificate from a small
-certificate authority (CA) on the computer that runs it{{if .CAName}}, named
-<b>{{.CAName}}</b>{{end}}. Browsers only allow screen sharing, camera and
-microphone on secure pages, so each phone or computer installs this CA once.
-After that, the room links just work.</p>
-<p><a class="button" href="{{.CAURL}}">Download the certificate</a>
-<a class="button" href="{{.ProfileURL}}">iPhone / iPad profile</a></p>
-{{if .Fingerprint}}<p>Before trusting it, you can check that the certificate's SHA-256
-fingerprint is <code>{{.Fingerprint}}</code> (<code>matinee cert</code> on the
-computer that runs Matinee shows where the CA file is).</p>{{end}}
-
-<h2>iPhone and iPad</h2>
-<ol>
-<li>Open this page in <b>Safari</b> and tap <b>iPhone / iPad profile</b>; allow the download.</li>
-<li>Open <b>Settings</b>: tap <b>Profile Downloaded</b> near the top (or
-<b>General › VPN &amp; Device Management</b>), then <b>Install</b> and enter your passcode.</li>
-<li>Then enable full trust, which iOS does not do by itself: <b>Settings ›
-General › About › Certificate Trust Settings</b>, and turn on the switch
-for the Matinee CA.</li>
-</ol>
-
-<h2>Android</h2>
-<ol>
-<li>Tap <b>Download the certificate</b>.</li>
-<li>Open <b>Settings › Security</b> (on some phones <b>Security &amp; privacy ›
-More security settings</b>) › <b>Encryption &amp; credentials › Install a
-certificate › CA certificate</b>, confirm, and pick the downloaded
-<code>matinee-ca.crt</code>.</li>
-<li>Chrome on Android honours CAs installed this way; reopen the room link.
-(Firefox for Android needs <b>Settings › About Firefox</b>, tap the logo five
-times, then <b>Settings › Secret settings › Use third party CA
-certificates</b>.)</li>
-</ol>
-
-<h2>Windows, macOS and Linux</h2>
-<ul>
-<li><b>Chrome and Edge on Windows</b>: open the downloaded file, <b>Install
-Certificate… › Current User › Place all certificates in the following
-store › Trusted Root Certification Authorities</b>.</li>
-<li><b>Safari and Chrome on macOS</b>: open the file; in <b>Keychain Access</b>
-double-click the Matinee CA, open <b>Trust</b> and set <b>When using this
-certificate</b> to <b>Always Trust</b>.</li>
-<li><b>Chrome on Linux</b>: <b>Settings › Privacy and security › Security ›
-Manage certificates › Authorities › Import</b>, and tick <b>Trust this
-certificate for identifying websites</b> (or <code>certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n matinee -i matinee-ca.crt</code>).</li>
-<li><b>Firefox</b> (all systems) keeps its own list: <b>Settings › Privacy
-&amp; Security › Certificates › View Certificates › Authorities › Import</b>,
-and tick <b>Trust this CA to identify websites</b>.</li>
-</ul>
-<p class="note">A trusted CA can vouch for any website, so its key must
-stay private on the computer that runs Matinee. Remove the CA from your
-devices when you no longer use Matinee.</p>
-{{else}}
-<p>This server uses its own certificate (<code>--cert</code>), so there is no
-Matinee CA to install: if your browser warns about the certificate, ask
-whoever runs the server.</p>
-{{end}}
-<p><a class="button" href="{{.Lobby}}">Continue to Matinee</a></p>
-</body>
-</html>
-`))

@@ -93,6 +93,10 @@ func (s *Server) plainHandler(httpsPort int) http.Handler {
 	mux.HandleFunc("GET /ca.mobileconfig", s.serveMobileConfig)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /help/trust", s.serveTrustHelp)
+	// The help page's stylesheet and icons: a phone reads it here before
+	// it trusts the CA that HTTPS needs.
+	mux.Handle("/static/", s.web.Static())
+	mux.Handle("/favicon.ico", s.web.Static())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(r.Host); err == nil {

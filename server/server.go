@@ -40,6 +40,7 @@ type Server struct {
 	// LAN reachability: ICE-TCP, TURN, announced addresses (lan.go); the
 	// HTTPS port once Run listens; where the start-up QR code goes.
 	lan       *lanSetup
+	web       *web.Site // the browser client, and the error and help pages in its look
 	httpsPort atomic.Int32
 	term      atomic.Pointer[io.Writer]
 
@@ -117,7 +118,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	if created {
 		log.Info("generated the admin API key (stored in the data dir; shown only this once)", "api_key", key)
 	}
-	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, hlsKey: DeriveHLSKey(key), lan: lan}
+	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, hlsKey: DeriveHLSKey(key), lan: lan, web: web.New(web.Options{ValidRoom: room.ValidID})}
 	s.mux.Handle("GET /ws", sig)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mountWHIP()
@@ -128,7 +129,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	s.mountAPI() // /api/... and /media/... (api.go)
 	// Recordings, live HLS, file playback (recording.go).
 	s.mountRecordings()
-	s.mux.Handle("/", web.Handler())
+	s.mux.Handle("/", s.web)
 	return s, nil
 }
 

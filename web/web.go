@@ -1,6 +1,8 @@
 // Package web serves Matinee's browser client: the lobby at /, the room page
-// at /r/{room} and the static assets under /static/. Everything is embedded
-// in the binary; there is no build step and no third-party code.
+// at /r/{room}, the static assets under /static/, /favicon.ico, and the
+// pages the server renders in the app's look (errors, /help/trust).
+// Everything is embedded in the binary; there is no build step and no
+// third-party code.
 //
 // Assets are addressed with a content-hash query (/static/room.js?v=1a2b3c4d)
 // which the HTML pages carry and an import map applies to module imports, so
@@ -17,6 +19,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"io/fs"
 	"net/http"
 	"path"
@@ -36,6 +39,7 @@ var contentTypes = map[string]string{
 	".css":         "text/css; charset=utf-8",
 	".svg":         "image/svg+xml",
 	".png":         "image/png",
+	".ico":         "image/x-icon",
 	".json":        "application/json",
 	".webmanifest": "application/manifest+json",
 }
@@ -56,28 +60,107 @@ type site struct {
 	lobby  *asset
 	room   *asset
 	csp    string
+	errTpl *template.Template // error.html
+	trust  *template.Template // trust.html
 }
 
-// Handler returns the handler for the browser client. It claims "/" (the
-// lobby), "/r/{room}" (the room page, the same for every room) and
-// "/static/"; every other path answers 404 so that the server may mount it
-// at "/" beside its own endpoints.
-func Handler() http.Handler {
+// Options adjust what a Site accepts.
+type Options struct {
+	// ValidRoom reports whether a name can be a room's; a /r/{room} link
+	// that cannot gets the error page with 404 instead of the room page.
+	// Nil accepts every name.
+	ValidRoom func(string) bool
+}
+
+// Site is the browser client: an http.Handler, and the renderer of the
+// pages the server shows in the app's look.
+type Site struct {
+	s    *site
+	opts Options
+	mux  *http.ServeMux
+}
+
+// Handler returns the handler for the browser client with default options.
+func Handler() http.Handler { return New(Options{}) }
+
+// New builds the browser client. It claims "/" (the lobby), "/r/{room}"
+// (the room page, the same for every room), "/static/" and "/favicon.ico";
+// every other path answers the 404 page so that the server may mount it at
+// "/" beside its own endpoints.
+func New(opts Options) *Site {
 	s, err := build(staticFS)
 	if err != nil {
 		// The files are embedded at compile time; failing here is a bug
 		// in this package, caught by its tests.
 		panic(fmt.Sprintf("web: %v", err))
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/{$}", readOnly(func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.lobby) }))
-	mux.Handle("/r/{room}", readOnly(func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.room) }))
-	mux.Handle("/static/{file...}", readOnly(s.static))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		setCommonHeaders(w)
-		http.Error(w, "404 page not found", http.StatusNotFound)
+	st := &Site{s: s, opts: opts, mux: http.NewServeMux()}
+	st.mux.Handle("/{$}", readOnly(func(w http.ResponseWriter, r *http.Request) { s.page(w, r, s.lobby) }))
+	st.mux.Handle("/r/{room}", readOnly(st.roomPage))
+	st.mux.Handle("/static/{file...}", readOnly(s.static))
+	st.mux.Handle("/favicon.ico", readOnly(s.favicon))
+	st.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		st.Error(w, r, http.StatusNotFound, "Page not found", "There is nothing at this address. Check the link, or start from the lobby.")
 	})
+	return st
+}
+
+func (st *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) { st.mux.ServeHTTP(w, r) }
+
+// Static serves only the assets under /static/ and /favicon.ico, for a
+// listener (plain HTTP) that shows /help/trust and nothing else of the app.
+func (st *Site) Static() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/static/{file...}", readOnly(st.s.static))
+	mux.Handle("/favicon.ico", readOnly(st.s.favicon))
 	return mux
+}
+
+func (st *Site) roomPage(w http.ResponseWriter, r *http.Request) {
+	if id := r.PathValue("room"); st.opts.ValidRoom != nil && !st.opts.ValidRoom(id) {
+		st.Error(w, r, http.StatusNotFound, "Not a room link",
+			fmt.Sprintf("“%s” cannot be a room's name: room names are 1 to 64 letters, digits, “-” or “_”. Check the link you were sent.", id))
+		return
+	}
+	st.s.page(w, r, st.s.room)
+}
+
+// errorPage is what error.html shows.
+type errorPage struct {
+	Status int
+	Title  string
+	Text   string
+}
+
+// Error answers status with an HTML page in the app's look that says
+// title and text and links to the lobby.
+func (st *Site) Error(w http.ResponseWriter, r *http.Request, status int, title, text string) {
+	st.render(w, r, status, st.s.errTpl, errorPage{Status: status, Title: title, Text: text})
+}
+
+// Trust renders the /help/trust page (trust.html) with data, the server's
+// certificate facts.
+func (st *Site) Trust(w http.ResponseWriter, r *http.Request, data any) {
+	st.render(w, r, http.StatusOK, st.s.trust, data)
+}
+
+func (st *Site) render(w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any) {
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		// The templates and their data are this program's; a failure
+		// is a bug, told plainly rather than as half a page.
+		http.Error(w, fmt.Sprintf("render %s: %v", t.Name(), err), http.StatusInternalServerError)
+		return
+	}
+	setCommonHeaders(w)
+	h := w.Header()
+	h.Set("Content-Security-Policy", st.s.csp)
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b.Bytes())
+	}
 }
 
 // readOnly answers 405 to anything but GET and HEAD.
@@ -173,6 +256,19 @@ func build(fsys embed.FS) (*site, error) {
 	if s.room, err = page("room.html"); err != nil {
 		return nil, err
 	}
+	tpl := func(name string) (*template.Template, error) {
+		a, ok := s.assets[name]
+		if !ok {
+			return nil, fmt.Errorf("static/%s missing", name)
+		}
+		return template.New(name).Parse(versioned.Replace(string(a.body)))
+	}
+	if s.errTpl, err = tpl("error.html"); err != nil {
+		return nil, err
+	}
+	if s.trust, err = tpl("trust.html"); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -210,6 +306,14 @@ func (s *site) page(w http.ResponseWriter, r *http.Request, a *asset) {
 	w.Header().Set("Content-Security-Policy", s.csp)
 	w.Header().Set("Cache-Control", "no-cache")
 	serve(w, r, a)
+}
+
+// favicon serves /favicon.ico, which browsers ask for on their own (and
+// bookmarks and tab strips that ignore the SVG icon use).
+func (s *site) favicon(w http.ResponseWriter, r *http.Request) {
+	setCommonHeaders(w)
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	serve(w, r, s.assets["favicon.ico"])
 }
 
 func (s *site) static(w http.ResponseWriter, r *http.Request) {

@@ -171,7 +171,7 @@ func TestGzip(t *testing.T) {
 
 func TestNotClaimed(t *testing.T) {
 	h := Handler()
-	for _, path := range []string{"/ws", "/healthz", "/api/rooms", "/hls/x/index.m3u8", "/r/", "/r/a/b", "/static/", "/static/nope.js", "/static/index.html", "/static/../web.go", "/favicon.ico"} {
+	for _, path := range []string{"/ws", "/healthz", "/api/rooms", "/hls/x/index.m3u8", "/r/", "/r/a/b", "/static/", "/static/nope.js", "/static/index.html", "/static/../web.go"} {
 		res, _ := get(t, h, "GET", path, nil)
 		// ServeMux redirects unclean paths to their clean form, which is
 		// then not found.
@@ -201,5 +201,63 @@ func TestMountedBesideServer(t *testing.T) {
 	}
 	if res, _ := get(t, mux, "GET", "/r/abc", nil); res.StatusCode != 200 {
 		t.Errorf("/r/abc → %d", res.StatusCode)
+	}
+}
+
+func TestFavicon(t *testing.T) {
+	for _, h := range []http.Handler{Handler(), New(Options{}).Static()} {
+		res, body := get(t, h, "GET", "/favicon.ico", nil)
+		if res.StatusCode != 200 || res.Header.Get("Content-Type") != "image/x-icon" || !strings.HasPrefix(body, "\x00\x00\x01\x00") {
+			t.Errorf("GET /favicon.ico: %d %q, %d bytes", res.StatusCode, res.Header.Get("Content-Type"), len(body))
+		}
+	}
+}
+
+func TestErrorPages(t *testing.T) {
+	h := New(Options{ValidRoom: func(id string) bool { return id == "ok-room" }})
+	for _, c := range []struct {
+		path, want string
+		status     int
+	}{
+		{"/nope", "Page not found", 404},
+		{"/r/a/b", "Page not found", 404},
+		{"/r/bad%20room", "Not a room link", 404},
+		{"/r/ok-room", `<script type="module" src="/static/room.js?v=`, 200},
+	} {
+		res, body := get(t, h, "GET", c.path, nil)
+		if res.StatusCode != c.status || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %q, want %d with %q:\n%s", c.path, res.StatusCode, res.Header.Get("Content-Type"), c.status, c.want, body)
+		}
+		if c.status == 404 && (!strings.Contains(body, `href="/"`) || !strings.Contains(body, `/static/style.css?v=`) || res.Header.Get("Content-Security-Policy") == "") {
+			t.Errorf("GET %s: the error page lacks its link home, the versioned stylesheet or a CSP:\n%s", c.path, body)
+		}
+	}
+	// The room name is escaped, not markup.
+	_, body := get(t, h, "GET", "/r/%3Cb%3Ex", nil)
+	if strings.Contains(body, "<b>x") || !strings.Contains(body, "&lt;b&gt;x") {
+		t.Errorf("the bad room name is not escaped:\n%s", body)
+	}
+	res, body := get(t, h, "HEAD", "/nope", nil)
+	if res.StatusCode != 404 || body != "" {
+		t.Errorf("HEAD /nope: %d, %d bytes", res.StatusCode, len(body))
+	}
+}
+
+func TestTrustPage(t *testing.T) {
+	s := New(Options{})
+	rec := httptest.NewRecorder()
+	s.Trust(rec, httptest.NewRequest("GET", "/help/trust", nil), struct {
+		OwnCert                                       bool
+		CAName, Fingerprint, CAURL, ProfileURL, Lobby string
+		HTTPS                                         bool
+	}{CAName: "Matinee <CA>", CAURL: "/ca.crt", ProfileURL: "/ca.mobileconfig", Lobby: "https://10.0.0.2:8443/"})
+	body := rec.Body.String()
+	for _, want := range []string{"Matinee &lt;CA&gt;", `href="/ca.crt"`, `href="https://10.0.0.2:8443/"`, `/static/style.css?v=`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("trust page lacks %q:\n%s", want, body)
+		}
+	}
+	if rec.Code != 200 || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("trust page: %d, Cache-Control %q", rec.Code, rec.Header().Get("Cache-Control"))
 	}
 }

@@ -100,3 +100,70 @@ export function h(tag, attrs = {}, ...children) {
   }
   return el;
 }
+
+/**
+ * Makes a <dialog> a modal the keyboard can use: opened with showModal,
+ * the browser moves focus into it, keeps Tab inside it and closes it on
+ * Escape; on close, focus goes back to the control that opened it (which
+ * the browser does not do everywhere). Tab wraps round inside it. A click
+ * on the backdrop closes it.
+ */
+export function modal(dlg) {
+  let opener = null;
+  dlg.addEventListener('close', () => {
+    const o = opener;
+    opener = null;
+    // The event comes a task after the close; by then the browser may
+    // have put focus back itself, or the person moved it on: leave it.
+    const at = document.activeElement;
+    if (at && at !== document.body && !dlg.contains(at)) return;
+    if (o?.isConnected && !o.hidden && !o.disabled) o.focus({preventScroll: true});
+  });
+  // showModal keeps focus out of the page, but Tab past the last control
+  // leaves for the browser's own toolbar; wrap it round instead.
+  dlg.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Tab' || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const all = [...dlg.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
+      .filter((e) => !e.disabled && e.tabIndex >= 0 && e.getClientRects().length > 0);
+    if (!all.length) return;
+    const first = all[0];
+    const last = all[all.length - 1];
+    const at = document.activeElement;
+    if (ev.shiftKey ? at === first || at === dlg : at === last) {
+      ev.preventDefault();
+      (ev.shiftKey ? last : first).focus();
+    }
+  });
+  dlg.addEventListener('click', (ev) => {
+    if (ev.target !== dlg) return;
+    const r = dlg.getBoundingClientRect();
+    const inside = ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom;
+    if (!inside) dlg.close();
+  });
+  return {
+    open(from = document.activeElement) {
+      if (dlg.open) return;
+      opener = from instanceof HTMLElement && from !== document.body ? from : null;
+      dlg.showModal();
+    },
+    close() {
+      if (dlg.open) dlg.close();
+    },
+    get isOpen() {
+      return dlg.open;
+    },
+  };
+}
+
+/**
+ * Shows one of two buttons that take each other's place (Play/Pause,
+ * Share/Stop). When the one going away had focus, focus moves to the one
+ * coming, so a keyboard user stays on the control instead of falling back
+ * to the page.
+ */
+export function swapButtons(show, hide) {
+  const had = document.activeElement === hide;
+  hide.hidden = true;
+  show.hidden = false;
+  if (had) show.focus({preventScroll: true});
+}

@@ -4,7 +4,7 @@
 // something goes wrong.
 
 import {Client, capabilities, RpcError, Codes} from './client.js';
-import {loadName, saveName, rememberRoom, ROOM_RE, missingBasics, h} from './common.js';
+import {loadName, saveName, rememberRoom, ROOM_RE, missingBasics, h, modal, swapButtons} from './common.js';
 import {inboundSummary, outboundSummary, quality, describeInbound, describeOutbound} from './stats.js';
 import {icon, fillIcons} from './icons.js';
 import {ServerClock} from './clock.js';
@@ -89,7 +89,9 @@ function fatal(title, text, {retry = null, retryLabel = 'Try again'} = {}) {
   b.onclick = retry;
   $('fatal').hidden = false;
   $('prejoin').hidden = true;
-  $('watch-dialog').hidden = true;
+  // A modal dialog would sit above this and make it unreachable.
+  watchDialog.close();
+  inviteDialog.close();
   closeHostMenu();
   renderConn();
 }
@@ -524,8 +526,8 @@ class MovieTile {
     const control = mayControl();
     this.titleEl.textContent = s.title || titleOf(s.url || '');
     const playing = !!s.url && !s.paused; // what the room does (a hold still counts)
-    this.playBtn.hidden = playing;
-    this.pauseBtn.hidden = !playing;
+    if (playing) swapButtons(this.pauseBtn, this.playBtn);
+    else swapButtons(this.playBtn, this.pauseBtn);
     for (const el of [this.playBtn, this.pauseBtn, this.seek, this.rate]) el.disabled = !control || !s.url;
     this.stopBtn.hidden = !control;
     const why = control ? '' : app.room?.openControl ? 'Viewers cannot control the video' : 'Only the host controls the video';
@@ -887,7 +889,6 @@ document.addEventListener('keydown', (ev) => {
   if (ev.key !== 'Escape') return;
   closeHostMenu();
   setReactionsOpen(false);
-  if (!$('watch-dialog').hidden) closeWatch();
 });
 $('participants').addEventListener('scroll', closeHostMenu, {passive: true});
 window.addEventListener('resize', closeHostMenu);
@@ -921,7 +922,7 @@ function renderRoom() {
   $('room-notes').textContent = notes.join(' ');
   $('room-notes').hidden = notes.length === 0;
   $('watch').hidden = !mayControl();
-  if ($('watch').hidden && !$('watch-dialog').hidden) closeWatch();
+  if ($('watch').hidden && watchDialog.isOpen) closeWatch();
   // Sharing follows the role and the room's option.
   const share = mayShare();
   const why = me()?.role === 'viewer' ? 'Viewers watch and chat; ask the host to make you a guest to share.' : 'The host lets only hosts share in this room.';
@@ -1029,20 +1030,26 @@ function showReaction({peerId, emoji}) {
 
 // ---------------------------------------------------------------- watch a video together
 
+// The picker is a modal <dialog>: it takes focus (the link field on
+// devices with a keyboard), keeps Tab inside, closes on Escape and gives
+// focus back to the Video button.
+const watchDialog = modal($('watch-dialog'));
+
 function closeWatch() {
-  $('watch-dialog').hidden = true;
-  $('watch').focus({preventScroll: true});
+  watchDialog.close();
 }
 
 async function openWatch() {
   if (!mayControl()) return;
-  $('watch-dialog').hidden = false;
+  watchDialog.open($('watch'));
   $('url-error').textContent = '';
   const list = $('media-list');
   const empty = $('media-empty');
   list.replaceChildren(h('li', {class: 'muted'}, 'Looking for videos…'));
   empty.hidden = true;
+  // On a phone, focusing the field would pop up the keyboard over the list.
   if (window.matchMedia('(hover: hover)').matches) $('video-url').focus();
+  else $('watch-close').focus();
   let items = [];
   try {
     const res = await app.client.request('mediaList');
@@ -1072,9 +1079,6 @@ async function openWatch() {
 }
 $('watch').addEventListener('click', openWatch);
 $('watch-close').addEventListener('click', closeWatch);
-$('watch-dialog').addEventListener('click', (ev) => {
-  if (ev.target === $('watch-dialog')) closeWatch();
-});
 
 function humanSize(n) {
   if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
@@ -1115,20 +1119,38 @@ $('url-form').addEventListener('submit', (ev) => {
   loadVideo(url, titleOf(url));
 });
 
-function setTab(tab) {
+// People and Chat follow the WAI-ARIA tabs pattern: only the selected tab
+// is in the Tab order (roving tabindex), and Left/Right/Home/End move
+// between the tabs and select them. A click on Chat goes on to the message
+// field; the arrow keys stay on the tabs.
+const TABS = [['people', 'tab-btn-people'], ['chat', 'tab-btn-chat']];
+
+function setTab(tab, {fromKeys = false} = {}) {
   const chat = tab === 'chat';
   $('tab-people').hidden = chat;
   $('tab-chat').hidden = !chat;
-  $('tab-btn-people').setAttribute('aria-selected', String(!chat));
-  $('tab-btn-chat').setAttribute('aria-selected', String(chat));
+  for (const [name, id] of TABS) {
+    $(id).setAttribute('aria-selected', String(name === tab));
+    $(id).tabIndex = name === tab ? 0 : -1;
+  }
   if (chat) {
     app.unread = 0;
     renderUnread();
-    if (app.chatAvailable && window.matchMedia('(hover: hover)').matches) $('chat-input').focus();
+    if (!fromKeys && app.chatAvailable && window.matchMedia('(hover: hover)').matches) $('chat-input').focus();
   }
 }
 $('tab-btn-people').addEventListener('click', () => setTab('people'));
 $('tab-btn-chat').addEventListener('click', () => setTab('chat'));
+document.querySelector('#side [role=tablist]').addEventListener('keydown', (ev) => {
+  const i = TABS.findIndex(([, id]) => $(id) === document.activeElement);
+  if (i < 0 || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+  const n = TABS.length;
+  const next = {ArrowRight: (i + 1) % n, ArrowLeft: (i + n - 1) % n, Home: 0, End: n - 1}[ev.key];
+  if (next === undefined) return;
+  ev.preventDefault();
+  setTab(TABS[next][0], {fromKeys: true});
+  $(TABS[next][1]).focus();
+});
 
 function sideOpen() {
   if (window.matchMedia('(max-width: 899px) and (orientation: portrait)').matches) return true; // always shown below the picture
@@ -1663,6 +1685,8 @@ async function startShare() {
   }
   const mode = currentMode();
   const btn = $('share');
+  // Disabling the button drops its focus; give it back (or to Stop) after.
+  const keepFocus = document.activeElement === btn;
   btn.disabled = true;
   let stream;
   try {
@@ -1675,6 +1699,7 @@ async function startShare() {
     });
   } catch (err) {
     btn.disabled = false;
+    if (keepFocus) btn.focus({preventScroll: true});
     shareError(err);
     return;
   }
@@ -1701,6 +1726,7 @@ async function startShare() {
     btn.disabled = false;
     toast(`Could not start sharing: ${err.message}`, {kind: 'error'});
     renderShare();
+    if (keepFocus) btn.focus({preventScroll: true});
     return;
   }
   video.addEventListener('ended', () => stopShare()); // the browser's own "Stop sharing"
@@ -1711,6 +1737,7 @@ async function startShare() {
   }
   btn.disabled = false;
   renderShare();
+  if (keepFocus) $('stop-share').focus({preventScroll: true});
   renderPeople();
   layout();
 }
@@ -1751,8 +1778,8 @@ async function stopShare() {
 
 function renderShare() {
   const sharing = !!app.share;
-  $('share').hidden = sharing;
-  $('stop-share').hidden = !sharing;
+  if (sharing) swapButtons($('stop-share'), $('share'));
+  else swapButtons($('share'), $('stop-share'));
   document.body.classList.toggle('sharing', sharing);
   renderOneQuality();
 }
@@ -1898,13 +1925,14 @@ $('prejoin-room').textContent = roomId;
 
 // The invite dialog shows the room's LAN join links and a QR code of the
 // first, so a phone on the same Wi-Fi can join by scanning the screen.
+const inviteDialog = modal($('invite-dialog'));
+
 async function openInvite() {
-  const dlg = $('invite-dialog');
   const links = $('invite-links');
   const here = window.location.origin + window.location.pathname;
   let urls = [];
   links.replaceChildren(h('li', {class: 'muted'}, 'Looking up this server\'s addresses…'));
-  dlg.hidden = false;
+  inviteDialog.open($('copy-link'));
   try {
     const res = await fetch(`/api/lan?room=${encodeURIComponent(roomId)}`, {cache: 'no-store'});
     if (res.ok) {
@@ -1924,12 +1952,15 @@ async function openInvite() {
     $('invite-hint').textContent = 'This server has no network address other devices can reach, so only this computer can join. Connect it to Wi-Fi or Ethernet, or share this link:';
     urls = [here];
   }
+  const hadFocus = $('invite-links').contains(document.activeElement);
   links.replaceChildren(...urls.map((u) => h('li', {}, h('a', {href: u, target: '_blank', rel: 'noopener'}, u))));
   $('invite-copy').onclick = () => copyInvite(urls[0]);
+  // The links just replaced may have held the focus; keep it in the dialog.
+  if (hadFocus && inviteDialog.isOpen) links.querySelector('a')?.focus();
 }
 
 function closeInvite() {
-  $('invite-dialog').hidden = true;
+  inviteDialog.close();
 }
 
 async function copyInvite(url) {
@@ -1951,9 +1982,6 @@ async function copyInvite(url) {
 
 $('copy-link').addEventListener('click', openInvite);
 $('invite-close').addEventListener('click', closeInvite);
-$('invite-dialog').addEventListener('click', (ev) => {
-  if (ev.target === $('invite-dialog')) closeInvite();
-});
 
 $('leave').addEventListener('click', async (ev) => {
   ev.preventDefault();
