@@ -198,7 +198,7 @@ func (c *Consumer) resend(seq uint16) {
 		c.rtxSeq++
 		payload = c.rtxBuf[:2+n]
 	}
-	if _, err := c.write(nil, h, payload, time.Now()); err == nil {
+	if _, err := c.write(nil, h, payload); err == nil {
 		c.retransmits.Add(1)
 	}
 }
