@@ -12,9 +12,9 @@ import (
 var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
 
 // startPadding fills the gap between the media rate and a probe's target
-// rate with padding for probeDuration, in 10 ms steps so the probe is a
+// rate with padding for d, in 10 ms steps so the probe is a
 // steady stream rather than a burst the estimator would read as a queue.
-func (t *Transport) startPadding(target, media int) {
+func (t *Transport) startPadding(target, media int, d time.Duration) {
 	var carrier *Consumer
 	for _, c := range t.Consumers() {
 		if c.producer.kind == KindVideo {
@@ -38,7 +38,7 @@ func (t *Transport) startPadding(target, media int) {
 		defer padBatches.Put(b)
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
-		end := time.Now().Add(probeDuration)
+		end := time.Now().Add(d)
 		for now := range tick.C {
 			if now.After(end) || t.isClosed() {
 				return

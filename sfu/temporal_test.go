@@ -343,21 +343,21 @@ func TestAllocatePrefersFrameRateBeforeResolution(t *testing.T) {
 	c.target, c.tlTarget = 2, maxTemporal
 	c.current = 2
 	c.alloc.downSince = now.Add(-2 * downHold)
-	c.allocate(1_500_000, now)
+	c.allocate(1_500_000, linkState{}, now)
 	if c.target != 2 || c.tlTarget != 1 {
 		t.Fatalf("at 1.5 Mbit/s: target %d/%d, want f at T1", c.target, c.tlTarget)
 	}
 	// Far short of f: down to h, all frames.
-	c.allocate(700_000, now)
+	c.allocate(700_000, linkState{}, now)
 	if c.target != 1 || c.tlTarget != maxTemporal {
 		t.Fatalf("at 700 kbit/s: target %d/%d, want h with all frames", c.target, c.tlTarget)
 	}
 	// Back up: f at T1 needs headroom held for upHold.
-	c.allocate(1_500_000, now)
+	c.allocate(1_500_000, linkState{}, now)
 	if c.target != 1 {
 		t.Fatalf("went up at once to %d/%d", c.target, c.tlTarget)
 	}
-	c.allocate(1_500_000, now.Add(upHold))
+	c.allocate(1_500_000, linkState{}, now.Add(upHold))
 	if c.target != 2 || c.tlTarget != 1 {
 		t.Fatalf("after the hold: target %d/%d, want f at T1", c.target, c.tlTarget)
 	}

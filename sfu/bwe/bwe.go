@@ -300,6 +300,22 @@ func (e *Estimator) combine(g int) int {
 	return r
 }
 
+// Loss is the latest loss figure: the larger of the transport-wide
+// feedback's and the receiver report's fractions lost (0..1).
+func (e *Estimator) Loss() float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return math.Max(e.loss.fraction, e.rrLoss)
+}
+
+// Acked is the rate, in bits per second, at which the receiver has
+// acknowledged packets over the last 500 ms (0 while not known).
+func (e *Estimator) Acked() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return int(e.acked.rate())
+}
+
 // OnTargetBitrateChange implements cc.BandwidthEstimator: f is called,
 // on the goroutine that delivered the feedback and outside the
 // estimator's lock, whenever GCC's rate changes.
