@@ -308,6 +308,7 @@ func (t *Transport) allocate(now time.Time) {
 		// estimate did lately; a partial probe cannot resume it.
 		target := int(float64(media+resume) * resumeOvershoot)
 		if !now.Before(t.alloc.nextResume) && target > est && t.bwe.StartProbe(target, resumeProbe, now) {
+			t.log.Debug("probing to resume a paused video", "target", target, "estimate", est, "last", t.bwe.LastProbe())
 			t.alloc.probeRate = target
 			t.alloc.nextResume = now.Add(resumeEvery)
 			t.startPadding(target, media, resumeProbe)
@@ -478,6 +479,7 @@ func (c *Consumer) allocate(budget int, link linkState, now time.Time) (used, mo
 		if now.Sub(c.alloc.starveSince) < pauseHold {
 			return rates[lowest], 0, false
 		}
+		c.transport.log.Debug("video paused", "consumer", c.id, "budget", budget, "rate", rates[lowest], "loss", link.loss, "delivering", link.delivering)
 		c.setTarget(choice{-1, 0})
 		c.alloc.upSince = time.Time{}
 		return 0, rates[lowest], true
@@ -491,6 +493,7 @@ func (c *Consumer) allocate(budget int, link linkState, now time.Time) (used, mo
 		}
 	default: // better than now: up, once the headroom has lasted
 		if cur.s < 0 {
+			c.transport.log.Debug("video resumes", "consumer", c.id, "budget", budget, "rate", rates[best])
 			c.setTarget(cands[best]) // resuming from suspension: no wait
 			break
 		}

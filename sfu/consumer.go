@@ -492,7 +492,7 @@ func (c *Consumer) serveRTCP(pkts []rtcp.Packet, ssrc uint32) {
 			}
 			for _, rr := range pk.Reports {
 				if rr.SSRC == ssrc {
-					c.transport.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
+					c.transport.bwe.OnReceiverReport(float64(rr.FractionLost)/256, time.Now())
 				}
 			}
 		}

@@ -270,7 +270,8 @@ type phoneJob struct {
 	Subs    int `json:"subs"`
 	Bitrate int `json:"bitrate"`
 	Seconds int `json:"seconds"`
-	Burn    int `json:"burn"` // busy goroutines on the phone
+	Packets int `json:"packets"` // measure this many, then stop
+	Burn    int `json:"burn"`    // busy goroutines on the phone
 }
 
 // pairInfo is one selected ICE candidate pair, from the phone's side.

@@ -56,6 +56,7 @@ type Estimator struct {
 	floor    int           // from the last successful probe
 	lastGCC  int           // GCC's rate: min(delay-based, loss-based)
 	rrLoss   float64       // fraction lost in the latest receiver report
+	probeOK  time.Time     // when the latest successful probe was evaluated
 	probe    *probe
 	lastEval ProbeResult
 	onChange func(int)
@@ -240,6 +241,10 @@ func (e *Estimator) onAcks(now time.Time) {
 		res := pr.result(now)
 		e.lastEval = res
 		e.probe = nil
+		if res.Success {
+			e.probeOK = now
+			e.rrLoss = 0 // the probe is newer news than the report
+		}
 		switch {
 		case res.Success && res.Delivered*95/100 > e.floor:
 			e.floor = res.Delivered * 95 / 100
@@ -381,10 +386,22 @@ func (e *Estimator) setGCC(rate int) (func(int), int, bool) {
 	return e.onChange, e.combine(rate), true
 }
 
-// OnReceiverReport takes the fraction of packets a receiver report says
-// were lost (0..1): a second congestion signal, independent of TWCC.
-func (e *Estimator) OnReceiverReport(fractionLost float64) {
+// rrSpan is how much time a receiver report's loss figure covers, at
+// most: the interval between reports (a second, for pion and browsers).
+const rrSpan = time.Second
+
+// OnReceiverReport takes the fraction of packets a receiver report
+// received at now says were lost (0..1): a second congestion signal,
+// independent of TWCC. A report that may cover time before the latest
+// successful probe is older news than the probe, and ignored: a link
+// that just recovered would otherwise void the probe's result with the
+// losses of before (a paused video could not resume).
+func (e *Estimator) OnReceiverReport(fractionLost float64, now time.Time) {
 	e.mu.Lock()
+	if !e.probeOK.IsZero() && now.Sub(e.probeOK) < rrSpan {
+		e.mu.Unlock()
+		return
+	}
 	e.rrLoss = fractionLost
 	if fractionLost > 0.1 {
 		e.floor = 0

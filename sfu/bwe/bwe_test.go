@@ -137,3 +137,37 @@ func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
 		t.Fatalf("floor %d after a failed probe delivering %d (was %d)", floor, res.Delivered, high)
 	}
 }
+
+// A receiver report that may cover time before a successful probe does
+// not undo it: the link just recovered. One received a second later does.
+func TestReceiverReportOlderThanAProbe(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	e.OnReceiverReport(0.5, now) // the link was losing half
+	if got := e.GetTargetBitrate(); got >= 300_000 {
+		t.Fatalf("estimate %d with half lost, want cut", got)
+	}
+	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	for i := 0; i < 100; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	evaluated := now.Add(time.Second)
+	e.OnFeedback(feedback(0, 100, nil), evaluated)
+	if res := e.LastProbe(); !res.Success {
+		t.Fatalf("probe result %+v", res)
+	}
+	e.OnReceiverReport(0.5, evaluated.Add(500*time.Millisecond))
+	if got := e.GetTargetBitrate(); got < 1_800_000 {
+		t.Fatalf("estimate %d after a successful probe and an older report, want ≥ 1.8M", got)
+	}
+	e.OnReceiverReport(0.5, evaluated.Add(1500*time.Millisecond))
+	if got := e.GetTargetBitrate(); got >= 300_000 {
+		t.Fatalf("estimate %d with half lost again, want cut", got)
+	}
+}
