@@ -27,9 +27,11 @@ import (
 // A video on its lowest choice (a one-encoding video is always there) can
 // only be paused, and a short estimate alone is no reason to: estimates
 // dip on a busy machine, and a video the link does carry would be lost
-// for nothing. It is paused on evidence that lasts pauseHold: loss, or an
-// estimate far below its rate while the subscriber acknowledges less
-// than is sent. A paused video is probed for every resumeEvery and
+// for nothing. It is paused on evidence that lasts pauseHold: the
+// subscriber acknowledges clearly less than is sent, with loss or an
+// estimate far below the video's rate. (A receiver whose CPU is too busy
+// to read its socket in time loses packets too, but gets them again by
+// NACK and acknowledges what is sent: that is not the link.) A paused video is probed for every resumeEvery and
 // resumes as soon as a probe shows the link carries it.
 // When a better layer is wanted but the estimate is short, the transport
 // probes with padding to find out whether the link can carry more.
@@ -50,9 +52,9 @@ const (
 	upGrace         = 2 * time.Second
 	upGraceTolerate = 0.5
 	// The evidence that pauses a video on its lowest choice: for
-	// pauseHold on end, pauseLoss of the packets lost, or an estimate
-	// under pauseFar of the video's rate while the subscriber
-	// acknowledges less than pauseAcked of what is sent.
+	// pauseHold on end, the subscriber acknowledges less than pauseAcked
+	// of what is sent, and pauseLoss of the packets are lost or the
+	// estimate is under pauseFar of the video's rate.
 	pauseHold  = 3 * time.Second
 	pauseLoss  = 0.10
 	pauseFar   = 0.5
@@ -104,7 +106,7 @@ type linkState struct {
 // cannotCarry reports whether the link shows it cannot carry rate on a
 // budget that does not fit it.
 func (l linkState) cannotCarry(budget, rate int) bool {
-	return l.loss >= pauseLoss || (float64(budget) < pauseFar*float64(rate) && !l.delivering)
+	return !l.delivering && (l.loss >= pauseLoss || float64(budget) < pauseFar*float64(rate))
 }
 
 // consumerAlloc is a consumer's allocator memory between ticks.
@@ -241,6 +243,7 @@ func (p *Producer) layerRate(i int) int {
 }
 
 func (t *Transport) allocate(now time.Time) {
+	t.bwe.EvaluateProbe(now)
 	est := t.bwe.GetTargetBitrate()
 	if est < t.alloc.lastEst*95/100 {
 		t.alloc.fellAt = now
@@ -310,7 +313,8 @@ func (t *Transport) allocate(now time.Time) {
 		if !now.Before(t.alloc.nextResume) && target > est && t.bwe.StartProbe(target, resumeProbe, now) {
 			t.log.Debug("probing to resume a paused video", "target", target, "estimate", est, "last", t.bwe.LastProbe())
 			t.alloc.probeRate = target
-			t.alloc.nextResume = now.Add(resumeEvery)
+			// Half a tick early, so the tick a period later takes it.
+			t.alloc.nextResume = now.Add(resumeEvery - tickInterval/2)
 			t.startPadding(target, media, resumeProbe)
 		}
 		return

@@ -32,9 +32,10 @@ func TestProbeTarget(t *testing.T) {
 }
 
 // A one-encoding video has no lower layer: a short estimate alone does
-// not pause it; loss or an estimate far below its rate that the
-// subscriber's acknowledgements confirm does, once it has lasted
-// pauseHold; and a budget that covers it resumes it at once.
+// not pause it, nor does loss that the subscriber repairs (it still
+// acknowledges what is sent); loss or an estimate far below its rate
+// while the subscriber acknowledges clearly less does, once it has
+// lasted pauseHold; and a budget that covers it resumes it at once.
 func TestPauseNeedsEvidence(t *testing.T) {
 	const rate = 2_000_000
 	tick := func(c *Consumer, budget int, link linkState, from time.Time, d time.Duration) (used, more int, paused bool) {
@@ -52,8 +53,9 @@ func TestPauseNeedsEvidence(t *testing.T) {
 		{"estimate short, link delivering", rate * 45 / 100, linkState{delivering: true}, false},
 		{"estimate somewhat short, not delivering", rate * 60 / 100, linkState{}, false},
 		{"estimate far below, not delivering", rate * 45 / 100, linkState{}, true},
-		{"loss", rate * 70 / 100, linkState{loss: 0.3, delivering: true}, true},
-		{"a little loss", rate * 70 / 100, linkState{loss: 0.05, delivering: true}, false},
+		{"loss, not delivering", rate * 70 / 100, linkState{loss: 0.3}, true},
+		{"loss, delivering", rate * 45 / 100, linkState{loss: 0.5, delivering: true}, false},
+		{"a little loss", rate * 70 / 100, linkState{loss: 0.05}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, c, _ := temporalRig(t, 1)

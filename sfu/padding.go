@@ -7,6 +7,13 @@ import (
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 )
 
+// A probe's padding goes in steps of padStep, making up at most
+// padCatchUp steps at once.
+const (
+	padStep    = 10 * time.Millisecond
+	padCatchUp = 8
+)
+
 // padBatches are the send batches of running probes (100 KB each: kept
 // for the next probe rather than made for each).
 var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
@@ -36,24 +43,29 @@ func (t *Transport) startPadding(target, media int, d time.Duration) {
 		// path, as forwarded copies do.
 		b := padBatches.Get().(*udpbatch.Batch)
 		defer padBatches.Put(b)
-		tick := time.NewTicker(10 * time.Millisecond)
+		tick := time.NewTicker(padStep)
 		defer tick.Stop()
 		start := time.Now()
-		end := start.Add(d)
 		sent := 0
-		for now := range tick.C {
-			if now.After(end) || t.isClosed() {
-				return
-			}
-			// What is due by now: a tick that came late (a busy
-			// machine) is made up for, or the probe would measure the
-			// scheduler instead of the link. At most four steps at
-			// once, so it stays a stream.
-			due := int(perSec * now.Sub(start).Seconds())
-			n := min(due-sent, int(4*perSec/100))
-			if n > 0 {
+		// What is due by now: a tick that came late (a busy machine) is
+		// made up for, or the probe would measure the scheduler instead
+		// of the link; but at most padCatchUp steps at once, so it stays
+		// a stream. The first step goes at once, the last at the end.
+		send := func(now time.Time) {
+			due := int(perSec * min(now.Sub(start)+padStep, d).Seconds())
+			if n := min(due-sent, int(perSec*(padCatchUp*padStep).Seconds())); n > 0 {
 				sent += carrier.sendPadding(b, n)
 				b.Flush()
+			}
+		}
+		send(start)
+		for now := range tick.C {
+			if t.isClosed() {
+				return
+			}
+			send(now)
+			if now.Sub(start)+padStep >= d {
+				return
 			}
 		}
 	}()

@@ -510,4 +510,12 @@ func TestSlowLinkPausesAndResumes(t *testing.T) {
 	wait(2*time.Second, "told it resumed", func(w watchLine) bool { return w.Layer[0] >= 0 })
 	t.Logf("resumed %v after the limit was lifted, notice after %v", flowing.Round(10*time.Millisecond), time.Since(lifted).Round(10*time.Millisecond))
 	pp.finish()
+	if testing.Verbose() {
+		t.Logf("lifted at %s", lifted.UTC().Format("15:04:05.000"))
+		for _, l := range strings.Split(s.logs.String(), "\n") {
+			if strings.Contains(l, "paused") || strings.Contains(l, "resum") {
+				t.Log(l)
+			}
+		}
+	}
 }

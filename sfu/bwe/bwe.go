@@ -238,27 +238,33 @@ func (e *Estimator) onAcks(now time.Time) {
 		f, r, changed = e.setGCC(g)
 	}
 	if pr != nil && !now.Before(pr.evalAt) {
-		res := pr.result(now)
-		e.lastEval = res
-		e.probe = nil
-		if res.Success {
-			e.probeOK = now
-			e.rrLoss = 0 // the probe is newer news than the report
-		}
-		switch {
-		case res.Success && res.Delivered*95/100 > e.floor:
-			e.floor = res.Delivered * 95 / 100
-		case !res.Success && res.Delivered > 0 && res.Delivered < e.floor:
-			// The link carried less than the floor claims: an earlier
-			// probe rode a burst allowance. Left there, the floor would
-			// also sit above every later probe's aim (the allocator
-			// bounds those by what this one delivered) and stop them.
-			e.floor = res.Delivered * 95 / 100
-		}
+		e.evalProbe(now)
 	}
 	e.mu.Unlock()
 	if changed && f != nil {
 		f(r)
+	}
+}
+
+// evalProbe ends the probe with what the feedback has told of it. Called
+// with e.mu held.
+func (e *Estimator) evalProbe(now time.Time) {
+	res := e.probe.result(now)
+	e.lastEval = res
+	e.probe = nil
+	if res.Success {
+		e.probeOK = now
+		e.rrLoss = 0 // the probe is newer news than the report
+	}
+	switch {
+	case res.Success && res.Delivered*95/100 > e.floor:
+		e.floor = res.Delivered * 95 / 100
+	case !res.Success && res.Delivered > 0 && res.Delivered < e.floor:
+		// The link carried less than the floor claims: an earlier
+		// probe rode a burst allowance. Left there, the floor would
+		// also sit above every later probe's aim (the allocator
+		// bounds those by what this one delivered) and stop them.
+		e.floor = res.Delivered * 95 / 100
 	}
 }
 
@@ -411,10 +417,16 @@ func (e *Estimator) OnReceiverReport(fractionLost float64, now time.Time) {
 
 // StartProbe begins a probe at rate bits per second lasting d; the caller
 // sends padding so the total reaches rate. It reports false while another
-// probe is running or being evaluated.
+// probe is running or being evaluated. A probe whose evaluation is due is
+// evaluated first, feedback or not: on a transport that sends nothing
+// but probes (a paused video, no audio) no feedback comes after one, and
+// it would block every later probe.
 func (e *Estimator) StartProbe(rate int, d time.Duration, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.probe != nil && !now.Before(e.probe.evalAt) {
+		e.evalProbe(now)
+	}
 	if e.probe != nil {
 		return false
 	}
@@ -427,6 +439,17 @@ func (e *Estimator) Probing(now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.probe != nil && now.Before(e.probe.end)
+}
+
+// EvaluateProbe evaluates the running probe if its evaluation is due at
+// now, feedback or not: on a transport that sends nothing but probes (a
+// paused video, no audio), no feedback follows one to do it.
+func (e *Estimator) EvaluateProbe(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.probe != nil && !now.Before(e.probe.evalAt) {
+		e.evalProbe(now)
+	}
 }
 
 // LastProbe returns the outcome of the latest evaluated probe.

@@ -171,3 +171,31 @@ func TestReceiverReportOlderThanAProbe(t *testing.T) {
 		t.Fatalf("estimate %d with half lost again, want cut", got)
 	}
 }
+
+// A probe on a transport that then sends nothing gets no later feedback:
+// the next probe evaluates it instead of waiting for ever.
+func TestProbeEvaluatedWithoutLaterFeedback(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	for i := 0; i < 100; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	// The probe's feedback, before its evaluation is due.
+	e.OnFeedback(feedback(0, 100, nil), now.Add(200*time.Millisecond))
+	if e.StartProbe(2_000_000, 100*time.Millisecond, now.Add(300*time.Millisecond)) {
+		t.Fatal("second probe started before the first was evaluated")
+	}
+	if !e.StartProbe(3_000_000, 100*time.Millisecond, now.Add(time.Second)) {
+		t.Fatal("no probe possible after one whose evaluation was due")
+	}
+	if res := e.LastProbe(); !res.Success || res.Rate != 2_000_000 {
+		t.Fatalf("first probe's result %+v, want a success at 2 Mbit/s", res)
+	}
+}
