@@ -66,6 +66,7 @@ const (
 	resumeEvery     = time.Second
 	resumeProbe     = 100 * time.Millisecond
 	resumeOvershoot = 1.15
+	resumeCatchUp   = 4 // padding steps a late tick makes up (padding.go)
 	// A probe is short and at most twice the estimate, so that on a link
 	// that cannot carry it the overshoot fits in the bottleneck's queue
 	// instead of turning into loss.
@@ -315,7 +316,7 @@ func (t *Transport) allocate(now time.Time) {
 			t.alloc.probeRate = target
 			// Half a tick early, so the tick a period later takes it.
 			t.alloc.nextResume = now.Add(resumeEvery - tickInterval/2)
-			t.startPadding(target, media, resumeProbe)
+			t.startPadding(target, media, resumeProbe, resumeCatchUp)
 		}
 		return
 	}
@@ -323,7 +324,7 @@ func (t *Transport) allocate(now time.Time) {
 		target := probeTarget(media, wantMore, est, t.bwe.LastProbe(), now)
 		if target > est && t.bwe.StartProbe(target, probeDuration, now) {
 			t.alloc.probeRate = target
-			t.startPadding(target, media, probeDuration)
+			t.startPadding(target, media, probeDuration, 1)
 			// Until its result is in; the result reschedules.
 			t.alloc.nextProbe = now.Add(probeDuration + probeMaxBackoff)
 		}

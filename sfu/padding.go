@@ -7,21 +7,22 @@ import (
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 )
 
-// A probe's padding goes in steps of padStep, making up at most
-// padCatchUp steps at once.
-const (
-	padStep    = 10 * time.Millisecond
-	padCatchUp = 8
-)
+// A probe's padding goes in steps of padStep.
+const padStep = 10 * time.Millisecond
 
 // padBatches are the send batches of running probes (100 KB each: kept
 // for the next probe rather than made for each).
 var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
 
 // startPadding fills the gap between the media rate and a probe's target
-// rate with padding for d, in 10 ms steps so the probe is a
-// steady stream rather than a burst the estimator would read as a queue.
-func (t *Transport) startPadding(target, media int, d time.Duration) {
+// rate with padding for d, in 10 ms steps so the probe is a steady stream
+// rather than a burst the estimator would read as a queue. With catchUp
+// above 1, a step that came late (a busy machine) is made up for, up to
+// catchUp steps at once: the probe then measures the link, not the
+// scheduler. A probe to resume a paused video does that: nothing else
+// flows to be queued behind the burst, and all of it must arrive for the
+// video to resume.
+func (t *Transport) startPadding(target, media int, d time.Duration, catchUp int) {
 	var carrier *Consumer
 	for _, c := range t.Consumers() {
 		if c.producer.kind == KindVideo {
@@ -46,26 +47,16 @@ func (t *Transport) startPadding(target, media int, d time.Duration) {
 		tick := time.NewTicker(padStep)
 		defer tick.Stop()
 		start := time.Now()
+		end := start.Add(d)
 		sent := 0
-		// What is due by now: a tick that came late (a busy machine) is
-		// made up for, or the probe would measure the scheduler instead
-		// of the link; but at most padCatchUp steps at once, so it stays
-		// a stream. The first step goes at once, the last at the end.
-		send := func(now time.Time) {
-			due := int(perSec * min(now.Sub(start)+padStep, d).Seconds())
-			if n := min(due-sent, int(perSec*(padCatchUp*padStep).Seconds())); n > 0 {
+		for now := range tick.C {
+			if now.After(end) || t.isClosed() {
+				return
+			}
+			due := int(perSec * now.Sub(start).Seconds())
+			if n := min(due-sent, int(perSec*(time.Duration(catchUp)*padStep).Seconds())); n > 0 {
 				sent += carrier.sendPadding(b, n)
 				b.Flush()
-			}
-		}
-		send(start)
-		for now := range tick.C {
-			if t.isClosed() {
-				return
-			}
-			send(now)
-			if now.Sub(start)+padStep >= d {
-				return
 			}
 		}
 	}()

@@ -441,13 +441,18 @@ func (e *Estimator) Probing(now time.Time) bool {
 	return e.probe != nil && now.Before(e.probe.end)
 }
 
-// EvaluateProbe evaluates the running probe if its evaluation is due at
-// now, feedback or not: on a transport that sends nothing but probes (a
-// paused video, no audio), no feedback follows one to do it.
+// probeOverdue is how long after its evaluation was due a probe is
+// evaluated without feedback (EvaluateProbe): feedback that arrives by
+// then does it, with the probe's last packets counted.
+const probeOverdue = 200 * time.Millisecond
+
+// EvaluateProbe evaluates the running probe if its evaluation is overdue
+// at now: on a transport that sends nothing but probes (a paused video,
+// no audio), no feedback follows one to do it.
 func (e *Estimator) EvaluateProbe(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.probe != nil && !now.Before(e.probe.evalAt) {
+	if e.probe != nil && !now.Before(e.probe.evalAt.Add(probeOverdue)) {
 		e.evalProbe(now)
 	}
 }

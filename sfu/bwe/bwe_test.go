@@ -199,3 +199,30 @@ func TestProbeEvaluatedWithoutLaterFeedback(t *testing.T) {
 		t.Fatalf("first probe's result %+v, want a success at 2 Mbit/s", res)
 	}
 }
+
+// EvaluateProbe, called on the allocator's tick, leaves a probe to the
+// feedback until its evaluation is overdue, then evaluates it.
+func TestEvaluateProbeWhenOverdue(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	for i := 0; i < 100; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	e.OnFeedback(feedback(0, 100, nil), now.Add(200*time.Millisecond))
+	due := now.Add(100*time.Millisecond + 300*time.Millisecond)
+	e.EvaluateProbe(due.Add(probeOverdue / 2))
+	if !e.LastProbe().At.IsZero() {
+		t.Fatal("evaluated before it was overdue")
+	}
+	e.EvaluateProbe(due.Add(probeOverdue))
+	if res := e.LastProbe(); !res.Success {
+		t.Fatalf("overdue probe not evaluated as a success: %+v", res)
+	}
+}
