@@ -23,6 +23,16 @@ import (
 // resolution at half the frame rate, and a budget far short goes down in
 // resolution before the picture becomes a slideshow. The hold and
 // headroom rules apply to the pair.
+//
+// A video on its lowest choice (a one-encoding video is always there) can
+// only be paused, and a short estimate alone is no reason to: estimates
+// dip on a busy machine, and a video the link does carry would be lost
+// for nothing. It is paused on evidence that lasts pauseHold: the
+// subscriber acknowledges clearly less than is sent, with loss or an
+// estimate far below the video's rate. (A receiver whose CPU is too busy
+// to read its socket in time loses packets too, but gets them again by
+// NACK and acknowledges what is sent: that is not the link.) A paused video is probed for every resumeEvery and
+// resumes as soon as a probe shows the link carries it.
 // When a better layer is wanted but the estimate is short, the transport
 // probes with padding to find out whether the link can carry more.
 const (
@@ -41,9 +51,22 @@ const (
 	// undoing the switch at once.
 	upGrace         = 2 * time.Second
 	upGraceTolerate = 0.5
-	// Video is suspended only after the lowest layer has not fitted for
-	// this long.
-	suspendHold = 2 * time.Second
+	// The evidence that pauses a video on its lowest choice: for
+	// pauseHold on end, the subscriber acknowledges less than pauseAcked
+	// of what is sent, and pauseLoss of the packets are lost or the
+	// estimate is under pauseFar of the video's rate.
+	pauseHold  = 3 * time.Second
+	pauseLoss  = 0.10
+	pauseFar   = 0.5
+	pauseAcked = 0.8
+	// A paused video is probed for every resumeEvery, briefly (on a link
+	// that still cannot carry it, the overshoot is short), at
+	// resumeOvershoot of what resuming needs: a success sets the estimate
+	// to 95% of what was delivered, which must still cover it.
+	resumeEvery     = time.Second
+	resumeProbe     = 100 * time.Millisecond
+	resumeOvershoot = 1.15
+	resumeCatchUp   = 4 // padding steps a late tick makes up (padding.go)
 	// A probe is short and at most twice the estimate, so that on a link
 	// that cannot carry it the overshoot fits in the bottleneck's queue
 	// instead of turning into loss.
@@ -71,6 +94,20 @@ type allocState struct {
 	backoff    time.Duration
 	probeRate  int
 	mediaRate  int
+	nextResume time.Time
+}
+
+// linkState is what the estimator says about a subscriber's link beyond
+// its estimate: the evidence a pause needs.
+type linkState struct {
+	loss       float64 // fraction lost, latest figure
+	delivering bool    // the subscriber acknowledges about what is sent
+}
+
+// cannotCarry reports whether the link shows it cannot carry rate on a
+// budget that does not fit it.
+func (l linkState) cannotCarry(budget, rate int) bool {
+	return !l.delivering && (l.loss >= pauseLoss || float64(budget) < pauseFar*float64(rate))
 }
 
 // consumerAlloc is a consumer's allocator memory between ticks.
@@ -207,12 +244,18 @@ func (p *Producer) layerRate(i int) int {
 }
 
 func (t *Transport) allocate(now time.Time) {
+	t.bwe.EvaluateProbe(now)
 	est := t.bwe.GetTargetBitrate()
 	if est < t.alloc.lastEst*95/100 {
 		t.alloc.fellAt = now
 	}
 	t.alloc.lastEst = est
 	budget := est
+	acked := t.bwe.Acked()
+	link := linkState{
+		loss:       t.bwe.Loss(),
+		delivering: t.alloc.mediaRate > 0 && float64(acked) >= pauseAcked*float64(t.alloc.mediaRate),
+	}
 	cs := t.Consumers()
 	sort.Slice(cs, func(i, j int) bool {
 		a, b := cs[i].producer, cs[j].producer
@@ -226,6 +269,7 @@ func (t *Transport) allocate(now time.Time) {
 	})
 	media := 0
 	wantMore := 0 // bits per second a better layer would need
+	resume := 0   // what a paused video needs to resume
 	for _, c := range cs {
 		if c.paused.Load() || c.producer.paused.Load() {
 			continue
@@ -236,9 +280,12 @@ func (t *Transport) allocate(now time.Time) {
 			media += r
 			continue
 		}
-		used, more := c.allocate(budget, now)
+		used, more, paused := c.allocate(budget, link, now)
 		budget -= used
 		media += used
+		if paused && resume == 0 {
+			resume = more
+		}
 		if more > 0 && wantMore == 0 {
 			wantMore = more
 		}
@@ -260,11 +307,24 @@ func (t *Transport) allocate(now time.Time) {
 		}
 		t.alloc.nextProbe = lp.At.Add(t.alloc.backoff)
 	}
+	if resume > 0 {
+		// A paused video: probe for all of it, steadily, whatever the
+		// estimate did lately; a partial probe cannot resume it.
+		target := int(float64(media+resume) * resumeOvershoot)
+		if !now.Before(t.alloc.nextResume) && target > est && t.bwe.StartProbe(target, resumeProbe, now) {
+			t.log.Debug("probing to resume a paused video", "target", target, "estimate", est, "last", t.bwe.LastProbe())
+			t.alloc.probeRate = target
+			// Half a tick early, so the tick a period later takes it.
+			t.alloc.nextResume = now.Add(resumeEvery - tickInterval/2)
+			t.startPadding(target, media, resumeProbe, resumeCatchUp)
+		}
+		return
+	}
 	if wantMore > 0 && !now.Before(t.alloc.nextProbe) && now.Sub(t.alloc.fellAt) > probeQuiet {
 		target := probeTarget(media, wantMore, est, t.bwe.LastProbe(), now)
 		if target > est && t.bwe.StartProbe(target, probeDuration, now) {
 			t.alloc.probeRate = target
-			t.startPadding(target, media)
+			t.startPadding(target, media, probeDuration, 1)
 			// Until its result is in; the result reschedules.
 			t.alloc.nextProbe = now.Add(probeDuration + probeMaxBackoff)
 		}
@@ -352,8 +412,9 @@ func (c *Consumer) candidates(maxL int, out *[maxCandidates]choice, rates *[maxC
 
 // allocate picks this video consumer's layers within budget. It returns
 // the bitrate the choice uses and, when a better choice exists but does
-// not fit, how much more it would need.
-func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
+// not fit, how much more it would need; paused reports a paused video,
+// more then being what resuming needs.
+func (c *Consumer) allocate(budget int, link linkState, now time.Time) (used, more int, paused bool) {
 	var cands [maxCandidates]choice
 	var rates [maxCandidates]int
 	maxL := int(c.maxLayer.Load())
@@ -368,7 +429,9 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 		if cands[i] == cur {
 			curRate = need
 		}
-		if cands[i].rank() > cur.rank() {
+		if cands[i].rank() > cur.rank() && cur.s >= 0 {
+			// Up needs headroom; resuming does not: the probe that
+			// allows it has just measured the link.
 			need = int(float64(need) * upHeadroom)
 		}
 		if need <= budget {
@@ -394,7 +457,7 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 		c.alloc.downSince = time.Time{}
 	}
 	if n == 0 {
-		return 0, 0 // nothing to forward yet
+		return 0, 0, false // nothing to forward yet
 	}
 	if best >= 0 || cur.s < 0 {
 		c.alloc.starveSince = time.Time{}
@@ -402,24 +465,32 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 	lowest := n - 1
 	switch {
 	case best < 0 && cur.s >= 0:
-		// Even the cheapest choice does not fit. Suspend the video only
-		// if that lasts: a frozen picture is worse than a late one, and
-		// a busy machine or a keyframe makes estimates dip briefly.
+		// Even the cheapest choice does not fit: down to it at once.
+		// Pause the video only on evidence that lasts (see the top of
+		// this file): a frozen picture is worse than a late one, and a
+		// busy machine or a keyframe makes estimates dip.
+		if cands[lowest].rank() < cur.rank() {
+			c.setTarget(cands[lowest])
+		}
+		if !link.cannotCarry(budget, rates[lowest]) {
+			c.alloc.starveSince = time.Time{}
+			// Probe: the link may well carry it, and the estimate
+			// should know.
+			return rates[lowest], max(rates[lowest]/10, 1), false
+		}
 		if c.alloc.starveSince.IsZero() {
 			c.alloc.starveSince = now
 		}
-		if now.Sub(c.alloc.starveSince) < suspendHold {
-			if cands[lowest].rank() < cur.rank() {
-				c.setTarget(cands[lowest])
-			}
-			return rates[lowest], 0
+		if now.Sub(c.alloc.starveSince) < pauseHold {
+			return rates[lowest], 0, false
 		}
+		c.transport.log.Debug("video paused", "consumer", c.id, "budget", budget, "rate", rates[lowest], "loss", link.loss, "delivering", link.delivering)
 		c.setTarget(choice{-1, 0})
 		c.alloc.upSince = time.Time{}
-		return 0, rates[lowest]
+		return 0, rates[lowest], true
 	case best < 0:
 		c.alloc.upSince = time.Time{}
-		return 0, rates[lowest]
+		return 0, rates[lowest], true
 	case cands[best].rank() <= cur.rank():
 		c.alloc.upSince = time.Time{}
 		if cands[best] != cur {
@@ -427,6 +498,7 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 		}
 	default: // better than now: up, once the headroom has lasted
 		if cur.s < 0 {
+			c.transport.log.Debug("video resumes", "consumer", c.id, "budget", budget, "rate", rates[best])
 			c.setTarget(cands[best]) // resuming from suspension: no wait
 			break
 		}
@@ -447,7 +519,7 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 				}
 			}
 			if best < 0 {
-				return max(curRate, 0), 0
+				return max(curRate, 0), 0, false
 			}
 		}
 	}
@@ -456,7 +528,7 @@ func (c *Consumer) allocate(budget int, now time.Time) (used, more int) {
 		// link that carries it is found in one step.
 		more = int(float64(rates[0])*upHeadroom) - rates[best]
 	}
-	return rates[best], more
+	return rates[best], more, false
 }
 
 // setTarget changes the layers the consumer forwards: a new spatial layer

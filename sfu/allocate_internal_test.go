@@ -30,3 +30,60 @@ func TestProbeTarget(t *testing.T) {
 		}
 	}
 }
+
+// A one-encoding video has no lower layer: a short estimate alone does
+// not pause it, nor does loss that the subscriber repairs (it still
+// acknowledges what is sent); loss or an estimate far below its rate
+// while the subscriber acknowledges clearly less does, once it has
+// lasted pauseHold; and a budget that covers it resumes it at once.
+func TestPauseNeedsEvidence(t *testing.T) {
+	const rate = 2_000_000
+	tick := func(c *Consumer, budget int, link linkState, from time.Time, d time.Duration) (used, more int, paused bool) {
+		for at := from; !at.After(from.Add(d)); at = at.Add(tickInterval) {
+			used, more, paused = c.allocate(budget, link, at)
+		}
+		return used, more, paused
+	}
+	for _, tc := range []struct {
+		name   string
+		budget int
+		link   linkState
+		pause  bool
+	}{
+		{"estimate short, link delivering", rate * 45 / 100, linkState{delivering: true}, false},
+		{"estimate somewhat short, not delivering", rate * 60 / 100, linkState{}, false},
+		{"estimate far below, not delivering", rate * 45 / 100, linkState{}, true},
+		{"loss, not delivering", rate * 70 / 100, linkState{loss: 0.3}, true},
+		{"loss, delivering", rate * 45 / 100, linkState{loss: 0.5, delivering: true}, false},
+		{"a little loss", rate * 70 / 100, linkState{loss: 0.05}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, c, _ := temporalRig(t, 1)
+			p.layers[0].temporal.highest.Store(0) // no temporal layers
+			now := time.Now()
+			setRates(p, now, false, rate)
+			// Held for a little less than pauseHold: never paused.
+			used, more, paused := tick(c, tc.budget, tc.link, now, pauseHold-2*tickInterval)
+			if paused || c.target != 0 || used != rate {
+				t.Fatalf("before pauseHold: target %d, used %d, paused %v", c.target, used, paused)
+			}
+			if !tc.pause && more <= 0 {
+				t.Fatalf("kept while the estimate is short, but no probe asked for")
+			}
+			_, more, paused = tick(c, tc.budget, tc.link, now.Add(pauseHold-tickInterval), 10*time.Second)
+			if paused != tc.pause || (c.target < 0) != tc.pause {
+				t.Fatalf("after 10 s: target %d, paused %v; want paused %v", c.target, paused, tc.pause)
+			}
+			if !tc.pause {
+				return
+			}
+			if more != rate {
+				t.Fatalf("paused, resuming needs %d, want %d", more, rate)
+			}
+			// A probe's result covers the rate, without headroom: on at once.
+			if _, _, paused = c.allocate(rate, linkState{}, now.Add(time.Minute)); paused || c.target != 0 {
+				t.Fatalf("budget %d for a %d video: still paused (target %d)", rate, rate, c.target)
+			}
+		})
+	}
+}

@@ -314,7 +314,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 	h.PaddingSize = 0
 	c.note(seq, ts, pkt.Marker, idx, pkt.SequenceNumber, desc != nil)
 	c.noteSent(ts, len(payload), now)
-	n, err := c.write(b, h, payload, now)
+	n, err := c.write(b, h, payload)
 	tl := c.tl.current
 	c.mu.Unlock()
 	if err == nil {
@@ -329,9 +329,9 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.D
 // write sends one packet, with c.mu held: through the transport's own
 // SRTP path when it has one (srtpout.go), into b if the caller batches;
 // through pion otherwise.
-func (c *Consumer) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, now time.Time) (int, error) {
+func (c *Consumer) write(b *udpbatch.Batch, h *rtp.Header, payload []byte) (int, error) {
 	if o := c.transport.out.Load(); o != nil {
-		return o.write(b, h, payload, c.twccID, now)
+		return o.write(b, h, payload, c.twccID)
 	}
 	return c.writer.WriteRTP(h, payload)
 }
@@ -389,7 +389,7 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 		c.notePad(seq, ts)
 		h := &c.hdr
 		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
-		w, err := c.write(b, h, c.padBuf[:], time.Now())
+		w, err := c.write(b, h, c.padBuf[:])
 		if err != nil {
 			break
 		}
@@ -546,7 +546,7 @@ func (c *Consumer) serveRTCP(pkts []rtcp.Packet, ssrc uint32) {
 			}
 			for _, rr := range pk.Reports {
 				if rr.SSRC == ssrc {
-					c.transport.bwe.OnReceiverReport(float64(rr.FractionLost) / 256)
+					c.transport.bwe.OnReceiverReport(float64(rr.FractionLost)/256, time.Now())
 				}
 			}
 		}

@@ -167,6 +167,13 @@ func (c *Consumer) resend(seq uint16) {
 	if c.writer == nil || c.closed {
 		return
 	}
+	if c.current < 0 {
+		// Paused: the picture comes back at a keyframe, so old packets
+		// are of no use, and on the congested link that paused it a
+		// burst of them would be lost again (and spoil the probe that
+		// is to find out whether the link recovered).
+		return
+	}
 	e := &c.sent[seq&c.sentMask]
 	if !e.valid || e.seq != seq {
 		c.nackMisses.Add(1)
@@ -222,7 +229,7 @@ func (c *Consumer) resend(seq uint16) {
 		c.rtxSeq++
 		payload = c.rtxBuf[:2+n]
 	}
-	if _, err := c.write(nil, h, payload, time.Now()); err == nil {
+	if _, err := c.write(nil, h, payload); err == nil {
 		c.retransmits.Add(1)
 	}
 }

@@ -7,14 +7,22 @@ import (
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 )
 
+// A probe's padding goes in steps of padStep.
+const padStep = 10 * time.Millisecond
+
 // padBatches are the send batches of running probes (100 KB each: kept
 // for the next probe rather than made for each).
 var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
 
 // startPadding fills the gap between the media rate and a probe's target
-// rate with padding for probeDuration, in 10 ms steps so the probe is a
-// steady stream rather than a burst the estimator would read as a queue.
-func (t *Transport) startPadding(target, media int) {
+// rate with padding for d, in 10 ms steps so the probe is a steady stream
+// rather than a burst the estimator would read as a queue. With catchUp
+// above 1, a step that came late (a busy machine) is made up for, up to
+// catchUp steps at once: the probe then measures the link, not the
+// scheduler. A probe to resume a paused video does that: nothing else
+// flows to be queued behind the burst, and all of it must arrive for the
+// video to resume.
+func (t *Transport) startPadding(target, media int, d time.Duration, catchUp int) {
 	var carrier *Consumer
 	for _, c := range t.Consumers() {
 		if c.producer.kind == KindVideo {
@@ -26,7 +34,7 @@ func (t *Transport) startPadding(target, media int) {
 	if carrier == nil || target <= media {
 		return
 	}
-	perStep := (target - media) / 8 / 100 // bytes per 10 ms
+	perSec := float64(target-media) / 8 // bytes
 	if !t.hold() {
 		return
 	}
@@ -36,15 +44,20 @@ func (t *Transport) startPadding(target, media int) {
 		// path, as forwarded copies do.
 		b := padBatches.Get().(*udpbatch.Batch)
 		defer padBatches.Put(b)
-		tick := time.NewTicker(10 * time.Millisecond)
+		tick := time.NewTicker(padStep)
 		defer tick.Stop()
-		end := time.Now().Add(probeDuration)
+		start := time.Now()
+		end := start.Add(d)
+		sent := 0
 		for now := range tick.C {
 			if now.After(end) || t.isClosed() {
 				return
 			}
-			carrier.sendPadding(b, perStep)
-			b.Flush()
+			due := int(perSec * now.Sub(start).Seconds())
+			if n := min(due-sent, int(perSec*(time.Duration(catchUp)*padStep).Seconds())); n > 0 {
+				sent += carrier.sendPadding(b, n)
+				b.Flush()
+			}
 		}
 	}()
 }

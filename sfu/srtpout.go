@@ -202,7 +202,7 @@ func (w *Worker) destFor(p *webrtc.ICECandidatePair) (*outDest, error) {
 // the caller batches (a producer's read loop, which flushes b once every
 // consumer has its copy), at once otherwise. It returns the bytes put on
 // the wire.
-func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, id uint8, now time.Time) (int, error) {
+func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, id uint8) (int, error) {
 	d := o.dest.Load()
 	if d == nil {
 		return 0, errNoPath
@@ -255,11 +255,15 @@ func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, id uin
 		_, err = d.conn.WriteTo(out, d.addr)
 	}
 	o.mu.Unlock()
-	if id != 0 && o.t.bwe != nil {
-		o.t.bwe.OnSent(seq, n, now)
-	}
 	if b != nil {
 		b.Add(d.conn, len(out), d.addr)
+		if id != 0 && o.t.bwe != nil {
+			// Its departure is when the batch leaves: see
+			// udpbatch.Tracker.
+			b.Track(o.t.bwe, seq, n)
+		}
+	} else if id != 0 && o.t.bwe != nil {
+		o.t.bwe.OnSent(seq, n, time.Now())
 	}
 	if err != nil {
 		return 0, err

@@ -76,7 +76,7 @@ func testSRTPOutWrite(t *testing.T, prof srtp.ProtectionProfile) {
 		if i < 3 {
 			bb = &b
 		}
-		if _, err := o.write(bb, &h, payload, 3, time.Now()); err != nil {
+		if _, err := o.write(bb, &h, payload, 3); err != nil {
 			t.Fatal(err)
 		}
 		if i == 2 {
@@ -117,12 +117,11 @@ func BenchmarkSRTPOutWrite(b *testing.B) {
 	payload := make([]byte, 1100)
 	var bt udpbatch.Batch
 	var ext [4]rtp.Extension
-	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: 9000, SSRC: 0xabc, Extensions: ext[:0]}
-		if _, err := o.write(&bt, &h, payload, 3, now); err != nil {
+		if _, err := o.write(&bt, &h, payload, 3); err != nil {
 			b.Fatal(err)
 		}
 		if bt.Len() == udpbatch.MaxBatch-1 {

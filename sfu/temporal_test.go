@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"bytes"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -105,7 +106,7 @@ func (g *l1t3) checkShared(t *testing.T) {
 // records what it sends, without PeerConnections.
 func temporalRig(t *testing.T, layers int) (*Producer, *Consumer, *recordingWriter) {
 	t.Helper()
-	tr := &Transport{opts: TransportOptions{Direction: Recv}}
+	tr := &Transport{opts: TransportOptions{Direction: Recv}, log: slog.New(slog.DiscardHandler)}
 	tr.connected.Store(true)
 	p := newProducer(tr, &inbound{}, KindVideo, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, nil, "s")
 	p.writePLI = func(uint32) error { return nil }
@@ -343,21 +344,21 @@ func TestAllocatePrefersFrameRateBeforeResolution(t *testing.T) {
 	c.target, c.tlTarget = 2, maxTemporal
 	c.current = 2
 	c.alloc.downSince = now.Add(-2 * downHold)
-	c.allocate(1_500_000, now)
+	c.allocate(1_500_000, linkState{}, now)
 	if c.target != 2 || c.tlTarget != 1 {
 		t.Fatalf("at 1.5 Mbit/s: target %d/%d, want f at T1", c.target, c.tlTarget)
 	}
 	// Far short of f: down to h, all frames.
-	c.allocate(700_000, now)
+	c.allocate(700_000, linkState{}, now)
 	if c.target != 1 || c.tlTarget != maxTemporal {
 		t.Fatalf("at 700 kbit/s: target %d/%d, want h with all frames", c.target, c.tlTarget)
 	}
 	// Back up: f at T1 needs headroom held for upHold.
-	c.allocate(1_500_000, now)
+	c.allocate(1_500_000, linkState{}, now)
 	if c.target != 1 {
 		t.Fatalf("went up at once to %d/%d", c.target, c.tlTarget)
 	}
-	c.allocate(1_500_000, now.Add(upHold))
+	c.allocate(1_500_000, linkState{}, now.Add(upHold))
 	if c.target != 2 || c.tlTarget != 1 {
 		t.Fatalf("after the hold: target %d/%d, want f at T1", c.target, c.tlTarget)
 	}

@@ -150,7 +150,7 @@ func run(o options, log *slog.Logger) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return measure(ctx, o, agg, len(subs))
+	return measure(ctx, o, agg, len(subs), pub)
 }
 
 // checkLoopback refuses any target that is not this machine.
@@ -241,6 +241,9 @@ type publisher struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 	desc string
+	// video counts the packets published, to tell how much of a
+	// one-encoding video each subscriber got.
+	video *synth.Video
 }
 
 func gatheredOffer(pc *webrtc.PeerConnection) (string, error) {
@@ -279,7 +282,7 @@ func publish(ctx context.Context, api *webrtc.API, o options) (*publisher, error
 	if err != nil {
 		return nil, err
 	}
-	p := &publisher{pc: pc, stop: make(chan struct{}), desc: desc}
+	p := &publisher{pc: pc, stop: make(chan struct{}), desc: desc, video: video}
 	vs, err := video.AddTo(pc)
 	if err != nil {
 		_ = pc.Close()
@@ -525,6 +528,7 @@ type sample struct {
 	frozen                 time.Duration
 	delays                 []float64
 	streams                int
+	videoPkts              []uint64 // each video stream's packets, in the order streams began
 }
 
 func (a *aggregate) collect() sample {
@@ -543,6 +547,9 @@ func (a *aggregate) collect() sample {
 			out.audioBytes += s.bytes
 		}
 		out.packets += s.packets
+		if s.video {
+			out.videoPkts = append(out.videoPkts, s.packets)
+		}
 		if s.started {
 			out.expected += uint64(s.extSeq - s.baseSeq + 1)
 		}
@@ -565,11 +572,12 @@ func percentile(sorted []float64, p float64) float64 {
 }
 
 // measure prints one line per second and a summary.
-func measure(ctx context.Context, o options, agg *aggregate, subs int) error {
+func measure(ctx context.Context, o options, agg *aggregate, subs int, pub *publisher) error {
 	fmt.Println("  t  subs  video/sub   audio/sub  loss%   jitter  freezes  delay p50/p99 ms   sfu cpu  µs/pkt    rss MB  fwd pkt/s")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	prev := agg.collect()
+	first, pub0 := prev.videoPkts, pub.videoSent()
 	prevCPU, _ := procCPU(o.pid)
 	prevFwd, _ := forwarded(o.url)
 	start := time.Now()
@@ -647,10 +655,56 @@ func measure(ctx context.Context, o options, agg *aggregate, subs int) error {
 	if totFwd > 0 {
 		perPkt = float64(totCPU.Microseconds()) / totFwd
 	}
-	fmt.Printf("SUMMARY subs=%d via=%s secs=%.0f video_kbps_per_sub=%.0f audio_kbps_per_sub=%.0f fwd_pkts_per_s=%.0f recv_pkts_per_s=%.0f loss_pct=%.3f freezes=%d delay_p50_ms=%.2f delay_p99_ms=%.2f sfu_cpu_cores=%.3f sfu_us_per_pkt=%.2f rss_mb=%.1f\n",
+	fmt.Printf("SUMMARY subs=%d via=%s secs=%.0f video_kbps_per_sub=%.0f audio_kbps_per_sub=%.0f fwd_pkts_per_s=%.0f recv_pkts_per_s=%.0f loss_pct=%.3f freezes=%d delay_p50_ms=%.2f delay_p99_ms=%.2f sfu_cpu_cores=%.3f sfu_us_per_pkt=%.2f rss_mb=%.1f",
 		subs, o.via, secs, vbits/secs, abits/secs, totFwd/secs, totRecv/secs, lossPct, freezes,
 		percentile(all, 0.5), percentile(all, 0.99), totCPU.Seconds()/secs, perPkt, maxRSS)
+	if o.single > 0 {
+		// Loss counts only the packets a subscriber was sent; a video
+		// the SFU paused or thinned shows here instead.
+		mean, minPct, under := delivered(first, prev.videoPkts, pub.videoSent()-pub0, subs)
+		fmt.Printf(" video_delivered_pct_mean=%.2f video_delivered_pct_min=%.2f subs_under_99pct=%d", mean, minPct, under)
+	}
+	fmt.Println()
 	return nil
+}
+
+// videoSent is the video packets published so far.
+func (p *publisher) videoSent() uint64 {
+	var n uint64
+	for _, l := range p.video.Layers {
+		n += l.Sent.Load()
+	}
+	return n
+}
+
+// delivered compares each subscriber's video packets between two
+// collections with the packets published meanwhile: the mean and the
+// lowest share in percent, and how many subscribers got under 99%.
+// Packets still in flight at either end make a share a little off, not
+// more than a frame's.
+func delivered(from, to []uint64, published uint64, subs int) (mean, lowest float64, under int) {
+	if published == 0 || subs == 0 {
+		return 0, 0, 0
+	}
+	lowest = 100
+	n := 0
+	for i := range subs {
+		var got uint64
+		if i < len(to) {
+			got = to[i]
+			if i < len(from) {
+				got -= from[i]
+			}
+		}
+		pct := min(100*float64(got)/float64(published), 100)
+		mean += pct
+		lowest = min(lowest, pct)
+		if pct < 99 {
+			under++
+		}
+		n++
+	}
+	return mean / float64(n), lowest, under
 }
 
 // procCPU returns a process's user+system CPU time from /proc/<pid>/stat

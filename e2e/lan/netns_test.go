@@ -266,6 +266,12 @@ type phoneJob struct {
 	// candidates (RTCConfiguration.iceTransportPolicy "relay").
 	TCP   bool `json:"tcp"`
 	Relay bool `json:"relay"`
+	// watch (congestion_test.go)
+	Subs    int `json:"subs"`
+	Bitrate int `json:"bitrate"`
+	Seconds int `json:"seconds"`
+	Packets int `json:"packets"` // measure this many, then stop
+	Burn    int `json:"burn"`    // busy goroutines on the phone
 }
 
 // pairInfo is one selected ICE candidate pair, from the phone's side.
@@ -296,6 +302,10 @@ type phoneResult struct {
 	Sub        pairInfo         `json:"sub"`
 	ICEServers []map[string]any `json:"iceServers"`
 	Candidates []string         `json:"candidates"` // the server's, as trickled
+	// watch: video packets sent in the measured window, and each
+	// subscriber's share of them and pause notices
+	SubGot    []int `json:"subGot"`
+	SubPaused []int `json:"subPaused"`
 }
 
 const resultPrefix = "PHONE-RESULT "

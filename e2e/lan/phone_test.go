@@ -41,6 +41,8 @@ func phoneMain() {
 			err = phoneTrust(job, &res)
 		case "media":
 			err = phoneMedia(job, &res)
+		case "watch":
+			err = phoneWatch(job, &res)
 		default:
 			err = fmt.Errorf("unknown mode %q", job.Mode)
 		}

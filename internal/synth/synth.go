@@ -91,6 +91,9 @@ type Video struct {
 	KeyFactor   float64
 	// Source tags every packet's stamp.
 	Source uint8
+	// OnFrame, when set before Run, is told each frame's number and how
+	// many packets of it were written, per layer.
+	OnFrame func(layer int, frame uint32, packets int)
 
 	keyNow atomic.Bool
 	plis   atomic.Int64
@@ -219,13 +222,17 @@ func (v *Video) Run(stop <-chan struct{}) {
 			if key {
 				size = int(p * v.KeyFactor)
 			}
-			v.sendFrame(l, uint8(li), frame, size, key, buf, &pkt)
+			n := v.sendFrame(l, uint8(li), frame, size, key, buf, &pkt)
+			if v.OnFrame != nil {
+				v.OnFrame(li, frame, n)
+			}
 		}
 	}
 }
 
-// sendFrame splits one frame into packets of near-equal size.
-func (v *Video) sendFrame(l *Layer, li uint8, frame uint32, size int, key bool, buf []byte, pkt *rtp.Packet) {
+// sendFrame splits one frame into packets of near-equal size and
+// returns how many were written.
+func (v *Video) sendFrame(l *Layer, li uint8, frame uint32, size int, key bool, buf []byte, pkt *rtp.Packet) int {
 	const room = MaxPayload - 1 // VP8 payload descriptor
 	if size < stampOffset+stampLen {
 		size = stampOffset + stampLen
@@ -233,6 +240,7 @@ func (v *Video) sendFrame(l *Layer, li uint8, frame uint32, size int, key bool, 
 	n := (size + room - 1) / room
 	per := (size + n - 1) / n
 	now := time.Now()
+	written := 0
 	for i := 0; i < n; i++ {
 		sz := per + 1
 		if i == n-1 {
@@ -268,9 +276,11 @@ func (v *Video) sendFrame(l *Layer, li uint8, frame uint32, size int, key bool, 
 		l.seq++
 		if err := l.Track.WriteRTP(pkt); err == nil {
 			l.Sent.Add(1)
+			written++
 		}
 	}
 	l.ts += 90000 / uint32(max(v.FPS, 1))
+	return written
 }
 
 // Audio sends Opus-sized packets every 20 ms at Bitrate (default

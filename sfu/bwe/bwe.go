@@ -56,6 +56,7 @@ type Estimator struct {
 	floor    int           // from the last successful probe
 	lastGCC  int           // GCC's rate: min(delay-based, loss-based)
 	rrLoss   float64       // fraction lost in the latest receiver report
+	probeOK  time.Time     // when the latest successful probe was evaluated
 	probe    *probe
 	lastEval ProbeResult
 	onChange func(int)
@@ -237,23 +238,33 @@ func (e *Estimator) onAcks(now time.Time) {
 		f, r, changed = e.setGCC(g)
 	}
 	if pr != nil && !now.Before(pr.evalAt) {
-		res := pr.result(now)
-		e.lastEval = res
-		e.probe = nil
-		switch {
-		case res.Success && res.Delivered*95/100 > e.floor:
-			e.floor = res.Delivered * 95 / 100
-		case !res.Success && res.Delivered > 0 && res.Delivered < e.floor:
-			// The link carried less than the floor claims: an earlier
-			// probe rode a burst allowance. Left there, the floor would
-			// also sit above every later probe's aim (the allocator
-			// bounds those by what this one delivered) and stop them.
-			e.floor = res.Delivered * 95 / 100
-		}
+		e.evalProbe(now)
 	}
 	e.mu.Unlock()
 	if changed && f != nil {
 		f(r)
+	}
+}
+
+// evalProbe ends the probe with what the feedback has told of it. Called
+// with e.mu held.
+func (e *Estimator) evalProbe(now time.Time) {
+	res := e.probe.result(now)
+	e.lastEval = res
+	e.probe = nil
+	if res.Success {
+		e.probeOK = now
+		e.rrLoss = 0 // the probe is newer news than the report
+	}
+	switch {
+	case res.Success && res.Delivered*95/100 > e.floor:
+		e.floor = res.Delivered * 95 / 100
+	case !res.Success && res.Delivered > 0 && res.Delivered < e.floor:
+		// The link carried less than the floor claims: an earlier
+		// probe rode a burst allowance. Left there, the floor would
+		// also sit above every later probe's aim (the allocator
+		// bounds those by what this one delivered) and stop them.
+		e.floor = res.Delivered * 95 / 100
 	}
 }
 
@@ -298,6 +309,22 @@ func (e *Estimator) combine(g int) int {
 		r = int(float64(r) * (1 - 0.5*e.rrLoss))
 	}
 	return r
+}
+
+// Loss is the latest loss figure: the larger of the transport-wide
+// feedback's and the receiver report's fractions lost (0..1).
+func (e *Estimator) Loss() float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return math.Max(e.loss.fraction, e.rrLoss)
+}
+
+// Acked is the rate, in bits per second, at which the receiver has
+// acknowledged packets over the last 500 ms (0 while not known).
+func (e *Estimator) Acked() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return int(e.acked.rate())
 }
 
 // OnTargetBitrateChange implements cc.BandwidthEstimator: f is called,
@@ -365,10 +392,22 @@ func (e *Estimator) setGCC(rate int) (func(int), int, bool) {
 	return e.onChange, e.combine(rate), true
 }
 
-// OnReceiverReport takes the fraction of packets a receiver report says
-// were lost (0..1): a second congestion signal, independent of TWCC.
-func (e *Estimator) OnReceiverReport(fractionLost float64) {
+// rrSpan is how much time a receiver report's loss figure covers, at
+// most: the interval between reports (a second, for pion and browsers).
+const rrSpan = time.Second
+
+// OnReceiverReport takes the fraction of packets a receiver report
+// received at now says were lost (0..1): a second congestion signal,
+// independent of TWCC. A report that may cover time before the latest
+// successful probe is older news than the probe, and ignored: a link
+// that just recovered would otherwise void the probe's result with the
+// losses of before (a paused video could not resume).
+func (e *Estimator) OnReceiverReport(fractionLost float64, now time.Time) {
 	e.mu.Lock()
+	if !e.probeOK.IsZero() && now.Sub(e.probeOK) < rrSpan {
+		e.mu.Unlock()
+		return
+	}
 	e.rrLoss = fractionLost
 	if fractionLost > 0.1 {
 		e.floor = 0
@@ -378,10 +417,16 @@ func (e *Estimator) OnReceiverReport(fractionLost float64) {
 
 // StartProbe begins a probe at rate bits per second lasting d; the caller
 // sends padding so the total reaches rate. It reports false while another
-// probe is running or being evaluated.
+// probe is running or being evaluated. A probe whose evaluation is due is
+// evaluated first, feedback or not: on a transport that sends nothing
+// but probes (a paused video, no audio) no feedback comes after one, and
+// it would block every later probe.
 func (e *Estimator) StartProbe(rate int, d time.Duration, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.probe != nil && !now.Before(e.probe.evalAt) {
+		e.evalProbe(now)
+	}
 	if e.probe != nil {
 		return false
 	}
@@ -394,6 +439,22 @@ func (e *Estimator) Probing(now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.probe != nil && now.Before(e.probe.end)
+}
+
+// probeOverdue is how long after its evaluation was due a probe is
+// evaluated without feedback (EvaluateProbe): feedback that arrives by
+// then does it, with the probe's last packets counted.
+const probeOverdue = 200 * time.Millisecond
+
+// EvaluateProbe evaluates the running probe if its evaluation is overdue
+// at now: on a transport that sends nothing but probes (a paused video,
+// no audio), no feedback follows one to do it.
+func (e *Estimator) EvaluateProbe(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.probe != nil && !now.Before(e.probe.evalAt.Add(probeOverdue)) {
+		e.evalProbe(now)
+	}
 }
 
 // LastProbe returns the outcome of the latest evaluated probe.

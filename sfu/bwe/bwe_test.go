@@ -137,3 +137,92 @@ func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
 		t.Fatalf("floor %d after a failed probe delivering %d (was %d)", floor, res.Delivered, high)
 	}
 }
+
+// A receiver report that may cover time before a successful probe does
+// not undo it: the link just recovered. One received a second later does.
+func TestReceiverReportOlderThanAProbe(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	e.OnReceiverReport(0.5, now) // the link was losing half
+	if got := e.GetTargetBitrate(); got >= 300_000 {
+		t.Fatalf("estimate %d with half lost, want cut", got)
+	}
+	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	for i := 0; i < 100; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	evaluated := now.Add(time.Second)
+	e.OnFeedback(feedback(0, 100, nil), evaluated)
+	if res := e.LastProbe(); !res.Success {
+		t.Fatalf("probe result %+v", res)
+	}
+	e.OnReceiverReport(0.5, evaluated.Add(500*time.Millisecond))
+	if got := e.GetTargetBitrate(); got < 1_800_000 {
+		t.Fatalf("estimate %d after a successful probe and an older report, want ≥ 1.8M", got)
+	}
+	e.OnReceiverReport(0.5, evaluated.Add(1500*time.Millisecond))
+	if got := e.GetTargetBitrate(); got >= 300_000 {
+		t.Fatalf("estimate %d with half lost again, want cut", got)
+	}
+}
+
+// A probe on a transport that then sends nothing gets no later feedback:
+// the next probe evaluates it instead of waiting for ever.
+func TestProbeEvaluatedWithoutLaterFeedback(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	for i := 0; i < 100; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	// The probe's feedback, before its evaluation is due.
+	e.OnFeedback(feedback(0, 100, nil), now.Add(200*time.Millisecond))
+	if e.StartProbe(2_000_000, 100*time.Millisecond, now.Add(300*time.Millisecond)) {
+		t.Fatal("second probe started before the first was evaluated")
+	}
+	if !e.StartProbe(3_000_000, 100*time.Millisecond, now.Add(time.Second)) {
+		t.Fatal("no probe possible after one whose evaluation was due")
+	}
+	if res := e.LastProbe(); !res.Success || res.Rate != 2_000_000 {
+		t.Fatalf("first probe's result %+v, want a success at 2 Mbit/s", res)
+	}
+}
+
+// EvaluateProbe, called on the allocator's tick, leaves a probe to the
+// feedback until its evaluation is overdue, then evaluates it.
+func TestEvaluateProbeWhenOverdue(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	for i := 0; i < 100; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	e.OnFeedback(feedback(0, 100, nil), now.Add(200*time.Millisecond))
+	due := now.Add(100*time.Millisecond + 300*time.Millisecond)
+	e.EvaluateProbe(due.Add(probeOverdue / 2))
+	if !e.LastProbe().At.IsZero() {
+		t.Fatal("evaluated before it was overdue")
+	}
+	e.EvaluateProbe(due.Add(probeOverdue))
+	if res := e.LastProbe(); !res.Success {
+		t.Fatalf("overdue probe not evaluated as a success: %+v", res)
+	}
+}

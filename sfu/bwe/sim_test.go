@@ -58,6 +58,48 @@ type sim struct {
 	trace     func(now time.Duration) bool // log the estimator's state every 100 ms when true
 	noFB      func(now time.Duration) bool // feedback is lost when true
 	idle      func(now time.Duration) bool // the sender sends nothing when true
+
+	// A media sender instead of one pacing at the estimate: frames of
+	// media/30 bits, 30 a second, each sent in one burst.
+	media   int
+	pending []time.Duration // intended departures not sent yet
+
+	// CPU stalls, not the network's doing. The sender's: what it would
+	// send in a stall leaves when the stall ends, recorded as leaving then
+	// or, with stampIntended, when it was meant to (the estimator told
+	// of a packet before it really left). The receiver's: what arrives in
+	// a stall is read, stamped and reported only when the stall ends,
+	// back to back.
+	sendStalls, recvStalls []span
+	stampIntended          bool
+	readCost               time.Duration // the receiver's time per packet read
+	recvFree               time.Duration // when it can read the next
+}
+
+// span is a time interval [from, to).
+type span struct{ from, to time.Duration }
+
+// within returns the span of spans (sorted) that holds t.
+func within(spans []span, t time.Duration) (span, bool) {
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].to > t })
+	if i < len(spans) && spans[i].from <= t {
+		return spans[i], true
+	}
+	return span{}, false
+}
+
+// stalls makes a deterministic pattern of CPU stalls over [0, until):
+// each lasts between minDur and maxDur, with minGap to maxGap between.
+func stalls(seed int64, until, minDur, maxDur, minGap, maxGap time.Duration) []span {
+	rng := rand.New(rand.NewSource(seed))
+	between := func(a, b time.Duration) time.Duration { return a + time.Duration(rng.Int63n(int64(b-a)+1)) }
+	var out []span
+	for t := between(minGap, maxGap); t < until; {
+		d := between(minDur, maxDur)
+		out = append(out, span{t, t + d})
+		t += d + between(minGap, maxGap)
+	}
+	return out
 }
 
 func newSim(t *testing.T, initial int, capacity func(time.Duration) float64) *sim {
@@ -83,16 +125,8 @@ func (s *sim) run(until time.Duration) {
 	const step = time.Millisecond
 	for s.now < until {
 		s.now += step
-		rate := s.e.GetTargetBitrate()
-		if s.idle != nil && s.idle(s.now) {
-			rate, s.budget = 0, 0
-		}
-		s.budget += float64(rate) * step.Seconds() / 8
-		for s.budget >= simPacketSize {
-			s.budget -= simPacketSize
-			s.send()
-		}
-		if s.now-s.lastFB >= s.fbEvery {
+		s.sendStep(step)
+		if _, stalled := within(s.recvStalls, s.now); !stalled && s.now-s.lastFB >= s.fbEvery {
 			s.lastFB = s.now
 			s.report()
 		}
@@ -112,8 +146,44 @@ func (s *sim) run(until time.Duration) {
 	}
 }
 
-func (s *sim) send() {
-	s.e.OnSent(s.seq, simPacketSize, s.base.Add(s.now))
+// sendStep sends what is due in the step that ends at s.now: paced at
+// the estimate, or the media's frames.
+func (s *sim) sendStep(step time.Duration) {
+	if s.media > 0 {
+		frame := time.Second / 30
+		if s.now%frame < step {
+			n := (s.media/8/30 + simPacketSize - 1) / simPacketSize
+			for range n {
+				s.pending = append(s.pending, s.now)
+			}
+		}
+	} else {
+		rate := s.e.GetTargetBitrate()
+		if s.idle != nil && s.idle(s.now) {
+			rate, s.budget = 0, 0
+		}
+		s.budget += float64(rate) * step.Seconds() / 8
+		for s.budget >= simPacketSize {
+			s.budget -= simPacketSize
+			s.pending = append(s.pending, s.now)
+		}
+	}
+	if _, stalled := within(s.sendStalls, s.now); stalled {
+		return
+	}
+	for _, at := range s.pending {
+		s.send(at)
+	}
+	s.pending = s.pending[:0]
+}
+
+// send sends one packet now that was meant to leave at intended.
+func (s *sim) send(intended time.Duration) {
+	stamp := s.now
+	if s.stampIntended {
+		stamp = intended
+	}
+	s.e.OnSent(s.seq, simPacketSize, s.base.Add(stamp))
 	p := simPacket{seq: s.seq}
 	s.seq++
 	s.sent++
@@ -127,6 +197,12 @@ func (s *sim) send() {
 	default:
 		s.busy = start + time.Duration(float64(simPacketSize*8)/s.capacity(s.now)*float64(time.Second))
 		p.arrive = s.busy + s.prop
+		if st, ok := within(s.recvStalls, p.arrive); ok {
+			p.arrive = st.to // read once the stall is over…
+		}
+		// …after what came before it, readCost each.
+		p.arrive = max(p.arrive, s.recvFree)
+		s.recvFree = p.arrive + s.readCost
 		s.queue = append(s.queue, start-s.now)
 		s.queueAt = append(s.queueAt, s.now)
 	}
@@ -511,5 +587,78 @@ func BenchmarkStreamWrite(b *testing.B) {
 	}
 	if sp := e.sent[5]; !sp.ok || sp.size != h.MarshalSize()+1100 {
 		b.Fatalf("packet not recorded: %+v", sp)
+	}
+}
+
+// CPU stalls are not congestion. On a free link (100 Mbit/s, no loss, no
+// queue of its own), a 2 Mbit/s video sent in frame bursts while the
+// sender's or the receiver's CPU stalls for 10–50 ms at a time, about a
+// fifth of the time: the delay of some packets jumps by tens of
+// milliseconds, but no queue stands, so the estimate stays at or above
+// the stream's rate throughout.
+func TestCPUStallsAreNotCongestion(t *testing.T) {
+	const media = 2_000_000
+	const until = 40 * time.Second
+	pattern := func(seed int64) []span {
+		return stalls(seed, until, 10*time.Millisecond, 50*time.Millisecond, 30*time.Millisecond, 250*time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(s *sim)
+	}{
+		{"receiver", func(s *sim) { s.recvStalls = pattern(1) }},
+		{"sender", func(s *sim) { s.sendStalls = pattern(2) }},
+		// The estimator told of a departure before the packet really
+		// left: each stall is pure extra delay on the packets in it.
+		{"sender-stamped-early", func(s *sim) { s.sendStalls, s.stampIntended = pattern(3), true }},
+		{"both", func(s *sim) { s.sendStalls, s.recvStalls, s.stampIntended = pattern(4), pattern(5), true }},
+		{"receiver-slow-reads", func(s *sim) { s.recvStalls, s.readCost = pattern(7), 500*time.Microsecond }},
+		{"sender-early-slow-reads", func(s *sim) { s.sendStalls, s.stampIntended, s.readCost = pattern(8), true, 1500*time.Microsecond }},
+		{"receiver-r2", func(s *sim) { s.recvStalls, s.readCost = pattern(9), 2*time.Millisecond }},
+		{"receiver-r3", func(s *sim) { s.recvStalls, s.readCost = pattern(10), 3*time.Millisecond }},
+		{"receiver-r3-long", func(s *sim) {
+			s.recvStalls, s.readCost = stalls(11, until, 10*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond, 1000*time.Millisecond), 3*time.Millisecond
+		}},
+		{"receiver-dense", func(s *sim) {
+			s.recvStalls, s.readCost = stalls(12, until, 40*time.Millisecond, 50*time.Millisecond, 15*time.Millisecond, 40*time.Millisecond), time.Millisecond
+		}},
+		{"sender-early-dense", func(s *sim) {
+			s.sendStalls, s.stampIntended = stalls(13, until, 40*time.Millisecond, 50*time.Millisecond, 1*time.Millisecond, 20*time.Millisecond), true
+		}},
+		{"receiver-short-gaps", func(s *sim) {
+			s.recvStalls = stalls(6, until, 10*time.Millisecond, 50*time.Millisecond, 5*time.Millisecond, 60*time.Millisecond)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, media, constant(100_000_000))
+			s.media = media
+			tc.set(s)
+			overuse := 0
+			maxTrend := 0.0
+			s.trace = func(time.Duration) bool {
+				st := s.e.GetStats()
+				if st["usage"] == "overuse" {
+					overuse++
+				}
+				maxTrend = max(maxTrend, st["delayEstimate"].(float64))
+				return false
+			}
+			s.run(until)
+			low, lowAt := s.estimates[0], time.Duration(0)
+			for i, r := range s.estimates {
+				if r < low {
+					low, lowAt = r, time.Duration(i+1)*100*time.Millisecond
+				}
+			}
+			var stalled time.Duration
+			for _, sp := range append(append([]span(nil), s.sendStalls...), s.recvStalls...) {
+				stalled += sp.to - sp.from
+			}
+			t.Logf("stalled %v of %v; estimate lowest %d (at %v), at 10/20/40 s %d %d %d; overuse in %d of %d samples, highest trend %.1f",
+				stalled, until, low, lowAt, s.at(10*time.Second), s.at(20*time.Second), s.at(until), overuse, len(s.estimates), maxTrend)
+			if low < media {
+				t.Fatalf("estimate fell to %d at %v, below the stream's %d, on a free link", low, lowAt, media)
+			}
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"net"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -71,6 +72,20 @@ func (c *Conn) WriteTo(b []byte, addr *net.UDPAddr) (int, error) {
 	return c.pc.WriteTo(b, addr)
 }
 
+// Tracker learns when a datagram it noted actually left: a bandwidth
+// estimator, which must not count the time a copy waited in the batch
+// (behind the other subscribers' copies being sealed, or a read loop
+// the scheduler set aside) as delay on the network.
+type Tracker interface {
+	OnSent(seq uint16, size int, at time.Time)
+}
+
+type note struct {
+	t    Tracker
+	seq  uint16
+	size int
+}
+
 // Batch queues datagrams for Flush. It belongs to one goroutine (a
 // producer's read loop) and allocates nothing once made.
 type Batch struct {
@@ -79,6 +94,7 @@ type Batch struct {
 	iov   [MaxBatch][1][]byte
 	msgs  [MaxBatch]ipv4.Message
 	conns [MaxBatch]*Conn
+	notes [MaxBatch]note
 	raw   rawScratch
 
 	sent, dropped uint64
@@ -102,7 +118,16 @@ func (b *Batch) Add(c *Conn, n int, addr *net.UDPAddr) {
 	b.msgs[i].Addr = addr
 	b.msgs[i].N = 0
 	b.conns[i] = c
+	b.notes[i] = note{}
 	b.n++
+}
+
+// Track asks for t.OnSent(seq, size, at) once the datagram Add queued
+// last has been handed to the kernel, at the time it was.
+func (b *Batch) Track(t Tracker, seq uint16, size int) {
+	if b.n > 0 {
+		b.notes[b.n-1] = note{t, seq, size}
+	}
 }
 
 // Len returns the datagrams queued.
@@ -120,13 +145,24 @@ func (b *Batch) Flush() {
 			j++
 		}
 		b.send(c, b.msgs[i:j])
+		b.sentAt(i, j, time.Now())
 		i = j
 	}
 	for k := 0; k < b.n; k++ {
 		b.msgs[k].Addr = nil
 		b.conns[k] = nil
+		b.notes[k] = note{}
 	}
 	b.n = 0
+}
+
+// sentAt tells the trackers of datagrams i to j-1 when they left.
+func (b *Batch) sentAt(i, j int, at time.Time) {
+	for k := i; k < j; k++ {
+		if n := &b.notes[k]; n.t != nil {
+			n.t.OnSent(n.seq, n.size, at)
+		}
+	}
 }
 
 func (b *Batch) send(c *Conn, ms []ipv4.Message) {

@@ -120,3 +120,56 @@ func BenchmarkFlush(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*MaxBatch), "ns/copy")
 }
+
+type sentLog struct {
+	seqs []uint16
+	at   []time.Time
+}
+
+func (l *sentLog) OnSent(seq uint16, _ int, at time.Time) {
+	l.seqs = append(l.seqs, seq)
+	l.at = append(l.at, at)
+}
+
+// A tracked datagram is reported once it has left, at the time it did:
+// not when it was queued, however long the batch took to fill.
+func TestTrackReportsDepartureAtFlush(t *testing.T) {
+	src := NewConn(listen(t))
+	dst := listen(t).LocalAddr().(*net.UDPAddr)
+	var b Batch
+	var log sentLog
+	for k := range MaxBatch + 6 { // one automatic flush, then one by hand
+		buf := b.Buf()
+		buf = append(buf, byte(k))
+		b.Add(src, len(buf), dst)
+		if k%2 == 0 {
+			b.Track(&log, uint16(k), len(buf))
+		}
+	}
+	if len(log.seqs) != MaxBatch/2 {
+		t.Fatalf("%d reported before the last flush, want the first full batch's %d", len(log.seqs), MaxBatch/2)
+	}
+	queued := time.Now()
+	time.Sleep(2 * time.Millisecond) // a batch that waits, as behind a busy read loop
+	b.Flush()
+	if len(log.seqs) != MaxBatch/2+3 {
+		t.Fatalf("%d reported, want %d", len(log.seqs), MaxBatch/2+3)
+	}
+	for i, s := range log.seqs {
+		if int(s) != 2*i {
+			t.Fatalf("report %d for datagram %d, want %d", i, s, 2*i)
+		}
+	}
+	for _, at := range log.at[MaxBatch/2:] {
+		if at.Sub(queued) < 2*time.Millisecond {
+			t.Fatalf("departure reported %v after queueing, before the flush", at.Sub(queued))
+		}
+	}
+	// Untracked datagrams in a reused slot stay untracked.
+	buf := b.Buf()
+	b.Add(src, len(append(buf, 1)), dst)
+	b.Flush()
+	if len(log.seqs) != MaxBatch/2+3 {
+		t.Fatalf("an untracked datagram was reported")
+	}
+}
