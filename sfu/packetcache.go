@@ -191,7 +191,7 @@ func (c *Consumer) resend(seq uint16) {
 		c.padBuf[len(c.padBuf)-1] = byte(len(c.padBuf))
 		h := &c.hdr
 		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: e.ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
-		if _, err := c.write(nil, h, c.padBuf[:], time.Now()); err == nil {
+		if _, err := c.write(nil, h, c.padBuf[:]); err == nil {
 			c.retransmits.Add(1)
 		}
 		return
