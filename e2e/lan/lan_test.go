@@ -131,7 +131,7 @@ func TestPhoneMediaOverTURN(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPhoneNet(t)
-			turnPort := freePort(t, p.hostIP)
+			turnPort := freePort(t)
 			s := startServer(t, p, func(c *config.Config) {
 				c.TURN = true
 				c.TURNPort = turnPort

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -134,18 +135,22 @@ func (p *phoneNet) firewall(t *testing.T, rules ...string) {
 	t.Cleanup(func() { quiet(t, "ip", "netns", "exec", p.ns, "nft", "delete", "table", "inet", nftTable) })
 }
 
-// freePort returns a TCP port free on ip (and, as far as one can tell,
-// its UDP twin).
-func freePort(t *testing.T, ip string) int {
+// freePort returns a port free for TCP and UDP on every address. It is
+// drawn below the kernel's ephemeral range (32768 and up), so that no
+// outgoing socket of this or another process can take it between this
+// check and the server's bind; and it is checked on the wildcard address,
+// because the TURN server binds there and would collide with a socket on
+// any one address, loopback included.
+func freePort(t *testing.T) int {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	for range 50 {
+		port := 20000 + mrand.IntN(12000)
+		ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
 		_ = ln.Close()
-		if u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port))); err == nil {
+		if u, err := net.ListenPacket("udp", ":"+strconv.Itoa(port)); err == nil {
 			_ = u.Close()
 			return port
 		}
@@ -191,7 +196,7 @@ func startServer(t *testing.T, p *phoneNet, edit func(*config.Config)) *lanServe
 	t.Setenv("CAROOT", t.TempDir())
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	https, plain := freePort(t, p.hostIP), freePort(t, p.hostIP)
+	https, plain := freePort(t), freePort(t)
 	cfg.Addr = net.JoinHostPort(p.hostIP, strconv.Itoa(https))
 	cfg.HTTPAddr = net.JoinHostPort(p.hostIP, strconv.Itoa(plain))
 	cfg.UDPPort = 0
