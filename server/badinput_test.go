@@ -241,7 +241,12 @@ func waitPackets(t *testing.T, s *subscriber, kind string, n int) {
 }
 
 func TestICETimeoutRemovesPeer(t *testing.T) {
-	srv, url := start(t, func(c *config.Config) { c.ConnectTimeout = time.Second })
+	srv, url := start(t, func(c *config.Config) {
+		c.ConnectTimeout = time.Second
+		// A peer whose media failed is away first, for the grace period,
+		// as any dropped connection; it is removed when that ends.
+		c.ReconnectGrace = 300 * time.Millisecond
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	watcher := dial(t, url, testpeer.Options{})
@@ -281,9 +286,7 @@ func TestICETimeoutRemovesPeer(t *testing.T) {
 	if d := time.Since(began); d < 900*time.Millisecond || d > 3*time.Second {
 		t.Errorf("removed after %v, want about the 1s timeout", d)
 	}
-	if _, err := watcher.WaitEvent(ctx, "peerLeft"); err != nil {
-		t.Fatal(err)
-	}
+	wantLeft(t, ctx, watcher, "timeout")
 	// The socket is closed by the server.
 	_ = r.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	for {
@@ -301,6 +304,7 @@ func TestVanishedPeerIsCleanedUp(t *testing.T) {
 	_, url := start(t, func(c *config.Config) {
 		c.WSPingInterval = 100 * time.Millisecond
 		c.WSPongTimeout = 400 * time.Millisecond
+		c.ReconnectGrace = 300 * time.Millisecond // away first, then gone
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -312,9 +316,7 @@ func TestVanishedPeerIsCleanedUp(t *testing.T) {
 	silent := dialRaw(t, url)
 	silent.call(`{"jsonrpc":"2.0","id":1,"method":"join","params":{"room":"gone","name":"silent"}}`)
 	began := time.Now()
-	if _, err := watcher.WaitEvent(ctx, "peerLeft"); err != nil {
-		t.Fatal(err)
-	}
+	wantLeft(t, ctx, watcher, "timeout")
 	if d := time.Since(began); d > 2*time.Second {
 		t.Errorf("silent peer removed after %v, want within about the 400ms pong timeout", d)
 	}
@@ -325,8 +327,22 @@ func TestVanishedPeerIsCleanedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cut.conn.NetConn().Close()
-	if _, err := watcher.WaitEvent(ctx, "peerLeft"); err != nil {
+	wantLeft(t, ctx, watcher, "timeout")
+}
+
+// wantLeft waits for the next peerLeft and checks why the peer left:
+// a dropped connection ends in "timeout" once its grace period is over.
+func wantLeft(t *testing.T, ctx context.Context, watcher *testpeer.Client, why string) {
+	t.Helper()
+	ev, err := watcher.WaitEvent(ctx, "peerLeft")
+	if err != nil {
 		t.Fatal(err)
+	}
+	var p struct {
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal(ev.Params, &p); err != nil || p.Reason != why {
+		t.Fatalf("peerLeft %s: want reason %q", ev.Params, why)
 	}
 }
 
