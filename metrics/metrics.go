@@ -1,8 +1,8 @@
 // Package metrics exposes a Matinee server's state in the Prometheus text
-// format. Its collector reads live counts when scraped — rooms and peers
-// from the room manager, transports, producers, consumers and media
-// counters from the media worker — so nothing on the media path takes a
-// lock or touches a metric per packet.
+// format. Its collector reads live counts when scraped — rooms and peers,
+// and the media core's transports, producers, consumers and counters, all
+// from the room manager (room.Manager.MediaStats) — so nothing on the
+// media path takes a lock or touches a metric per packet.
 package metrics
 
 import (
@@ -10,17 +10,16 @@ import (
 	"sort"
 
 	"github.com/matinee-dev/matinee/room"
-	"github.com/matinee-dev/matinee/sfu"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Sources are what the collector reads. Worker and Rooms are required;
-// the functions are optional and their metrics are left out when nil.
+// Sources are what the collector reads. Rooms is required (rooms, peers
+// and the media core's counts, room.Manager.MediaStats); the functions are
+// optional and their metrics are left out when nil.
 type Sources struct {
-	Worker *sfu.Worker
-	Rooms  *room.Manager
+	Rooms *room.Manager
 	// Sessions reports publishers and viewers connected through WHIP and
 	// WHEP.
 	Sessions func() (whip, whep int)
@@ -88,7 +87,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector: one walk of the rooms and one
-// snapshot of the worker per scrape.
+// reading of the media core's counts per scrape.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -104,14 +103,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.rooms, float64(len(rooms)))
 	gauge(c.peers, float64(peers))
 
-	s := c.src.Worker.Snapshot()
-	gauge(c.transports, float64(s.Transports[sfu.Send]), "send")
-	gauge(c.transports, float64(s.Transports[sfu.Recv]), "recv")
+	s := c.src.Rooms.MediaStats()
+	gauge(c.transports, float64(s.SendTransports), "send")
+	gauge(c.transports, float64(s.RecvTransports), "recv")
 	gauge(c.ownSRTP, float64(s.OwnSRTP))
 	counter(c.rtcpIntake, s.RTCPIntake)
-	for _, k := range []sfu.Kind{sfu.KindAudio, sfu.KindVideo} {
-		gauge(c.producers, float64(s.Producers[k]), string(k))
-		gauge(c.consumers, float64(s.Consumers[k]), string(k))
+	for _, k := range []string{"audio", "video"} {
+		gauge(c.producers, float64(s.Producers[k]), k)
+		gauge(c.consumers, float64(s.Consumers[k]), k)
 	}
 	counter(c.packets, s.ForwardedPackets)
 	counter(c.bytes, s.ForwardedBytes)

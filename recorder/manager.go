@@ -133,8 +133,18 @@ func (m *Manager) validate(o *Options) error {
 	return nil
 }
 
+// Source is a room's media as the recorder reads it: its producers as
+// they come and go, and direct (in-process) transports to consume them.
+// room.Media and *sfu.Router both satisfy it.
+type Source interface {
+	Producers() []*sfu.Producer
+	OnNewProducer(f func(*sfu.Producer)) (cancel func())
+	IsClosed() bool
+	NewDirectTransport(owner string) (*sfu.Transport, error)
+}
+
 // Start begins recording a room whose media is router.
-func (m *Manager) Start(room string, router *sfu.Router, o Options) (*Recording, error) {
+func (m *Manager) Start(room string, router Source, o Options) (*Recording, error) {
 	if err := m.validate(&o); err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ type Recording struct {
 	id     string
 	room   string
 	dir    string
-	router *sfu.Router
+	router Source
 	opts   Options
 	ffmpeg string
 	log    *slog.Logger

@@ -706,12 +706,12 @@ func (mb *Member) RestartICE(transportID string) error {
 }
 
 // AddICECandidate trickles a client candidate into a transport.
-func (mb *Member) AddICECandidate(transportID string, c *sfu.ICECandidate) error {
+func (mb *Member) AddICECandidate(transportID string, c *ICECandidate) error {
 	t, err := mb.transport(transportID)
 	if err != nil {
 		return err
 	}
-	if err := t.AddICECandidate(c); err != nil {
+	if err := t.AddICECandidate((*sfu.ICECandidate)(c)); err != nil {
 		return errorf(-32602, "invalid params: candidate: %v", err)
 	}
 	return nil

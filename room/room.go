@@ -253,10 +253,6 @@ type Room struct {
 // ID returns the room's identifier.
 func (r *Room) ID() string { return r.id }
 
-// Router returns the room's media router, for in-process consumers such
-// as recorders.
-func (r *Room) Router() *sfu.Router { return r.router }
-
 // Room returns an existing room.
 func (m *Manager) Room(id string) (*Room, bool) {
 	m.mu.Lock()

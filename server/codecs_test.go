@@ -637,7 +637,7 @@ func TestPionDefaultsH264(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the producers' codecs known from their packets", func() bool {
 		n := 0
-		for _, p := range rm.Router().Producers() {
+		for _, p := range rm.Media().Producers() {
 			if mime, _ := p.Codec(); mime == webrtc.MimeTypeH264 || mime == webrtc.MimeTypeOpus {
 				n++
 			}

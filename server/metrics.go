@@ -17,7 +17,6 @@ func (s *Server) SetRecordingsSource(f func() int) {
 // mountMetrics serves Prometheus metrics at GET /metrics.
 func (s *Server) mountMetrics() {
 	s.mux.Handle("GET /metrics", metrics.Handler(metrics.Sources{
-		Worker:   s.worker,
 		Rooms:    s.rooms,
 		Sessions: s.whip.Sessions,
 		Recordings: func() (int, bool) {

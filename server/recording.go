@@ -94,7 +94,7 @@ func (s *Server) startRecording(w http.ResponseWriter, r *http.Request) {
 		WriteJSONError(w, http.StatusNotFound, "not_found", "room "+id+" is not live (nobody is in it)")
 		return
 	}
-	rec, err := s.rec.mgr.Start(id, rm.Router(), recorder.Options{Formats: req.Formats, RTMP: req.RTMP, Producers: req.Producers, NoAudio: req.NoAudio})
+	rec, err := s.rec.mgr.Start(id, rm.Media(), recorder.Options{Formats: req.Formats, RTMP: req.RTMP, Producers: req.Producers, NoAudio: req.NoAudio})
 	switch {
 	case errors.Is(err, recorder.ErrBadOptions):
 		WriteJSONError(w, http.StatusUnprocessableEntity, "invalid_field", err.Error())

@@ -111,7 +111,7 @@ func TestWHIPSSRCSimulcast(t *testing.T) {
 		t.Fatal("room sim not created")
 	}
 	waitFor(t, 10*time.Second, "three active layers with their sizes", func() bool {
-		for _, p := range rm.Router().Producers() {
+		for _, p := range rm.Media().Producers() {
 			if p.Kind() != "video" {
 				continue
 			}

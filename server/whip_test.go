@@ -371,7 +371,7 @@ func TestWHIPWHEPInterop(t *testing.T) {
 		t.Fatal("room party is gone")
 	}
 	waitFor(t, 5*time.Second, "three active simulcast layers", func() bool {
-		for _, p := range rm.Router().Producers() {
+		for _, p := range rm.Media().Producers() {
 			if p.Kind() == "video" {
 				active := 0
 				for _, l := range p.Layers() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"github.com/matinee-dev/matinee/room"
-	"github.com/matinee-dev/matinee/sfu"
 )
 
 // handle runs one frame to completion and queues its response.
@@ -349,9 +348,9 @@ func (ss *session) iceCandidate(params json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c *sfu.ICECandidate
+	var c *room.ICECandidate
 	if p.Candidate != nil {
-		c = &sfu.ICECandidate{Candidate: p.Candidate.Candidate, SDPMid: p.Candidate.SDPMid, SDPMLineIndex: p.Candidate.SDPMLineIndex, UsernameFragment: p.Candidate.UsernameFragment}
+		c = &room.ICECandidate{Candidate: p.Candidate.Candidate, SDPMid: p.Candidate.SDPMid, SDPMLineIndex: p.Candidate.SDPMLineIndex, UsernameFragment: p.Candidate.UsernameFragment}
 	}
 	return nil, mb.AddICECandidate(p.TransportID, c)
 }

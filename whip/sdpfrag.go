@@ -4,7 +4,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/matinee-dev/matinee/sfu"
+	"github.com/matinee-dev/matinee/room"
 )
 
 // sdpFrag is what a trickle-ice-sdpfrag body (RFC 8840) carries: ICE
@@ -77,7 +77,7 @@ func quoteShort(s string) string {
 // restartFrag is the answer to an ICE restart (RFC 9725 section 4.4.1):
 // the SFU's new credentials and its candidates, in the bundle's media
 // section.
-func restartFrag(r *sfu.ICERestart) string {
+func restartFrag(r *room.ICERestart) string {
 	var b strings.Builder
 	b.WriteString("a=ice-options:trickle\r\n")
 	b.WriteString("m=" + r.Media + "\r\n")

@@ -11,7 +11,7 @@
 // A WHIP publisher is a member of the room like any other peer (the others
 // see it join and publish); its tracks carry appData {"source":"screen"}
 // unless ?source= says otherwise. A WHEP viewer is not a member: it
-// watches the stage (see pickStage) and keeps its session when the stage
+// watches the stage (room.StageViewer) and keeps its session when the stage
 // changes — the SFU switches what its tracks carry without renegotiating.
 package whip
 
@@ -26,13 +26,11 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/matinee-dev/matinee/room"
-	"github.com/matinee-dev/matinee/sfu"
 	"github.com/pion/sdp/v3"
 )
 
@@ -117,11 +115,11 @@ type session struct {
 	etag    string
 
 	// WHIP
-	member    *room.Member
-	transport *sfu.Transport
+	member *room.Member
+	// conn is the publisher's or the viewer's transport.
+	conn *room.Connection
 	// WHEP
-	viewer *sfu.Viewer
-	stage  *stageWatcher
+	viewer *room.StageViewer
 
 	once  sync.Once
 	ended bool // guarded by h.mu
@@ -413,13 +411,13 @@ func (h *Handler) startPublish(ctx context.Context, s *session, r *http.Request,
 		mb.Leave()
 		return "", err
 	}
-	t, err := mb.Room().Router().Transport(tid)
+	c, err := mb.Connection(tid)
 	if err != nil {
 		mb.Leave()
 		return "", err
 	}
-	s.transport = t
-	answer, err := t.GatheredLocalDescription(ctx)
+	s.conn = c
+	answer, err := c.LocalDescription(ctx)
 	if err != nil {
 		mb.Leave()
 		return "", err
@@ -427,16 +425,17 @@ func (h *Handler) startPublish(ctx context.Context, s *session, r *http.Request,
 	return answer, nil
 }
 
-// startView makes a viewer on the room's router and follows its stage.
+// startView makes a viewer of the room's stage.
 func (h *Handler) startView(ctx context.Context, s *session, offer string) (string, error) {
 	rm, ok := h.cfg.Rooms.Room(s.room)
 	if !ok {
 		return "", &room.Error{Code: room.CodeNotFound, Message: fmt.Sprintf("room %q has no one in it", s.room)}
 	}
-	v, err := rm.Router().NewViewer(sfu.ViewerOptions{
+	v, err := rm.NewStageViewer(room.StageViewerOptions{
 		Owner:    "whep-" + s.id,
 		OnFailed: func(reason string) { go s.end(reason) },
 		OnClosed: func() { go s.end("connection closed") },
+		Logger:   h.log.With("session", s.id),
 	})
 	if err != nil {
 		return "", err
@@ -447,42 +446,8 @@ func (h *Handler) startView(ctx context.Context, s *session, offer string) (stri
 		v.Close()
 		return "", err
 	}
-	if err := checkCarries(v, rm.Router()); err != nil {
-		v.Close()
-		return "", err
-	}
-	s.transport = v.Transport()
-	s.stage = watchStage(rm.Router(), func(video, audio *sfu.Producer) {
-		if err := v.SetSource(sfu.KindVideo, video); err != nil {
-			h.log.Warn("whep: switch video", "session", s.id, "err", err)
-		}
-		if err := v.SetSource(sfu.KindAudio, audio); err != nil {
-			h.log.Warn("whep: switch audio", "session", s.id, "err", err)
-		}
-	})
+	s.conn = v.Connection()
 	return answer, nil
-}
-
-// checkCarries refuses a viewer whose negotiated formats cannot carry
-// what the stage shows now (an H.264 offer in packetization-mode 0 only,
-// facing a mode-1 source, say): it would get a track and never a frame.
-func checkCarries(v *sfu.Viewer, r *sfu.Router) error {
-	ps := r.Producers()
-	sort.Slice(ps, func(i, j int) bool { return ps[i].ID() < ps[j].ID() })
-	video, audio := pickStage(ps)
-	for _, p := range []*sfu.Producer{video, audio} {
-		if p == nil {
-			continue
-		}
-		if a, vid := v.Kinds(); p.Kind() == sfu.KindAudio && !a || p.Kind() == sfu.KindVideo && !vid {
-			continue
-		}
-		if !v.Carries(p) {
-			mime, fmtp := p.Codec()
-			return fmt.Errorf("%w: the room's %s is %s (%s), which the offer's formats (%s) cannot carry", sfu.ErrBadSDP, p.Kind(), mime, fmtp, v.Formats(p.Kind()))
-		}
-	}
-	return nil
 }
 
 // statusOf maps a failure to an HTTP status and error code.
@@ -504,9 +469,9 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, "invalid_state"
 	}
 	switch {
-	case errors.Is(err, sfu.ErrBadSDP):
+	case errors.Is(err, room.ErrBadSDP):
 		return http.StatusBadRequest, "bad_sdp"
-	case errors.Is(err, sfu.ErrNotFound):
+	case errors.Is(err, room.ErrNotFound):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "timeout"
@@ -576,8 +541,8 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusPreconditionFailed, "precondition_failed", "If-Match does not name this ICE session")
 		return
 	}
-	var restart *sfu.ICERestart
-	if f.ufrag != "" && f.ufrag != s.transport.RemoteICEUfrag() {
+	var restart *room.ICERestart
+	if f.ufrag != "" && f.ufrag != s.conn.RemoteICEUfrag() {
 		// New credentials: an ICE restart (RFC 9725 section 4.4), which
 		// the client must ask for with If-Match: *.
 		if im != "*" {
@@ -585,7 +550,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.GatherTimeout)
-		restart, err = s.transport.RestartClientICE(ctx, f.ufrag, f.pwd)
+		restart, err = s.conn.RestartICE(ctx, f.ufrag, f.pwd)
 		cancel()
 		if err != nil {
 			status, code := statusOf(err)
@@ -596,7 +561,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 		h.log.Info("ice restart", "room", s.room, "session", s.id, "whep", s.whep)
 	}
 	for _, c := range f.candidates {
-		cand := &sfu.ICECandidate{Candidate: c.candidate}
+		cand := &room.ICECandidate{Candidate: c.candidate}
 		if c.mid != "" {
 			mid := c.mid
 			cand.SDPMid = &mid
@@ -608,7 +573,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 			u := f.ufrag
 			cand.UsernameFragment = &u
 		}
-		if err := s.transport.AddICECandidate(cand); err != nil {
+		if err := s.conn.AddICECandidate(cand); err != nil {
 			writeError(w, http.StatusBadRequest, "bad_candidate", err.Error())
 			return
 		}
@@ -634,9 +599,6 @@ func (s *session) end(reason string) {
 		delete(h.sessions, s.id)
 		h.mu.Unlock()
 		h.releaseViewer(s)
-		if s.stage != nil {
-			s.stage.stop()
-		}
 		if s.member != nil {
 			s.member.Leave()
 		}

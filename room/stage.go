@@ -1,4 +1,4 @@
-package whip
+package room
 
 import (
 	"sort"
@@ -7,19 +7,23 @@ import (
 	"github.com/matinee-dev/matinee/sfu"
 )
 
+// The stage as WHEP viewers see it. This is one of three stage rules
+// (recorder/stage.go and web/static/room.js have the others); making them
+// one is a later step (issue 14), so this one stays exactly as WHEP had it.
+
 // The stage is what a room is watching: the newest screen share's video,
 // and the audio its owner shares with it. Without a screen share the stage
 // falls back to the newest video and the newest audio in the room.
 func pickStage(order []*sfu.Producer) (video, audio *sfu.Producer) {
 	for i := len(order) - 1; i >= 0; i-- {
-		if p := order[i]; p.Kind() == sfu.KindVideo && source(p) == "screen" {
+		if p := order[i]; p.Kind() == sfu.KindVideo && stageSource(p) == "screen" {
 			video = p
 			break
 		}
 	}
 	if video != nil {
 		for i := len(order) - 1; i >= 0; i-- {
-			if p := order[i]; p.Kind() == sfu.KindAudio && p.Owner() == video.Owner() && source(p) == "screen" {
+			if p := order[i]; p.Kind() == sfu.KindAudio && p.Owner() == video.Owner() && stageSource(p) == "screen" {
 				return video, p
 			}
 		}
@@ -38,7 +42,7 @@ func pickStage(order []*sfu.Producer) (video, audio *sfu.Producer) {
 }
 
 // source returns a producer's appData "source" ("screen", "camera", ...).
-func source(p *sfu.Producer) string {
+func stageSource(p *sfu.Producer) string {
 	if m, ok := p.AppData().(map[string]any); ok {
 		s, _ := m["source"].(string)
 		return s
