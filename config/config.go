@@ -193,6 +193,8 @@ type Config struct {
 	// SyncWaitTimeout is how long "wait for everyone" holds the room for
 	// a member that keeps buffering (--sync-wait-timeout).
 	SyncWaitTimeout time.Duration
+	// QueueMax is the most videos a room's queue holds (--queue-max).
+	QueueMax int
 
 	// ReconnectGrace is how long a member whose connection dropped keeps
 	// its place (role, name, state) for the same person to come back, and
@@ -252,6 +254,7 @@ func Default() Config {
 		SyncMaxNudge:       0.1,
 		SyncReportInterval: time.Second,
 		SyncWaitTimeout:    20 * time.Second,
+		QueueMax:           50,
 		ReconnectGrace:     60 * time.Second,
 
 		ICETCPPort:        ICETCPSameAsHTTPS,
@@ -387,6 +390,9 @@ func (c *Config) validateParty() []error {
 	}
 	if c.SyncReportInterval < 100*time.Millisecond || c.SyncReportInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("sync-report-interval %s: must be 100ms-1m", c.SyncReportInterval))
+	}
+	if c.QueueMax < 1 || c.QueueMax > 1000 {
+		errs = append(errs, fmt.Errorf("queue-max %d: must be 1-1000", c.QueueMax))
 	}
 	if c.SyncWaitTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("sync-wait-timeout %s: must be at least 1s", c.SyncWaitTimeout))

@@ -106,6 +106,8 @@ type SyncConfig struct {
 	// WaitTimeout is how long "wait for everyone" holds the room for a
 	// member that keeps buffering before going on without it (default 20s).
 	WaitTimeout time.Duration
+	// QueueMax is the most videos a room's queue holds (default 50).
+	QueueMax int
 }
 
 // Manager owns every room.
@@ -209,6 +211,9 @@ func (c SyncConfig) withDefaults() SyncConfig {
 	if c.WaitTimeout <= 0 {
 		c.WaitTimeout = 20 * time.Second
 	}
+	if c.QueueMax <= 0 {
+		c.QueueMax = 50
+	}
 	return c
 }
 
@@ -237,6 +242,10 @@ type Room struct {
 	play     PlaybackState
 	waitT    *time.Timer
 	waitGen  int
+	endT     *time.Timer
+	endGen   int
+	loadVer  int64 // play.Version when the current video was loaded
+	queue    playQueue
 	started  bool // has members: room.started was sent
 	mu       sync.Mutex
 	members  map[string]*Member

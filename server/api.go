@@ -84,6 +84,7 @@ func partyConfig(cfg config.Config, apiKey string, log *slog.Logger) room.Config
 			MaxNudge:       cfg.SyncMaxNudge,
 			ReportInterval: cfg.SyncReportInterval,
 			WaitTimeout:    cfg.SyncWaitTimeout,
+			QueueMax:       cfg.QueueMax,
 		},
 		Grace: cfg.ReconnectGrace,
 	}
