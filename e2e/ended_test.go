@@ -114,6 +114,9 @@ func TestFilmEndsAndQueue(t *testing.T) {
 	if !strings.Contains(vs[0].Title, "has ended") || !strings.Contains(vs[1].Note, "host can play it again") {
 		t.Fatalf("ended panels: %+v", vs)
 	}
+	shots := shotDir(t)
+	host.shot(t, shots, "ended-host")
+	bo.shot(t, shots, "ended-guest")
 
 	// Replay starts it over for everyone.
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=replay]`)))
@@ -127,6 +130,7 @@ func TestFilmEndsAndQueue(t *testing.T) {
 	waitMovies(t, tabs, 10*time.Second, "every page knows b.mp4 is next", func(i int, v movieView) bool {
 		return v.Queue == 1 && v.Ended && v.PlayNext == (i == 0) && strings.Contains(v.Note, "Up next: b.mp4")
 	})
+	host.shot(t, shots, "ended-play-next")
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=play-next]`)))
 	waitMovies(t, tabs, 15*time.Second, "b.mp4 plays on every page", func(_ int, v movieView) bool {
 		return v.URL == "/media/b.mp4" && v.State == "playing" && !v.Paused && v.Time > 0.2 && v.Queue == 0
@@ -222,6 +226,8 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 	waitCues("the second cue at 0:03, in step with the video", func(_ int, c cueView) bool {
 		return len(c.Cues) == 1 && c.Cues[0] == "Toujours <i>français</i>" && c.Time > 2.9 && c.Time < 3.1
 	})
+	shots := shotDir(t)
+	bo.shot(t, shots, "subtitles-fr")
 	// Bo switches his own to English, then off; the host's stays French.
 	setControl(t, bo, "subtitles", "/media/film.en.vtt")
 	waitCues("Bo reads English, Ana French", func(i int, c cueView) bool {

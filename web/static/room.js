@@ -590,8 +590,10 @@ class MovieTile {
     const dur = Number.isFinite(v.duration) ? v.duration : 0;
     this.seek.max = String(dur);
     if (!this.dragging) {
-      this.seek.value = String(v.currentTime);
-      this.timeEl.textContent = `${formatTime(v.currentTime)} / ${formatTime(dur)}`;
+      // Ended, the last frame is a few ms short of the duration: say the end.
+      const cur = s.ended && dur ? dur : v.currentTime;
+      this.seek.value = String(cur);
+      this.timeEl.textContent = `${formatTime(cur)} / ${formatTime(dur)}`;
     }
     const rate = String(s.rate || 1);
     if (![...this.rate.options].some((o) => o.value === rate)) this.rate.append(h('option', {value: rate}, `${rate}×`));
@@ -644,7 +646,14 @@ MovieTile.prototype.renderTracks = function () {
     app.subtitleMine = null;
     for (const t of this.video.querySelectorAll('track')) t.remove();
     for (const sub of subs) {
-      this.video.append(h('track', {kind: 'subtitles', src: sub.url, label: sub.label || sub.lang || 'Subtitles', srclang: sub.lang || '', 'data-url': sub.url}));
+      const el = h('track', {kind: 'subtitles', src: sub.url, label: sub.label || sub.lang || 'Subtitles', srclang: sub.lang || '', 'data-url': sub.url});
+      // Cues placed by default sit on the bottom line, under the player's
+      // bar on a desktop: put them three lines up (a cue that places
+      // itself keeps its place).
+      el.addEventListener('load', () => {
+        for (const c of el.track.cues || []) if (c.line === 'auto') c.line = -3;
+      });
+      this.video.append(el);
     }
     this.subs.replaceChildren(h('option', {value: ''}, 'Subtitles off'), ...subs.map((sub) => h('option', {value: sub.url}, sub.label || sub.lang || sub.url)));
   }
