@@ -146,7 +146,8 @@ func TestFilmEndsAndQueue(t *testing.T) {
 // Subtitles beside a video are listed with it; the host's pick shows on
 // every page (the cue of the moment is the active cue of the showing
 // track), a viewer can switch theirs to another language or off; and the
-// stage video has a picture-in-picture button that asks the browser for it.
+// stage video, synced film or share, has a picture-in-picture button that
+// asks the browser for it.
 func TestSubtitlesAndPictureInPicture(t *testing.T) {
 	media := t.TempDir()
 	makeClip(t, filepath.Join(media, "film.mp4"), 5)
@@ -165,9 +166,12 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 	const pipSpy = `(() => {
 	  const orig = HTMLVideoElement.prototype.requestPictureInPicture;
 	  window.__pipCalls = [];
+	  window.__pipResults = [];
 	  if (orig) HTMLVideoElement.prototype.requestPictureInPicture = function () {
-	    window.__pipCalls.push(this.dataset.testid || 'video');
-	    return orig.call(this).then((w) => { window.__pipResult = 'opened'; return w; }, (e) => { window.__pipResult = e.name + ': ' + e.message; throw e; });
+	    const i = window.__pipCalls.push(this.dataset.testid || 'video') - 1;
+	    window.__pipResults[i] = 'pending';
+	    return orig.call(this).then((w) => { window.__pipResult = window.__pipResults[i] = 'opened'; return w; },
+	      (e) => { window.__pipResult = window.__pipResults[i] = e.name + ': ' + e.message; throw e; });
 	  };
 	})()`
 	host := joinAs(t, b, "Ana", ts.URL+"/r/"+room, pipSpy)
@@ -275,5 +279,29 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 			return false, err.Error()
 		}
 		return p.Element == "" && p.Pressed == "false", fmt.Sprintf("%+v", p)
+	})
+
+	// A share on the stage has one too: Bo shares his screen, the host
+	// closes the film, and Bo's share takes the stage.
+	bo.do(t, chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`)))
+	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=video-stop]`)))
+	waitUntil(t, 15*time.Second, "Bo's share plays on the host's stage", func() (bool, string) {
+		var w int
+		if err := host.eval(`(() => { const v = document.querySelector('.tile.on-stage [data-testid=remote-video]'); return v ? v.videoWidth : -1; })()`, &w); err != nil {
+			return false, err.Error()
+		}
+		return w > 0, fmt.Sprint("stage video width ", w)
+	})
+	host.do(t, chromedp.Click(chromedp.CSS(`.tile.on-stage [data-testid=pip]`)))
+	waitUntil(t, 5*time.Second, "the share is in picture-in-picture", func() (bool, string) {
+		var p struct {
+			Calls   []string `json:"calls"`
+			Results []string `json:"results"`
+			Element string   `json:"element"`
+		}
+		if err := host.eval(`({calls: window.__pipCalls, results: window.__pipResults, element: document.pictureInPictureElement ? document.pictureInPictureElement.dataset.testid : ''})`, &p); err != nil {
+			return false, err.Error()
+		}
+		return len(p.Calls) == 2 && p.Calls[1] == "remote-video" && p.Results[1] == "opened" && p.Element == "remote-video", fmt.Sprintf("%+v", p)
 	})
 }

@@ -806,7 +806,11 @@ function layout() {
   }
   // Stable order in the strip: screens first, then people by name.
   const rest = all.filter((t) => t !== stage).sort((a, b) => (a.source === b.source ? displayName(a.peerId).localeCompare(displayName(b.peerId)) : a.source === 'screen' ? -1 : 1));
-  for (const t of rest) strip.append(t.el);
+  // Move only what is out of place: a video taken out of the page, even
+  // for a moment, leaves picture-in-picture.
+  rest.forEach((t, i) => {
+    if (strip.children[i] !== t.el) strip.insertBefore(t.el, strip.children[i] || null);
+  });
   strip.hidden = rest.length === 0;
   requestAnimationFrame(preferLayers);
   document.body.classList.toggle('has-strip', rest.length > 0);
