@@ -77,6 +77,8 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.Float64Var(&c.SyncMaxNudge, "sync-max-nudge", c.SyncMaxNudge, "synced playback: largest relative rate change of a nudge (0.1: 0.9x-1.1x)")
 	fs.DurationVar(&c.SyncReportInterval, "sync-report-interval", c.SyncReportInterval, "synced playback: how often players report their position")
 	fs.IntVar(&c.QueueMax, "queue-max", c.QueueMax, "synced playback: most videos a room's queue holds")
+	fs.IntVar(&c.SubtitleMaxTracks, "subtitle-max-tracks", c.SubtitleMaxTracks, "synced playback: most subtitle tracks of one video")
+	fs.Int64Var(&c.SubtitleMaxBytes, "subtitle-max-bytes", c.SubtitleMaxBytes, "largest SubRip file of the media folder served converted to WebVTT")
 	fs.DurationVar(&c.SyncWaitTimeout, "sync-wait-timeout", c.SyncWaitTimeout, "synced playback: longest hold for a member that keeps buffering")
 	fs.DurationVar(&c.ReconnectGrace, "reconnect-grace", c.ReconnectGrace, "how long a dropped member keeps its role and place, and a room whose members all dropped stays, for them to come back (0: none)")
 	fs.StringVar(&c.FFmpeg, "ffmpeg", c.FFmpeg, "ffmpeg binary for recordings and file playback (default: ffmpeg from PATH)")

@@ -17,6 +17,8 @@ import (
 // hidden file, is ever listed or opened.
 type MediaLibrary struct {
 	Dir string
+	// MaxSubtitles is the most subtitles listed with one video (0: 20).
+	MaxSubtitles int
 }
 
 // MediaItem is one playable file of the library.
@@ -123,8 +125,12 @@ func (l *MediaLibrary) List() ([]MediaItem, error) {
 		return nil, fmt.Errorf("media dir: %w", err)
 	}
 	slices.SortFunc(out, func(a, b MediaItem) int { return strings.Compare(a.Path, b.Path) })
+	max := l.MaxSubtitles
+	if max <= 0 {
+		max = 20
+	}
 	for i := range out {
-		out[i].Subtitles = subs.of(out[i].Path)
+		out[i].Subtitles = subs.of(out[i].Path, max)
 	}
 	return out, nil
 }
@@ -153,14 +159,14 @@ func (x subtitleIndex) add(rel string) {
 }
 
 // of returns the subtitles of a video, sorted by label.
-func (x subtitleIndex) of(video string) []Subtitle {
+func (x subtitleIndex) of(video string, max int) []Subtitle {
 	subs := slices.Clone(x[strings.TrimSuffix(video, path.Ext(video))])
 	if subs == nil {
 		return []Subtitle{}
 	}
 	slices.SortFunc(subs, func(a, b Subtitle) int { return strings.Compare(a.Label, b.Label) })
-	if len(subs) > maxSubtitles {
-		subs = subs[:maxSubtitles]
+	if len(subs) > max {
+		subs = subs[:max]
 	}
 	return subs
 }

@@ -62,8 +62,9 @@ const (
 	// maxRewind bounds how far back a buffering member's position may pull
 	// the room when the wait starts.
 	maxRewind = 10.0
-	// maxSubtitles bounds the tracks of one video.
-	maxSubtitles = 20
+	// MaxSubtitleTracks bounds the tracks of one video whatever the
+	// configuration (SyncConfig.SubtitleMax).
+	MaxSubtitleTracks = 100
 	// endSlack: a room within this of the duration has ended (players
 	// report durations rounded to the frame).
 	endSlack = 0.05
@@ -109,8 +110,8 @@ func checkDuration(p *float64) error {
 
 // checkSubtitles validates a load's text tracks and the picked one.
 func checkSubtitles(subs []Subtitle, pick *string) ([]Subtitle, string, error) {
-	if len(subs) > maxSubtitles {
-		return nil, "", invalidField("subtitles", "must be at most %d tracks", maxSubtitles)
+	if len(subs) > MaxSubtitleTracks {
+		return nil, "", invalidField("subtitles", "must be at most %d tracks", MaxSubtitleTracks)
 	}
 	out := make([]Subtitle, 0, len(subs))
 	for i, sub := range subs {
@@ -408,6 +409,9 @@ func (mb *Member) Playback(c PlaybackCommand) (PlaybackState, error) {
 		return PlaybackState{}, err
 	}
 	r := mb.room
+	if max := r.m.cfg.Sync.SubtitleMax; len(c.Subtitles) > max {
+		return PlaybackState{}, invalidField("subtitles", "must be at most %d tracks (--subtitle-max-tracks)", max)
+	}
 	r.evMu.Lock()
 	defer r.evMu.Unlock()
 	if c.Action == "next" {

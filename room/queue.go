@@ -93,6 +93,9 @@ func (mb *Member) Queue(c QueueCommand) ([]QueueItem, error) {
 		return nil, err
 	}
 	r := mb.room
+	if max := r.m.cfg.Sync.SubtitleMax; len(c.Subtitles) > max {
+		return nil, invalidField("subtitles", "must be at most %d tracks (--subtitle-max-tracks)", max)
+	}
 	r.evMu.Lock()
 	defer r.evMu.Unlock()
 	q := &r.queue

@@ -108,6 +108,9 @@ type SyncConfig struct {
 	WaitTimeout time.Duration
 	// QueueMax is the most videos a room's queue holds (default 50).
 	QueueMax int
+	// SubtitleMax is the most subtitle tracks of one video (default 20,
+	// at most MaxSubtitleTracks); the media listing keeps as many.
+	SubtitleMax int
 }
 
 // Manager owns every room.
@@ -160,7 +163,7 @@ func NewManager(ctx context.Context, worker *sfu.Worker, cfg Config) *Manager {
 	m.guard = newPasswordGuard(cfg.Passwords)
 	m.people = newBucketMap(cfg.Chat.AddrRate, cfg.Chat.AddrBurst)
 	if cfg.MediaDir != "" {
-		m.media = &MediaLibrary{Dir: cfg.MediaDir}
+		m.media = &MediaLibrary{Dir: cfg.MediaDir, MaxSubtitles: cfg.Sync.SubtitleMax}
 	}
 	return m
 }
@@ -213,6 +216,9 @@ func (c SyncConfig) withDefaults() SyncConfig {
 	}
 	if c.QueueMax <= 0 {
 		c.QueueMax = 50
+	}
+	if c.SubtitleMax <= 0 || c.SubtitleMax > MaxSubtitleTracks {
+		c.SubtitleMax = 20
 	}
 	return c
 }

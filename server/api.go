@@ -85,6 +85,7 @@ func partyConfig(cfg config.Config, apiKey string, log *slog.Logger) room.Config
 			ReportInterval: cfg.SyncReportInterval,
 			WaitTimeout:    cfg.SyncWaitTimeout,
 			QueueMax:       cfg.QueueMax,
+			SubtitleMax:    cfg.SubtitleMaxTracks,
 		},
 		Grace: cfg.ReconnectGrace,
 	}

@@ -53,11 +53,11 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request) {
 // serveSRT serves a SubRip file of the media folder converted to WebVTT,
 // the only text track format browsers read.
 func (s *Server) serveSRT(w http.ResponseWriter, r *http.Request, rel string, f *os.File, info fs.FileInfo) {
-	if info.Size() > srt.MaxSize {
-		http.Error(w, fmt.Sprintf("subtitle file larger than %d bytes", srt.MaxSize), http.StatusRequestEntityTooLarge)
+	if max := s.cfg.SubtitleMaxBytes; info.Size() > max {
+		http.Error(w, fmt.Sprintf("subtitle file larger than %d bytes (--subtitle-max-bytes)", max), http.StatusRequestEntityTooLarge)
 		return
 	}
-	b, err := io.ReadAll(io.LimitReader(f, srt.MaxSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, s.cfg.SubtitleMaxBytes+1))
 	if err != nil {
 		s.log.Error("media: read subtitles", "path", rel, "err", err)
 		http.Error(w, "media folder unavailable", http.StatusInternalServerError)

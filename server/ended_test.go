@@ -183,7 +183,12 @@ func TestMediaSubtitles(t *testing.T) {
 	write("film.srt", "not subtitles at all")
 	write("other.srt", "1\n00:00:00,000 --> 00:00:01,000\nx\n")
 	write(".film.de.srt", "1\n00:00:00,000 --> 00:00:01,000\nx\n")
-	e := startAPI(t, func(c *config.Config) { c.MediaDir = dir })
+	write("big.srt", "1\n00:00:00,000 --> 00:00:01,000\n"+strings.Repeat("x", 1100)+"\n")
+	e := startAPI(t, func(c *config.Config) {
+		c.MediaDir = dir
+		c.SubtitleMaxBytes = 1024
+		c.SubtitleMaxTracks = 3
+	})
 	var lib struct {
 		Items []room.MediaItem `json:"items"`
 	}
@@ -221,6 +226,9 @@ func TestMediaSubtitles(t *testing.T) {
 	if code, _, _ := get("/media/.film.de.srt"); code != 404 {
 		t.Fatalf("hidden srt: %d", code)
 	}
+	if code, _, body := get("/media/big.srt"); code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "--subtitle-max-bytes") {
+		t.Fatalf("srt over --subtitle-max-bytes: %d %q", code, body)
+	}
 
 	h := joinParty(t, e.ws, map[string]any{"room": "subs", "name": "Host"})
 	g := joinParty(t, e.ws, map[string]any{"room": "subs", "name": "Guest"})
@@ -229,6 +237,7 @@ func TestMediaSubtitles(t *testing.T) {
 	}
 	h.callErr(t, "playback", map[string]any{"action": "load", "url": "/media/film.mp4", "subtitles": want, "subtitle": "/media/nope.vtt"}, -32602, `"subtitle"`)
 	h.callErr(t, "playback", map[string]any{"action": "load", "url": "/media/film.mp4", "subtitles": []map[string]any{{"url": "javascript:1"}}}, -32602, `"subtitles[0].url"`)
+	h.callErr(t, "playback", map[string]any{"action": "load", "url": "/media/film.mp4", "subtitles": append(slices.Clone(want), want[0])}, -32602, "at most 3 tracks")
 	h.call(t, "playback", map[string]any{"action": "load", "url": "/media/film.mp4", "subtitles": want, "subtitle": "/media/film.fr.srt"}, &res)
 	if res.State.Subtitle != "/media/film.fr.srt" || !slices.Equal(res.State.Subtitles, want) {
 		t.Fatalf("load with subtitles %+v", res.State)

@@ -10,9 +10,9 @@ import (
 	"strings"
 )
 
-// MaxSize is the largest subtitle file ToVTT reads (a film's SRT is some
-// 100 kB).
-const MaxSize = 8 << 20
+// MaxSize is the largest subtitle file Parse reads, whatever the caller's
+// own limit (a film's SRT is some 100 kB).
+const MaxSize = 64 << 20
 
 // ErrNoCues is returned for input that holds no subtitle at all.
 var ErrNoCues = errors.New("srt: no cues")
