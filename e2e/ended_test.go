@@ -81,9 +81,9 @@ func queueFromPicker(t *testing.T, host *tab, url string) {
 }
 
 // The film ends: every page shows it ended (no Pause button left), with
-// Replay for the host; a queued video is offered as "Play next", starts
-// on every page when the host takes it, and the next one starts by itself
-// when that one ends.
+// Replay for the host (and for the guest once control is open); a queued
+// video is offered as "Play next", starts on every page when taken, and
+// the next one starts by itself when that one ends.
 func TestFilmEndsAndQueue(t *testing.T) {
 	media := t.TempDir()
 	makeClip(t, filepath.Join(media, "a.mp4"), 3)
@@ -118,8 +118,11 @@ func TestFilmEndsAndQueue(t *testing.T) {
 	host.shot(t, shots, "ended-host")
 	bo.shot(t, shots, "ended-guest")
 
-	// Replay starts it over for everyone.
-	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=replay]`)))
+	// With open control the guest gets Replay too, and it starts the film
+	// over for everyone.
+	host.mustEval(t, `document.querySelector('[data-testid=room-open-control]').click(), true`, nil)
+	waitMovies(t, tabs, 10*time.Second, "open control: Bo has Replay", func(_ int, v movieView) bool { return v.Ended && v.Replay })
+	bo.do(t, chromedp.Click(chromedp.CSS(`[data-testid=replay]`)))
 	waitMovies(t, tabs, 10*time.Second, "replay plays a.mp4 from the start", func(_ int, v movieView) bool {
 		return v.State == "playing" && !v.Ended && !v.Paused && v.Time > 0.2 && v.Time < 2.5
 	})
@@ -127,11 +130,11 @@ func TestFilmEndsAndQueue(t *testing.T) {
 
 	// A video queued after the end is offered as "Play next".
 	queueFromPicker(t, host, "/media/b.mp4")
-	waitMovies(t, tabs, 10*time.Second, "every page knows b.mp4 is next", func(i int, v movieView) bool {
-		return v.Queue == 1 && v.Ended && v.PlayNext == (i == 0) && strings.Contains(v.Note, "Up next: b.mp4")
+	waitMovies(t, tabs, 10*time.Second, "every page offers b.mp4 next", func(_ int, v movieView) bool {
+		return v.Queue == 1 && v.Ended && v.PlayNext && strings.Contains(v.Note, "Up next: b.mp4")
 	})
 	host.shot(t, shots, "ended-play-next")
-	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=play-next]`)))
+	bo.do(t, chromedp.Click(chromedp.CSS(`[data-testid=play-next]`)))
 	waitMovies(t, tabs, 15*time.Second, "b.mp4 plays on every page", func(_ int, v movieView) bool {
 		return v.URL == "/media/b.mp4" && v.State == "playing" && !v.Paused && v.Time > 0.2 && v.Queue == 0
 	})

@@ -118,6 +118,14 @@ func TestPlaybackEndsAndQueue(t *testing.T) {
 		t.Fatalf("after remove %+v", q.Queue)
 	}
 	g.callErr(t, "queue", map[string]any{"action": "add", "url": "/media/x.mp4"}, 1005, "only the host")
+	// With open control, guests change the queue too.
+	h.call(t, "updateRoom", map[string]any{"openControl": true}, nil)
+	g.call(t, "queue", map[string]any{"action": "add", "url": "/media/x.mp4"}, &q)
+	if len(q.Queue) != 3 || q.Queue[2].AddedBy != g.res.PeerID {
+		t.Fatalf("guest's add %+v", q.Queue)
+	}
+	g.call(t, "queue", map[string]any{"action": "remove", "id": q.Queue[2].ID}, &q)
+	h.call(t, "updateRoom", map[string]any{"openControl": false}, nil)
 	h.callErr(t, "queue", map[string]any{"action": "add", "url": "javascript:x"}, -32602, `"url"`)
 	h.callErr(t, "queue", map[string]any{"action": "remove", "id": "nope"}, -32602, `"id"`)
 	h.callErr(t, "queue", map[string]any{"action": "shuffle"}, -32602, `"action"`)
