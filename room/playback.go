@@ -103,7 +103,7 @@ type PlaybackCommand struct {
 
 func checkDuration(p *float64) error {
 	if p != nil && (math.IsNaN(*p) || *p <= 0 || *p > maxPosition) {
-		return invalidField("duration", "must be 0-%g seconds", float64(maxPosition))
+		return invalidField("duration", "must be more than 0 and at most %g seconds", float64(maxPosition))
 	}
 	return nil
 }
