@@ -108,9 +108,11 @@ func TestFilmEndsAndQueue(t *testing.T) {
 	vs := waitMovies(t, tabs, 20*time.Second, "every page shows the film ended", func(i int, v movieView) bool {
 		return v.State == "ended" && v.Ended && !v.Pause && v.Paused && v.Time > 2.5 && v.Replay == (i == 0) && !v.PlayNext
 	})
-	if took := time.Since(started); took < 2500*time.Millisecond {
+	took := time.Since(started)
+	if took < 2500*time.Millisecond {
 		t.Fatalf("ended %v after play, before the 3 s film could", took)
 	}
+	t.Logf("every page showed the 3 s film ended %.2f s after the click on Play", took.Seconds())
 	if !strings.Contains(vs[0].Title, "has ended") || !strings.Contains(vs[1].Note, "host can play it again") {
 		t.Fatalf("ended panels: %+v", vs)
 	}

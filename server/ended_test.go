@@ -66,6 +66,7 @@ func TestPlaybackEndsAndQueue(t *testing.T) {
 		if s.UpdatedAt < started+400 || at < started+400 {
 			t.Fatalf("ended %.0f ms after play (notified after %.0f ms), before the 400 ms duration", s.UpdatedAt-started, at-started)
 		}
+		t.Logf("a 400 ms video: ended on the server clock %.1f ms after play, notified after %.1f ms", s.UpdatedAt-started, at-started)
 	}
 	// Replay: play from an ended video starts it over.
 	h.call(t, "playback", map[string]any{"action": "play"}, &res)
