@@ -193,6 +193,13 @@ type Config struct {
 	// SyncWaitTimeout is how long "wait for everyone" holds the room for
 	// a member that keeps buffering (--sync-wait-timeout).
 	SyncWaitTimeout time.Duration
+	// QueueMax is the most videos a room's queue holds (--queue-max).
+	QueueMax int
+	// SubtitleMaxTracks is the most subtitle tracks one video may have
+	// (--subtitle-max-tracks); SubtitleMaxBytes the largest SubRip file
+	// served converted to WebVTT (--subtitle-max-bytes).
+	SubtitleMaxTracks int
+	SubtitleMaxBytes  int64
 
 	// ReconnectGrace is how long a member whose connection dropped keeps
 	// its place (role, name, state) for the same person to come back, and
@@ -252,6 +259,9 @@ func Default() Config {
 		SyncMaxNudge:       0.1,
 		SyncReportInterval: time.Second,
 		SyncWaitTimeout:    20 * time.Second,
+		QueueMax:           50,
+		SubtitleMaxTracks:  20,
+		SubtitleMaxBytes:   8 << 20,
 		ReconnectGrace:     60 * time.Second,
 
 		ICETCPPort:        ICETCPSameAsHTTPS,
@@ -387,6 +397,16 @@ func (c *Config) validateParty() []error {
 	}
 	if c.SyncReportInterval < 100*time.Millisecond || c.SyncReportInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("sync-report-interval %s: must be 100ms-1m", c.SyncReportInterval))
+	}
+	if c.QueueMax < 1 || c.QueueMax > 1000 {
+		errs = append(errs, fmt.Errorf("queue-max %d: must be 1-1000", c.QueueMax))
+	}
+	// The ceilings are room.MaxSubtitleTracks and srt.MaxSize.
+	if c.SubtitleMaxTracks < 1 || c.SubtitleMaxTracks > 100 {
+		errs = append(errs, fmt.Errorf("subtitle-max-tracks %d: must be 1-100", c.SubtitleMaxTracks))
+	}
+	if c.SubtitleMaxBytes < 1024 || c.SubtitleMaxBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("subtitle-max-bytes %d: must be 1024-%d", c.SubtitleMaxBytes, 64<<20))
 	}
 	if c.SyncWaitTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("sync-wait-timeout %s: must be at least 1s", c.SyncWaitTimeout))

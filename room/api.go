@@ -400,6 +400,7 @@ type RoomDetail struct {
 	RoomView
 	Participants []ParticipantView `json:"participants"`
 	Playback     PlaybackState     `json:"playback"`
+	Queue        []QueueItem       `json:"queue"`
 }
 
 // Summary is the room with its peer count (GET /api/rooms).
@@ -415,9 +416,10 @@ func (r *Room) Detail() RoomDetail {
 	producers := r.Producers()
 	r.evMu.Lock()
 	play := r.playbackLocked()
+	queue := r.queue.list()
 	r.evMu.Unlock()
 	r.mu.Lock()
-	v := RoomDetail{RoomView: RoomView{RoomInfo: r.infoLocked(), Peers: len(r.members)}, Participants: []ParticipantView{}, Playback: play}
+	v := RoomDetail{RoomView: RoomView{RoomInfo: r.infoLocked(), Peers: len(r.members)}, Participants: []ParticipantView{}, Playback: play, Queue: queue}
 	ms := make([]*Member, 0, len(r.order))
 	for _, id := range r.order {
 		if mb, ok := r.members[id]; ok {

@@ -17,6 +17,8 @@ import (
 // hidden file, is ever listed or opened.
 type MediaLibrary struct {
 	Dir string
+	// MaxSubtitles is the most subtitles listed with one video (0: 20).
+	MaxSubtitles int
 }
 
 // MediaItem is one playable file of the library.
@@ -29,6 +31,9 @@ type MediaItem struct {
 	Type     string    `json:"type"`
 	Size     int64     `json:"size"`
 	Modified time.Time `json:"modified"`
+	// Subtitles are the WebVTT and SRT files beside the video named after
+	// it: film.vtt, film.en.srt (language "en"), film.English.vtt.
+	Subtitles []Subtitle `json:"subtitles"`
 }
 
 // mediaTypes are the files the library offers, by extension. HLS
@@ -49,7 +54,12 @@ var segmentTypes = map[string]string{
 	".m4s": "video/iso.segment",
 	".aac": "audio/aac",
 	".vtt": "text/vtt; charset=utf-8",
+	// SRT files are served converted to WebVTT (ServeMedia).
+	".srt": "text/vtt; charset=utf-8",
 }
+
+// subtitleExts are the text tracks listed with the videos.
+var subtitleExts = map[string]bool{".vtt": true, ".srt": true}
 
 // MediaType returns the content type the library serves name with, and
 // false for files it does not serve.
@@ -70,6 +80,7 @@ const (
 // List returns the library's videos and playlists, sorted by path.
 func (l *MediaLibrary) List() ([]MediaItem, error) {
 	out := []MediaItem{}
+	subs := subtitleIndex{}
 	err := filepath.WalkDir(l.Dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == l.Dir {
@@ -91,7 +102,12 @@ func (l *MediaLibrary) List() ([]MediaItem, error) {
 			}
 			return nil
 		}
-		typ, ok := mediaTypes[strings.ToLower(path.Ext(rel))]
+		ext := strings.ToLower(path.Ext(rel))
+		if subtitleExts[ext] && d.Type().IsRegular() {
+			subs.add(rel)
+			return nil
+		}
+		typ, ok := mediaTypes[ext]
 		if !ok || !d.Type().IsRegular() {
 			return nil
 		}
@@ -109,7 +125,66 @@ func (l *MediaLibrary) List() ([]MediaItem, error) {
 		return nil, fmt.Errorf("media dir: %w", err)
 	}
 	slices.SortFunc(out, func(a, b MediaItem) int { return strings.Compare(a.Path, b.Path) })
+	max := l.MaxSubtitles
+	if max <= 0 {
+		max = 20
+	}
+	for i := range out {
+		out[i].Subtitles = subs.of(out[i].Path, max)
+	}
 	return out, nil
+}
+
+// subtitleIndex maps a video's path without extension to the subtitle
+// files that may belong to it.
+type subtitleIndex map[string][]Subtitle
+
+// add files a subtitle under the stems it may belong to: "film.en.srt"
+// to "film.en" (no language) and to "film" (language "en").
+func (x subtitleIndex) add(rel string) {
+	if len(x) >= maxMediaItems {
+		return
+	}
+	stem := strings.TrimSuffix(rel, path.Ext(rel))
+	url := MediaURL(rel)
+	x[stem] = append(x[stem], Subtitle{URL: url, Label: subtitleLabel("", path.Ext(rel))})
+	if i := strings.LastIndexByte(stem, '.'); i > strings.LastIndexByte(stem, '/') {
+		tag := stem[i+1:]
+		sub := Subtitle{URL: url, Label: subtitleLabel(tag, path.Ext(rel))}
+		if isLangTag(tag) {
+			sub.Lang = tag
+		}
+		x[stem[:i]] = append(x[stem[:i]], sub)
+	}
+}
+
+// of returns the subtitles of a video, sorted by label.
+func (x subtitleIndex) of(video string, max int) []Subtitle {
+	subs := slices.Clone(x[strings.TrimSuffix(video, path.Ext(video))])
+	if subs == nil {
+		return []Subtitle{}
+	}
+	slices.SortFunc(subs, func(a, b Subtitle) int { return strings.Compare(a.Label, b.Label) })
+	if len(subs) > max {
+		subs = subs[:max]
+	}
+	return subs
+}
+
+func subtitleLabel(tag, ext string) string {
+	if tag == "" {
+		return "Subtitles (" + strings.TrimPrefix(strings.ToLower(ext), ".") + ")"
+	}
+	return tag
+}
+
+// isLangTag tells a short language tag ("en", "pt-BR") from a name.
+func isLangTag(s string) bool {
+	primary, region, _ := strings.Cut(s, "-")
+	letters := func(s string) bool {
+		return !strings.ContainsFunc(s, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') })
+	}
+	return len(primary) >= 2 && len(primary) <= 3 && letters(primary) && len(region) <= 4 && letters(region)
 }
 
 // MediaURL is the URL path a library file is served at.

@@ -43,6 +43,8 @@ type JoinResult struct {
 	Chat []ChatMessage `json:"chat"`
 	// Playback is the room's playback state.
 	Playback PlaybackState `json:"playback"`
+	// Queue are the videos to play next, next first.
+	Queue []QueueItem `json:"queue"`
 	// Sync are the drift-correction thresholds every client uses.
 	Sync SyncParams `json:"sync"`
 	// ServerTime is the server clock when the join was handled (Unix ms),
@@ -220,6 +222,7 @@ func (m *Manager) joinResult(r *Room, mb *Member, peers []PeerInfo, info RoomInf
 		Identity: mb.Identity(), RoomInfo: info,
 		Chat:        r.chat.list(),
 		Playback:    r.playbackLocked(),
+		Queue:       r.queue.list(),
 		Sync:        m.syncParams(),
 		ServerTime:  serverMillis(m.now()),
 		ResumeToken: mb.resume,

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"fmt"
 	"math"
 	"net/url"
 	"slices"
@@ -27,8 +28,30 @@ type PlaybackState struct {
 	// WaitingFor are buffering; it only happens while not Paused.
 	Waiting    bool     `json:"waiting"`
 	WaitingFor []string `json:"waitingFor"`
+	// Duration is the video's length in seconds, 0 while unknown: given
+	// with load, or the first one a member's player reports. Knowing it,
+	// the room ends the video on its own clock (Ended).
+	Duration float64 `json:"duration"`
+	// Ended is true once the room's position reached Duration; the room
+	// is then paused at the end until a play (from the start: replay), a
+	// seek, a load or the next queued video.
+	Ended bool `json:"ended"`
+	// Subtitles are the text tracks of the video; Subtitle is the URL of
+	// the one the controller picked for the room ("" for none). Each
+	// viewer may still show another or none.
+	Subtitles []Subtitle `json:"subtitles"`
+	Subtitle  string     `json:"subtitle"`
 	// Version grows with every change.
 	Version int64 `json:"version"`
+}
+
+// Subtitle is one WebVTT track of a video (SRT files of the media folder
+// are served converted to WebVTT).
+type Subtitle struct {
+	URL   string `json:"url"`
+	Label string `json:"label"`
+	// Lang is a BCP 47 language tag such as "en", or "".
+	Lang string `json:"lang,omitempty"`
 }
 
 // Limits of playback commands.
@@ -39,12 +62,20 @@ const (
 	// maxRewind bounds how far back a buffering member's position may pull
 	// the room when the wait starts.
 	maxRewind = 10.0
+	// MaxSubtitleTracks bounds the tracks of one video whatever the
+	// configuration (SyncConfig.SubtitleMax).
+	MaxSubtitleTracks = 100
+	// endSlack: a room within this of the duration has ended (players
+	// report durations rounded to the frame).
+	endSlack = 0.05
 )
 
 func serverMillis(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
 
 // Advancing reports whether the video moves: loaded, not paused, not held.
-func (s PlaybackState) Advancing() bool { return s.URL != "" && !s.Paused && !s.Waiting }
+func (s PlaybackState) Advancing() bool {
+	return s.URL != "" && !s.Paused && !s.Waiting && !s.Ended
+}
 
 // PositionAt returns the position (seconds) at server time at (Unix ms).
 func (s PlaybackState) PositionAt(at float64) float64 {
@@ -56,12 +87,58 @@ func (s PlaybackState) PositionAt(at float64) float64 {
 
 // PlaybackCommand is a request to change the playback state.
 type PlaybackCommand struct {
-	// Action is load, play, pause, seek, rate or stop.
+	// Action is load, play, pause, seek, rate, stop, subtitle or next.
 	Action   string   `json:"action"`
 	URL      string   `json:"url"`
 	Title    string   `json:"title"`
 	Position *float64 `json:"position"`
 	Rate     *float64 `json:"rate"`
+	// Duration (load, optional) is the video's length in seconds.
+	Duration *float64 `json:"duration"`
+	// Subtitles (load, optional) are the video's text tracks; Subtitle
+	// (load, subtitle) picks one by URL ("" for none).
+	Subtitles []Subtitle `json:"subtitles"`
+	Subtitle  *string    `json:"subtitle"`
+}
+
+func checkDuration(p *float64) error {
+	if p != nil && (math.IsNaN(*p) || *p <= 0 || *p > maxPosition) {
+		return invalidField("duration", "must be more than 0 and at most %g seconds", float64(maxPosition))
+	}
+	return nil
+}
+
+// checkSubtitles validates a load's text tracks and the picked one.
+func checkSubtitles(subs []Subtitle, pick *string) ([]Subtitle, string, error) {
+	if len(subs) > MaxSubtitleTracks {
+		return nil, "", invalidField("subtitles", "must be at most %d tracks", MaxSubtitleTracks)
+	}
+	out := make([]Subtitle, 0, len(subs))
+	for i, sub := range subs {
+		u, err := checkMediaURL(sub.URL)
+		if err != nil {
+			return nil, "", invalidField(fmt.Sprintf("subtitles[%d].url", i), "must be an http(s) URL or a path on this server")
+		}
+		label := cleanText(sub.Label, false)
+		if utf8.RuneCountInString(label) > 100 {
+			return nil, "", invalidField(fmt.Sprintf("subtitles[%d].label", i), "must be at most 100 characters")
+		}
+		lang := strings.TrimSpace(sub.Lang)
+		if len(lang) > 35 || strings.ContainsFunc(lang, func(r rune) bool {
+			return !(r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		}) {
+			return nil, "", invalidField(fmt.Sprintf("subtitles[%d].lang", i), "must be a language tag such as en or pt-BR")
+		}
+		out = append(out, Subtitle{URL: u, Label: label, Lang: lang})
+	}
+	chosen := ""
+	if pick != nil && *pick != "" {
+		if !slices.ContainsFunc(out, func(s Subtitle) bool { return s.URL == *pick }) {
+			return nil, "", invalidField("subtitle", "must be the url of one of the video's subtitles, or empty for none")
+		}
+		chosen = *pick
+	}
+	return out, chosen, nil
 }
 
 func checkPosition(field string, p *float64) error {
@@ -99,7 +176,7 @@ func (s *PlaybackState) apply(c PlaybackCommand, now float64) error {
 	}
 	if c.Action != "load" && c.Action != "stop" && s.URL == "" {
 		switch c.Action {
-		case "play", "pause", "seek", "rate":
+		case "play", "pause", "seek", "rate", "subtitle":
 			return errorf(CodeInvalidState, "no video loaded: load one first")
 		}
 	}
@@ -113,18 +190,33 @@ func (s *PlaybackState) apply(c PlaybackCommand, now float64) error {
 		if utf8.RuneCountInString(title) > 200 {
 			return invalidField("title", "must be at most 200 characters")
 		}
+		if err := checkDuration(c.Duration); err != nil {
+			return err
+		}
+		subs, pick, err := checkSubtitles(c.Subtitles, c.Subtitle)
+		if err != nil {
+			return err
+		}
 		pos := 0.0
 		if c.Position != nil {
 			pos = *c.Position
 		}
-		*s = PlaybackState{URL: u, Title: title, Paused: true, Position: pos, Rate: 1, UpdatedAt: now, WaitingFor: []string{}, Version: s.Version}
+		dur := 0.0
+		if c.Duration != nil {
+			dur = *c.Duration
+		}
+		*s = PlaybackState{URL: u, Title: title, Paused: true, Position: pos, Rate: 1, UpdatedAt: now, WaitingFor: []string{}, Duration: dur, Subtitles: subs, Subtitle: pick, Version: s.Version}
 	case "play":
-		if c.Position != nil {
+		switch {
+		case c.Position != nil:
 			s.Position = *c.Position
-		} else {
+		case s.Ended:
+			s.Position = 0 // replay
+		default:
 			s.Position = s.PositionAt(now)
 		}
 		s.Paused = false
+		s.Ended = false
 		s.UpdatedAt = now
 	case "pause":
 		if c.Position != nil {
@@ -141,6 +233,7 @@ func (s *PlaybackState) apply(c PlaybackCommand, now float64) error {
 			return invalidField("position", "is required")
 		}
 		s.Position = *c.Position
+		s.Ended = false
 		s.UpdatedAt = now
 	case "rate":
 		if c.Rate == nil {
@@ -152,15 +245,50 @@ func (s *PlaybackState) apply(c PlaybackCommand, now float64) error {
 		s.Position = s.PositionAt(now)
 		s.Rate = *c.Rate
 		s.UpdatedAt = now
+	case "subtitle":
+		if c.Subtitle == nil {
+			return invalidField("subtitle", "is required (empty for none)")
+		}
+		_, pick, err := checkSubtitles(s.Subtitles, c.Subtitle)
+		if err != nil {
+			return err
+		}
+		s.Subtitle = pick
 	case "stop":
 		*s = PlaybackState{Paused: true, Rate: 1, UpdatedAt: now, WaitingFor: []string{}, Version: s.Version}
 	case "":
 		return invalidField("action", "is required")
 	default:
-		return invalidField("action", "must be load, play, pause, seek, rate or stop")
+		return invalidField("action", "must be load, play, pause, seek, rate, stop, subtitle or next")
+	}
+	if s.Duration > 0 && s.Position > s.Duration {
+		s.Position = s.Duration
 	}
 	s.Version++
 	return nil
+}
+
+// end marks the video ended at server time now when the room's position
+// reached the duration; it reports whether it did.
+func (s *PlaybackState) end(now float64) bool {
+	if !s.Advancing() || s.Duration <= 0 || s.PositionAt(now) < s.Duration-endSlack {
+		return false
+	}
+	s.Position, s.UpdatedAt = s.Duration, now
+	s.Paused, s.Ended = true, true
+	s.Waiting, s.WaitingFor = false, []string{}
+	s.Version++
+	return true
+}
+
+// untilEnd is how long (server time) until the room reaches the end, and
+// false when it is not heading there.
+func (s PlaybackState) untilEnd(now float64) (time.Duration, bool) {
+	if !s.Advancing() || s.Duration <= 0 || s.Rate <= 0 {
+		return 0, false
+	}
+	left := (s.Duration - s.PositionAt(now)) / s.Rate
+	return time.Duration(math.Max(0, left) * float64(time.Second)), true
 }
 
 // bufferingMember is a member whose player waits for data, with the
@@ -239,6 +367,10 @@ func (r *Room) playbackLocked() PlaybackState {
 	if s.WaitingFor == nil {
 		s.WaitingFor = []string{}
 	}
+	s.Subtitles = slices.Clone(s.Subtitles)
+	if s.Subtitles == nil {
+		s.Subtitles = []Subtitle{}
+	}
 	return s
 }
 
@@ -277,34 +409,54 @@ func (mb *Member) Playback(c PlaybackCommand) (PlaybackState, error) {
 		return PlaybackState{}, err
 	}
 	r := mb.room
+	if max := r.m.cfg.Sync.SubtitleMax; len(c.Subtitles) > max {
+		return PlaybackState{}, invalidField("subtitles", "must be at most %d tracks (--subtitle-max-tracks)", max)
+	}
 	r.evMu.Lock()
 	defer r.evMu.Unlock()
+	if c.Action == "next" {
+		st, err := r.playNextLocked(mb.id)
+		if err != nil {
+			return PlaybackState{}, err
+		}
+		return st, nil
+	}
 	now := serverMillis(r.m.now())
 	next := r.play
 	if err := next.apply(c, now); err != nil {
 		return PlaybackState{}, err
 	}
 	r.play = next
-	switch c.Action {
-	case "load", "stop", "seek":
+	if c.Action == "load" || c.Action == "stop" {
+		r.loadVer = next.Version
+	}
+	r.resetReportsLocked(c.Action)
+	r.holdLocked(now)
+	r.armEndLocked()
+	st := r.playbackLocked()
+	r.log.Info("playback", "action", c.Action, "by", mb.id, "position", st.Position, "paused", st.Paused, "rate", st.Rate)
+	r.broadcast("", "playbackState", map[string]any{"state": st, "action": c.Action, "by": mb.id})
+	return st, nil
+}
+
+// resetReportsLocked forgets what members' players said about the old
+// position or video after action; evMu is held.
+func (r *Room) resetReportsLocked(action string) {
+	switch action {
+	case "load", "stop", "seek", "next":
 		// Where members stalled before says nothing about the new
 		// position; after a new video nobody is late for it yet.
 		r.mu.Lock()
 		for _, m := range r.members {
 			m.mu.Lock()
 			m.bufPos = nil
-			if c.Action != "seek" {
+			if action != "seek" {
 				m.stalled, m.report = false, nil
 			}
 			m.mu.Unlock()
 		}
 		r.mu.Unlock()
 	}
-	r.holdLocked(now)
-	st := r.playbackLocked()
-	r.log.Info("playback", "action", c.Action, "by", mb.id, "position", st.Position, "paused", st.Paused, "rate", st.Rate)
-	r.broadcast("", "playbackState", map[string]any{"state": st, "action": c.Action, "by": mb.id})
-	return st, nil
 }
 
 // holdLocked re-evaluates "wait for everyone" and arms or stops the wait
@@ -353,6 +505,7 @@ func (r *Room) evaluateWaitLocked() {
 	if !r.holdLocked(serverMillis(r.m.now())) {
 		return
 	}
+	r.armEndLocked()
 	action := "wait"
 	if was && !r.play.Waiting {
 		action = "resume"
@@ -395,6 +548,7 @@ func (r *Room) stopWaitTimer() {
 	r.evMu.Lock()
 	defer r.evMu.Unlock()
 	r.stopWaitTimerLocked()
+	r.stopEndTimerLocked()
 }
 
 // pauseEmptyLocked pauses the video of a room nobody is in, so the next
@@ -409,6 +563,7 @@ func (r *Room) pauseEmptyLocked() {
 		r.play.Version++
 	}
 	r.stopWaitTimerLocked()
+	r.stopEndTimerLocked()
 }
 
 // PlaybackReport is what a member's player reports: whether it is
@@ -419,6 +574,10 @@ type PlaybackReport struct {
 	At        *float64 `json:"at"`
 	// Version is the playback state version the player follows.
 	Version *int64 `json:"version"`
+	// Duration is the length of the video the player loaded (seconds);
+	// the room takes the first one reported for a video whose duration
+	// it does not know.
+	Duration *float64 `json:"duration"`
 }
 
 // SyncReport is a member's last position report, compared with the room.
@@ -449,6 +608,9 @@ func (mb *Member) ReportPlayback(rep PlaybackReport) error {
 	}
 	if (rep.Position == nil) != (rep.At == nil) {
 		return invalidField("at", "and \"position\" go together")
+	}
+	if err := checkDuration(rep.Duration); err != nil {
+		return err
 	}
 	r := mb.room
 	mb.cl.mu.Lock()
@@ -483,6 +645,7 @@ func (mb *Member) ReportPlayback(rep PlaybackReport) error {
 		mb.report = sr
 	}
 	mb.mu.Unlock()
+	r.learnDurationLocked(rep)
 	if changed {
 		r.broadcast("", "peerUpdated", map[string]any{"peer": mb.info()})
 		r.evaluateWaitLocked()

@@ -106,6 +106,11 @@ type SyncConfig struct {
 	// WaitTimeout is how long "wait for everyone" holds the room for a
 	// member that keeps buffering before going on without it (default 20s).
 	WaitTimeout time.Duration
+	// QueueMax is the most videos a room's queue holds (default 50).
+	QueueMax int
+	// SubtitleMax is the most subtitle tracks of one video (default 20,
+	// at most MaxSubtitleTracks); the media listing keeps as many.
+	SubtitleMax int
 }
 
 // Manager owns every room.
@@ -158,7 +163,7 @@ func NewManager(ctx context.Context, worker *sfu.Worker, cfg Config) *Manager {
 	m.guard = newPasswordGuard(cfg.Passwords)
 	m.people = newBucketMap(cfg.Chat.AddrRate, cfg.Chat.AddrBurst)
 	if cfg.MediaDir != "" {
-		m.media = &MediaLibrary{Dir: cfg.MediaDir}
+		m.media = &MediaLibrary{Dir: cfg.MediaDir, MaxSubtitles: cfg.Sync.SubtitleMax}
 	}
 	return m
 }
@@ -209,6 +214,12 @@ func (c SyncConfig) withDefaults() SyncConfig {
 	if c.WaitTimeout <= 0 {
 		c.WaitTimeout = 20 * time.Second
 	}
+	if c.QueueMax <= 0 {
+		c.QueueMax = 50
+	}
+	if c.SubtitleMax <= 0 || c.SubtitleMax > MaxSubtitleTracks {
+		c.SubtitleMax = 20
+	}
 	return c
 }
 
@@ -237,6 +248,10 @@ type Room struct {
 	play     PlaybackState
 	waitT    *time.Timer
 	waitGen  int
+	endT     *time.Timer
+	endGen   int
+	loadVer  int64 // play.Version when the current video was loaded
+	queue    playQueue
 	started  bool // has members: room.started was sent
 	mu       sync.Mutex
 	members  map[string]*Member

@@ -542,3 +542,47 @@ func TestSimulcastSetting(t *testing.T) {
 		t.Fatalf("old store: %v %+v", ok, r)
 	}
 }
+
+// The end of a video on the room's clock: untilEnd says when, end only
+// happens there, and play from the end starts over.
+func TestPlaybackEnd(t *testing.T) {
+	var s PlaybackState
+	if err := s.apply(PlaybackCommand{Action: "load", URL: "/media/a.mp4", Duration: ptr(10.0)}, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.untilEnd(1000); ok {
+		t.Fatal("a paused video is heading for its end")
+	}
+	if err := s.apply(PlaybackCommand{Action: "play", Position: ptr(4.0)}, 2000); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(PlaybackCommand{Action: "rate", Rate: ptr(2.0)}, 4000); err != nil { // at 6 s
+		t.Fatal(err)
+	}
+	if d, ok := s.untilEnd(4000); !ok || d != 2*time.Second {
+		t.Fatalf("until end %v %v, want 2s at 2x", d, ok)
+	}
+	if s.end(5900) {
+		t.Fatalf("ended early: %+v", s)
+	}
+	if !s.end(6000) || !s.Ended || !s.Paused || s.Position != 10 || s.UpdatedAt != 6000 || s.Advancing() {
+		t.Fatalf("end: %+v", s)
+	}
+	if s.end(7000) {
+		t.Fatal("ended twice")
+	}
+	if err := s.apply(PlaybackCommand{Action: "seek", Position: ptr(50.0)}, 8000); err != nil {
+		t.Fatal(err)
+	}
+	if s.Ended || s.Position != 10 {
+		t.Fatalf("seek past the end: %+v", s)
+	}
+	s.Ended, s.Position = true, 10
+	if err := s.apply(PlaybackCommand{Action: "play"}, 9000); err != nil {
+		t.Fatal(err)
+	}
+	if s.Ended || s.Paused || s.Position != 0 {
+		t.Fatalf("replay: %+v", s)
+	}
+	wantCode(t, s.apply(PlaybackCommand{Action: "subtitle", Subtitle: ptr("/media/x.vtt")}, 9000), CodeInvalidParams, `"subtitle"`)
+}

@@ -84,6 +84,8 @@ func partyConfig(cfg config.Config, apiKey string, log *slog.Logger) room.Config
 			MaxNudge:       cfg.SyncMaxNudge,
 			ReportInterval: cfg.SyncReportInterval,
 			WaitTimeout:    cfg.SyncWaitTimeout,
+			QueueMax:       cfg.QueueMax,
+			SubtitleMax:    cfg.SubtitleMaxTracks,
 		},
 		Grace: cfg.ReconnectGrace,
 	}

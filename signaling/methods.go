@@ -89,6 +89,7 @@ func init() {
 		"react":          (*session).react,
 		"playback":       (*session).playback,
 		"playbackReport": (*session).playbackReport,
+		"queue":          (*session).queue,
 		"setRole":        (*session).setRole,
 		"transferHost":   (*session).transferHost,
 		"kick":           (*session).kick,

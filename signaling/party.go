@@ -93,6 +93,25 @@ func (ss *session) playbackReport(params json.RawMessage) (any, error) {
 	return nil, mb.ReportPlayback(p)
 }
 
+func (ss *session) queue(params json.RawMessage) (any, error) {
+	var p room.QueueCommand
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("action", p.Action); err != nil {
+		return nil, err
+	}
+	mb, err := ss.memberOrErr()
+	if err != nil {
+		return nil, err
+	}
+	q, err := mb.Queue(p)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"queue": q}, nil
+}
+
 // peerParams decodes {"peerId": ...} plus extra fields into v.
 func peerParams(params json.RawMessage, v any, peerID *string) *rpcError {
 	if err := decodeParams(params, v); err != nil {

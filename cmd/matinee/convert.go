@@ -21,7 +21,11 @@ const convertUsage = `Usage: matinee convert [flags] in.mp4
 
 Turns a video into HLS (an index.m3u8 playlist and short segments) with
 ffmpeg, for smooth seeking in synced playback. Put the result in the media
-folder (--media-dir) and pick its index.m3u8 in the room.
+folder (--media-dir) and pick its index.m3u8 in the room. Text subtitle
+streams of the input (SubRip, ASS, mov_text, WebVTT) are kept as WebVTT
+files beside the playlist (index.<language>.vtt), which the room lists
+with it; picture subtitles (DVD, Blu-ray) cannot be and are skipped. This
+needs ffprobe (beside ffmpeg, or on the PATH).
 
   --out DIR       where the playlist and segments go (default: <in>-hls next to the input)
   --segment SECS  segment length in seconds, each starting on a keyframe (default 4)
@@ -100,8 +104,93 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("convert: ffmpeg: %w", err)
 	}
+	subs, err := convertSubtitles(ctx, *ffmpeg, in, dir, stderr)
+	if err != nil {
+		return err
+	}
 	segments, _ := filepath.Glob(filepath.Join(dir, "seg*.ts"))
-	res, _ := json.MarshalIndent(map[string]any{"playlist": playlist, "segments": len(segments)}, "", "  ")
-	_, err := fmt.Fprintf(stdout, "%s\n", res)
+	res, _ := json.MarshalIndent(map[string]any{"playlist": playlist, "segments": len(segments), "subtitles": subs}, "", "  ")
+	_, err = fmt.Fprintf(stdout, "%s\n", res)
 	return err
+}
+
+// textSubtitleCodecs are the subtitle codecs ffmpeg can write as WebVTT.
+var textSubtitleCodecs = map[string]bool{"subrip": true, "srt": true, "ass": true, "ssa": true, "mov_text": true, "webvtt": true, "text": true}
+
+// subtitleStream is one subtitle stream of the input, as ffprobe sees it.
+type subtitleStream struct {
+	Index int    `json:"index"`
+	Codec string `json:"codec_name"`
+	Tags  struct {
+		Language string `json:"language"`
+	} `json:"tags"`
+}
+
+// convertSubtitles writes every text subtitle stream of in as
+// dir/index.<lang>.vtt and returns the files written.
+func convertSubtitles(ctx context.Context, ffmpeg, in, dir string, stderr io.Writer) ([]string, error) {
+	ffprobe, err := findFFprobe(ffmpeg)
+	if err != nil {
+		fmt.Fprintf(stderr, "convert: subtitles not kept: %v\n", err)
+		return []string{}, nil
+	}
+	out, err := exec.CommandContext(ctx, ffprobe, "-v", "error", "-select_streams", "s",
+		"-show_entries", "stream=index,codec_name:stream_tags=language", "-of", "json", in).Output()
+	if err != nil {
+		return nil, fmt.Errorf("convert: ffprobe %s: %w", in, err)
+	}
+	var probe struct {
+		Streams []subtitleStream `json:"streams"`
+	}
+	if err := json.Unmarshal(out, &probe); err != nil {
+		return nil, fmt.Errorf("convert: ffprobe %s: %w", in, err)
+	}
+	written := []string{}
+	used := map[string]int{}
+	for n, st := range probe.Streams {
+		if !textSubtitleCodecs[st.Codec] {
+			fmt.Fprintf(stderr, "convert: subtitle stream %d (%s) is pictures, not text: skipped\n", st.Index, st.Codec)
+			continue
+		}
+		name := subtitleName(st.Tags.Language, n)
+		if used[name]++; used[name] > 1 {
+			name = fmt.Sprintf("%s-%d", name, used[name])
+		}
+		file := filepath.Join(dir, "index."+name+".vtt")
+		cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", in,
+			"-map", "0:"+strconv.Itoa(st.Index), "-c:s", "webvtt", "-f", "webvtt", file)
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("convert: subtitle stream %d to WebVTT: %w", st.Index, err)
+		}
+		written = append(written, file)
+	}
+	return written, nil
+}
+
+// subtitleName is a stream's language tag ("eng"), or "track<n>" when it
+// has none (or one that would not make a file name).
+func subtitleName(lang string, n int) string {
+	ok := lang != "" && lang != "und" && len(lang) <= 8 && !strings.ContainsFunc(lang, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-')
+	})
+	if ok {
+		return lang
+	}
+	return "track" + strconv.Itoa(n+1)
+}
+
+// findFFprobe looks for ffprobe beside ffmpeg, then on the PATH.
+func findFFprobe(ffmpeg string) (string, error) {
+	if p, err := exec.LookPath(ffmpeg); err == nil {
+		cand := filepath.Join(filepath.Dir(p), "ffprobe")
+		if _, err := exec.LookPath(cand); err == nil {
+			return cand, nil
+		}
+	}
+	p, err := exec.LookPath("ffprobe")
+	if err != nil {
+		return "", errors.New("no ffprobe beside ffmpeg or on the PATH")
+	}
+	return p, nil
 }

@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/room"
 	"github.com/matinee-dev/matinee/server"
 	"go.uber.org/goleak"
 )
@@ -110,8 +112,9 @@ func TestConvert(t *testing.T) {
 		t.Fatalf("convert: %v %s", err, errb.String())
 	}
 	var res struct {
-		Playlist string `json:"playlist"`
-		Segments int    `json:"segments"`
+		Playlist  string   `json:"playlist"`
+		Segments  int      `json:"segments"`
+		Subtitles []string `json:"subtitles"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.Playlist != filepath.Join(dir, "clip-hls", "index.m3u8") || res.Segments < 3 {
 		t.Fatalf("result %q: %+v %v", out.String(), res, err)
@@ -124,6 +127,52 @@ func TestConvert(t *testing.T) {
 	if !strings.Contains(string(pl), "#EXT-X-TARGETDURATION:1") {
 		t.Errorf("segments longer than asked:\n%s", pl)
 	}
+	if len(res.Subtitles) != 0 {
+		t.Fatalf("subtitles from a film without any: %v", res.Subtitles)
+	}
+
+	// Text subtitle streams are kept as WebVTT beside the playlist, and the
+	// media folder lists them with it.
+	srtFile := filepath.Join(dir, "subs.srt")
+	if err := os.WriteFile(srtFile, []byte("1\n00:00:00,500 --> 00:00:02,000\nHello from the film\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	subbed := filepath.Join(dir, "subbed.mkv")
+	mk = exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-i", in, "-i", srtFile, "-map", "0", "-map", "1",
+		"-c", "copy", "-c:s", "srt", "-metadata:s:s:0", "language=eng", subbed)
+	if b, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make subtitled clip: %v %s", err, b)
+	}
+	out.Reset()
+	if err := run([]string{"convert", subbed, "--copy", "--segment", "1"}, &out, &errb); err != nil {
+		t.Fatalf("convert: %v %s", err, errb.String())
+	}
+	res.Subtitles = nil
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res.Subtitles) != 1 || filepath.Base(res.Subtitles[0]) != "index.eng.vtt" {
+		t.Fatalf("result %q: %+v %v", out.String(), res, err)
+	}
+	vtt, err := os.ReadFile(res.Subtitles[0])
+	// ffmpeg may shift the cue by the input's start time (AAC priming,
+	// some 20 ms), as it does the video.
+	cue := regexp.MustCompile(`\n00:00\.(\d{3}) --> 00:0[12]\.\d{3}\nHello from the film\n`).FindStringSubmatch(string(vtt))
+	if err != nil || !strings.HasPrefix(string(vtt), "WEBVTT") || cue == nil || cue[1] < "450" || cue[1] > "550" {
+		t.Fatalf("WebVTT %q %v", vtt, err)
+	}
+	lib := room.MediaLibrary{Dir: dir}
+	items, err := lib.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, it := range items {
+		if it.Path == "subbed-hls/index.m3u8" {
+			found = len(it.Subtitles) == 1 && it.Subtitles[0].Lang == "eng" && it.Subtitles[0].URL == "/media/subbed-hls/index.eng.vtt"
+		}
+	}
+	if !found {
+		t.Fatalf("the media folder does not list the subtitles with the playlist: %+v", items)
+	}
+
 	if err := run([]string{"convert", filepath.Join(dir, "missing.mp4")}, &out, &errb); err == nil {
 		t.Fatal("converted a missing file")
 	}

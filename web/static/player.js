@@ -1,6 +1,7 @@
 // The synced player: a <video> that follows the room's authoritative
 // playback state (docs/protocol.md, "Synced playback"). The server holds
-// {url, paused, position, rate, updatedAt, waiting, version}; this module
+// {url, paused, position, rate, updatedAt, waiting, ended, duration,
+// version}; this module
 // works out where the video should be on the server clock, closes small
 // gaps by nudging playbackRate and large ones by seeking (aiming where the
 // video will be once the seek is done), and reports what the element does:
@@ -17,7 +18,7 @@ export const DEFAULT_SYNC = Object.freeze({nudgeThresholdMs: 40, seekThresholdMs
 /** Where the video of state s should be (seconds) at server time serverMs. */
 export function expectedPosition(s, serverMs) {
   if (!s || !s.url) return 0;
-  if (s.paused || s.waiting) return s.position;
+  if (s.paused || s.waiting || s.ended) return s.position;
   return Math.max(0, s.position + ((serverMs - s.updatedAt) / 1000) * s.rate);
 }
 
@@ -230,7 +231,7 @@ export class SyncedPlayer extends EventTarget {
     const exp = Math.min(expectedPosition(s, now), dur);
     const nudge = this.sync.nudgeThresholdMs / 1000;
 
-    if (s.paused || s.waiting) {
+    if (s.paused || s.waiting || s.ended) {
       this._cancelAlign();
       this._startProbe = null;
       this._startChecked = false;
@@ -476,6 +477,9 @@ export class SyncedPlayer extends EventTarget {
       p.position = v.currentTime;
       p.at = this.clock.now();
       p.version = s.version;
+      // The room ends the video on its own clock once it knows how long
+      // the video is; the first player to know tells it.
+      if (!s.duration && Number.isFinite(v.duration) && v.duration > 0) p.duration = v.duration;
     }
     try {
       this.send(p);

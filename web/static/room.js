@@ -49,6 +49,8 @@ const app = {
   clock: null, // ServerClock
   player: null, // SyncedPlayer of the movie tile
   movie: null, // MovieTile
+  queue: [], // QueueItem[]: the videos to play next (join result, queueUpdated)
+  subtitleMine: null, // {url, roomPick}: this viewer's own subtitle choice, while the room's pick is roomPick
 };
 window.__matinee = app;
 
@@ -136,6 +138,24 @@ function initials(name) {
  * element playing every track of that source, with its overlay, label and
  * controls.
  */
+// A picture-in-picture button for a video, or null where the browser
+// has none (Firefox, phones without it, a page that disallows it).
+function pipButton(video) {
+  if (!document.pictureInPictureEnabled || !video.requestPictureInPicture) return null;
+  const btn = h('button', {type: 'button', class: 'tile-btn pip-btn', 'data-testid': 'pip', title: 'Picture in picture', 'aria-label': 'Picture in picture', 'aria-pressed': 'false', onclick: async (ev) => {
+    ev.stopPropagation();
+    try {
+      if (document.pictureInPictureElement === video) await document.exitPictureInPicture();
+      else await video.requestPictureInPicture();
+    } catch (err) {
+      toast(`Picture in picture is not available: ${errText(err)}`, {ms: 3500});
+    }
+  }}, icon('pip'));
+  video.addEventListener('enterpictureinpicture', () => btn.setAttribute('aria-pressed', 'true'));
+  video.addEventListener('leavepictureinpicture', () => btn.setAttribute('aria-pressed', 'false'));
+  return btn;
+}
+
 class Tile {
   constructor({key, peerId, source, local = false}) {
     this.key = key;
@@ -173,12 +193,13 @@ class Tile {
       this.statsOpen = !this.statsOpen;
       this.render();
     }}, icon('info'));
+    this.pipBtn = pipButton(this.video);
     this.audioControls = h('span', {class: 'audio-controls'}, this.muteBtn, this.volume);
     this.el = h('div', {class: `tile ${local ? 'local' : 'remote'} source-${source}`, dataset: {key}},
       this.video, this.avatar, this.overlay, this.statsEl,
       h('div', {class: 'tile-bar'},
         h('span', {class: 'tile-label'}, this.badge, this.nameEl),
-        h('span', {class: 'tile-controls'}, this.audioControls, this.statsBtn, this.fsBtn)));
+        h('span', {class: 'tile-controls'}, this.audioControls, this.statsBtn, this.pipBtn || '', this.fsBtn)));
     this.el.addEventListener('click', () => {
       if (!this.el.classList.contains('on-stage')) {
         app.pinned = this.key;
@@ -465,16 +486,47 @@ class MovieTile {
       ev.stopPropagation();
       toggleFullscreen(this.el, this.video);
     }}, icon('fullscreen'));
+    this.nextBtn = h('button', {type: 'button', class: 'tile-btn', 'data-testid': 'next', title: 'Play next', 'aria-label': 'Play next', hidden: true, onclick: (ev) => {
+      ev.stopPropagation();
+      command('next');
+    }}, icon('next'));
+    // Subtitles: a controller's pick is the room's; anyone else's is
+    // theirs alone (app.subtitleMine), until the room picks again.
+    this.subs = h('select', {class: 'rate subs', 'data-testid': 'subtitles', 'aria-label': 'Subtitles', title: 'Subtitles', hidden: true, onclick: (ev) => ev.stopPropagation()});
+    this.subs.addEventListener('change', () => {
+      const v = this.subs.value;
+      if (mayControl()) {
+        app.subtitleMine = null;
+        command('subtitle', {subtitle: v});
+      } else {
+        app.subtitleMine = {url: v, roomPick: app.player.state?.subtitle ?? ''};
+      }
+      this.renderTracks();
+    });
+    this.trackKey = '';
+    this.pipBtn = pipButton(this.video);
+    this.replayBtn = h('button', {type: 'button', class: 'primary', 'data-testid': 'replay', onclick: (ev) => {
+      ev.stopPropagation();
+      command('play', {position: 0});
+    }}, icon('replay'), 'Replay');
+    this.playNextBtn = h('button', {type: 'button', 'data-testid': 'play-next', onclick: (ev) => {
+      ev.stopPropagation();
+      command('next');
+    }}, icon('next'), 'Play next');
+    this.endedText = h('p', {class: 'ended-title'});
+    this.endedNote = h('p', {class: 'muted ended-note'});
+    this.endedEl = h('div', {class: 'movie-ended', 'data-testid': 'ended', role: 'status', hidden: true},
+      this.endedText, this.endedNote, h('div', {class: 'row'}, this.replayBtn, this.playNextBtn));
     this.controlsNote = h('span', {class: 'control-note'});
     this.statsEl = h('pre', {class: 'tile-stats', hidden: true});
     this.bar = h('div', {class: 'player-bar'},
       this.seek,
       h('div', {class: 'player-row'},
-        this.playBtn, this.pauseBtn, this.timeEl, this.controlsNote,
+        this.playBtn, this.pauseBtn, this.nextBtn, this.timeEl, this.controlsNote,
         h('span', {class: 'spacer'}),
-        this.rate, h('span', {class: 'audio-controls'}, this.muteBtn, this.volume), this.stopBtn, this.fsBtn));
+        this.subs, this.rate, h('span', {class: 'audio-controls'}, this.muteBtn, this.volume), this.stopBtn, this.pipBtn || '', this.fsBtn));
     this.el = h('div', {class: 'tile movie', dataset: {key: 'movie'}},
-      this.video, this.overlay, this.notice, h('div', {class: 'movie-top'}, icon('film'), this.titleEl), this.statsEl, this.bar);
+      this.video, this.overlay, this.endedEl, this.notice, h('div', {class: 'movie-top'}, icon('film'), this.titleEl), this.statsEl, this.bar);
     this.el.addEventListener('click', () => {
       if (!this.el.classList.contains('on-stage')) {
         app.pinned = 'movie';
@@ -510,6 +562,7 @@ class MovieTile {
     const s = p.state;
     if (!s || !s.url) return null;
     if (p.error) return p.error;
+    if (s.ended) return null; // the ended panel says it
     if (s.waiting) {
       const names = (s.waitingFor || []).map((id) => (id === me()?.id ? 'you' : displayName(id)));
       return names.length ? `Waiting for ${listNames(names)} to catch up…` : 'Waiting for everyone…';
@@ -537,8 +590,10 @@ class MovieTile {
     const dur = Number.isFinite(v.duration) ? v.duration : 0;
     this.seek.max = String(dur);
     if (!this.dragging) {
-      this.seek.value = String(v.currentTime);
-      this.timeEl.textContent = `${formatTime(v.currentTime)} / ${formatTime(dur)}`;
+      // Ended, the last frame is a few ms short of the duration: say the end.
+      const cur = s.ended && dur ? dur : v.currentTime;
+      this.seek.value = String(cur);
+      this.timeEl.textContent = `${formatTime(cur)} / ${formatTime(dur)}`;
     }
     const rate = String(s.rate || 1);
     if (![...this.rate.options].some((o) => o.value === rate)) this.rate.append(h('option', {value: rate}, `${rate}×`));
@@ -556,11 +611,63 @@ class MovieTile {
     if (text) this.overlay.textContent = text;
     this.overlay.classList.toggle('dim', text !== null && v.readyState >= 2);
     this.overlay.classList.toggle('error', !!p.error);
-    this.el.dataset.state = !s.url ? 'empty' : s.waiting ? 'waiting' : s.paused ? 'paused' : 'playing';
+    this.el.dataset.state = !s.url ? 'empty' : s.ended ? 'ended' : s.waiting ? 'waiting' : s.paused ? 'paused' : 'playing';
+    this.renderEnded(s, control);
+    const next = app.queue[0];
+    this.nextBtn.hidden = !control || !next;
+    if (next) this.nextBtn.title = `Play next: ${next.title || titleOf(next.url)}`;
+    this.renderTracks();
     this.statsEl.hidden = !app.showStats || !s.url;
     if (!this.statsEl.hidden) this.statsEl.textContent = syncSummary(p.status());
   }
 }
+
+// The ended panel: Replay, and Play next when the queue has a video.
+MovieTile.prototype.renderEnded = function (s, control) {
+  this.endedEl.hidden = !s.ended;
+  if (!s.ended) return;
+  const next = app.queue[0];
+  this.endedText.textContent = `“${s.title || titleOf(s.url)}” has ended`;
+  this.endedNote.textContent = next ? `Up next: ${next.title || titleOf(next.url)}` : control ? '' : 'The host can play it again or another video.';
+  this.endedNote.hidden = !this.endedNote.textContent;
+  this.replayBtn.hidden = !control;
+  this.playNextBtn.hidden = !control || !next;
+};
+
+// Keeps one <track> per subtitle of the video (the element keeps them in
+// step with the picture) and shows the one picked: this viewer's own
+// choice, else the room's.
+MovieTile.prototype.renderTracks = function () {
+  const s = app.player.state || {};
+  const subs = s.url ? s.subtitles || [] : [];
+  const key = JSON.stringify([s.url, subs]);
+  if (key !== this.trackKey) {
+    this.trackKey = key;
+    app.subtitleMine = null;
+    for (const t of this.video.querySelectorAll('track')) t.remove();
+    for (const sub of subs) {
+      const el = h('track', {kind: 'subtitles', src: sub.url, label: sub.label || sub.lang || 'Subtitles', srclang: sub.lang || '', 'data-url': sub.url});
+      // Cues placed by default sit on the bottom line, under the player's
+      // bar on a desktop: put them three lines up (a cue that places
+      // itself keeps its place).
+      el.addEventListener('load', () => {
+        for (const c of el.track.cues || []) if (c.line === 'auto') c.line = -3;
+      });
+      this.video.append(el);
+    }
+    this.subs.replaceChildren(h('option', {value: ''}, 'Subtitles off'), ...subs.map((sub) => h('option', {value: sub.url}, sub.label || sub.lang || sub.url)));
+  }
+  // The room picking again overrides a viewer's own choice.
+  if (app.subtitleMine && app.subtitleMine.roomPick !== (s.subtitle || '')) app.subtitleMine = null;
+  const want = app.subtitleMine ? app.subtitleMine.url : s.subtitle || '';
+  for (const t of this.video.querySelectorAll('track')) {
+    const mode = t.dataset.url === want ? 'showing' : 'disabled';
+    if (t.track.mode !== mode) t.track.mode = mode;
+  }
+  this.subs.hidden = !subs.length;
+  if (document.activeElement !== this.subs) this.subs.value = want;
+  this.subs.title = mayControl() ? 'Subtitles for everyone' : 'Subtitles (only for you)';
+};
 
 // The stats overlay of the synced video: how far off the room it is and
 // what the player has learnt about this machine.
@@ -620,7 +727,8 @@ async function command(action, extra = {}) {
     const res = await c.request('playback', params);
     if (res?.state) app.player.apply(res.state);
   } catch (err) {
-    toast(`Could not ${action === 'stop' ? 'close the video' : action}: ${errText(err)}`, {kind: 'error'});
+    const what = {stop: 'close the video', next: 'play the next video', subtitle: 'change the subtitles'}[action] || action;
+    toast(`Could not ${what}: ${errText(err)}`, {kind: 'error'});
     app.movie.render();
   }
 }
@@ -639,6 +747,12 @@ function describePlayback({state, action, by}) {
       return `${who || 'Someone'} jumped to ${formatTime(state.position)}`;
     case 'rate':
       return `${who || 'Someone'} set the speed to ${state.rate}×`;
+    case 'next':
+      return `Up next: “${state.title || titleOf(state.url)}”`;
+    case 'subtitle': {
+      const sub = (state.subtitles || []).find((x) => x.url === state.subtitle);
+      return sub ? `${who || 'Someone'} turned on subtitles: ${sub.label || sub.lang}` : `${who || 'Someone'} turned subtitles off`;
+    }
     case 'resume':
       return 'Everyone is ready — playing';
     default:
@@ -692,7 +806,11 @@ function layout() {
   }
   // Stable order in the strip: screens first, then people by name.
   const rest = all.filter((t) => t !== stage).sort((a, b) => (a.source === b.source ? displayName(a.peerId).localeCompare(displayName(b.peerId)) : a.source === 'screen' ? -1 : 1));
-  for (const t of rest) strip.append(t.el);
+  // Move only what is out of place: a video taken out of the page, even
+  // for a moment, leaves picture-in-picture.
+  rest.forEach((t, i) => {
+    if (strip.children[i] !== t.el) strip.insertBefore(t.el, strip.children[i] || null);
+  });
   strip.hidden = rest.length === 0;
   requestAnimationFrame(preferLayers);
   document.body.classList.toggle('has-strip', rest.length > 0);
@@ -1065,12 +1183,17 @@ async function openWatch() {
     const can = canPlay(probe, it.url, it.type);
     const kind = it.type === 'application/vnd.apple.mpegurl' ? 'HLS' : (it.type || '').replace(/^video\//, '').toUpperCase() || 'video';
     const meta = [kind, it.size ? humanSize(it.size) : ''].filter(Boolean).join(' · ');
-    return h('li', {},
+    const subs = it.subtitles || [];
+    const subText = subs.length ? ` · subtitles: ${subs.map((x) => x.label || x.lang).join(', ')}` : '';
+    const video = {url: it.url, title: titleOf(it.path), subtitles: subs};
+    return h('li', {class: 'media-row'},
       h('button', {type: 'button', class: 'media-item', 'data-testid': 'media-item', 'data-url': it.url, disabled: !can,
-        title: can ? `Play ${it.path} for everyone` : 'This browser cannot play HLS', onclick: () => loadVideo(it.url, titleOf(it.path))},
+        title: can ? `Play ${it.path} for everyone` : 'This browser cannot play HLS', onclick: () => loadVideo(video)},
       icon('film'),
       h('span', {class: 'media-name'}, it.path),
-      h('span', {class: 'media-meta'}, can ? meta : `${meta} · not playable in this browser`)));
+      h('span', {class: 'media-meta', 'data-testid': 'media-meta'}, (can ? meta : `${meta} · not playable in this browser`) + subText)),
+      h('button', {type: 'button', class: 'ghost icon', 'data-testid': 'media-queue', 'data-url': it.url, disabled: !can,
+        title: `Add ${it.path} to the queue`, 'aria-label': `Add ${it.path} to the queue`, onclick: () => queueVideo(video)}, icon('queue')));
   }));
   if (!items.length) {
     empty.hidden = false;
@@ -1086,12 +1209,12 @@ function humanSize(n) {
   return `${Math.max(1, Math.round(n / 1e3))} kB`;
 }
 
-async function loadVideo(url, title) {
+async function loadVideo({url, title, subtitles = []}) {
   const c = app.client;
   if (!c || c.state !== 'joined') return;
   $('url-error').textContent = '';
   try {
-    const res = await c.request('playback', {action: 'load', url, title});
+    const res = await c.request('playback', {action: 'load', url, title, subtitles});
     if (res?.state) app.player.apply(res.state);
     closeWatch();
     app.movie.say('Loaded for everyone — press play when you are ready', 4000);
@@ -1116,8 +1239,46 @@ $('url-form').addEventListener('submit', (ev) => {
     err.textContent = 'This browser cannot play HLS (.m3u8) links; use an MP4 or WebM file.';
     return;
   }
-  loadVideo(url, titleOf(url));
+  if (ev.submitter?.id === 'video-queue') queueVideo({url, title: titleOf(url)});
+  else loadVideo({url, title: titleOf(url)});
 });
+
+// Adds a video to the room's queue; everyone gets queueUpdated.
+async function queueVideo({url, title, subtitles = []}) {
+  const c = app.client;
+  if (!c || c.state !== 'joined') return;
+  $('url-error').textContent = '';
+  try {
+    const res = await c.request('queue', {action: 'add', url, title, subtitles});
+    app.queue = res?.queue || app.queue;
+    renderQueue();
+    app.movie.render();
+    toast(`Added “${title}” to the queue.`, {ms: 2500});
+  } catch (err) {
+    $('url-error').textContent = `Could not add it to the queue: ${errText(err)}`;
+  }
+}
+
+// The queue in the picker: what plays next, each removable.
+function renderQueue() {
+  const list = $('queue-list');
+  if (!list) return;
+  const control = mayControl();
+  $('queue-empty').hidden = app.queue.length > 0;
+  list.replaceChildren(...app.queue.map((it, i) => h('li', {class: 'media-row', 'data-testid': 'queue-item'},
+    h('span', {class: 'queue-pos'}, `${i + 1}.`),
+    h('span', {class: 'media-name'}, it.title || titleOf(it.url)),
+    control ? h('button', {type: 'button', class: 'ghost icon', 'aria-label': `Remove ${it.title || titleOf(it.url)} from the queue`, title: 'Remove from the queue', onclick: async () => {
+      try {
+        const res = await app.client.request('queue', {action: 'remove', id: it.id});
+        app.queue = res?.queue || app.queue;
+        renderQueue();
+        app.movie.render();
+      } catch (err) {
+        toast(`Could not remove it: ${errText(err)}`, {kind: 'error'});
+      }
+    }}, icon('close')) : '')));
+}
 
 // People and Chat follow the WAI-ARIA tabs pattern: only the selected tab
 // is in the Tab order (roving tabindex), and Left/Right/Home/End move
@@ -1442,7 +1603,9 @@ function start(name, password) {
     if (app.clock._running) app.clock.burst();
     else app.clock.start();
     app.player.setSync(r.sync);
+    app.queue = r.queue || [];
     if (r.playback) app.player.apply(r.playback, {force: true});
+    renderQueue();
     renderRoom();
     renderPeople();
     layout();
@@ -1534,6 +1697,12 @@ function start(name, password) {
         const text = params.by === me()?.id && params.action !== 'resume' ? '' : describePlayback(params);
         if (params.action === 'stop' && before?.url && params.by !== me()?.id) toast(`${params.by ? displayName(params.by) : 'The host'} closed the video.`, {ms: 3500});
         else app.movie.say(text);
+        app.movie.render();
+        break;
+      }
+      case 'queueUpdated': {
+        app.queue = params.queue || [];
+        renderQueue();
         app.movie.render();
         break;
       }
