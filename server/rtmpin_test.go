@@ -1,0 +1,246 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/mediatest"
+	"github.com/matinee-dev/matinee/recorder/h264"
+	"github.com/matinee-dev/matinee/server"
+	"github.com/matinee-dev/matinee/whip"
+	"github.com/pion/webrtc/v4"
+)
+
+// startRTMP runs a server with its RTMP side on a loopback port and
+// returns the HTTP base URL.
+func startRTMP(t *testing.T) (*server.Server, string, string) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.UDPPort = 0
+	cfg.ICELoopbackOnly = true
+	cfg.RTMPAddr = "127.0.0.1:0"
+	srv, err := server.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeRTMP(ln) }()
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		_ = srv.Close()
+		hs.Close()
+		if err := <-done; err != nil {
+			t.Errorf("serve rtmp: %v", err)
+		}
+	})
+	return srv, hs.URL, "rtmp://" + ln.Addr().String() + "/live"
+}
+
+// h264Viewer is a pion WHEP viewer that reassembles H.264 access units.
+type h264Viewer struct {
+	pc *webrtc.PeerConnection
+	wg sync.WaitGroup
+
+	mu        sync.Mutex
+	keyframes int
+	frames    int
+	withSPS   int // keyframes with an SPS and PPS in front
+	ended     bool
+}
+
+func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
+	t.Helper()
+	api, err := mediatest.H264API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &h264Viewer{pc: pc}
+	t.Cleanup(func() {
+		_ = pc.Close()
+		v.wg.Wait()
+	})
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		v.wg.Add(1)
+		go func() {
+			defer v.wg.Done()
+			d := h264.NewDepacketizer()
+			for {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
+					return
+				}
+				au, err := d.Push(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload)
+				if err != nil || au == nil {
+					continue
+				}
+				v.mu.Lock()
+				v.frames++
+				if au.Key {
+					v.keyframes++
+					if len(au.NALUs) > 2 && h264.Type(au.NALUs[0]) == 7 && h264.Type(au.NALUs[1]) == 8 {
+						v.withSPS++
+					}
+				}
+				v.mu.Unlock()
+			}
+		}()
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := whip.Offer(ctx, nil, base+"/whep/"+roomID, token, pc.LocalDescription().SDP)
+	if err != nil {
+		t.Fatalf("whep offer: %v", err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sess.Answer}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (v *h264Viewer) counts() (frames, keyframes, withSPS int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.frames, v.keyframes, v.withSPS
+}
+
+// publishRTMP runs ffmpeg publishing a test clip (30 fps, a keyframe a
+// second) for the given time.
+func publishRTMP(t *testing.T, url, bf, seconds string) *exec.Cmd {
+	t.Helper()
+	ff, _ := mediatest.RequireFFmpeg(t)
+	cmd := exec.Command(ff, "-hide_banner", "-nostdin", "-v", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine",
+		"-t", seconds, "-c:v", "libx264", "-bf", bf, "-g", "30", "-c:a", "aac", "-f", "flv", url)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+type streamKey struct {
+	ID, URL, StreamKey, Room string
+}
+
+func roomProducers(t *testing.T, srv *server.Server, id string) int {
+	r, ok := srv.Rooms().Room(id)
+	if !ok {
+		return 0
+	}
+	return len(r.Producers())
+}
+
+// TestRTMPIngest: a host makes a stream key; ffmpeg publishes H.264 with
+// it over RTMP; a WHEP viewer of the room receives keyframes with their
+// SPS and PPS. A second publisher on the live key, a wrong key, B-frames
+// and a revoked key are refused (the metric counts them, no room is
+// made), and killing the publisher closes its producer.
+func TestRTMPIngest(t *testing.T) {
+	srv, base, rtmpURL := startRTMP(t)
+	key := srv.APIKey()
+	if code := api(t, base, key, "POST", "/api/rooms", `{"id":"tv","name":"TV"}`, nil); code != http.StatusCreated {
+		t.Fatalf("create room: %d", code)
+	}
+	var tok struct{ Token string }
+	if code := api(t, base, key, "POST", "/api/rooms/tv/tokens", `{"identity":"h","role":"host"}`, &tok); code != http.StatusCreated {
+		t.Fatalf("host token: %d", code)
+	}
+	var guest struct{ Token string }
+	api(t, base, key, "POST", "/api/rooms/tv/tokens", `{"identity":"g","role":"guest"}`, &guest)
+	if code := api(t, base, guest.Token, "POST", "/api/rooms/tv/ingests", `{"type":"rtmp"}`, nil); code != http.StatusForbidden {
+		t.Errorf("a guest made a stream key: %d", code)
+	}
+	var sk streamKey
+	if code := api(t, base, tok.Token, "POST", "/api/rooms/tv/ingests", `{"type":"rtmp"}`, &sk); code != http.StatusCreated || sk.StreamKey == "" || !strings.HasSuffix(sk.URL, ":"+rtmpURL[strings.LastIndex(rtmpURL, ":")+1:]) {
+		t.Fatalf("stream key: %d %+v", code, sk)
+	}
+	if code := api(t, base, tok.Token, "POST", "/api/rooms/tv/ingests", `{}`, nil); code != http.StatusForbidden {
+		t.Errorf("a host started a plain-RTP ingest: %d", code)
+	}
+
+	pub := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "30")
+	waitFor(t, 15*time.Second, "the RTMP producer in the room", func() bool { return roomProducers(t, srv, "tv") == 1 })
+	v := watchH264(t, base, "tv", tok.Token)
+	waitFor(t, 15*time.Second, "keyframes at the WHEP viewer", func() bool {
+		f, k, s := v.counts()
+		return f > 30 && k >= 2 && s >= 2
+	})
+
+	refusedBefore := scrape(t, base)
+	second := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "5")
+	if err := second.Wait(); err == nil {
+		t.Error("a second publisher on a live key was taken")
+	}
+	wrong := publishRTMP(t, rtmpURL+"/live_wrong", "0", "5")
+	if err := wrong.Wait(); err == nil {
+		t.Error("a wrong key was taken")
+	}
+	m := scrape(t, base)
+	if m[`matinee_rtmp_refused_total{reason="live"}`] != refusedBefore[`matinee_rtmp_refused_total{reason="live"}`]+1 ||
+		m[`matinee_rtmp_refused_total{reason="bad_key"}`] != 1 {
+		t.Errorf("refusal metrics: %v", m)
+	}
+	if n := len(srv.Rooms().Rooms()); n != 1 {
+		t.Errorf("%d rooms after refusals, want 1", n)
+	}
+
+	// Killing the publisher closes its producer.
+	_ = pub.Process.Kill()
+	waitFor(t, 15*time.Second, "the producer to close", func() bool { return roomProducers(t, srv, "tv") == 0 })
+
+	// B-frames: refused once video arrives, with the producer gone again.
+	bf := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "2", "10")
+	if err := bf.Wait(); err == nil {
+		t.Error("B-frames were taken")
+	}
+	waitFor(t, 15*time.Second, "the B-frame producer to close", func() bool { return roomProducers(t, srv, "tv") == 0 })
+	if m := scrape(t, base); m[`matinee_rtmp_refused_total{reason="video"}`] != 1 {
+		t.Errorf("B-frames were not counted: %v", m)
+	}
+
+	// Revoked: the key publishes no more.
+	if code := api(t, base, tok.Token, "DELETE", "/api/rooms/tv/ingests/"+sk.ID, "", nil); code != http.StatusOK {
+		t.Fatalf("revoke: %d", code)
+	}
+	revoked := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "5")
+	if err := revoked.Wait(); err == nil {
+		t.Error("a revoked key was taken")
+	}
+	if m := scrape(t, base); m[`matinee_rtmp_refused_total{reason="bad_key"}`] != 2 {
+		t.Errorf("a revoked key was not counted: %v", m)
+	}
+	if code := api(t, base, tok.Token, "DELETE", "/api/rooms/tv/ingests/"+sk.ID, "", nil); code != http.StatusNotFound {
+		t.Errorf("revoking twice: %d", code)
+	}
+}
