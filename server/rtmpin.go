@@ -1,18 +1,25 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/matinee-dev/matinee/recorder/aac"
 	"github.com/matinee-dev/matinee/recorder/flv"
 	"github.com/matinee-dev/matinee/recorder/h264"
+	"github.com/matinee-dev/matinee/recorder/play"
 	"github.com/matinee-dev/matinee/recorder/rtmp"
+	"github.com/matinee-dev/matinee/recorder/transcode"
 	"github.com/matinee-dev/matinee/room"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -21,8 +28,8 @@ import (
 // RTMP ingest: a publisher (OBS, ffmpeg) with one of a room's stream keys
 // becomes a member of that room whose H.264 is the stage, like a screen
 // share. Its video goes into the room through a plain-RTP ingest
-// (room.Ingest) on loopback: repacketised, never transcoded. Audio is not
-// taken yet (AAC would need transcoding to Opus).
+// (room.Ingest) on loopback: repacketised, never transcoded. Its AAC goes
+// through ffmpeg, which sends Opus to the ingest's audio endpoint.
 
 // rtmpApp is the application publishers connect to: rtmp://HOST/live.
 const rtmpApp = "live"
@@ -134,6 +141,9 @@ type rtmpStream struct {
 
 	// writing state (one goroutine: the connection's)
 	video      room.Endpoint
+	audio      room.Endpoint
+	aac        *aacTranscoder
+	aacFailed  bool
 	pay        codecs.H264Payloader
 	seq        uint16
 	sps, pps   []byte
@@ -144,7 +154,7 @@ func (st *rtmpStream) start() error {
 	if !st.s.rooms.HasStreamKey(st.roomID, st.keyID) {
 		return errRTMPBadKey
 	}
-	in, err := st.s.rooms.Ingest(st.roomID, room.IngestOptions{Name: "RTMP", Video: true, ListenIP: st.s.cfg.PlainListenIP, Source: "screen"})
+	in, err := st.s.rooms.Ingest(st.roomID, room.IngestOptions{Name: "RTMP", Video: true, Audio: true, ListenIP: st.s.cfg.PlainListenIP, Source: "screen"})
 	if err != nil {
 		return err
 	}
@@ -152,6 +162,8 @@ func (st *rtmpStream) start() error {
 	for _, e := range in.Endpoints() {
 		if e.Kind == "video" {
 			st.video = e
+		} else {
+			st.audio = e
 		}
 	}
 	conn, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.ParseIP(st.video.IP), Port: st.video.Port})
@@ -181,8 +193,12 @@ func (st *rtmpStream) WriteTag(t flv.Tag) error {
 		return errRTMPEnded
 	default:
 	}
+	if t.Type == flv.TagAudio {
+		st.writeAudio(t)
+		return nil
+	}
 	if t.Type != flv.TagVideo {
-		return nil // audio: not yet (AAC → Opus); metadata: not needed
+		return nil // metadata: not needed
 	}
 	v, err := flv.ParseVideo(t.Data)
 	if err != nil {
@@ -234,6 +250,9 @@ func (st *rtmpStream) Close(reason error) {
 	if st.conn != nil {
 		st.conn.Close()
 	}
+	if st.aac != nil {
+		st.aac.close()
+	}
 	st.in.Close()
 	st.release()
 	if errors.Is(reason, rtmp.ErrBFrames) || errors.Is(reason, rtmp.ErrEnhanced) || errors.Is(reason, rtmp.ErrVideoCodec) {
@@ -244,6 +263,90 @@ func (st *rtmpStream) Close(reason error) {
 		return
 	}
 	st.s.log.Info("rtmp publisher left the room", "room", st.roomID, "key", st.keyID, "reason", reason)
+}
+
+// writeAudio hands AAC to the transcoder, started at the first sequence
+// header. Audio that cannot be transcoded (no ffmpeg, not AAC) is dropped
+// with one warning: the video goes on.
+func (st *rtmpStream) writeAudio(t flv.Tag) {
+	if st.aacFailed {
+		return
+	}
+	a, err := flv.ParseAudio(t.Data)
+	if err == nil && a.PacketType == 0 {
+		var cfg aac.Config
+		if cfg, err = aac.ParseConfig(a.Data); err == nil {
+			if st.aac != nil {
+				st.aac.close()
+			}
+			st.aac, err = st.s.startAACTranscoder(cfg, st.audio)
+		}
+	}
+	if err == nil && a.PacketType == 1 && st.aac != nil {
+		err = st.aac.write(a.Data)
+	}
+	if err != nil {
+		st.aacFailed = true
+		st.s.log.Warn("rtmp audio dropped", "room", st.roomID, "key", st.keyID, "err", err)
+	}
+}
+
+// aacTranscoder is ffmpeg turning ADTS AAC on its stdin into Opus RTP.
+type aacTranscoder struct {
+	cfg    aac.Config
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	buf    []byte
+	cancel context.CancelFunc
+}
+
+func (s *Server) startAACTranscoder(cfg aac.Config, to room.Endpoint) (*aacTranscoder, error) {
+	ff, err := transcode.Find(s.cfg.FFmpeg)
+	if err != nil {
+		return nil, fmt.Errorf("AAC to Opus needs ffmpeg: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, ff, play.LiveAACArgs(play.Target{IP: to.IP, Port: to.Port, PayloadType: to.PayloadType, SSRC: to.SSRC})...)
+	cmd.WaitDelay = 2 * time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("start ffmpeg for AAC to Opus: %w", err)
+	}
+	return &aacTranscoder{cfg: cfg, cmd: cmd, stdin: stdin, cancel: cancel}, nil
+}
+
+func (a *aacTranscoder) write(frame []byte) error {
+	var err error
+	a.buf, err = a.cfg.AppendADTS(a.buf[:0], frame)
+	if err != nil {
+		return err
+	}
+	if _, err := a.stdin.Write(a.buf); err != nil {
+		return fmt.Errorf("ffmpeg AAC to Opus: %w", err)
+	}
+	return nil
+}
+
+// close ends ffmpeg: end of input first, so it flushes, then a kill if it
+// lingers (WaitDelay).
+func (a *aacTranscoder) close() {
+	_ = a.stdin.Close()
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			a.cancel()
+		}
+	}()
+	_ = a.cmd.Wait()
+	close(done)
+	a.cancel()
 }
 
 // rtmpURL is the server URL a publisher is given (OBS's "Server"): the

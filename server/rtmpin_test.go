@@ -58,7 +58,7 @@ type h264Viewer struct {
 	keyframes int
 	frames    int
 	withSPS   int // keyframes with an SPS and PPS in front
-	ended     bool
+	opus      int // Opus packets with a payload
 }
 
 func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
@@ -76,8 +76,10 @@ func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
 		_ = pc.Close()
 		v.wg.Wait()
 	})
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		v.wg.Add(1)
@@ -88,6 +90,14 @@ func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
 				pkt, _, err := tr.ReadRTP()
 				if err != nil {
 					return
+				}
+				if tr.Kind() == webrtc.RTPCodecTypeAudio {
+					v.mu.Lock()
+					if tr.Codec().MimeType == webrtc.MimeTypeOpus && len(pkt.Payload) > 2 {
+						v.opus++
+					}
+					v.mu.Unlock()
+					continue
 				}
 				au, err := d.Push(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload)
 				if err != nil || au == nil {
@@ -126,10 +136,10 @@ func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
 	return v
 }
 
-func (v *h264Viewer) counts() (frames, keyframes, withSPS int) {
+func (v *h264Viewer) counts() (frames, keyframes, withSPS, opus int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.frames, v.keyframes, v.withSPS
+	return v.frames, v.keyframes, v.withSPS, v.opus
 }
 
 // publishRTMP runs ffmpeg publishing a test clip (30 fps, a keyframe a
@@ -162,8 +172,8 @@ func roomProducers(t *testing.T, srv *server.Server, id string) int {
 }
 
 // TestRTMPIngest: a host makes a stream key; ffmpeg publishes H.264 with
-// it over RTMP; a WHEP viewer of the room receives keyframes with their
-// SPS and PPS. A second publisher on the live key, a wrong key, B-frames
+// it over RTMP with AAC; a WHEP viewer of the room receives keyframes
+// with their SPS and PPS, and the audio as Opus. A second publisher on the live key, a wrong key, B-frames
 // and a revoked key are refused (the metric counts them, no room is
 // made), and killing the publisher closes its producer.
 func TestRTMPIngest(t *testing.T) {
@@ -190,12 +200,14 @@ func TestRTMPIngest(t *testing.T) {
 	}
 
 	pub := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "30")
-	waitFor(t, 15*time.Second, "the RTMP producer in the room", func() bool { return roomProducers(t, srv, "tv") == 1 })
+	waitFor(t, 15*time.Second, "the RTMP producers in the room", func() bool { return roomProducers(t, srv, "tv") == 2 })
 	v := watchH264(t, base, "tv", tok.Token)
-	waitFor(t, 15*time.Second, "keyframes at the WHEP viewer", func() bool {
-		f, k, s := v.counts()
-		return f > 30 && k >= 2 && s >= 2
+	waitFor(t, 15*time.Second, "keyframes and Opus at the WHEP viewer", func() bool {
+		f, k, s, o := v.counts()
+		return f > 30 && k >= 2 && s >= 2 && o > 50
 	})
+	f, k, sps, o := v.counts()
+	t.Logf("viewer: %d frames, %d keyframes (%d with SPS/PPS), %d Opus packets", f, k, sps, o)
 
 	refusedBefore := scrape(t, base)
 	second := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "5")
