@@ -154,7 +154,7 @@ type Config struct {
 	PlainListenIP string
 
 	// RTMPAddr is where the RTMP server takes publishers with a room's
-	// stream key (--rtmp-addr; empty: off).
+	// stream key (--rtmp-addr, default :1935; empty: off).
 	RTMPAddr string
 	// RTMPMaxChunkSize is the largest chunk size a publisher may set
 	// (--rtmp-max-chunk-size), RTMPMaxMessageSize the largest message, a
@@ -247,6 +247,7 @@ func Default() Config {
 		RecordReserveMB: 4,
 		PlainListenIP:   "127.0.0.1",
 
+		RTMPAddr:             ":1935",
 		RTMPMaxChunkSize:     64 << 10,
 		RTMPMaxMessageSize:   4 << 20,
 		RTMPHandshakeTimeout: 10 * time.Second,

@@ -95,7 +95,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		return net.ErrClosed
 	}
 	s.lns = append(s.lns, ln)
+	// Close waits for this loop too.
+	s.wg.Add(1)
 	s.mu.Unlock()
+	defer s.wg.Done()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
