@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/mediatest"
+	"github.com/matinee-dev/matinee/recorder/flv"
 	"github.com/matinee-dev/matinee/recorder/h264"
+	"github.com/matinee-dev/matinee/recorder/rtmp"
 	"github.com/matinee-dev/matinee/server"
 	"github.com/matinee-dev/matinee/whip"
 	"github.com/pion/webrtc/v4"
@@ -59,6 +62,14 @@ type h264Viewer struct {
 	frames    int
 	withSPS   int // keyframes with an SPS and PPS in front
 	opus      int // Opus packets with a payload
+	arrivals  []arrival
+}
+
+// arrival is when a whole access unit reached the viewer.
+type arrival struct {
+	ts  uint32
+	at  time.Time
+	key bool
 }
 
 func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
@@ -105,6 +116,7 @@ func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
 				}
 				v.mu.Lock()
 				v.frames++
+				v.arrivals = append(v.arrivals, arrival{ts: au.Timestamp, at: time.Now(), key: au.Key})
 				if au.Key {
 					v.keyframes++
 					if len(au.NALUs) > 2 && h264.Type(au.NALUs[0]) == 7 && h264.Type(au.NALUs[1]) == 8 {
@@ -254,5 +266,87 @@ func TestRTMPIngest(t *testing.T) {
 	}
 	if code := api(t, base, tok.Token, "DELETE", "/api/rooms/tv/ingests/"+sk.ID, "", nil); code != http.StatusNotFound {
 		t.Errorf("revoking twice: %d", code)
+	}
+}
+
+// TestRTMPLatency measures what the server adds between an RTMP publisher
+// and a WebRTC viewer: this package's RTMP client sends a 30 fps clip in
+// real time (a keyframe a second) and a pion WHEP viewer timestamps each
+// whole frame. Encoder and decoder are left out: it is the ingest's own
+// delay (RTMP reading, repacketising, the SFU).
+func TestRTMPLatency(t *testing.T) {
+	srv, base, rtmpURL := startRTMP(t)
+	key := srv.APIKey()
+	api(t, base, key, "POST", "/api/rooms", `{"id":"lat","name":"Lat"}`, nil)
+	var sk streamKey
+	if code := api(t, base, key, "POST", "/api/rooms/lat/ingests", `{"type":"rtmp"}`, &sk); code != http.StatusCreated {
+		t.Fatalf("stream key: %d", code)
+	}
+	var tok struct{ Token string }
+	api(t, base, key, "POST", "/api/rooms/lat/tokens", `{"identity":"v","role":"viewer"}`, &tok)
+	clip := t.TempDir() + "/clip.h264"
+	mediatest.Run(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "5", "-c:v", "libx264", "-bf", "0", "-g", "30", "-pix_fmt", "yuv420p", clip)
+	aus := mediatest.ReadH264(t, clip)
+
+	c, err := rtmp.Dial(context.Background(), rtmpURL+"/"+sk.StreamKey, rtmp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var ps h264.ParamSets
+	sent := map[uint32]time.Time{} // ms → when sent
+	var v *h264Viewer
+	tick := time.NewTicker(time.Second / 30)
+	defer tick.Stop()
+	for i, au := range aus {
+		<-tick.C // real time, as a live encoder sends
+		ms := uint32(i * 1000 / 30)
+		nalus := h264.SplitAnnexB(au)
+		if cfg, _ := ps.Update(nalus); cfg != nil {
+			if err := c.WriteTag(flv.Tag{Type: flv.TagVideo, Timestamp: ms, Data: flv.AVCSequenceHeader(cfg.Record())}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sent[ms] = time.Now()
+		if err := c.WriteTag(flv.Tag{Type: flv.TagVideo, Timestamp: ms, Data: flv.AVCFrame(h264.IsKey(nalus), 0, h264.AVCC(nalus))}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 10 {
+			v = watchH264(t, base, "lat", tok.Token)
+		}
+	}
+	waitFor(t, 10*time.Second, "frames at the viewer", func() bool { f, _, _, _ := v.counts(); return f >= 60 })
+
+	v.mu.Lock()
+	arr := append([]arrival(nil), v.arrivals...)
+	v.mu.Unlock()
+	// The viewer's first frame is a keyframe: the latest one sent before
+	// it arrived (the delay is far below the second between keyframes)
+	// ties the viewer's RTP clock to the sender's milliseconds.
+	var keyMS uint32
+	for ms, at := range sent {
+		if ms%1000 == 0 && at.Before(arr[0].at) && ms >= keyMS {
+			keyMS = ms
+		}
+	}
+	var delays []time.Duration
+	for _, a := range arr {
+		ms := keyMS + (a.ts-arr[0].ts)/90
+		// Timestamps of 1000/30 ms round: take the frame sent nearest.
+		for _, d := range []uint32{0, 1, ^uint32(0)} {
+			if at, ok := sent[ms+d]; ok {
+				delays = append(delays, a.at.Sub(at))
+				break
+			}
+		}
+	}
+	if len(delays) < 60 {
+		t.Fatalf("%d frames matched of %d received", len(delays), len(arr))
+	}
+	slices.Sort(delays)
+	med, p95 := delays[len(delays)/2], delays[len(delays)*95/100]
+	t.Logf("RTMP publish to WebRTC viewer, %d frames: median %v, 95th percentile %v, max %v", len(delays), med, p95, delays[len(delays)-1])
+	if delays[0] < 0 || med > 200*time.Millisecond {
+		t.Errorf("delays from %v, median %v: want none negative and a median under 200ms", delays[0], med)
 	}
 }
