@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/mediatest"
+	"github.com/matinee-dev/matinee/recorder"
 	"github.com/matinee-dev/matinee/recorder/flv"
 	"github.com/matinee-dev/matinee/recorder/h264"
 	"github.com/matinee-dev/matinee/recorder/rtmp"
@@ -24,13 +26,14 @@ import (
 
 // startRTMP runs a server with its RTMP side on a loopback port and
 // returns the HTTP base URL.
-func startRTMP(t *testing.T) (*server.Server, string, string) {
+func startRTMP(t *testing.T) (srv *server.Server, base, rtmpURL, dataDir string) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.UDPPort = 0
 	cfg.ICELoopbackOnly = true
 	cfg.RTMPAddr = "127.0.0.1:0"
+	cfg.RecordMinFreeMB = 1
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +52,7 @@ func startRTMP(t *testing.T) (*server.Server, string, string) {
 			t.Errorf("serve rtmp: %v", err)
 		}
 	})
-	return srv, hs.URL, "rtmp://" + ln.Addr().String() + "/live"
+	return srv, hs.URL, "rtmp://" + ln.Addr().String() + "/live", cfg.DataDir
 }
 
 // h264Viewer is a pion WHEP viewer that reassembles H.264 access units.
@@ -189,7 +192,7 @@ func roomProducers(t *testing.T, srv *server.Server, id string) int {
 // and a revoked key are refused (the metric counts them, no room is
 // made), and killing the publisher closes its producer.
 func TestRTMPIngest(t *testing.T) {
-	srv, base, rtmpURL := startRTMP(t)
+	srv, base, rtmpURL, _ := startRTMP(t)
 	key := srv.APIKey()
 	if code := api(t, base, key, "POST", "/api/rooms", `{"id":"tv","name":"TV"}`, nil); code != http.StatusCreated {
 		t.Fatalf("create room: %d", code)
@@ -275,7 +278,7 @@ func TestRTMPIngest(t *testing.T) {
 // whole frame. Encoder and decoder are left out: it is the ingest's own
 // delay (RTMP reading, repacketising, the SFU).
 func TestRTMPLatency(t *testing.T) {
-	srv, base, rtmpURL := startRTMP(t)
+	srv, base, rtmpURL, _ := startRTMP(t)
 	key := srv.APIKey()
 	api(t, base, key, "POST", "/api/rooms", `{"id":"lat","name":"Lat"}`, nil)
 	var sk streamKey
@@ -348,5 +351,37 @@ func TestRTMPLatency(t *testing.T) {
 	t.Logf("RTMP publish to WebRTC viewer, %d frames: median %v, 95th percentile %v, max %v", len(delays), med, p95, delays[len(delays)-1])
 	if delays[0] < 0 || med > 200*time.Millisecond {
 		t.Errorf("delays from %v, median %v: want none negative and a median under 200ms", delays[0], med)
+	}
+}
+
+// TestRTMPRecording records an RTMP ingest (the recorder follows it as a
+// screen share): the FLV is H.264 and AAC (from the Opus the ingest made
+// of the publisher's AAC) and decodes without an error.
+func TestRTMPRecording(t *testing.T) {
+	srv, base, rtmpURL, dataDir := startRTMP(t)
+	key := srv.APIKey()
+	api(t, base, key, "POST", "/api/rooms", `{"id":"rec","name":"Rec"}`, nil)
+	var sk streamKey
+	if code := api(t, base, key, "POST", "/api/rooms/rec/ingests", `{"type":"rtmp"}`, &sk); code != http.StatusCreated {
+		t.Fatalf("stream key: %d", code)
+	}
+	publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "30")
+	waitFor(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "rec") == 2 })
+	var info recorder.Info
+	if code := api(t, base, key, "POST", "/api/rooms/rec/recordings", `{"formats":["flv"]}`, &info); code != http.StatusCreated {
+		t.Fatalf("start recording: %d", code)
+	}
+	waitRecording(t, base, key, "rec", info.ID, 20*time.Second, func(in recorder.Info) bool { return in.Duration >= 4 })
+	var final recorder.Info
+	if code := api(t, base, key, "DELETE", "/api/rooms/rec/recordings/"+info.ID, "", &final); code != 200 || final.Error != "" {
+		t.Fatalf("stop: %d %+v", code, final)
+	}
+	path := filepath.Join(dataDir, "recordings", "rec", info.ID, recorder.FLVName)
+	p := mediatest.ProbeFile(t, path)
+	if p.Codecs() != "h264+aac" || p.Duration() < 3.5 {
+		t.Fatalf("recording: %s, %.2f s", p.Codecs(), p.Duration())
+	}
+	if e := mediatest.DecodeErrors(t, path); e != "" {
+		t.Fatalf("decode errors: %s", e)
 	}
 }
