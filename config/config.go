@@ -153,6 +153,23 @@ type Config struct {
 	// files streamed into a room (--plain-listen-ip).
 	PlainListenIP string
 
+	// RTMPAddr is where the RTMP server takes publishers with a room's
+	// stream key (--rtmp-addr, default :1935; empty: off).
+	RTMPAddr string
+	// RTMPMaxChunkSize is the largest chunk size a publisher may set
+	// (--rtmp-max-chunk-size), RTMPMaxMessageSize the largest message, a
+	// video frame (--rtmp-max-message-size).
+	RTMPMaxChunkSize   int
+	RTMPMaxMessageSize int
+	// RTMPHandshakeTimeout bounds the handshake through publish; a
+	// publisher silent, or slower than a message per RTMPIdleTimeout, is
+	// dropped (--rtmp-handshake-timeout, --rtmp-idle-timeout).
+	RTMPHandshakeTimeout time.Duration
+	RTMPIdleTimeout      time.Duration
+	// RTMPMaxConns is the most RTMP connections at once
+	// (--rtmp-max-conns).
+	RTMPMaxConns int
+
 	// ChatHistory is how many chat messages a late joiner receives
 	// (--chat-history).
 	ChatHistory int
@@ -236,18 +253,25 @@ func Default() Config {
 		RecordMinFreeMB: 1024,
 		RecordReserveMB: 4,
 		PlainListenIP:   "127.0.0.1",
-		WebhookRetries:  5,
-		WebhookBackoff:  time.Second,
-		WebhookTimeout:  5 * time.Second,
-		WebhookQueue:    256,
-		ChatHistory:     200,
-		ChatMaxLength:   1000,
-		ChatRate:        1,
-		ChatBurst:       5,
-		ChatAddrRate:    5,
-		ChatAddrBurst:   20,
-		ReactionRate:    4,
-		ReactionBurst:   10,
+
+		RTMPAddr:             ":1935",
+		RTMPMaxChunkSize:     64 << 10,
+		RTMPMaxMessageSize:   4 << 20,
+		RTMPHandshakeTimeout: 10 * time.Second,
+		RTMPIdleTimeout:      10 * time.Second,
+		RTMPMaxConns:         64,
+		WebhookRetries:       5,
+		WebhookBackoff:       time.Second,
+		WebhookTimeout:       5 * time.Second,
+		WebhookQueue:         256,
+		ChatHistory:          200,
+		ChatMaxLength:        1000,
+		ChatRate:             1,
+		ChatBurst:            5,
+		ChatAddrRate:         5,
+		ChatAddrBurst:        20,
+		ReactionRate:         4,
+		ReactionBurst:        10,
 
 		PasswordFailsConn:  5,
 		PasswordFailsAddr:  20,
@@ -314,6 +338,18 @@ func (c *Config) Validate() error {
 	}
 	if c.PasswordFailWindow < time.Second || c.PasswordFailWindow > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("password-fail-window %s: must be 1s-24h", c.PasswordFailWindow))
+	}
+	if c.RTMPMaxChunkSize < 128 || c.RTMPMaxChunkSize > 1<<24 {
+		errs = append(errs, fmt.Errorf("rtmp-max-chunk-size %d: must be 128-16777216", c.RTMPMaxChunkSize))
+	}
+	if c.RTMPMaxMessageSize < 64<<10 || c.RTMPMaxMessageSize > 16<<20 {
+		errs = append(errs, fmt.Errorf("rtmp-max-message-size %d: must be 65536-16777216", c.RTMPMaxMessageSize))
+	}
+	if c.RTMPHandshakeTimeout < 100*time.Millisecond || c.RTMPIdleTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("rtmp-handshake-timeout %s, rtmp-idle-timeout %s: must be at least 100ms", c.RTMPHandshakeTimeout, c.RTMPIdleTimeout))
+	}
+	if c.RTMPMaxConns < 1 {
+		errs = append(errs, fmt.Errorf("rtmp-max-conns %d: must be at least 1", c.RTMPMaxConns))
 	}
 	if c.MaxPeers < 1 {
 		errs = append(errs, fmt.Errorf("max-peers %d: must be at least 1", c.MaxPeers))

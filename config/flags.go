@@ -85,6 +85,12 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.RecordMinFreeMB, "record-min-free-mb", c.RecordMinFreeMB, "free disk space (MiB) needed to start a recording; recordings stop below a quarter of it")
 	fs.IntVar(&c.RecordReserveMB, "record-reserve-mb", c.RecordReserveMB, "disk space (MiB) each running recording holds back to finish its files if the disk fills up (0: none)")
 	fs.StringVar(&c.PlainListenIP, "plain-listen-ip", c.PlainListenIP, "address plain-RTP transports (files streamed into rooms) listen on")
+	fs.StringVar(&c.RTMPAddr, "rtmp-addr", c.RTMPAddr, "address of the RTMP server that takes publishers (OBS, ffmpeg) with a room's stream key (empty: off)")
+	fs.IntVar(&c.RTMPMaxChunkSize, "rtmp-max-chunk-size", c.RTMPMaxChunkSize, "largest RTMP chunk size a publisher may set (bytes)")
+	fs.IntVar(&c.RTMPMaxMessageSize, "rtmp-max-message-size", c.RTMPMaxMessageSize, "largest RTMP message, a video frame, a publisher may send (bytes)")
+	fs.DurationVar(&c.RTMPHandshakeTimeout, "rtmp-handshake-timeout", c.RTMPHandshakeTimeout, "time an RTMP client has from connecting to publishing")
+	fs.DurationVar(&c.RTMPIdleTimeout, "rtmp-idle-timeout", c.RTMPIdleTimeout, "an RTMP publisher silent (or slower than one message) this long is dropped")
+	fs.IntVar(&c.RTMPMaxConns, "rtmp-max-conns", c.RTMPMaxConns, "most RTMP connections at once")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }

@@ -26,6 +26,9 @@ type Sources struct {
 	// Recordings reports how many rooms are being recorded, with ok false
 	// while no recorder is plugged in (the metric is then left out).
 	Recordings func() (active int, ok bool)
+	// RTMPRefused reports RTMP publishes refused since start, by reason
+	// (nil: no RTMP server, the metric is left out).
+	RTMPRefused func() map[string]uint64
 }
 
 // estimateBuckets are bandwidth estimate buckets, in bits per second.
@@ -44,6 +47,7 @@ type Collector struct {
 	layerSwitches, estimates   *prometheus.Desc
 	whipSessions, whepSessions *prometheus.Desc
 	recordings                 *prometheus.Desc
+	rtmpRefused                *prometheus.Desc
 }
 
 // NewCollector returns a collector reading src.
@@ -69,6 +73,7 @@ func NewCollector(src Sources) *Collector {
 		whipSessions:  d("whip_sessions", "Publishers connected through WHIP."),
 		whepSessions:  d("whep_sessions", "Viewers connected through WHEP."),
 		recordings:    d("recordings_active", "Rooms being recorded."),
+		rtmpRefused:   d("rtmp_refused_total", "RTMP publishes refused, by reason (bad_key: unknown or revoked stream key; live: the key is already publishing; video: B-frames or a codec other than H.264; room: the room could not take it).", "reason"),
 	}
 }
 
@@ -83,6 +88,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	if c.src.Recordings != nil {
 		ch <- c.recordings
+	}
+	if c.src.RTMPRefused != nil {
+		ch <- c.rtmpRefused
 	}
 }
 
@@ -129,6 +137,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.Recordings != nil {
 		if n, ok := c.src.Recordings(); ok {
 			gauge(c.recordings, float64(n))
+		}
+	}
+	if c.src.RTMPRefused != nil {
+		for reason, n := range c.src.RTMPRefused() {
+			counter(c.rtmpRefused, n, reason)
 		}
 	}
 }

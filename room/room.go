@@ -263,6 +263,8 @@ type Room struct {
 	// persistent rooms (made through the API) stay when empty, until
 	// deleted; rooms opened by a link end with their last member.
 	persistent bool
+	// streamKeys publish into the room over RTMP (hashes only).
+	streamKeys []StreamKey
 }
 
 // ID returns the room's identifier.

@@ -30,6 +30,8 @@ type storedRoom struct {
 	// it, and those rooms keep simulcast on, as new rooms have it.
 	Simulcast *bool `json:"simulcast,omitempty"`
 	PublicHLS bool  `json:"publicHLS,omitempty"`
+	// StreamKeys are the room's RTMP stream keys, hashed.
+	StreamKeys []StreamKey `json:"streamKeys,omitempty"`
 }
 
 type storeFile struct {
@@ -77,6 +79,7 @@ func (m *Manager) LoadRooms() error {
 			return err
 		}
 		r.createdAt = sr.CreatedAt
+		r.streamKeys = sr.StreamKeys
 		m.rooms[sr.ID] = r
 	}
 	m.log.Info("rooms restored", "count", len(f.Rooms))
@@ -113,6 +116,7 @@ func (m *Manager) saveRooms() error {
 				Password: r.password, Metadata: s.Metadata, OpenControl: s.OpenControl,
 				WaitForEveryone: s.WaitForEveryone, GuestsCanShare: s.GuestsCanShare,
 				Simulcast: &s.Simulcast, PublicHLS: s.PublicHLS,
+				StreamKeys: append([]StreamKey(nil), r.streamKeys...),
 			})
 		}
 		r.mu.Unlock()

@@ -45,6 +45,7 @@ func runServer(t *testing.T, edit func(*config.Config)) (*server.Server, int, *x
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = "127.0.0.1:" + strconv.Itoa(https)
 	cfg.HTTPAddr = "127.0.0.1:" + strconv.Itoa(plain)
+	cfg.RTMPAddr = "127.0.0.1:0" // not the default :1935 another test may hold
 	cfg.UDPPort = 0
 	cfg.ICELoopbackOnly = true
 	cfg.ICETCPPort = https

@@ -54,6 +54,22 @@ func (s *Server) Run(ctx context.Context) error {
 		plain = &http.Server{Handler: s.plainHandler(portOf(ln.Addr())), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- plain.Serve(pln) }()
 	}
+	if s.cfg.RTMPAddr != "" {
+		rln, err := net.Listen("tcp", s.cfg.RTMPAddr)
+		if err != nil {
+			_ = hs.Close()
+			if plain != nil {
+				_ = plain.Close()
+			}
+			return fmt.Errorf("listen rtmp %s: %w", s.cfg.RTMPAddr, err)
+		}
+		go func() {
+			if err := s.ServeRTMP(rln); err != nil {
+				s.log.Error("rtmp server stopped", "err", err)
+			}
+		}()
+		s.log.Info("rtmp ingest listening", "addr", rln.Addr().String())
+	}
 	s.logStartup(portOf(ln.Addr()))
 	var runErr error
 	select {
@@ -65,6 +81,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Recordings first, so they end as "server shutting down" rather than
 	// as rooms emptying when the sockets close.
 	s.closeRecordings()
+	_ = s.rtmp.srv.Close()
 	s.sig.Close() // WebSockets are hijacked: Shutdown does not wait for them
 	_ = hs.Shutdown(shCtx)
 	if plain != nil {

@@ -17,8 +17,9 @@ func (s *Server) SetRecordingsSource(f func() int) {
 // mountMetrics serves Prometheus metrics at GET /metrics.
 func (s *Server) mountMetrics() {
 	s.mux.Handle("GET /metrics", metrics.Handler(metrics.Sources{
-		Rooms:    s.rooms,
-		Sessions: s.whip.Sessions,
+		Rooms:       s.rooms,
+		Sessions:    s.whip.Sessions,
+		RTMPRefused: s.RTMPRefused,
 		Recordings: func() (int, bool) {
 			if f := s.recordings.Load(); f != nil {
 				return (*f)(), true

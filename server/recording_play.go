@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,20 +28,42 @@ type ingest struct {
 }
 
 func (s *Server) mountPlay() {
-	admin := func(h http.HandlerFunc) http.Handler {
-		return s.RequireAPIKey(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Cache-Control", "no-store")
-			h(w, r)
-		}))
-	}
-	s.mux.Handle("POST /api/rooms/{id}/ingests", admin(s.startIngest))
-	s.mux.Handle("DELETE /api/rooms/{id}/ingests/{iid}", admin(s.stopIngest))
+	s.mux.Handle("POST /api/rooms/{id}/ingests", s.adminOrHost(s.startIngest))
+	s.mux.Handle("DELETE /api/rooms/{id}/ingests/{iid}", s.adminOrHost(s.stopIngest))
+}
+
+// adminOrHost lets through the API key (admin true) or a host's join
+// token for the room in the path (admin false); anything else is 401.
+func (s *Server) adminOrHost(h func(w http.ResponseWriter, r *http.Request, admin bool)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		got := bearer(r)
+		if got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.apiKey)) == 1 {
+			h(w, r, true)
+			return
+		}
+		if got != "" && strings.Count(got, ".") == 2 {
+			c, err := s.rooms.VerifyToken(r.PathValue("id"), got)
+			if err == nil && c.Role == room.RoleHost {
+				h(w, r, false)
+				return
+			}
+			if err == nil {
+				WriteJSONError(w, http.StatusForbidden, "forbidden", "only a host's token (or the API key) may manage ingests")
+				return
+			}
+		}
+		s.RequireAPIKey(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h(w, r, true) })).ServeHTTP(w, r)
+	})
 }
 
 // ingestRequest is the body of POST /api/rooms/{id}/ingests. Without
 // File the answer says where to send RTP (what `matinee play` does); with
 // File the server plays that file of its --media-dir itself.
 type ingestRequest struct {
+	// Type "rtmp" makes a stream key for RTMP publishers (rtmpin.go);
+	// empty is plain RTP or a file.
+	Type  string `json:"type"`
 	Name  string `json:"name"`
 	Video *bool  `json:"video"`
 	Audio *bool  `json:"audio"`
@@ -55,7 +79,7 @@ type IngestResponse struct {
 	File      string          `json:"file,omitempty"`
 }
 
-func (s *Server) startIngest(w http.ResponseWriter, r *http.Request) {
+func (s *Server) startIngest(w http.ResponseWriter, r *http.Request, admin bool) {
 	id := r.PathValue("id")
 	var req ingestRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
@@ -70,6 +94,17 @@ func (s *Server) startIngest(w http.ResponseWriter, r *http.Request) {
 			WriteJSONError(w, http.StatusBadRequest, "bad_json", "ingest options: "+err.Error())
 			return
 		}
+	}
+	switch {
+	case req.Type == "rtmp":
+		s.newStreamKey(w, r, id)
+		return
+	case req.Type != "":
+		WriteJSONError(w, http.StatusUnprocessableEntity, "invalid_field", "ingest type "+strconv.Quote(req.Type)+": want \"rtmp\", or none for plain RTP or a file")
+		return
+	case !admin:
+		WriteJSONError(w, http.StatusForbidden, "forbidden", "a host may make RTMP ingests ({\"type\":\"rtmp\"}); plain RTP and files need the API key")
+		return
 	}
 	opts := room.IngestOptions{Name: req.Name, Video: req.Video == nil || *req.Video, Audio: req.Audio == nil || *req.Audio, ListenIP: s.cfg.PlainListenIP}
 	var src play.Source
@@ -181,7 +216,15 @@ func (s *Server) playFile(ing *ingest, file string, src play.Source, loop bool) 
 	return nil
 }
 
-func (s *Server) stopIngest(w http.ResponseWriter, r *http.Request) {
+func (s *Server) stopIngest(w http.ResponseWriter, r *http.Request, admin bool) {
+	if strings.HasPrefix(r.PathValue("iid"), streamKeyPrefix) {
+		s.revokeStreamKey(w, r)
+		return
+	}
+	if !admin {
+		WriteJSONError(w, http.StatusForbidden, "forbidden", "a host may revoke RTMP stream keys; other ingests need the API key")
+		return
+	}
 	s.rec.mu.Lock()
 	ing := s.rec.ingests[r.PathValue("iid")]
 	s.rec.mu.Unlock()

@@ -48,6 +48,8 @@ type Server struct {
 	whip       *whip.Handler
 	tokens     atomic.Pointer[TokenValidator]
 	recordings atomic.Pointer[func() int]
+	// rtmp takes RTMP publishers into rooms (rtmpin.go).
+	rtmp *rtmpIngest
 	// rec records rooms and plays files into them (recording.go).
 	rec *recordingState
 }
@@ -119,6 +121,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		log.Info("generated the admin API key (stored in the data dir; shown only this once)", "api_key", key)
 	}
 	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, hlsKey: DeriveHLSKey(key), lan: lan, web: web.New(web.Options{ValidRoom: room.ValidID})}
+	s.rtmp = s.newRTMPIngest()
 	s.mux.Handle("GET /ws", sig)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mountWHIP()
@@ -150,6 +153,7 @@ func (s *Server) MediaAddrs() []net.Addr { return s.worker.ListenAddrs() }
 // Close disconnects every client, closes every room and the UDP port.
 func (s *Server) Close() error {
 	s.closeRecordings()
+	_ = s.rtmp.srv.Close()
 	s.sig.Close()
 	s.whip.Close()
 	s.rooms.Close()

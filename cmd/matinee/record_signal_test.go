@@ -132,7 +132,7 @@ func startChild(t *testing.T) (cmd *exec.Cmd, addr, recDir string) {
 	dataDir := filepath.Join(dir, "data")
 	key := signalKey
 	spec, _ := json.Marshal(map[string]any{
-		"Args": []string{"serve", "--addr", addr, "--http-addr", "", "--udp-port", "0", "--ice-loopback-only",
+		"Args": []string{"serve", "--addr", addr, "--http-addr", "", "--rtmp-addr", "", "--udp-port", "0", "--ice-loopback-only",
 			"--data-dir", dataDir, "--api-key", key, "--record-min-free-mb", "1", "--log-level", "warn"},
 		"Video": video, "Audio": audio, "Addr": addr, "Key": key, "DataDir": dataDir,
 	})

@@ -199,6 +199,7 @@ func startServer(t *testing.T, p *phoneNet, edit func(*config.Config)) *lanServe
 	https, plain := freePort(t), freePort(t)
 	cfg.Addr = net.JoinHostPort(p.hostIP, strconv.Itoa(https))
 	cfg.HTTPAddr = net.JoinHostPort(p.hostIP, strconv.Itoa(plain))
+	cfg.RTMPAddr = "" // not the default :1935 another node would hold
 	cfg.UDPPort = 0
 	cfg.ICETCPPort = https
 	cfg.ICEInterfaces = []string{p.hostLink}

@@ -144,3 +144,15 @@ func Args(file string, s Source, v, a *Target, o Options) []string {
 	}
 	return args
 }
+
+// LiveAACArgs returns ffmpeg's arguments to read ADTS AAC on its standard
+// input as it arrives (an RTMP publisher's audio) and send it to a as
+// Opus, 48 kHz stereo, buffering as little as ffmpeg allows.
+func LiveAACArgs(a Target) []string {
+	return []string{"-hide_banner", "-nostdin", "-loglevel", "error",
+		"-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0",
+		"-f", "aac", "-i", "pipe:0",
+		"-c:a", "libopus", "-ar", "48000", "-ac", "2", "-b:a", "128k", "-frame_duration", "20",
+		"-flush_packets", "1",
+		"-f", "rtp", "-payload_type", strconv.Itoa(int(a.PayloadType)), "-ssrc", strconv.FormatUint(uint64(a.SSRC), 10), a.url()}
+}

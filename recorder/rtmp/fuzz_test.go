@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matinee-dev/matinee/recorder/amf0"
+	"github.com/matinee-dev/matinee/recorder/flv"
 )
 
 // fuzzConn is a server that sends fixed bytes and keeps what the client
@@ -22,9 +24,11 @@ type fuzzConn struct {
 
 func (c *fuzzConn) Read(b []byte) (int, error)  { return c.r.Read(b) }
 func (c *fuzzConn) Write(b []byte) (int, error) { return c.w.Write(b) }
+func (c *fuzzConn) SetDeadline(time.Time) error { return nil }
+func (c *fuzzConn) RemoteAddr() net.Addr        { return &net.TCPAddr{} }
 
 func readerConn(nc net.Conn) *Conn {
-	return &Conn{nc: nc, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc), inChunk: 128, inStream: map[uint32]*chunkState{}, readErr: make(chan error, 1)}
+	return &Conn{core: core{nc: nc, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc), inChunk: 128, inStream: map[uint32]*chunkState{}}, readErr: make(chan error, 1)}
 }
 
 // FuzzReadMessage reads what a server sends after the handshake (seed: a
@@ -108,6 +112,44 @@ func FuzzParseURL(f *testing.F) {
 		again, err := ParseURL(tg.TCURL() + "/" + tg.Key)
 		if err != nil || again != tg {
 			t.Fatalf("%+v rebuilt as %q parses to %+v (%v)", tg, tg.TCURL()+"/"+tg.Key, again, err)
+		}
+	})
+}
+
+// nopStream takes any tags.
+type nopStream struct{ n int }
+
+func (s *nopStream) WriteTag(flv.Tag) error { s.n++; return nil }
+func (s *nopStream) Close(error)            {}
+
+// FuzzServerConn feeds the server what a publisher sends after the
+// handshake (seed: connect, createStream, publish and a video tag from
+// this package's client). The server reads it without panicking, within
+// its limits, and hands on no more tags than the input could hold.
+func FuzzServerConn(f *testing.F) {
+	var seed bytes.Buffer
+	cl := &Conn{core: core{bw: bufio.NewWriter(&seed), inChunk: 128, inStream: map[uint32]*chunkState{}}}
+	_ = cl.writeMessage(2, msgSetChunkSize, 0, 0, []byte{0, 0, 16, 0})
+	_ = cl.command(0, "connect", amf0.Object{{Key: "app", Value: "live"}})
+	_ = cl.command(0, "createStream", nil)
+	_ = cl.command(1, "publish", nil, "secret", "live")
+	_ = cl.writeMessage(6, msgVideo, 1, 0, []byte{0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65})
+	_ = cl.writeMessage(4, msgAudio, 1, 0, []byte{0xaf, 1, 0x21})
+	f.Add(seed.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := NewServer(ServerConfig{MaxMessageSize: 1 << 16, MaxChunkSize: 1 << 12})
+		stream := &nopStream{}
+		s.cfg.Publish = func(PublishRequest) (Stream, error) { return stream, nil }
+		nc := &fuzzConn{r: bytes.NewReader(b)}
+		c := &serverConn{core: core{nc: nc, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc), inChunk: 128, inStream: map[uint32]*chunkState{}, maxChunk: 1 << 12, maxMsg: 1 << 16}, s: s}
+		if _, st, err := c.negotiate(); err == nil {
+			_ = c.receive(st)
+		}
+		if c.inChunk > 1<<12 || len(c.inStream) > maxChunkStreams {
+			t.Fatalf("chunk size %d, %d chunk streams", c.inChunk, len(c.inStream))
+		}
+		if stream.n > len(b) {
+			t.Fatalf("%d tags from %d bytes", stream.n, len(b))
 		}
 	})
 }

@@ -1,6 +1,9 @@
-// Package rtmp is an RTMP publishing client: it connects to an rtmp:// or
-// rtmps:// URL (as live servers, Twitch and YouTube take them), publishes
-// a stream, and sends FLV tags as RTMP audio, video and data messages.
+// Package rtmp speaks RTMP both ways over one chunk stream reader and
+// writer. Its client connects to an rtmp:// or rtmps:// URL (as live
+// servers, Twitch and YouTube take them), publishes a stream, and sends
+// FLV tags as RTMP audio, video and data messages. Its Server takes
+// publishers (OBS, ffmpeg) and hands their tags to a Stream, within
+// limits on chunk and message sizes, timeouts and connections.
 //
 // It speaks the simple handshake, AMF0 commands (connect, createStream,
 // publish) and chunking with a 4096-byte chunk size, and answers the
@@ -44,10 +47,27 @@ const outChunkSize = 4096
 
 // Conn is a publishing connection.
 type Conn struct {
-	nc       net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
+	core
 	streamID uint32
+	readErr  chan error
+	txn      float64
+}
+
+// Bounds on what a peer may make the reader hold, whichever side it is.
+const (
+	maxChunkSizeBound = 1 << 24
+	maxMessageBound   = 16 << 20
+	// maxChunkStreams bounds the chunk streams a peer may open: each
+	// may hold a partial message (publishers use five or six).
+	maxChunkStreams = 64
+)
+
+// core is the chunk stream both ends speak: reading chunks into messages
+// (answering acknowledgements and pings) and writing messages as chunks.
+type core struct {
+	nc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
 
 	// reading state
 	inChunk  int
@@ -55,10 +75,16 @@ type Conn struct {
 	winSize  uint32
 	received uint64
 	acked    uint64
+	// maxChunk and maxMsg bound the peer's chunk size and message
+	// length (0: maxChunkSizeBound, maxMessageBound).
+	maxChunk int
+	maxMsg   int
 
-	wmu     sync.Mutex
-	readErr chan error
-	txn     float64
+	wmu sync.Mutex
+}
+
+func newCore(nc net.Conn) core {
+	return core{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10), inChunk: 128, inStream: map[uint32]*chunkState{}}
 }
 
 type chunkState struct {
@@ -156,7 +182,7 @@ func Dial(ctx context.Context, rawURL string, o Options) (*Conn, error) {
 		}
 		nc = tc
 	}
-	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10), inChunk: 128, inStream: map[uint32]*chunkState{}, readErr: make(chan error, 1)}
+	c := &Conn{core: newCore(nc), readErr: make(chan error, 1)}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
 	}
@@ -295,7 +321,7 @@ func (c *Conn) waitResult(what string) ([]any, error) {
 }
 
 // writeMessage writes one message in chunks (format 0, then format 3).
-func (c *Conn) writeMessage(csid uint8, typ uint8, stream uint32, ts uint32, payload []byte) error {
+func (c *core) writeMessage(csid uint8, typ uint8, stream uint32, ts uint32, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	ext := ts >= 0xffffff
@@ -341,7 +367,7 @@ type message struct {
 
 // readMessage reads chunks until a whole message is assembled, handling
 // protocol control messages itself.
-func (c *Conn) readMessage() (*message, error) {
+func (c *core) readMessage() (*message, error) {
 	for {
 		m, err := c.readChunk()
 		if err != nil {
@@ -354,8 +380,8 @@ func (c *Conn) readMessage() (*message, error) {
 		case msgSetChunkSize:
 			if len(m.buf) >= 4 {
 				n := int(binary.BigEndian.Uint32(m.buf) & 0x7fffffff)
-				if n < 1 || n > 1<<24 {
-					return nil, fmt.Errorf("rtmp: chunk size %d", n)
+				if n < 1 || n > c.chunkLimit() {
+					return nil, fmt.Errorf("rtmp: chunk size %d, limit %d", n, c.chunkLimit())
 				}
 				c.inChunk = n
 			}
@@ -380,7 +406,7 @@ func (c *Conn) readMessage() (*message, error) {
 	}
 }
 
-func (c *Conn) readN(n int) ([]byte, error) {
+func (c *core) readN(n int) ([]byte, error) {
 	b := make([]byte, n)
 	_, err := io.ReadFull(c.br, b)
 	c.received += uint64(n)
@@ -388,7 +414,7 @@ func (c *Conn) readN(n int) ([]byte, error) {
 }
 
 // readChunk reads one chunk; it returns a message when one completes.
-func (c *Conn) readChunk() (*message, error) {
+func (c *core) readChunk() (*message, error) {
 	b0, err := c.readN(1)
 	if err != nil {
 		return nil, err
@@ -411,6 +437,9 @@ func (c *Conn) readChunk() (*message, error) {
 	}
 	st := c.inStream[csid]
 	if st == nil {
+		if len(c.inStream) >= maxChunkStreams {
+			return nil, fmt.Errorf("rtmp: more than %d chunk streams", maxChunkStreams)
+		}
 		st = &chunkState{}
 		c.inStream[csid] = st
 	}
@@ -431,8 +460,8 @@ func (c *Conn) readChunk() (*message, error) {
 		st.buf = nil
 		st.length = int(h[3])<<16 | int(h[4])<<8 | int(h[5])
 		st.typ = h[6]
-		if st.length > 16<<20 {
-			return nil, fmt.Errorf("rtmp: message of %d bytes", st.length)
+		if st.length > c.msgLimit() {
+			return nil, fmt.Errorf("rtmp: message of %d bytes, limit %d", st.length, c.msgLimit())
 		}
 	}
 	if hlen >= 11 {
@@ -468,6 +497,20 @@ func (c *Conn) readChunk() (*message, error) {
 	m := &message{typ: st.typ, stream: st.stream, ts: st.ts, buf: st.buf}
 	st.buf = nil
 	return m, nil
+}
+
+func (c *core) chunkLimit() int {
+	if c.maxChunk > 0 {
+		return min(c.maxChunk, maxChunkSizeBound)
+	}
+	return maxChunkSizeBound
+}
+
+func (c *core) msgLimit() int {
+	if c.maxMsg > 0 {
+		return min(c.maxMsg, maxMessageBound)
+	}
+	return maxMessageBound
 }
 
 // readLoop keeps reading what the server sends while publishing (acks,
