@@ -22,9 +22,13 @@ import (
 const TokenKeyLabel = "matinee join tokens v1"
 
 // DeriveTokenKey returns the HS256 key for join tokens from the API key.
-func DeriveTokenKey(apiKey string) []byte {
+func DeriveTokenKey(apiKey string) []byte { return DeriveKey(apiKey, TokenKeyLabel) }
+
+// DeriveKey returns HMAC-SHA256(api key, label): one key per use of the
+// API key (join tokens, signed URLs), so that none can stand for another.
+func DeriveKey(apiKey, label string) []byte {
 	mac := hmac.New(sha256.New, []byte(apiKey))
-	mac.Write([]byte(TokenKeyLabel))
+	mac.Write([]byte(label))
 	return mac.Sum(nil)
 }
 

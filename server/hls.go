@@ -28,11 +28,7 @@ import (
 const HLSKeyLabel = "matinee hls urls v1"
 
 // DeriveHLSKey returns the key signed HLS URLs are signed with.
-func DeriveHLSKey(apiKey string) []byte {
-	mac := hmac.New(sha256.New, []byte(apiKey))
-	mac.Write([]byte(HLSKeyLabel))
-	return mac.Sum(nil)
-}
+func DeriveHLSKey(apiKey string) []byte { return room.DeriveKey(apiKey, HLSKeyLabel) }
 
 // SignHLS returns the signature of a URL to room's live HLS that is good
 // until exp (Unix seconds): base64url, unpadded, of
