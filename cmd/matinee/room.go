@@ -31,6 +31,8 @@ Calls a running server's REST API (docs/api.md) and prints its JSON answer.
   matinee room delete ID
   matinee room token ID [--identity I] [--name N] [--role host|guest|viewer] [--ttl 24h]
   matinee room hls-url ID [--ttl 24h]      a signed URL of the room's live HLS
+  matinee room ingest ID [--json]           make an RTMP stream key (OBS, ffmpeg; docs/rtmp.md)
+  matinee room ingest ID --revoke KEYID     revoke a stream key (a publisher live on it is cut off)
 
 Every command takes --server (default https://localhost:8443), --api-key (default: the key in
 the data dir), --data-dir, --ca (a CA certificate to trust; default: the data dir's local CA)
@@ -50,7 +52,7 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, roomUsage)
 		if len(args) == 0 {
-			return errors.New("room: a command is required (create, list, get, delete, token)")
+			return errors.New("room: a command is required (create, list, get, delete, token, hls-url, ingest)")
 		}
 		return flag.ErrHelp
 	}
@@ -75,8 +77,9 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		name, id, password, metadata, identity, role         string
 		maxPeers                                             int
 		locked, openControl, waitAll, guestsShare, simulcast bool
-		publicHLS                                            bool
+		publicHLS, asJSON                                    bool
 		ttl                                                  time.Duration
+		revoke                                               string
 	)
 	switch cmd {
 	case "create":
@@ -98,10 +101,13 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		fs.DurationVar(&ttl, "ttl", 0, "how long the token is valid (default 24h)")
 	case "hls-url":
 		fs.DurationVar(&ttl, "ttl", 0, "how long the URL is valid (default 24h)")
+	case "ingest":
+		fs.StringVar(&revoke, "revoke", "", "revoke this stream key id (sk_…) instead of making one")
+		fs.BoolVar(&asJSON, "json", false, "print the server's JSON answer instead of the OBS settings")
 	case "list", "get", "delete":
 	default:
 		fmt.Fprint(stderr, roomUsage)
-		return fmt.Errorf("room: unknown command %q (create, list, get, delete, token, hls-url)", cmd)
+		return fmt.Errorf("room: unknown command %q (create, list, get, delete, token, hls-url, ingest)", cmd)
 	}
 	// The room id may come before or after the flags.
 	var pos []string
@@ -120,7 +126,7 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
-	needID := cmd == "get" || cmd == "delete" || cmd == "token" || cmd == "hls-url"
+	needID := cmd == "get" || cmd == "delete" || cmd == "token" || cmd == "hls-url" || cmd == "ingest"
 	switch {
 	case needID && len(pos) != 1:
 		return fmt.Errorf("room %s: give exactly one room id", cmd)
@@ -198,13 +204,28 @@ func runRoom(args []string, stdout, stderr io.Writer) error {
 		if ttl != 0 {
 			set("ttl", int64(ttl/time.Second))
 		}
+	case "ingest":
+		if revoke != "" {
+			if !strings.HasPrefix(revoke, "sk_") {
+				return fmt.Errorf("room ingest --revoke %q: want a stream key id (sk_…), as printed when the key was made", revoke)
+			}
+			method, path = "DELETE", "/api/rooms/"+url.PathEscape(pos[0])+"/ingests/"+url.PathEscape(revoke)
+		} else {
+			method, path = "POST", "/api/rooms/"+url.PathEscape(pos[0])+"/ingests"
+			set("type", "rtmp")
+		}
 	}
 	out, err := c.do(method, path, body)
 	if err != nil {
 		return err
 	}
-	if cmd == "delete" {
+	switch {
+	case cmd == "delete":
 		out = []byte(fmt.Sprintf(`{"deleted":%q}`, pos[0]))
+	case cmd == "ingest" && revoke != "":
+		out = []byte(fmt.Sprintf(`{"revoked":%q,"room":%q}`, revoke, pos[0]))
+	case cmd == "ingest" && !asJSON:
+		return printStreamKey(stdout, out)
 	}
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, out, "", "  "); err != nil {
@@ -315,4 +336,34 @@ func (c *apiClient) do(method, path string, body any) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
 	return out, nil
+}
+
+// printStreamKey prints a new stream key as the fields to type into OBS:
+// the key is shown this once (the server keeps only its hash).
+func printStreamKey(w io.Writer, answer []byte) error {
+	var k struct {
+		ID        string `json:"id"`
+		Room      string `json:"room"`
+		URL       string `json:"url"`
+		StreamKey string `json:"streamKey"`
+	}
+	if err := json.Unmarshal(answer, &k); err != nil || k.URL == "" || k.StreamKey == "" {
+		return fmt.Errorf("room ingest: unexpected answer %q", answer)
+	}
+	_, err := fmt.Fprintf(w, `RTMP stream key %s for room %s (shown once; revoke with: matinee room ingest %s --revoke %s)
+
+  Server:      %s
+  Stream Key:  %s
+
+  ffmpeg:      ffmpeg -re -i FILE -c:v libx264 -bf 0 -g 60 -c:a aac -f flv %s/%s
+
+OBS: Settings → Stream: Service "Custom…", Server and Stream Key as above.
+     Settings → Output (Advanced) → Streaming:
+       Encoder            x264 or a hardware H.264 encoder (not HEVC or AV1)
+       Rate Control       CBR
+       Keyframe Interval  2 s
+       B-frames           0 (x264: bframes=0 in x264 Options, or Profile baseline)
+     Audio: AAC (OBS's default).
+`, k.ID, k.Room, k.Room, k.ID, k.URL, k.StreamKey, k.URL, k.StreamKey)
+	return err
 }

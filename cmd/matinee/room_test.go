@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -178,5 +180,98 @@ func TestConvert(t *testing.T) {
 	}
 	if err := run([]string{"convert"}, &out, &errb); err == nil {
 		t.Fatal("convert without input")
+	}
+}
+
+func TestRoomIngest(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.UDPPort = 0
+	cfg.ICELoopbackOnly = true
+	cfg.RTMPAddr = "127.0.0.1:0"
+	srv, err := server.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeRTMP(ln) }()
+	hs := httptest.NewServer(srv.Handler())
+	defer func() {
+		hs.Close()
+		_ = srv.Close()
+		if err := <-served; err != nil {
+			t.Errorf("serve rtmp: %v", err)
+		}
+	}()
+	room := func(args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		err := run(append([]string{"room"}, append(args, "--server", hs.URL, "--data-dir", cfg.DataDir)...), &out, &errb)
+		return out.String(), err
+	}
+	if _, err := room("create", "--name", "Stage"); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := room("ingest", "stage")
+	if err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	field := func(name string) string {
+		m := regexp.MustCompile(`(?m)^  ` + name + `:\s+(\S+)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no %s in:\n%s", name, out)
+		}
+		return m[1]
+	}
+	// The host is the one browsers are sent to (the LAN address); the
+	// port is the RTMP listener's.
+	wantURL := field("Server")
+	if !regexp.MustCompile(`^rtmp://[^/]+:` + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + `/live$`).MatchString(wantURL) {
+		t.Fatalf("Server %q: not the RTMP listener's port", wantURL)
+	}
+	key := field("Stream Key")
+	roomID, keyID, ok := srv.Rooms().LookupStreamKey(key)
+	if !ok || roomID != "stage" || !strings.HasPrefix(keyID, "sk_") {
+		t.Fatalf("printed key %q: room %q id %q ok %v", key, roomID, keyID, ok)
+	}
+	for _, want := range []string{"Keyframe Interval  2 s", "B-frames           0", "Rate Control       CBR", "--revoke " + keyID, wantURL + "/" + key} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// --json prints the server's answer for scripts.
+	js, err := room("ingest", "stage", "--json")
+	var ans struct{ ID, Room, Type, URL, StreamKey string }
+	if err != nil || json.Unmarshal([]byte(js), &ans) != nil || ans.Type != "rtmp" || ans.URL != wantURL || ans.StreamKey == "" || ans.StreamKey == key {
+		t.Fatalf("ingest --json: %q %v", js, err)
+	}
+
+	rv, err := room("ingest", "stage", "--revoke", keyID)
+	if err != nil || !strings.Contains(rv, `"revoked": "`+keyID+`"`) {
+		t.Fatalf("revoke: %q %v", rv, err)
+	}
+	if _, _, ok := srv.Rooms().LookupStreamKey(key); ok {
+		t.Fatal("revoked key still works")
+	}
+	if _, _, ok := srv.Rooms().LookupStreamKey(ans.StreamKey); !ok {
+		t.Fatal("revoking one key revoked the other")
+	}
+	if _, err := room("ingest", "stage", "--revoke", keyID); err == nil || !strings.Contains(err.Error(), "404 not_found") {
+		t.Fatalf("revoke twice: %v", err)
+	}
+	if _, err := room("ingest", "stage", "--revoke", "live_abc"); err == nil || !strings.Contains(err.Error(), "stream key id") {
+		t.Fatalf("revoke by key instead of id: %v", err)
+	}
+	if _, err := room("ingest", "nosuch"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("ingest in a missing room: %v", err)
+	}
+	if _, err := room("ingest"); err == nil {
+		t.Fatal("ingest without a room id")
 	}
 }
