@@ -110,3 +110,25 @@ func (m *Manager) LookupStreamKey(key string) (roomID, keyID string, ok bool) {
 	}
 	return "", "", false
 }
+
+// NewStreamKey makes a stream key for the member's room (host only): the
+// same key POST /api/rooms/{id}/ingests {"type":"rtmp"} makes.
+func (mb *Member) NewStreamKey() (keyID, key string, err error) {
+	if err := mb.requireHost("make a stream key"); err != nil {
+		return "", "", err
+	}
+	return mb.room.m.NewStreamKey(mb.room.id)
+}
+
+// RevokeStreamKey removes key keyID of the member's room (host only). The
+// caller cuts off a publisher live on it, as the REST API does.
+func (mb *Member) RevokeStreamKey(keyID string) error {
+	if err := mb.requireHost("revoke a stream key"); err != nil {
+		return err
+	}
+	found, err := mb.room.m.RevokeStreamKey(mb.room.id, keyID)
+	if !found {
+		return errorf(CodeNotFound, "no stream key %s in room %s", keyID, mb.room.id)
+	}
+	return err
+}

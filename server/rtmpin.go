@@ -352,8 +352,14 @@ func (a *aacTranscoder) close() {
 // rtmpURL is the server URL a publisher is given (OBS's "Server"): the
 // host browsers reach, and the port the RTMP server listens on.
 func (s *Server) rtmpURL(r *http.Request) string {
-	host := r.Host
-	if u, err := url.Parse(s.baseURL(r)); err == nil {
+	return s.rtmpURLFor(r.Host)
+}
+
+// rtmpURLFor is rtmpURL for a browser that reached the server at reqHost
+// (a host's page asks over its WebSocket).
+func (s *Server) rtmpURLFor(reqHost string) string {
+	host := reqHost
+	if u, err := url.Parse(s.baseURL(&http.Request{Host: reqHost})); err == nil {
 		host = u.Hostname()
 	}
 	port := int(s.rtmp.port.Load())
@@ -417,3 +423,10 @@ func (s *Server) revokeStreamKey(w http.ResponseWriter, r *http.Request) {
 	}
 	writeRecordingJSON(w, http.StatusOK, map[string]any{})
 }
+
+// rtmpKeys gives the signalling server (a host's createStreamKey and
+// revokeStreamKey) the RTMP URL and the live publishers.
+type rtmpKeys struct{ s *Server }
+
+func (k *rtmpKeys) RTMPURL(host string) string { return k.s.rtmpURLFor(host) }
+func (k *rtmpKeys) RevokeLive(keyID string)    { k.s.revokeLive(keyID) }

@@ -109,12 +109,14 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		cancel()
 		return nil, err
 	}
+	keys := &rtmpKeys{} // its server is made below
 	sig := signaling.New(rooms, signaling.Config{
 		MaxMessage:   cfg.WSMaxMessage,
 		PingInterval: cfg.WSPingInterval,
 		PongTimeout:  cfg.WSPongTimeout,
 		JoinTimeout:  cfg.WSJoinTimeout,
 		MaxPerAddr:   cfg.WSMaxPerAddr,
+		StreamKeys:   keys,
 		Logger:       log,
 	})
 	if created {
@@ -122,6 +124,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	}
 	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, hlsKey: DeriveHLSKey(key), lan: lan, web: web.New(web.Options{ValidRoom: room.ValidID})}
 	s.rtmp = s.newRTMPIngest()
+	keys.s = s
 	s.mux.Handle("GET /ws", sig)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mountWHIP()

@@ -33,6 +33,10 @@ type Config struct {
 	// MaxPerAddr is how many sockets one remote address may hold open;
 	// more are refused with HTTP 429 before the upgrade. 0: no limit.
 	MaxPerAddr int
+	// StreamKeys gives a host's createStreamKey and revokeStreamKey what
+	// only the server knows (streamkeys.go); nil: they answer that RTMP
+	// ingest is off.
+	StreamKeys StreamKeys
 	Logger     *slog.Logger
 }
 
@@ -164,6 +168,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out:    make(chan []byte, s.cfg.SendQueue),
 		quit:   make(chan struct{}),
 		log:    s.log.With("remote", r.RemoteAddr),
+		host:   r.Host,
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -204,6 +209,7 @@ type session struct {
 	client *room.Client // rate limits kept across this socket's joins
 	out    chan []byte
 	log    *slog.Logger
+	host   string // the Host the socket was opened with
 
 	quitOnce sync.Once
 	quit     chan struct{}

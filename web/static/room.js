@@ -1073,6 +1073,60 @@ for (const [id, field] of ROOM_SWITCHES) {
   });
 }
 
+// ---------------------------------------------------------------- stream key
+
+// A host makes an RTMP stream key (docs/rtmp.md). The key is in the answer
+// only: it is shown until revoked or the page is left.
+let streamKeyID = null;
+
+function showStreamKey(k) {
+  streamKeyID = k ? k.id : null;
+  $('stream-key-shown').hidden = !k;
+  $('stream-key-make').hidden = !!k;
+  $('stream-key-url').value = k ? k.url : '';
+  $('stream-key-key').value = k ? k.streamKey : '';
+}
+
+$('stream-key-make').addEventListener('click', async () => {
+  const b = $('stream-key-make');
+  b.disabled = true;
+  try {
+    showStreamKey(await app.client.request('createStreamKey', {}));
+  } catch (err) {
+    toast(`Could not make a stream key: ${errText(err)}`, {kind: 'error'});
+  } finally {
+    b.disabled = false;
+  }
+});
+
+$('stream-key-revoke').addEventListener('click', async () => {
+  if (!streamKeyID) return;
+  const b = $('stream-key-revoke');
+  b.disabled = true;
+  try {
+    await app.client.request('revokeStreamKey', {id: streamKeyID});
+    showStreamKey(null);
+    toast('Stream key revoked: it can no longer stream into this room.', {ms: 3500});
+  } catch (err) {
+    toast(`Could not revoke the stream key: ${errText(err)}`, {kind: 'error'});
+  } finally {
+    b.disabled = false;
+  }
+});
+
+for (const b of document.querySelectorAll('#stream-key [data-copy]')) {
+  b.addEventListener('click', async () => {
+    const input = $(b.dataset.copy);
+    try {
+      await navigator.clipboard.writeText(input.value);
+      toast('Copied.', {ms: 2000});
+    } catch {
+      input.select();
+      window.prompt('Copy this:', input.value);
+    }
+  });
+}
+
 // Stops everything this page sends (a viewer may not share).
 function stopAllLocal() {
   if (app.share) stopShare();
