@@ -11,12 +11,13 @@
 // every -record-every.
 //
 //	go run ./bench/soak -duration 10m -interval 1m
-//	go run ./bench/soak -url http://127.0.0.1:8080 -key $KEY -pid $(pidof matinee)
+//	go run ./bench/soak -url http://127.0.0.1:8080 -key $KEY
 //
 // It only talks to loopback addresses, and stops after -duration.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -50,7 +51,6 @@ import (
 type options struct {
 	url         string
 	key         string
-	pid         int
 	room        string
 	duration    time.Duration
 	interval    time.Duration
@@ -67,7 +67,6 @@ func main() {
 	var o options
 	flag.StringVar(&o.url, "url", "", "base URL of a running server (loopback only); default: start one in this process")
 	flag.StringVar(&o.key, "key", os.Getenv("MATINEE_API_KEY"), "API key with -url (default $MATINEE_API_KEY)")
-	flag.IntVar(&o.pid, "pid", 0, "with -url: the server's process, to read RSS and open files from /proc")
 	flag.StringVar(&o.room, "room", "soak", "room to use")
 	flag.DurationVar(&o.duration, "duration", time.Hour, "how long to run")
 	flag.DurationVar(&o.interval, "interval", time.Minute, "time between samples")
@@ -366,7 +365,7 @@ func (c *churn) sampleUntil(ctx context.Context, out io.Writer, inproc bool) []s
 		case <-ctx.Done():
 			return ss
 		}
-		s := c.measure(inproc)
+		s := c.measure(ctx, inproc)
 		s.elapsed = time.Since(start).Round(time.Second)
 		ss = append(ss, s)
 		fmt.Fprintf(out, "%8s %10s %10s %6s %5s %7d %7d %7d %7d %5d %5d\n",
@@ -375,27 +374,59 @@ func (c *churn) sampleUntil(ctx context.Context, out io.Writer, inproc bool) []s
 	}
 }
 
-func (c *churn) measure(inproc bool) sample {
+func (c *churn) measure(ctx context.Context, inproc bool) sample {
 	s := sample{heap: -1, rss: -1, goroutines: -1, fds: -1, members: c.members.Load(), viewers: c.viewers.Load()}
-	proc := "self"
 	if !inproc {
-		if c.o.pid == 0 {
-			return s
-		}
-		proc = strconv.Itoa(c.o.pid)
+		c.scrape(ctx, &s)
+		return s
 	}
-	if inproc {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		s.heap = int64(ms.HeapInuse)
-		s.goroutines = runtime.NumGoroutine()
-	}
-	s.rss = vmRSS("/proc/" + proc + "/status")
-	if ents, err := os.ReadDir("/proc/" + proc + "/fd"); err == nil {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.heap = int64(ms.HeapInuse)
+	s.goroutines = runtime.NumGoroutine()
+	s.rss = vmRSS("/proc/self/status")
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
 		s.fds = len(ents)
 	}
 	return s
+}
+
+// scrape reads a remote server's figures from its /metrics (the Go and
+// process collectors). Its heap is as the last GC left it, not after a
+// forced one, so it is noisier than in-process.
+func (c *churn) scrape(ctx context.Context, s *sample) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.o.url+"/metrics", nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.fail("metrics", err)
+		return
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "go_memstats_heap_inuse_bytes":
+			s.heap = int64(v)
+		case "process_resident_memory_bytes":
+			s.rss = int64(v)
+		case "go_goroutines":
+			s.goroutines = int(v)
+		case "process_open_fds":
+			s.fds = int(v)
+		}
+	}
 }
 
 // vmRSS reads VmRSS from a /proc status file, in bytes; -1 if unreadable.

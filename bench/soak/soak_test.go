@@ -105,3 +105,41 @@ func TestVerdict(t *testing.T) {
 		t.Errorf("goroutines doubling judged flat: %s", out.String())
 	}
 }
+
+// TestSoakRemote reads a server's figures from its /metrics, as against
+// a server in a process of its own.
+func TestSoakRemote(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	base, key, closeSrv, err := startInProcess(ctx, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeSrv()
+	o := options{
+		url: base, key: key, room: "remote", duration: 3 * time.Second, interval: time.Second, warmup: time.Second,
+		members: 1, viewers: 1, hold: time.Second, recordEvery: time.Minute, recordFor: 500 * time.Millisecond,
+		tolerance: 0.25,
+	}
+	var out bytes.Buffer
+	if _, err := run(ctx, o, &out, log); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	rows := 0
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 11 || f[0] == "elapsed" {
+			continue
+		}
+		rows++
+		for i, col := range f[1:5] {
+			if v, err := strconv.ParseFloat(col, 64); err != nil || v <= 0 {
+				t.Errorf("sample %v: column %d = %q, want a positive figure from /metrics", f, i+1, col)
+			}
+		}
+	}
+	if rows < 2 {
+		t.Errorf("%d samples:\n%s", rows, out.String())
+	}
+}
