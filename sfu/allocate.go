@@ -12,7 +12,8 @@ import (
 // priority (screen shares before cameras) — and each video consumer gets
 // the best simulcast layer that fits, within the subscriber's preferred
 // maximum. Going down is immediate; going up needs the headroom to last
-// upHold, so a noisy estimate cannot make layers flap. When even the
+// upHold, so a noisy estimate cannot make layers flap, unless a probe has
+// just measured it. When even the
 // lowest layer does not fit, the video is suspended (audio keeps flowing).
 //
 // With VP8 temporal layers, a choice is a (spatial, temporal) pair. The
@@ -75,7 +76,7 @@ const (
 	probeAgain      = 300 * time.Millisecond
 	probeMaxBackoff = 4 * time.Second
 	probeMaxFactor  = 2.0
-	probeOvershoot  = 1.06
+	probeMargin     = 0.06
 	// No probing for this long after the estimate fell: the link just
 	// said it is full.
 	probeQuiet = 3 * time.Second
@@ -102,6 +103,9 @@ type allocState struct {
 type linkState struct {
 	loss       float64 // fraction lost, latest figure
 	delivering bool    // the subscriber acknowledges about what is sent
+	// A probe has just succeeded: the estimate is a fresh measurement of
+	// the link, not a drift that a hold must confirm.
+	measured bool
 }
 
 // cannotCarry reports whether the link shows it cannot carry rate on a
@@ -112,7 +116,6 @@ func (l linkState) cannotCarry(budget, rate int) bool {
 
 // consumerAlloc is a consumer's allocator memory between ticks.
 type consumerAlloc struct {
-	upLayer     choice
 	upSince     time.Time
 	upAt        time.Time // when the consumer last went up
 	downSince   time.Time
@@ -252,9 +255,11 @@ func (t *Transport) allocate(now time.Time) {
 	t.alloc.lastEst = est
 	budget := est
 	acked := t.bwe.Acked()
+	lp := t.bwe.LastProbe()
 	link := linkState{
 		loss:       t.bwe.Loss(),
 		delivering: t.alloc.mediaRate > 0 && float64(acked) >= pauseAcked*float64(t.alloc.mediaRate),
+		measured:   lp.Success && lp.At.After(t.alloc.lastResult),
 	}
 	cs := t.Consumers()
 	sort.Slice(cs, func(i, j int) bool {
@@ -294,7 +299,7 @@ func (t *Transport) allocate(now time.Time) {
 	// Schedule the next probe from the latest result: soon after a
 	// success (the link may carry still more), later and later after
 	// failures.
-	if lp := t.bwe.LastProbe(); !lp.At.IsZero() && lp.At.After(t.alloc.lastResult) {
+	if !lp.At.IsZero() && lp.At.After(t.alloc.lastResult) {
 		t.alloc.lastResult = lp.At
 		switch {
 		case lp.Success:
@@ -334,13 +339,16 @@ func (t *Transport) allocate(now time.Time) {
 // probeTarget is the rate to probe at for wantMore bits per second above
 // the media's, given the estimate and the latest probe's result.
 func probeTarget(media, wantMore, est int, lp bwe.ProbeResult, now time.Time) int {
-	// A successful probe sets the estimate to 95% of what it delivered
-	// (bwe): aiming at exactly what the better layer needs would leave
-	// the estimate 5% short of it, and GCC cannot climb further on its
-	// own (its increase is bounded by what is actually sent). A little
-	// more than 1/0.95 is enough; more would only overshoot a link that
-	// cannot carry the layer.
-	target := int(float64(media+wantMore) * probeOvershoot)
+	// A successful probe sets the estimate to bwe.ProbeKeepPercent of what
+	// it delivered: aiming at exactly what the better layer needs would
+	// leave the estimate short of it, and GCC cannot climb further on its
+	// own (its increase is bounded by what is actually sent). So aim at
+	// need ÷ ProbeKeepPercent, plus probeMargin: a probe delivers its
+	// target only to within a few percent, and one that lands a hair short
+	// would leave the estimate a hair short too, probe after probe (the
+	// layer then took several seconds longer to reach). More than that
+	// would only overshoot a link that cannot carry the layer.
+	target := int(float64(media+wantMore) * 100 / bwe.ProbeKeepPercent * (1 + probeMargin))
 	if m := int(float64(est) * probeMaxFactor); target > m {
 		target = m
 	}
@@ -502,10 +510,14 @@ func (c *Consumer) allocate(budget int, link linkState, now time.Time) (used, mo
 			c.setTarget(cands[best]) // resuming from suspension: no wait
 			break
 		}
-		if c.alloc.upSince.IsZero() || c.alloc.upLayer != cands[best] {
-			c.alloc.upSince, c.alloc.upLayer = now, cands[best]
+		// The hold runs from when something better first fitted, and
+		// then goes to the best that fits: a probe that succeeds lifts
+		// the estimate in steps, and a hold per step would keep a link
+		// that carries the top layer on a middle one for seconds.
+		if c.alloc.upSince.IsZero() {
+			c.alloc.upSince = now
 		}
-		if now.Sub(c.alloc.upSince) >= upHold {
+		if now.Sub(c.alloc.upSince) >= upHold || link.measured {
 			c.setTarget(cands[best])
 			c.alloc.upSince = time.Time{}
 			c.alloc.upAt = now

@@ -246,6 +246,12 @@ func (e *Estimator) onAcks(now time.Time) {
 	}
 }
 
+// ProbeKeepPercent is the share of a probe's delivered rate the estimate
+// keeps: a little under it, as the delivered rate is measured over a short
+// burst. A caller aiming a probe at a rate the estimate must reach aims at
+// that rate ÷ ProbeKeepPercent%, plus a margin for the measurement's noise.
+const ProbeKeepPercent = 95
+
 // evalProbe ends the probe with what the feedback has told of it. Called
 // with e.mu held.
 func (e *Estimator) evalProbe(now time.Time) {
@@ -257,14 +263,14 @@ func (e *Estimator) evalProbe(now time.Time) {
 		e.rrLoss = 0 // the probe is newer news than the report
 	}
 	switch {
-	case res.Success && res.Delivered*95/100 > e.floor:
-		e.floor = res.Delivered * 95 / 100
+	case res.Success && res.Delivered*ProbeKeepPercent/100 > e.floor:
+		e.floor = res.Delivered * ProbeKeepPercent / 100
 	case !res.Success && res.Delivered > 0 && res.Delivered < e.floor:
 		// The link carried less than the floor claims: an earlier
 		// probe rode a burst allowance. Left there, the floor would
 		// also sit above every later probe's aim (the allocator
 		// bounds those by what this one delivered) and stop them.
-		e.floor = res.Delivered * 95 / 100
+		e.floor = res.Delivered * ProbeKeepPercent / 100
 	}
 }
 
