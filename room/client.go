@@ -140,8 +140,9 @@ func (g *passwordGuard) reserve(c *Client, roomID string, now time.Time) (done f
 func tooManyAttempts(wait time.Duration) *Error {
 	ms := wait.Milliseconds() + 1
 	return &Error{
-		Code:    CodeRateLimited,
-		Message: "too many wrong passwords: wait " + strconv.FormatInt(ms, 10) + " ms",
-		Data:    map[string]any{"reason": ReasonTooManyAttempts, "retryAfterMs": ms},
+		Kind:         KindRateLimited,
+		Message:      "too many wrong passwords: wait " + strconv.FormatInt(ms, 10) + " ms",
+		Reason:       ReasonTooManyAttempts,
+		RetryAfterMs: ms,
 	}
 }

@@ -172,27 +172,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // apiFail answers err with its status.
 func (s *Server) apiFail(w http.ResponseWriter, err error) {
-	var re *room.Error
-	if errors.As(err, &re) {
-		field := ""
-		if d, ok := re.Data.(map[string]any); ok {
-			field, _ = d["field"].(string)
-		}
-		msg := strings.TrimPrefix(re.Message, "invalid params: ")
-		switch re.Code {
-		case room.CodeNotFound:
+	if re, ok := room.AsError(err); ok {
+		msg, field := re.Message, re.Field
+		switch re.Kind {
+		case room.KindNotFound:
 			writeAPIError(w, http.StatusNotFound, "not_found", msg, "")
 			return
-		case room.CodeInvalidParams:
+		case room.KindInvalidField:
 			writeAPIError(w, http.StatusUnprocessableEntity, "invalid_field", msg, field)
 			return
-		case room.CodeConflict:
+		case room.KindConflict:
 			writeAPIError(w, http.StatusConflict, "room_exists", msg, "id")
 			return
-		case room.CodeInvalidState:
+		case room.KindInvalidState:
 			writeAPIError(w, http.StatusConflict, "invalid_state", msg, "")
 			return
-		case room.CodeForbidden:
+		case room.KindForbidden:
 			writeAPIError(w, http.StatusForbidden, "forbidden", msg, "")
 			return
 		}
@@ -501,11 +496,8 @@ func (s *Server) requireKeyOrToken(h http.HandlerFunc) http.Handler {
 		}
 		if _, err := s.rooms.VerifyToken(r.PathValue("id"), got); err != nil {
 			code := "token_invalid"
-			var re *room.Error
-			if errors.As(err, &re) {
-				if d, ok := re.Data.(map[string]any); ok {
-					code, _ = d["reason"].(string)
-				}
+			if re, ok := room.AsError(err); ok && re.Reason != "" {
+				code = re.Reason
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="matinee", error="invalid_token"`)
 			WriteJSONError(w, http.StatusUnauthorized, code, err.Error())

@@ -103,11 +103,8 @@ func (s *Server) checkHLSToken(id, tok string) error {
 	if _, err := s.authorizeMedia(nil, whip.Access{Room: id, Token: tok}); err != nil {
 		code := "token_invalid"
 		if _, verr := s.rooms.VerifyToken(id, tok); verr != nil {
-			var re *room.Error
-			if errors.As(verr, &re) {
-				if d, ok := re.Data.(map[string]any); ok {
-					code, _ = d["reason"].(string)
-				}
+			if re, ok := room.AsError(verr); ok && re.Reason != "" {
+				code = re.Reason
 			}
 		}
 		return &hlsDenied{http.StatusUnauthorized, code, err.Error()}

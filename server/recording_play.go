@@ -123,12 +123,12 @@ func (s *Server) startIngest(w http.ResponseWriter, r *http.Request, admin bool)
 	}
 	in, err := s.rooms.Ingest(id, opts)
 	if err != nil {
-		var re *room.Error
-		if errors.As(err, &re) && re.Code == room.CodeNotFound {
+		re, isRoom := room.AsError(err)
+		if isRoom && re.Kind == room.KindNotFound {
 			WriteJSONError(w, http.StatusNotFound, "not_found", re.Message)
 			return
 		}
-		if errors.As(err, &re) {
+		if isRoom {
 			WriteJSONError(w, http.StatusConflict, "invalid_state", re.Message)
 			return
 		}

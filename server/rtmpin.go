@@ -391,10 +391,9 @@ type StreamKeyResponse struct {
 func (s *Server) newStreamKey(w http.ResponseWriter, r *http.Request, id string) {
 	keyID, key, err := s.rooms.NewStreamKey(id)
 	if err != nil {
-		var re *room.Error
 		switch {
-		case errors.As(err, &re) && re.Code == room.CodeNotFound:
-			WriteJSONError(w, http.StatusNotFound, "not_found", re.Message)
+		case room.KindOf(err) == room.KindNotFound:
+			WriteJSONError(w, http.StatusNotFound, "not_found", err.Error())
 		case errors.Is(err, room.ErrStore):
 			WriteJSONError(w, http.StatusInsufficientStorage, "store_failed", err.Error())
 		default:
