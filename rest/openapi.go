@@ -78,6 +78,13 @@ func operation(rt Route) (map[string]any, error) {
 		}
 		return json.RawMessage(s), nil
 	}
+	if rt.Query != "" {
+		q, err := schema(rt.Query)
+		if err != nil {
+			return nil, err
+		}
+		op["parameters"] = q
+	}
 	errs := append([]int(nil), rt.Errors...)
 	if rt.Auth != Public {
 		errs = append(errs, http.StatusUnauthorized)

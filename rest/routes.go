@@ -15,6 +15,9 @@ type Route struct {
 	// OperationID and Summary (and Description, when set) name the
 	// operation in the OpenAPI document.
 	OperationID, Summary, Description string
+	// Query is the operation's query parameters, a JSON array of
+	// OpenAPI parameter objects; empty: none.
+	Query Schema
 	// Body is the request body's schema (raw JSON, or Ref); empty: no
 	// body. BodyRequired marks one that may not be left out.
 	Body         Schema

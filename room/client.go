@@ -70,9 +70,9 @@ func (l PasswordLimits) withDefaults() PasswordLimits {
 
 func (l PasswordLimits) rate(n int) float64 { return float64(n) / l.Window.Seconds() }
 
-// ReasonTooManyAttempts is the reason of the 1008 error a join gets once
-// too many wrong passwords came from its connection, its address or to
-// its room.
+// ReasonTooManyAttempts is the reason of the KindRateLimited error a join
+// gets once too many wrong passwords came from its connection, its
+// address or to its room.
 const ReasonTooManyAttempts = "too_many_attempts"
 
 // passwordGuard counts wrong passwords. A join with a password reserves

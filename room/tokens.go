@@ -134,8 +134,8 @@ func (m *Manager) MintToken(roomID string, spec TokenSpec) (token string, claims
 }
 
 // VerifyToken checks a join token's signature and expiry and that it is for
-// roomID. Its errors are 1005 with a reason (token_invalid, token_expired,
-// token_other_room).
+// roomID. Its errors are KindForbidden with a reason (token_invalid,
+// token_expired, token_other_room).
 func (m *Manager) VerifyToken(roomID, token string) (*TokenClaims, error) {
 	if len(m.cfg.TokenKey) == 0 {
 		return nil, forbidden(ReasonTokenInvalid, "join tokens are not enabled on this server")

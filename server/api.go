@@ -95,6 +95,10 @@ func (s *Server) mountAPI() {
 		Ingests:  (*ingests)(s),
 		RTMP:     &rtmpKeys{s: s},
 		Logger:   s.log,
+		Extra: []rest.Route{{Method: "GET", Path: "/api/lan", Auth: rest.Public, Handler: s.serveLAN,
+			OperationID: "lanLinks", Summary: "The links phones on the LAN open, their QR code, and where to get the local CA",
+			Query:  `[{"name":"room","in":"query","required":false,"schema":{"type":"string"},"description":"Give the room's join links instead of the lobby's."}]`,
+			Status: 200, Answer: "The links", Result: rest.Ref("LANInfo")}},
 	})
 	s.api.Mount(s.mux)
 	s.mux.HandleFunc("GET /media/{path...}", s.serveMedia)
