@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -143,8 +142,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+	rest.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // Handler returns the server's HTTP routes.
