@@ -205,14 +205,14 @@ func (m *Manager) CreateRoom(spec RoomSpec) (RoomInfo, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return RoomInfo{}, errorf(CodeInvalidState, "server is shutting down")
+		return RoomInfo{}, errorf(KindInvalidState, "server is shutting down")
 	}
 	id := spec.ID
 	if id != "" {
 		m.waitClosedLocked(id) // a room of this id just deleted
 		if _, taken := m.rooms[id]; taken {
 			m.mu.Unlock()
-			return RoomInfo{}, errorf(CodeConflict, "room %q exists already", id)
+			return RoomInfo{}, errorf(KindConflict, "room %q exists already", id)
 		}
 	} else {
 		id = slugify(name)
@@ -290,7 +290,7 @@ func freshID() string {
 func (m *Manager) UpdateRoom(id string, u RoomUpdate) (RoomInfo, error) {
 	r, ok := m.Room(id)
 	if !ok {
-		return RoomInfo{}, errorf(CodeNotFound, "unknown room %q", id)
+		return RoomInfo{}, errorf(KindNotFound, "unknown room %q", id)
 	}
 	return r.update(u, "")
 }
@@ -329,7 +329,7 @@ func (r *Room) update(u RoomUpdate, by string) (RoomInfo, error) {
 	if r.closed {
 		r.mu.Unlock()
 		r.evMu.Unlock()
-		return RoomInfo{}, errorf(CodeNotFound, "room %q has ended", r.id)
+		return RoomInfo{}, errorf(KindNotFound, "room %q has ended", r.id)
 	}
 	s := &r.settings
 	if u.Name != nil {
@@ -371,7 +371,7 @@ func (r *Room) update(u RoomUpdate, by string) (RoomInfo, error) {
 func (m *Manager) DeleteRoom(id string) error {
 	r, ok := m.Room(id)
 	if !ok {
-		return errorf(CodeNotFound, "unknown room %q", id)
+		return errorf(KindNotFound, "unknown room %q", id)
 	}
 	info := r.Info()
 	r.end("room deleted")
@@ -461,11 +461,11 @@ func (r *Room) Participant(identity string) (*Member, bool) {
 func (m *Manager) participant(roomID, identity string) (*Member, error) {
 	r, ok := m.Room(roomID)
 	if !ok {
-		return nil, errorf(CodeNotFound, "unknown room %q", roomID)
+		return nil, errorf(KindNotFound, "unknown room %q", roomID)
 	}
 	mb, ok := r.Participant(identity)
 	if !ok {
-		return nil, errorf(CodeNotFound, "no participant %q in room %q", identity, roomID)
+		return nil, errorf(KindNotFound, "no participant %q in room %q", identity, roomID)
 	}
 	return mb, nil
 }

@@ -56,7 +56,7 @@ func (r *Room) ChatHistory() []ChatMessage {
 
 func rateLimited(what string, wait time.Duration) *Error {
 	ms := wait.Milliseconds() + 1
-	return &Error{Code: CodeRateLimited, Message: what + " too fast: wait " + strconv.FormatInt(ms, 10) + " ms", Data: map[string]any{"retryAfterMs": ms}}
+	return &Error{Kind: KindRateLimited, Message: what + " too fast: wait " + strconv.FormatInt(ms, 10) + " ms", RetryAfterMs: ms}
 }
 
 // takeChat spends one message of the connection's budget and one of the

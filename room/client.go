@@ -70,9 +70,9 @@ func (l PasswordLimits) withDefaults() PasswordLimits {
 
 func (l PasswordLimits) rate(n int) float64 { return float64(n) / l.Window.Seconds() }
 
-// ReasonTooManyAttempts is the reason of the 1008 error a join gets once
-// too many wrong passwords came from its connection, its address or to
-// its room.
+// ReasonTooManyAttempts is the reason of the KindRateLimited error a join
+// gets once too many wrong passwords came from its connection, its
+// address or to its room.
 const ReasonTooManyAttempts = "too_many_attempts"
 
 // passwordGuard counts wrong passwords. A join with a password reserves
@@ -140,8 +140,9 @@ func (g *passwordGuard) reserve(c *Client, roomID string, now time.Time) (done f
 func tooManyAttempts(wait time.Duration) *Error {
 	ms := wait.Milliseconds() + 1
 	return &Error{
-		Code:    CodeRateLimited,
-		Message: "too many wrong passwords: wait " + strconv.FormatInt(ms, 10) + " ms",
-		Data:    map[string]any{"reason": ReasonTooManyAttempts, "retryAfterMs": ms},
+		Kind:         KindRateLimited,
+		Message:      "too many wrong passwords: wait " + strconv.FormatInt(ms, 10) + " ms",
+		Reason:       ReasonTooManyAttempts,
+		RetryAfterMs: ms,
 	}
 }

@@ -48,7 +48,7 @@ func TestEdge(t *testing.T) {
 		t.Fatalf("connection %q: %v, %v", send, c, err)
 	}
 	_, err = mb.Connection("nope")
-	wantCode(t, err, CodeNotFound, "unknown transport")
+	wantCode(t, err, KindNotFound, "unknown transport")
 	rm, ok := m.Room("edge")
 	if !ok {
 		t.Fatal("room edge is gone")

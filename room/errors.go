@@ -7,25 +7,60 @@ import (
 	"github.com/matinee-dev/matinee/sfu"
 )
 
-// Error codes shared by the WebSocket protocol (docs/protocol.md).
+// Kind is what sort of failure an Error is. room knows no wire format:
+// each protocol edge maps kinds to its own codes (signaling to JSON-RPC
+// error codes, rest to HTTP statuses, whip to WHIP's statuses).
+type Kind int
+
+// The kinds of failure a client causes.
 const (
-	CodeNotJoined     = 1001
-	CodeAlreadyJoined = 1002
-	CodeRoomFull      = 1003
-	CodeNotFound      = 1004
-	CodeForbidden     = 1005
-	CodeBadSDP        = 1006
-	CodeInvalidState  = 1007
-	CodeRateLimited   = 1008
-	// CodeInvalidParams is JSON-RPC's "invalid params"; the REST API
-	// answers it with 422 and the message names the field.
-	CodeInvalidParams = -32602
-	// CodeConflict is only used by the REST API (409): the room id is taken.
-	CodeConflict = 1009
+	// KindNone is not a room error (a bug, an I/O failure).
+	KindNone Kind = iota
+	// KindNotJoined: the call needs a membership the caller does not hold.
+	KindNotJoined
+	// KindAlreadyJoined: the caller is a member already.
+	KindAlreadyJoined
+	// KindRoomFull: the room has its maximum of members.
+	KindRoomFull
+	// KindNotFound: an unknown room, member, transport, producer, key...
+	KindNotFound
+	// KindForbidden: wrong password or token, or the role may not do
+	// this; Reason says which.
+	KindForbidden
+	// KindBadSDP: an offer or answer the media core cannot use.
+	KindBadSDP
+	// KindInvalidState: the request is valid but not now (no video
+	// loaded, a transport exists already, shutting down).
+	KindInvalidState
+	// KindRateLimited: too fast; RetryAfterMs says when to try again.
+	KindRateLimited
+	// KindInvalidField: a parameter is missing, malformed or out of
+	// range; Field names it when one is at fault.
+	KindInvalidField
+	// KindConflict: the name or id asked for is taken.
+	KindConflict
 )
 
-// Reasons carried in Error.Data for errors a client reacts to differently
-// (ask for a password, show "locked", drop a stale token...).
+// Kinds lists every kind a room Error can have, for the protocol edges'
+// tests that each is mapped.
+var Kinds = []Kind{KindNotJoined, KindAlreadyJoined, KindRoomFull, KindNotFound, KindForbidden,
+	KindBadSDP, KindInvalidState, KindRateLimited, KindInvalidField, KindConflict}
+
+var kindNames = map[Kind]string{
+	KindNone: "none", KindNotJoined: "not_joined", KindAlreadyJoined: "already_joined", KindRoomFull: "room_full",
+	KindNotFound: "not_found", KindForbidden: "forbidden", KindBadSDP: "bad_sdp", KindInvalidState: "invalid_state",
+	KindRateLimited: "rate_limited", KindInvalidField: "invalid_field", KindConflict: "conflict",
+}
+
+func (k Kind) String() string {
+	if n, ok := kindNames[k]; ok {
+		return n
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Reasons carried in Error.Reason for errors a client reacts to
+// differently (ask for a password, show "locked", drop a stale token...).
 const (
 	ReasonPasswordRequired = "password_required"
 	ReasonWrongPassword    = "wrong_password"
@@ -36,13 +71,19 @@ const (
 	ReasonNotAllowed       = "not_allowed"
 )
 
-// Error is a failure the client caused, with the protocol's code.
+// Error is a failure the client caused.
 type Error struct {
-	Code    int
+	Kind Kind
+	// Message says what failed, for people; for KindInvalidField it
+	// starts with the quoted field when there is one ("\"ttl\" must be...").
 	Message string
-	// Data, when set, is sent as the JSON-RPC error's data member, e.g.
-	// {"reason":"password_required"} or {"retryAfterMs":800}.
-	Data any
+	// Field is the parameter at fault (KindInvalidField), if one is.
+	Field string
+	// Reason is a machine-readable refinement (the Reason* constants).
+	Reason string
+	// RetryAfterMs is how long to wait before trying again
+	// (KindRateLimited).
+	RetryAfterMs int64
 	// CloseConn asks the transport to close the connection after sending
 	// the error (a client that keeps guessing passwords).
 	CloseConn bool
@@ -50,21 +91,37 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-func errorf(code int, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+// KindOf returns err's kind: KindNone when err is not a room Error.
+func KindOf(err error) Kind {
+	var re *Error
+	if errors.As(err, &re) {
+		return re.Kind
+	}
+	return KindNone
 }
 
-// forbidden is a 1005 error with a machine-readable reason.
+// AsError returns err's room Error, if it has one.
+func AsError(err error) (*Error, bool) {
+	var re *Error
+	ok := errors.As(err, &re)
+	return re, ok
+}
+
+func errorf(kind Kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// forbidden is a KindForbidden error with a machine-readable reason.
 func forbidden(reason, format string, args ...any) *Error {
-	return &Error{Code: CodeForbidden, Message: fmt.Sprintf(format, args...), Data: map[string]any{"reason": reason}}
+	return &Error{Kind: KindForbidden, Message: fmt.Sprintf(format, args...), Reason: reason}
 }
 
-// invalidField is an "invalid params" error naming the field.
+// invalidField is a KindInvalidField error naming the field.
 func invalidField(field, format string, args ...any) *Error {
-	return &Error{Code: CodeInvalidParams, Message: fmt.Sprintf("invalid params: %q ", field) + fmt.Sprintf(format, args...), Data: map[string]any{"field": field}}
+	return &Error{Kind: KindInvalidField, Message: fmt.Sprintf("%q ", field) + fmt.Sprintf(format, args...), Field: field}
 }
 
-// fromSFU turns the media core's errors into protocol errors.
+// fromSFU turns the media core's errors into room errors.
 func fromSFU(err error) error {
 	var re *Error
 	switch {
@@ -73,11 +130,11 @@ func fromSFU(err error) error {
 	case errors.As(err, &re):
 		return err
 	case errors.Is(err, sfu.ErrBadSDP):
-		return &Error{Code: CodeBadSDP, Message: err.Error()}
+		return &Error{Kind: KindBadSDP, Message: err.Error()}
 	case errors.Is(err, sfu.ErrNotFound):
-		return &Error{Code: CodeNotFound, Message: err.Error()}
+		return &Error{Kind: KindNotFound, Message: err.Error()}
 	case errors.Is(err, sfu.ErrInvalidState), errors.Is(err, sfu.ErrClosed):
-		return &Error{Code: CodeInvalidState, Message: err.Error()}
+		return &Error{Kind: KindInvalidState, Message: err.Error()}
 	}
 	return err
 }

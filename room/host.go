@@ -41,10 +41,10 @@ func (mb *Member) other(peerID string) (*Member, error) {
 	t := r.members[peerID]
 	r.mu.Unlock()
 	if t == nil {
-		return nil, errorf(CodeNotFound, "unknown peer %q", peerID)
+		return nil, errorf(KindNotFound, "unknown peer %q", peerID)
 	}
 	if t == mb {
-		return nil, errorf(CodeInvalidState, "not on yourself")
+		return nil, errorf(KindInvalidState, "not on yourself")
 	}
 	return t, nil
 }
@@ -77,8 +77,8 @@ func (mb *Member) SetRole(peerID, role string) (PeerInfo, error) {
 	}
 	t, err := mb.other(peerID)
 	if err != nil {
-		if e, ok := err.(*Error); ok && e.Code == CodeInvalidState {
-			return PeerInfo{}, errorf(CodeInvalidState, "use transferHost to give up being host")
+		if e, ok := err.(*Error); ok && e.Kind == KindInvalidState {
+			return PeerInfo{}, errorf(KindInvalidState, "use transferHost to give up being host")
 		}
 		return PeerInfo{}, err
 	}

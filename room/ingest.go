@@ -72,7 +72,7 @@ func (n *ingestNotifier) Disconnect(_ string) { go n.in.Close() }
 // packetization-mode 1) and Opus to the endpoints it returns.
 func (m *Manager) Ingest(id string, o IngestOptions) (*Ingest, error) {
 	if !o.Video && !o.Audio {
-		return nil, errorf(CodeInvalidParams, "invalid params: an ingest needs video or audio")
+		return nil, errorf(KindInvalidField, "an ingest needs video or audio")
 	}
 	if o.Name == "" {
 		o.Name = "Movie"

@@ -54,7 +54,7 @@ func layerIndexOf(rid string) int {
 // receives (0 = lowest, 2 = full): a small tile needs only the lowest.
 func (mb *Member) SetPreferredLayer(consumerID string, layer int) error {
 	if layer < 0 || layer > 2 {
-		return errorf(-32602, `invalid params: "spatialLayer" must be 0, 1 or 2`)
+		return errorf(KindInvalidField, `"spatialLayer" must be 0, 1 or 2`)
 	}
 	c, err := mb.consumer(consumerID)
 	if err != nil {

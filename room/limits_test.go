@@ -29,14 +29,13 @@ func (c *fakeClock) add(d time.Duration) {
 func retryAfter(t *testing.T, err error) time.Duration {
 	t.Helper()
 	var re *Error
-	if !errors.As(err, &re) || re.Code != CodeRateLimited {
+	if !errors.As(err, &re) || re.Kind != KindRateLimited {
 		t.Fatalf("err %v, want 1008", err)
 	}
-	d := re.Data.(map[string]any)
-	if d["reason"] != ReasonTooManyAttempts {
-		t.Fatalf("data %v", d)
+	if re.Reason != ReasonTooManyAttempts {
+		t.Fatalf("reason %q", re.Reason)
 	}
-	return time.Duration(d["retryAfterMs"].(int64)) * time.Millisecond
+	return time.Duration(re.RetryAfterMs) * time.Millisecond
 }
 
 // The wrong-password budget: a right password costs nothing, the budget
@@ -57,7 +56,7 @@ func TestPasswordBudget(t *testing.T) {
 		return mb, err
 	}
 	_, err := join("nope")
-	wantCode(t, err, CodeForbidden, "wrong password")
+	wantCode(t, err, KindForbidden, "wrong password")
 	for i := 0; i < 3; i++ { // right passwords are free
 		mb, err := join("sesame")
 		if err != nil {
@@ -66,7 +65,7 @@ func TestPasswordBudget(t *testing.T) {
 		mb.Leave()
 	}
 	_, err = join("nope")
-	wantCode(t, err, CodeForbidden, "wrong password")
+	wantCode(t, err, KindForbidden, "wrong password")
 	_, err = join("sesame") // the budget is spent: not even checked
 	wait := retryAfter(t, err)
 	if wait <= 0 || wait > 30*time.Second+time.Millisecond {
@@ -78,7 +77,7 @@ func TestPasswordBudget(t *testing.T) {
 	}
 	clk.add(wait / 2)
 	_, err = join("sesame") // too early: insisting
-	if !errors.As(err, &re) || !re.CloseConn || re.Code != CodeRateLimited {
+	if !errors.As(err, &re) || !re.CloseConn || re.Kind != KindRateLimited {
 		t.Fatalf("insisting: %v, want 1008 with CloseConn", err)
 	}
 	clk.add(wait)

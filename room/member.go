@@ -145,7 +145,7 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 			return mb, res, err
 		}
 		if attempt == 3 {
-			return nil, nil, errorf(CodeNotFound, "room %q has ended", id)
+			return nil, nil, errorf(KindNotFound, "room %q has ended", id)
 		}
 	}
 }
@@ -264,11 +264,11 @@ func (r *Room) admit(claims *TokenClaims, password string, checked *passwordHash
 	present := len(r.members)
 	switch {
 	case r.closed:
-		return errorf(CodeNotFound, "room %q has ended", r.id)
+		return errorf(KindNotFound, "room %q has ended", r.id)
 	case r.settings.Locked && !admin:
 		return forbidden(ReasonLocked, "room %q is locked", r.id)
 	case present >= r.maxPeers:
-		return errorf(CodeRoomFull, "room %q is full (%d peers)", r.id, r.maxPeers)
+		return errorf(KindRoomFull, "room %q is full (%d peers)", r.id, r.maxPeers)
 	case claims == nil && r.password != nil && password == "" && checked == nil:
 		return forbidden(ReasonPasswordRequired, "room %q needs a password", r.id)
 	case claims == nil && r.password != nil && r.password != checked:
@@ -442,7 +442,7 @@ func (mb *Member) check() error {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	if mb.gone || mb.away {
-		return errorf(CodeNotJoined, "not in a room")
+		return errorf(KindNotJoined, "not in a room")
 	}
 	return nil
 }
@@ -456,7 +456,7 @@ func (mb *Member) CreateTransport(direction string) (string, error) {
 	case "recv":
 		dir = sfu.Recv
 	default:
-		return "", errorf(-32602, `invalid params: "direction" must be "send" or "recv"`)
+		return "", errorf(KindInvalidField, `"direction" must be "send" or "recv"`)
 	}
 	if err := mb.check(); err != nil {
 		return "", err
@@ -464,7 +464,7 @@ func (mb *Member) CreateTransport(direction string) (string, error) {
 	mb.mu.Lock()
 	if (dir == sfu.Send && mb.send != nil) || (dir == sfu.Recv && mb.recv != nil) {
 		mb.mu.Unlock()
-		return "", errorf(CodeInvalidState, "a %s transport exists already", direction)
+		return "", errorf(KindInvalidState, "a %s transport exists already", direction)
 	}
 	n := mb.n // the transport belongs to this connection
 	mb.mu.Unlock()
@@ -502,7 +502,7 @@ func (mb *Member) CreateTransport(direction string) (string, error) {
 	if mb.gone || mb.n != n {
 		mb.mu.Unlock()
 		t.Close()
-		return "", errorf(CodeNotJoined, "not in a room")
+		return "", errorf(KindNotJoined, "not in a room")
 	}
 	if dir == sfu.Send {
 		mb.send = t
@@ -525,7 +525,7 @@ func (mb *Member) transport(id string) (*sfu.Transport, error) {
 	if mb.recv != nil && mb.recv.ID() == id {
 		return mb.recv, nil
 	}
-	return nil, errorf(CodeNotFound, "unknown transport %q", id)
+	return nil, errorf(KindNotFound, "unknown transport %q", id)
 }
 
 // TrackParams is the appData of one published m-section.
@@ -579,7 +579,7 @@ func (mb *Member) ownProducer(id string) (*sfu.Producer, error) {
 	}
 	p, err := mb.room.router.Producer(id)
 	if err != nil || p.Owner() != mb.id {
-		return nil, errorf(CodeNotFound, "unknown producer %q", id)
+		return nil, errorf(KindNotFound, "unknown producer %q", id)
 	}
 	return p, nil
 }
@@ -617,16 +617,16 @@ func (mb *Member) Subscribe(producerID string) (ConsumerInfo, error) {
 	}
 	p, err := mb.room.router.Producer(producerID)
 	if err != nil {
-		return ConsumerInfo{}, errorf(CodeNotFound, "unknown producer %q", producerID)
+		return ConsumerInfo{}, errorf(KindNotFound, "unknown producer %q", producerID)
 	}
 	if p.Owner() == mb.id {
-		return ConsumerInfo{}, errorf(CodeInvalidState, "cannot subscribe to your own producer %q", producerID)
+		return ConsumerInfo{}, errorf(KindInvalidState, "cannot subscribe to your own producer %q", producerID)
 	}
 	mb.mu.Lock()
 	recv := mb.recv
 	mb.mu.Unlock()
 	if recv == nil {
-		return ConsumerInfo{}, errorf(CodeInvalidState, "create a recv transport first")
+		return ConsumerInfo{}, errorf(KindInvalidState, "create a recv transport first")
 	}
 	c, err := recv.Consume(p, false)
 	if err != nil {
@@ -663,7 +663,7 @@ func (mb *Member) consumer(id string) (*sfu.Consumer, error) {
 			}
 		}
 	}
-	return nil, errorf(CodeNotFound, "unknown consumer %q", id)
+	return nil, errorf(KindNotFound, "unknown consumer %q", id)
 }
 
 // Unsubscribe closes one of the member's consumers.
@@ -715,7 +715,7 @@ func (mb *Member) AddICECandidate(transportID string, c *ICECandidate) error {
 		return err
 	}
 	if err := t.AddICECandidate((*sfu.ICECandidate)(c)); err != nil {
-		return errorf(-32602, "invalid params: candidate: %v", err)
+		return errorf(KindInvalidField, "candidate: %v", err)
 	}
 	return nil
 }

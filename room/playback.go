@@ -177,7 +177,7 @@ func (s *PlaybackState) apply(c PlaybackCommand, now float64) error {
 	if c.Action != "load" && c.Action != "stop" && s.URL == "" {
 		switch c.Action {
 		case "play", "pause", "seek", "rate", "subtitle":
-			return errorf(CodeInvalidState, "no video loaded: load one first")
+			return errorf(KindInvalidState, "no video loaded: load one first")
 		}
 	}
 	switch c.Action {

@@ -102,7 +102,7 @@ func (mb *Member) Queue(c QueueCommand) ([]QueueItem, error) {
 	switch c.Action {
 	case "add":
 		if max := r.m.cfg.Sync.QueueMax; len(q.items) >= max {
-			return nil, errorf(CodeInvalidState, "the queue is full (%d videos, --queue-max)", max)
+			return nil, errorf(KindInvalidState, "the queue is full (%d videos, --queue-max)", max)
 		}
 		it, err := newQueueItem(c, mb.id)
 		if err != nil {
@@ -135,7 +135,7 @@ func (mb *Member) Queue(c QueueCommand) ([]QueueItem, error) {
 // "" when the room did it at the end of a video. evMu is held.
 func (r *Room) playNextLocked(by string) (PlaybackState, error) {
 	if len(r.queue.items) == 0 {
-		return PlaybackState{}, errorf(CodeInvalidState, "the queue is empty")
+		return PlaybackState{}, errorf(KindInvalidState, "the queue is empty")
 	}
 	it := r.queue.items[0]
 	now := serverMillis(r.m.now())

@@ -293,19 +293,19 @@ func (m *Manager) Rooms() []*Room {
 // open returns the room, creating it if open rooms are allowed.
 func (m *Manager) open(id string) (*Room, error) {
 	if !ValidID(id) {
-		return nil, errorf(CodeNotFound, "room %q: ids are 1-64 characters of A-Z a-z 0-9 _ -", id)
+		return nil, errorf(KindNotFound, "room %q: ids are 1-64 characters of A-Z a-z 0-9 _ -", id)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.waitClosedLocked(id)
 	if m.closed {
-		return nil, errorf(CodeInvalidState, "server is shutting down")
+		return nil, errorf(KindInvalidState, "server is shutting down")
 	}
 	if r, ok := m.rooms[id]; ok {
 		return r, nil
 	}
 	if !m.cfg.OpenRooms {
-		return nil, errorf(CodeNotFound, "unknown room %q", id)
+		return nil, errorf(KindNotFound, "unknown room %q", id)
 	}
 	r, err := m.newRoom(id, Settings{Name: id}.withDefaults(m.cfg.MaxPeers), nil, false)
 	if err != nil {

@@ -88,11 +88,11 @@ func (n *notes) last(method string) map[string]any {
 	return nil
 }
 
-func wantCode(t *testing.T, err error, code int, contains string) {
+func wantCode(t *testing.T, err error, kind Kind, contains string) {
 	t.Helper()
 	var re *Error
-	if !errors.As(err, &re) || re.Code != code || !strings.Contains(re.Message, contains) {
-		t.Fatalf("got %v, want error %d containing %q", err, code, contains)
+	if !errors.As(err, &re) || re.Kind != kind || !strings.Contains(re.Message, contains) {
+		t.Fatalf("got %v, want error %v containing %q", err, kind, contains)
 	}
 }
 
@@ -101,10 +101,10 @@ func ptr[T any](v T) *T { return &v }
 func TestPlaybackCommands(t *testing.T) {
 	var s PlaybackState
 	s.Rate, s.Paused = 1, true
-	wantCode(t, s.apply(PlaybackCommand{Action: "play"}, 1000), CodeInvalidState, "no video")
-	wantCode(t, s.apply(PlaybackCommand{Action: "load", URL: "javascript:alert(1)"}, 1000), CodeInvalidParams, `"url"`)
-	wantCode(t, s.apply(PlaybackCommand{Action: "load", URL: "//evil.example/x.mp4"}, 1000), CodeInvalidParams, `"url"`)
-	wantCode(t, s.apply(PlaybackCommand{Action: "dance"}, 1000), CodeInvalidParams, `"action"`)
+	wantCode(t, s.apply(PlaybackCommand{Action: "play"}, 1000), KindInvalidState, "no video")
+	wantCode(t, s.apply(PlaybackCommand{Action: "load", URL: "javascript:alert(1)"}, 1000), KindInvalidField, `"url"`)
+	wantCode(t, s.apply(PlaybackCommand{Action: "load", URL: "//evil.example/x.mp4"}, 1000), KindInvalidField, `"url"`)
+	wantCode(t, s.apply(PlaybackCommand{Action: "dance"}, 1000), KindInvalidField, `"action"`)
 	if err := s.apply(PlaybackCommand{Action: "load", URL: "/media/film.mp4", Title: " Film "}, 1000); err != nil {
 		t.Fatal(err)
 	}
@@ -124,10 +124,10 @@ func TestPlaybackCommands(t *testing.T) {
 	if s.Position != 1 || s.PositionAt(4000) != 3 {
 		t.Fatalf("rate 2: %+v at 4000 → %v", s, s.PositionAt(4000))
 	}
-	wantCode(t, s.apply(PlaybackCommand{Action: "rate", Rate: ptr(9.0)}, 3000), CodeInvalidParams, `"rate" must be 0.25-4`)
-	wantCode(t, s.apply(PlaybackCommand{Action: "rate"}, 3000), CodeInvalidParams, `"rate" is required`)
-	wantCode(t, s.apply(PlaybackCommand{Action: "seek"}, 3000), CodeInvalidParams, `"position" is required`)
-	wantCode(t, s.apply(PlaybackCommand{Action: "seek", Position: ptr(-1.0)}, 3000), CodeInvalidParams, `"position"`)
+	wantCode(t, s.apply(PlaybackCommand{Action: "rate", Rate: ptr(9.0)}, 3000), KindInvalidField, `"rate" must be 0.25-4`)
+	wantCode(t, s.apply(PlaybackCommand{Action: "rate"}, 3000), KindInvalidField, `"rate" is required`)
+	wantCode(t, s.apply(PlaybackCommand{Action: "seek"}, 3000), KindInvalidField, `"position" is required`)
+	wantCode(t, s.apply(PlaybackCommand{Action: "seek", Position: ptr(-1.0)}, 3000), KindInvalidField, `"position"`)
 	if err := s.apply(PlaybackCommand{Action: "pause"}, 5000); err != nil {
 		t.Fatal(err)
 	}
@@ -270,17 +270,17 @@ func TestCreateRoomIDs(t *testing.T) {
 		t.Fatalf("unsluggable name: %+v %v", c, err)
 	}
 	_, err = m.CreateRoom(RoomSpec{Name: "x", ID: "movie-night"})
-	wantCode(t, err, CodeConflict, "exists")
+	wantCode(t, err, KindConflict, "exists")
 	_, err = m.CreateRoom(RoomSpec{Name: "x", ID: "no/slash"})
-	wantCode(t, err, CodeInvalidParams, `"id"`)
+	wantCode(t, err, KindInvalidField, `"id"`)
 	_, err = m.CreateRoom(RoomSpec{Name: " "})
-	wantCode(t, err, CodeInvalidParams, `"name"`)
+	wantCode(t, err, KindInvalidField, `"name"`)
 	_, err = m.CreateRoom(RoomSpec{Name: "x", MaxPeers: ptr(0)})
-	wantCode(t, err, CodeInvalidParams, `"maxPeers"`)
+	wantCode(t, err, KindInvalidField, `"maxPeers"`)
 	_, err = m.CreateRoom(RoomSpec{Name: "x", Metadata: json.RawMessage(`[1]`)})
-	wantCode(t, err, CodeInvalidParams, `"metadata"`)
+	wantCode(t, err, KindInvalidField, `"metadata"`)
 	_, err = m.CreateRoom(RoomSpec{Name: "x", Password: strings.Repeat("p", 129)})
-	wantCode(t, err, CodeInvalidParams, `"password"`)
+	wantCode(t, err, KindInvalidField, `"password"`)
 	d, err := m.CreateRoom(RoomSpec{Name: "d", ID: "Custom_1", Metadata: json.RawMessage(` { "a" : 1 } `), OpenControl: ptr(true), WaitForEveryone: ptr(false)})
 	if err != nil || d.ID != "Custom_1" || string(d.Metadata) != `{"a":1}` || !d.OpenControl || d.WaitForEveryone || !d.GuestsCanShare {
 		t.Fatalf("explicit: %+v %v", d, err)
@@ -299,11 +299,11 @@ func TestTokens(t *testing.T) {
 		t.Fatal("token for an unknown room")
 	}
 	_, _, err := m.MintToken("a", TokenSpec{Role: "admin"})
-	wantCode(t, err, CodeInvalidParams, `"role"`)
+	wantCode(t, err, KindInvalidField, `"role"`)
 	_, _, err = m.MintToken("a", TokenSpec{Identity: "has space"})
-	wantCode(t, err, CodeInvalidParams, `"identity"`)
+	wantCode(t, err, KindInvalidField, `"identity"`)
 	_, _, err = m.MintToken("a", TokenSpec{TTL: 31 * 24 * time.Hour})
-	wantCode(t, err, CodeInvalidParams, `"ttl"`)
+	wantCode(t, err, KindInvalidField, `"ttl"`)
 	tok, claims, err := m.MintToken("a", TokenSpec{Identity: "ana@example", Name: "Ana", Role: RoleViewer, TTL: time.Hour})
 	if err != nil || claims.ExpiresAt.Time != now.Add(time.Hour) {
 		t.Fatal(err, claims)
@@ -313,29 +313,29 @@ func TestTokens(t *testing.T) {
 		t.Fatalf("verify: %+v %v", c, err)
 	}
 	_, err = m.VerifyToken("b", tok)
-	wantCode(t, err, CodeForbidden, "another room")
+	wantCode(t, err, KindForbidden, "another room")
 
 	parts := strings.Split(tok, ".")
 	sig := []byte(parts[2])
 	sig[3] ^= 1
 	_, err = m.VerifyToken("a", parts[0]+"."+parts[1]+"."+string(sig))
-	wantCode(t, err, CodeForbidden, "invalid token")
+	wantCode(t, err, KindForbidden, "invalid token")
 	// A payload edited to claim host keeps the old signature.
 	_, err = m.VerifyToken("a", parts[0]+"."+strings.TrimRight(parts[1], "=")+"x."+parts[2])
-	wantCode(t, err, CodeForbidden, "invalid token")
+	wantCode(t, err, KindForbidden, "invalid token")
 	_, err = m.VerifyToken("a", "eyJhbGciOiJub25lIn0.eyJyb29tIjoiYSJ9.")
-	wantCode(t, err, CodeForbidden, "invalid token")
+	wantCode(t, err, KindForbidden, "invalid token")
 	other := newManager(t, func(c *Config) { c.TokenKey = DeriveTokenKey("another-key"); c.Now = clock })
 	_, err = other.VerifyToken("a", tok)
-	wantCode(t, err, CodeForbidden, "signature")
+	wantCode(t, err, KindForbidden, "signature")
 
 	mu.Lock()
 	now = now.Add(time.Hour + 10*time.Second)
 	mu.Unlock()
 	_, err = m.VerifyToken("a", tok)
-	wantCode(t, err, CodeForbidden, "expired")
-	if re := err.(*Error); re.Data.(map[string]any)["reason"] != ReasonTokenExpired {
-		t.Fatalf("reason = %v", re.Data)
+	wantCode(t, err, KindForbidden, "expired")
+	if re := err.(*Error); re.Reason != ReasonTokenExpired {
+		t.Fatalf("reason = %v", re.Reason)
 	}
 }
 
@@ -346,9 +346,9 @@ func TestJoinRolesPasswordsAndHost(t *testing.T) {
 	}
 	var n1, n2, n3, n4 notes
 	_, _, err := m.Join("p", JoinOptions{Name: "A"}, &n1)
-	wantCode(t, err, CodeForbidden, "needs a password")
+	wantCode(t, err, KindForbidden, "needs a password")
 	_, _, err = m.Join("p", JoinOptions{Name: "A", Password: "nope"}, &n1)
-	wantCode(t, err, CodeForbidden, "wrong password")
+	wantCode(t, err, KindForbidden, "wrong password")
 	a, res, err := m.Join("p", JoinOptions{Name: "A", Password: "sesame"}, &n1)
 	if err != nil || res.Role != RoleHost || res.Identity != a.ID() || !res.RoomInfo.HasPassword {
 		t.Fatalf("first joiner: %+v %v", res, err)
@@ -384,7 +384,7 @@ func TestJoinRolesPasswordsAndHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = m.Join("p", JoinOptions{Name: "Z", Password: "sesame"}, &notes{})
-	wantCode(t, err, CodeForbidden, "locked")
+	wantCode(t, err, KindForbidden, "locked")
 	if p := n3.last("roomUpdated"); p == nil || p["room"].(map[string]any)["locked"] != true {
 		t.Fatalf("roomUpdated = %v", p)
 	}
@@ -412,19 +412,19 @@ func TestChatAndLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := a.Chat("toolong")
-	wantCode(t, err, CodeInvalidParams, `"text" is 7 characters; the limit is 5`)
+	wantCode(t, err, KindInvalidField, `"text" is 7 characters; the limit is 5`)
 	_, err = a.Chat(" \x00 ")
-	wantCode(t, err, CodeInvalidParams, `"text" is required`)
+	wantCode(t, err, KindInvalidField, `"text" is required`)
 	if _, err := a.Chat("two"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = a.Chat("three")
-	wantCode(t, err, CodeRateLimited, "too fast")
+	wantCode(t, err, KindRateLimited, "too fast")
 	b, res, _ := m.Join("c", JoinOptions{Name: "B"}, &n2)
 	if len(res.Chat) != 2 || res.Chat[0].Text != "hi" || res.Chat[1].Seq != 2 {
 		t.Fatalf("history = %+v", res.Chat)
 	}
-	wantCode(t, b.React("a b"), CodeInvalidParams, `"emoji"`)
+	wantCode(t, b.React("a b"), KindInvalidField, `"emoji"`)
 	if err := b.React("🎉"); err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +498,7 @@ func TestSimulcastSetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = g.UpdateRoom(RoomUpdate{Simulcast: ptr(false)})
-	wantCode(t, err, CodeForbidden, "host")
+	wantCode(t, err, KindForbidden, "host")
 	info, err := h.UpdateRoom(RoomUpdate{Simulcast: ptr(false)})
 	if err != nil || info.Simulcast {
 		t.Fatalf("host update: %+v %v", info, err)
@@ -584,5 +584,5 @@ func TestPlaybackEnd(t *testing.T) {
 	if s.Ended || s.Paused || s.Position != 0 {
 		t.Fatalf("replay: %+v", s)
 	}
-	wantCode(t, s.apply(PlaybackCommand{Action: "subtitle", Subtitle: ptr("/media/x.vtt")}, 9000), CodeInvalidParams, `"subtitle"`)
+	wantCode(t, s.apply(PlaybackCommand{Action: "subtitle", Subtitle: ptr("/media/x.vtt")}, 9000), KindInvalidField, `"subtitle"`)
 }

@@ -29,14 +29,14 @@ func hashStreamKey(key string) string {
 func (m *Manager) NewStreamKey(id string) (keyID, key string, err error) {
 	r, ok := m.Room(id)
 	if !ok {
-		return "", "", errorf(CodeNotFound, "room %q not found", id)
+		return "", "", errorf(KindNotFound, "room %q not found", id)
 	}
 	keyID = "sk_" + randHex(6)
 	key = "live_" + randHex(16)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return "", "", errorf(CodeNotFound, "room %q has ended", id)
+		return "", "", errorf(KindNotFound, "room %q has ended", id)
 	}
 	r.streamKeys = append(r.streamKeys, StreamKey{ID: keyID, Hash: hashStreamKey(key), CreatedAt: time.Now().UTC()})
 	persistent := r.persistent
@@ -128,7 +128,7 @@ func (mb *Member) RevokeStreamKey(keyID string) error {
 	}
 	found, err := mb.room.m.RevokeStreamKey(mb.room.id, keyID)
 	if !found {
-		return errorf(CodeNotFound, "no stream key %s in room %s", keyID, mb.room.id)
+		return errorf(KindNotFound, "no stream key %s in room %s", keyID, mb.room.id)
 	}
 	return err
 }

@@ -84,10 +84,10 @@ func checkLine(field, s string, max int) (string, error) {
 // MintToken signs a join token for an existing room.
 func (m *Manager) MintToken(roomID string, spec TokenSpec) (token string, claims *TokenClaims, err error) {
 	if len(m.cfg.TokenKey) == 0 {
-		return "", nil, errorf(CodeInvalidState, "join tokens are not enabled on this server")
+		return "", nil, errorf(KindInvalidState, "join tokens are not enabled on this server")
 	}
 	if _, ok := m.Room(roomID); !ok {
-		return "", nil, errorf(CodeNotFound, "unknown room %q", roomID)
+		return "", nil, errorf(KindNotFound, "unknown room %q", roomID)
 	}
 	if spec.Identity == "" {
 		spec.Identity = "id-" + randHex(6)
@@ -134,8 +134,8 @@ func (m *Manager) MintToken(roomID string, spec TokenSpec) (token string, claims
 }
 
 // VerifyToken checks a join token's signature and expiry and that it is for
-// roomID. Its errors are 1005 with a reason (token_invalid, token_expired,
-// token_other_room).
+// roomID. Its errors are KindForbidden with a reason (token_invalid,
+// token_expired, token_other_room).
 func (m *Manager) VerifyToken(roomID, token string) (*TokenClaims, error) {
 	if len(m.cfg.TokenKey) == 0 {
 		return nil, forbidden(ReasonTokenInvalid, "join tokens are not enabled on this server")

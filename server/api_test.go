@@ -701,7 +701,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
 		t.Fatalf("not an OpenAPI 3 document: %v", err)
 	}
-	for _, route := range server.APIRoutes() {
+	for _, route := range e.srv.APIRoutes() {
 		method, path, _ := strings.Cut(route, " ")
 		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
 			t.Errorf("%s is not in openapi.json", route)
@@ -867,5 +867,48 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("webhook %s never arrived", w)
 		}
+	}
+}
+
+// TestAPIRecordingAndIngestBodies: the recording and ingest routes decode
+// their bodies as every other route does: one limit (--api-max-body, 413)
+// and 422 naming the field at fault.
+func TestAPIRecordingAndIngestBodies(t *testing.T) {
+	e := startAPI(t, func(c *config.Config) { c.APIMaxBody = 2048 })
+	e.ok("POST", "/api/rooms", map[string]any{"name": "a", "id": "a"}, 201, nil)
+	var host struct {
+		Token string `json:"token"`
+	}
+	e.ok("POST", "/api/rooms/a/tokens", map[string]any{"role": "host"}, 201, &host)
+
+	big := `{"name":"` + strings.Repeat("x", 4096) + `"}`
+	for _, path := range []string{"/api/rooms/a/recordings", "/api/rooms/a/ingests"} {
+		e.fails("POST", path, e.key, big, 413, "body_too_large", "2048")
+		e.fails("POST", path, e.key, `{"a":}`, 400, "bad_json", "")
+		e.fails("POST", path, e.key, `[]`, 400, "bad_json", "object")
+	}
+	for _, c := range []struct {
+		path, key, body, field, contains string
+	}{
+		{"/api/rooms/a/recordings", e.key, `{"formats":"flv"}`, "formats", `"formats" must be an array`},
+		{"/api/rooms/a/recordings", e.key, `{"noAudio":"yes"}`, "noAudio", `"noAudio" must be a boolean`},
+		{"/api/rooms/a/recordings", e.key, `{"bogus":1}`, "bogus", `unknown field "bogus"`},
+		{"/api/rooms/a/ingests", e.key, `{"loop":"yes"}`, "loop", `"loop" must be a boolean`},
+		{"/api/rooms/a/ingests", e.key, `{"type":"udp"}`, "type", `"type" must be "rtmp"`},
+		{"/api/rooms/a/ingests", host.Token, `{"type":"rtmp","colour":"red"}`, "colour", `unknown field "colour"`},
+		{"/api/rooms/a/ingests", e.key, `{"file":"film.mp4"}`, "file", "--media-dir"},
+	} {
+		ae := e.fails("POST", c.path, c.key, c.body, 422, "invalid_field", c.contains)
+		if ae.Error.Field != c.field {
+			t.Errorf("POST %s %s: field %q, want %q", c.path, c.body, ae.Error.Field, c.field)
+		}
+	}
+	// The host's token with a good body gets its stream key.
+	var sk struct {
+		ID string `json:"id"`
+	}
+	st, _, b := e.do("POST", "/api/rooms/a/ingests", host.Token, `{"type":"rtmp"}`)
+	if st != 201 || json.Unmarshal(b, &sk) != nil || !strings.HasPrefix(sk.ID, "sk_") {
+		t.Fatalf("stream key with a host's token: %d %s", st, b)
 	}
 }

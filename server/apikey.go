@@ -2,13 +2,10 @@ package server
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,43 +38,6 @@ func loadAPIKey(configured, dataDir string) (key string, created bool, err error
 		return "", false, fmt.Errorf("store api key: %w", err)
 	}
 	return key, true, nil
-}
-
-// WriteJSONError writes the API's one error shape:
-// {"error":{"code":"...","message":"..."}}.
-func WriteJSONError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // messages read "<api key>", not "\u003capi key\u003e"
-	_ = enc.Encode(map[string]any{"error": map[string]string{"code": code, "message": message}})
-}
-
-// bearer returns the token of an "Authorization: Bearer" header.
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-// RequireAPIKey wraps an admin handler: without the right bearer key the
-// answer is 401 with a JSON error.
-func (s *Server) RequireAPIKey(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := bearer(r)
-		if got == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="matinee"`)
-			WriteJSONError(w, http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <api key>")
-			return
-		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(s.apiKey)) != 1 {
-			WriteJSONError(w, http.StatusUnauthorized, "unauthorized", "wrong API key")
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // APIKey returns the admin API key.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/recorder"
+	"github.com/matinee-dev/matinee/rest"
 	"github.com/matinee-dev/matinee/room"
 	"github.com/matinee-dev/matinee/whip"
 )
@@ -61,7 +62,7 @@ func (s *Server) serveLiveHLS(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("Cache-Control", "no-store")
-		WriteJSONError(w, d.status, d.code, d.msg)
+		rest.WriteError(w, &rest.Error{Status: d.status, Code: d.code, Message: d.msg})
 		return
 	}
 	recorder.ServeLiveHLS(s.rec.mgr, w, r, id, name, o)
@@ -87,7 +88,7 @@ func (s *Server) hlsAccess(r *http.Request, id string) (recorder.LiveOptions, er
 		}
 		return recorder.LiveOptions{Query: "token=" + url.QueryEscape(tok)}, nil
 	}
-	if tok := bearer(r); tok != "" {
+	if tok := rest.Bearer(r); tok != "" {
 		if err := s.checkHLSToken(id, tok); err != nil {
 			return recorder.LiveOptions{}, err
 		}
@@ -103,11 +104,8 @@ func (s *Server) checkHLSToken(id, tok string) error {
 	if _, err := s.authorizeMedia(nil, whip.Access{Room: id, Token: tok}); err != nil {
 		code := "token_invalid"
 		if _, verr := s.rooms.VerifyToken(id, tok); verr != nil {
-			var re *room.Error
-			if errors.As(verr, &re) {
-				if d, ok := re.Data.(map[string]any); ok {
-					code, _ = d["reason"].(string)
-				}
+			if re, ok := room.AsError(verr); ok && re.Reason != "" {
+				code = re.Reason
 			}
 		}
 		return &hlsDenied{http.StatusUnauthorized, code, err.Error()}
@@ -128,43 +126,4 @@ func (s *Server) checkSignedHLS(id, expS, sig string) (recorder.LiveOptions, err
 		return recorder.LiveOptions{}, &hlsDenied{http.StatusForbidden, "url_expired", "the signed HLS URL expired at " + time.Unix(exp, 0).UTC().Format(time.RFC3339)}
 	}
 	return recorder.LiveOptions{Query: "exp=" + strconv.FormatInt(exp, 10) + "&sig=" + sig}, nil
-}
-
-// apiHLSURL mints a signed URL to a room's live HLS (POST
-// /api/rooms/{id}/hls-url), for a player that cannot send headers: a TV,
-// VLC, a CDN. With a join token as the bearer, the URL expires no later
-// than the token.
-func (s *Server) apiHLSURL(w http.ResponseWriter, r *http.Request) {
-	rm, ok := s.roomOr404(w, r)
-	if !ok {
-		return
-	}
-	var p struct {
-		TTL *int64 `json:"ttl"`
-	}
-	if !s.decodeOrFail(w, r, &p) {
-		return
-	}
-	ttl := room.DefaultTokenTTL
-	if p.TTL != nil {
-		max := int64(room.MaxTokenTTL / time.Second)
-		if *p.TTL < 1 || *p.TTL > max {
-			writeAPIError(w, http.StatusUnprocessableEntity, "invalid_field", `"ttl" must be 1-`+strconv.FormatInt(max, 10)+" seconds", "ttl")
-			return
-		}
-		ttl = time.Duration(*p.TTL) * time.Second
-	}
-	exp := time.Now().Add(ttl)
-	if tok := bearer(r); tok != s.apiKey {
-		if c, err := s.rooms.VerifyToken(rm.ID(), tok); err == nil && c.ExpiresAt != nil && c.ExpiresAt.Before(exp) {
-			exp = c.ExpiresAt.Time
-		}
-	}
-	e := exp.Unix()
-	path := "/hls/" + url.PathEscape(rm.ID()) + "/index.m3u8?exp=" + strconv.FormatInt(e, 10) + "&sig=" + SignHLS(s.hlsKey, rm.ID(), e)
-	writeJSON(w, http.StatusOK, struct {
-		URL       string    `json:"url"`
-		Path      string    `json:"path"`
-		ExpiresAt time.Time `json:"expiresAt"`
-	}{s.baseURL(r) + path, path, time.Unix(e, 0).UTC()})
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -16,12 +15,13 @@ import (
 	"strings"
 
 	"github.com/matinee-dev/matinee/qr"
+	"github.com/matinee-dev/matinee/rest"
 )
 
-// mountLAN adds what phones on the LAN use: the join links and their QR
-// code, and the page explaining how to trust the local CA.
+// mountLAN adds what phones on the LAN use: the QR code of a join link
+// and the page explaining how to trust the local CA. The links themselves
+// (GET /api/lan) are a route of the REST API's table (api.go).
 func (s *Server) mountLAN() {
-	s.mux.HandleFunc("GET /api/lan", s.serveLAN)
 	s.mux.HandleFunc("GET /qr.png", s.serveQR)
 	s.mux.HandleFunc("GET /help/trust", s.serveTrustHelp)
 }
@@ -136,9 +136,7 @@ func (s *Server) serveLAN(w http.ResponseWriter, r *http.Request) {
 			info.CAPlain = siteURL("http", hosts[0], p) + "ca.crt"
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(info)
+	rest.WriteJSON(w, http.StatusOK, info)
 }
 
 // serveQR draws a QR code of ?text=, which must be a link to this server:

@@ -1,21 +1,19 @@
 package server
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/matinee-dev/matinee/recorder"
+	"github.com/matinee-dev/matinee/rest"
 )
 
-// mountRecordings creates the recorder and adds its routes: the admin API
-// under /api/rooms/{id}/recordings, downloads under /recordings/, and the
-// live HLS under /hls/{room}/ (its access rules are in hls.go).
+// mountRecordings creates the recorder and adds its routes outside the
+// REST API: downloads under /recordings/ (with the API key) and the live
+// HLS under /hls/{room}/ (its access rules are in hls.go). Its REST routes
+// are package rest's.
 func (s *Server) mountRecordings() {
 	s.rec = &recordingState{ingests: map[string]*ingest{}}
 	s.rec.mgr = recorder.NewManager(recorder.Config{
@@ -27,19 +25,8 @@ func (s *Server) mountRecordings() {
 		Logger:        s.log,
 	})
 	s.SetRecordingsSource(s.rec.mgr.Active)
-	admin := func(h http.HandlerFunc) http.Handler {
-		return s.RequireAPIKey(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Cache-Control", "no-store")
-			h(w, r)
-		}))
-	}
-	s.mux.Handle("POST /api/rooms/{id}/recordings", admin(s.startRecording))
-	s.mux.Handle("GET /api/rooms/{id}/recordings", admin(s.listRecordings))
-	s.mux.Handle("GET /api/rooms/{id}/recordings/{rid}", admin(s.getRecording))
-	s.mux.Handle("DELETE /api/rooms/{id}/recordings/{rid}", admin(s.stopRecording))
-	s.mux.Handle("GET /recordings/{room}/{rid}/{file...}", admin(s.downloadRecording))
+	s.mux.Handle("GET /recordings/{room}/{rid}/{file...}", rest.RequireKey(s.apiKey, http.HandlerFunc(s.downloadRecording)))
 	s.mux.HandleFunc("GET /hls/{room}/{file...}", s.serveLiveHLS)
-	s.mountPlay()
 }
 
 // recordingState is the server's recorder and the files it plays into
@@ -65,104 +52,25 @@ func (s *Server) closeRecordings() {
 	s.stopIngests()
 }
 
-// recordingRequest is the body of POST /api/rooms/{id}/recordings.
-type recordingRequest struct {
-	Formats   []string `json:"formats"`
-	RTMP      []string `json:"rtmp"`
-	Producers []string `json:"producers"`
-	NoAudio   bool     `json:"noAudio"`
-}
-
-func (s *Server) startRecording(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var req recordingRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	if err != nil {
-		WriteJSONError(w, http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
-		return
-	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			WriteJSONError(w, http.StatusBadRequest, "bad_json", "recording options: "+err.Error())
-			return
-		}
-	}
-	rm, ok := s.rooms.Room(id)
-	if !ok {
-		WriteJSONError(w, http.StatusNotFound, "not_found", "room "+id+" is not live (nobody is in it)")
-		return
-	}
-	rec, err := s.rec.mgr.Start(id, rm.Media(), recorder.Options{Formats: req.Formats, RTMP: req.RTMP, Producers: req.Producers, NoAudio: req.NoAudio})
-	switch {
-	case errors.Is(err, recorder.ErrBadOptions):
-		WriteJSONError(w, http.StatusUnprocessableEntity, "invalid_field", err.Error())
-		return
-	case errors.Is(err, recorder.ErrNoSpace):
-		WriteJSONError(w, http.StatusInsufficientStorage, "no_space", err.Error())
-		return
-	case errors.Is(err, recorder.ErrNoFFmpeg):
-		WriteJSONError(w, http.StatusServiceUnavailable, "ffmpeg_missing", err.Error())
-		return
-	case errors.Is(err, recorder.ErrClosed):
-		WriteJSONError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
-		return
-	case err != nil:
-		s.log.Error("start recording", "room", id, "err", err)
-		WriteJSONError(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	info := rec.Info()
-	w.Header().Set("Location", "/api/rooms/"+id+"/recordings/"+info.ID)
-	writeRecordingJSON(w, http.StatusCreated, info)
-}
-
-func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request) {
-	list, err := s.rec.mgr.List(r.PathValue("id"))
-	if err != nil {
-		WriteJSONError(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	writeRecordingJSON(w, http.StatusOK, map[string]any{"recordings": list})
-}
-
-func (s *Server) getRecording(w http.ResponseWriter, r *http.Request) {
-	info, err := s.rec.mgr.Get(r.PathValue("id"), r.PathValue("rid"))
-	if err != nil {
-		WriteJSONError(w, http.StatusNotFound, "not_found", "no recording "+r.PathValue("rid")+" in room "+r.PathValue("id"))
-		return
-	}
-	writeRecordingJSON(w, http.StatusOK, info)
-}
-
-func (s *Server) stopRecording(w http.ResponseWriter, r *http.Request) {
-	info, err := s.rec.mgr.Stop(r.PathValue("id"), r.PathValue("rid"))
-	if err != nil {
-		WriteJSONError(w, http.StatusNotFound, "not_found", "no recording "+r.PathValue("rid")+" in room "+r.PathValue("id"))
-		return
-	}
-	writeRecordingJSON(w, http.StatusOK, info)
-}
-
 func (s *Server) downloadRecording(w http.ResponseWriter, r *http.Request) {
 	room, id, name := r.PathValue("room"), r.PathValue("rid"), r.PathValue("file")
+	w.Header().Set("Cache-Control", "no-store")
 	if info, err := s.rec.mgr.Get(room, id); err != nil {
-		WriteJSONError(w, http.StatusNotFound, "not_found", "no such recording")
+		rest.WriteError(w, rest.NotFound("no such recording"))
 		return
 	} else if info.State == recorder.StateRecording {
-		WriteJSONError(w, http.StatusConflict, "still_recording", "the recording is still running; stop it first (live HLS is at /hls/"+room+"/index.m3u8)")
+		rest.WriteError(w, &rest.Error{Status: http.StatusConflict, Code: "still_recording", Message: "the recording is still running; stop it first (live HLS is at /hls/" + room + "/index.m3u8)"})
 		return
 	}
 	f, err := s.rec.mgr.Open(room, id, name)
 	if err != nil {
-		WriteJSONError(w, http.StatusNotFound, "not_found", "no such file")
+		rest.WriteError(w, rest.NotFound("no such file"))
 		return
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		WriteJSONError(w, http.StatusNotFound, "not_found", "no such file")
+		rest.WriteError(w, rest.NotFound("no such file"))
 		return
 	}
 	if ct := recorder.ContentType(name); ct != "" {
@@ -172,10 +80,4 @@ func (s *Server) downloadRecording(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Disposition", `attachment; filename="`+room+"-"+id+`.flv"`)
 	}
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
-}
-
-func writeRecordingJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

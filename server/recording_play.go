@@ -2,20 +2,17 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/matinee-dev/matinee/recorder/play"
 	"github.com/matinee-dev/matinee/recorder/transcode"
+	"github.com/matinee-dev/matinee/rest"
 	"github.com/matinee-dev/matinee/room"
 )
 
@@ -27,93 +24,22 @@ type ingest struct {
 	done   chan struct{} // the server's ffmpeg has exited (nil: remote)
 }
 
-func (s *Server) mountPlay() {
-	s.mux.Handle("POST /api/rooms/{id}/ingests", s.adminOrHost(s.startIngest))
-	s.mux.Handle("DELETE /api/rooms/{id}/ingests/{iid}", s.adminOrHost(s.stopIngest))
-}
+// ingests runs plain-RTP and file ingests for the REST API
+// (rest.Ingests).
+type ingests Server
 
-// adminOrHost lets through the API key (admin true) or a host's join
-// token for the room in the path (admin false); anything else is 401.
-func (s *Server) adminOrHost(h func(w http.ResponseWriter, r *http.Request, admin bool)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		got := bearer(r)
-		if got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.apiKey)) == 1 {
-			h(w, r, true)
-			return
-		}
-		if got != "" && strings.Count(got, ".") == 2 {
-			c, err := s.rooms.VerifyToken(r.PathValue("id"), got)
-			if err == nil && c.Role == room.RoleHost {
-				h(w, r, false)
-				return
-			}
-			if err == nil {
-				WriteJSONError(w, http.StatusForbidden, "forbidden", "only a host's token (or the API key) may manage ingests")
-				return
-			}
-		}
-		s.RequireAPIKey(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h(w, r, true) })).ServeHTTP(w, r)
-	})
-}
-
-// ingestRequest is the body of POST /api/rooms/{id}/ingests. Without
-// File the answer says where to send RTP (what `matinee play` does); with
-// File the server plays that file of its --media-dir itself.
-type ingestRequest struct {
-	// Type "rtmp" makes a stream key for RTMP publishers (rtmpin.go);
-	// empty is plain RTP or a file.
-	Type  string `json:"type"`
-	Name  string `json:"name"`
-	Video *bool  `json:"video"`
-	Audio *bool  `json:"audio"`
-	File  string `json:"file"`
-	Loop  bool   `json:"loop"`
-}
-
-// IngestResponse answers POST /api/rooms/{id}/ingests.
-type IngestResponse struct {
-	ID        string          `json:"id"`
-	Room      string          `json:"room"`
-	Endpoints []room.Endpoint `json:"endpoints"`
-	File      string          `json:"file,omitempty"`
-}
-
-func (s *Server) startIngest(w http.ResponseWriter, r *http.Request, admin bool) {
-	id := r.PathValue("id")
-	var req ingestRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	if err != nil {
-		WriteJSONError(w, http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
-		return
-	}
-	if strings.TrimSpace(string(body)) != "" {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			WriteJSONError(w, http.StatusBadRequest, "bad_json", "ingest options: "+err.Error())
-			return
-		}
-	}
-	switch {
-	case req.Type == "rtmp":
-		s.newStreamKey(w, r, id)
-		return
-	case req.Type != "":
-		WriteJSONError(w, http.StatusUnprocessableEntity, "invalid_field", "ingest type "+strconv.Quote(req.Type)+": want \"rtmp\", or none for plain RTP or a file")
-		return
-	case !admin:
-		WriteJSONError(w, http.StatusForbidden, "forbidden", "a host may make RTMP ingests ({\"type\":\"rtmp\"}); plain RTP and files need the API key")
-		return
-	}
+// Start opens a plain-RTP ingest into room id; with req.File it plays
+// that file of the media folder into it with ffmpeg.
+func (g *ingests) Start(ctx context.Context, id string, req rest.IngestRequest) (rest.IngestResponse, error) {
+	s := (*Server)(g)
 	opts := room.IngestOptions{Name: req.Name, Video: req.Video == nil || *req.Video, Audio: req.Audio == nil || *req.Audio, ListenIP: s.cfg.PlainListenIP}
 	var src play.Source
 	var file string
 	if req.File != "" {
-		file, src, err = s.mediaFile(r.Context(), req.File)
+		var err error
+		file, src, err = s.mediaFile(ctx, req.File)
 		if err != nil {
-			WriteJSONError(w, http.StatusUnprocessableEntity, "invalid_field", err.Error())
-			return
+			return rest.IngestResponse{}, rest.FieldError("file", err.Error())
 		}
 		opts.Video = opts.Video && src.HasVideo
 		opts.Audio = opts.Audio && src.HasAudio
@@ -123,25 +49,13 @@ func (s *Server) startIngest(w http.ResponseWriter, r *http.Request, admin bool)
 	}
 	in, err := s.rooms.Ingest(id, opts)
 	if err != nil {
-		var re *room.Error
-		if errors.As(err, &re) && re.Code == room.CodeNotFound {
-			WriteJSONError(w, http.StatusNotFound, "not_found", re.Message)
-			return
-		}
-		if errors.As(err, &re) {
-			WriteJSONError(w, http.StatusConflict, "invalid_state", re.Message)
-			return
-		}
-		s.log.Error("ingest", "room", id, "err", err)
-		WriteJSONError(w, http.StatusInternalServerError, "internal", err.Error())
-		return
+		return rest.IngestResponse{}, err
 	}
 	ing := &ingest{in: in}
 	if file != "" {
 		if err := s.playFile(ing, file, src, req.Loop); err != nil {
 			in.Close()
-			WriteJSONError(w, http.StatusServiceUnavailable, "ffmpeg_missing", err.Error())
-			return
+			return rest.IngestResponse{}, &rest.Error{Status: http.StatusServiceUnavailable, Code: "ffmpeg_missing", Message: err.Error()}
 		}
 	}
 	s.rec.mu.Lock()
@@ -156,7 +70,20 @@ func (s *Server) startIngest(w http.ResponseWriter, r *http.Request, admin bool)
 			ing.cancel()
 		}
 	}()
-	writeRecordingJSON(w, http.StatusCreated, IngestResponse{ID: in.PeerID(), Room: id, Endpoints: in.Endpoints(), File: req.File})
+	return rest.IngestResponse{ID: in.PeerID(), Room: id, Endpoints: in.Endpoints(), File: req.File}, nil
+}
+
+// Stop ends ingest iid of room id.
+func (g *ingests) Stop(id, iid string) bool {
+	s := (*Server)(g)
+	s.rec.mu.Lock()
+	ing := s.rec.ingests[iid]
+	s.rec.mu.Unlock()
+	if ing == nil || ing.in.Room() != id {
+		return false
+	}
+	s.endIngest(ing)
+	return true
 }
 
 // mediaFile resolves a name inside the media folder (never outside it)
@@ -214,26 +141,6 @@ func (s *Server) playFile(ing *ingest, file string, src play.Source, loop bool) 
 		ing.in.Close()
 	}()
 	return nil
-}
-
-func (s *Server) stopIngest(w http.ResponseWriter, r *http.Request, admin bool) {
-	if strings.HasPrefix(r.PathValue("iid"), streamKeyPrefix) {
-		s.revokeStreamKey(w, r)
-		return
-	}
-	if !admin {
-		WriteJSONError(w, http.StatusForbidden, "forbidden", "a host may revoke RTMP stream keys; other ingests need the API key")
-		return
-	}
-	s.rec.mu.Lock()
-	ing := s.rec.ingests[r.PathValue("iid")]
-	s.rec.mu.Unlock()
-	if ing == nil || ing.in.Room() != r.PathValue("id") {
-		WriteJSONError(w, http.StatusNotFound, "not_found", "no ingest "+r.PathValue("iid")+" in room "+r.PathValue("id"))
-		return
-	}
-	s.endIngest(ing)
-	writeRecordingJSON(w, http.StatusOK, map[string]any{})
 }
 
 func (s *Server) endIngest(ing *ingest) {

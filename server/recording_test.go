@@ -266,8 +266,9 @@ func TestRecordingRefusals(t *testing.T) {
 	for body, want := range map[string]int{
 		`{"formats":["mp4"]}`:                    http.StatusUnprocessableEntity,
 		`{"rtmp":["http://x/a/b"]}`:              http.StatusUnprocessableEntity,
-		`{"formats":"flv"}`:                      http.StatusBadRequest,
-		`{"bogus":1}`:                            http.StatusBadRequest,
+		`{"formats":"flv"}`:                      http.StatusUnprocessableEntity,
+		`{"bogus":1}`:                            http.StatusUnprocessableEntity,
+		`{"formats":`:                            http.StatusBadRequest,
 		`{"formats":["flv"],"rtmp":["rtmp://"]}`: http.StatusUnprocessableEntity,
 	} {
 		if code := api(t, srv.base, key, "POST", "/api/rooms/full/recordings", body, nil); code != want {

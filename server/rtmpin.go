@@ -349,12 +349,6 @@ func (a *aacTranscoder) close() {
 	a.cancel()
 }
 
-// rtmpURL is the server URL a publisher is given (OBS's "Server"): the
-// host browsers reach, and the port the RTMP server listens on.
-func (s *Server) rtmpURL(r *http.Request) string {
-	return s.rtmpURLFor(r.Host)
-}
-
 // rtmpURLFor is rtmpURL for a browser that reached the server at reqHost
 // (a host's page asks over its WebSocket).
 func (s *Server) rtmpURLFor(reqHost string) string {
@@ -374,59 +368,13 @@ func (s *Server) rtmpURLFor(reqHost string) string {
 	return "rtmp://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/" + rtmpApp
 }
 
-// streamKeyPrefix starts the id of a stream key (room.NewStreamKey), so
-// DELETE …/ingests/{iid} tells a key from a running ingest.
-const streamKeyPrefix = "sk_"
-
-// StreamKeyResponse answers POST /api/rooms/{id}/ingests {"type":"rtmp"}:
-// the key is shown this once.
-type StreamKeyResponse struct {
-	ID        string `json:"id"`
-	Room      string `json:"room"`
-	Type      string `json:"type"`
-	URL       string `json:"url"`
-	StreamKey string `json:"streamKey"`
-}
-
-func (s *Server) newStreamKey(w http.ResponseWriter, r *http.Request, id string) {
-	keyID, key, err := s.rooms.NewStreamKey(id)
-	if err != nil {
-		var re *room.Error
-		switch {
-		case errors.As(err, &re) && re.Code == room.CodeNotFound:
-			WriteJSONError(w, http.StatusNotFound, "not_found", re.Message)
-		case errors.Is(err, room.ErrStore):
-			WriteJSONError(w, http.StatusInsufficientStorage, "store_failed", err.Error())
-		default:
-			WriteJSONError(w, http.StatusInternalServerError, "internal", err.Error())
-		}
-		return
-	}
-	if s.cfg.RTMPAddr == "" && s.rtmp.port.Load() == 0 {
-		s.log.Warn("stream key made while the RTMP server is off (--rtmp-addr)", "room", id)
-	}
-	writeRecordingJSON(w, http.StatusCreated, StreamKeyResponse{ID: keyID, Room: id, Type: "rtmp", URL: s.rtmpURL(r), StreamKey: key})
-}
-
-// revokeStreamKey removes a key; its live publisher, if any, is cut off.
-func (s *Server) revokeStreamKey(w http.ResponseWriter, r *http.Request) {
-	id, keyID := r.PathValue("id"), r.PathValue("iid")
-	found, err := s.rooms.RevokeStreamKey(id, keyID)
-	if !found {
-		WriteJSONError(w, http.StatusNotFound, "not_found", "no stream key "+keyID+" in room "+id)
-		return
-	}
-	s.revokeLive(keyID)
-	if err != nil {
-		WriteJSONError(w, http.StatusInsufficientStorage, "store_failed", err.Error())
-		return
-	}
-	writeRecordingJSON(w, http.StatusOK, map[string]any{})
-}
-
 // rtmpKeys gives the signalling server (a host's createStreamKey and
-// revokeStreamKey) the RTMP URL and the live publishers.
+// revokeStreamKey) and the REST API (stream keys) the RTMP URL and the
+// live publishers.
 type rtmpKeys struct{ s *Server }
 
 func (k *rtmpKeys) RTMPURL(host string) string { return k.s.rtmpURLFor(host) }
 func (k *rtmpKeys) RevokeLive(keyID string)    { k.s.revokeLive(keyID) }
+func (k *rtmpKeys) Listening() bool {
+	return k.s.cfg.RTMPAddr != "" || k.s.rtmp.port.Load() != 0
+}

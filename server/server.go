@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/matinee-dev/matinee/certs"
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/lanaddr"
+	"github.com/matinee-dev/matinee/rest"
 	"github.com/matinee-dev/matinee/room"
 	"github.com/matinee-dev/matinee/sfu"
 	"github.com/matinee-dev/matinee/signaling"
@@ -52,6 +52,8 @@ type Server struct {
 	rtmp *rtmpIngest
 	// rec records rooms and plays files into them (recording.go).
 	rec *recordingState
+	// api is the REST API under /api (package rest).
+	api *rest.API
 }
 
 // New starts the media worker (opening the UDP port) and builds the HTTP
@@ -132,16 +134,15 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	s.mux.HandleFunc("GET /ca.crt", s.serveCA)
 	s.mux.HandleFunc("GET /ca.mobileconfig", s.serveMobileConfig)
 	s.mountLAN() // /api/lan, /qr.png, /help/trust (lanhttp.go)
-	s.mountAPI() // /api/... and /media/... (api.go)
 	// Recordings, live HLS, file playback (recording.go).
 	s.mountRecordings()
+	s.mountAPI() // /api/... (package rest) and /media/... (api.go)
 	s.mux.Handle("/", s.web)
 	return s, nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
+	rest.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // Handler returns the server's HTTP routes.

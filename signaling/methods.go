@@ -46,21 +46,6 @@ func (ss *session) handle(data []byte) {
 	}
 }
 
-func toRPCError(err error) *rpcError {
-	if err == nil {
-		return nil
-	}
-	var re *rpcError
-	if errors.As(err, &re) {
-		return re
-	}
-	var roomErr *room.Error
-	if errors.As(err, &roomErr) {
-		return &rpcError{Code: roomErr.Code, Message: roomErr.Message, Data: roomErr.Data}
-	}
-	return &rpcError{Code: CodeInternal, Message: "internal error: " + err.Error()}
-}
-
 type handler func(ss *session, params json.RawMessage) (any, error)
 
 // methods maps method names to handlers. Each file adds its own in an
@@ -105,11 +90,11 @@ func (ss *session) memberOrErr() (*room.Member, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.member == nil {
-		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined: call join first"}
+		return nil, &rpcError{Code: CodeNotJoined, Message: "not joined: call join first"}
 	}
 	if !ss.member.Attached(ss) {
 		// Resumed on another connection, or dropped.
-		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined: this connection no longer holds the membership"}
+		return nil, &rpcError{Code: CodeNotJoined, Message: "not joined: this connection no longer holds the membership"}
 	}
 	return ss.member, nil
 }
@@ -144,7 +129,7 @@ func (ss *session) join(params json.RawMessage) (any, error) {
 	joined := ss.member != nil
 	ss.mu.Unlock()
 	if joined {
-		return nil, &rpcError{Code: room.CodeAlreadyJoined, Message: "already joined: leave first"}
+		return nil, &rpcError{Code: CodeAlreadyJoined, Message: "already joined: leave first"}
 	}
 	ss.hold()
 	mb, res, err := ss.srv.rooms.Join(p.Room, room.JoinOptions{Name: p.Name, Password: p.Password, Token: p.Token, Resume: p.Resume, Client: ss.client}, ss)
@@ -164,7 +149,7 @@ func (ss *session) leave(json.RawMessage) (any, error) {
 	ss.member = nil
 	ss.mu.Unlock()
 	if mb == nil {
-		return nil, &rpcError{Code: room.CodeNotJoined, Message: "not joined"}
+		return nil, &rpcError{Code: CodeNotJoined, Message: "not joined"}
 	}
 	if mb.Attached(ss) {
 		mb.Leave()

@@ -2,7 +2,6 @@ package signaling
 
 import (
 	"encoding/json"
-	"errors"
 	"strings"
 
 	"github.com/matinee-dev/matinee/room"
@@ -79,8 +78,7 @@ func (ss *session) revokeStreamKey(params json.RawMessage) (any, error) {
 	}
 	if err := mb.RevokeStreamKey(p.ID); err != nil {
 		// A store failure has removed the key all the same.
-		var re *room.Error
-		if !errors.As(err, &re) || re.Code != room.CodeNotFound {
+		if room.KindOf(err) != room.KindNotFound {
 			sk.RevokeLive(p.ID)
 		}
 		return nil, err

@@ -429,7 +429,7 @@ func (h *Handler) startPublish(ctx context.Context, s *session, r *http.Request,
 func (h *Handler) startView(ctx context.Context, s *session, offer string) (string, error) {
 	rm, ok := h.cfg.Rooms.Room(s.room)
 	if !ok {
-		return "", &room.Error{Code: room.CodeNotFound, Message: fmt.Sprintf("room %q has no one in it", s.room)}
+		return "", &room.Error{Kind: room.KindNotFound, Message: fmt.Sprintf("room %q has no one in it", s.room)}
 	}
 	v, err := rm.NewStageViewer(room.StageViewerOptions{
 		Owner:    "whep-" + s.id,
@@ -452,20 +452,19 @@ func (h *Handler) startView(ctx context.Context, s *session, offer string) (stri
 
 // statusOf maps a failure to an HTTP status and error code.
 func statusOf(err error) (int, string) {
-	var re *room.Error
-	if errors.As(err, &re) {
-		switch re.Code {
-		case room.CodeNotFound:
-			return http.StatusNotFound, "not_found"
-		case room.CodeRoomFull:
-			return http.StatusServiceUnavailable, "room_full"
-		case room.CodeForbidden:
-			return http.StatusForbidden, "forbidden"
-		case room.CodeBadSDP:
-			return http.StatusBadRequest, "bad_sdp"
-		case -32602:
-			return http.StatusBadRequest, "bad_request"
-		}
+	switch room.KindOf(err) {
+	case room.KindNone:
+	case room.KindNotFound:
+		return http.StatusNotFound, "not_found"
+	case room.KindRoomFull:
+		return http.StatusServiceUnavailable, "room_full"
+	case room.KindForbidden:
+		return http.StatusForbidden, "forbidden"
+	case room.KindBadSDP:
+		return http.StatusBadRequest, "bad_sdp"
+	case room.KindInvalidField:
+		return http.StatusBadRequest, "bad_request"
+	default:
 		return http.StatusConflict, "invalid_state"
 	}
 	switch {

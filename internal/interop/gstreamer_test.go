@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/rest"
 	"github.com/matinee-dev/matinee/room"
-	"github.com/matinee-dev/matinee/server"
 )
 
 // Enough decoded media to show the stream plays: one second of video at
@@ -171,7 +171,7 @@ func TestFFmpegIngest(t *testing.T) {
 	})
 }
 
-func startIngest(t *testing.T, base, key, room string) server.IngestResponse {
+func startIngest(t *testing.T, base, key, room string) rest.IngestResponse {
 	t.Helper()
 	req, err := http.NewRequest("POST", base+"/api/rooms/"+room+"/ingests", strings.NewReader(`{"name":"ffmpeg"}`))
 	if err != nil {
@@ -188,7 +188,7 @@ func startIngest(t *testing.T, base, key, room string) server.IngestResponse {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST ingests: %d %s", resp.StatusCode, b)
 	}
-	var r server.IngestResponse
+	var r rest.IngestResponse
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatalf("ingest reply %s: %v", b, err)
 	}

@@ -23,7 +23,7 @@ import (
 var picture = [][]string{
 	{"cmd/...", "bench/...", "e2e/..."},
 	{"server"},
-	{"signaling", "whip", "metrics"},
+	{"signaling", "whip", "rest", "metrics"},
 	{"room", "recorder"},
 	{"sfu"},
 	{"sfu/*", "recorder/*", "config", "certs", "lanaddr", "qr", "turnserver", "web"},
@@ -244,6 +244,10 @@ func TestCheckerCatches(t *testing.T) {
 		want string // "" when allowed
 	}{
 		{p("signaling", "room"), ""},
+		{p("rest", "room", "recorder"), ""},
+		{p("rest", "sfu"), "rest imports sfu: only room"},
+		{p("room", "rest"), "room imports rest, which the picture puts above it"},
+		{p("rest", "signaling"), "rest imports signaling, which the picture puts beside it"},
 		{p("room", "sfu", "internal/atomicfile"), ""},
 		{p("recorder", "sfu", "recorder/hls"), ""},
 		{p("recorder/hls", "recorder/h264"), ""},
