@@ -156,6 +156,9 @@ type Config struct {
 	// RTMPAddr is where the RTMP server takes publishers with a room's
 	// stream key (--rtmp-addr, default :1935; empty: off).
 	RTMPAddr string
+	// RTMPSAddr is the same server over TLS, with the HTTPS certificate
+	// (--rtmps-addr; empty, the default: off).
+	RTMPSAddr string
 	// RTMPMaxChunkSize is the largest chunk size a publisher may set
 	// (--rtmp-max-chunk-size), RTMPMaxMessageSize the largest message, a
 	// video frame (--rtmp-max-message-size).

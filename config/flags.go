@@ -86,6 +86,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.RecordReserveMB, "record-reserve-mb", c.RecordReserveMB, "disk space (MiB) each running recording holds back to finish its files if the disk fills up (0: none)")
 	fs.StringVar(&c.PlainListenIP, "plain-listen-ip", c.PlainListenIP, "address plain-RTP transports (files streamed into rooms) listen on")
 	fs.StringVar(&c.RTMPAddr, "rtmp-addr", c.RTMPAddr, "address of the RTMP server that takes publishers (OBS, ffmpeg) with a room's stream key (empty: off)")
+	fs.StringVar(&c.RTMPSAddr, "rtmps-addr", c.RTMPSAddr, "address of the same RTMP server over TLS (RTMPS), with the HTTPS certificate (empty: off)")
 	fs.IntVar(&c.RTMPMaxChunkSize, "rtmp-max-chunk-size", c.RTMPMaxChunkSize, "largest RTMP chunk size a publisher may set (bytes)")
 	fs.IntVar(&c.RTMPMaxMessageSize, "rtmp-max-message-size", c.RTMPMaxMessageSize, "largest RTMP message, a video frame, a publisher may send (bytes)")
 	fs.DurationVar(&c.RTMPHandshakeTimeout, "rtmp-handshake-timeout", c.RTMPHandshakeTimeout, "time an RTMP client has from connecting to publishing")

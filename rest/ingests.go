@@ -38,6 +38,7 @@ type StreamKeyResponse struct {
 	Room      string `json:"room"`
 	Type      string `json:"type"`
 	URL       string `json:"url"`
+	RTMPSURL  string `json:"rtmpsUrl,omitempty"` // when RTMPS is on
 	StreamKey string `json:"streamKey"`
 }
 
@@ -56,6 +57,8 @@ type RTMP interface {
 	// RTMPURL is the server URL a publisher is given, for a browser that
 	// reached this server at host.
 	RTMPURL(host string) string
+	// RTMPSURL is the same over TLS; empty when RTMPS is off.
+	RTMPSURL(host string) string
 	// RevokeLive cuts off a publisher live on the key.
 	RevokeLive(keyID string)
 	// Listening reports whether the RTMP server is on.
@@ -100,7 +103,7 @@ func (a *API) newStreamKey(w http.ResponseWriter, r *http.Request, id string) {
 	if !a.cfg.RTMP.Listening() {
 		a.cfg.Logger.Warn("stream key made while the RTMP server is off (--rtmp-addr)", "room", id)
 	}
-	WriteJSON(w, http.StatusCreated, StreamKeyResponse{ID: keyID, Room: id, Type: "rtmp", URL: a.cfg.RTMP.RTMPURL(r.Host), StreamKey: key})
+	WriteJSON(w, http.StatusCreated, StreamKeyResponse{ID: keyID, Room: id, Type: "rtmp", URL: a.cfg.RTMP.RTMPURL(r.Host), RTMPSURL: a.cfg.RTMP.RTMPSURL(r.Host), StreamKey: key})
 }
 
 func (a *API) stopIngest(w http.ResponseWriter, r *http.Request) {

@@ -70,6 +70,23 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 		s.log.Info("rtmp ingest listening", "addr", rln.Addr().String())
 	}
+	if s.cfg.RTMPSAddr != "" {
+		rln, err := net.Listen("tcp", s.cfg.RTMPSAddr)
+		if err != nil {
+			_ = hs.Close()
+			if plain != nil {
+				_ = plain.Close()
+			}
+			_ = s.rtmp.srv.Close()
+			return fmt.Errorf("listen rtmps %s: %w", s.cfg.RTMPSAddr, err)
+		}
+		go func() {
+			if err := s.serveRTMPS(rln, cm.TLSConfig()); err != nil {
+				s.log.Error("rtmps server stopped", "err", err)
+			}
+		}()
+		s.log.Info("rtmps ingest listening", "addr", rln.Addr().String())
+	}
 	s.logStartup(portOf(ln.Addr()))
 	var runErr error
 	select {

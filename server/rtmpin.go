@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -36,8 +37,9 @@ const rtmpApp = "live"
 
 // rtmpIngest is the server's RTMP side.
 type rtmpIngest struct {
-	srv  *rtmp.Server
-	port atomic.Int32 // where ServeRTMP listens
+	srv     *rtmp.Server
+	port    atomic.Int32 // where ServeRTMP listens
+	tlsPort atomic.Int32 // where RTMPS listens (0: off)
 
 	mu      sync.Mutex
 	live    map[string]*rtmpStream // by stream key id
@@ -368,13 +370,40 @@ func (s *Server) rtmpURLFor(reqHost string) string {
 	return "rtmp://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/" + rtmpApp
 }
 
+// rtmpsURLFor is the RTMPS server URL for a browser that reached the
+// server at reqHost; empty when RTMPS is off.
+func (s *Server) rtmpsURLFor(reqHost string) string {
+	port := int(s.rtmp.tlsPort.Load())
+	if port == 0 {
+		return ""
+	}
+	host := reqHost
+	if u, err := url.Parse(s.baseURL(&http.Request{Host: reqHost})); err == nil {
+		host = u.Hostname()
+	}
+	if port == 443 {
+		return "rtmps://" + hostForURL(host) + "/" + rtmpApp
+	}
+	return "rtmps://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/" + rtmpApp
+}
+
+// serveRTMPS serves the RTMP server over TLS on ln, with the certificate
+// HTTPS has (a phone or OBS that trusts one trusts the other).
+func (s *Server) serveRTMPS(ln net.Listener, cfg *tls.Config) error {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		s.rtmp.tlsPort.Store(int32(a.Port))
+	}
+	return s.rtmp.srv.Serve(tls.NewListener(ln, cfg))
+}
+
 // rtmpKeys gives the signalling server (a host's createStreamKey and
 // revokeStreamKey) and the REST API (stream keys) the RTMP URL and the
 // live publishers.
 type rtmpKeys struct{ s *Server }
 
-func (k *rtmpKeys) RTMPURL(host string) string { return k.s.rtmpURLFor(host) }
-func (k *rtmpKeys) RevokeLive(keyID string)    { k.s.revokeLive(keyID) }
+func (k *rtmpKeys) RTMPURL(host string) string  { return k.s.rtmpURLFor(host) }
+func (k *rtmpKeys) RTMPSURL(host string) string { return k.s.rtmpsURLFor(host) }
+func (k *rtmpKeys) RevokeLive(keyID string)     { k.s.revokeLive(keyID) }
 func (k *rtmpKeys) Listening() bool {
 	return k.s.cfg.RTMPAddr != "" || k.s.rtmp.port.Load() != 0
 }

@@ -14,6 +14,8 @@ type StreamKeys interface {
 	// RTMPURL is the RTMP server URL (OBS's "Server") for a browser that
 	// reached this server at host.
 	RTMPURL(host string) string
+	// RTMPSURL is the same over TLS; empty when RTMPS is off.
+	RTMPSURL(host string) string
 	// RevokeLive cuts off a publisher live on key keyID, if any.
 	RevokeLive(keyID string)
 }
@@ -50,7 +52,11 @@ func (ss *session) createStreamKey(params json.RawMessage) (any, error) {
 		return nil, err
 	}
 	ss.log.Info("stream key made", "room", mb.Room().ID(), "key", keyID, "by", mb.ID())
-	return map[string]any{"id": keyID, "room": mb.Room().ID(), "type": "rtmp", "url": sk.RTMPURL(ss.host), "streamKey": key}, nil
+	res := map[string]any{"id": keyID, "room": mb.Room().ID(), "type": "rtmp", "url": sk.RTMPURL(ss.host), "streamKey": key}
+	if u := sk.RTMPSURL(ss.host); u != "" {
+		res["rtmpsUrl"] = u
+	}
+	return res, nil
 }
 
 // revokeStreamKey removes one of the room's keys and cuts off its

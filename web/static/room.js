@@ -1084,6 +1084,8 @@ function showStreamKey(k) {
   $('stream-key-shown').hidden = !k;
   $('stream-key-make').hidden = !!k;
   $('stream-key-url').value = k ? k.url : '';
+  $('stream-key-tls').hidden = !(k && k.rtmpsUrl);
+  $('stream-key-rtmps').value = k && k.rtmpsUrl ? k.rtmpsUrl : '';
   $('stream-key-key').value = k ? k.streamKey : '';
 }
 
