@@ -172,6 +172,10 @@ type Config struct {
 	// RTMPMaxConns is the most RTMP connections at once
 	// (--rtmp-max-conns).
 	RTMPMaxConns int
+	// RTMPResumeGrace is how long a publisher that dropped keeps its
+	// place: back with the same key within it, it goes on as the same
+	// stage, viewers keeping their tracks (--rtmp-resume-grace; 0: none).
+	RTMPResumeGrace time.Duration
 
 	// ChatHistory is how many chat messages a late joiner receives
 	// (--chat-history).
@@ -263,6 +267,7 @@ func Default() Config {
 		RTMPHandshakeTimeout: 10 * time.Second,
 		RTMPIdleTimeout:      10 * time.Second,
 		RTMPMaxConns:         64,
+		RTMPResumeGrace:      10 * time.Second,
 		WebhookRetries:       5,
 		WebhookBackoff:       time.Second,
 		WebhookTimeout:       5 * time.Second,
@@ -350,6 +355,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RTMPHandshakeTimeout < 100*time.Millisecond || c.RTMPIdleTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("rtmp-handshake-timeout %s, rtmp-idle-timeout %s: must be at least 100ms", c.RTMPHandshakeTimeout, c.RTMPIdleTimeout))
+	}
+	if c.RTMPResumeGrace < 0 {
+		errs = append(errs, fmt.Errorf("rtmp-resume-grace %s: must not be negative", c.RTMPResumeGrace))
 	}
 	if c.RTMPMaxConns < 1 {
 		errs = append(errs, fmt.Errorf("rtmp-max-conns %d: must be at least 1", c.RTMPMaxConns))

@@ -92,6 +92,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.RTMPHandshakeTimeout, "rtmp-handshake-timeout", c.RTMPHandshakeTimeout, "time an RTMP client has from connecting to publishing")
 	fs.DurationVar(&c.RTMPIdleTimeout, "rtmp-idle-timeout", c.RTMPIdleTimeout, "an RTMP publisher silent (or slower than one message) this long is dropped")
 	fs.IntVar(&c.RTMPMaxConns, "rtmp-max-conns", c.RTMPMaxConns, "most RTMP connections at once")
+	fs.DurationVar(&c.RTMPResumeGrace, "rtmp-resume-grace", c.RTMPResumeGrace, "an RTMP publisher that drops and comes back with its key within this goes on as the same stage (0: none)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 }

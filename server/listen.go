@@ -77,7 +77,7 @@ func (s *Server) Run(ctx context.Context) error {
 			if plain != nil {
 				_ = plain.Close()
 			}
-			_ = s.rtmp.srv.Close()
+			s.closeRTMP()
 			return fmt.Errorf("listen rtmps %s: %w", s.cfg.RTMPSAddr, err)
 		}
 		go func() {

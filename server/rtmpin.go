@@ -42,8 +42,9 @@ type rtmpIngest struct {
 	tlsPort atomic.Int32 // where RTMPS listens (0: off)
 
 	mu      sync.Mutex
-	live    map[string]*rtmpStream // by stream key id
+	live    map[string]*rtmpStream // by stream key id, with those away for the resume grace
 	refused map[string]uint64      // by reason
+	closed  bool                   // no more parking: the server is closing
 }
 
 func (s *Server) newRTMPIngest() *rtmpIngest {
@@ -106,14 +107,31 @@ func (s *Server) rtmpPublish(req rtmp.PublishRequest) (rtmp.Stream, error) {
 	if !ok {
 		return nil, s.refuseRTMP(req, "bad_key", errRTMPBadKey)
 	}
-	st := &rtmpStream{s: s, keyID: keyID, roomID: roomID}
 	s.rtmp.mu.Lock()
-	if s.rtmp.live[keyID] != nil {
+	old := s.rtmp.live[keyID]
+	if old != nil && old.parked == nil {
 		s.rtmp.mu.Unlock()
 		return nil, s.refuseRTMP(req, "live", errRTMPLive)
 	}
+	if old != nil {
+		// Back within the grace: the same ingest, so the same producers
+		// and every viewer's track, going on from where it stopped.
+		old.parked.Stop()
+		old.parked = nil
+		if old.canResume() {
+			old.resume()
+			s.rtmp.mu.Unlock()
+			s.log.Info("rtmp publisher back: same stage", "room", roomID, "key", keyID, "member", old.in.PeerID(), "remote", req.Remote)
+			return old, nil
+		}
+		delete(s.rtmp.live, keyID)
+	}
+	st := &rtmpStream{s: s, keyID: keyID, roomID: roomID}
 	s.rtmp.live[keyID] = st
 	s.rtmp.mu.Unlock()
+	if old != nil {
+		old.closeMedia()
+	}
 	if err := st.start(); err != nil {
 		st.release()
 		return nil, s.refuseRTMP(req, "room", fmt.Errorf("room %s cannot take the stream: %w", roomID, err))
@@ -126,9 +144,73 @@ func (s *Server) rtmpPublish(req rtmp.PublishRequest) (rtmp.Stream, error) {
 func (s *Server) revokeLive(keyID string) {
 	s.rtmp.mu.Lock()
 	st := s.rtmp.live[keyID]
+	if st == nil {
+		s.rtmp.mu.Unlock()
+		return
+	}
+	st.revoked.Store(true)
+	away := st.parked != nil
+	if away {
+		st.parked.Stop()
+		st.parked = nil
+		delete(s.rtmp.live, keyID)
+	}
 	s.rtmp.mu.Unlock()
-	if st != nil {
-		st.revoked.Store(true)
+	if away {
+		st.closeMedia()
+		s.log.Info("rtmp stage ended: its key was revoked while the publisher was away", "room", st.roomID, "key", keyID)
+	}
+}
+
+// park keeps st, whose publisher dropped, for the resume grace; false
+// when there is none (or the server is closing).
+func (s *Server) park(st *rtmpStream) bool {
+	if s.cfg.RTMPResumeGrace <= 0 {
+		return false
+	}
+	s.rtmp.mu.Lock()
+	defer s.rtmp.mu.Unlock()
+	if s.rtmp.closed || s.rtmp.live[st.keyID] != st {
+		return false
+	}
+	st.parked = time.AfterFunc(s.cfg.RTMPResumeGrace, func() { s.unpark(st) })
+	return true
+}
+
+// unpark ends st's stage at the end of the grace, unless its publisher
+// came back (or it was ended otherwise) meanwhile.
+func (s *Server) unpark(st *rtmpStream) {
+	s.rtmp.mu.Lock()
+	gone := st.parked != nil && s.rtmp.live[st.keyID] == st
+	if gone {
+		st.parked = nil
+		delete(s.rtmp.live, st.keyID)
+	}
+	s.rtmp.mu.Unlock()
+	if gone {
+		st.closeMedia()
+		s.log.Info("rtmp publisher did not come back: stage ended", "room", st.roomID, "key", st.keyID, "grace", s.cfg.RTMPResumeGrace)
+	}
+}
+
+// closeRTMP stops the RTMP server (it waits for its connections) and ends
+// the stages of publishers away for the grace.
+func (s *Server) closeRTMP() {
+	_ = s.rtmp.srv.Close()
+	s.rtmp.mu.Lock()
+	s.rtmp.closed = true
+	var away []*rtmpStream
+	for id, st := range s.rtmp.live {
+		if st.parked != nil {
+			st.parked.Stop()
+			st.parked = nil
+			delete(s.rtmp.live, id)
+			away = append(away, st)
+		}
+	}
+	s.rtmp.mu.Unlock()
+	for _, st := range away {
+		st.closeMedia()
 	}
 }
 
@@ -140,6 +222,9 @@ type rtmpStream struct {
 	in            *room.Ingest
 	conn          *net.UDPConn
 	revoked       atomic.Bool
+	// parked runs out the resume grace while the publisher is away
+	// (guarded by the server's rtmp.mu).
+	parked *time.Timer
 
 	// writing state (one goroutine: the connection's)
 	video      room.Endpoint
@@ -150,6 +235,10 @@ type rtmpStream struct {
 	seq        uint16
 	sps, pps   []byte
 	sentConfig bool
+	// A resumed publisher's timestamps start again from its own zero:
+	// tsBase carries them on from lastTS, so viewers see time go on.
+	tsBase, lastTS uint32
+	sent, fresh    bool // a frame was sent; none yet on this connection
 }
 
 func (st *rtmpStream) start() error {
@@ -175,6 +264,37 @@ func (st *rtmpStream) start() error {
 	}
 	st.conn = conn
 	return nil
+}
+
+// canResume reports whether a publisher coming back may go on with st's
+// stage. Called with the server's rtmp.mu held.
+func (st *rtmpStream) canResume() bool {
+	if st.revoked.Load() || !st.s.rooms.HasStreamKey(st.roomID, st.keyID) {
+		return false
+	}
+	select {
+	case <-st.in.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// resume readies st for its publisher's new connection: the sequence
+// numbers go on, the timestamps go on from the last frame's, and the
+// codec configuration and audio transcoder come anew with the stream.
+func (st *rtmpStream) resume() {
+	st.sps, st.pps = nil, nil
+	st.aacFailed = false
+	st.fresh = true
+}
+
+// closeMedia ends st's ingest (its producers) and socket.
+func (st *rtmpStream) closeMedia() {
+	if st.conn != nil {
+		st.conn.Close()
+	}
+	st.in.Close()
 }
 
 // release frees the key for another publish.
@@ -230,11 +350,20 @@ func (st *rtmpStream) sendFrame(ms uint32, v flv.VideoTag) error {
 	if v.Key && st.sps != nil {
 		nalus = append([][]byte{st.sps, st.pps}, nalus...)
 	}
+	if st.fresh {
+		st.fresh = false
+		if st.sent {
+			// A frame's time after the last one sent.
+			st.tsBase = st.lastTS + 90000/30 - ms*90
+		}
+	}
+	ts := st.tsBase + ms*90
+	st.lastTS, st.sent = ts, true
 	payloads := st.pay.Payload(1200, h264.AnnexB(nalus))
 	for i, p := range payloads {
 		pkt := rtp.Packet{Header: rtp.Header{
 			Version: 2, PayloadType: st.video.PayloadType, SequenceNumber: st.seq,
-			Timestamp: ms * 90, SSRC: st.video.SSRC, Marker: i == len(payloads)-1,
+			Timestamp: ts, SSRC: st.video.SSRC, Marker: i == len(payloads)-1,
 		}, Payload: p}
 		st.seq++
 		b, err := pkt.Marshal()
@@ -249,13 +378,15 @@ func (st *rtmpStream) sendFrame(ms uint32, v flv.VideoTag) error {
 }
 
 func (st *rtmpStream) Close(reason error) {
-	if st.conn != nil {
-		st.conn.Close()
-	}
 	if st.aac != nil {
 		st.aac.close()
+		st.aac = nil
 	}
-	st.in.Close()
+	if st.dropped(reason) && st.s.park(st) {
+		st.s.log.Info("rtmp publisher dropped: its stage waits for it", "room", st.roomID, "key", st.keyID, "grace", st.s.cfg.RTMPResumeGrace, "reason", reason)
+		return
+	}
+	st.closeMedia()
 	st.release()
 	if errors.Is(reason, rtmp.ErrBFrames) || errors.Is(reason, rtmp.ErrEnhanced) || errors.Is(reason, rtmp.ErrVideoCodec) {
 		st.s.rtmp.mu.Lock()
@@ -265,6 +396,23 @@ func (st *rtmpStream) Close(reason error) {
 		return
 	}
 	st.s.log.Info("rtmp publisher left the room", "room", st.roomID, "key", st.keyID, "reason", reason)
+}
+
+// dropped reports whether the publisher's connection ended without it
+// meaning to (no unpublish, no refusal, no revoked key, the room still
+// there): an encoder that reconnects gets its stage back within the
+// grace.
+func (st *rtmpStream) dropped(reason error) bool {
+	if st.revoked.Load() || errors.Is(reason, rtmp.ErrUnpublished) || errors.Is(reason, errRTMPEnded) || errors.Is(reason, errRTMPRevoked) ||
+		errors.Is(reason, rtmp.ErrBFrames) || errors.Is(reason, rtmp.ErrEnhanced) || errors.Is(reason, rtmp.ErrVideoCodec) {
+		return false
+	}
+	select {
+	case <-st.in.Done():
+		return false
+	default:
+		return true
+	}
 }
 
 // writeAudio hands AAC to the transcoder, started at the first sequence

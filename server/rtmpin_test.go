@@ -28,12 +28,21 @@ import (
 // returns the HTTP base URL.
 func startRTMP(t *testing.T) (srv *server.Server, base, rtmpURL, dataDir string) {
 	t.Helper()
+	return startRTMPWith(t, nil)
+}
+
+// startRTMPWith is startRTMP with edit applied to the configuration.
+func startRTMPWith(t *testing.T, edit func(*config.Config)) (srv *server.Server, base, rtmpURL, dataDir string) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.UDPPort = 0
 	cfg.ICELoopbackOnly = true
 	cfg.RTMPAddr = "127.0.0.1:0"
 	cfg.RecordMinFreeMB = 1
+	if edit != nil {
+		edit(&cfg)
+	}
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +201,9 @@ func roomProducers(t *testing.T, srv *server.Server, id string) int {
 // and a revoked key are refused (the metric counts them, no room is
 // made), and killing the publisher closes its producer.
 func TestRTMPIngest(t *testing.T) {
-	srv, base, rtmpURL, _ := startRTMP(t)
+	// A killed publisher's stage waits out the resume grace
+	// (TestRTMPResume): a short one here.
+	srv, base, rtmpURL, _ := startRTMPWith(t, func(c *config.Config) { c.RTMPResumeGrace = 300 * time.Millisecond })
 	key := srv.APIKey()
 	if code := api(t, base, key, "POST", "/api/rooms", `{"id":"tv","name":"TV"}`, nil); code != http.StatusCreated {
 		t.Fatalf("create room: %d", code)

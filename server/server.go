@@ -157,7 +157,7 @@ func (s *Server) MediaAddrs() []net.Addr { return s.worker.ListenAddrs() }
 // Close disconnects every client, closes every room and the UDP port.
 func (s *Server) Close() error {
 	s.closeRecordings()
-	_ = s.rtmp.srv.Close()
+	s.closeRTMP()
 	s.sig.Close()
 	s.whip.Close()
 	s.rooms.Close()

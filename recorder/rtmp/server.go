@@ -331,8 +331,9 @@ func (c *serverConn) status(level, code, desc string) error {
 	return c.writeMessage(5, msgCommandAMF0, streamID, 0, b)
 }
 
-// errUnpublished ends a publish the client ended itself.
-var errUnpublished = errors.New("rtmp: client unpublished")
+// ErrUnpublished ends a publish the client ended itself (deleteStream,
+// FCUnpublish): a deliberate stop, not a dropped connection.
+var ErrUnpublished = errors.New("rtmp: client unpublished")
 
 // receive hands the publisher's tags to the stream until it leaves, goes
 // silent or sends what the stream refuses.
@@ -358,7 +359,7 @@ func (c *serverConn) receive(stream Stream) error {
 		case msgCommandAMF0:
 			vals, _ := amf0.Decode(m.buf)
 			if len(vals) > 0 && (vals[0] == "deleteStream" || vals[0] == "FCUnpublish" || vals[0] == "closeStream") {
-				return errUnpublished
+				return ErrUnpublished
 			}
 			continue
 		default:

@@ -133,7 +133,7 @@ func TestServerFFmpegPublish(t *testing.T) {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("ffmpeg: %v", err)
 		}
-		if err := waitClosed(t, s); !errors.Is(err, errUnpublished) {
+		if err := waitClosed(t, s); !errors.Is(err, ErrUnpublished) {
 			t.Errorf("ended with %v, want the client's unpublish", err)
 		}
 		seq, key, aacFrames := s.counts()
