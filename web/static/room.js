@@ -138,6 +138,21 @@ function initials(name) {
  * element playing every track of that source, with its overlay, label and
  * controls.
  */
+// whenMetadata resolves once video knows its size and duration (or after
+// ms, whichever comes first).
+function whenMetadata(video, ms) {
+  if (video.readyState >= HTMLMediaElement.HAVE_METADATA) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      video.removeEventListener('loadedmetadata', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    video.addEventListener('loadedmetadata', done);
+  });
+}
+
 // A picture-in-picture button for a video, or null where the browser
 // has none (Firefox, phones without it, a page that disallows it).
 function pipButton(video) {
@@ -146,7 +161,14 @@ function pipButton(video) {
     ev.stopPropagation();
     try {
       if (document.pictureInPictureElement === video) await document.exitPictureInPicture();
-      else await video.requestPictureInPicture();
+      else {
+        // A share whose stream was just replaced (a new track, the
+        // stage changing hands) has no metadata for a moment, and the
+        // browser refuses until it has: wait for it, well within the
+        // press's user activation.
+        await whenMetadata(video, 3000);
+        await video.requestPictureInPicture();
+      }
     } catch (err) {
       toast(`Picture in picture is not available: ${errText(err)}`, {ms: 3500});
     }
