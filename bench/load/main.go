@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -56,6 +57,7 @@ type options struct {
 	summary  bool
 	serve    string
 	cpuprof  string
+	memprof  string
 }
 
 func main() {
@@ -73,6 +75,7 @@ func main() {
 	flag.BoolVar(&o.summary, "summary", true, "print a summary line at the end")
 	flag.StringVar(&o.serve, "serve", "", "only run a server on this loopback address (plain HTTP) for -duration, to measure it as a process of its own")
 	flag.StringVar(&o.cpuprof, "cpuprofile", "", "with -serve: write the server's CPU profile to this file")
+	flag.StringVar(&o.memprof, "memprofile", "", "with -serve: write the server's heap profile to this file on SIGUSR1 (while subscribers are connected)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := run(o, log); err != nil {
@@ -227,11 +230,37 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("serving %s pid=%d key=%s\n", base, os.Getpid(), key)
-	select {
-	case <-ctx.Done():
-	case <-time.After(o.duration):
+	usr1 := make(chan os.Signal, 1)
+	if o.memprof != "" {
+		runtime.MemProfileRate = 4096 // finer than the default: per-subscriber objects are small
+		signal.Notify(usr1, syscall.SIGUSR1)
+		defer signal.Stop(usr1)
 	}
-	return nil
+	end := time.After(o.duration)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-end:
+			return nil
+		case <-usr1:
+			if err := writeHeapProfile(o.memprof); err != nil {
+				return err
+			}
+			fmt.Printf("heap profile written to %s\n", o.memprof)
+		}
+	}
+}
+
+// writeHeapProfile writes the live heap, as of a fresh GC, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 // publisher is the WHIP client sending the share.

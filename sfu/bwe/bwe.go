@@ -35,12 +35,14 @@ const (
 )
 
 // ringSize is how many sent packets are remembered, by TWCC sequence
-// number: seconds of sending at video rates.
-const ringSize = 4096
+// number: over 3 s at 6 Mbit/s (a top layer probed at twice its rate),
+// where feedback comes every 100 ms or so. One ring per subscriber: 32 KB.
+const ringSize = 2048
 
 // Estimator implements cc.BandwidthEstimator.
 type Estimator struct {
 	mu       sync.Mutex
+	epoch    time.Time            // sentPacket times count from it
 	sent     [ringSize]sentPacket // by TWCC sequence number mod ringSize
 	acks     []ack                // reused by every feedback
 	minRate  float64
@@ -63,14 +65,19 @@ type Estimator struct {
 	closed   bool
 }
 
+// It is 16 bytes, a time.Time alone being 24: the ring is most of an
+// estimator's memory, and there is one per subscriber.
 type sentPacket struct {
-	at       time.Time
-	size     int // bytes, header and payload
+	at       int64  // departure: nanoseconds since the estimator's epoch
+	size     uint16 // bytes, header and payload
 	seq      uint16
 	ok       bool
 	reported bool // some feedback has told its fate
 	acked    bool // some feedback has reported it received
 }
+
+// sentAt is when sp left.
+func (e *Estimator) sentAt(sp *sentPacket) time.Time { return e.epoch.Add(time.Duration(sp.at)) }
 
 type probe struct {
 	start, end time.Time
@@ -99,6 +106,7 @@ func New(initial, minRate, maxRate int) (*Estimator, error) {
 	}
 	initial = max(minRate, min(maxRate, initial))
 	e := &Estimator{
+		epoch:   time.Now(),
 		acks:    make([]ack, 0, 256),
 		minRate: float64(minRate),
 		maxRate: float64(maxRate),
@@ -115,7 +123,7 @@ func New(initial, minRate, maxRate int) (*Estimator, error) {
 // allocation.
 func (e *Estimator) OnSent(seq uint16, size int, at time.Time) {
 	e.mu.Lock()
-	e.sent[seq%ringSize] = sentPacket{at: at, size: size, seq: seq, ok: true}
+	e.sent[seq%ringSize] = sentPacket{at: int64(at.Sub(e.epoch)), size: uint16(min(size, math.MaxUint16)), seq: seq, ok: true}
 	e.lastSent = at
 	if e.unacked.IsZero() {
 		e.unacked = at
@@ -196,7 +204,8 @@ func (e *Estimator) onAcks(now time.Time) {
 		}
 		first := !sp.reported
 		sp.reported = true
-		if pr != nil && first && !sp.at.Before(pr.start) && !sp.at.After(pr.end) {
+		at := e.sentAt(sp)
+		if pr != nil && first && !at.Before(pr.start) && !at.After(pr.end) {
 			pr.account(sp, a)
 		}
 		if first {
@@ -209,10 +218,10 @@ func (e *Estimator) onAcks(now time.Time) {
 			continue
 		}
 		sp.acked = true
-		e.acked.add(a.arrival, sp.size)
-		e.delay.packet(sp.at, a.arrival)
-		if sp.at.After(latest) {
-			latest = sp.at
+		e.acked.add(a.arrival, int(sp.size))
+		e.delay.packet(at, a.arrival)
+		if at.After(latest) {
+			latest = at
 		}
 	}
 	if !latest.IsZero() {
@@ -477,7 +486,7 @@ func (pr *probe) account(sp *sentPacket, a *ack) {
 		return
 	}
 	s.got++
-	s.bytes += sp.size
+	s.bytes += int(sp.size)
 	if s.firstArrive.IsZero() || a.arrival.Before(s.firstArrive) {
 		s.firstArrive = a.arrival
 	}

@@ -3,6 +3,7 @@ package bwe
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pion/rtcp"
 )
@@ -224,5 +225,13 @@ func TestEvaluateProbeWhenOverdue(t *testing.T) {
 	e.EvaluateProbe(due.Add(probeOverdue))
 	if res := e.LastProbe(); !res.Success {
 		t.Fatalf("overdue probe not evaluated as a success: %+v", res)
+	}
+}
+
+// The ring of sent packets is most of an estimator's memory, one per
+// subscriber: an entry stays 16 bytes.
+func TestSentPacketSize(t *testing.T) {
+	if n := unsafe.Sizeof(sentPacket{}); n != 16 {
+		t.Fatalf("sentPacket is %d bytes, want 16", n)
 	}
 }

@@ -585,7 +585,7 @@ func BenchmarkStreamWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if sp := e.sent[5]; !sp.ok || sp.size != h.MarshalSize()+1100 {
+	if sp := e.sent[5]; !sp.ok || int(sp.size) != h.MarshalSize()+1100 {
 		b.Fatalf("packet not recorded: %+v", sp)
 	}
 }
