@@ -28,10 +28,19 @@ const (
 	nackScan = 20 * time.Millisecond
 )
 
-// nackLog is one incoming stream's missing packets. Its read loop owns it.
+// nackLog is one incoming stream's missing packets, and which of the last
+// nackWindow it has: a packet it already has is a duplicate. Publishers
+// send those: a repair of a packet that was only late, and Chromium's
+// bandwidth probes, which are RTX copies of the last packets sent (ten
+// copies of one packet in a burst at a share's start). Forwarded, each
+// copy took a new transport-wide sequence number to the subscriber, whose
+// SRTP replay check dropped it unseen: its TWCC feedback reported them
+// lost, a third of the packets at a share's start, and the subscriber's
+// estimate fell for nothing. Its read loop owns it.
 type nackLog struct {
 	started  bool
 	highest  uint16
+	have     [nackWindow / 64]uint64 // bit seq%nackWindow: received
 	missing  []missingPacket
 	lastScan time.Time
 	pairs    []rtcp.NackPair // reused between requests
@@ -44,24 +53,32 @@ type missingPacket struct {
 	next  time.Time // when to ask (again)
 }
 
-// received notes packet seq (a new one, a late one, or a repair).
-func (l *nackLog) received(seq uint16, now time.Time) {
+// received notes packet seq (a new one, a late one, or a repair) and
+// reports whether it is new to the stream: false for a copy of one it
+// already has, which is not to be forwarded.
+func (l *nackLog) received(seq uint16, now time.Time) bool {
 	if !l.started {
 		l.started, l.highest = true, seq
-		return
+		l.have = [nackWindow / 64]uint64{}
+		l.mark(seq, true)
+		return true
 	}
 	d := int16(seq - l.highest)
 	switch {
 	case d > 0 && d <= nackWindow:
 		for q := l.highest + 1; q != seq; q++ {
 			l.missing = append(l.missing, missingPacket{seq: q, next: now.Add(nackFirst)})
+			l.mark(q, false)
 		}
 		l.highest = seq
 	case d > nackWindow || d < -nackWindow:
 		// A jump (the publisher restarted its numbering): nothing in
-		// between is worth asking for.
+		// between is worth asking for, nor known.
 		l.highest = seq
 		l.missing = l.missing[:0]
+		l.have = [nackWindow / 64]uint64{}
+	case d == -nackWindow || l.has(seq):
+		return false // a copy, or as old as the window
 	default:
 		for i := range l.missing {
 			if l.missing[i].seq == seq {
@@ -70,8 +87,24 @@ func (l *nackLog) received(seq uint16, now time.Time) {
 			}
 		}
 	}
+	l.mark(seq, true)
 	if len(l.missing) > nackWindow {
 		l.missing = l.missing[len(l.missing)-nackWindow:]
+	}
+	return true
+}
+
+func (l *nackLog) has(seq uint16) bool {
+	i := seq % nackWindow
+	return l.have[i/64]&(1<<(i%64)) != 0
+}
+
+func (l *nackLog) mark(seq uint16, got bool) {
+	i := seq % nackWindow
+	if got {
+		l.have[i/64] |= 1 << (i % 64)
+	} else {
+		l.have[i/64] &^= 1 << (i % 64)
 	}
 }
 

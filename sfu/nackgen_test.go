@@ -69,3 +69,47 @@ func TestAppendNackPairs(t *testing.T) {
 		t.Fatalf("packed %v", got)
 	}
 }
+
+// A copy of a packet the stream has (a late packet's repair, Chromium's
+// RTX probes repeating the last packets) is not new; a packet that fills
+// a hole is, even once its requests are spent, and across the wrap.
+func TestNackLogTellsCopies(t *testing.T) {
+	var l nackLog
+	base := time.Now()
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	for i, c := range []struct {
+		seq  uint16
+		ms   int
+		want bool
+	}{
+		{65534, 0, true},
+		{65534, 1, false}, // the same again
+		{65535, 2, true},
+		{65535, 3, false},
+		{2, 4, true},      // 0 and 1 missing, across the wrap
+		{0, 5, true},      // late, fills a hole
+		{0, 6, false},     // its repair, a copy
+		{65535, 7, false}, // an RTX probe of an old packet
+	} {
+		if got := l.received(c.seq, at(c.ms)); got != c.want {
+			t.Fatalf("step %d: received(%d) = %v, want %v", i, c.seq, got, c.want)
+		}
+	}
+	// 1 is asked for until its requests are spent; its repair is new.
+	for ms := 10; ms < 1000; ms += int(nackScan / time.Millisecond) {
+		l.due(at(ms))
+	}
+	if len(l.missing) != 0 {
+		t.Fatalf("still asking for %v", l.missing)
+	}
+	if !l.received(1, at(1000)) || l.received(1, at(1001)) {
+		t.Fatal("a repair after the last request: want new once, then a copy")
+	}
+	// Packets a window or more behind are not forwarded.
+	for s := uint16(3); s < 3+nackWindow; s++ {
+		l.received(s, at(1100))
+	}
+	if l.received(2, at(1200)) {
+		t.Fatal("a packet as old as the window counted as new")
+	}
+}

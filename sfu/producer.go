@@ -423,9 +423,12 @@ func readLoop(in *inbound, track *webrtc.TrackRemote, nacks *nackLog) {
 		}
 		now := time.Now()
 		if p.kind == KindVideo {
-			nacks.received(pkt.SequenceNumber, now)
+			fresh := nacks.received(pkt.SequenceNumber, now)
 			if pairs := nacks.due(now); pairs != nil {
 				p.askAgain(pkt.SSRC, pairs)
+			}
+			if !fresh {
+				continue // a copy: see nackLog
 			}
 		}
 		p.forwardAt(idx, &pkt, now, batch)
