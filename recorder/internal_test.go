@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 func TestInterleaver(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/matinee-dev/matinee/recorder/h264"
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/sfu"
 )
 

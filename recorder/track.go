@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/matinee-dev/matinee/recorder/h264"
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/transcode"
 	"github.com/matinee-dev/matinee/sfu"
 	"github.com/pion/rtp"

@@ -31,8 +31,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/h264"
 	"github.com/matinee-dev/matinee/recorder/rtmp"
 	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtp/codecs"
@@ -266,14 +266,14 @@ func main() {
 				pps = n
 			}
 		}
-		seed("recorder/h264", "FuzzParseSPS", sps, pps)
+		seed("codecs/h264", "FuzzParseSPS", sps, pps)
 		info, err := h264.ParseSPS(sps)
 		must(err)
-		seed("recorder/h264", "FuzzParseRecord", (&h264.Config{SPS: sps, PPS: pps, Info: info}).Record())
+		seed("codecs/h264", "FuzzParseRecord", (&h264.Config{SPS: sps, PPS: pps, Info: info}).Record())
 	}
-	seed("recorder/h264", "FuzzNALUFraming", read("main.h264")[:600])
-	seed("recorder/h264", "FuzzDepacketizer", records(h264Stream("high.h264", 3), 0))
-	seed("recorder/h264", "FuzzDepacketizer", records(h264Stream("interlaced.h264", 3), 7))
+	seed("codecs/h264", "FuzzNALUFraming", read("main.h264")[:600])
+	seed("codecs/h264", "FuzzDepacketizer", records(h264Stream("high.h264", 3), 0))
+	seed("codecs/h264", "FuzzDepacketizer", records(h264Stream("interlaced.h264", 3), 7))
 
 	// FLV: ffmpeg's file (H.264 baseline + AAC), its tags' bodies.
 	flvFile := read("base.flv")
@@ -299,7 +299,7 @@ func main() {
 			asc = a.Data
 		}
 	}
-	seed("recorder/h264", "FuzzParseRecord", avcC)
+	seed("codecs/h264", "FuzzParseRecord", avcC)
 	seed("recorder/amf0", "FuzzDecode", meta)
 	seed("recorder/aac", "FuzzParseConfig", asc)
 	seed("recorder/aac", "FuzzSplitADTS", read("a48.aac")[:300])

@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/recorder/aac"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 func TestCRC(t *testing.T) {

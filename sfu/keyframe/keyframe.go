@@ -4,7 +4,11 @@
 // payload: cheap enough to run on every packet.
 package keyframe
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/matinee-dev/matinee/codecs/h264"
+)
 
 // Codec selects the payload format. Its zero value never reports a keyframe.
 type Codec uint8
@@ -42,7 +46,7 @@ func FromMime(mime string) Codec {
 func Is(c Codec, payload []byte) bool {
 	switch c {
 	case H264:
-		return isH264(payload)
+		return h264.IsKeyframe(payload)
 	case VP8:
 		return isVP8(payload)
 	case VP9:
@@ -131,39 +135,6 @@ func isVP9(p []byte) bool {
 	return true
 }
 
-// isH264 looks for an IDR slice (5) or SPS (7) in a single NAL unit, a
-// STAP-A aggregate or the first fragment of an FU-A.
-func isH264(p []byte) bool {
-	if len(p) < 1 {
-		return false
-	}
-	switch t := p[0] & 0x1f; {
-	case t == 5 || t == 7:
-		return true
-	case t == 24: // STAP-A
-		i := 1
-		for i+2 < len(p) {
-			n := int(p[i])<<8 | int(p[i+1])
-			i += 2
-			if n == 0 || i+n > len(p) {
-				return false
-			}
-			if nt := p[i] & 0x1f; nt == 5 || nt == 7 {
-				return true
-			}
-			i += n
-		}
-	case t == 28: // FU-A
-		if len(p) < 2 {
-			return false
-		}
-		start := p[1]&0x80 != 0
-		nt := p[1] & 0x1f
-		return start && (nt == 5 || nt == 7)
-	}
-	return false
-}
-
 // isAV1 reads the aggregation header of the AV1 RTP format: N=1 marks the
 // first packet of a coded video sequence, which only a keyframe starts.
 func isAV1(p []byte) bool {
@@ -188,21 +159,7 @@ func Dimensions(c Codec, p []byte) (width, height int, ok bool) {
 		h := int(p[i+8]) | int(p[i+9]&0x3f)<<8
 		return w, h, w > 0 && h > 0
 	case H264:
-		if len(p) < 2 {
-			return 0, 0, false
-		}
-		switch p[0] & 0x1f {
-		case 7:
-			return spsDimensions(p)
-		case 24:
-			if len(p) < 4 {
-				return 0, 0, false
-			}
-			n := int(p[1])<<8 | int(p[2])
-			if 3+n <= len(p) && p[3]&0x1f == 7 {
-				return spsDimensions(p[3 : 3+n])
-			}
-		}
+		return h264.Dimensions(p)
 	}
 	return 0, 0, false
 }
