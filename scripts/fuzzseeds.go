@@ -32,9 +32,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/matinee-dev/matinee/codecs/h264"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/matinee-dev/matinee/recorder/flv"
 	"github.com/matinee-dev/matinee/recorder/rtmp"
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
@@ -215,14 +215,14 @@ func temporal(frames [][]byte) []byte {
 		if tid == 0 && i > 0 {
 			tl0++
 		}
-		d := vp8desc.Descriptor{Start: true, HasPictureID: true, LongPictureID: true, PictureID: pic & 0x7fff,
+		d := vp8.Descriptor{Start: true, HasPictureID: true, LongPictureID: true, PictureID: pic & 0x7fff,
 			HasTL0PICIDX: true, TL0PICIDX: tl0, HasTID: true, TID: tid, LayerSync: tid != 0 && i%4 != 3, NonRef: tid == 2}
 		pic++
 		// two packets per frame: the start (first 40 bytes) and the rest (truncated)
-		first := vp8desc.Append(nil, &d)
+		first := vp8.Append(nil, &d)
 		first = append(first, f[:min(40, len(f))]...)
 		d.Start = false
-		second := vp8desc.Append(nil, &d)
+		second := vp8.Append(nil, &d)
 		if len(f) > 40 {
 			second = append(second, f[40:min(70, len(f))]...)
 		}
@@ -306,13 +306,13 @@ func main() {
 	seed("recorder/aac", "FuzzSplitADTS", read("a22.aac")[:300])
 
 	// VP8/VP9 through pion's payloaders.
-	vp8 := ivfFrames("vp8.ivf", 4)
-	vp9 := ivfFrames("vp9.ivf", 4)
-	seed("recorder", "FuzzVPXAssembler", false, records(vpxStream(vp8, false, 200, 60), 0))
-	seed("recorder", "FuzzVPXAssembler", true, records(vpxStream(vp9, true, 200, 60), 0))
-	seed("recorder", "FuzzVPXAssembler", false, records(vpxStream(vp8, false, 120, 40), 5))
-	for _, p := range vpxStream(vp8[:2], false, 200, 24)[:3] {
-		seed("sfu/vp8desc", "FuzzParse", p.payload)
+	vp8Frames := ivfFrames("vp8.ivf", 4)
+	vp9Frames := ivfFrames("vp9.ivf", 4)
+	seed("recorder", "FuzzVPXAssembler", false, records(vpxStream(vp8Frames, false, 200, 60), 0))
+	seed("recorder", "FuzzVPXAssembler", true, records(vpxStream(vp9Frames, true, 200, 60), 0))
+	seed("recorder", "FuzzVPXAssembler", false, records(vpxStream(vp8Frames, false, 120, 40), 5))
+	for _, p := range vpxStream(vp8Frames[:2], false, 200, 24)[:3] {
+		seed("codecs/vp8", "FuzzParse", p.payload)
 	}
 	seed("sfu", "FuzzTemporalFilter", temporal(ivfFrames("vp8.ivf", 4)))
 

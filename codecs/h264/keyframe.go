@@ -57,5 +57,8 @@ func Dimensions(p []byte) (width, height int, ok bool) {
 		}
 		ok = s.parse(p[3:3+n]) == nil
 	}
-	return s.Width, s.Height, ok
+	if !ok {
+		return 0, 0, false
+	}
+	return s.Width, s.Height, true
 }

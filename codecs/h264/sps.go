@@ -17,8 +17,10 @@ type SPS struct {
 }
 
 var (
-	errShort  = errors.New("h264: sps too short")
-	errGolomb = errors.New("h264: bad exp-golomb code")
+	errShort   = errors.New("h264: sps too short")
+	errGolomb  = errors.New("h264: bad exp-golomb code")
+	errNotSPS  = errors.New("h264: not an sps")
+	errPicture = errors.New("h264: sps gives no picture")
 )
 
 // bitReader reads the RBSP of a NAL unit bit by bit, with Exp-Golomb
@@ -100,17 +102,23 @@ func (r *bitReader) skipScalingList(size int) {
 // its header byte) that describe the picture (ITU-T H.264 §7.3.2.1.1).
 func ParseSPS(nalu []byte) (*SPS, error) {
 	s := new(SPS)
-	if err := s.parse(nalu); err != nil {
+	switch err := s.parse(nalu); err {
+	case nil:
+		return s, nil
+	case errNotSPS:
+		return nil, fmt.Errorf("h264: not an sps (type %d, %d bytes)", Type(nalu), len(nalu))
+	case errPicture:
+		return nil, fmt.Errorf("h264: sps gives a %dx%d picture", s.Width, s.Height)
+	default:
 		return nil, err
 	}
-	return s, nil
 }
 
-// parse fills s from an SPS NAL unit without allocating (but for the
-// error of a malformed one).
+// parse fills s from an SPS NAL unit. It allocates nothing, even for a
+// malformed one: the forwarding path reads keyframes' SPSs with it.
 func (s *SPS) parse(nalu []byte) error {
 	if Type(nalu) != TypeSPS || len(nalu) < 4 {
-		return fmt.Errorf("h264: not an sps (type %d, %d bytes)", Type(nalu), len(nalu))
+		return errNotSPS
 	}
 	*s = SPS{Profile: nalu[1], Constraints: nalu[2], Level: nalu[3], ChromaFormat: 1, BitDepthLuma: 8, BitDepthChrom: 8}
 	r := &bitReader{b: nalu, pos: 4 * 8}
@@ -182,9 +190,9 @@ func (s *SPS) parse(nalu []byte) error {
 	if r.err != nil {
 		return r.err
 	}
-	if width <= 0 || height <= 0 {
-		return fmt.Errorf("h264: sps gives a %dx%d picture", width, height)
-	}
 	s.Width, s.Height = width, height
+	if width <= 0 || height <= 0 {
+		return errPicture
+	}
 	return nil
 }

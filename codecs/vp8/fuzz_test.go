@@ -1,4 +1,4 @@
-package vp8desc
+package vp8
 
 import (
 	"bytes"
@@ -8,12 +8,26 @@ import (
 // FuzzParse reads a VP8 payload descriptor (seeds: pion's VP8 payloader
 // over ffmpeg's frames, in testdata/fuzz). A descriptor that parses lies
 // within the payload, Append writes it back to something that parses to
-// the same fields, and the setters change only their own field.
+// the same fields, and the setters change only their own field. The
+// keyframe test, which only skips the descriptor, finds the bitstream
+// where Parse does.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte{0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x9d})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var d Descriptor
-		if err := Parse(p, &d); err != nil {
+		err := Parse(p, &d)
+		wantStart := -1
+		if err == nil && d.Size < len(p) {
+			wantStart = d.Size
+		}
+		if got := payloadStart(p); got != wantStart {
+			t.Fatalf("payloadStart(%x) = %d, Parse says %d (%v)", p, got, wantStart, err)
+		}
+		wantKey := wantStart >= 0 && d.Start && d.PartID&0x07 == 0 && p[wantStart]&1 == 0
+		if IsKeyframe(p) != wantKey {
+			t.Fatalf("IsKeyframe(%x) = %v, Parse says %v", p, !wantKey, wantKey)
+		}
+		if err != nil {
 			return
 		}
 		if d.Size < 1 || d.Size > len(p) {
