@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs"
 	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/sfu"
 )
@@ -325,9 +326,9 @@ func (r *Recording) newTrack(p *sfu.Producer, ep *epoch) (*track, error) {
 	case codecH264:
 		t.depack = h264.NewDepacketizer()
 	case codecVP8:
-		t.vpx = newVPXAssembler(false)
+		t.vpx = codecs.NewFrameAssembler(codecs.VP8)
 	case codecVP9:
-		t.vpx = newVPXAssembler(true)
+		t.vpx = codecs.NewFrameAssembler(codecs.VP9)
 	}
 	return t, nil
 }

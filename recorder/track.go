@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs"
 	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/transcode"
 	"github.com/matinee-dev/matinee/sfu"
@@ -85,7 +86,7 @@ type track struct {
 	clock    rtpClock
 	depack   *h264.Depacketizer
 	params   h264.ParamSets
-	vpx      *vpxAssembler
+	vpx      *codecs.FrameAssembler
 	xc       *transcode.Transcoder
 	xcOffset time.Duration // RTP time of the first frame given to ffmpeg
 	xcFailed bool
@@ -173,7 +174,7 @@ func (t *track) process(p packet) {
 		t.keyframeDue(pts, au.Key)
 		t.emit(&Frame{Video: true, PTS: pts, Key: au.Key, NALUs: au.NALUs, H264: cur})
 	case codecVP8, codecVP9:
-		frame, key, lost := t.vpx.push(p.seq, p.ts, p.marker, p.payload)
+		frame, key, lost := t.vpx.Push(p.seq, p.ts, p.marker, p.payload)
 		if lost {
 			t.consumer.RequestKeyframe()
 		}

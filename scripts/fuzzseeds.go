@@ -308,9 +308,9 @@ func main() {
 	// VP8/VP9 through pion's payloaders.
 	vp8Frames := ivfFrames("vp8.ivf", 4)
 	vp9Frames := ivfFrames("vp9.ivf", 4)
-	seed("recorder", "FuzzVPXAssembler", false, records(vpxStream(vp8Frames, false, 200, 60), 0))
-	seed("recorder", "FuzzVPXAssembler", true, records(vpxStream(vp9Frames, true, 200, 60), 0))
-	seed("recorder", "FuzzVPXAssembler", false, records(vpxStream(vp8Frames, false, 120, 40), 5))
+	seed("codecs", "FuzzFrameAssembler", false, records(vpxStream(vp8Frames, false, 200, 60), 0))
+	seed("codecs", "FuzzFrameAssembler", true, records(vpxStream(vp9Frames, true, 200, 60), 0))
+	seed("codecs", "FuzzFrameAssembler", false, records(vpxStream(vp8Frames, false, 120, 40), 5))
 	for _, p := range vpxStream(vp8Frames[:2], false, 200, 24)[:3] {
 		seed("codecs/vp8", "FuzzParse", p.payload)
 	}

@@ -1,13 +1,15 @@
-package recorder
+package codecs
 
 import (
-	"github.com/pion/rtp/codecs"
+	pioncodecs "github.com/pion/rtp/codecs"
 )
 
-// vpxAssembler rebuilds whole VP8 or VP9 frames from RTP payloads (RFC
-// 7741, RFC 9628), one frame per timestamp, for the transcoder. After a
-// lost packet it drops frames until the next keyframe.
-type vpxAssembler struct {
+// FrameAssembler rebuilds whole VP8 or VP9 frames from RTP payloads (RFC
+// 7741, RFC 9628), one frame per timestamp, for the recorder's
+// transcoder. After a lost packet it drops frames until the next
+// keyframe. (H.264 has its own, h264.Depacketizer: access units of NAL
+// units, not one frame of bytes.)
+type FrameAssembler struct {
 	vp9     bool
 	buf     []byte
 	ts      uint32
@@ -19,13 +21,20 @@ type vpxAssembler struct {
 	waitKey bool
 }
 
-func newVPXAssembler(vp9 bool) *vpxAssembler { return &vpxAssembler{vp9: vp9, waitKey: true} }
+// NewFrameAssembler returns an assembler of VP8 or VP9 frames that waits
+// for the first keyframe. Any other codec is a programming error.
+func NewFrameAssembler(c Codec) *FrameAssembler {
+	if c != VP8 && c != VP9 {
+		panic("codecs: FrameAssembler assembles VP8 or VP9 only")
+	}
+	return &FrameAssembler{vp9: c == VP9, waitKey: true}
+}
 
-// push adds a packet and returns a completed frame (copied) and whether
+// Push adds a packet and returns a completed frame (copied) and whether
 // it is a keyframe; lost reports a sequence gap. It returns at most one
 // frame: the previous one when the packet starts a new timestamp, else
 // its own when it ends it.
-func (a *vpxAssembler) push(seq uint16, ts uint32, marker bool, payload []byte) (frame []byte, key, lost bool) {
+func (a *FrameAssembler) Push(seq uint16, ts uint32, marker bool, payload []byte) (frame []byte, key, lost bool) {
 	if a.seqOK && seq != a.lastSeq+1 {
 		if int16(seq-a.lastSeq) <= 0 {
 			return nil, false, false
@@ -39,7 +48,7 @@ func (a *vpxAssembler) push(seq uint16, ts uint32, marker bool, payload []byte) 
 	var data []byte
 	var start, end bool
 	if a.vp9 {
-		var p codecs.VP9Packet
+		var p pioncodecs.VP9Packet
 		if _, err := p.Unmarshal(payload); err != nil {
 			a.broken = true
 			return frame, key, lost
@@ -49,7 +58,7 @@ func (a *vpxAssembler) push(seq uint16, ts uint32, marker bool, payload []byte) 
 			a.key = true
 		}
 	} else {
-		var p codecs.VP8Packet
+		var p pioncodecs.VP8Packet
 		if _, err := p.Unmarshal(payload); err != nil {
 			a.broken = true
 			return frame, key, lost
@@ -77,7 +86,7 @@ func (a *vpxAssembler) push(seq uint16, ts uint32, marker bool, payload []byte) 
 	return frame, key, lost
 }
 
-func (a *vpxAssembler) finish() ([]byte, bool) {
+func (a *FrameAssembler) finish() ([]byte, bool) {
 	buf, key, broken := a.buf, a.key, a.broken
 	a.buf, a.have, a.key, a.broken = a.buf[:0], false, false, false
 	if broken || len(buf) == 0 {

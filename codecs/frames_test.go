@@ -1,20 +1,24 @@
-package recorder
+package codecs
 
 import (
 	"bytes"
 	"testing"
 )
 
-// FuzzVPXAssembler pushes a VP8 or VP9 RTP stream (seeds: pion's
+// FuzzFrameAssembler pushes a VP8 or VP9 RTP stream (seeds: pion's
 // payloaders over ffmpeg's frames, in testdata/fuzz) through the frame
 // assembler. Each record is a flags byte (bit 0 marker, bit 1 the next
 // timestamp), a sequence number step (1 in order, 0 a duplicate, more a
 // loss), a length byte and the payload. A frame is never empty, never
 // longer than what came in, the first one and the first after a loss are
 // keyframes, and frames are copies that later packets cannot change.
-func FuzzVPXAssembler(f *testing.F) {
+func FuzzFrameAssembler(f *testing.F) {
 	f.Fuzz(func(t *testing.T, vp9 bool, recs []byte) {
-		a := newVPXAssembler(vp9)
+		c := VP8
+		if vp9 {
+			c = VP9
+		}
+		a := NewFrameAssembler(c)
 		var seq uint16
 		var ts uint32
 		in := 0
@@ -32,7 +36,7 @@ func FuzzVPXAssembler(f *testing.F) {
 				ts += 3000
 			}
 			in += len(payload)
-			frame, key, lost := a.push(seq, ts, flags&1 != 0, payload)
+			frame, key, lost := a.Push(seq, ts, flags&1 != 0, payload)
 			if lost {
 				needKey = true
 			}
@@ -55,4 +59,37 @@ func FuzzVPXAssembler(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFrameAssembler: frames come out from the first keyframe on, and a
+// frame that lost a packet is dropped with what follows it up to the next
+// keyframe.
+func TestFrameAssembler(t *testing.T) {
+	a := NewFrameAssembler(VP8)
+	// VP8 descriptor: S bit on the first packet; keyframe has P=0.
+	key := [][]byte{{0x10, 0x00, 1, 2}, {0x00, 3, 4}}
+	delta := [][]byte{{0x10, 0x01, 5}}
+	var frames int
+	seq := uint16(1)
+	push := func(ts uint32, pkts [][]byte, skip int) {
+		for i, p := range pkts {
+			if i == skip {
+				seq++
+				continue
+			}
+			if f, _, _ := a.Push(seq, ts, i == len(pkts)-1, p); f != nil {
+				frames++
+			}
+			seq++
+		}
+	}
+	push(100, delta, -1) // before any keyframe: dropped
+	push(200, key, -1)
+	push(300, delta, -1)
+	push(400, key, 1) // loses its second packet: dropped
+	push(500, delta, -1)
+	push(600, key, -1)
+	if frames != 3 {
+		t.Fatalf("%d frames, want 3", frames)
+	}
 }
