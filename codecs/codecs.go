@@ -5,12 +5,13 @@
 // consumer can start, or switch layers, without showing a broken frame)
 // and what picture size does it declare. Those read only the payload
 // descriptor and the first bytes of the payload, and allocate nothing.
-// It also rebuilds VP8 and VP9 frames from RTP for the recorder.
+// It also rebuilds VP8 and VP9 frames from RTP for the recorder, with
+// the descriptor parsers of vp8 and vp9.
 //
 // Per codec, under it: h264 (NAL units, SPS, keyframes, depacketising,
 // Annex B and AVCC framing, avcC), vp8 (keyframes, picture size, the
 // payload descriptor read and rewritten for temporal layers) and vp9
-// (keyframes); crc is the MPEG-2 CRC-32 of MPEG-TS sections and Ogg
+// (keyframes, the payload descriptor); crc is the MPEG-2 CRC-32 of MPEG-TS sections and Ogg
 // pages.
 package codecs
 

@@ -1,7 +1,8 @@
 package codecs
 
 import (
-	pioncodecs "github.com/pion/rtp/codecs"
+	"github.com/matinee-dev/matinee/codecs/vp8"
+	"github.com/matinee-dev/matinee/codecs/vp9"
 )
 
 // FrameAssembler rebuilds whole VP8 or VP9 frames from RTP payloads (RFC
@@ -45,28 +46,14 @@ func (a *FrameAssembler) Push(seq uint16, ts uint32, marker bool, payload []byte
 	if a.have && ts != a.ts {
 		frame, key = a.finish()
 	}
-	var data []byte
-	var start, end bool
-	if a.vp9 {
-		var p pioncodecs.VP9Packet
-		if _, err := p.Unmarshal(payload); err != nil {
-			a.broken = true
-			return frame, key, lost
-		}
-		data, start, end = p.Payload, p.B, p.E && marker
-		if start && !p.P && p.SID == 0 {
-			a.key = true
-		}
-	} else {
-		var p pioncodecs.VP8Packet
-		if _, err := p.Unmarshal(payload); err != nil {
-			a.broken = true
-			return frame, key, lost
-		}
-		data, start, end = p.Payload, p.S == 1 && p.PID == 0, marker
-		if start && len(data) > 0 && data[0]&1 == 0 {
-			a.key = true
-		}
+	data, start, end, isKey, err := a.parse(payload)
+	if err != nil {
+		a.broken = true
+		return frame, key, lost
+	}
+	end = end && marker
+	if isKey {
+		a.key = true
 	}
 	if !a.have {
 		if !start {
@@ -84,6 +71,27 @@ func (a *FrameAssembler) Push(seq uint16, ts uint32, marker bool, payload []byte
 		frame, key = a.finish()
 	}
 	return frame, key, lost
+}
+
+// parse reads a packet's descriptor: the frame data it carries, whether
+// it starts or ends a frame (VP8 has no end flag: only the marker ends
+// one) and whether it starts a keyframe.
+func (a *FrameAssembler) parse(payload []byte) (data []byte, start, end, key bool, err error) {
+	if a.vp9 {
+		var d vp9.Descriptor
+		if err := vp9.Parse(payload, &d); err != nil {
+			return nil, false, false, false, err
+		}
+		data = payload[d.Size:]
+		return data, d.Start, d.End, d.Start && !d.Inter && d.SID == 0, nil
+	}
+	var d vp8.Descriptor
+	if err := vp8.Parse(payload, &d); err != nil {
+		return nil, false, false, false, err
+	}
+	data = payload[d.Size:]
+	start = d.Start && d.PartID&0x07 == 0
+	return data, start, true, start && len(data) > 0 && data[0]&1 == 0, nil
 }
 
 func (a *FrameAssembler) finish() ([]byte, bool) {

@@ -314,6 +314,9 @@ func main() {
 	for _, p := range vpxStream(vp8Frames[:2], false, 200, 24)[:3] {
 		seed("codecs/vp8", "FuzzParse", p.payload)
 	}
+	for _, p := range vpxStream(vp9Frames[:2], true, 200, 24)[:3] {
+		seed("codecs/vp9", "FuzzParse", p.payload)
+	}
 	seed("sfu", "FuzzTemporalFilter", temporal(ivfFrames("vp8.ivf", 4)))
 
 	rtmpCapture()
