@@ -34,6 +34,7 @@ const (
 	VP9
 	AV1
 	Audio // every audio packet is a valid starting point
+	Opus  // audio/opus, which the recorder transcodes: a starting point like any audio
 )
 
 // FromMime maps an RTP mime type ("video/H264") to a Codec.
@@ -47,6 +48,8 @@ func FromMime(mime string) Codec {
 		return VP9
 	case "video/av1":
 		return AV1
+	case "audio/opus":
+		return Opus
 	}
 	if strings.HasPrefix(strings.ToLower(mime), "audio/") {
 		return Audio
@@ -67,7 +70,7 @@ func IsKeyframe(c Codec, payload []byte) bool {
 		return vp9.IsKeyframe(payload)
 	case AV1:
 		return isAV1Keyframe(payload)
-	case Audio:
+	case Audio, Opus:
 		return true
 	}
 	return false

@@ -31,6 +31,7 @@ func TestIsKeyframe(t *testing.T) {
 		{"av1 other", AV1, []byte{0x10}, false},
 		{"empty", H264, nil, false},
 		{"audio", Audio, []byte{1}, true},
+		{"opus", Opus, []byte{1}, true},
 		{"unknown", Unknown, []byte{0x65}, false},
 	}
 	for _, c := range cases {
@@ -41,7 +42,7 @@ func TestIsKeyframe(t *testing.T) {
 }
 
 func TestFromMime(t *testing.T) {
-	for mime, want := range map[string]Codec{"video/H264": H264, "video/vp8": VP8, "VIDEO/VP9": VP9, "audio/opus": Audio, "video/foo": Unknown} {
+	for mime, want := range map[string]Codec{"video/H264": H264, "video/vp8": VP8, "VIDEO/VP9": VP9, "audio/opus": Opus, "audio/PCMU": Audio, "video/foo": Unknown} {
 		if got := FromMime(mime); got != want {
 			t.Errorf("FromMime(%q) = %v, want %v", mime, got, want)
 		}
@@ -52,7 +53,7 @@ func FuzzIsKeyframe(f *testing.F) {
 	f.Add(uint8(H264), []byte{0x78, 0x00, 0x02, 0x67, 0x42})
 	f.Add(uint8(VP8), []byte{0x90, 0xc0, 0x81})
 	f.Fuzz(func(t *testing.T, c uint8, p []byte) {
-		c %= 6
+		c %= 8                         // every Codec and one past them
 		key := IsKeyframe(Codec(c), p) // must not panic on any input
 		w, h, ok := Dimensions(Codec(c), p)
 		if ok && (w <= 0 || h <= 0 || Codec(c) == VP8 && !key) {

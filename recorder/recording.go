@@ -273,7 +273,7 @@ func (r *Recording) ladder(v *sfu.Producer) int {
 	if v == nil || r.hls == nil {
 		return 1
 	}
-	if c, _ := codecOf(v); c != codecH264 {
+	if c, _ := codecOf(v); c != codecs.H264 {
 		return 1
 	}
 	active := 0
@@ -323,11 +323,11 @@ func (r *Recording) newTrack(p *sfu.Producer, ep *epoch) (*track, error) {
 		}
 	}
 	switch codec {
-	case codecH264:
+	case codecs.H264:
 		t.depack = h264.NewDepacketizer()
-	case codecVP8:
+	case codecs.VP8:
 		t.vpx = codecs.NewFrameAssembler(codecs.VP8)
-	case codecVP9:
+	case codecs.VP9:
 		t.vpx = codecs.NewFrameAssembler(codecs.VP9)
 	}
 	return t, nil
