@@ -3,13 +3,14 @@ package codecs
 import (
 	"bytes"
 	"testing"
+
+	"github.com/matinee-dev/matinee/internal/rtprec"
 )
 
 // FuzzFrameAssembler pushes a VP8 or VP9 RTP stream (seeds: pion's
 // payloaders over ffmpeg's frames, in testdata/fuzz) through the frame
-// assembler. Each record is a flags byte (bit 0 marker, bit 1 the next
-// timestamp), a sequence number step (1 in order, 0 a duplicate, more a
-// loss), a length byte and the payload. A frame is never empty, never
+// assembler, in internal/rtprec's records (marker, timestamp, a sequence
+// number step that may duplicate or lose packets, payload). A frame is never empty, never
 // longer than what came in, the first one and the first after a loss are
 // keyframes, and frames are copies that later packets cannot change.
 func FuzzFrameAssembler(f *testing.F) {
@@ -19,28 +20,17 @@ func FuzzFrameAssembler(f *testing.F) {
 			c = VP9
 		}
 		a := NewFrameAssembler(c)
-		var seq uint16
-		var ts uint32
 		in := 0
 		needKey := true
 		type kept struct{ frame, copy []byte }
 		var frames []kept
-		for len(recs) >= 3 {
-			flags, step, n := recs[0], recs[1], int(recs[2])
-			recs = recs[3:]
-			n = min(n, len(recs))
-			payload := bytes.Clone(recs[:n])
-			recs = recs[n:]
-			seq += uint16(step)
-			if flags&2 != 0 {
-				ts += 3000
-			}
-			in += len(payload)
-			frame, key, lost := a.Push(seq, ts, flags&1 != 0, payload)
+		for _, p := range rtprec.Decode(recs) {
+			in += len(p.Payload)
+			frame, key, lost := a.Push(p.Seq, p.TS, p.Marker, p.Payload)
 			if lost {
 				needKey = true
 			}
-			clear(payload) // the caller reuses its buffer
+			clear(p.Payload) // the caller reuses its buffer
 			if frame == nil {
 				continue
 			}

@@ -33,6 +33,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/codecs/vp8"
+	"github.com/matinee-dev/matinee/internal/rtprec"
 	"github.com/matinee-dev/matinee/recorder/flv"
 	"github.com/matinee-dev/matinee/recorder/rtmp"
 	"github.com/pion/rtp/codecs"
@@ -111,25 +112,16 @@ type pkt struct {
 	payload       []byte
 }
 
-// records encodes packets as the depacketizer targets read them:
-// flags (bit 0 marker, bit 1 next timestamp), sequence delta, length,
-// payload.
+// records encodes packets as the depacketizer targets read them
+// (internal/rtprec), losing every skipEvery-th one.
 func records(ps []pkt, skipEvery int) []byte {
 	var out []byte
 	for i, p := range ps {
-		var f byte
-		if p.marker {
-			f |= 1
-		}
-		if p.newTS {
-			f |= 2
-		}
-		d := byte(1)
+		step := uint8(1)
 		if skipEvery > 0 && i > 0 && i%skipEvery == 0 {
-			d = 2 // a lost packet
+			step = 2 // a lost packet
 		}
-		out = append(out, f, d, byte(len(p.payload)))
-		out = append(out, p.payload...)
+		out = rtprec.Append(out, p.marker, p.newTS, step, p.payload)
 	}
 	return out
 }
