@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/internal/mediatest"
-	"github.com/matinee-dev/matinee/recorder/h264"
 	"github.com/matinee-dev/matinee/recorder/transcode"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"

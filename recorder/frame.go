@@ -15,8 +15,8 @@ package recorder
 import (
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/aac"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 // Frame is one video access unit or audio frame on the recording's

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 func TestInterleaver(t *testing.T) {
@@ -55,36 +55,6 @@ func TestEpochPlacement(t *testing.T) {
 	c.since(start)
 	if d := c.since(start + 90000); d != time.Second { // wraps
 		t.Fatalf("clock %v", d)
-	}
-}
-
-func TestVPXAssembler(t *testing.T) {
-	a := newVPXAssembler(false)
-	// VP8 descriptor: S bit on the first packet; keyframe has P=0.
-	key := [][]byte{{0x10, 0x00, 1, 2}, {0x00, 3, 4}}
-	delta := [][]byte{{0x10, 0x01, 5}}
-	var frames int
-	seq := uint16(1)
-	push := func(ts uint32, pkts [][]byte, skip int) {
-		for i, p := range pkts {
-			if i == skip {
-				seq++
-				continue
-			}
-			if f, _, _ := a.push(seq, ts, i == len(pkts)-1, p); f != nil {
-				frames++
-			}
-			seq++
-		}
-	}
-	push(100, delta, -1) // before any keyframe: dropped
-	push(200, key, -1)
-	push(300, delta, -1)
-	push(400, key, 1) // loses its second packet: dropped
-	push(500, delta, -1)
-	push(600, key, -1)
-	if frames != 3 {
-		t.Fatalf("%d frames, want 3", frames)
 	}
 }
 

@@ -9,7 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/matinee-dev/matinee/recorder/h264"
+	"github.com/matinee-dev/matinee/codecs"
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/sfu"
 )
 
@@ -272,7 +273,7 @@ func (r *Recording) ladder(v *sfu.Producer) int {
 	if v == nil || r.hls == nil {
 		return 1
 	}
-	if c, _ := codecOf(v); c != codecH264 {
+	if c, _ := codecOf(v); c != codecs.H264 {
 		return 1
 	}
 	active := 0
@@ -322,12 +323,12 @@ func (r *Recording) newTrack(p *sfu.Producer, ep *epoch) (*track, error) {
 		}
 	}
 	switch codec {
-	case codecH264:
+	case codecs.H264:
 		t.depack = h264.NewDepacketizer()
-	case codecVP8:
-		t.vpx = newVPXAssembler(false)
-	case codecVP9:
-		t.vpx = newVPXAssembler(true)
+	case codecs.VP8:
+		t.vpx = codecs.NewFrameAssembler(codecs.VP8)
+	case codecs.VP9:
+		t.vpx = codecs.NewFrameAssembler(codecs.VP9)
 	}
 	return t, nil
 }

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/amf0"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 // flvTagger turns frames into FLV tags: sequence headers whenever the

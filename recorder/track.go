@@ -3,12 +3,12 @@ package recorder
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/matinee-dev/matinee/recorder/h264"
+	"github.com/matinee-dev/matinee/codecs"
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/transcode"
 	"github.com/matinee-dev/matinee/sfu"
 	"github.com/pion/rtp"
@@ -28,28 +28,14 @@ const maxLead = 500 * time.Millisecond
 // packets are dropped and the track recovers at the next keyframe.
 const queueSize = 4096
 
-type codecKind int
-
-const (
-	codecH264 codecKind = iota
-	codecVP8
-	codecVP9
-	codecOpus
-)
-
-func codecOf(p *sfu.Producer) (codecKind, error) {
+// codecOf returns the codec of a producer the recorder can record.
+func codecOf(p *sfu.Producer) (codecs.Codec, error) {
 	mime, _ := p.Codec()
-	switch strings.ToLower(mime) {
-	case "video/h264":
-		return codecH264, nil
-	case "video/vp8":
-		return codecVP8, nil
-	case "video/vp9":
-		return codecVP9, nil
-	case "audio/opus":
-		return codecOpus, nil
+	switch c := codecs.FromMime(mime); c {
+	case codecs.H264, codecs.VP8, codecs.VP9, codecs.Opus:
+		return c, nil
 	}
-	return 0, fmt.Errorf("producer %s: codec %s cannot be recorded", p.ID(), mime)
+	return codecs.Unknown, fmt.Errorf("producer %s: codec %s cannot be recorded", p.ID(), mime)
 }
 
 type packet struct {
@@ -68,7 +54,7 @@ type track struct {
 	ep       *epoch
 	producer *sfu.Producer
 	consumer *sfu.Consumer
-	codec    codecKind
+	codec    codecs.Codec
 	rung     int
 	rungs    int
 	main     bool
@@ -85,7 +71,7 @@ type track struct {
 	clock    rtpClock
 	depack   *h264.Depacketizer
 	params   h264.ParamSets
-	vpx      *vpxAssembler
+	vpx      *codecs.FrameAssembler
 	xc       *transcode.Transcoder
 	xcOffset time.Duration // RTP time of the first frame given to ffmpeg
 	xcFailed bool
@@ -153,7 +139,7 @@ func (t *track) pts(ts uint32) time.Duration { return t.base + t.clock.since(ts)
 
 func (t *track) process(p packet) {
 	switch t.codec {
-	case codecH264:
+	case codecs.H264:
 		au, err := t.depack.Push(p.seq, p.ts, p.marker, p.payload)
 		if errors.Is(err, h264.ErrLoss) {
 			t.consumer.RequestKeyframe()
@@ -172,8 +158,8 @@ func (t *track) process(p packet) {
 		pts := t.pts(au.Timestamp)
 		t.keyframeDue(pts, au.Key)
 		t.emit(&Frame{Video: true, PTS: pts, Key: au.Key, NALUs: au.NALUs, H264: cur})
-	case codecVP8, codecVP9:
-		frame, key, lost := t.vpx.push(p.seq, p.ts, p.marker, p.payload)
+	case codecs.VP8, codecs.VP9:
+		frame, key, lost := t.vpx.Push(p.seq, p.ts, p.marker, p.payload)
 		if lost {
 			t.consumer.RequestKeyframe()
 		}
@@ -190,7 +176,7 @@ func (t *track) process(p packet) {
 		if err := t.xc.WriteFrame(p.ts, frame); err != nil {
 			t.fail(err)
 		}
-	case codecOpus:
+	case codecs.Opus:
 		if t.xcFailed {
 			return
 		}
@@ -224,7 +210,7 @@ func (t *track) keyframeDue(pts time.Duration, key bool) {
 func (t *track) startTranscoder() bool {
 	o := transcode.Options{FFmpeg: t.rec.ffmpeg, Preset: t.rec.opts.Preset}
 	var err error
-	if t.codec == codecOpus {
+	if t.codec == codecs.Opus {
 		o.OnAudio = func(f transcode.AudioFrame) {
 			pts := t.base + t.xcOffset + f.PTS
 			if pts < t.ep.start {
@@ -239,7 +225,7 @@ func (t *track) startTranscoder() bool {
 			t.emit(&Frame{Video: true, PTS: pts, Key: f.Key, NALUs: f.NALUs, H264: f.Config})
 		}
 		codec := "vp8"
-		if t.codec == codecVP9 {
+		if t.codec == codecs.VP9 {
 			codec = "vp9"
 		}
 		t.xc, err = transcode.NewVideo(o, codec)

@@ -31,10 +31,11 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/matinee-dev/matinee/codecs/h264"
+	"github.com/matinee-dev/matinee/codecs/vp8"
+	"github.com/matinee-dev/matinee/internal/rtprec"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/h264"
 	"github.com/matinee-dev/matinee/recorder/rtmp"
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
@@ -111,25 +112,16 @@ type pkt struct {
 	payload       []byte
 }
 
-// records encodes packets as the depacketizer targets read them:
-// flags (bit 0 marker, bit 1 next timestamp), sequence delta, length,
-// payload.
+// records encodes packets as the depacketizer targets read them
+// (internal/rtprec), losing every skipEvery-th one.
 func records(ps []pkt, skipEvery int) []byte {
 	var out []byte
 	for i, p := range ps {
-		var f byte
-		if p.marker {
-			f |= 1
-		}
-		if p.newTS {
-			f |= 2
-		}
-		d := byte(1)
+		step := uint8(1)
 		if skipEvery > 0 && i > 0 && i%skipEvery == 0 {
-			d = 2 // a lost packet
+			step = 2 // a lost packet
 		}
-		out = append(out, f, d, byte(len(p.payload)))
-		out = append(out, p.payload...)
+		out = rtprec.Append(out, p.marker, p.newTS, step, p.payload)
 	}
 	return out
 }
@@ -215,14 +207,14 @@ func temporal(frames [][]byte) []byte {
 		if tid == 0 && i > 0 {
 			tl0++
 		}
-		d := vp8desc.Descriptor{Start: true, HasPictureID: true, LongPictureID: true, PictureID: pic & 0x7fff,
+		d := vp8.Descriptor{Start: true, HasPictureID: true, LongPictureID: true, PictureID: pic & 0x7fff,
 			HasTL0PICIDX: true, TL0PICIDX: tl0, HasTID: true, TID: tid, LayerSync: tid != 0 && i%4 != 3, NonRef: tid == 2}
 		pic++
 		// two packets per frame: the start (first 40 bytes) and the rest (truncated)
-		first := vp8desc.Append(nil, &d)
+		first := vp8.Append(nil, &d)
 		first = append(first, f[:min(40, len(f))]...)
 		d.Start = false
-		second := vp8desc.Append(nil, &d)
+		second := vp8.Append(nil, &d)
 		if len(f) > 40 {
 			second = append(second, f[40:min(70, len(f))]...)
 		}
@@ -266,14 +258,14 @@ func main() {
 				pps = n
 			}
 		}
-		seed("recorder/h264", "FuzzParseSPS", sps, pps)
+		seed("codecs/h264", "FuzzParseSPS", sps, pps)
 		info, err := h264.ParseSPS(sps)
 		must(err)
-		seed("recorder/h264", "FuzzParseRecord", (&h264.Config{SPS: sps, PPS: pps, Info: info}).Record())
+		seed("codecs/h264", "FuzzParseRecord", (&h264.Config{SPS: sps, PPS: pps, Info: info}).Record())
 	}
-	seed("recorder/h264", "FuzzNALUFraming", read("main.h264")[:600])
-	seed("recorder/h264", "FuzzDepacketizer", records(h264Stream("high.h264", 3), 0))
-	seed("recorder/h264", "FuzzDepacketizer", records(h264Stream("interlaced.h264", 3), 7))
+	seed("codecs/h264", "FuzzNALUFraming", read("main.h264")[:600])
+	seed("codecs/h264", "FuzzDepacketizer", records(h264Stream("high.h264", 3), 0))
+	seed("codecs/h264", "FuzzDepacketizer", records(h264Stream("interlaced.h264", 3), 7))
 
 	// FLV: ffmpeg's file (H.264 baseline + AAC), its tags' bodies.
 	flvFile := read("base.flv")
@@ -299,20 +291,23 @@ func main() {
 			asc = a.Data
 		}
 	}
-	seed("recorder/h264", "FuzzParseRecord", avcC)
+	seed("codecs/h264", "FuzzParseRecord", avcC)
 	seed("recorder/amf0", "FuzzDecode", meta)
 	seed("recorder/aac", "FuzzParseConfig", asc)
 	seed("recorder/aac", "FuzzSplitADTS", read("a48.aac")[:300])
 	seed("recorder/aac", "FuzzSplitADTS", read("a22.aac")[:300])
 
 	// VP8/VP9 through pion's payloaders.
-	vp8 := ivfFrames("vp8.ivf", 4)
-	vp9 := ivfFrames("vp9.ivf", 4)
-	seed("recorder", "FuzzVPXAssembler", false, records(vpxStream(vp8, false, 200, 60), 0))
-	seed("recorder", "FuzzVPXAssembler", true, records(vpxStream(vp9, true, 200, 60), 0))
-	seed("recorder", "FuzzVPXAssembler", false, records(vpxStream(vp8, false, 120, 40), 5))
-	for _, p := range vpxStream(vp8[:2], false, 200, 24)[:3] {
-		seed("sfu/vp8desc", "FuzzParse", p.payload)
+	vp8Frames := ivfFrames("vp8.ivf", 4)
+	vp9Frames := ivfFrames("vp9.ivf", 4)
+	seed("codecs", "FuzzFrameAssembler", false, records(vpxStream(vp8Frames, false, 200, 60), 0))
+	seed("codecs", "FuzzFrameAssembler", true, records(vpxStream(vp9Frames, true, 200, 60), 0))
+	seed("codecs", "FuzzFrameAssembler", false, records(vpxStream(vp8Frames, false, 120, 40), 5))
+	for _, p := range vpxStream(vp8Frames[:2], false, 200, 24)[:3] {
+		seed("codecs/vp8", "FuzzParse", p.payload)
+	}
+	for _, p := range vpxStream(vp9Frames[:2], true, 200, 24)[:3] {
+		seed("codecs/vp9", "FuzzParse", p.payload)
 	}
 	seed("sfu", "FuzzTemporalFilter", temporal(ivfFrames("vp8.ivf", 4)))
 

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/recorder"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/h264"
 	"github.com/matinee-dev/matinee/recorder/rtmp"
 	"github.com/matinee-dev/matinee/server"
 	"github.com/matinee-dev/matinee/whip"

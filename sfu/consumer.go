@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/matinee-dev/matinee/sfu/rtpmunge"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -249,7 +249,7 @@ func (c *Consumer) pickLayer() int {
 // switching layers on the target layer's keyframe, and (for VP8, with desc
 // its payload descriptor) if it belongs to a temporal layer wanted. It
 // allocates nothing.
-func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8desc.Descriptor, now time.Time, b *udpbatch.Batch) {
+func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8.Descriptor, now time.Time, b *udpbatch.Batch) {
 	if c.paused.Load() {
 		return
 	}

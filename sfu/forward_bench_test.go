@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -86,9 +86,9 @@ func BenchmarkForwardTemporal(b *testing.B) {
 			for _, c := range cs {
 				c.tlTarget = 1
 			}
-			d := vp8desc.Descriptor{Start: true, HasPictureID: true, LongPictureID: true, HasTL0PICIDX: true, HasTID: true}
+			d := vp8.Descriptor{Start: true, HasPictureID: true, LongPictureID: true, HasTL0PICIDX: true, HasTID: true}
 			payload := make([]byte, 1100)
-			n := len(vp8desc.Append(payload[:0], &d))
+			n := len(vp8.Append(payload[:0], &d))
 			copy(payload[n:], []byte{0x00, 0, 0, 0x9d, 0x01, 0x2a}) // keyframe: every consumer starts
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1234, SequenceNumber: 1, Timestamp: 3000}, Payload: payload}
 			p.forward(0, pkt)
@@ -108,7 +108,7 @@ func BenchmarkForwardTemporal(b *testing.B) {
 					}
 				}
 				d.Start = i%3 == 0
-				vp8desc.Append(payload[:0], &d)
+				vp8.Append(payload[:0], &d)
 				p.forward(0, pkt)
 			}
 			b.StopTimer()

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matinee-dev/matinee/sfu/keyframe"
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
+	"github.com/matinee-dev/matinee/codecs"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -132,8 +132,8 @@ func FuzzTemporalFilter(f *testing.F) {
 			target := min(int(flags>>1&3), maxTemporal)
 			isKey := flags&1 != 0
 			now = now.Add(10 * time.Millisecond)
-			var d vp8desc.Descriptor
-			pd := ts.parse(keyframe.VP8, &rtp.Packet{Header: rtp.Header{Timestamp: rtpTS}, Payload: payload}, now, &d)
+			var d vp8.Descriptor
+			pd := ts.parse(codecs.VP8, &rtp.Packet{Header: rtp.Header{Timestamp: rtpTS}, Payload: payload}, now, &d)
 			if pd == nil {
 				continue // forwarded untouched
 			}
@@ -168,8 +168,8 @@ func FuzzTemporalFilter(f *testing.F) {
 			if newFrame && tid > target {
 				t.Fatalf("forwarded a TID %d frame with target %d", tid, target)
 			}
-			var od vp8desc.Descriptor
-			if err := vp8desc.Parse(out, &od); err != nil {
+			var od vp8.Descriptor
+			if err := vp8.Parse(out, &od); err != nil {
 				t.Fatalf("forwarded descriptor does not parse: %v", err)
 			}
 			if len(out) != len(payload) || !bytes.Equal(out[d.Size:], payload[d.Size:]) {

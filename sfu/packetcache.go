@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -128,13 +128,13 @@ const resendGap = 10 * time.Millisecond
 
 // note records, with c.mu held, that seq went out carrying the layer's
 // packet src.
-func (c *Consumer) note(seq uint16, ts uint32, marker bool, layer int, src uint16, vp8 bool) {
+func (c *Consumer) note(seq uint16, ts uint32, marker bool, layer int, src uint16, vp8IDs bool) {
 	if c.sent == nil {
 		return
 	}
 	e := &c.sent[seq&c.sentMask]
 	*e = sentPacket{seq: seq, src: src, ts: ts, layer: int8(layer), marker: marker, valid: true}
-	if vp8 {
+	if vp8IDs {
 		e.vp8, e.picOff, e.tl0Off = true, c.tl.picOff, c.tl.tl0Off
 	}
 }
@@ -208,8 +208,8 @@ func (c *Consumer) resend(seq uint16) {
 	}
 	e.resent = now
 	if e.vp8 {
-		var d vp8desc.Descriptor
-		if vp8desc.Parse(c.rtxBuf[2:2+n], &d) == nil {
+		var d vp8.Descriptor
+		if vp8.Parse(c.rtxBuf[2:2+n], &d) == nil {
 			if d.HasPictureID {
 				d.SetPictureID(c.rtxBuf[2:2+n], (d.PictureID+e.picOff)&d.PictureIDMask())
 			}

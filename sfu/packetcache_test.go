@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
@@ -43,8 +43,8 @@ func TestRetransmitFromCache(t *testing.T) {
 		// and one never sent.
 		var want []rtp.Packet
 		for _, s := range sent {
-			var d vp8desc.Descriptor
-			if err := vp8desc.Parse(s.Payload, &d); err != nil {
+			var d vp8.Descriptor
+			if err := vp8.Parse(s.Payload, &d); err != nil {
 				t.Fatal(err)
 			}
 			if d.PictureID != 1000 && len(want) == 0 {

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/matinee-dev/matinee/sfu/keyframe"
+	"github.com/matinee-dev/matinee/codecs"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -44,7 +44,7 @@ type Producer struct {
 	// several (formats), the first is assumed until the first packet's
 	// payload type tells (resolveCodec).
 	codec   atomic.Pointer[webrtc.RTPCodecCapability]
-	kfCodec atomic.Uint32 // keyframe.Codec of codec
+	kfCodec atomic.Uint32 // codecs.Codec of codec
 	formats []webrtc.RTPCodecCapability
 	// resolved is set once codec is known for sure; until then the
 	// router's observers are not told of the producer (announce).
@@ -165,7 +165,7 @@ func (p *Producer) format() webrtc.RTPCodecCapability { return *p.codec.Load() }
 
 func (p *Producer) setCodec(c webrtc.RTPCodecCapability) {
 	p.codec.Store(&c)
-	p.kfCodec.Store(uint32(keyframe.FromMime(c.MimeType)))
+	p.kfCodec.Store(uint32(codecs.FromMime(c.MimeType)))
 }
 
 // setFormats records every format the publisher's answer allows, in the
@@ -460,12 +460,12 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 		l.frames.Add(1)
 	}
 	isKey := p.kind == KindAudio
-	kfc := keyframe.Codec(p.kfCodec.Load())
+	kfc := codecs.Codec(p.kfCodec.Load())
 	if !isKey && len(pkt.Payload) > 0 {
-		isKey = keyframe.Is(kfc, pkt.Payload)
+		isKey = codecs.IsKeyframe(kfc, pkt.Payload)
 		if isKey {
 			l.lastKeyframe.Store(now.UnixNano())
-			if w, h, ok := keyframe.Dimensions(kfc, pkt.Payload); ok {
+			if w, h, ok := codecs.Dimensions(kfc, pkt.Payload); ok {
 				l.width.Store(uint32(w))
 				l.height.Store(uint32(h))
 			}
@@ -475,7 +475,7 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 		// Before any consumer sends it: a NACK may follow at once.
 		p.cache(idx).put(pkt)
 	}
-	var d vp8desc.Descriptor
+	var d vp8.Descriptor
 	desc := l.temporal.parse(kfc, pkt, now, &d)
 	for _, c := range *p.consumers.Load() {
 		c.forward(idx, pkt, isKey, desc, now, b)

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/matinee-dev/matinee/sfu"
-	"github.com/matinee-dev/matinee/sfu/keyframe"
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
@@ -125,7 +125,7 @@ func (sp *simulcastPublisher) run(i int) {
 	ts := rand.Uint32()
 	frame := 0
 	pos := 0 // place in the temporal pattern; a keyframe restarts it
-	desc := vp8desc.Descriptor{HasPictureID: true, LongPictureID: true, PictureID: uint16(rand.UintN(0x8000)),
+	desc := vp8.Descriptor{HasPictureID: true, LongPictureID: true, PictureID: uint16(rand.UintN(0x8000)),
 		HasTL0PICIDX: true, TL0PICIDX: uint8(rand.UintN(256)), HasTID: true}
 	for {
 		select {
@@ -163,7 +163,7 @@ func (sp *simulcastPublisher) run(i int) {
 			payload := vp8Payload(n, key, off == 0, spec.width, spec.height)
 			if sp.temporal {
 				desc.Start = off == 0
-				payload = append(vp8desc.Append(make([]byte, 0, n+8), &desc), payload[1:]...)
+				payload = append(vp8.Append(make([]byte, 0, n+8), &desc), payload[1:]...)
 			}
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: off+n >= size},
 				Payload: payload}
@@ -514,9 +514,9 @@ func newShapedSubscriberAPI(t *testing.T, wan *vnet.Router, router *sfu.Router, 
 				if pkt.Unmarshal(buf[:n]) != nil {
 					continue
 				}
-				var d vp8desc.Descriptor
-				isVP8 := len(pkt.Payload) > 0 && vp8desc.Parse(pkt.Payload, &d) == nil
-				if w, _, ok := keyframe.Dimensions(keyframe.VP8, pkt.Payload); ok {
+				var d vp8.Descriptor
+				isVP8 := len(pkt.Payload) > 0 && vp8.Parse(pkt.Payload, &d) == nil
+				if w, _, ok := codecs.Dimensions(codecs.VP8, pkt.Payload); ok {
 					s.keyWidth.Store(int32(w))
 				}
 				s.mu.Lock()

@@ -4,8 +4,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/matinee-dev/matinee/sfu/keyframe"
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
+	"github.com/matinee-dev/matinee/codecs"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/pion/rtp"
 )
 
@@ -42,8 +42,8 @@ type temporalStats struct {
 // parse reads a VP8 packet's payload descriptor into d and counts the
 // packet under its temporal layer. It returns nil for other codecs and for
 // packets whose descriptor does not parse: those are forwarded as they are.
-func (ts *temporalStats) parse(codec keyframe.Codec, pkt *rtp.Packet, now time.Time, d *vp8desc.Descriptor) *vp8desc.Descriptor {
-	if codec != keyframe.VP8 || len(pkt.Payload) == 0 || vp8desc.Parse(pkt.Payload, d) != nil {
+func (ts *temporalStats) parse(codec codecs.Codec, pkt *rtp.Packet, now time.Time, d *vp8.Descriptor) *vp8.Descriptor {
+	if codec != codecs.VP8 || len(pkt.Payload) == 0 || vp8.Parse(pkt.Payload, d) != nil {
 		return nil
 	}
 	if !d.HasTID || d.TID > maxTemporal {
@@ -187,7 +187,7 @@ func (f *temporalFilter) switched() {
 // time, at a frame of that layer with the layer-sync bit (it depends only
 // on base-layer frames, which were all forwarded), or at once on a
 // keyframe, which nothing after it can reach past.
-func (f *temporalFilter) filter(d *vp8desc.Descriptor, isKey bool, ts uint32, target int, payload, buf []byte) (out []byte, ok, changed bool) {
+func (f *temporalFilter) filter(d *vp8.Descriptor, isKey bool, ts uint32, target int, payload, buf []byte) (out []byte, ok, changed bool) {
 	tid := 0
 	if d.HasTID {
 		tid = int(d.TID)
@@ -245,7 +245,7 @@ func (f *temporalFilter) filter(d *vp8desc.Descriptor, isKey bool, ts uint32, ta
 // rewrite applies the offsets, copying into buf only when an id changes:
 // the payload belongs to the producer's packet, which every consumer of
 // it shares.
-func (f *temporalFilter) rewrite(d *vp8desc.Descriptor, payload, buf []byte) []byte {
+func (f *temporalFilter) rewrite(d *vp8.Descriptor, payload, buf []byte) []byte {
 	pic := (d.PictureID + f.picOff) & d.PictureIDMask()
 	tl0 := d.TL0PICIDX + f.tl0Off
 	if (!d.HasPictureID || pic == d.PictureID) && (!d.HasTL0PICIDX || tl0 == d.TL0PICIDX) {

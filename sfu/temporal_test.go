@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matinee-dev/matinee/sfu/vp8desc"
+	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -17,7 +17,7 @@ type capturedPacket struct {
 	seq    uint16
 	ts     uint32
 	marker bool
-	d      vp8desc.Descriptor
+	d      vp8.Descriptor
 }
 
 // recordingWriter keeps what a consumer sends.
@@ -25,7 +25,7 @@ type recordingWriter struct{ pkts []capturedPacket }
 
 func (w *recordingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	sp := capturedPacket{seq: h.SequenceNumber, ts: h.Timestamp, marker: h.Marker}
-	if err := vp8desc.Parse(payload, &sp.d); err != nil {
+	if err := vp8.Parse(payload, &sp.d); err != nil {
 		return 0, err
 	}
 	w.pkts = append(w.pkts, sp)
@@ -62,13 +62,13 @@ func (g *l1t3) send(key bool) {
 	if tid == 0 {
 		g.tl0++
 	}
-	d := vp8desc.Descriptor{HasPictureID: true, LongPictureID: true, PictureID: g.pic & 0x7fff,
+	d := vp8.Descriptor{HasPictureID: true, LongPictureID: true, PictureID: g.pic & 0x7fff,
 		HasTL0PICIDX: true, TL0PICIDX: g.tl0, HasTID: true, TID: tid,
 		LayerSync: tid > 0 && g.sync != nil && g.sync(g.frame)}
 	g.ts += 3000
 	for i := 0; i < 3; i++ {
 		d.Start = i == 0
-		b := vp8desc.Append(nil, &d)
+		b := vp8.Append(nil, &d)
 		if i == 0 {
 			if key {
 				b = append(b, 0x00, 0, 0, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00)

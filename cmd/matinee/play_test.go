@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/internal/testpeer"
-	"github.com/matinee-dev/matinee/recorder/h264"
 	"github.com/matinee-dev/matinee/server"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"

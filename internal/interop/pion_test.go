@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs"
 	"github.com/matinee-dev/matinee/internal/testpeer"
-	"github.com/matinee-dev/matinee/sfu/keyframe"
 	"github.com/matinee-dev/matinee/whip"
 	"github.com/pion/webrtc/v4"
 )
@@ -79,7 +79,7 @@ func watchPion(t *testing.T, ctx context.Context, url, token string) *pionViewer
 func (v *pionViewer) read(tr *webrtc.TrackRemote) {
 	kind := tr.Kind().String()
 	mime := tr.Codec().MimeType
-	codec := keyframe.FromMime(mime)
+	codec := codecs.FromMime(mime)
 	v.mu.Lock()
 	v.mime[kind] = mime
 	v.mu.Unlock()
@@ -91,7 +91,7 @@ func (v *pionViewer) read(tr *webrtc.TrackRemote) {
 		if len(pkt.Payload) == 0 {
 			continue // the SFU's padding probes
 		}
-		key := kind == "video" && keyframe.Is(codec, pkt.Payload)
+		key := kind == "video" && codecs.IsKeyframe(codec, pkt.Payload)
 		v.mu.Lock()
 		v.packets[kind]++
 		if key {

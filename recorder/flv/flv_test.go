@@ -10,10 +10,10 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/recorder/aac"
 	"github.com/matinee-dev/matinee/recorder/amf0"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 func TestTagRoundTrip(t *testing.T) {

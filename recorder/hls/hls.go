@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/aac"
-	"github.com/matinee-dev/matinee/recorder/h264"
 	"github.com/matinee-dev/matinee/recorder/mpegts"
 )
 

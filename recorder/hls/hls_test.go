@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/recorder/aac"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 // feed writes n seconds of the given H.264 file and AAC frames into v,

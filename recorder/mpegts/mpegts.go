@@ -5,6 +5,8 @@ package mpegts
 import (
 	"encoding/binary"
 	"io"
+
+	"github.com/matinee-dev/matinee/codecs/crc"
 )
 
 // PacketSize is the size of a transport stream packet.
@@ -71,7 +73,7 @@ func (m *Muxer) writeSection(pid uint16, sec []byte) error {
 	n := len(sec) - 3 + 4
 	sec[1] = 0xb0 | byte(n>>8)
 	sec[2] = byte(n)
-	sec = binary.BigEndian.AppendUint32(sec, crc32(sec))
+	sec = binary.BigEndian.AppendUint32(sec, crc.MPEG2(sec))
 	p := m.pkt[:]
 	p[0], p[1], p[2], p[3] = 0x47, 0x40|byte(pid>>8), byte(pid), 0x10|m.next(pid)
 	p[4] = 0 // pointer field
@@ -187,29 +189,4 @@ func (m *Muxer) writePES(pid uint16, pes []byte, randomAccess bool, pcr int64) e
 		first = false
 	}
 	return nil
-}
-
-var crcTable = func() (t [256]uint32) {
-	for i := range t {
-		c := uint32(i) << 24
-		for j := 0; j < 8; j++ {
-			if c&0x80000000 != 0 {
-				c = c<<1 ^ 0x04c11db7
-			} else {
-				c <<= 1
-			}
-		}
-		t[i] = c
-	}
-	return t
-}()
-
-// crc32 is the CRC of MPEG-2 sections (polynomial 0x04C11DB7, not
-// reflected, initial value all ones).
-func crc32(b []byte) uint32 {
-	c := uint32(0xffffffff)
-	for _, x := range b {
-		c = c<<8 ^ crcTable[byte(c>>24)^x]
-	}
-	return c
 }

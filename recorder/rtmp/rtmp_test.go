@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/recorder/aac"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 func TestParseURL(t *testing.T) {

@@ -3,6 +3,8 @@ package transcode
 import (
 	"encoding/binary"
 	"io"
+
+	"github.com/matinee-dev/matinee/codecs/crc"
 )
 
 // oggOpusWriter writes Opus packets into an Ogg stream (RFC 7845), one
@@ -95,33 +97,9 @@ func (o *oggOpusWriter) writePage(data []byte, granule uint64, flags byte) error
 	}
 	b = append(b, byte(len(data)%255))
 	b = append(b, data...)
-	binary.LittleEndian.PutUint32(b[22:], oggCRC(b))
+	binary.LittleEndian.PutUint32(b[22:], crc.Ogg(b))
 	o.seq++
 	o.page = b
 	_, err := o.w.Write(b)
 	return err
-}
-
-var oggTable = func() (t [256]uint32) {
-	for i := range t {
-		c := uint32(i) << 24
-		for j := 0; j < 8; j++ {
-			if c&0x80000000 != 0 {
-				c = c<<1 ^ 0x04c11db7
-			} else {
-				c <<= 1
-			}
-		}
-		t[i] = c
-	}
-	return t
-}()
-
-// oggCRC is the page checksum: polynomial 0x04C11DB7, initial value 0.
-func oggCRC(b []byte) uint32 {
-	var c uint32
-	for _, x := range b {
-		c = c<<8 ^ oggTable[byte(c>>24)^x]
-	}
-	return c
 }

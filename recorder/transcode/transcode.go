@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matinee-dev/matinee/codecs/h264"
 	"github.com/matinee-dev/matinee/recorder/aac"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/h264"
 )
 
 // ErrNoFFmpeg is returned when ffmpeg cannot be found.

@@ -290,3 +290,112 @@ func BenchmarkDepacketize(b *testing.B) {
 		}
 	}
 }
+
+// TestDimensionsFromPayload: the SFU's reading of a keyframe's picture
+// size (an SPS alone, or first in a STAP-A) agrees with ParseSPS and
+// allocates nothing.
+func TestDimensionsFromPayload(t *testing.T) {
+	pps := []byte{0x68, 0xce, 0x3c, 0x80}
+	for _, v := range spsVectors {
+		sps := unhex(t, v.hex)
+		stap := append([]byte{0x78, byte(len(sps) >> 8), byte(len(sps))}, sps...)
+		stap = append(stap, 0, byte(len(pps)))
+		stap = append(stap, pps...)
+		for _, p := range [][]byte{sps, stap} {
+			w, h, ok := Dimensions(p)
+			if !ok || w != v.w || h != v.h {
+				t.Errorf("Dimensions(%x) = %dx%d %v, want %dx%d", p, w, h, ok, v.w, v.h)
+			}
+			if n := testing.AllocsPerRun(50, func() { Dimensions(p) }); n != 0 {
+				t.Errorf("Dimensions(%x): %v allocations", p, n)
+			}
+		}
+	}
+	for _, p := range [][]byte{nil, {0x67}, {0x65, 0x88, 0x84}, pps, {0x78, 0, 9, 0x67, 0x42}} {
+		if _, _, ok := Dimensions(p); ok {
+			t.Errorf("Dimensions(%x) gave a picture", p)
+		}
+	}
+}
+
+// TestParseSPSEmulationPrevention: an SPS whose RBSP holds runs of zero
+// bytes, escaped with 03 as an encoder must, reads as the RBSP says (the
+// reader steps over the escapes, in the fields before the picture size).
+func TestParseSPSEmulationPrevention(t *testing.T) {
+	var w rbspWriter
+	w.ue(0)         // seq_parameter_set_id
+	w.ue(0)         // log2_max_frame_num_minus4
+	w.ue(0)         // pic_order_cnt_type
+	w.ue(0)         // log2_max_pic_order_cnt_lsb_minus4
+	w.ue(1<<30 - 1) // max_num_ref_frames: 30 zero bits, 1, 30 zero bits
+	w.u(1, 0)       // gaps_in_frame_num_value_allowed_flag
+	w.ue(1280/16 - 1)
+	w.ue(720/16 - 1)
+	w.u(1, 1) // frame_mbs_only_flag
+	w.u(1, 1) // direct_8x8_inference_flag
+	w.u(1, 0) // frame_cropping_flag
+	w.u(1, 0) // vui_parameters_present_flag
+	w.u(1, 1) // rbsp_stop_one_bit
+	rbsp := w.bytes()
+	nalu := append([]byte{0x67, 66, 0xc0, 31}, escape(rbsp)...)
+	if len(nalu) == 4+len(rbsp) {
+		t.Fatalf("RBSP %x needs no escape: the test proves nothing", rbsp)
+	}
+	s, err := ParseSPS(nalu)
+	if err != nil {
+		t.Fatalf("ParseSPS(%x): %v", nalu, err)
+	}
+	if s.Width != 1280 || s.Height != 720 {
+		t.Fatalf("ParseSPS(%x) = %dx%d, want 1280x720", nalu, s.Width, s.Height)
+	}
+	if w, h, ok := Dimensions(nalu); !ok || w != 1280 || h != 720 {
+		t.Fatalf("Dimensions = %dx%d %v, want 1280x720", w, h, ok)
+	}
+}
+
+// rbspWriter writes bits and Exp-Golomb codes, as an encoder does.
+type rbspWriter struct {
+	b []byte
+	n int // bits written
+}
+
+func (w *rbspWriter) u(n int, v uint) {
+	for i := n - 1; i >= 0; i-- {
+		if w.n%8 == 0 {
+			w.b = append(w.b, 0)
+		}
+		w.b[len(w.b)-1] |= byte(v>>i&1) << (7 - w.n%8)
+		w.n++
+	}
+}
+
+func (w *rbspWriter) ue(v uint) {
+	n := 0
+	for x := v + 1; x > 1; x >>= 1 {
+		n++
+	}
+	w.u(n, 0)
+	w.u(n+1, v+1)
+}
+
+func (w *rbspWriter) bytes() []byte { return w.b }
+
+// escape inserts emulation-prevention bytes: 03 after 00 00 when the
+// next byte is 00 to 03 (H.264 §7.4.1).
+func escape(rbsp []byte) []byte {
+	var out []byte
+	zeros := 0
+	for _, c := range rbsp {
+		if zeros >= 2 && c <= 3 {
+			out = append(out, 3)
+			zeros = 0
+		}
+		out = append(out, c)
+		if c == 0 {
+			zeros++
+		} else {
+			zeros = 0
+		}
+	}
+	return out
+}

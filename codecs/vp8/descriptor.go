@@ -6,12 +6,12 @@
 //
 // Nothing here allocates: Parse fills a caller's Descriptor, and the
 // setters write into a slice the caller owns.
-package vp8desc
+package vp8
 
 import "errors"
 
 // ErrShort is returned for a payload that ends inside its descriptor.
-var ErrShort = errors.New("vp8desc: payload shorter than its descriptor")
+var ErrShort = errors.New("vp8: payload shorter than its descriptor")
 
 // Descriptor is one packet's payload descriptor. Fields whose Has flag is
 // false were absent from the packet.

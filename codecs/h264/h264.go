@@ -1,8 +1,11 @@
-// Package h264 turns H.264 RTP payloads (RFC 6184, packetization-mode 1)
-// into access units and describes their parameter sets the way FLV, MP4
-// and MPEG-TS want them: AVCDecoderConfigurationRecord, length-prefixed
-// (AVCC) or start-code (Annex B) framing, and the picture size from the
-// SPS.
+// Package h264 is H.264 for the SFU and the recorder alike. For the
+// forwarding path it tells, on each RTP payload (RFC 6184,
+// packetization-mode 1), whether a keyframe starts and what picture size
+// its SPS declares, without allocating. For the recorder it turns the
+// payloads into access units and describes their parameter sets the way
+// FLV, MP4 and MPEG-TS want them: AVCDecoderConfigurationRecord,
+// length-prefixed (AVCC) or start-code (Annex B) framing, and the picture
+// from the SPS. One SPS reader serves both.
 package h264
 
 // NAL unit types used here (ITU-T H.264 table 7-1, RFC 6184 §5.2).

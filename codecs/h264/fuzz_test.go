@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/matinee-dev/matinee/internal/rtprec"
 )
 
 // Fuzz targets for what the recorder parses of a publisher's H.264.
@@ -84,38 +86,26 @@ func FuzzNALUFraming(f *testing.F) {
 	})
 }
 
-// FuzzDepacketizer pushes an RTP stream into the depacketizer. Each
-// record is a flags byte (bit 0 marker, bit 1 the next timestamp), a
-// sequence number step (1 in order, 0 a duplicate, more a loss), a
-// length byte and the payload. Access units hold only whole, non-empty
+// FuzzDepacketizer pushes an RTP stream (internal/rtprec's records:
+// marker, timestamp, a sequence number step that may duplicate or lose
+// packets, payload) into the depacketizer. Access units hold only whole, non-empty
 // NAL units (no aggregation or fragment left), stay within maxAUSize,
 // start with an IDR (at the start and after a loss), and are copies.
 func FuzzDepacketizer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, recs []byte) {
 		d := NewDepacketizer()
-		var seq uint16
-		var ts uint32
 		needKey := true
 		var aus []*AccessUnit
 		var copies [][][]byte
-		for len(recs) >= 3 {
-			flags, step, n := recs[0], recs[1], int(recs[2])
-			recs = recs[3:]
-			n = min(n, len(recs))
-			payload := bytes.Clone(recs[:n])
-			recs = recs[n:]
-			seq += uint16(step)
-			if flags&2 != 0 {
-				ts += 3000
-			}
-			au, err := d.Push(seq, ts, flags&1 != 0, payload)
+		for _, p := range rtprec.Decode(recs) {
+			au, err := d.Push(p.Seq, p.TS, p.Marker, p.Payload)
 			if err != nil && !errors.Is(err, ErrLoss) {
 				t.Fatalf("Push: %v", err)
 			}
 			if errors.Is(err, ErrLoss) {
 				needKey = true
 			}
-			clear(payload)
+			clear(p.Payload)
 			if au == nil {
 				continue
 			}

@@ -1,4 +1,4 @@
-package vp8desc
+package vp8
 
 import (
 	"bytes"

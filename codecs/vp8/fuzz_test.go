@@ -1,4 +1,4 @@
-package vp8desc
+package vp8
 
 import (
 	"bytes"
@@ -8,12 +8,23 @@ import (
 // FuzzParse reads a VP8 payload descriptor (seeds: pion's VP8 payloader
 // over ffmpeg's frames, in testdata/fuzz). A descriptor that parses lies
 // within the payload, Append writes it back to something that parses to
-// the same fields, and the setters change only their own field.
+// the same fields, and the setters change only their own field. The
+// keyframe test, which only skips the descriptor, agrees with Parse and
+// finds the bitstream where Parse does.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte{0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x9d})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var d Descriptor
-		if err := Parse(p, &d); err != nil {
+		err := Parse(p, &d)
+		wantKey := err == nil && d.Size < len(p) && d.Start && d.PartID&0x07 == 0 && p[d.Size]&1 == 0
+		got := keyframeStart(p)
+		if wantKey && got != d.Size || !wantKey && got != -1 {
+			t.Fatalf("keyframeStart(%x) = %d; Parse says keyframe %v at %d (%v)", p, got, wantKey, d.Size, err)
+		}
+		if IsKeyframe(p) != wantKey {
+			t.Fatalf("IsKeyframe(%x) = %v, Parse says %v", p, !wantKey, wantKey)
+		}
+		if err != nil {
 			return
 		}
 		if d.Size < 1 || d.Size > len(p) {
