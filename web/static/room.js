@@ -1918,8 +1918,31 @@ function screenVideoSettings(mode, {simulcast, width, height}) {
   };
 }
 
+// whenJoined resolves true once the client is in the room (at once if it
+// is), false if it closes or fails first, or after ms.
+function whenJoined(client, ms) {
+  if (client.state === 'joined') return Promise.resolve(true);
+  if (client.state === 'closed' || client.state === 'failed') return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok) => {
+      clearTimeout(timer);
+      client.removeEventListener('statechange', onState);
+      resolve(ok);
+    };
+    const onState = ({detail: {state}}) => {
+      if (state === 'joined') done(true);
+      else if (state === 'closed' || state === 'failed') done(false);
+    };
+    const timer = setTimeout(() => done(false), ms);
+    client.addEventListener('statechange', onState);
+  });
+}
+
 async function startShare() {
-  if (app.share || !app.client || app.client.state !== 'joined') return;
+  // A press while the page is still joining (or back from a drop) is not
+  // lost: the screen is picked now, while the press allows it, and shared
+  // once the client is in the room.
+  if (app.share || !app.client || !['joined', 'connecting', 'reconnecting'].includes(app.client.state)) return;
   if (!mayShare()) {
     toast($('share').title, {ms: 4000});
     return;
@@ -1948,6 +1971,18 @@ async function startShare() {
     btn.disabled = false;
     if (keepFocus) btn.focus({preventScroll: true});
     shareError(err);
+    return;
+  }
+  if (!(await whenJoined(app.client, 20000)) || app.share) {
+    stream.getTracks().forEach((t) => t.stop());
+    btn.disabled = false;
+    if (!app.share) toast('Not sharing: the room could not be reached. Try again once connected.', {kind: 'error'});
+    return;
+  }
+  if (!mayShare()) { // known only once in the room
+    stream.getTracks().forEach((t) => t.stop());
+    btn.disabled = false;
+    toast($('share').title, {ms: 4000});
     return;
   }
   const [video] = stream.getVideoTracks();
