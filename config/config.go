@@ -224,6 +224,26 @@ type Config struct {
 	// (--reconnect-grace; 0: members leave when their connection does).
 	ReconnectGrace time.Duration
 
+	// Redis turns cluster mode on: the nodes of one cluster share this
+	// Redis, redis://HOST:6379/0 (--redis; docs/cluster.md). Empty: one
+	// node on its own, nothing external.
+	Redis string
+	// NodeID names this node in the cluster (--node-id); empty: the host
+	// name and the HTTPS port.
+	NodeID string
+	// NodeURL is this node's base URL, where clients of other nodes are
+	// sent for its rooms (--node-url); empty: --public-url, else https://
+	// the first LAN address and the HTTPS port.
+	NodeURL string
+	// Region is an optional label of the node in the registry (--region).
+	Region string
+	// ClusterLeaseRenew is how often a node renews its registry record and
+	// its rooms' leases (--cluster-lease-renew); ClusterLeaseTTL how long
+	// they last without renewal (--cluster-lease-ttl): a node silent that
+	// long is gone and its rooms can be taken by others.
+	ClusterLeaseRenew time.Duration
+	ClusterLeaseTTL   time.Duration
+
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
 	LogFormat, LogLevel string
@@ -291,6 +311,9 @@ func Default() Config {
 		ICETCPPort:        ICETCPSameAsHTTPS,
 		TURNPort:          3478,
 		TURNCredentialTTL: 12 * time.Hour,
+
+		ClusterLeaseRenew: 2 * time.Second,
+		ClusterLeaseTTL:   6 * time.Second,
 
 		LogFormat: "text",
 		LogLevel:  "info",
@@ -368,6 +391,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateParty()...)
 	errs = append(errs, c.validateLAN()...)
+	errs = append(errs, c.validateCluster()...)
 	switch c.LogFormat {
 	case "text", "json":
 	default:

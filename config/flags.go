@@ -40,6 +40,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.ICELoopbackOnly, "ice-loopback-only", c.ICELoopbackOnly, "gather ICE candidates on loopback only (single-host use and tests)")
 	fs.Var(listFlag{&c.AnnounceIPs}, "announce-ip", "IP address or DNS name announced in ICE candidates instead of the local one, for 1:1 NAT (repeatable)")
 	bindLANFlags(fs, c)
+	bindClusterFlags(fs, c)
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", c.ConnectTimeout, "time a transport has to complete ICE and DTLS before its peer is removed")
 	fs.Int64Var(&c.WSMaxMessage, "ws-max-message", c.WSMaxMessage, "largest WebSocket message in bytes; larger closes the socket with 1009")
 	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", c.WSPingInterval, "WebSocket ping interval")
