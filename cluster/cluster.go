@@ -536,3 +536,20 @@ func (n *Node) Close() error {
 	errs = append(errs, n.rdb.Close())
 	return errors.Join(errs...)
 }
+
+// Locate says where room id is served without taking it: found is false
+// for a free room (or one whose node is gone).
+func (n *Node) Locate(ctx context.Context, id string) (own Owner, found bool, err error) {
+	l, found, err := holderOf(ctx, n.rdb, id)
+	if err != nil || !found {
+		return Owner{}, false, err
+	}
+	if l.Node == n.opt.NodeID {
+		return Owner{Self: true}, true, nil
+	}
+	info, alive, err := getNode(ctx, n.rdb, l.Node)
+	if err != nil || !alive {
+		return Owner{}, false, err
+	}
+	return Owner{Node: info}, true, nil
+}

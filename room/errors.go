@@ -22,6 +22,12 @@ const (
 	CodeInvalidParams = -32602
 	// CodeConflict is only used by the REST API (409): the room id is taken.
 	CodeConflict = 1009
+	// CodeMoved: the room is served by another node of the cluster; data
+	// names it ({"reason":"moved","node","url"}) and the client joins there.
+	CodeMoved = 1010
+	// CodeUnavailable: the cluster's store (Redis) does not answer, so the
+	// room cannot be placed; data has retryAfterMs.
+	CodeUnavailable = 1011
 )
 
 // Reasons carried in Error.Data for errors a client reacts to differently

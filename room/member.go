@@ -132,6 +132,9 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := m.claim(id, false); err != nil {
+		return nil, nil, err
+	}
 	cl := o.Client
 	if cl == nil {
 		cl = NewClient("")

@@ -195,6 +195,9 @@ func (s *Server) apiFail(w http.ResponseWriter, err error) {
 		case room.CodeForbidden:
 			writeAPIError(w, http.StatusForbidden, "forbidden", msg, "")
 			return
+		case room.CodeUnavailable: // cluster mode: Redis away
+			writeAPIError(w, http.StatusServiceUnavailable, "cluster_unavailable", msg, "")
+			return
 		}
 	}
 	if errors.Is(err, room.ErrStore) {
