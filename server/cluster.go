@@ -138,17 +138,17 @@ func (g *clusterGlue) close() error {
 func (g *clusterGlue) claim(id string, create bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
+	if create {
+		return g.claimNew(ctx, id)
+	}
 	own, err := g.node.Claim(ctx, id)
 	if err != nil {
 		return clusterError(id, err)
 	}
 	if !own.Self {
-		if create {
-			return &room.Error{Code: room.CodeConflict, Message: fmt.Sprintf("room %q exists already (on node %s)", id, own.Node.ID)}
-		}
 		return movedError(id, own.Node)
 	}
-	if _, here := g.rooms.Room(id); here && !create {
+	if _, here := g.rooms.Room(id); here {
 		return nil
 	}
 	rec, found, err := g.node.Spec(ctx, id)
@@ -158,10 +158,29 @@ func (g *clusterGlue) claim(id string, create bool) error {
 	if !found {
 		return nil
 	}
-	if create {
+	return g.rooms.ImportRoom(rec)
+}
+
+// claimNew takes the id of a room being made here: it must have no record
+// (a room whose node ended or died keeps one) and no holder. The record is
+// looked at first: once this node holds the lease, its own saves may
+// write the new room's record at any moment.
+func (g *clusterGlue) claimNew(ctx context.Context, id string) error {
+	_, found, err := g.node.Spec(ctx, id)
+	if err != nil {
+		return clusterError(id, err)
+	}
+	if found {
 		return &room.Error{Code: room.CodeConflict, Message: fmt.Sprintf("room %q exists already", id)}
 	}
-	return g.rooms.ImportRoom(rec)
+	own, err := g.node.Claim(ctx, id)
+	if err != nil {
+		return clusterError(id, err)
+	}
+	if !own.Self {
+		return &room.Error{Code: room.CodeConflict, Message: fmt.Sprintf("room %q exists already (on node %s)", id, own.Node.ID)}
+	}
+	return nil
 }
 
 // movedError is the join's answer for a room on another node.
@@ -252,17 +271,35 @@ func (g *clusterGlue) placeRoom(w http.ResponseWriter, r *http.Request, next htt
 	g.forward(w, r, node)
 }
 
-// roomAPI serves an API call about room id here, or on its node.
+// roomAPI serves an API call about room id here, or on its node. A room
+// no node holds is served here if it has a record (its node ended or
+// died: it comes here), else here as unknown (404); asking about a room
+// never takes an id nobody made.
 func (g *clusterGlue) roomAPI(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
 	if _, here := g.rooms.Room(id); here || r.Header.Get(placedHeader) != "" || !room.ValidID(id) {
 		g.serveAndForget(w, r, next, id)
 		return
 	}
-	err := g.claim(id, false) // a stored room whose node is gone comes here
+	ctx, cancel := context.WithTimeout(r.Context(), clusterTimeout)
+	defer cancel()
+	own, found, err := g.node.Locate(ctx, id)
+	if err == nil && !found {
+		_, found, err = g.node.Spec(ctx, id)
+		if err == nil && found {
+			err = g.claim(id, false)
+			own.Self = err == nil
+		}
+		if !found {
+			own.Self = true // unknown everywhere: answered here
+		}
+	}
 	var re *room.Error
 	switch {
-	case err == nil:
+	case err == nil && own.Self:
 		g.serveAndForget(w, r, next, id)
+	case err == nil:
+		r.Header.Set(placedHeader, g.node.ID())
+		g.forward(w, r, own.Node)
 	case errors.As(err, &re) && re.Code == room.CodeMoved:
 		node := re.Data.(map[string]any)
 		r.Header.Set(placedHeader, g.node.ID())
