@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -436,6 +437,115 @@ func TestClusterProcesses(t *testing.T) {
 		sorted := append([]time.Duration(nil), took...)
 		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
 		t.Logf("kill -9 to joinable elsewhere: %v, median %s", took, sorted[len(sorted)/2].Round(time.Millisecond))
+	})
+
+	t.Run("paused", func(t *testing.T) {
+		// A node frozen past its lease (SIGSTOP: as cut off from Redis)
+		// loses its room to another node, and once it runs again it
+		// learns so and stops serving the room: never two nodes.
+		room, holder := "", ""
+		for id, h := range c.leases() {
+			if room == "" || id < room {
+				room, holder = id, h
+			}
+		}
+		var p, q *node
+		for _, n := range c.nodes {
+			if n.id == holder {
+				p = n
+			} else if q == nil {
+				q = n
+			}
+		}
+		if p == nil {
+			t.Fatalf("%s held by %q", room, holder)
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		stopped := time.Now()
+		for {
+			ws, err := c.join(q, room)
+			if err == nil {
+				ws.Close()
+				break
+			}
+			if time.Since(stopped) > 15*time.Second {
+				t.Fatalf("%s not joinable on %s 15s after %s froze: %v", room, q.id, p.id, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("%s froze; %s joinable on %s after %s", p.id, room, q.id, time.Since(stopped).Round(time.Millisecond))
+		if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		resumed := time.Now()
+		for slices.Contains(c.localRooms(p), room) {
+			if time.Since(resumed) > 5*time.Second {
+				t.Fatalf("%s still serves %s 5s after it runs again", p.id, room)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("%s dropped %s %s after it ran again", p.id, room, time.Since(resumed).Round(time.Millisecond))
+		if h := c.leases()[room]; h != q.id {
+			t.Errorf("%s's lease names %q, want %s", room, h, q.id)
+		}
+		if _, err := c.join(p, room); err == nil || !strings.Contains(err.Error(), `"node":"`+q.id+`"`) {
+			t.Errorf("join %s on %s after it lost the room: %v, want sent to %s", room, p.id, err, q.id)
+		}
+	})
+
+	t.Run("redis-restart", func(t *testing.T) {
+		// Redis away: a new room cannot be placed, and the error says
+		// why; Redis back (empty): the nodes register again and assert
+		// their leases, and joins work.
+		// The node holding the most rooms (those of killed nodes wait,
+		// unheld, for a join).
+		var n *node
+		var held []string
+		for _, m := range c.nodes {
+			if ids := c.localRooms(m); n == nil || len(ids) > len(held) {
+				n, held = m, ids
+			}
+		}
+		if len(held) == 0 {
+			t.Fatal("no node holds a room")
+		}
+		c.redis.Stop()
+		_, err := c.join(n, "while-redis-away")
+		if err == nil || !strings.Contains(err.Error(), "1011") || !strings.Contains(err.Error(), "Redis") {
+			t.Fatalf("join with Redis away: %v", err)
+		}
+		c.redis.Restart()
+		back := time.Now()
+		for {
+			all := true
+			for _, m := range c.nodes {
+				if c.state(n, m.id) != "serving" {
+					all = false
+				}
+			}
+			leases := c.leases()
+			for _, id := range held {
+				// Its lease, and its record (written again).
+				if rec, _ := c.rdb.HExists(context.Background(), "matinee:rooms", id).Result(); leases[id] != n.id || !rec {
+					all = false
+				}
+			}
+			if all {
+				break
+			}
+			if time.Since(back) > 10*time.Second {
+				t.Fatalf("10s after Redis came back: registry or leases not restored (leases %v)", leases)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("nodes, and %d leases and records of %s, back %s after Redis restarted", len(held), n.id, time.Since(back).Round(time.Millisecond))
+		ws, err := c.join(n, "while-redis-away")
+		if err != nil {
+			t.Fatalf("join once Redis is back: %v", err)
+		}
+		ws.Close()
 	})
 
 	t.Run("drain", func(t *testing.T) {
