@@ -208,7 +208,8 @@ func (n *Node) renewAll(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	var firstErr error
-	retaken := false
+	var ids []string
+	var leases []Lease
 	for id, h := range owned {
 		// A room claimed a moment ago may not be open yet.
 		if !local[id] && start.Sub(h.since) > n.opt.LeaseTTL {
@@ -219,21 +220,26 @@ func (n *Node) renewAll(ctx context.Context) error {
 			n.drop(id, h.lease)
 			continue
 		}
-		res, err := renew(ctx, n.rdb, id, h.lease, n.opt.LeaseTTL)
-		if err != nil {
-			firstErr = cmp(firstErr, err)
-			continue
-		}
+		ids = append(ids, id)
+		leases = append(leases, h.lease)
+	}
+	results, err := renewMany(ctx, n.rdb, ids, leases, n.opt.LeaseTTL)
+	if err != nil {
+		return cmp(firstErr, err)
+	}
+	retaken := false
+	for i, res := range results {
+		id, l := ids[i], leases[i]
 		if res == leaseLost {
-			n.log.Warn("cluster: lost a room's lease to another node", "room", id, "epoch", h.lease.Epoch)
-			n.drop(id, h.lease)
+			n.log.Warn("cluster: lost a room's lease to another node", "room", id, "epoch", l.Epoch)
+			n.drop(id, l)
 			if n.opt.Lost != nil {
 				n.opt.Lost(id)
 			}
 			continue
 		}
 		retaken = retaken || res == leaseRetaken
-		n.extend(id, h.lease, start)
+		n.extend(id, l, start)
 	}
 	if retaken && n.opt.Retaken != nil {
 		n.log.Info("cluster: took back leases Redis had lost")

@@ -178,3 +178,41 @@ func saveSpec(ctx context.Context, rdb redis.Scripter, roomID string, l Lease, s
 	}
 	return n == 1, nil
 }
+
+// renewMany renews many leases in one round trip (a pipeline of the
+// renewal script), loading the script first if Redis lost it (a
+// restart). Any error fails the whole round: the leases are then left
+// to lapse by themselves if Redis stays away.
+func renewMany(ctx context.Context, rdb *redis.Client, ids []string, ls []Lease, ttl time.Duration) ([]renewResult, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	run := func() ([]*redis.Cmd, error) {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(ids))
+		for i, id := range ids {
+			cmds[i] = renewScript.EvalSha(ctx, pipe, []string{roomKey(id), keyEpochs}, ls[i].value(), ttl.Milliseconds(), id, ls[i].Epoch)
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := run()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := renewScript.Load(ctx, rdb).Err(); err != nil {
+			return nil, fmt.Errorf("renew %d rooms: load script: %w", len(ids), err)
+		}
+		cmds, err = run()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("renew %d rooms: %w", len(ids), err)
+	}
+	out := make([]renewResult, len(cmds))
+	for i, c := range cmds {
+		n, err := c.Int()
+		if err != nil {
+			return nil, fmt.Errorf("renew room %s: %w", ids[i], err)
+		}
+		out[i] = renewResult(n)
+	}
+	return out, nil
+}

@@ -227,16 +227,14 @@ func (g *clusterGlue) handler(next http.Handler) http.Handler {
 			g.placeRoom(w, r, next)
 		case strings.HasPrefix(path, "/api/rooms/"):
 			id, _, _ := strings.Cut(strings.TrimPrefix(path, "/api/rooms/"), "/")
-			g.roomAPI(w, r, next, id)
-		case r.Method == http.MethodPost && (strings.HasPrefix(path, "/whip/") || strings.HasPrefix(path, "/whep/")):
-			id := path[len("/whip/"):]
-			if strings.Contains(id, "/") {
-				next.ServeHTTP(w, r) // a session's PATCH/DELETE go where the session is
-				return
-			}
-			g.redirectMedia(w, r, next, id)
+			g.route(w, r, next, id, false, g.forward)
+		case r.Method == http.MethodPost && strings.HasPrefix(path, "/whip/"):
+			// A publisher opens the room, as a join does.
+			g.route(w, r, next, strings.TrimPrefix(path, "/whip/"), true, redirect)
+		case r.Method == http.MethodPost && strings.HasPrefix(path, "/whep/"):
+			g.route(w, r, next, strings.TrimPrefix(path, "/whep/"), false, redirect)
 		case r.Method == http.MethodGet && strings.HasPrefix(path, "/r/"):
-			g.redirectPage(w, r, next, strings.TrimPrefix(path, "/r/"))
+			g.route(w, r, next, strings.TrimPrefix(path, "/r/"), false, redirect)
 		default:
 			next.ServeHTTP(w, r)
 		}
@@ -271,48 +269,65 @@ func (g *clusterGlue) placeRoom(w http.ResponseWriter, r *http.Request, next htt
 	g.forward(w, r, node)
 }
 
-// roomAPI serves an API call about room id here, or on its node. A room
-// no node holds is served here if it has a record (its node ended or
-// died: it comes here), else here as unknown (404); asking about a room
-// never takes an id nobody made.
-func (g *clusterGlue) roomAPI(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
+// route serves a request about room id here, or sends it (elsewhere) to
+// the node holding the room. A room no node holds comes here if it has a
+// record (its node ended or died), or, with take, if it is new (a WHIP
+// publisher opens it as a join does); else the request is answered here
+// as about an unknown room, without taking its id.
+func (g *clusterGlue) route(w http.ResponseWriter, r *http.Request, next http.Handler, id string, take bool,
+	elsewhere func(http.ResponseWriter, *http.Request, cluster.NodeInfo)) {
 	if _, here := g.rooms.Room(id); here || r.Header.Get(placedHeader) != "" || !room.ValidID(id) {
 		g.serveAndForget(w, r, next, id)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), clusterTimeout)
-	defer cancel()
-	own, found, err := g.node.Locate(ctx, id)
-	if err == nil && !found {
-		_, found, err = g.node.Spec(ctx, id)
-		if err == nil && found {
-			err = g.claim(id, false)
-			own.Self = err == nil
-		}
-		if !found {
-			own.Self = true // unknown everywhere: answered here
-		}
-	}
-	var re *room.Error
+	node, err := g.resolve(r.Context(), id, take)
 	switch {
-	case err == nil && own.Self:
-		g.serveAndForget(w, r, next, id)
-	case err == nil:
-		r.Header.Set(placedHeader, g.node.ID())
-		g.forward(w, r, own.Node)
-	case errors.As(err, &re) && re.Code == room.CodeMoved:
-		node := re.Data.(map[string]any)
-		r.Header.Set(placedHeader, g.node.ID())
-		g.forward(w, r, cluster.NodeInfo{ID: node["node"].(string), URL: node["url"].(string)})
-	default:
+	case err != nil:
+		w.Header().Set("Retry-After", "2")
 		WriteJSONError(w, http.StatusServiceUnavailable, "cluster_unavailable", err.Error())
+	case node == nil:
+		g.serveAndForget(w, r, next, id)
+	default:
+		r.Header.Set(placedHeader, g.node.ID())
+		elsewhere(w, r, *node)
 	}
 }
 
-// serveAndForget serves a room's API call here; a successful DELETE also
-// gives up the room's lease and record in Redis.
+// resolve finds the node of a room that is not here: nil for this node.
+func (g *clusterGlue) resolve(ctx context.Context, id string, take bool) (*cluster.NodeInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+	defer cancel()
+	own, found, err := g.node.Locate(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if found && !own.Self {
+		return &own.Node, nil
+	}
+	if !found && !take {
+		_, rec, err := g.node.Spec(ctx, id)
+		if err != nil || !rec {
+			return nil, err // unknown everywhere: answered here
+		}
+	}
+	err = g.claim(id, false)
+	var re *room.Error
+	if errors.As(err, &re) && re.Code == room.CodeMoved {
+		d := re.Data.(map[string]any)
+		return &cluster.NodeInfo{ID: d["node"].(string), URL: d["url"].(string)}, nil
+	}
+	return nil, err
+}
+
+// redirect answers 307 with the same path and query on node.
+func redirect(w http.ResponseWriter, r *http.Request, node cluster.NodeInfo) {
+	http.Redirect(w, r, strings.TrimRight(node.URL, "/")+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+}
+
+// serveAndForget serves a room's request here; a successful API DELETE
+// also gives up the room's lease and record in Redis.
 func (g *clusterGlue) serveAndForget(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
-	if r.Method != http.MethodDelete || strings.Contains(strings.TrimPrefix(r.URL.Path, "/api/rooms/"), "/") {
+	if r.Method != http.MethodDelete || r.URL.Path != "/api/rooms/"+id {
 		next.ServeHTTP(w, r)
 		return
 	}
@@ -344,43 +359,6 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 		s.status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
-}
-
-// redirectMedia answers a WHIP or WHEP POST for a room of another node
-// with 307 to the same path there.
-func (g *clusterGlue) redirectMedia(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
-	if !room.ValidID(id) {
-		next.ServeHTTP(w, r)
-		return
-	}
-	err := g.claim(id, false)
-	var re *room.Error
-	switch {
-	case err == nil:
-		next.ServeHTTP(w, r)
-	case errors.As(err, &re) && re.Code == room.CodeMoved:
-		http.Redirect(w, r, re.Data.(map[string]any)["url"].(string)+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-	default:
-		w.Header().Set("Retry-After", "2")
-		WriteJSONError(w, http.StatusServiceUnavailable, "cluster_unavailable", err.Error())
-	}
-}
-
-// redirectPage sends a room's page to the room's node when another node
-// holds it; it does not take the room (opening the page does not join).
-func (g *clusterGlue) redirectPage(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
-	if _, here := g.rooms.Room(id); here || !room.ValidID(id) || g.node.Holds(id) {
-		next.ServeHTTP(w, r)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), clusterTimeout)
-	defer cancel()
-	own, found, err := g.node.Locate(ctx, id)
-	if err != nil || !found || own.Self {
-		next.ServeHTTP(w, r)
-		return
-	}
-	http.Redirect(w, r, own.Node.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 }
 
 // forward passes r to node's API as it is (with its API key) and its

@@ -499,8 +499,14 @@ func TestClusterProcesses(t *testing.T) {
 		// Redis away: a new room cannot be placed, and the error says
 		// why; Redis back (empty): the nodes register again and assert
 		// their leases, and joins work.
-		// The node holding the most rooms (those of killed nodes wait,
-		// unheld, for a join).
+		// Rooms for the nodes to hold (those of the nodes killed above
+		// wait, unheld, for a join), then the node holding the most.
+		for i := range 30 {
+			id := fmt.Sprintf("rr-%d", i)
+			if st, b, err := c.api("POST", c.nodes[i%3].url+"/api/rooms", map[string]any{"name": id, "id": id}); err != nil || st != http.StatusCreated {
+				t.Fatalf("create %s: %d %s %v", id, st, b, err)
+			}
+		}
 		var n *node
 		var held []string
 		for _, m := range c.nodes {
