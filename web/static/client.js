@@ -34,7 +34,9 @@ export function capabilities() {
 // Fmtp parameters that make a browser send (and decode) Opus stereo.
 const STEREO = {stereo: 1, 'sprop-stereo': 1};
 
-const FATAL_JOIN_CODES = new Set([Codes.ROOM_FULL, Codes.NOT_FOUND, Codes.FORBIDDEN, Codes.INVALID_PARAMS]);
+// MOVED too: the room is on another node of the cluster, and the page
+// goes there (room.js); retrying here would only be told so again.
+const FATAL_JOIN_CODES = new Set([Codes.ROOM_FULL, Codes.NOT_FOUND, Codes.FORBIDDEN, Codes.INVALID_PARAMS, Codes.MOVED]);
 
 /**
  * The server removed us for good (kicked, room deleted, joined from

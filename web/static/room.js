@@ -1855,10 +1855,49 @@ function joinFailed(err, name, password) {
     case Codes.INVALID_PARAMS:
       showPrejoin({error: `The server did not accept that: ${err.message.replace(/^join: /, '')}`});
       break;
+    case Codes.MOVED:
+      if (!moveTo(err.data?.url, name)) fatal('Could not join', err.message, {retry: () => location.reload()});
+      break;
     default:
       fatal('Could not join', err.message, {retry: () => location.reload()});
   }
 }
+
+// ---------------------------------------------------------------- cluster
+
+// The room lives on another node of the cluster (docs/cluster.md): the
+// page opens there with the same room, and carries over what this origin
+// knows that the other does not (the name, the invite token). A page
+// moved a few times already gives up rather than loop between nodes.
+const MAX_MOVES = 3;
+
+function moveTo(base, name) {
+  let target;
+  try {
+    target = new URL(location.pathname + location.search, base);
+  } catch {
+    return false;
+  }
+  const hops = Number(movedAtLoad.hops || 0) + 1;
+  if (!/^https?:$/.test(target.protocol) || hops > MAX_MOVES) return false;
+  const carry = new URLSearchParams({name, moved: String(hops)});
+  if (app.token) carry.set('token', app.token);
+  target.hash = carry.toString();
+  location.replace(target.href);
+  return true;
+}
+
+// What a move from another node carried in the address's fragment
+// (#name=…&moved=N, and token=… which takeToken reads): read once at load
+// and taken out of the address bar.
+function takeMoved() {
+  const p = new URLSearchParams(window.location.hash.slice(1));
+  if (!p.has('moved')) return {};
+  const out = {name: (p.get('name') || '').trim(), hops: p.get('moved')};
+  if (out.name) saveName(out.name);
+  return out;
+}
+const movedAtLoad = takeMoved();
 
 // ---------------------------------------------------------------- sharing
 
@@ -2249,7 +2288,8 @@ function boot() {
   }
   layout();
   app.token = takeToken();
-  const name = (app.token && tokenClaims(app.token).name) || loadName();
+  if (movedAtLoad.hops) history.replaceState(null, '', window.location.pathname + window.location.search);
+  const name = (app.token && tokenClaims(app.token).name) || movedAtLoad.name || loadName();
   if (name) start(name);
   else showPrejoin();
 }
