@@ -54,14 +54,23 @@ type node struct {
 	log  string
 	cmd  *exec.Cmd
 	done chan struct{}
+	// ns and ip: a node in a network namespace of its own listens on its
+	// own address (netns_test.go); otherwise loopback.
+	ns, ip string
 }
 
 // newCluster builds matinee once, makes the CA the nodes share and starts
 // redis-server.
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterOn(t, "127.0.0.1")
+}
+
+// newClusterOn is newCluster with Redis listening on redisIP.
+func newClusterOn(t *testing.T, redisIP string) *cluster {
+	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir()}
-	c.redis = redistest.Start(t)
+	c.redis = redistest.StartOn(t, redisIP)
 	c.rdb = redis.NewClient(&redis.Options{Addr: c.redis.Addr})
 	t.Cleanup(func() { _ = c.rdb.Close() })
 	c.bin = filepath.Join(c.dir, "matinee")
@@ -121,11 +130,21 @@ func (c *cluster) start(n *node) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n.cmd = exec.Command(c.bin, "--addr", "127.0.0.1:"+strconv.Itoa(n.port), "--http-addr", "", "--rtmp-addr", "",
-		"--udp-port", "0", "--ice-loopback-only", "--ice-tcp-port", "0", "--data-dir", n.dir, "--api-key", apiKey,
+	ip, ice := "127.0.0.1", []string{"--ice-loopback-only"}
+	if n.ns != "" {
+		ip, ice = n.ip, []string{"--ice-interface", "eth0"}
+	}
+	args := append([]string{"--addr", net.JoinHostPort(ip, strconv.Itoa(n.port)), "--http-addr", "", "--rtmp-addr", "",
+		"--udp-port", "0", "--ice-tcp-port", "0", "--data-dir", n.dir, "--api-key", apiKey}, ice...)
+	args = append(args,
 		"--redis", c.redis.URL(), "--node-id", n.id, "--node-url", n.url, "--region", "test", "--log-format", "json",
 		// A member who left is away this long; a draining node waits for it.
 		"--reconnect-grace", "1s")
+	n.cmd = exec.Command(c.bin, args...)
+	if n.ns != "" {
+		// ip netns exec execs matinee in place: the pid is matinee's.
+		n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns, c.bin}, args...)...)
+	}
 	n.cmd.Env = append(os.Environ(), "CAROOT="+c.caroot)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -222,6 +241,23 @@ func (c *cluster) localRooms(n *node) []string {
 	return ids
 }
 
+// tryLocalRooms is localRooms for a node that may not answer yet.
+func (c *cluster) tryLocalRooms(n *node) ([]string, bool) {
+	st, b, err := c.api("GET", n.url+"/api/rooms", nil)
+	if err != nil || st != 200 {
+		return nil, false
+	}
+	var out struct{ Rooms []struct{ ID string } }
+	if json.Unmarshal(b, &out) != nil {
+		return nil, false
+	}
+	ids := make([]string, len(out.Rooms))
+	for i, r := range out.Rooms {
+		ids[i] = r.ID
+	}
+	return ids, true
+}
+
 // leases reads every room lease in Redis: room → holding node.
 func (c *cluster) leases() map[string]string {
 	c.t.Helper()
@@ -271,7 +307,7 @@ func (c *cluster) keysNaming(id string) []string {
 // when the join is refused.
 func (c *cluster) join(n *node, room string) (*websocket.Conn, error) {
 	d := websocket.Dialer{TLSClientConfig: c.tlsCfg, HandshakeTimeout: 5 * time.Second}
-	ws, _, err := d.Dial("wss://127.0.0.1:"+strconv.Itoa(n.port)+"/ws", nil)
+	ws, _, err := d.Dial("wss"+strings.TrimPrefix(n.url, "https")+"/ws", nil)
 	if err != nil {
 		return nil, err
 	}

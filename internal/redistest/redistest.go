@@ -31,7 +31,11 @@ func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 // Start runs redis-server on a free loopback port and stops it at the
 // end of the test. Without the binary the test is skipped, unless CI=true,
 // where a missing redis-server is a failure (scripts/test installs it).
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { t.Helper(); return StartOn(t, "127.0.0.1") }
+
+// StartOn is Start listening on ip (an address of this machine, e.g. a
+// bridge the test made for nodes in network namespaces).
+func StartOn(t testing.TB, ip string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -41,7 +45,7 @@ func Start(t testing.TB) *Server {
 		t.Skip("redis-server not installed (apt-get install redis-server)")
 	}
 	s := &Server{t: t, dir: t.TempDir()}
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	s.Addr = net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip)))
 	s.start(bin)
 	t.Cleanup(s.Stop)
 	return s
@@ -49,8 +53,8 @@ func Start(t testing.TB) *Server {
 
 func (s *Server) start(bin string) {
 	s.t.Helper()
-	_, port, _ := net.SplitHostPort(s.Addr)
-	s.cmd = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir)
+	host, port, _ := net.SplitHostPort(s.Addr)
+	s.cmd = exec.Command(bin, "--port", port, "--bind", host, "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", s.dir)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
@@ -116,10 +120,10 @@ func (s *Server) Restart() {
 	s.start(bin)
 }
 
-// freePort returns a TCP port on loopback that was free a moment ago.
-func freePort(t testing.TB) int {
+// freePort returns a TCP port on ip that was free a moment ago.
+func freePort(t testing.TB, ip string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
