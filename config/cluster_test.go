@@ -42,6 +42,12 @@ func TestClusterSettings(t *testing.T) {
 			t.Errorf("Validate does not name %s: %v", name, err)
 		}
 	}
+	// --ca-dir must hold a CA.
+	ca := Default()
+	ca.CADir = t.TempDir()
+	if err := ca.Validate(); err == nil || !strings.Contains(err.Error(), "ca-dir") {
+		t.Errorf("ca-dir without rootCA.pem: %v", err)
+	}
 	// Without --redis the cluster settings are not looked at.
 	off := Default()
 	off.NodeID = "a b"

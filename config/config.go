@@ -26,6 +26,10 @@ type Config struct {
 	// CertFile and KeyFile, when both set, are served instead of the
 	// generated certificate (--cert, --key).
 	CertFile, KeyFile string
+	// CADir is a directory holding the CA to sign the leaf with,
+	// rootCA.pem and rootCA-key.pem (--ca-dir): the nodes of a cluster
+	// share one CA this way. Empty: $CAROOT (mkcert), else DataDir/ca.
+	CADir string
 
 	// UDPPort is the one UDP port all ICE media uses (--udp-port). 0 picks
 	// an ephemeral port per address (tests).
@@ -388,6 +392,11 @@ func (c *Config) Validate() error {
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		errs = append(errs, errors.New("cert and key must be given together"))
+	}
+	if c.CADir != "" {
+		if _, err := os.Stat(filepath.Join(c.CADir, "rootCA.pem")); err != nil {
+			errs = append(errs, fmt.Errorf("ca-dir %q: no rootCA.pem there (copy the ca/ directory of a node's data dir): %w", c.CADir, err))
+		}
 	}
 	errs = append(errs, c.validateParty()...)
 	errs = append(errs, c.validateLAN()...)

@@ -35,6 +35,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for certificates, keys and recordings")
 	fs.StringVar(&c.CertFile, "cert", c.CertFile, "serve this certificate (PEM) instead of the generated one")
 	fs.StringVar(&c.KeyFile, "key", c.KeyFile, "private key (PEM) for --cert")
+	fs.StringVar(&c.CADir, "ca-dir", c.CADir, "sign the certificate with the CA in this directory (rootCA.pem, rootCA-key.pem), e.g. one shared by the nodes of a cluster (default: $CAROOT, else <data-dir>/ca)")
 	fs.IntVar(&c.UDPPort, "udp-port", c.UDPPort, "the one UDP port for all WebRTC media")
 	fs.Var(listFlag{&c.ICEInterfaces}, "ice-interface", "gather ICE candidates only on this interface (repeatable)")
 	fs.BoolVar(&c.ICELoopbackOnly, "ice-loopback-only", c.ICELoopbackOnly, "gather ICE candidates on loopback only (single-host use and tests)")

@@ -217,7 +217,7 @@ func (g *clusterGlue) saved(recs map[string][]byte) error {
 // room through the API is placed (and made on the chosen node, through
 // its API), API calls about a room go to the node that holds it, WHIP
 // and WHEP answer 307 to the room's node (RFC 9725 allows it), and so
-// does a room's page. WebSocket joins are told in the join's answer
+// do a room's page and its live HLS. WebSocket joins are told in the join's answer
 // (claim).
 func (g *clusterGlue) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -235,6 +235,11 @@ func (g *clusterGlue) handler(next http.Handler) http.Handler {
 			g.route(w, r, next, strings.TrimPrefix(path, "/whep/"), false, redirect)
 		case r.Method == http.MethodGet && strings.HasPrefix(path, "/r/"):
 			g.route(w, r, next, strings.TrimPrefix(path, "/r/"), false, redirect)
+		case r.Method == http.MethodGet && strings.HasPrefix(path, "/hls/"):
+			// Live HLS is written where the room is; its signed URLs
+			// are good on every node (one API key).
+			id, _, _ := strings.Cut(strings.TrimPrefix(path, "/hls/"), "/")
+			g.route(w, r, next, id, false, redirect)
 		default:
 			next.ServeHTTP(w, r)
 		}

@@ -136,6 +136,13 @@ func TestClusterTwoNodes(t *testing.T) {
 	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != nodes[owner].base+"/whep/party" {
 		t.Errorf("WHEP on %s: %d Location %q", other, resp.StatusCode, resp.Header.Get("Location"))
 	}
+	// So do the room's page and its live HLS.
+	for _, path := range []string{"/r/party", "/hls/party/index.m3u8?exp=1&sig=x"} {
+		resp, _ = clusterDo(t, "GET", nodes[other].base+path, "")
+		if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != nodes[owner].base+path {
+			t.Errorf("GET %s on %s: %d Location %q", path, other, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
 	// A WebSocket join on the other node is told where the room is.
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(nodes[other].base, "http")+"/ws", nil)
 	if err != nil {

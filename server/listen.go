@@ -23,6 +23,7 @@ func (s *Server) Run(ctx context.Context) error {
 		DataDir:  s.cfg.DataDir,
 		CertFile: s.cfg.CertFile,
 		KeyFile:  s.cfg.KeyFile,
+		CAROOT:   s.cfg.CADir,
 		Addrs:    s.lanAddrs,
 		Hosts:    s.cfg.AnnounceIPs, // phones may come by the announced name
 		Logger:   s.log,

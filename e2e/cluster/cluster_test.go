@@ -79,7 +79,7 @@ func newClusterOn(t *testing.T, redisIP string) *cluster {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	// One CA for every node: "matinee cert" makes it in a data dir, and
-	// the nodes sign with it through CAROOT.
+	// the nodes sign with it (--ca-dir).
 	caDir := filepath.Join(c.dir, "ca-maker")
 	cert := exec.Command(c.bin, "cert", "--data-dir", caDir)
 	cert.Env = append(os.Environ(), "CAROOT="+filepath.Join(c.dir, "no-mkcert"))
@@ -139,13 +139,12 @@ func (c *cluster) start(n *node) {
 	args = append(args,
 		"--redis", c.redis.URL(), "--node-id", n.id, "--node-url", n.url, "--region", "test", "--log-format", "json",
 		// A member who left is away this long; a draining node waits for it.
-		"--reconnect-grace", "1s")
+		"--reconnect-grace", "1s", "--ca-dir", c.caroot)
 	n.cmd = exec.Command(c.bin, args...)
 	if n.ns != "" {
 		// ip netns exec execs matinee in place: the pid is matinee's.
 		n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns, c.bin}, args...)...)
 	}
-	n.cmd.Env = append(os.Environ(), "CAROOT="+c.caroot)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
