@@ -141,6 +141,27 @@ func (g *clusterGlue) claim(id string, create bool) error {
 	if create {
 		return g.claimNew(ctx, id)
 	}
+	if _, here := g.rooms.Room(id); !here && !g.cfg.OpenRooms && !g.node.Holds(id) {
+		// Only rooms made through the API exist: one with no holder
+		// and no record is unknown (answered here), and no lease or
+		// epoch is taken for its id.
+		own, found, err := g.node.Locate(ctx, id)
+		if err != nil {
+			return clusterError(id, err)
+		}
+		if found && !own.Self {
+			return movedError(id, own.Node)
+		}
+		if !found {
+			_, rec, err := g.node.Spec(ctx, id)
+			if err != nil {
+				return clusterError(id, err)
+			}
+			if !rec {
+				return nil
+			}
+		}
+	}
 	own, err := g.node.Claim(ctx, id)
 	if err != nil {
 		return clusterError(id, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/redistest"
 	"github.com/matinee-dev/matinee/server"
+	"github.com/redis/go-redis/v9"
 )
 
 // clusterNode is one in-process node of a test cluster.
@@ -26,6 +27,12 @@ type clusterNode struct {
 // startNode runs a node of the cluster on r, serving plain HTTP on
 // loopback (the node URL must be known before the server is made).
 func startNode(t *testing.T, r *redistest.Server, id string) *clusterNode {
+	t.Helper()
+	return startNodeWith(t, r, id, nil)
+}
+
+// startNodeWith is startNode with settings of the test's.
+func startNodeWith(t *testing.T, r *redistest.Server, id string, edit func(*config.Config)) *clusterNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,6 +46,9 @@ func startNode(t *testing.T, r *redistest.Server, id string) *clusterNode {
 	cfg.APIKey = "cluster-test-key"
 	cfg.Redis, cfg.NodeID, cfg.NodeURL = r.URL(), id, base
 	cfg.ClusterLeaseRenew, cfg.ClusterLeaseTTL = 100*time.Millisecond, 400*time.Millisecond
+	if edit != nil {
+		edit(&cfg)
+	}
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		_ = ln.Close()
@@ -180,6 +190,65 @@ func TestClusterTwoNodes(t *testing.T) {
 	resp, body = clusterDo(t, "POST", nodes[other].base+"/api/rooms", `{"name":"Party","id":"party"}`)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create again after delete: %d %s", resp.StatusCode, body)
+	}
+}
+
+// wsJoin sends a join on node n's WebSocket and returns the error code
+// (0: joined).
+func wsJoin(t *testing.T, n *clusterNode, room string) int {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(n.base, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "join", "params": map[string]any{"room": room, "name": "Ann"}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var reply struct {
+			ID    *int
+			Error *struct{ Code int }
+		}
+		if err := ws.ReadJSON(&reply); err != nil {
+			t.Fatal(err)
+		}
+		if reply.ID == nil {
+			continue
+		}
+		if reply.Error != nil {
+			return reply.Error.Code
+		}
+		return 0
+	}
+}
+
+// With open rooms off, a join of a room nobody made is "unknown room",
+// and takes no lease or epoch in Redis for its id.
+func TestClusterClosedRooms(t *testing.T) {
+	r := redistest.Start(t)
+	n := startNodeWith(t, r, "a", func(c *config.Config) { c.OpenRooms = false })
+	if code := wsJoin(t, n, "nowhere"); code != 1004 {
+		t.Fatalf("join of an unknown room: code %d, want 1004", code)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	keys, err := rdb.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k != "matinee:node:a" {
+			t.Errorf("key %s in Redis after a join of an unknown room", k)
+		}
+	}
+	// A room made through the API can be joined.
+	if resp, body := clusterDo(t, "POST", n.base+"/api/rooms", `{"name":"Made","id":"made"}`); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	if code := wsJoin(t, n, "made"); code != 0 {
+		t.Fatalf("join of a made room: code %d", code)
 	}
 }
 
