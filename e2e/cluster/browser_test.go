@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
@@ -29,6 +30,39 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
+// newBrowser starts headless Chromium (a fake screen to share, the nodes'
+// certificates accepted) and returns the context of its first tab,
+// which ends with the test.
+func newBrowser(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Flag("headless", "new"),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, stop := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		stop()
+		cancel()
+		acancel()
+	})
+	return ctx
+}
+
 // The web client follows a join answered 1010: a page opened on one
 // node, whose room another node took meanwhile, moves to that node with
 // the name typed in, and joins there without asking again.
@@ -41,25 +75,7 @@ func TestClusterWebClientFollowsMove(t *testing.T) {
 	a := c.addNode("wa")
 	b := c.addNode("wb")
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, stop := context.WithTimeout(ctx, 60*time.Second)
-	defer stop()
+	ctx := newBrowser(t, exe)
 
 	// The page opens on a while no node holds the room: a serves it and
 	// asks for a name (a fresh profile has none).
@@ -114,4 +130,84 @@ func TestClusterWebClientFollowsMove(t *testing.T) {
 	if err != nil || !prejoinHidden {
 		t.Errorf("the moved page asked for a name again (prejoin hidden %v, %v)", prejoinHidden, err)
 	}
+}
+
+// screenFramesJS is how many frames of a screen share the page's client
+// has decoded, and where the page is.
+const screenFramesJS = `(async () => {
+  const c = window.__matinee && window.__matinee.client;
+  let frames = 0;
+  if (c) {
+    for (const co of c.consumers.values()) {
+      if (!co.track || co.appData.source !== 'screen' || co.kind !== 'video') continue;
+      (await co.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames += s.framesDecoded || 0; });
+    }
+  }
+  return {frames, href: location.href, state: c ? c.state : ''};
+})()`
+
+// A host shares a real screen (Chromium's fake one) in a room on one
+// node; a viewer who opens the room's link on another node is sent to the
+// room's node and watches the share there.
+func TestClusterShareAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server, two matinee processes and Chromium")
+	}
+	exe := chromiumPath(t)
+	c := newCluster(t)
+	a := c.addNode("sa")
+	b := c.addNode("sb")
+	browser := newBrowser(t, exe)
+	join := func(ctx context.Context, url, name string) {
+		t.Helper()
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(url),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`)),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
+			chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+		); err != nil {
+			t.Fatalf("%s joins at %s: %v", name, url, err)
+		}
+	}
+	// The host opens the room on a, which takes it, and shares.
+	join(browser, a.url+"/r/show", "Host")
+	deadline := time.Now().Add(20 * time.Second)
+	for c.leases()["show"] != a.id {
+		if time.Now().After(deadline) {
+			t.Fatalf("show not held by %s: %v", a.id, c.leases()["show"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-screen]`)), chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`))); err != nil {
+		t.Fatalf("share: %v", err)
+	}
+	// The viewer, a separate person (own browser context), opens the
+	// link on b.
+	viewer, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	defer cancel()
+	join(viewer, b.url+"/r/show", "Viewer")
+	type state struct {
+		Frames int
+		Href   string
+		State  string
+	}
+	var last state
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		raw, err := chromedp.Run(viewer, chromedp.Evaluate[[]byte](screenFramesJS, chromedp.EvalAwaitPromise))
+		if err == nil {
+			_ = json.Unmarshal(raw, &last)
+		}
+		if last.Frames >= 30 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the viewer decodes no share 30s after joining: %+v (%v)", last, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.HasPrefix(last.Href, a.url+"/r/show") {
+		t.Errorf("the viewer watches at %s, want on the room's node %s", last.Href, a.url)
+	}
+	t.Logf("viewer who opened %s/r/show watches on %s: %d frames decoded", b.url, last.Href, last.Frames)
 }
