@@ -22,6 +22,17 @@ type ClusterHooks struct {
 	// ImportRoom takes them) after every change; an error fails the
 	// change as a failed store write does (ErrStore, 507).
 	Saved func(records map[string][]byte) error
+	// Nodes lists the base URLs of the other serving nodes, for the join
+	// result: where a client goes when its node stops answering.
+	Nodes func() []string
+}
+
+// otherNodes is ClusterHooks.Nodes, or nothing on a node on its own.
+func (m *Manager) otherNodes() []string {
+	if m.cfg.Cluster.Nodes == nil {
+		return nil
+	}
+	return m.cfg.Cluster.Nodes()
 }
 
 // claim asks the cluster, if any, whether room id may be served here.

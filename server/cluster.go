@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,12 @@ type clusterGlue struct {
 
 	proxyOnce sync.Once
 	proxy     *http.Transport
+
+	// The other serving nodes' URLs, for join results, read from the
+	// registry at most once per lease renewal.
+	nodesMu   sync.Mutex
+	nodesAt   time.Time
+	nodesURLs []string
 }
 
 // placedHeader marks a request another node placed here: serve it, do not
@@ -55,7 +62,7 @@ func newClusterGlue(cfg config.Config, apiKey string, log *slog.Logger, rc *room
 	}
 	g := &clusterGlue{cfg: cfg, log: log, apiKey: apiKey}
 	rc.StorePath = "" // the room list lives in Redis; a file would bring back rooms other nodes now hold
-	rc.Cluster = room.ClusterHooks{Claim: g.claim, Saved: g.saved}
+	rc.Cluster = room.ClusterHooks{Claim: g.claim, Saved: g.saved, Nodes: g.otherNodes}
 	return g
 }
 
@@ -204,6 +211,31 @@ func (g *clusterGlue) claimNew(ctx context.Context, id string) error {
 	return nil
 }
 
+// otherNodes lists the other serving nodes' URLs (room.ClusterHooks.Nodes).
+// A join waits at most a second for the registry; on failure the last
+// list is kept.
+func (g *clusterGlue) otherNodes() []string {
+	g.nodesMu.Lock()
+	defer g.nodesMu.Unlock()
+	if time.Since(g.nodesAt) < g.cfg.ClusterLeaseRenew {
+		return slices.Clone(g.nodesURLs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	nodes, err := g.node.Nodes(ctx)
+	if err != nil {
+		return slices.Clone(g.nodesURLs)
+	}
+	urls := []string{}
+	for _, n := range nodes {
+		if n.ID != g.node.ID() && n.State == cluster.StateServing && n.URL != "" {
+			urls = append(urls, n.URL)
+		}
+	}
+	g.nodesURLs, g.nodesAt = urls, time.Now()
+	return slices.Clone(urls)
+}
+
 // movedError is the join's answer for a room on another node.
 func movedError(id string, n cluster.NodeInfo) *room.Error {
 	return &room.Error{
@@ -254,7 +286,10 @@ func (g *clusterGlue) handler(next http.Handler) http.Handler {
 			g.route(w, r, next, strings.TrimPrefix(path, "/whip/"), true, redirect)
 		case r.Method == http.MethodPost && strings.HasPrefix(path, "/whep/"):
 			g.route(w, r, next, strings.TrimPrefix(path, "/whep/"), false, redirect)
-		case r.Method == http.MethodGet && strings.HasPrefix(path, "/r/"):
+		case r.Method == http.MethodGet && strings.HasPrefix(path, "/r/") && !r.URL.Query().Has("stay"):
+			// ?stay: a page leaving a node that stopped answering, whose
+			// lease may not have run out yet: sending it back there
+			// would strand it.
 			g.route(w, r, next, strings.TrimPrefix(path, "/r/"), false, redirect)
 		case r.Method == http.MethodGet && strings.HasPrefix(path, "/hls/"):
 			// Live HLS is written where the room is; its signed URLs

@@ -153,6 +153,38 @@ func TestClusterTwoNodes(t *testing.T) {
 			t.Errorf("GET %s on %s: %d Location %q", path, other, resp.StatusCode, resp.Header.Get("Location"))
 		}
 	}
+	// ?stay: a page fleeing a dead node is served where it asked.
+	if resp, _ := clusterDo(t, "GET", nodes[other].base+"/r/party?stay=1", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /r/party?stay=1 on %s: %d, want 200", other, resp.StatusCode)
+	}
+	// A join on the room's node names the other nodes, for a client whose
+	// node stops answering.
+	ows, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(nodes[owner].base, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ows.Close()
+	if err := ows.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "join", "params": map[string]any{"room": "party", "name": "Bo"}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = ows.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var m struct {
+			ID     *int
+			Result *struct{ Nodes []string }
+		}
+		if err := ows.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.ID == nil {
+			continue
+		}
+		if m.Result == nil || len(m.Result.Nodes) != 1 || m.Result.Nodes[0] != nodes[other].base {
+			t.Fatalf("join result on %s: %+v, want nodes [%s]", owner, m.Result, nodes[other].base)
+		}
+		break
+	}
+	ows.Close()
 	// A WebSocket join on the other node is told where the room is.
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(nodes[other].base, "http")+"/ws", nil)
 	if err != nil {

@@ -210,4 +210,42 @@ func TestClusterShareAcrossNodes(t *testing.T) {
 		t.Errorf("the viewer watches at %s, want on the room's node %s", last.Href, a.url)
 	}
 	t.Logf("viewer who opened %s/r/show watches on %s: %d frames decoded", b.url, last.Href, last.Frames)
+
+	// The room's node dies. Both pages find it gone and join again on
+	// the other node (the join results named it), which takes the room
+	// once the lease runs out; the host shares again and the viewer
+	// sees it.
+	a.kill()
+	killed := time.Now()
+	probe := func(ctx context.Context) state {
+		var st state
+		if raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](screenFramesJS, chromedp.EvalAwaitPromise)); err == nil {
+			_ = json.Unmarshal(raw, &st)
+		}
+		return st
+	}
+	onB := func(st state) bool { return strings.HasPrefix(st.Href, b.url+"/r/show") && st.State == "joined" }
+	deadline = time.Now().Add(30 * time.Second)
+	for !onB(probe(browser)) || !onB(probe(viewer)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after kill -9 of %s: host %+v, viewer %+v", a.id, probe(browser), probe(viewer))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rejoined := time.Since(killed)
+	if h := c.leases()["show"]; h != b.id {
+		t.Fatalf("show held by %q after the move, want %s", h, b.id)
+	}
+	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-screen]`)), chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`))); err != nil {
+		t.Fatalf("share again: %v", err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for last = probe(viewer); last.Frames < 30; last = probe(viewer) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the viewer decodes no share on %s 30s after the host shared again: %+v", b.id, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("kill -9 of %s: both pages joined again on %s after %s; the share shown again after %s (shared again at %s)",
+		a.id, b.id, rejoined.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), rejoined.Round(time.Millisecond))
 }

@@ -711,6 +711,7 @@ export class Client extends EventTarget {
       this.me = {id: res.peerId, name: self?.name || this.name || '', role: res.role, identity: res.identity || res.peerId};
       this.roomName = res.room || this.room;
       this.iceServers = res.iceServers || [];
+      this.nodes = res.nodes || []; // the cluster's other nodes (cluster mode)
       this._reconcile((res.peers || []).filter((p) => p.id !== res.peerId), res.producers || []);
       this._iceRestarts = {send: 0, recv: 0};
       this._setState('joined', {error: null});
