@@ -26,6 +26,10 @@ type Config struct {
 	// CertFile and KeyFile, when both set, are served instead of the
 	// generated certificate (--cert, --key).
 	CertFile, KeyFile string
+	// CADir is a directory holding the CA to sign the leaf with,
+	// rootCA.pem and rootCA-key.pem (--ca-dir): the nodes of a cluster
+	// share one CA this way. Empty: $CAROOT (mkcert), else DataDir/ca.
+	CADir string
 
 	// UDPPort is the one UDP port all ICE media uses (--udp-port). 0 picks
 	// an ephemeral port per address (tests).
@@ -231,6 +235,26 @@ type Config struct {
 	// (--reconnect-grace; 0: members leave when their connection does).
 	ReconnectGrace time.Duration
 
+	// Redis turns cluster mode on: the nodes of one cluster share this
+	// Redis, redis://HOST:6379/0 (--redis; docs/cluster.md). Empty: one
+	// node on its own, nothing external.
+	Redis string
+	// NodeID names this node in the cluster (--node-id); empty: the host
+	// name and the HTTPS port.
+	NodeID string
+	// NodeURL is this node's base URL, where clients of other nodes are
+	// sent for its rooms (--node-url); empty: --public-url, else https://
+	// the first LAN address and the HTTPS port.
+	NodeURL string
+	// Region is an optional label of the node in the registry (--region).
+	Region string
+	// ClusterLeaseRenew is how often a node renews its registry record and
+	// its rooms' leases (--cluster-lease-renew); ClusterLeaseTTL how long
+	// they last without renewal (--cluster-lease-ttl): a node silent that
+	// long is gone and its rooms can be taken by others.
+	ClusterLeaseRenew time.Duration
+	ClusterLeaseTTL   time.Duration
+
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
 	LogFormat, LogLevel string
@@ -299,6 +323,9 @@ func Default() Config {
 		ICETCPPort:        ICETCPSameAsHTTPS,
 		TURNPort:          3478,
 		TURNCredentialTTL: 12 * time.Hour,
+
+		ClusterLeaseRenew: 2 * time.Second,
+		ClusterLeaseTTL:   6 * time.Second,
 
 		LogFormat: "text",
 		LogLevel:  "info",
@@ -377,8 +404,14 @@ func (c *Config) Validate() error {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		errs = append(errs, errors.New("cert and key must be given together"))
 	}
+	if c.CADir != "" {
+		if _, err := os.Stat(filepath.Join(c.CADir, "rootCA.pem")); err != nil {
+			errs = append(errs, fmt.Errorf("ca-dir %q: no rootCA.pem there (copy the ca/ directory of a node's data dir): %w", c.CADir, err))
+		}
+	}
 	errs = append(errs, c.validateParty()...)
 	errs = append(errs, c.validateLAN()...)
+	errs = append(errs, c.validateCluster()...)
 	switch c.LogFormat {
 	case "text", "json":
 	default:

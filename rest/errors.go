@@ -51,6 +51,10 @@ var kindStatus = map[room.Kind]struct {
 	room.KindRateLimited:   {http.StatusTooManyRequests, "rate_limited"},
 	room.KindInvalidField:  {http.StatusUnprocessableEntity, "invalid_field"},
 	room.KindConflict:      {http.StatusConflict, "room_exists"},
+	// The cluster: a room on another node is forwarded or redirected
+	// before it gets here; Redis away is 503.
+	room.KindMoved:       {http.StatusServiceUnavailable, "moved"},
+	room.KindUnavailable: {http.StatusServiceUnavailable, "cluster_unavailable"},
 }
 
 // StatusOf returns the HTTP status and error code of a room error kind

@@ -233,6 +233,12 @@ func (m *Manager) CreateRoom(spec RoomSpec) (RoomInfo, error) {
 	}
 	m.rooms[id] = r
 	m.mu.Unlock()
+	// In a cluster the id must be free on every node: a room held or
+	// kept elsewhere is undone.
+	if err := m.claim(id, true); err != nil {
+		r.end("the room exists on another node")
+		return RoomInfo{}, err
+	}
 	// The answer promises a room that survives a restart: the store is
 	// written first, and a room it could not keep is undone.
 	if err := m.saveRooms(); err != nil {

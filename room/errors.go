@@ -39,17 +39,24 @@ const (
 	KindInvalidField
 	// KindConflict: the name or id asked for is taken.
 	KindConflict
+	// KindMoved: the room is served by another node of the cluster;
+	// Node and URL name it, and the client goes there.
+	KindMoved
+	// KindUnavailable: the cluster's store (Redis) does not answer, so
+	// the room cannot be placed; RetryAfterMs says when to try again.
+	KindUnavailable
 )
 
 // Kinds lists every kind a room Error can have, for the protocol edges'
 // tests that each is mapped.
 var Kinds = []Kind{KindNotJoined, KindAlreadyJoined, KindRoomFull, KindNotFound, KindForbidden,
-	KindBadSDP, KindInvalidState, KindRateLimited, KindInvalidField, KindConflict}
+	KindBadSDP, KindInvalidState, KindRateLimited, KindInvalidField, KindConflict, KindMoved, KindUnavailable}
 
 var kindNames = map[Kind]string{
 	KindNone: "none", KindNotJoined: "not_joined", KindAlreadyJoined: "already_joined", KindRoomFull: "room_full",
 	KindNotFound: "not_found", KindForbidden: "forbidden", KindBadSDP: "bad_sdp", KindInvalidState: "invalid_state",
 	KindRateLimited: "rate_limited", KindInvalidField: "invalid_field", KindConflict: "conflict",
+	KindMoved: "moved", KindUnavailable: "unavailable",
 }
 
 func (k Kind) String() string {
@@ -69,6 +76,8 @@ const (
 	ReasonTokenExpired     = "token_expired"
 	ReasonTokenOtherRoom   = "token_other_room"
 	ReasonNotAllowed       = "not_allowed"
+	ReasonMoved            = "moved"               // KindMoved
+	ReasonClusterDown      = "cluster_unavailable" // KindUnavailable
 )
 
 // Error is a failure the client caused.
@@ -82,8 +91,11 @@ type Error struct {
 	// Reason is a machine-readable refinement (the Reason* constants).
 	Reason string
 	// RetryAfterMs is how long to wait before trying again
-	// (KindRateLimited).
+	// (KindRateLimited, KindUnavailable).
 	RetryAfterMs int64
+	// Node and URL are the cluster node that serves the room
+	// (KindMoved).
+	Node, URL string
 	// CloseConn asks the transport to close the connection after sending
 	// the error (a client that keeps guessing passwords).
 	CloseConn bool

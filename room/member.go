@@ -58,6 +58,10 @@ type JoinResult struct {
 	Resumed bool `json:"resumed"`
 	// GraceMs is how long a dropped connection keeps the member (ms).
 	GraceMs int64 `json:"graceMs"`
+	// Nodes are the base URLs of the cluster's other serving nodes
+	// (cluster mode only): where a client whose node stops answering
+	// joins again.
+	Nodes []string `json:"nodes,omitempty"`
 }
 
 // Member is one person in a room. It outlives its connection for the
@@ -130,6 +134,9 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	}
 	name, err := checkName("name", name)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := m.claim(id, false); err != nil {
 		return nil, nil, err
 	}
 	cl := o.Client
@@ -227,6 +234,7 @@ func (m *Manager) joinResult(r *Room, mb *Member, peers []PeerInfo, info RoomInf
 		ServerTime:  serverMillis(m.now()),
 		ResumeToken: mb.resume,
 		GraceMs:     m.cfg.Grace.Milliseconds(),
+		Nodes:       m.otherNodes(),
 	}
 }
 

@@ -65,6 +65,9 @@ type Config struct {
 	Grace time.Duration
 	// AfterFunc starts the grace timers (tests); nil means time.AfterFunc.
 	AfterFunc func(d time.Duration, f func()) Timer
+	// Cluster shares rooms among the nodes of a cluster (cluster.go);
+	// zero: this node is on its own.
+	Cluster ClusterHooks
 }
 
 // ChatConfig limits chat messages and reactions.

@@ -63,26 +63,34 @@ func (m *Manager) LoadRooms() error {
 			m.log.Warn("room store: skipping a room", "id", sr.ID)
 			continue
 		}
-		s := Settings{
-			Name: sr.Name, MaxPeers: sr.MaxPeers, Locked: sr.Locked, Metadata: sr.Metadata,
-			OpenControl: sr.OpenControl, WaitForEveryone: sr.WaitForEveryone, GuestsCanShare: sr.GuestsCanShare,
-			Simulcast: sr.Simulcast == nil || *sr.Simulcast, PublicHLS: sr.PublicHLS,
-		}
-		if md, err := checkMetadata(sr.Metadata); err == nil {
-			s.Metadata = md // compact again: the file is indented
-		}
-		if s.MaxPeers < 1 || s.MaxPeers > MaxRoomPeers {
-			s.MaxPeers = m.cfg.MaxPeers
-		}
-		r, err := m.newRoom(sr.ID, s, sr.Password, true)
-		if err != nil {
+		if err := m.restoreLocked(sr); err != nil {
 			return err
 		}
-		r.createdAt = sr.CreatedAt
-		r.streamKeys = sr.StreamKeys
-		m.rooms[sr.ID] = r
 	}
 	m.log.Info("rooms restored", "count", len(f.Rooms))
+	return nil
+}
+
+// restoreLocked brings back one stored room; m.mu is held.
+func (m *Manager) restoreLocked(sr storedRoom) error {
+	s := Settings{
+		Name: sr.Name, MaxPeers: sr.MaxPeers, Locked: sr.Locked, Metadata: sr.Metadata,
+		OpenControl: sr.OpenControl, WaitForEveryone: sr.WaitForEveryone, GuestsCanShare: sr.GuestsCanShare,
+		Simulcast: sr.Simulcast == nil || *sr.Simulcast, PublicHLS: sr.PublicHLS,
+	}
+	if md, err := checkMetadata(sr.Metadata); err == nil {
+		s.Metadata = md // compact again: the file is indented
+	}
+	if s.MaxPeers < 1 || s.MaxPeers > MaxRoomPeers {
+		s.MaxPeers = m.cfg.MaxPeers
+	}
+	r, err := m.newRoom(sr.ID, s, sr.Password, true)
+	if err != nil {
+		return err
+	}
+	r.createdAt = sr.CreatedAt
+	r.streamKeys = sr.StreamKeys
+	m.rooms[sr.ID] = r
 	return nil
 }
 
@@ -94,7 +102,7 @@ var ErrStore = errors.New("room store: save failed")
 // saveRooms writes every persistent room to the store and reports whether
 // the file now holds them.
 func (m *Manager) saveRooms() error {
-	if m.cfg.StorePath == "" {
+	if m.cfg.StorePath == "" && m.cfg.Cluster.Saved == nil {
 		return nil
 	}
 	// Saves coalesce: a caller whose change a later write already
@@ -121,13 +129,20 @@ func (m *Manager) saveRooms() error {
 		}
 		r.mu.Unlock()
 	}
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err == nil {
-		err = writeAtomic(m.cfg.StorePath, b)
+	if m.cfg.Cluster.Saved != nil {
+		if err := m.saveToCluster(f.Rooms); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		m.log.Error("room store: save failed", "path", m.cfg.StorePath, "err", err)
-		return fmt.Errorf("%w: %s: %w", ErrStore, m.cfg.StorePath, err)
+	if m.cfg.StorePath != "" {
+		b, err := json.MarshalIndent(f, "", "  ")
+		if err == nil {
+			err = writeAtomic(m.cfg.StorePath, b)
+		}
+		if err != nil {
+			m.log.Error("room store: save failed", "path", m.cfg.StorePath, "err", err)
+			return fmt.Errorf("%w: %s: %w", ErrStore, m.cfg.StorePath, err)
+		}
 	}
 	m.saveDone = upTo
 	return nil

@@ -98,7 +98,10 @@ func (s *Server) mountAPI() {
 		Extra: []rest.Route{{Method: "GET", Path: "/api/lan", Auth: rest.Public, Handler: s.serveLAN,
 			OperationID: "lanLinks", Summary: "The links phones on the LAN open, their QR code, and where to get the local CA",
 			Query:  `[{"name":"room","in":"query","required":false,"schema":{"type":"string"},"description":"Give the room's join links instead of the lobby's."}]`,
-			Status: 200, Answer: "The links", Result: rest.Ref("LANInfo")}},
+			Status: 200, Answer: "The links", Result: rest.Ref("LANInfo")},
+			{Method: "GET", Path: "/api/cluster", Auth: rest.Admin, Handler: s.apiCluster,
+				OperationID: "getCluster", Summary: "The nodes of the cluster (cluster mode, --redis; docs/cluster.md)",
+				Status: 200, Answer: "The registry", Result: rest.Ref("Cluster"), Errors: []int{503}}},
 	})
 	s.api.Mount(s.mux)
 	s.mux.HandleFunc("GET /media/{path...}", s.serveMedia)

@@ -23,6 +23,7 @@ func (s *Server) Run(ctx context.Context) error {
 		DataDir:  s.cfg.DataDir,
 		CertFile: s.cfg.CertFile,
 		KeyFile:  s.cfg.KeyFile,
+		CAROOT:   s.cfg.CADir,
 		Addrs:    s.lanAddrs,
 		Hosts:    s.cfg.AnnounceIPs, // phones may come by the announced name
 		Logger:   s.log,
@@ -41,7 +42,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// With ICE-TCP on the HTTPS port, TLS connections stay here and
 	// ICE-TCP ones go to the media worker (lan.go).
 	ln = s.lan.split(ln)
-	hs := &http.Server{Handler: s.mux, TLSConfig: cm.TLSConfig(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: s.Handler(), TLSConfig: cm.TLSConfig(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	var plain *http.Server

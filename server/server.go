@@ -54,6 +54,9 @@ type Server struct {
 	rec *recordingState
 	// api is the REST API under /api (package rest).
 	api *rest.API
+	// cluster is this node's part in a cluster (--redis, cluster.go); nil
+	// for a node on its own.
+	cluster *clusterGlue
 }
 
 // New starts the media worker (opening the UDP port) and builds the HTTP
@@ -103,8 +106,13 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	}
 	rc := partyConfig(cfg, key, log)
 	rc.ICEServers = lan.iceServers(func() []string { return lan.turnHosts(lanAddrsOf(cfg, log)) })
+	cl := newClusterGlue(cfg, key, log, &rc)
 	rooms := room.NewManager(ctx, w, rc)
-	if err := rooms.LoadRooms(); err != nil {
+	err = rooms.LoadRooms()
+	if err == nil && cl != nil {
+		err = cl.start(ctx, rooms)
+	}
+	if err != nil {
 		rooms.Close()
 		_ = w.Close()
 		lan.close()
@@ -124,7 +132,10 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	if created {
 		log.Info("generated the admin API key (stored in the data dir; shown only this once)", "api_key", key)
 	}
-	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, hlsKey: DeriveHLSKey(key), lan: lan, web: web.New(web.Options{ValidRoom: room.ValidID})}
+	s := &Server{cfg: cfg, log: log, worker: w, rooms: rooms, sig: sig, mux: http.NewServeMux(), cancel: cancel, apiKey: key, hlsKey: DeriveHLSKey(key), lan: lan, web: web.New(web.Options{ValidRoom: room.ValidID}), cluster: cl}
+	if cl != nil {
+		cl.s = s
+	}
 	s.rtmp = s.newRTMPIngest()
 	keys.s = s
 	s.mux.Handle("GET /ws", sig)
@@ -145,8 +156,14 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	rest.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// Handler returns the server's HTTP routes.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the server's HTTP routes; in cluster mode requests for
+// rooms of other nodes are sent there first (cluster.go).
+func (s *Server) Handler() http.Handler {
+	if s.cluster != nil {
+		return s.cluster.handler(s.mux)
+	}
+	return s.mux
+}
 
 // Rooms returns the room manager.
 func (s *Server) Rooms() *room.Manager { return s.rooms }
@@ -161,6 +178,10 @@ func (s *Server) Close() error {
 	s.sig.Close()
 	s.whip.Close()
 	s.rooms.Close()
+	// The rooms have ended here: their leases go now, not before.
+	if cerr := s.cluster.close(); cerr != nil {
+		s.log.Warn("cluster: leaving", "err", cerr)
+	}
 	err := s.worker.Close()
 	s.lan.close()
 	s.cancel()

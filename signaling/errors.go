@@ -19,6 +19,12 @@ const (
 	// CodeConflict: a name or id is taken. Only the REST API creates
 	// rooms today, so the WebSocket does not send it.
 	CodeConflict = 1009
+	// CodeMoved: the room is served by another node of the cluster; data
+	// names it ({"reason":"moved","node","url"}) and the client joins there.
+	CodeMoved = 1010
+	// CodeUnavailable: the cluster's store (Redis) does not answer, so the
+	// room cannot be placed; data has retryAfterMs.
+	CodeUnavailable = 1011
 )
 
 // kindCodes is the JSON-RPC code of each kind of room error.
@@ -33,6 +39,8 @@ var kindCodes = map[room.Kind]int{
 	room.KindRateLimited:   CodeRateLimited,
 	room.KindInvalidField:  CodeInvalidParams,
 	room.KindConflict:      CodeConflict,
+	room.KindMoved:         CodeMoved,
+	room.KindUnavailable:   CodeUnavailable,
 }
 
 // CodeOf returns the JSON-RPC error code of a room error kind
@@ -70,6 +78,9 @@ func toRPCError(err error) *rpcError {
 	}
 	if roomErr.RetryAfterMs > 0 {
 		data["retryAfterMs"] = roomErr.RetryAfterMs
+	}
+	if roomErr.Node != "" {
+		data["node"], data["url"] = roomErr.Node, roomErr.URL
 	}
 	if len(data) > 0 {
 		out.Data = data

@@ -28,7 +28,7 @@ func TestRoomKindsMapToDocumentedCodes(t *testing.T) {
 	want := map[room.Kind]int{
 		room.KindNotJoined: 1001, room.KindAlreadyJoined: 1002, room.KindRoomFull: 1003, room.KindNotFound: 1004,
 		room.KindForbidden: 1005, room.KindBadSDP: 1006, room.KindInvalidState: 1007, room.KindRateLimited: 1008,
-		room.KindInvalidField: -32602, room.KindConflict: 1009,
+		room.KindInvalidField: -32602, room.KindConflict: 1009, room.KindMoved: 1010, room.KindUnavailable: 1011,
 	}
 	if len(want) != len(room.Kinds) {
 		t.Fatalf("room has %d kinds, this test knows %d", len(room.Kinds), len(want))
@@ -65,6 +65,10 @@ func TestRoomKindsMapToDocumentedCodes(t *testing.T) {
 			`{"code":1008,"message":"slow","data":{"retryAfterMs":800}}`},
 		{&room.Error{Kind: room.KindRateLimited, Message: "slow", Reason: room.ReasonTooManyAttempts, RetryAfterMs: 12000},
 			`{"code":1008,"message":"slow","data":{"reason":"too_many_attempts","retryAfterMs":12000}}`},
+		{&room.Error{Kind: room.KindMoved, Message: "elsewhere", Reason: room.ReasonMoved, Node: "n2", URL: "https://10.0.0.2:8443"},
+			`{"code":1010,"message":"elsewhere","data":{"node":"n2","reason":"moved","url":"https://10.0.0.2:8443"}}`},
+		{&room.Error{Kind: room.KindUnavailable, Message: "redis", Reason: room.ReasonClusterDown, RetryAfterMs: 1000},
+			`{"code":1011,"message":"redis","data":{"reason":"cluster_unavailable","retryAfterMs":1000}}`},
 	} {
 		b, _ := json.Marshal(toRPCError(c.err))
 		if string(b) != c.want {

@@ -464,6 +464,10 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "bad_sdp"
 	case room.KindInvalidField:
 		return http.StatusBadRequest, "bad_request"
+	case room.KindUnavailable, room.KindMoved:
+		// The cluster: Redis away, or the room's node changed between the
+		// redirect and here; the client tries again.
+		return http.StatusServiceUnavailable, "cluster_unavailable"
 	default:
 		return http.StatusConflict, "invalid_state"
 	}

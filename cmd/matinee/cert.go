@@ -39,6 +39,7 @@ func runCert(args []string, stdout, stderr io.Writer) error {
 		DataDir:  cfg.DataDir,
 		CertFile: cfg.CertFile,
 		KeyFile:  cfg.KeyFile,
+		CAROOT:   cfg.CADir,
 		Addrs: func() []netip.Addr {
 			a, _ := lanaddr.Usable(lanaddr.Options{Interfaces: cfg.ICEInterfaces})
 			return a

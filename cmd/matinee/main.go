@@ -5,6 +5,7 @@
 //	matinee cert [--host H] show the local CA and certificate; add a host
 //	matinee room ...        create, list, delete rooms and mint join tokens (REST API)
 //	matinee convert in.mp4  turn a video into HLS with ffmpeg, for the media folder
+//	matinee cluster status  the nodes of the cluster (with --redis; docs/cluster.md)
 //
 // Every flag can also be set through MATINEE_<FLAG> (see --help).
 package main
@@ -46,10 +47,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return runConvert(args[1:], stdout, stderr)
 		case "play":
 			return runPlay(args[1:], stdout, stderr)
+		case "cluster":
+			return runCluster(args[1:], stdout, stderr)
 		case "serve":
 			args = args[1:]
 		default:
-			return fmt.Errorf("unknown command %q (commands: serve, cert, room, convert, play)", args[0])
+			return fmt.Errorf("unknown command %q (commands: serve, cert, room, convert, play, cluster)", args[0])
 		}
 	}
 	cfg := config.Default()
@@ -57,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	config.BindFlags(fs, &cfg)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: matinee [serve] [flags]\n       matinee cert|room|convert|play ... (each with --help)\n\nEvery flag can also be set with MATINEE_<FLAG>, e.g. MATINEE_UDP_PORT.\n\n")
+		fmt.Fprintf(stderr, "Usage: matinee [serve] [flags]\n       matinee cert|room|convert|play|cluster ... (each with --help)\n\nEvery flag can also be set with MATINEE_<FLAG>, e.g. MATINEE_UDP_PORT.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -74,18 +77,57 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	srv, err := server.NewWithLogger(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchSignals(ctx, sigs, srv, cancel, log)
+	}()
 	runErr := srv.Run(ctx)
+	cancel()
+	<-watched
 	closeErr := srv.Close()
 	if runErr != nil {
 		return runErr
 	}
 	return closeErr
+}
+
+// watchSignals stops the server on SIGINT or SIGTERM. A node of a
+// cluster drains first (no new rooms, its rooms' members leave in their
+// own time) and stops once it is empty; a second signal stops it at once.
+func watchSignals(ctx context.Context, sigs <-chan os.Signal, srv *server.Server, stop context.CancelFunc, log *slog.Logger) {
+	defer stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-sigs:
+	}
+	if !srv.Clustered() {
+		return
+	}
+	dctx, dcancel := context.WithCancel(ctx)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		_ = srv.Drain(dctx)
+	}()
+	select {
+	case <-drained:
+	case <-sigs:
+		log.Info("second signal: stopping now")
+	case <-ctx.Done():
+	}
+	dcancel()
+	<-drained
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

@@ -26,7 +26,7 @@ var picture = [][]string{
 	{"signaling", "whip", "rest", "metrics"},
 	{"room", "recorder"},
 	{"sfu"},
-	{"sfu/*", "recorder/*", "config", "certs", "lanaddr", "qr", "turnserver", "web"},
+	{"sfu/*", "recorder/*", "config", "certs", "lanaddr", "qr", "turnserver", "web", "cluster"},
 	{"codecs/..."},
 	{"internal/*"},
 }

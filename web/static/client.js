@@ -34,7 +34,9 @@ export function capabilities() {
 // Fmtp parameters that make a browser send (and decode) Opus stereo.
 const STEREO = {stereo: 1, 'sprop-stereo': 1};
 
-const FATAL_JOIN_CODES = new Set([Codes.ROOM_FULL, Codes.NOT_FOUND, Codes.FORBIDDEN, Codes.INVALID_PARAMS]);
+// MOVED too: the room is on another node of the cluster, and the page
+// goes there (room.js); retrying here would only be told so again.
+const FATAL_JOIN_CODES = new Set([Codes.ROOM_FULL, Codes.NOT_FOUND, Codes.FORBIDDEN, Codes.INVALID_PARAMS, Codes.MOVED]);
 
 /**
  * The server removed us for good (kicked, room deleted, joined from
@@ -709,6 +711,7 @@ export class Client extends EventTarget {
       this.me = {id: res.peerId, name: self?.name || this.name || '', role: res.role, identity: res.identity || res.peerId};
       this.roomName = res.room || this.room;
       this.iceServers = res.iceServers || [];
+      this.nodes = res.nodes || []; // the cluster's other nodes (cluster mode)
       this._reconcile((res.peers || []).filter((p) => p.id !== res.peerId), res.producers || []);
       this._iceRestarts = {send: 0, recv: 0};
       this._setState('joined', {error: null});

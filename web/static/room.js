@@ -1662,6 +1662,12 @@ function start(name, password) {
 
   c.addEventListener('statechange', ({detail}) => {
     if (detail.state === 'reconnecting') app.retryAt = Date.now() + (detail.retryIn || 0);
+    // Our node of a cluster stopped answering (it died, or its network
+    // did): join again on another node, which takes the room once the
+    // dead node's lease runs out.
+    if (detail.state === 'reconnecting' && !(detail.error instanceof RpcError) && (detail.attempt || 0) >= NODE_LOST_ATTEMPTS && c.nodes?.length) {
+      moveTo(c.nodes[Math.floor(Math.random() * c.nodes.length)], name, true);
+    }
     // A rejoin refused for good (the room got locked, full, a password…):
     // the first join's refusals are handled where join() is called.
     if (detail.state === 'failed' && detail.error instanceof RpcError && c.me) joinFailed(detail.error, name, password);
@@ -1879,10 +1885,83 @@ function joinFailed(err, name, password) {
     case Codes.INVALID_PARAMS:
       showPrejoin({error: `The server did not accept that: ${err.message.replace(/^join: /, '')}`});
       break;
+    case Codes.MOVED:
+      if (!waitForFledNode(err.data?.url, name, password) && !moveTo(err.data?.url, name)) {
+        fatal('Could not join', err.message, {retry: () => location.reload()});
+      }
+      break;
     default:
       fatal('Could not join', err.message, {retry: () => location.reload()});
   }
 }
+
+// ---------------------------------------------------------------- cluster
+
+// The room lives on another node of the cluster (docs/cluster.md): the
+// page opens there with the same room, and carries over what this origin
+// knows that the other does not (the name, the invite token). A page
+// moved a few times already gives up rather than loop between nodes.
+const MAX_MOVES = 3;
+// Failed reconnects to our node before trying another node of the
+// cluster (a few seconds: a node that is only slow gets them).
+const NODE_LOST_ATTEMPTS = 4;
+// After fleeing a node, joins the new node answers with "moved back
+// there" are retried this many times, a second apart: the dead node's
+// lease has not run out yet. Past them the old node is alive after all,
+// and the page goes back.
+const FLED_RETRIES = 20;
+
+// moveTo opens the room on the node at base; lost says our node stopped
+// answering after we had joined, which starts the count of moves again.
+function moveTo(base, name, lost = false) {
+  let target;
+  try {
+    target = new URL(location.pathname + location.search, base);
+  } catch {
+    return false;
+  }
+  const hops = lost ? 1 : Number(movedAtLoad.hops || 0) + 1;
+  if (!/^https?:$/.test(target.protocol) || hops > MAX_MOVES) return false;
+  const carry = new URLSearchParams({name, moved: String(hops)});
+  if (app.token) carry.set('token', app.token);
+  if (lost) {
+    // ?stay: the node serves the page even while our dead node's lease
+    // lasts (else it would send us back there); taken out at load.
+    target.searchParams.set('stay', '1');
+    carry.set('from', location.origin);
+  }
+  target.hash = carry.toString();
+  location.replace(target.href);
+  return true;
+}
+
+// A join answered "the room is on node url" right after this page fled
+// that node: wait for its lease to run out (true), unless that has taken
+// too long.
+let fledRetries = 0;
+function waitForFledNode(url, name, password) {
+  let origin = '';
+  try {
+    origin = new URL(url).origin;
+  } catch {
+    return false;
+  }
+  if (!movedAtLoad.from || origin !== movedAtLoad.from || ++fledRetries > FLED_RETRIES) return false;
+  setTimeout(() => start(name, password), 1000);
+  return true;
+}
+
+// What a move from another node carried in the address's fragment
+// (#name=…&moved=N&from=…, and token=… which takeToken reads): read once
+// at load and taken out of the address bar, with ?stay.
+function takeMoved() {
+  const p = new URLSearchParams(window.location.hash.slice(1));
+  if (!p.has('moved')) return {};
+  const out = {name: (p.get('name') || '').trim(), hops: p.get('moved'), from: p.get('from') || ''};
+  if (out.name) saveName(out.name);
+  return out;
+}
+const movedAtLoad = takeMoved();
 
 // ---------------------------------------------------------------- sharing
 
@@ -2308,7 +2387,13 @@ function boot() {
   }
   layout();
   app.token = takeToken();
-  const name = (app.token && tokenClaims(app.token).name) || loadName();
+  if (movedAtLoad.hops) {
+    const u = new URL(window.location.href);
+    u.searchParams.delete('stay');
+    u.hash = '';
+    history.replaceState(null, '', u.pathname + u.search);
+  }
+  const name = (app.token && tokenClaims(app.token).name) || movedAtLoad.name || loadName();
   if (name) start(name);
   else showPrejoin();
 }

@@ -33,6 +33,10 @@ export const Codes = Object.freeze({
   FORBIDDEN: 1005,
   BAD_SDP: 1006,
   INVALID_STATE: 1007,
+  // Cluster mode: the room is on another node (data.url), or cannot be
+  // placed right now (data.retryAfterMs).
+  MOVED: 1010,
+  UNAVAILABLE: 1011,
 });
 
 /** The signalling URL for this page: ws(s)://same-host/ws. */

@@ -1,0 +1,145 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Node states in the registry.
+const (
+	// StateServing nodes take new rooms.
+	StateServing = "serving"
+	// StateDraining nodes keep their rooms until they end but get no new
+	// ones; they are about to exit.
+	StateDraining = "draining"
+)
+
+// NodeInfo is one node's record in the registry, rewritten with every
+// lease renewal.
+type NodeInfo struct {
+	ID     string `json:"id"`
+	URL    string `json:"url"`
+	Region string `json:"region,omitempty"`
+	State  string `json:"state"`
+	Cores  int    `json:"cores"`
+	// CPU is the share of the node's cores its process used over the last
+	// renewal interval, 0-1.
+	CPU   float64 `json:"cpu"`
+	Rooms int     `json:"rooms"`
+	Peers int     `json:"peers"`
+	// PacketsPerSec and EgressBitsPerSec are what its SFU forwarded to
+	// subscribers over the last renewal interval.
+	PacketsPerSec    float64 `json:"packetsPerSec"`
+	EgressBitsPerSec float64 `json:"egressBitsPerSec"`
+	StartedAt        int64   `json:"startedAt"` // Unix milliseconds
+	UpdatedAt        int64   `json:"updatedAt"` // Unix milliseconds
+}
+
+// Stats are the local figures a node reports; the server reads them from
+// the room manager at each renewal.
+type Stats struct {
+	Rooms, Peers int
+	// ForwardedPackets and ForwardedBytes are totals since start; the
+	// registry reports their rates.
+	ForwardedPackets, ForwardedBytes uint64
+}
+
+// listNodes reads every node record in the registry, sorted by id.
+func listNodes(ctx context.Context, rdb redis.UniversalClient) ([]NodeInfo, error) {
+	var keys []string
+	iter := rdb.Scan(ctx, 0, nodeKey("*"), 100).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	vals, err := rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	out := make([]NodeInfo, 0, len(vals))
+	for _, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // expired between SCAN and MGET
+		}
+		var n NodeInfo
+		if err := json.Unmarshal([]byte(s), &n); err == nil && n.ID != "" {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// getNode reads one node's record; found is false once its lease lapsed.
+func getNode(ctx context.Context, rdb redis.Cmdable, id string) (NodeInfo, bool, error) {
+	s, err := rdb.Get(ctx, nodeKey(id)).Result()
+	if err == redis.Nil {
+		return NodeInfo{}, false, nil
+	}
+	if err != nil {
+		return NodeInfo{}, false, fmt.Errorf("node %s: %w", id, err)
+	}
+	var n NodeInfo
+	if err := json.Unmarshal([]byte(s), &n); err != nil {
+		return NodeInfo{}, false, fmt.Errorf("node %s: damaged record: %w", id, err)
+	}
+	return n, true, nil
+}
+
+// cpuMeter measures the process's CPU use between two readings.
+type cpuMeter struct {
+	last  time.Time
+	spent time.Duration
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// read returns the share of all cores used since the last reading, 0-1.
+func (c *cpuMeter) read(now time.Time) float64 {
+	spent := processCPU()
+	var share float64
+	if !c.last.IsZero() {
+		if wall := now.Sub(c.last); wall > 0 {
+			share = float64(spent-c.spent) / float64(wall) / float64(runtime.NumCPU())
+		}
+	}
+	c.last, c.spent = now, spent
+	return min(max(share, 0), 1)
+}
+
+// DefaultNodeID is the host name and the HTTPS port, e.g. "tv:8443".
+func DefaultNodeID(port string) string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "matinee"
+	}
+	return h + ":" + port
+}
+
+func jsonMarshal(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("node record: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,50 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"net/url"
+	"regexp"
+	"time"
+)
+
+// bindClusterFlags defines the flags of cluster mode (docs/cluster.md).
+func bindClusterFlags(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.Redis, "redis", c.Redis, "cluster mode: the Redis all nodes share, redis://HOST:6379/0 (empty: one node, no Redis)")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "cluster mode: this node's name (default: host name and HTTPS port)")
+	fs.StringVar(&c.NodeURL, "node-url", c.NodeURL, "cluster mode: this node's base URL, where other nodes send clients of its rooms (default: --public-url, else the first LAN address)")
+	fs.StringVar(&c.Region, "region", c.Region, "cluster mode: a label of this node in the registry (optional)")
+	fs.DurationVar(&c.ClusterLeaseRenew, "cluster-lease-renew", c.ClusterLeaseRenew, "cluster mode: how often a node renews its registry record and its rooms' leases")
+	fs.DurationVar(&c.ClusterLeaseTTL, "cluster-lease-ttl", c.ClusterLeaseTTL, "cluster mode: a node silent this long is gone and its rooms go to other nodes")
+}
+
+var validNodeID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// Clustered reports whether cluster mode is on.
+func (c *Config) Clustered() bool { return c.Redis != "" }
+
+// validateCluster checks the cluster settings, when cluster mode is on.
+func (c *Config) validateCluster() []error {
+	if !c.Clustered() {
+		return nil
+	}
+	var errs []error
+	if u, err := url.Parse(c.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("redis %q: want redis://HOST:PORT/DB or rediss://...", c.Redis))
+	}
+	if c.NodeID != "" && !validNodeID.MatchString(c.NodeID) {
+		errs = append(errs, fmt.Errorf("node-id %q: want 1-128 characters of A-Z a-z 0-9 . _ : -", c.NodeID))
+	}
+	if c.NodeURL != "" {
+		if u, err := url.Parse(c.NodeURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("node-url %q: want an http:// or https:// URL", c.NodeURL))
+		}
+	}
+	if c.ClusterLeaseRenew < 100*time.Millisecond || c.ClusterLeaseRenew > time.Minute {
+		errs = append(errs, fmt.Errorf("cluster-lease-renew %s: must be 100ms-1m", c.ClusterLeaseRenew))
+	}
+	if c.ClusterLeaseTTL < 2*c.ClusterLeaseRenew || c.ClusterLeaseTTL > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("cluster-lease-ttl %s: must be at least twice cluster-lease-renew %s (at most 10m)", c.ClusterLeaseTTL, c.ClusterLeaseRenew))
+	}
+	return errs
+}

@@ -1,0 +1,57 @@
+package config
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Cluster mode is off by default; its flags and MATINEE_* variables fill
+// the settings, and bad ones are named.
+func TestClusterSettings(t *testing.T) {
+	d := Default()
+	if d.Clustered() || d.ClusterLeaseRenew != 2*time.Second || d.ClusterLeaseTTL != 6*time.Second {
+		t.Fatalf("defaults: clustered %v, renew %s, ttl %s", d.Clustered(), d.ClusterLeaseRenew, d.ClusterLeaseTTL)
+	}
+	c := Default()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	BindFlags(fs, &c)
+	if err := fs.Parse([]string{"--redis", "redis://127.0.0.1:6379/0", "--node-id", "a:8443"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MATINEE_NODE_URL": "https://a.lan:8443", "MATINEE_REGION": "eu", "MATINEE_CLUSTER_LEASE_TTL": "9s"}
+	if err := ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Clustered() || c.NodeID != "a:8443" || c.NodeURL != "https://a.lan:8443" || c.Region != "eu" || c.ClusterLeaseTTL != 9*time.Second {
+		t.Fatalf("got %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	bad := Default()
+	bad.Redis = "http://x"
+	bad.NodeID = "a b"
+	bad.NodeURL = "ftp://x"
+	bad.ClusterLeaseTTL = 3 * time.Second
+	err := bad.Validate()
+	for _, name := range []string{"redis", "node-id", "node-url", "cluster-lease-ttl"} {
+		if err == nil || !strings.Contains(err.Error(), name+" ") {
+			t.Errorf("Validate does not name %s: %v", name, err)
+		}
+	}
+	// --ca-dir must hold a CA.
+	ca := Default()
+	ca.CADir = t.TempDir()
+	if err := ca.Validate(); err == nil || !strings.Contains(err.Error(), "ca-dir") {
+		t.Errorf("ca-dir without rootCA.pem: %v", err)
+	}
+	// Without --redis the cluster settings are not looked at.
+	off := Default()
+	off.NodeID = "a b"
+	if err := off.Validate(); err != nil {
+		t.Errorf("cluster settings checked with cluster mode off: %v", err)
+	}
+}

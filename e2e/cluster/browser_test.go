@@ -1,0 +1,251 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath finds Chromium; without it the test skips, except in CI.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, c := range []string{os.Getenv("MATINEE_CHROMIUM"), "/usr/bin/chromium", "chromium"} {
+		if c == "" {
+			continue
+		}
+		if p, err := exec.LookPath(c); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no Chromium found (Debian package chromium, or MATINEE_CHROMIUM); browser tests never skip in CI")
+	}
+	t.Skip("no Chromium found: install the Debian package chromium (or set MATINEE_CHROMIUM)")
+	return ""
+}
+
+// newBrowser starts headless Chromium (a fake screen to share, the nodes'
+// certificates accepted) and returns the context of its first tab,
+// which ends with the test.
+func newBrowser(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Flag("headless", "new"),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, stop := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		stop()
+		cancel()
+		acancel()
+	})
+	return ctx
+}
+
+// The web client follows a join answered 1010: a page opened on one
+// node, whose room another node took meanwhile, moves to that node with
+// the name typed in, and joins there without asking again.
+func TestClusterWebClientFollowsMove(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server, two matinee processes and Chromium")
+	}
+	exe := chromiumPath(t)
+	c := newCluster(t)
+	a := c.addNode("wa")
+	b := c.addNode("wb")
+
+	ctx := newBrowser(t, exe)
+
+	// The page opens on a while no node holds the room: a serves it and
+	// asks for a name (a fresh profile has none).
+	if err := chromedp.Do(ctx, chromedp.Navigate(a.url+"/r/moving"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`))); err != nil {
+		t.Fatalf("open the room on %s: %v\n%s", a.id, err, tail(a.log))
+	}
+	// Meanwhile someone joins on b, which takes the room.
+	member, err := c.join(b, "moving")
+	if err != nil {
+		t.Fatalf("join on %s: %v", b.id, err)
+	}
+	defer member.Close()
+	if h := c.leases()["moving"]; h != b.id {
+		t.Fatalf("room held by %q, want %s", h, b.id)
+	}
+	// The person types a name and joins: a answers 1010, the page moves to
+	// b and joins there with that name.
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Browser"),
+		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	_ = member.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		var msg struct {
+			Method string
+			Params struct {
+				Peer struct{ Name string }
+			}
+		}
+		if err := member.ReadJSON(&msg); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
+			t.Fatalf("no peerJoined from the browser on %s (page at %s): %v", b.id, loc, err)
+		}
+		if msg.Method == "peerJoined" && msg.Params.Peer.Name == "Browser" {
+			break
+		}
+	}
+	loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(loc, b.url+"/r/moving") || hash != "" {
+		t.Errorf("page at %q (hash %q), want %s/r/moving with the fragment taken out", loc, hash, b.url)
+	}
+	prejoinHidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('prejoin').hidden`))
+	if err != nil || !prejoinHidden {
+		t.Errorf("the moved page asked for a name again (prejoin hidden %v, %v)", prejoinHidden, err)
+	}
+}
+
+// screenFramesJS is how many frames of a screen share the page's client
+// has decoded, and where the page is.
+const screenFramesJS = `(async () => {
+  const c = window.__matinee && window.__matinee.client;
+  let frames = 0;
+  if (c) {
+    for (const co of c.consumers.values()) {
+      if (!co.track || co.appData.source !== 'screen' || co.kind !== 'video') continue;
+      (await co.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames += s.framesDecoded || 0; });
+    }
+  }
+  return {frames, href: location.href, state: c ? c.state : ''};
+})()`
+
+// A host shares a real screen (Chromium's fake one) in a room on one
+// node; a viewer who opens the room's link on another node is sent to the
+// room's node and watches the share there.
+func TestClusterShareAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server, two matinee processes and Chromium")
+	}
+	exe := chromiumPath(t)
+	c := newCluster(t)
+	a := c.addNode("sa")
+	b := c.addNode("sb")
+	browser := newBrowser(t, exe)
+	join := func(ctx context.Context, url, name string) {
+		t.Helper()
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(url),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`)),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
+			chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+		); err != nil {
+			t.Fatalf("%s joins at %s: %v", name, url, err)
+		}
+	}
+	// The host opens the room on a, which takes it, and shares.
+	join(browser, a.url+"/r/show", "Host")
+	deadline := time.Now().Add(20 * time.Second)
+	for c.leases()["show"] != a.id {
+		if time.Now().After(deadline) {
+			t.Fatalf("show not held by %s: %v", a.id, c.leases()["show"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-screen]`)), chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`))); err != nil {
+		t.Fatalf("share: %v", err)
+	}
+	// The viewer, a separate person (own browser context), opens the
+	// link on b.
+	viewer, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	defer cancel()
+	join(viewer, b.url+"/r/show", "Viewer")
+	type state struct {
+		Frames int
+		Href   string
+		State  string
+	}
+	var last state
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		raw, err := chromedp.Run(viewer, chromedp.Evaluate[[]byte](screenFramesJS, chromedp.EvalAwaitPromise))
+		if err == nil {
+			_ = json.Unmarshal(raw, &last)
+		}
+		if last.Frames >= 30 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the viewer decodes no share 30s after joining: %+v (%v)", last, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.HasPrefix(last.Href, a.url+"/r/show") {
+		t.Errorf("the viewer watches at %s, want on the room's node %s", last.Href, a.url)
+	}
+	t.Logf("viewer who opened %s/r/show watches on %s: %d frames decoded", b.url, last.Href, last.Frames)
+
+	// The room's node dies. Both pages find it gone and join again on
+	// the other node (the join results named it), which takes the room
+	// once the lease runs out; the host shares again and the viewer
+	// sees it.
+	a.kill()
+	killed := time.Now()
+	probe := func(ctx context.Context) state {
+		var st state
+		if raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](screenFramesJS, chromedp.EvalAwaitPromise)); err == nil {
+			_ = json.Unmarshal(raw, &st)
+		}
+		return st
+	}
+	onB := func(st state) bool { return strings.HasPrefix(st.Href, b.url+"/r/show") && st.State == "joined" }
+	deadline = time.Now().Add(30 * time.Second)
+	for !onB(probe(browser)) || !onB(probe(viewer)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after kill -9 of %s: host %+v, viewer %+v", a.id, probe(browser), probe(viewer))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rejoined := time.Since(killed)
+	if h := c.leases()["show"]; h != b.id {
+		t.Fatalf("show held by %q after the move, want %s", h, b.id)
+	}
+	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-screen]`)), chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`))); err != nil {
+		t.Fatalf("share again: %v", err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for last = probe(viewer); last.Frames < 30; last = probe(viewer) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the viewer decodes no share on %s 30s after the host shared again: %+v", b.id, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("kill -9 of %s: both pages joined again on %s after %s; the share shown again after %s (shared again at %s)",
+		a.id, b.id, rejoined.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), rejoined.Round(time.Millisecond))
+}
