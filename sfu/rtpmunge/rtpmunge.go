@@ -26,6 +26,12 @@ type Munger struct {
 	lastOutTS  uint32
 	lastOutAt  time.Time
 	clockRate  uint32
+
+	// jumpSeq is the packet that jumped more than maxLate from highestIn
+	// (jumped: one did): if the next follows it, the source restarted its
+	// numbering on the same SSRC.
+	jumpSeq uint16
+	jumped  bool
 }
 
 // New returns a Munger whose output starts at the given sequence number
@@ -81,10 +87,25 @@ const (
 // Map returns the outgoing numbers for an incoming packet, or ok=false for
 // a packet that precedes the last Sync (it belongs to an earlier source or
 // is a late duplicate from before a restart) or when m is not started.
+//
+// A jump of more than maxLate either way, followed by the packet after it,
+// is the source restarting its numbering on the same SSRC (an encoder or
+// transcoder that was restarted, a publisher back after a drop): the
+// output goes on from there as after a Sync, the jump's first packet
+// lost. Without this, a restart that happened to number below the old
+// stream was refused for half a wrap.
 func (m *Munger) Map(seq uint16, ts uint32, now time.Time) (outSeq uint16, outTS uint32, ok bool) {
 	if !m.started {
 		return 0, 0, false
 	}
+	if d := int16(seq - m.highestIn); d > maxLate || d < -maxLate {
+		if !m.jumped || seq != m.jumpSeq+1 {
+			m.jumpSeq, m.jumped = seq, true
+			return 0, 0, false
+		}
+		m.Sync(seq, ts, now)
+	}
+	m.jumped = false
 	if !m.settled {
 		if int16(seq-m.syncSeq) < 0 {
 			return 0, 0, false

@@ -119,3 +119,50 @@ func TestLongStream(t *testing.T) {
 		t.Error("a packet 5000 behind the newest was mapped")
 	}
 }
+
+// A source that restarts its numbering on the same SSRC (far below or far
+// above the old stream) is followed once the packet after the jump
+// confirms it: the output goes on without a gap in sequence numbers and
+// with its clock advanced by the time that passed. A lone stray far away
+// is dropped and changes nothing.
+func TestMapFollowsRestartedSource(t *testing.T) {
+	for _, newBase := range []uint16{100, 40000} {
+		m := New(48000, 1000, 5000)
+		now := time.Unix(0, 0)
+		m.Sync(20000, 900000, now)
+		var last uint16
+		for i := uint16(0); i < 5000; i++ {
+			out, _, ok := m.Map(20000+i, 900000+uint32(i)*960, now.Add(time.Duration(i)*20*time.Millisecond))
+			if !ok {
+				t.Fatalf("base %d: packet %d refused", newBase, i)
+			}
+			last = out
+		}
+		lastTS := 5000 + 4999*960
+		at := now.Add(5000 * 20 * time.Millisecond)
+		// A stray far away: dropped, and the stream goes on.
+		if _, _, ok := m.Map(newBase+7, 123, at); ok {
+			t.Fatalf("base %d: a lone far packet was mapped", newBase)
+		}
+		if out, _, ok := m.Map(25000, 900000+5000*960, at); !ok || out != last+1 {
+			t.Fatalf("base %d: after the stray, %d %v, want %d", newBase, out, ok, last+1)
+		}
+		last++
+		lastTS += 960
+		// The restart: its first packet is lost, the second continues.
+		at = at.Add(time.Second)
+		if _, _, ok := m.Map(newBase, 777, at); ok {
+			t.Fatalf("base %d: the jump's first packet was mapped", newBase)
+		}
+		out, ts, ok := m.Map(newBase+1, 777+960, at)
+		if !ok || out != last+1 {
+			t.Fatalf("base %d: restart mapped to %d %v, want %d", newBase, out, ok, last+1)
+		}
+		if adv := ts - uint32(lastTS); adv < 47000 || adv > 49000 {
+			t.Fatalf("base %d: clock advanced %d ticks over a second, want about 48000", newBase, adv)
+		}
+		if out2, ts2, ok := m.Map(newBase+2, 777+2*960, at); !ok || out2 != out+1 || ts2 != ts+960 {
+			t.Fatalf("base %d: after the restart %d %d %v", newBase, out2, ts2, ok)
+		}
+	}
+}
