@@ -92,7 +92,7 @@ func (s *Server) mountAPI() {
 		MaxBody:  s.cfg.APIMaxBody,
 		BaseURL:  s.baseURL,
 		SignHLS:  func(roomID string, exp int64) string { return SignHLS(s.hlsKey, roomID, exp) },
-		Ingests:  (*ingests)(s),
+		Ingests:  ingestAPI{s: s.ingests},
 		RTMP:     &rtmpKeys{s: s},
 		Logger:   s.log,
 		Extra: []rest.Route{{Method: "GET", Path: "/api/lan", Auth: rest.Public, Handler: s.serveLAN,

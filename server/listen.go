@@ -78,11 +78,11 @@ func (s *Server) Run(ctx context.Context) error {
 			if plain != nil {
 				_ = plain.Close()
 			}
-			s.closeRTMP()
+			s.ingests.CloseRTMP()
 			return fmt.Errorf("listen rtmps %s: %w", s.cfg.RTMPSAddr, err)
 		}
 		go func() {
-			if err := s.serveRTMPS(rln, cm.TLSConfig()); err != nil {
+			if err := s.ingests.ServeRTMPS(rln, cm.TLSConfig()); err != nil {
 				s.log.Error("rtmps server stopped", "err", err)
 			}
 		}()
@@ -99,7 +99,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Recordings first, so they end as "server shutting down" rather than
 	// as rooms emptying when the sockets close.
 	s.closeRecordings()
-	_ = s.rtmp.srv.Close()
+	s.ingests.CloseRTMPServer()
 	s.sig.Close() // WebSockets are hijacked: Shutdown does not wait for them
 	_ = hs.Shutdown(shCtx)
 	if plain != nil {

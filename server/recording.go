@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"path"
 	"path/filepath"
-	"sync"
 
 	"github.com/matinee-dev/matinee/recorder"
 	"github.com/matinee-dev/matinee/rest"
@@ -15,7 +14,7 @@ import (
 // HLS under /hls/{room}/ (its access rules are in hls.go). Its REST routes
 // are package rest's.
 func (s *Server) mountRecordings() {
-	s.rec = &recordingState{ingests: map[string]*ingest{}}
+	s.rec = &recordingState{}
 	s.rec.mgr = recorder.NewManager(recorder.Config{
 		Dir:           filepath.Join(s.cfg.DataDir, "recordings"),
 		FFmpeg:        s.cfg.FFmpeg,
@@ -29,13 +28,9 @@ func (s *Server) mountRecordings() {
 	s.mux.HandleFunc("GET /hls/{room}/{file...}", s.serveLiveHLS)
 }
 
-// recordingState is the server's recorder and the files it plays into
-// rooms.
+// recordingState is the server's recorder.
 type recordingState struct {
 	mgr *recorder.Manager
-
-	mu      sync.Mutex
-	ingests map[string]*ingest
 }
 
 // Recordings returns the recording manager.
@@ -49,7 +44,7 @@ func (s *Server) closeRecordings() {
 		return
 	}
 	s.rec.mgr.Close()
-	s.stopIngests()
+	s.ingests.StopFiles()
 }
 
 func (s *Server) downloadRecording(w http.ResponseWriter, r *http.Request) {

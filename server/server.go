@@ -14,6 +14,7 @@ import (
 
 	"github.com/matinee-dev/matinee/certs"
 	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/ingest"
 	"github.com/matinee-dev/matinee/lanaddr"
 	"github.com/matinee-dev/matinee/rest"
 	"github.com/matinee-dev/matinee/room"
@@ -48,9 +49,10 @@ type Server struct {
 	whip       *whip.Handler
 	tokens     atomic.Pointer[TokenValidator]
 	recordings atomic.Pointer[func() int]
-	// rtmp takes RTMP publishers into rooms (rtmpin.go).
-	rtmp *rtmpIngest
-	// rec records rooms and plays files into them (recording.go).
+	// ingests runs what streams into rooms: plain RTP, files and RTMP
+	// publishers (package ingest; its wiring is ingest.go).
+	ingests *ingest.Service
+	// rec records rooms (recording.go).
 	rec *recordingState
 	// api is the REST API under /api (package rest).
 	api *rest.API
@@ -136,7 +138,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	if cl != nil {
 		cl.s = s
 	}
-	s.rtmp = s.newRTMPIngest()
+	s.ingests = ingest.New(rooms, cfg, log)
 	keys.s = s
 	s.mux.Handle("GET /ws", sig)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
@@ -174,7 +176,7 @@ func (s *Server) MediaAddrs() []net.Addr { return s.worker.ListenAddrs() }
 // Close disconnects every client, closes every room and the UDP port.
 func (s *Server) Close() error {
 	s.closeRecordings()
-	s.closeRTMP()
+	s.ingests.CloseRTMP()
 	s.sig.Close()
 	s.whip.Close()
 	s.rooms.Close()

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/config"
-	"github.com/matinee-dev/matinee/recorder/play"
+	"github.com/matinee-dev/matinee/ingest/play"
 	"github.com/matinee-dev/matinee/recorder/transcode"
 )
 

@@ -23,10 +23,10 @@ import (
 var picture = [][]string{
 	{"cmd/...", "bench/...", "e2e/..."},
 	{"server"},
-	{"signaling", "whip", "rest", "metrics"},
+	{"signaling", "whip", "rest", "metrics", "ingest"},
 	{"room", "recorder"},
 	{"sfu"},
-	{"sfu/*", "recorder/*", "config", "certs", "lanaddr", "qr", "turnserver", "web", "cluster"},
+	{"sfu/*", "recorder/*", "ingest/*", "config", "certs", "lanaddr", "qr", "turnserver", "web", "cluster"},
 	{"codecs/..."},
 	{"internal/*"},
 }
@@ -268,7 +268,10 @@ func TestCheckerCatches(t *testing.T) {
 		{p("certs", "sfu/bwe"), "certs imports sfu/bwe, which the picture puts beside it"},
 		{p("newpkg"), "newpkg is not in the README's picture"},
 		{p("e2e", "server", "web"), ""},
-		{p("cmd/matinee", "server", "recorder/play"), ""},
+		{p("cmd/matinee", "server", "ingest/play"), ""},
+		{p("ingest", "room", "ingest/play", "recorder/rtmp"), ""},
+		{p("ingest", "rest"), "ingest imports rest, which the picture puts beside it"},
+		{p("ingest", "sfu"), "ingest imports sfu: only room"},
 		{p("internal/testpeer", "room"), "internal/testpeer imports room, which the picture puts above it"},
 	}
 	for _, c := range cases {

@@ -1,18 +1,17 @@
-package server
+package ingest
 
 import (
 	"context"
 	"errors"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/matinee-dev/matinee/recorder/play"
+	"github.com/matinee-dev/matinee/ingest/play"
 	"github.com/matinee-dev/matinee/recorder/transcode"
-	"github.com/matinee-dev/matinee/rest"
 	"github.com/matinee-dev/matinee/room"
 )
 
@@ -24,22 +23,46 @@ type ingest struct {
 	done   chan struct{} // the server's ffmpeg has exited (nil: remote)
 }
 
-// ingests runs plain-RTP and file ingests for the REST API
-// (rest.Ingests).
-type ingests Server
+// fileIngests are the running plain-RTP and file ingests, by member id.
+type fileIngests struct {
+	mu      sync.Mutex
+	ingests map[string]*ingest
+}
+
+// Request asks for a plain-RTP ingest (the REST API's POST
+// /api/rooms/{id}/ingests without a type).
+type Request struct {
+	Name         string
+	Video, Audio bool
+	// File names a file of the media folder to play into the ingest.
+	File string
+	Loop bool
+}
+
+// FileError is a Request's File that cannot be played: not in the media
+// folder, or no media ffprobe knows.
+type FileError struct{ Err error }
+
+func (e *FileError) Error() string { return e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// PlayerError is ffmpeg failing to start on a Request's File.
+type PlayerError struct{ Err error }
+
+func (e *PlayerError) Error() string { return e.Err.Error() }
+func (e *PlayerError) Unwrap() error { return e.Err }
 
 // Start opens a plain-RTP ingest into room id; with req.File it plays
 // that file of the media folder into it with ffmpeg.
-func (g *ingests) Start(ctx context.Context, id string, req rest.IngestRequest) (rest.IngestResponse, error) {
-	s := (*Server)(g)
-	opts := room.IngestOptions{Name: req.Name, Video: req.Video == nil || *req.Video, Audio: req.Audio == nil || *req.Audio, ListenIP: s.cfg.PlainListenIP}
+func (s *Service) Start(ctx context.Context, id string, req Request) (*room.Ingest, error) {
+	opts := room.IngestOptions{Name: req.Name, Video: req.Video, Audio: req.Audio, ListenIP: s.cfg.PlainListenIP}
 	var src play.Source
 	var file string
 	if req.File != "" {
 		var err error
 		file, src, err = s.mediaFile(ctx, req.File)
 		if err != nil {
-			return rest.IngestResponse{}, rest.FieldError("file", err.Error())
+			return nil, &FileError{Err: err}
 		}
 		opts.Video = opts.Video && src.HasVideo
 		opts.Audio = opts.Audio && src.HasAudio
@@ -49,36 +72,35 @@ func (g *ingests) Start(ctx context.Context, id string, req rest.IngestRequest) 
 	}
 	in, err := s.rooms.Ingest(id, opts)
 	if err != nil {
-		return rest.IngestResponse{}, err
+		return nil, err
 	}
 	ing := &ingest{in: in}
 	if file != "" {
 		if err := s.playFile(ing, file, src, req.Loop); err != nil {
 			in.Close()
-			return rest.IngestResponse{}, &rest.Error{Status: http.StatusServiceUnavailable, Code: "ffmpeg_missing", Message: err.Error()}
+			return nil, &PlayerError{Err: err}
 		}
 	}
-	s.rec.mu.Lock()
-	s.rec.ingests[in.PeerID()] = ing
-	s.rec.mu.Unlock()
+	s.files.mu.Lock()
+	s.files.ingests[in.PeerID()] = ing
+	s.files.mu.Unlock()
 	go func() {
 		<-in.Done()
-		s.rec.mu.Lock()
-		delete(s.rec.ingests, in.PeerID())
-		s.rec.mu.Unlock()
+		s.files.mu.Lock()
+		delete(s.files.ingests, in.PeerID())
+		s.files.mu.Unlock()
 		if ing.cancel != nil {
 			ing.cancel()
 		}
 	}()
-	return rest.IngestResponse{ID: in.PeerID(), Room: id, Endpoints: in.Endpoints(), File: req.File}, nil
+	return in, nil
 }
 
 // Stop ends ingest iid of room id.
-func (g *ingests) Stop(id, iid string) bool {
-	s := (*Server)(g)
-	s.rec.mu.Lock()
-	ing := s.rec.ingests[iid]
-	s.rec.mu.Unlock()
+func (s *Service) Stop(id, iid string) bool {
+	s.files.mu.Lock()
+	ing := s.files.ingests[iid]
+	s.files.mu.Unlock()
 	if ing == nil || ing.in.Room() != id {
 		return false
 	}
@@ -88,7 +110,7 @@ func (g *ingests) Stop(id, iid string) bool {
 
 // mediaFile resolves a name inside the media folder (never outside it)
 // and probes it.
-func (s *Server) mediaFile(ctx context.Context, name string) (string, play.Source, error) {
+func (s *Service) mediaFile(ctx context.Context, name string) (string, play.Source, error) {
 	if s.cfg.MediaDir == "" {
 		return "", play.Source{}, errors.New("this server has no --media-dir to play files from")
 	}
@@ -109,7 +131,7 @@ func (s *Server) mediaFile(ctx context.Context, name string) (string, play.Sourc
 
 // playFile runs ffmpeg sending file into the ingest until it ends (or
 // loops until stopped).
-func (s *Server) playFile(ing *ingest, file string, src play.Source, loop bool) error {
+func (s *Service) playFile(ing *ingest, file string, src play.Source, loop bool) error {
 	ff, err := transcode.Find(s.cfg.FFmpeg)
 	if err != nil {
 		return err
@@ -143,7 +165,7 @@ func (s *Server) playFile(ing *ingest, file string, src play.Source, loop bool) 
 	return nil
 }
 
-func (s *Server) endIngest(ing *ingest) {
+func (s *Service) endIngest(ing *ingest) {
 	if ing.cancel != nil {
 		ing.cancel()
 		<-ing.done
@@ -151,14 +173,15 @@ func (s *Server) endIngest(ing *ingest) {
 	ing.in.Close()
 }
 
-// stopIngests ends every file playback (server shutdown).
-func (s *Server) stopIngests() {
-	s.rec.mu.Lock()
-	all := make([]*ingest, 0, len(s.rec.ingests))
-	for _, ing := range s.rec.ingests {
+// StopFiles ends every plain-RTP ingest and file playback (server
+// shutdown).
+func (s *Service) StopFiles() {
+	s.files.mu.Lock()
+	all := make([]*ingest, 0, len(s.files.ingests))
+	for _, ing := range s.files.ingests {
 		all = append(all, ing)
 	}
-	s.rec.mu.Unlock()
+	s.files.mu.Unlock()
 	for _, ing := range all {
 		s.endIngest(ing)
 	}

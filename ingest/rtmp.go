@@ -1,4 +1,4 @@
-package server
+package ingest
 
 import (
 	"context"
@@ -7,18 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"os/exec"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/matinee-dev/matinee/codecs/h264"
+	"github.com/matinee-dev/matinee/ingest/play"
 	"github.com/matinee-dev/matinee/recorder/aac"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/recorder/play"
 	"github.com/matinee-dev/matinee/recorder/rtmp"
 	"github.com/matinee-dev/matinee/recorder/transcode"
 	"github.com/matinee-dev/matinee/room"
@@ -32,8 +29,8 @@ import (
 // (room.Ingest) on loopback: repacketised, never transcoded. Its AAC goes
 // through ffmpeg, which sends Opus to the ingest's audio endpoint.
 
-// rtmpApp is the application publishers connect to: rtmp://HOST/live.
-const rtmpApp = "live"
+// RTMPApp is the application publishers connect to: rtmp://HOST/live.
+const RTMPApp = "live"
 
 // rtmpIngest is the server's RTMP side.
 type rtmpIngest struct {
@@ -47,7 +44,7 @@ type rtmpIngest struct {
 	closed  bool                   // no more parking: the server is closing
 }
 
-func (s *Server) newRTMPIngest() *rtmpIngest {
+func (s *Service) newRTMPIngest() *rtmpIngest {
 	ri := &rtmpIngest{live: map[string]*rtmpStream{}, refused: map[string]uint64{}}
 	ri.srv = rtmp.NewServer(rtmp.ServerConfig{
 		MaxChunkSize:     s.cfg.RTMPMaxChunkSize,
@@ -62,15 +59,21 @@ func (s *Server) newRTMPIngest() *rtmpIngest {
 }
 
 // ServeRTMP takes RTMP publishers on ln until the server closes.
-func (s *Server) ServeRTMP(ln net.Listener) error {
+func (s *Service) ServeRTMP(ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.rtmp.port.Store(int32(a.Port))
 	}
 	return s.rtmp.srv.Serve(ln)
 }
 
+// RTMPPort is the port ServeRTMP listens on (0: none yet).
+func (s *Service) RTMPPort() int { return int(s.rtmp.port.Load()) }
+
+// RTMPSPort is the port ServeRTMPS listens on (0: RTMPS is off).
+func (s *Service) RTMPSPort() int { return int(s.rtmp.tlsPort.Load()) }
+
 // RTMPRefused returns the refused publishes by reason.
-func (s *Server) RTMPRefused() map[string]uint64 {
+func (s *Service) RTMPRefused() map[string]uint64 {
 	s.rtmp.mu.Lock()
 	defer s.rtmp.mu.Unlock()
 	out := make(map[string]uint64, len(s.rtmp.refused))
@@ -80,7 +83,7 @@ func (s *Server) RTMPRefused() map[string]uint64 {
 	return out
 }
 
-func (s *Server) refuseRTMP(req rtmp.PublishRequest, reason string, err error) error {
+func (s *Service) refuseRTMP(req rtmp.PublishRequest, reason string, err error) error {
 	s.rtmp.mu.Lock()
 	s.rtmp.refused[reason]++
 	s.rtmp.mu.Unlock()
@@ -90,7 +93,7 @@ func (s *Server) refuseRTMP(req rtmp.PublishRequest, reason string, err error) e
 
 // Errors a refused publisher is told.
 var (
-	errRTMPApp     = errors.New("publish to rtmp://HOST/" + rtmpApp + " with the room's stream key")
+	errRTMPApp     = errors.New("publish to rtmp://HOST/" + RTMPApp + " with the room's stream key")
 	errRTMPBadKey  = errors.New("unknown or revoked stream key")
 	errRTMPLive    = errors.New("this stream key is already publishing")
 	errRTMPRevoked = errors.New("the stream key was revoked")
@@ -99,8 +102,8 @@ var (
 
 // rtmpPublish decides on a publish: a live room's unrevoked key, not
 // already publishing, joins the room as an ingest.
-func (s *Server) rtmpPublish(req rtmp.PublishRequest) (rtmp.Stream, error) {
-	if req.App != rtmpApp {
+func (s *Service) rtmpPublish(req rtmp.PublishRequest) (rtmp.Stream, error) {
+	if req.App != RTMPApp {
 		return nil, s.refuseRTMP(req, "bad_key", errRTMPApp)
 	}
 	roomID, keyID, ok := s.rooms.LookupStreamKey(req.Key)
@@ -140,8 +143,8 @@ func (s *Server) rtmpPublish(req rtmp.PublishRequest) (rtmp.Stream, error) {
 	return st, nil
 }
 
-// revokeLive ends the publisher of key keyID, if one is live.
-func (s *Server) revokeLive(keyID string) {
+// RevokeLive ends the publisher of key keyID, if one is live.
+func (s *Service) RevokeLive(keyID string) {
 	s.rtmp.mu.Lock()
 	st := s.rtmp.live[keyID]
 	if st == nil {
@@ -164,7 +167,7 @@ func (s *Server) revokeLive(keyID string) {
 
 // park keeps st, whose publisher dropped, for the resume grace; false
 // when there is none (or the server is closing).
-func (s *Server) park(st *rtmpStream) bool {
+func (s *Service) park(st *rtmpStream) bool {
 	if s.cfg.RTMPResumeGrace <= 0 {
 		return false
 	}
@@ -179,7 +182,7 @@ func (s *Server) park(st *rtmpStream) bool {
 
 // unpark ends st's stage at the end of the grace, unless its publisher
 // came back (or it was ended otherwise) meanwhile.
-func (s *Server) unpark(st *rtmpStream) {
+func (s *Service) unpark(st *rtmpStream) {
 	s.rtmp.mu.Lock()
 	gone := st.parked != nil && s.rtmp.live[st.keyID] == st
 	if gone {
@@ -193,9 +196,13 @@ func (s *Server) unpark(st *rtmpStream) {
 	}
 }
 
-// closeRTMP stops the RTMP server (it waits for its connections) and ends
+// CloseRTMPServer stops the RTMP server: it takes no more publishers and
+// waits for its connections to end.
+func (s *Service) CloseRTMPServer() { _ = s.rtmp.srv.Close() }
+
+// CloseRTMP stops the RTMP server (it waits for its connections) and ends
 // the stages of publishers away for the grace.
-func (s *Server) closeRTMP() {
+func (s *Service) CloseRTMP() {
 	_ = s.rtmp.srv.Close()
 	s.rtmp.mu.Lock()
 	s.rtmp.closed = true
@@ -217,13 +224,13 @@ func (s *Server) closeRTMP() {
 // rtmpStream is one publisher: its video repacketised into the room's
 // plain-RTP ingest.
 type rtmpStream struct {
-	s             *Server
+	s             *Service
 	keyID, roomID string
 	in            *room.Ingest
 	conn          *net.UDPConn
 	revoked       atomic.Bool
 	// parked runs out the resume grace while the publisher is away
-	// (guarded by the server's rtmp.mu).
+	// (guarded by the service's rtmp.mu).
 	parked *time.Timer
 
 	// writing state (one goroutine: the connection's)
@@ -267,7 +274,7 @@ func (st *rtmpStream) start() error {
 }
 
 // canResume reports whether a publisher coming back may go on with st's
-// stage. Called with the server's rtmp.mu held.
+// stage. Called with the service's rtmp.mu held.
 func (st *rtmpStream) canResume() bool {
 	if st.revoked.Load() || !st.s.rooms.HasStreamKey(st.roomID, st.keyID) {
 		return false
@@ -450,7 +457,7 @@ type aacTranscoder struct {
 	cancel context.CancelFunc
 }
 
-func (s *Server) startAACTranscoder(cfg aac.Config, to room.Endpoint) (*aacTranscoder, error) {
+func (s *Service) startAACTranscoder(cfg aac.Config, to room.Endpoint) (*aacTranscoder, error) {
 	ff, err := transcode.Find(s.cfg.FFmpeg)
 	if err != nil {
 		return nil, fmt.Errorf("AAC to Opus needs ffmpeg: %w", err)
@@ -499,59 +506,11 @@ func (a *aacTranscoder) close() {
 	a.cancel()
 }
 
-// rtmpURLFor is rtmpURL for a browser that reached the server at reqHost
-// (a host's page asks over its WebSocket).
-func (s *Server) rtmpURLFor(reqHost string) string {
-	host := reqHost
-	if u, err := url.Parse(s.baseURL(&http.Request{Host: reqHost})); err == nil {
-		host = u.Hostname()
-	}
-	port := int(s.rtmp.port.Load())
-	if port == 0 {
-		if _, p, err := net.SplitHostPort(s.cfg.RTMPAddr); err == nil {
-			port, _ = strconv.Atoi(p)
-		}
-	}
-	if port == 0 || port == 1935 {
-		return "rtmp://" + hostForURL(host) + "/" + rtmpApp
-	}
-	return "rtmp://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/" + rtmpApp
-}
-
-// rtmpsURLFor is the RTMPS server URL for a browser that reached the
-// server at reqHost; empty when RTMPS is off.
-func (s *Server) rtmpsURLFor(reqHost string) string {
-	port := int(s.rtmp.tlsPort.Load())
-	if port == 0 {
-		return ""
-	}
-	host := reqHost
-	if u, err := url.Parse(s.baseURL(&http.Request{Host: reqHost})); err == nil {
-		host = u.Hostname()
-	}
-	if port == 443 {
-		return "rtmps://" + hostForURL(host) + "/" + rtmpApp
-	}
-	return "rtmps://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/" + rtmpApp
-}
-
-// serveRTMPS serves the RTMP server over TLS on ln, with the certificate
+// ServeRTMPS serves the RTMP server over TLS on ln, with the certificate
 // HTTPS has (a phone or OBS that trusts one trusts the other).
-func (s *Server) serveRTMPS(ln net.Listener, cfg *tls.Config) error {
+func (s *Service) ServeRTMPS(ln net.Listener, cfg *tls.Config) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.rtmp.tlsPort.Store(int32(a.Port))
 	}
 	return s.rtmp.srv.Serve(tls.NewListener(ln, cfg))
-}
-
-// rtmpKeys gives the signalling server (a host's createStreamKey and
-// revokeStreamKey) and the REST API (stream keys) the RTMP URL and the
-// live publishers.
-type rtmpKeys struct{ s *Server }
-
-func (k *rtmpKeys) RTMPURL(host string) string  { return k.s.rtmpURLFor(host) }
-func (k *rtmpKeys) RTMPSURL(host string) string { return k.s.rtmpsURLFor(host) }
-func (k *rtmpKeys) RevokeLive(keyID string)     { k.s.revokeLive(keyID) }
-func (k *rtmpKeys) Listening() bool {
-	return k.s.cfg.RTMPAddr != "" || k.s.rtmp.port.Load() != 0
 }
