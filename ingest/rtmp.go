@@ -19,7 +19,6 @@ import (
 	"github.com/matinee-dev/matinee/recorder/rtmp"
 	"github.com/matinee-dev/matinee/recorder/transcode"
 	"github.com/matinee-dev/matinee/room"
-	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 )
 
@@ -27,7 +26,8 @@ import (
 // becomes a member of that room whose H.264 is the stage, like a screen
 // share. Its video goes into the room through a plain-RTP ingest
 // (room.Ingest) on loopback: repacketised, never transcoded. Its AAC goes
-// through ffmpeg, which sends Opus to the ingest's audio endpoint.
+// through ffmpeg, whose Opus the ingest stamps on the publisher's clock
+// and sends to the ingest's audio endpoint (avsync.go).
 
 // RTMPApp is the application publishers connect to: rtmp://HOST/live.
 const RTMPApp = "live"
@@ -129,7 +129,7 @@ func (s *Service) rtmpPublish(req rtmp.PublishRequest) (rtmp.Stream, error) {
 		}
 		delete(s.rtmp.live, keyID)
 	}
-	st := &rtmpStream{s: s, keyID: keyID, roomID: roomID}
+	st := &rtmpStream{s: s, keyID: keyID, roomID: roomID, fresh: true, aclock: newAudioClock()}
 	s.rtmp.live[keyID] = st
 	s.rtmp.mu.Unlock()
 	if old != nil {
@@ -239,13 +239,18 @@ type rtmpStream struct {
 	aac        *aacTranscoder
 	aacFailed  bool
 	pay        codecs.H264Payloader
-	seq        uint16
 	sps, pps   []byte
 	sentConfig bool
-	// A resumed publisher's timestamps start again from its own zero:
-	// tsBase carries them on from lastTS, so viewers see time go on.
-	tsBase, lastTS uint32
-	sent, fresh    bool // a frame was sent; none yet on this connection
+	// Both streams on one clock (avsync.go). A resumed publisher's
+	// times start again from its own zero: the clock carries them on
+	// from lastMs, so viewers see time go on.
+	clock       avClock
+	lastMs      int64
+	sent, fresh bool // a frame was sent; no tag yet on this connection
+
+	vout   *videoOut     // the video, each frame with its audio
+	aseq   atomic.Uint32 // the audio's sequence numbers, across transcoders
+	aclock *audioClock   // when the audio of each stream time leaves
 }
 
 func (st *rtmpStream) start() error {
@@ -270,6 +275,7 @@ func (st *rtmpStream) start() error {
 		return fmt.Errorf("rtmp ingest socket: %w", err)
 	}
 	st.conn = conn
+	st.vout = newVideoOut(conn, st.video.PayloadType, st.video.SSRC, st.aclock)
 	return nil
 }
 
@@ -298,6 +304,9 @@ func (st *rtmpStream) resume() {
 
 // closeMedia ends st's ingest (its producers) and socket.
 func (st *rtmpStream) closeMedia() {
+	if st.vout != nil {
+		st.vout.close()
+	}
 	if st.conn != nil {
 		st.conn.Close()
 	}
@@ -321,6 +330,9 @@ func (st *rtmpStream) WriteTag(t flv.Tag) error {
 	case <-st.in.Done():
 		return errRTMPEnded
 	default:
+	}
+	if t.Type == flv.TagAudio || t.Type == flv.TagVideo {
+		st.tick(t.Timestamp)
 	}
 	if t.Type == flv.TagAudio {
 		st.writeAudio(t)
@@ -357,31 +369,24 @@ func (st *rtmpStream) sendFrame(ms uint32, v flv.VideoTag) error {
 	if v.Key && st.sps != nil {
 		nalus = append([][]byte{st.sps, st.pps}, nalus...)
 	}
-	if st.fresh {
-		st.fresh = false
-		if st.sent {
-			// A frame's time after the last one sent.
-			st.tsBase = st.lastTS + 90000/30 - ms*90
-		}
-	}
-	ts := st.tsBase + ms*90
-	st.lastTS, st.sent = ts, true
-	payloads := st.pay.Payload(1200, h264.AnnexB(nalus))
-	for i, p := range payloads {
-		pkt := rtp.Packet{Header: rtp.Header{
-			Version: 2, PayloadType: st.video.PayloadType, SequenceNumber: st.seq,
-			Timestamp: ts, SSRC: st.video.SSRC, Marker: i == len(payloads)-1,
-		}, Payload: p}
-		st.seq++
-		b, err := pkt.Marshal()
-		if err != nil {
-			return err
-		}
-		// A full socket buffer or an ingest that just closed loses a
-		// packet, as the network would: the publisher is not dropped.
-		_, _ = st.conn.Write(b)
-	}
+	sm := st.clock.stream(ms)
+	st.lastMs, st.sent = max(st.lastMs, sm), true
+	st.vout.send(videoFrame{sm: sm, payloads: st.pay.Payload(1200, h264.AnnexB(nalus)), arrived: time.Now()})
 	return nil
+}
+
+// tick starts the connection's clock at its first audio or video tag: a
+// resumed stream goes on a frame's time after the last one sent.
+func (st *rtmpStream) tick(ms uint32) {
+	if !st.fresh {
+		return
+	}
+	st.fresh = false
+	off := int64(0)
+	if st.sent {
+		off = st.lastMs + 1000/30 - int64(ms)
+	}
+	st.clock = avClock{off: off}
 }
 
 func (st *rtmpStream) Close(reason error) {
@@ -436,45 +441,59 @@ func (st *rtmpStream) writeAudio(t flv.Tag) {
 			if st.aac != nil {
 				st.aac.close()
 			}
-			st.aac, err = st.s.startAACTranscoder(cfg, st.audio)
+			st.aac, err = st.s.startAACTranscoder(cfg, st)
 		}
 	}
 	if err == nil && a.PacketType == 1 && st.aac != nil {
+		st.aac.relay.first(st.clock.stream(t.Timestamp))
 		err = st.aac.write(a.Data)
+	}
+	if st.aac != nil && err == nil {
+		st.aclock.expected.Store(true)
 	}
 	if err != nil {
 		st.aacFailed = true
+		st.aclock.expected.Store(false)
 		st.s.log.Warn("rtmp audio dropped", "room", st.roomID, "key", st.keyID, "err", err)
 	}
 }
 
-// aacTranscoder is ffmpeg turning ADTS AAC on its stdin into Opus RTP.
+// aacTranscoder is ffmpeg turning ADTS AAC on its stdin into Opus RTP,
+// which its relay stamps on the publisher's clock (avsync.go).
 type aacTranscoder struct {
 	cfg    aac.Config
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	buf    []byte
 	cancel context.CancelFunc
+	relay  *audioRelay
 }
 
-func (s *Service) startAACTranscoder(cfg aac.Config, to room.Endpoint) (*aacTranscoder, error) {
+func (s *Service) startAACTranscoder(cfg aac.Config, st *rtmpStream) (*aacTranscoder, error) {
 	ff, err := transcode.Find(s.cfg.FFmpeg)
 	if err != nil {
 		return nil, fmt.Errorf("AAC to Opus needs ffmpeg: %w", err)
 	}
+	to := st.audio
+	relay, err := newAudioRelay(&net.UDPAddr{IP: net.ParseIP(to.IP), Port: to.Port}, to.PayloadType, to.SSRC, &st.aseq, st.aclock)
+	if err != nil {
+		return nil, fmt.Errorf("rtmp audio relay: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, ff, play.LiveAACArgs(play.Target{IP: to.IP, Port: to.Port, PayloadType: to.PayloadType, SSRC: to.SSRC})...)
+	cmd := exec.CommandContext(ctx, ff, play.LiveAACArgs(play.Target{IP: "127.0.0.1", Port: relay.port(), PayloadType: to.PayloadType, SSRC: to.SSRC})...)
 	cmd.WaitDelay = 2 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		cancel()
+		relay.close()
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
 		cancel()
+		relay.close()
 		return nil, fmt.Errorf("start ffmpeg for AAC to Opus: %w", err)
 	}
-	return &aacTranscoder{cfg: cfg, cmd: cmd, stdin: stdin, cancel: cancel}, nil
+	return &aacTranscoder{cfg: cfg, cmd: cmd, stdin: stdin, cancel: cancel, relay: relay}, nil
 }
 
 func (a *aacTranscoder) write(frame []byte) error {
@@ -504,6 +523,7 @@ func (a *aacTranscoder) close() {
 	_ = a.cmd.Wait()
 	close(done)
 	a.cancel()
+	a.relay.close()
 }
 
 // ServeRTMPS serves the RTMP server over TLS on ln, with the certificate
