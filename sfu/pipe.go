@@ -496,62 +496,88 @@ func (t *PipeTransport) sendRTCP(pkts ...rtcp.Packet) error {
 func (t *PipeTransport) readLoop() {
 	defer t.wg.Done()
 	buf := make([]byte, 1600)
-	plain := make([]byte, 1600)
-	// The subscribers' copies of each packet leave together (srtpout.go).
-	batch := new(udpbatch.Batch)
-	var hdr rtp.Header
-	var pkt rtp.Packet
+	rs := newPipeReader()
 	for {
-		n, from, err := t.conn.ReadFrom(buf)
+		n, from, err := t.read(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || t.isClosed() {
 				return
 			}
 			continue
 		}
-		b := buf[:n]
-		if isRTCP(b) {
-			out, err := t.open.DecryptRTCP(plain[:0], b, nil)
-			if err != nil {
-				continue
-			}
-			t.learn(from)
-			if pkts, err := rtcp.Unmarshal(out); err == nil {
-				t.handleRTCP(pkts)
-			}
-			continue
-		}
-		if t.origin {
-			continue // media flows the other way
-		}
-		out, err := t.open.DecryptRTP(plain[:0], b, &hdr)
-		if err != nil || pkt.Unmarshal(out) != nil {
-			continue
+		t.receive(buf[:n], from, rs)
+	}
+}
+
+// pipeReader is a read loop's memory, reused for every datagram.
+type pipeReader struct {
+	plain []byte
+	// The subscribers' copies of each packet leave together (srtpout.go).
+	batch *udpbatch.Batch
+	hdr   rtp.Header
+	pkt   rtp.Packet
+}
+
+func newPipeReader() *pipeReader {
+	return &pipeReader{plain: make([]byte, 1600), batch: new(udpbatch.Batch)}
+}
+
+// receive opens one datagram and hands it on: feedback and reports to
+// handleRTCP, media to its edge producer's ingress.
+func (t *PipeTransport) receive(b []byte, from netip.AddrPort, rs *pipeReader) {
+	if isRTCP(b) {
+		out, err := t.open.DecryptRTCP(rs.plain[:0], b, nil)
+		if err != nil {
+			return
 		}
 		t.learn(from)
-		t.received.Add(1)
-		s := (*t.ins.Load())[pkt.SSRC]
-		if s == nil {
-			continue // not produced (yet), or closed
+		if pkts, err := rtcp.Unmarshal(out); err == nil {
+			t.handleRTCP(pkts)
 		}
-		if !s.claimed {
-			s.p.claimLayer(s.idx, s.rid, s.ssrc)
-			s.claimed = true
-		}
-		s.p.ingress(s.idx, &pkt, time.Now(), &s.nacks, batch)
+		return
 	}
+	if t.origin {
+		return // media flows the other way
+	}
+	out, err := t.open.DecryptRTP(rs.plain[:0], b, &rs.hdr)
+	if err != nil || rs.pkt.Unmarshal(out) != nil {
+		return
+	}
+	t.learn(from)
+	t.received.Add(1)
+	s := (*t.ins.Load())[rs.pkt.SSRC]
+	if s == nil {
+		return // not produced (yet), or closed
+	}
+	if !s.claimed {
+		s.p.claimLayer(s.idx, s.rid, s.ssrc)
+		s.claimed = true
+	}
+	s.p.ingress(s.idx, &rs.pkt, time.Now(), &s.nacks, rs.batch)
+}
+
+// read reads one datagram; on an operating system socket without
+// allocating the sender's address.
+func (t *PipeTransport) read(buf []byte) (int, netip.AddrPort, error) {
+	if uc, ok := t.conn.(*net.UDPConn); ok {
+		return uc.ReadFromUDPAddrPort(buf)
+	}
+	n, from, err := t.conn.ReadFrom(buf)
+	var ap netip.AddrPort
+	if a, ok := from.(*net.UDPAddr); ok {
+		ap = a.AddrPort()
+	}
+	return n, ap, err
 }
 
 // learn answers an edge's origin wherever its packets come from, when it
 // was given no address.
-func (t *PipeTransport) learn(from net.Addr) {
-	if t.opts.Remote.IsValid() {
+func (t *PipeTransport) learn(from netip.AddrPort) {
+	if t.opts.Remote.IsValid() || !from.IsValid() {
 		return
 	}
-	if a, ok := from.(*net.UDPAddr); ok {
-		if cur := t.remote.Load(); cur == nil || !cur.IP.Equal(a.IP) || cur.Port != a.Port {
-			t.remote.Store(a)
-		}
+	if cur := t.remote.Load(); cur == nil || cur.AddrPort().Addr().Unmap() != from.Addr().Unmap() || cur.AddrPort().Port() != from.Port() {
+		t.remote.Store(net.UDPAddrFromAddrPort(from))
 	}
 }
 
