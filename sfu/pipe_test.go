@@ -383,3 +383,28 @@ func TestPipeClose(t *testing.T) {
 		t.Error("AcceptPipe with a 1-byte key: no error")
 	}
 }
+
+// TestPipeDynacast: the origin's publisher stops the layers no viewer on
+// the edge needs, and resumes one when a viewer there wants it.
+func TestPipeDynacast(t *testing.T) {
+	rig := newPipeRig(t)
+	phone := newShapedSubscriber(t, rig.wan, rig.edge, rig.video, "phone", "10.20.0.10", 400_000)
+	defer phone.close()
+	if _, ok := phone.waitLayer(0, 10*time.Second); !ok {
+		t.Fatalf("400 kbit/s on the edge: not on q (layer %d)", phone.layer())
+	}
+	// Two holds (the edge's, then the origin's) and some ticks.
+	if !waitFor(15*time.Second, func() bool {
+		return rig.pub.stopped[1].Load() && rig.pub.stopped[2].Load() && !rig.pub.stopped[0].Load()
+	}) {
+		t.Fatalf("publisher still sends layers nobody needs: stopped %v %v %v", rig.pub.stopped[0].Load(), rig.pub.stopped[1].Load(), rig.pub.stopped[2].Load())
+	}
+	laptop := newShapedSubscriber(t, rig.wan, rig.edge, rig.video, "laptop", "10.20.0.11", 6_000_000)
+	defer laptop.close()
+	if d, ok := laptop.waitLayer(2, 30*time.Second); !ok {
+		t.Fatalf("6 Mbit/s on the edge: not on f after %v (layer %d, publisher stopped f: %v)", d, laptop.layer(), rig.pub.stopped[2].Load())
+	}
+	if rig.pub.stopped[2].Load() {
+		t.Error("edge viewer on f while the publisher is told to stop f")
+	}
+}
