@@ -292,7 +292,7 @@ func (r *Router) newPipe(opts PipeOptions, origin bool) (*PipeTransport, error) 
 	if opts.Remote.IsValid() {
 		t.remote.Store(net.UDPAddrFromAddrPort(opts.Remote))
 	}
-	if r.IsClosed() {
+	if !r.addPipe(t) {
 		_ = conn.Close()
 		return nil, ErrClosed
 	}
@@ -365,6 +365,12 @@ func (t *PipeTransport) carry(p *Producer) {
 	t.mu.Unlock()
 	p.attachPipe(o)
 	o.cancel = p.OnClose(func() { t.drop(o, true) })
+	if t.isClosed() {
+		// Close ran meanwhile, maybe before the producer had the pipe.
+		o.cancel()
+		p.detachPipe(o)
+		return
+	}
 	if t.opts.OnProducer != nil {
 		t.opts.OnProducer(o.describe())
 	}
@@ -943,7 +949,29 @@ func (t *PipeTransport) Close() {
 	close(t.quit)
 	_ = t.conn.Close()
 	t.wg.Wait()
+	t.router.removePipe(t)
 	for _, f := range cbs {
 		f()
 	}
+}
+
+// addPipe registers a pipe end, which the router closes with itself;
+// false when the router has closed.
+func (r *Router) addPipe(t *PipeTransport) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	if r.pipes == nil {
+		r.pipes = map[*PipeTransport]struct{}{}
+	}
+	r.pipes[t] = struct{}{}
+	return true
+}
+
+func (r *Router) removePipe(t *PipeTransport) {
+	r.mu.Lock()
+	delete(r.pipes, t)
+	r.mu.Unlock()
 }

@@ -376,11 +376,25 @@ func TestPipeClose(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("pipe still open 5 s after its context ended")
 	}
+	// A router closes its pipes with itself.
+	last, err := rig.edge.AcceptPipe(context.Background(), sfu.PipeOptions{Listen: "10.20.0.3:0", SendKey: sfu.NewPipeKey(), RecvKey: sfu.NewPipeKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastClosed := false
+	last.OnClose(func() { lastClosed = true })
+	rig.edge.Close()
+	if !lastClosed {
+		t.Error("closing the edge router left its pipe open")
+	}
+	if _, err := rig.edge.AcceptPipe(context.Background(), sfu.PipeOptions{Listen: "10.20.0.3:0", SendKey: sfu.NewPipeKey(), RecvKey: sfu.NewPipeKey()}); err == nil {
+		t.Error("AcceptPipe on a closed router: no error")
+	}
 	if _, err := rig.router.PipeTo(context.Background(), sfu.PipeOptions{SendKey: sfu.NewPipeKey(), RecvKey: sfu.NewPipeKey()}); err == nil {
 		t.Error("PipeTo without a remote address: no error")
 	}
-	if _, err := rig.edge.AcceptPipe(context.Background(), sfu.PipeOptions{SendKey: sfu.PipeKey{Key: []byte{1}}, RecvKey: sfu.NewPipeKey()}); err == nil {
-		t.Error("AcceptPipe with a 1-byte key: no error")
+	if _, err := rig.router.PipeTo(context.Background(), sfu.PipeOptions{Remote: rig.in.LocalAddr(), SendKey: sfu.PipeKey{Key: []byte{1}}, RecvKey: sfu.NewPipeKey()}); err == nil {
+		t.Error("PipeTo with a 1-byte key: no error")
 	}
 }
 
