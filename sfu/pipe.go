@@ -114,6 +114,9 @@ type PipedProducer struct {
 	Stream string
 	// AppData is the origin producer's, as given at Publish.
 	AppData any
+	// Priority orders the producer's video among a viewer's when
+	// bandwidth is short (Producer.SetPriority).
+	Priority int
 	// Layers are the pipe's streams of the producer, lowest first (one
 	// for audio, maxLayers for video).
 	Layers []PipedLayer
@@ -380,6 +383,7 @@ func (o *pipeOut) describe() PipedProducer {
 	p := o.p
 	d := PipedProducer{ID: p.id, Owner: p.Owner(), Kind: p.kind, Codec: p.format(), Stream: p.stream, AppData: p.appData}
 	p.mu.Lock()
+	d.Priority = p.priority
 	for i, s := range o.ssrcs {
 		if s != 0 {
 			d.Layers = append(d.Layers, PipedLayer{RID: p.layers[i].rid, SSRC: s})
@@ -685,7 +689,9 @@ func (t *PipeTransport) edgeRTCP(pkt rtcp.Packet) {
 }
 
 // Produce re-creates in the edge's router a producer the origin carries,
-// as the origin described it.
+// as the origin described it. Its layers' SSRCs are the pipe's; the
+// edge's dynacast tells the origin which it needs, so OnLayers is not for
+// it.
 func (t *PipeTransport) Produce(d PipedProducer) (*Producer, error) {
 	if t.origin {
 		return nil, fmt.Errorf("pipe %s: produce on the origin end: %w", t.id, ErrInvalidState)
@@ -699,6 +705,7 @@ func (t *PipeTransport) Produce(d PipedProducer) (*Producer, error) {
 	}
 	in := &inbound{mid: "pipe-" + d.ID}
 	p := newProducer(inner, in, d.Kind, d.Codec, d.AppData, d.Stream)
+	p.priority = d.Priority
 	p.writePLI = func(ssrc uint32) error {
 		t.plis.Add(1)
 		return t.sendRTCP(&rtcp.PictureLossIndication{MediaSSRC: ssrc})
@@ -821,7 +828,7 @@ func (t *PipeTransport) sendNeed(e *pipeEdge) {
 }
 
 // tick sends the origin's sender reports and the edge's needs once per
-// pipeReportEvery, and closes the pipe when its router has closed.
+// pipeReportEvery.
 func (t *PipeTransport) tick() {
 	defer t.wg.Done()
 	tk := time.NewTicker(pipeReportEvery)
@@ -831,10 +838,6 @@ func (t *PipeTransport) tick() {
 		case <-t.quit:
 			return
 		case <-tk.C:
-		}
-		if t.router.IsClosed() {
-			go t.Close()
-			return
 		}
 		if t.origin {
 			t.sendReports()

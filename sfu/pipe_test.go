@@ -192,6 +192,9 @@ func TestPipeCarriesSimulcastAndAudio(t *testing.T) {
 	if src := rig.video.AppData().(map[string]any)["source"]; src != "screen" {
 		t.Errorf("edge video appData source %v, want screen", src)
 	}
+	if d := rig.descs[rig.p.ID()]; d.Priority != 2 || len(d.Layers) != 3 {
+		t.Errorf("piped video described with priority %d and %d layers, want 2 and 3", d.Priority, len(d.Layers))
+	}
 	if rig.video.Owner() != rig.p.Owner() {
 		t.Errorf("edge video owner %q, want %q", rig.video.Owner(), rig.p.Owner())
 	}
