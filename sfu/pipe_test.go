@@ -425,3 +425,75 @@ func TestPipeDynacast(t *testing.T) {
 		t.Error("edge viewer on f while the publisher is told to stop f")
 	}
 }
+
+// TestPipeChain: an edge's producers can be piped on (origin → relay node
+// → edge, the second level for an origin that would feed too many nodes):
+// a viewer two pipes away gets the top layer, and its keyframe requests
+// still reach the publisher at most once per layer per second.
+func TestPipeChain(t *testing.T) {
+	rig := newPipeRig(t)
+	farNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.20.0.5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rig.wan.AddNet(farNet); err != nil {
+		t.Fatal(err)
+	}
+	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{Net: farNet, InitialBitrate: 300_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close() }()
+	far, err := w.NewRouter("far")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down, up := sfu.NewPipeKey(), sfu.NewPipeKey()
+	in, err := far.AcceptPipe(context.Background(), sfu.PipeOptions{Listen: "10.20.0.5:0", SendKey: up, RecvKey: down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var video *sfu.Producer
+	out, err := rig.edge.PipeTo(context.Background(), sfu.PipeOptions{Listen: "10.20.0.3:0", Remote: in.LocalAddr(), SendKey: down, RecvKey: up,
+		OnProducer: func(d sfu.PipedProducer) {
+			p, err := in.Produce(d)
+			if err != nil {
+				t.Errorf("produce two pipes away: %v", err)
+			} else if p.Kind() == sfu.KindVideo {
+				video = p
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if video == nil {
+		t.Fatal("no video two pipes away")
+	}
+	sub := newShapedSubscriber(t, rig.wan, far, video, "far", "10.20.0.13", 6_000_000)
+	defer sub.close()
+	if d, ok := sub.waitLayer(2, 30*time.Second); !ok {
+		t.Fatalf("two pipes away at 6 Mbit/s: not on f after %v (layer %d)", d, sub.layer())
+	}
+	before := rig.pub.plis[2].Load()
+	start := time.Now()
+	tk := time.NewTicker(50 * time.Millisecond)
+	for time.Since(start) < 3*time.Second {
+		<-tk.C
+		_ = sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: sub.ssrcNow()}})
+	}
+	tk.Stop()
+	n := rig.pub.plis[2].Load() - before
+	limit := int32(time.Since(start)/time.Second) + 1
+	t.Logf("%d keyframe requests for f at the publisher in %v from 20/s two pipes away", n, time.Since(start).Round(time.Millisecond))
+	if n == 0 || n > limit {
+		t.Errorf("%d keyframe requests for f at the publisher, want 1 to %d", n, limit)
+	}
+}
+
+func (s *shapedSubscriber) ssrcNow() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ssrc
+}
