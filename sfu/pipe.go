@@ -3,20 +3,16 @@ package sfu
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/matinee-dev/matinee/sfu/srtpgcm"
-	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/transport/v4"
 	"github.com/pion/transport/v4/stdnet"
@@ -343,145 +339,6 @@ func (t *PipeTransport) Producers() []PipedProducer {
 	return ds
 }
 
-// carry starts sending producer p (origin).
-func (t *PipeTransport) carry(p *Producer) {
-	o := &pipeOut{t: t, p: p}
-	o.need.Store(allLayers)
-	n := 1
-	if p.kind == KindVideo {
-		n = maxLayers
-	}
-	t.mu.Lock()
-	if t.closed || t.outs[p] != nil {
-		t.mu.Unlock()
-		return
-	}
-	for i := 0; i < n; i++ {
-		s := newSSRC()
-		for _, taken := t.outBy[s]; s == 0 || taken; _, taken = t.outBy[s] {
-			s = newSSRC()
-		}
-		o.ssrcs[i] = s
-		t.outBy[s] = pipeRef{o: o, idx: i}
-	}
-	t.outs[p] = o
-	t.mu.Unlock()
-	p.attachPipe(o)
-	o.cancel = p.OnClose(func() { t.drop(o, true) })
-	if t.isClosed() {
-		// Close ran meanwhile, maybe before the producer had the pipe.
-		o.cancel()
-		p.detachPipe(o)
-		return
-	}
-	if t.opts.OnProducer != nil {
-		t.opts.OnProducer(o.describe())
-	}
-}
-
-func (o *pipeOut) describe() PipedProducer {
-	p := o.p
-	d := PipedProducer{ID: p.id, Owner: p.Owner(), Kind: p.kind, Codec: p.format(), Stream: p.stream, AppData: p.appData}
-	p.mu.Lock()
-	d.Priority = p.priority
-	for i, s := range o.ssrcs {
-		if s != 0 {
-			d.Layers = append(d.Layers, PipedLayer{RID: p.layers[i].rid, SSRC: s})
-		}
-	}
-	p.mu.Unlock()
-	return d
-}
-
-// drop stops carrying o's producer, telling the edge with a BYE when bye.
-func (t *PipeTransport) drop(o *pipeOut, bye bool) {
-	t.mu.Lock()
-	if t.outs[o.p] != o {
-		t.mu.Unlock()
-		return
-	}
-	delete(t.outs, o.p)
-	var ssrcs []uint32
-	for _, s := range o.ssrcs {
-		if s != 0 {
-			delete(t.outBy, s)
-			ssrcs = append(ssrcs, s)
-		}
-	}
-	t.mu.Unlock()
-	o.p.detachPipe(o)
-	if bye {
-		_ = t.sendRTCP(&rtcp.Goodbye{Sources: ssrcs, Reason: "producer closed"})
-	}
-}
-
-// attachPipe adds a pipe to what the producer's packets go to.
-func (p *Producer) attachPipe(o *pipeOut) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var old []*pipeOut
-	if ps := p.pipes.Load(); ps != nil {
-		old = *ps
-	}
-	next := append(append(make([]*pipeOut, 0, len(old)+1), old...), o)
-	p.pipes.Store(&next)
-}
-
-func (p *Producer) detachPipe(o *pipeOut) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ps := p.pipes.Load()
-	if ps == nil {
-		return
-	}
-	next := make([]*pipeOut, 0, len(*ps))
-	for _, x := range *ps {
-		if x != o {
-			next = append(next, x)
-		}
-	}
-	p.pipes.Store(&next)
-}
-
-// send carries one packet of layer idx, if the edge needs the layer. It
-// runs on the producer's read goroutine and allocates nothing.
-func (o *pipeOut) send(idx int, pkt *rtp.Packet) {
-	if o.need.Load()&(1<<idx) == 0 {
-		return
-	}
-	o.t.sendRTP(o, idx, pkt.PayloadType, pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload)
-}
-
-// sendRTP seals and sends one packet of o's layer idx: the publisher's
-// header without its extensions (their ids are its own), under the
-// layer's pipe SSRC.
-func (t *PipeTransport) sendRTP(o *pipeOut, idx int, pt uint8, seq uint16, ts uint32, marker bool, payload []byte) {
-	dst := t.remote.Load()
-	if dst == nil || len(payload) > maxCachedPayload {
-		return
-	}
-	ssrc := o.ssrcs[idx]
-	t.sendMu.Lock()
-	b := t.buf[:12+len(payload)]
-	b[0] = 0x80
-	b[1] = pt & 0x7f
-	if marker {
-		b[1] |= 0x80
-	}
-	binary.BigEndian.PutUint16(b[2:], seq)
-	binary.BigEndian.PutUint32(b[4:], ts)
-	binary.BigEndian.PutUint32(b[8:], ssrc)
-	copy(b[12:], payload)
-	out, err := t.sealer.Seal(&o.streams[idx], b, 12, ssrc, seq)
-	if err == nil {
-		_, err = t.conn.WriteTo(out, dst)
-	}
-	t.sendMu.Unlock()
-	if err == nil {
-		t.sent.Add(1)
-	}
-}
-
 // sendRTCP seals and sends feedback or reports to the other end.
 func (t *PipeTransport) sendRTCP(pkts ...rtcp.Packet) error {
 	dst := t.remote.Load()
@@ -519,53 +376,6 @@ func (t *PipeTransport) readLoop() {
 	}
 }
 
-// pipeReader is a read loop's memory, reused for every datagram.
-type pipeReader struct {
-	plain []byte
-	// The subscribers' copies of each packet leave together (srtpout.go).
-	batch *udpbatch.Batch
-	hdr   rtp.Header
-	pkt   rtp.Packet
-}
-
-func newPipeReader() *pipeReader {
-	return &pipeReader{plain: make([]byte, 1600), batch: new(udpbatch.Batch)}
-}
-
-// receive opens one datagram and hands it on: feedback and reports to
-// handleRTCP, media to its edge producer's ingress.
-func (t *PipeTransport) receive(b []byte, from netip.AddrPort, rs *pipeReader) {
-	if isRTCP(b) {
-		out, err := t.open.DecryptRTCP(rs.plain[:0], b, nil)
-		if err != nil {
-			return
-		}
-		t.learn(from)
-		if pkts, err := rtcp.Unmarshal(out); err == nil {
-			t.handleRTCP(pkts)
-		}
-		return
-	}
-	if t.origin {
-		return // media flows the other way
-	}
-	out, err := t.open.DecryptRTP(rs.plain[:0], b, &rs.hdr)
-	if err != nil || rs.pkt.Unmarshal(out) != nil {
-		return
-	}
-	t.learn(from)
-	t.received.Add(1)
-	s := (*t.ins.Load())[rs.pkt.SSRC]
-	if s == nil {
-		return // not produced (yet), or closed
-	}
-	if !s.claimed {
-		s.p.claimLayer(s.idx, s.rid, s.ssrc)
-		s.claimed = true
-	}
-	s.p.ingress(s.idx, &rs.pkt, time.Now(), &s.nacks, rs.batch)
-}
-
 // read reads one datagram; on an operating system socket without
 // allocating the sender's address.
 func (t *PipeTransport) read(buf []byte) (int, netip.AddrPort, error) {
@@ -580,17 +390,6 @@ func (t *PipeTransport) read(buf []byte) (int, netip.AddrPort, error) {
 	return n, ap, err
 }
 
-// learn answers an edge's origin wherever its packets come from, when it
-// was given no address.
-func (t *PipeTransport) learn(from netip.AddrPort) {
-	if t.opts.Remote.IsValid() || !from.IsValid() {
-		return
-	}
-	if cur := t.remote.Load(); cur == nil || cur.AddrPort().Addr().Unmap() != from.Addr().Unmap() || cur.AddrPort().Port() != from.Port() {
-		t.remote.Store(net.UDPAddrFromAddrPort(from))
-	}
-}
-
 func (t *PipeTransport) handleRTCP(pkts []rtcp.Packet) {
 	for _, pkt := range pkts {
 		if t.origin {
@@ -599,232 +398,6 @@ func (t *PipeTransport) handleRTCP(pkts []rtcp.Packet) {
 			t.edgeRTCP(pkt)
 		}
 	}
-}
-
-func (t *PipeTransport) lookupOut(ssrc uint32) (pipeRef, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	r, ok := t.outBy[ssrc]
-	return r, ok
-}
-
-// originRTCP serves an edge's feedback.
-func (t *PipeTransport) originRTCP(pkt rtcp.Packet) {
-	switch pk := pkt.(type) {
-	case *rtcp.TransportLayerNack:
-		r, ok := t.lookupOut(pk.MediaSSRC)
-		if !ok {
-			return
-		}
-		for _, pair := range pk.Nacks {
-			pair.Range(func(seq uint16) bool {
-				t.nacks.Add(1)
-				t.resend(r, seq)
-				return true
-			})
-		}
-	case *rtcp.PictureLossIndication:
-		t.keyframe(pk.MediaSSRC)
-	case *rtcp.FullIntraRequest:
-		for _, e := range pk.FIR {
-			t.keyframe(e.SSRC)
-		}
-	case *rtcp.ApplicationDefined:
-		if pk.Name != pipeNeedName || len(pk.Data) < 1 {
-			return
-		}
-		t.mu.Lock()
-		r, ok := t.outBy[pk.SSRC]
-		t.mu.Unlock()
-		if ok {
-			r.o.need.Store(uint32(pk.Data[0]) & allLayers)
-		}
-	}
-}
-
-// resend sends packet seq of a layer again from its packet cache.
-func (t *PipeTransport) resend(r pipeRef, seq uint16) {
-	cache := r.o.p.layers[r.idx].cache.Load()
-	if cache == nil {
-		return
-	}
-	var payload [maxCachedPayload]byte
-	n, ts, pt, marker, ok := cache.getPacket(seq, payload[:])
-	if !ok {
-		return
-	}
-	// The same header and payload as the first time: sealed under the
-	// same nonce they give the same bytes, which the edge takes once.
-	t.sendRTP(r.o, r.idx, pt, seq, ts, marker, payload[:n])
-	t.retransmits.Add(1)
-}
-
-// keyframe passes an edge's keyframe request on to the publisher, at
-// most once per relayKeyframeInterval for all pipes of the producer.
-func (t *PipeTransport) keyframe(ssrc uint32) {
-	r, ok := t.lookupOut(ssrc)
-	if !ok || r.o.p.kind != KindVideo {
-		return
-	}
-	t.plis.Add(1)
-	p, idx := r.o.p, r.idx
-	p.layers[idx].relayKF.request(p, idx, relayKeyframeInterval, func() { p.RequestKeyframe(idx) })
-}
-
-// edgeRTCP takes the origin's sender reports and goodbyes.
-func (t *PipeTransport) edgeRTCP(pkt rtcp.Packet) {
-	ins := *t.ins.Load()
-	switch pk := pkt.(type) {
-	case *rtcp.SenderReport:
-		if s := ins[pk.SSRC]; s != nil {
-			s.p.noteSenderReport(pk.SSRC, pk.NTPTime, pk.RTPTime)
-		}
-	case *rtcp.Goodbye:
-		for _, ssrc := range pk.Sources {
-			if s := ins[ssrc]; s != nil {
-				s.p.Close()
-			}
-		}
-	}
-}
-
-// Produce re-creates in the edge's router a producer the origin carries,
-// as the origin described it. Its layers' SSRCs are the pipe's; the
-// edge's dynacast tells the origin which it needs, so OnLayers is not for
-// it.
-func (t *PipeTransport) Produce(d PipedProducer) (*Producer, error) {
-	if t.origin {
-		return nil, fmt.Errorf("pipe %s: produce on the origin end: %w", t.id, ErrInvalidState)
-	}
-	if err := d.check(); err != nil {
-		return nil, fmt.Errorf("pipe %s: produce %s: %w", t.id, d.ID, err)
-	}
-	inner, err := t.innerFor(d.Owner)
-	if err != nil {
-		return nil, err
-	}
-	in := &inbound{mid: "pipe-" + d.ID}
-	p := newProducer(inner, in, d.Kind, d.Codec, d.AppData, d.Stream)
-	p.priority = d.Priority
-	p.writePLI = func(ssrc uint32) error {
-		t.plis.Add(1)
-		return t.sendRTCP(&rtcp.PictureLossIndication{MediaSSRC: ssrc})
-	}
-	p.writeRTCP = func(pkts []rtcp.Packet) error {
-		for _, x := range pkts {
-			if n, ok := x.(*rtcp.TransportLayerNack); ok {
-				for _, pair := range n.Nacks {
-					t.nacks.Add(uint64(len(pair.PacketList())))
-				}
-			}
-		}
-		return t.sendRTCP(pkts...)
-	}
-	e := &pipeEdge{p: p, first: d.Layers[0].SSRC}
-	e.need.Store(allLayers)
-	p.onLayers = func(active [maxLayers]bool) {
-		var m uint32
-		for i, a := range active {
-			if a {
-				m |= 1 << i
-			}
-		}
-		e.need.Store(m)
-		t.sendNeed(e)
-	}
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil, ErrClosed
-	}
-	ins := *t.ins.Load()
-	for _, l := range d.Layers {
-		if ins[l.SSRC] != nil {
-			t.mu.Unlock()
-			return nil, fmt.Errorf("pipe %s: produce %s: SSRC %d is taken: %w", t.id, d.ID, l.SSRC, ErrInvalidState)
-		}
-	}
-	next := make(map[uint32]*pipeIn, len(ins)+len(d.Layers))
-	for k, v := range ins {
-		next[k] = v
-	}
-	for i, l := range d.Layers {
-		next[l.SSRC] = &pipeIn{p: p, idx: i, rid: l.RID, ssrc: l.SSRC}
-	}
-	t.ins.Store(&next)
-	t.edges[p] = e
-	t.mu.Unlock()
-	p.OnClose(func() { t.forget(p) })
-	if err := t.router.addProducer(p); err != nil {
-		p.Close()
-		return nil, err
-	}
-	inner.mu.Lock()
-	inner.producers[p.id] = p
-	in.producer.Store(p)
-	inner.mu.Unlock()
-	return p, nil
-}
-
-func (d PipedProducer) check() error {
-	if d.Kind != KindAudio && d.Kind != KindVideo {
-		return fmt.Errorf("kind %q: %w", d.Kind, ErrInvalidState)
-	}
-	if codecRank(d.Codec) < 0 {
-		return fmt.Errorf("codec %s %q is not accepted: %w", d.Codec.MimeType, d.Codec.SDPFmtpLine, ErrInvalidState)
-	}
-	if (d.Kind == KindAudio) != strings.HasPrefix(strings.ToLower(d.Codec.MimeType), "audio/") {
-		return fmt.Errorf("kind %s with codec %s: %w", d.Kind, d.Codec.MimeType, ErrInvalidState)
-	}
-	if len(d.Layers) == 0 || len(d.Layers) > maxLayers {
-		return fmt.Errorf("%d layers, want 1 to %d: %w", len(d.Layers), maxLayers, ErrInvalidState)
-	}
-	for _, l := range d.Layers {
-		if l.SSRC == 0 {
-			return fmt.Errorf("layer without an SSRC: %w", ErrInvalidState)
-		}
-	}
-	return nil
-}
-
-// innerFor returns the direct transport the edge's producers of one owner
-// live on, so that Producer.Owner is the publisher's as at the origin.
-func (t *PipeTransport) innerFor(owner string) (*Transport, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return nil, ErrClosed
-	}
-	if tr := t.inners[owner]; tr != nil {
-		return tr, nil
-	}
-	tr, err := t.router.NewDirectTransport(owner)
-	if err != nil {
-		return nil, fmt.Errorf("pipe %s: %w", t.id, err)
-	}
-	t.inners[owner] = tr
-	return tr, nil
-}
-
-// forget removes a closed edge producer's streams.
-func (t *PipeTransport) forget(p *Producer) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.edges, p)
-	ins := *t.ins.Load()
-	next := make(map[uint32]*pipeIn, len(ins))
-	for k, v := range ins {
-		if v.p != p {
-			next[k] = v
-		}
-	}
-	t.ins.Store(&next)
-}
-
-// sendNeed tells the origin which of a producer's layers the edge needs.
-func (t *PipeTransport) sendNeed(e *pipeEdge) {
-	m := e.need.Load()
-	_ = t.sendRTCP(&rtcp.ApplicationDefined{SSRC: e.first, Name: pipeNeedName, Data: []byte{byte(m), 0, 0, 0}})
 }
 
 // tick sends the origin's sender reports and the edge's needs once per
@@ -852,32 +425,6 @@ func (t *PipeTransport) tick() {
 		for _, e := range es {
 			t.sendNeed(e)
 		}
-	}
-}
-
-// sendReports passes the publishers' latest sender reports on, under the
-// pipe's SSRCs: the timestamps are the publishers' own, so they hold.
-func (t *PipeTransport) sendReports() {
-	t.mu.Lock()
-	refs := make([]pipeRef, 0, len(t.outBy))
-	for _, r := range t.outBy {
-		refs = append(refs, r)
-	}
-	t.mu.Unlock()
-	var srs []rtcp.Packet
-	for _, r := range refs {
-		l := &r.o.p.layers[r.idx]
-		l.srMu.Lock()
-		ntp, ts, ok := l.srNTP, l.srRTP, l.srValid
-		l.srMu.Unlock()
-		if ok {
-			srs = append(srs, &rtcp.SenderReport{SSRC: r.o.ssrcs[r.idx], NTPTime: ntp, RTPTime: ts})
-		}
-	}
-	for len(srs) > 0 {
-		n := min(len(srs), 16) // well within a datagram
-		_ = t.sendRTCP(srs[:n]...)
-		srs = srs[n:]
 	}
 }
 
