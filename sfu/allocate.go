@@ -601,6 +601,15 @@ func (p *Producer) dynacast(now time.Time) {
 		}
 		c.mu.Unlock()
 	}
+	// Other routers' needs, as their pipes report them (pipe.go).
+	if ps := p.pipes.Load(); ps != nil {
+		for _, o := range *ps {
+			m := o.need.Load()
+			for i := range need {
+				need[i] = need[i] || m&(1<<i) != 0
+			}
+		}
+	}
 	var next [maxLayers]bool
 	for i := range p.layers {
 		l := &p.layers[i]

@@ -42,7 +42,11 @@ type cachedPacket struct {
 	seq   uint16
 	n     uint16
 	valid bool
-	data  [maxCachedPayload]byte
+	// The header a pipe re-sends the packet with (pipe.go).
+	marker bool
+	pt     uint8
+	ts     uint32
+	data   [maxCachedPayload]byte
 }
 
 func newPacketCache(size int) *packetCache {
@@ -58,6 +62,7 @@ func (pc *packetCache) put(pkt *rtp.Packet) {
 	pc.mu.Lock()
 	s := &pc.slots[pkt.SequenceNumber&pc.mask]
 	s.seq, s.n, s.valid = pkt.SequenceNumber, uint16(len(pkt.Payload)), true
+	s.marker, s.pt, s.ts = pkt.Marker, pkt.PayloadType, pkt.Timestamp
 	copy(s.data[:], pkt.Payload)
 	pc.mu.Unlock()
 }
@@ -72,6 +77,17 @@ func (pc *packetCache) get(seq uint16, dst []byte) (int, bool) {
 		return 0, false
 	}
 	return copy(dst, s.data[:s.n]), true
+}
+
+// getPacket is get, with the header fields the packet came with.
+func (pc *packetCache) getPacket(seq uint16, dst []byte) (n int, ts uint32, pt uint8, marker, ok bool) {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	s := &pc.slots[seq&pc.mask]
+	if !s.valid || s.seq != seq || int(s.n) > len(dst) {
+		return 0, 0, 0, false, false
+	}
+	return copy(dst, s.data[:s.n]), s.ts, s.pt, s.marker, true
 }
 
 // history is how many packets caches and sent indexes keep.

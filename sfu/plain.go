@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -62,6 +63,9 @@ type plainProducer struct {
 	p    *Producer
 	pt   uint8
 	ssrc uint32 // 0 until learned from the first packet
+	// nacks is the stream's missing-packet log (Producer.ingress), the
+	// RTP read loop's alone.
+	nacks nackLog
 }
 
 type plainConsumer struct {
@@ -183,6 +187,7 @@ func (t *PlainTransport) Produce(o PlainProduceOptions) (*Producer, error) {
 	p.writePLI = func(ssrc uint32) error {
 		return t.sendRTCP(&rtcp.PictureLossIndication{MediaSSRC: ssrc})
 	}
+	p.writeRTCP = func(pkts []rtcp.Packet) error { return t.sendRTCP(pkts...) }
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -297,6 +302,8 @@ func (t *PlainTransport) readLoop(conn *net.UDPConn) {
 	defer t.wg.Done()
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
+	// The subscribers' copies of each packet leave together (srtpout.go).
+	batch := new(udpbatch.Batch)
 	for {
 		n, from, err := conn.ReadFromUDP(buf)
 		if err != nil {
@@ -310,12 +317,12 @@ func (t *PlainTransport) readLoop(conn *net.UDPConn) {
 			t.handleRTCP(b, from)
 			continue
 		}
-		if err := pkt.Unmarshal(b); err != nil {
-			continue
+		if err := pkt.Unmarshal(b); err != nil || conn != t.rtp {
+			continue // RTP belongs on the RTP port, whose loop owns the logs
 		}
-		t.learn(from, conn == t.rtp)
-		if p, idx := t.route(&pkt); p != nil {
-			p.forward(idx, &pkt)
+		t.learn(from, true)
+		if pp, idx := t.route(&pkt); pp != nil {
+			pp.p.ingress(idx, &pkt, time.Now(), &pp.nacks, batch)
 		}
 	}
 }
@@ -340,7 +347,7 @@ func (t *PlainTransport) learn(from *net.UDPAddr, isRTP bool) {
 
 // route finds the producer of a packet by SSRC, or by payload type for a
 // producer that has not seen its SSRC yet.
-func (t *PlainTransport) route(pkt *rtp.Packet) (*Producer, int) {
+func (t *PlainTransport) route(pkt *rtp.Packet) (*plainProducer, int) {
 	t.mu.Lock()
 	var found *plainProducer
 	for _, pp := range t.producers {
@@ -366,7 +373,7 @@ func (t *PlainTransport) route(pkt *rtp.Packet) (*Producer, int) {
 	if idx < 0 {
 		return nil, -1
 	}
-	return found.p, idx
+	return found, idx
 }
 
 func (t *PlainTransport) handleRTCP(b []byte, from *net.UDPAddr) {

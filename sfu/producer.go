@@ -75,6 +75,10 @@ type Producer struct {
 	// lowest first: an SSRC's place in it is its layer.
 	sim []simStream
 
+	// pipes are the pipes to other routers that carry this producer
+	// (pipe.go), copy on write under mu.
+	pipes atomic.Pointer[[]*pipeOut]
+
 	// writePLI sends a keyframe request upstream; a field so tests can
 	// count requests without a PeerConnection.
 	writePLI func(ssrc uint32) error
@@ -89,10 +93,11 @@ type layer struct {
 	ssrc   atomic.Uint32
 	active atomic.Bool
 
-	kfMu         sync.Mutex
-	lastRequest  time.Time
-	pending      bool
-	timer        *time.Timer
+	// kf coalesces subscribers' keyframe requests (KeyframeInterval);
+	// relayKF those arriving from pipes, which all reach kf through it
+	// (pipe.go).
+	kf           kfGate
+	relayKF      kfGate
 	lastKeyframe atomic.Int64 // unix nanoseconds
 
 	srMu    sync.Mutex
@@ -357,6 +362,15 @@ func (p *Producer) layerIndex(rid string, ssrc uint32) int {
 			return -1
 		}
 	}
+	p.mu.Unlock()
+	p.claimLayer(idx, rid, ssrc)
+	return idx
+}
+
+// claimLayer gives layer idx its rid and SSRC; a layer new to them may be
+// better than what consumers get now.
+func (p *Producer) claimLayer(idx int, rid string, ssrc uint32) {
+	p.mu.Lock()
 	l := &p.layers[idx]
 	l.rid = rid
 	fresh := l.ssrc.Swap(ssrc) != ssrc
@@ -365,12 +379,10 @@ func (p *Producer) layerIndex(rid string, ssrc uint32) int {
 	}
 	p.mu.Unlock()
 	if fresh {
-		// A new layer may be better than what consumers get now.
 		for _, c := range *p.consumers.Load() {
 			c.layersChanged()
 		}
 	}
-	return idx
 }
 
 // topLayer returns the highest active layer, or -1.
@@ -421,18 +433,28 @@ func readLoop(in *inbound, track *webrtc.TrackRemote, nacks *nackLog) {
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
-		now := time.Now()
-		if p.kind == KindVideo {
-			fresh := nacks.received(pkt.SequenceNumber, now)
-			if pairs := nacks.due(now); pairs != nil {
-				p.askAgain(pkt.SSRC, pairs)
-			}
-			if !fresh {
-				continue // a copy: see nackLog
-			}
-		}
-		p.forwardAt(idx, &pkt, now, batch)
+		p.ingress(idx, &pkt, time.Now(), nacks, batch)
 	}
+}
+
+// ingress is where every published packet enters the router, whatever
+// brought it (a WebRTC publisher's track, a pipe from another router):
+// video is checked against the stream's missing-packet log, which asks
+// the sender again for what is lost and drops copies of what already
+// came, then the packet goes to every consumer, the copies for the SFU's
+// own SRTP path batched in b. nacks belongs to the caller's stream and
+// goroutine.
+func (p *Producer) ingress(idx int, pkt *rtp.Packet, now time.Time, nacks *nackLog, b *udpbatch.Batch) {
+	if p.kind == KindVideo {
+		fresh := nacks.received(pkt.SequenceNumber, now)
+		if pairs := nacks.due(now); pairs != nil {
+			p.askAgain(pkt.SSRC, pairs)
+		}
+		if !fresh {
+			return // a copy: see nackLog
+		}
+	}
+	p.forwardAt(idx, pkt, now, b)
 }
 
 // askAgain sends the publisher a NACK for the given lost packets.
@@ -480,6 +502,11 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 	for _, c := range *p.consumers.Load() {
 		c.forward(idx, pkt, isKey, desc, now, b)
 	}
+	if ps := p.pipes.Load(); ps != nil {
+		for _, o := range *ps {
+			o.send(idx, pkt)
+		}
+	}
 	if b != nil && b.Len() > 0 {
 		b.Flush()
 	}
@@ -493,41 +520,67 @@ func (p *Producer) RequestKeyframe(idx int) {
 		return
 	}
 	l := &p.layers[idx]
-	l.kfMu.Lock()
-	defer l.kfMu.Unlock()
+	l.kf.request(p, idx, KeyframeInterval, func() { p.sendPLI(l) })
+}
+
+// kfGate lets keyframe requests for one layer through at most once per
+// interval.
+type kfGate struct {
+	mu      sync.Mutex
+	last    time.Time
+	pending bool
+	timer   *time.Timer
+}
+
+// request runs send now if the gate's interval has passed since the last
+// one, else once when it ends, unless the layer's keyframe arrived
+// meanwhile or the producer closed.
+func (g *kfGate) request(p *Producer, idx int, every time.Duration, send func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if p.isClosed() {
 		return
 	}
 	now := time.Now()
-	since := now.Sub(l.lastRequest)
-	if since >= KeyframeInterval {
+	since := now.Sub(g.last)
+	if since >= every {
 		// Send now; a deferred request is covered by this one.
-		if l.timer != nil {
-			l.timer.Stop()
+		if g.timer != nil {
+			g.timer.Stop()
 		}
-		l.pending = false
-		l.lastRequest = now
-		p.sendPLI(l)
+		g.pending = false
+		g.last = now
+		send()
 		return
 	}
-	if l.pending {
+	if g.pending {
 		return
 	}
-	l.pending = true
+	g.pending = true
 	asked := now
-	l.timer = time.AfterFunc(KeyframeInterval-since, func() {
-		l.kfMu.Lock()
-		defer l.kfMu.Unlock()
-		if !l.pending {
-			return // a PLI went out meanwhile
+	g.timer = time.AfterFunc(every-since, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if !g.pending {
+			return // a request went out meanwhile
 		}
-		l.pending = false
-		if p.isClosed() || l.lastKeyframe.Load() > asked.UnixNano() {
+		g.pending = false
+		if p.isClosed() || p.layers[idx].lastKeyframe.Load() > asked.UnixNano() {
 			return
 		}
-		l.lastRequest = time.Now()
-		p.sendPLI(l)
+		g.last = time.Now()
+		send()
 	})
+}
+
+// stop cancels a deferred request.
+func (g *kfGate) stop() {
+	g.mu.Lock()
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.pending = false
+	g.mu.Unlock()
 }
 
 func (p *Producer) sendPLI(l *layer) {
@@ -558,12 +611,8 @@ func (p *Producer) Close() {
 	p.onClose = nil
 	p.mu.Unlock()
 	for i := range p.layers {
-		l := &p.layers[i]
-		l.kfMu.Lock()
-		if l.timer != nil {
-			l.timer.Stop()
-		}
-		l.kfMu.Unlock()
+		p.layers[i].kf.stop()
+		p.layers[i].relayKF.stop()
 	}
 	for _, c := range cs {
 		c.Close()

@@ -20,6 +20,7 @@ type Router struct {
 	closed     bool
 	observers  map[int]func(*Producer)
 	nextObs    int
+	pipes      map[*PipeTransport]struct{} // pipe.go
 
 	quit chan struct{}
 	done chan struct{}
@@ -129,7 +130,8 @@ func (r *Router) removeTransport(t *Transport) {
 	r.mu.Unlock()
 }
 
-// Close closes every transport (and so every producer and consumer).
+// Close closes every pipe and transport (and so every producer and
+// consumer).
 func (r *Router) Close() {
 	r.mu.Lock()
 	if r.closed {
@@ -141,7 +143,14 @@ func (r *Router) Close() {
 	for _, t := range r.transports {
 		ts = append(ts, t)
 	}
+	pipes := make([]*PipeTransport, 0, len(r.pipes))
+	for t := range r.pipes {
+		pipes = append(pipes, t)
+	}
 	r.mu.Unlock()
+	for _, t := range pipes {
+		t.Close()
+	}
 	close(r.quit)
 	<-r.done
 	for _, t := range ts {

@@ -124,11 +124,7 @@ func temporalRig(t *testing.T, layers int) (*Producer, *Consumer, *recordingWrit
 	p.consumers.Store(&next)
 	t.Cleanup(func() {
 		for i := range p.layers {
-			p.layers[i].kfMu.Lock()
-			if p.layers[i].timer != nil {
-				p.layers[i].timer.Stop()
-			}
-			p.layers[i].kfMu.Unlock()
+			p.layers[i].kf.stop()
 		}
 	})
 	return p, c, w
