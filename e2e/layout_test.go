@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -152,7 +153,7 @@ func TestLayout(t *testing.T) {
 				tb.fits(t, "room", `#unmute-all`)
 				tb.shot(t, dir, s.name+"-room-muted")
 				tb.do(t, chromedp.Click(chromedp.CSS(`#unmute-all`)))
-				waitUntil(t, 3*time.Second, "a tap unmutes", func() (bool, string) {
+				testenv.EventuallyState(t, 3*time.Second, "a tap unmutes", func() (bool, string) {
 					var r struct {
 						Button bool `json:"button"`
 						Muted  bool `json:"muted"`

@@ -3,8 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
-	"strings"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,26 +20,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// start runs a server on loopback and returns its /ws URL.
+// start runs a server on loopback (servertest) and returns its /ws URL.
 func start(t *testing.T, edit func(*config.Config)) (*server.Server, string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICELoopbackOnly = true
-	if edit != nil {
-		edit(&cfg)
-	}
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		_ = srv.Close()
-		hs.Close()
-	})
-	return srv, "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	s := servertest.Start(t, servertest.WithConfig(edit))
+	return s.Server, s.WS
 }
 
 func dial(t *testing.T, url string, o testpeer.Options) *testpeer.Client {

@@ -6,9 +6,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"image/png"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,23 +24,12 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// freeLoopbackPort returns a TCP port free on 127.0.0.1.
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // runServer runs a whole server (Run, not just its handler) on loopback
 // and returns it with its HTTPS port and the CA it serves.
 func runServer(t *testing.T, edit func(*config.Config)) (*server.Server, int, *x509.CertPool) {
 	t.Helper()
 	t.Setenv("CAROOT", t.TempDir()) // not this machine's mkcert CA
-	https, plain := freeLoopbackPort(t), freeLoopbackPort(t)
+	https, plain := testenv.FreePort(t), testenv.FreePort(t)
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = "127.0.0.1:" + strconv.Itoa(https)

@@ -2,9 +2,8 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"math"
 	"net/http"
 	"strings"
@@ -109,25 +108,7 @@ var httpc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 // api calls the admin API and decodes the JSON answer into out.
 func api(t *testing.T, srvURL, key, method, path, body string, out any) int {
 	t.Helper()
-	req, err := http.NewRequest(method, srvURL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
-	return resp.StatusCode
+	return servertest.NewClient(t, srvURL, key).Call(method, path, body, out)
 }
 
 // checkRecording asserts that path is h264+aac of about want seconds that

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"net"
 	"net/http"
 	"os"
@@ -29,17 +30,8 @@ type recServer struct {
 
 func startHTTP(t *testing.T, edit func(*config.Config)) *recServer {
 	t.Helper()
-	rs := &recServer{}
-	srv, wsURL := start(t, func(c *config.Config) {
-		c.RecordMinFreeMB = 1
-		rs.dataDir = c.DataDir
-		if edit != nil {
-			edit(c)
-		}
-	})
-	rs.Server, rs.ws = srv, wsURL
-	rs.base = "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
-	return rs
+	s := servertest.Start(t, servertest.WithConfig(edit))
+	return &recServer{Server: s.Server, base: s.URL, ws: s.WS, dataDir: s.Config.DataDir}
 }
 
 func (rs *recServer) recDir(room, id string) string {

@@ -21,7 +21,7 @@ import (
 // the same top directory (recorder/hls → recorder/h264); nothing else.
 // "x/..." names x and the packages under it, "x/*" those under it only.
 var picture = [][]string{
-	{"cmd/...", "bench/...", "e2e/..."},
+	{"cmd/...", "bench/...", "e2e/...", "server/servertest"},
 	{"server"},
 	{"signaling", "whip", "metrics"},
 	{"room", "recorder"},
@@ -262,6 +262,8 @@ func TestCheckerCatches(t *testing.T) {
 		{p("e2e", "server", "web"), ""},
 		{p("cmd/matinee", "server", "recorder/play"), ""},
 		{p("internal/testpeer", "room"), "internal/testpeer imports room, which the picture puts above it"},
+		{p("server/servertest", "server", "config", "internal/testenv"), ""},
+		{p("internal/testenv", "server/servertest"), "internal/testenv imports server/servertest, which the picture puts above it"},
 	}
 	for _, c := range cases {
 		got := checkImports(mod, []pkg{c.pkg})
