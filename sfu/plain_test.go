@@ -157,7 +157,7 @@ func TestPlainTransportRoundTrip(t *testing.T) {
 	}
 
 	// A PLI from the receiver reaches the sender, for the sender's SSRC.
-	time.Sleep(KeyframeInterval)
+	time.Sleep(DefaultKeyframeInterval)
 	pli, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: c.ssrc}})
 	outRTP, outRTCP := out.Tuple()
 	if outRTP.Port == outRTCP.Port {

@@ -26,12 +26,6 @@ const (
 	KindVideo Kind = "video"
 )
 
-// KeyframeInterval is the shortest time between two keyframe requests sent
-// to one publisher's layer: subscribers' PLIs and FIRs within it are
-// coalesced into one, since each keyframe costs the publisher a burst of
-// bits and every subscriber benefits from it.
-const KeyframeInterval = 500 * time.Millisecond
-
 // maxLayers is the number of simulcast layers a producer tracks.
 const maxLayers = 3
 
@@ -92,7 +86,7 @@ type layer struct {
 	kfMu         sync.Mutex
 	lastRequest  time.Time
 	pending      bool
-	timer        *time.Timer
+	timer        Timer
 	lastKeyframe atomic.Int64 // unix nanoseconds
 
 	srMu    sync.Mutex
@@ -482,9 +476,29 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 	}
 }
 
+// keyframePacing returns the worker's clock and keyframe interval
+// (WorkerConfig), or the defaults where a test made the producer, or its
+// worker, without NewWorker.
+func (p *Producer) keyframePacing() (Clock, time.Duration) {
+	var clock Clock = systemClock{}
+	interval := DefaultKeyframeInterval
+	if t := p.transport; t != nil && t.router != nil && t.router.w != nil {
+		if c := t.router.w.cfg.Clock; c != nil {
+			clock = c
+		}
+		if d := t.router.w.cfg.KeyframeInterval; d > 0 {
+			interval = d
+		}
+	}
+	return clock, interval
+}
+
 // RequestKeyframe asks the publisher for a keyframe on a layer, at most
-// once per KeyframeInterval: a request inside the interval is sent when it
-// ends, unless a keyframe arrived meanwhile.
+// once per keyframe interval (WorkerConfig.KeyframeInterval): the
+// subscribers' PLIs and FIRs within it are coalesced into one, since each
+// keyframe costs the publisher a burst of bits and every subscriber
+// benefits from it. A request inside the interval is sent when it ends,
+// unless a keyframe arrived meanwhile.
 func (p *Producer) RequestKeyframe(idx int) {
 	if p.kind != KindVideo || idx < 0 || idx >= maxLayers {
 		return
@@ -495,9 +509,10 @@ func (p *Producer) RequestKeyframe(idx int) {
 	if p.isClosed() {
 		return
 	}
-	now := time.Now()
+	clock, interval := p.keyframePacing()
+	now := clock.Now()
 	since := now.Sub(l.lastRequest)
-	if since >= KeyframeInterval {
+	if since >= interval {
 		// Send now; a deferred request is covered by this one.
 		if l.timer != nil {
 			l.timer.Stop()
@@ -512,7 +527,7 @@ func (p *Producer) RequestKeyframe(idx int) {
 	}
 	l.pending = true
 	asked := now
-	l.timer = time.AfterFunc(KeyframeInterval-since, func() {
+	l.timer = clock.AfterFunc(interval-since, func() {
 		l.kfMu.Lock()
 		defer l.kfMu.Unlock()
 		if !l.pending {
@@ -522,7 +537,7 @@ func (p *Producer) RequestKeyframe(idx int) {
 		if p.isClosed() || l.lastKeyframe.Load() > asked.UnixNano() {
 			return
 		}
-		l.lastRequest = time.Now()
+		l.lastRequest = clock.Now()
 		p.sendPLI(l)
 	})
 }

@@ -137,7 +137,7 @@ func TestSSRCSimulcast(t *testing.T) {
 	// Each layer's keyframe request must reach its own SSRC. Wait out the
 	// coalescing interval first so the request goes out at once.
 	for i := range ladder {
-		time.Sleep(sfu.KeyframeInterval)
+		time.Sleep(sfu.DefaultKeyframeInterval)
 		before := rig.pub.plis[i].Load()
 		rig.p.RequestKeyframe(i)
 		if !waitFor(2*time.Second, func() bool { return rig.pub.plis[i].Load() > before }) {
