@@ -376,8 +376,16 @@ func TestWHIPWHEPInterop(t *testing.T) {
 
 	// Metrics move while media flows.
 	m1 := scrape(t, base)
-	time.Sleep(1200 * time.Millisecond)
-	m2 := scrape(t, base)
+	var m2 map[string]float64
+	testenv.Within(5*time.Second, func() bool {
+		m2 = scrape(t, base)
+		for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total", "matinee_rtcp_intake_packets_total"} {
+			if m2[name] <= m1[name] {
+				return false
+			}
+		}
+		return true
+	})
 	for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total"} {
 		if m2[name] <= m1[name] {
 			t.Errorf("%s did not grow: %v then %v", name, m1[name], m2[name])
