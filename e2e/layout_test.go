@@ -165,8 +165,7 @@ func TestLayout(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			tb.mustEval(t, `document.getElementById('stats-toggle').click(), true`, nil)
-			time.Sleep(1500 * time.Millisecond) // a stats tick
+			showStats(t, tb)
 			tb.shot(t, dir, s.name+"-room")
 
 			tb.mustEval(t, `(() => {
@@ -180,11 +179,22 @@ func TestLayout(t *testing.T) {
 		})
 	}
 	// The sharer's own view: the stage says so, the preview is small.
-	host.mustEval(t, `document.getElementById('stats-toggle').click(), true`, nil)
-	time.Sleep(1500 * time.Millisecond)
+	showStats(t, host)
 	host.fits(t, "sharer", `[data-testid=stop-share]`, `[data-testid=local-video]`)
 	host.shot(t, dir, "desktop-sharer")
 	t.Logf("screenshots in %s", dir)
+}
+
+// showStats turns the tiles' statistics on and waits for a stats tick to
+// fill one in, for the screenshot.
+func showStats(t *testing.T, tb *tab) {
+	t.Helper()
+	tb.mustEval(t, `document.getElementById('stats-toggle').click(), true`, nil)
+	testenv.EventuallyState(t, 5*time.Second, tb.name+" shows a tile's statistics", func() (bool, string) {
+		var n int
+		err := tb.eval(`[...document.querySelectorAll('.tile-stats')].filter(e => !e.hidden && e.textContent !== '').length`, &n)
+		return err == nil && n > 0, fmt.Sprintf("%d tiles with statistics (%v)", n, err)
+	})
 }
 
 // phoneAutoplayPolicy makes media elements refuse to play with sound until

@@ -489,16 +489,18 @@ func TestSyncedPlayback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
-	after, err := readPlayers(tabs[:2])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range after {
-		if !v.Waiting || !v.Paused || math.Abs(v.Pos-before[i].Pos) > 0.001 {
-			t.Errorf("%s does not hold: %+v then %+v", tabs[i].name, before[i], v)
+	testenv.Hold(t, 1500*time.Millisecond, "the others hold, paused where they were, while Cy buffers", func() (bool, string) {
+		after, err := readPlayers(tabs[:2])
+		if err != nil {
+			return false, err.Error()
 		}
-	}
+		for i, v := range after {
+			if !v.Waiting || !v.Paused || math.Abs(v.Pos-before[i].Pos) > 0.001 {
+				return false, fmt.Sprintf("%s: %+v then %+v", tabs[i].name, before[i], v)
+			}
+		}
+		return true, ""
+	})
 	release := time.Now()
 	stall.set(false)
 	stats.measure(t, "resume after Cy buffered", tabs, release, 3500*time.Millisecond, func(v playerView) bool {

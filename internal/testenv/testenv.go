@@ -62,6 +62,23 @@ func EventuallyState(t testing.TB, timeout time.Duration, what string, check fun
 	return d
 }
 
+// Hold fails the test as soon as check stops holding during d: for what
+// must stay true for a while (a page that must not come back, a player
+// that must stay paused), checked all along rather than once after a
+// sleep.
+func Hold(t testing.TB, d time.Duration, what string, check func() (ok bool, state string)) {
+	t.Helper()
+	for end := time.Now().Add(d); ; {
+		if ok, state := check(); !ok {
+			t.Fatalf("%s: stopped holding; state: %s", what, state)
+		}
+		if time.Now().After(end) {
+			return
+		}
+		time.Sleep(Tick)
+	}
+}
+
 // Within reports whether cond holds within timeout, for a test that
 // reports the failure its own way.
 func Within(timeout time.Duration, cond func() bool) bool {
