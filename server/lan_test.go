@@ -57,18 +57,15 @@ func runServer(t *testing.T, edit func(*config.Config)) (*server.Server, int, *x
 		_ = srv.Close()
 	})
 	var caPEM []byte
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testenv.EventuallyState(t, 10*time.Second, "the server's plain listener up", func() (bool, string) {
 		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(plain) + "/ca.crt")
-		if err == nil {
-			caPEM, _ = io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			break
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not up: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		caPEM, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		return true, ""
+	})
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("no CA from /ca.crt: %q", caPEM)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"github.com/matinee-dev/matinee/server/servertest"
 	"math"
 	"net/http"
@@ -158,15 +159,11 @@ func fmtOffsets(o []float64) string {
 // waitRecording polls a recording until cond holds.
 func waitRecording(t *testing.T, srvURL, key, room, id string, within time.Duration, cond func(recorder.Info) bool) recorder.Info {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	var in recorder.Info
-	for time.Now().Before(deadline) {
+	testenv.EventuallyState(t, within, "recording "+id, func() (bool, string) {
+		in = recorder.Info{}
 		api(t, srvURL, key, "GET", "/api/rooms/"+room+"/recordings/"+id, "", &in)
-		if cond(in) {
-			return in
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("recording %s: condition not met within %v: %+v", id, within, in)
+		return cond(in), fmt.Sprintf("%+v", in)
+	})
 	return in
 }

@@ -243,14 +243,9 @@ func continuous(pkts []received) error {
 // the span received by now has no hole, or d has passed.
 func settledContinuous(d time.Duration, pkts func() []received) error {
 	n := len(pkts())
-	deadline := time.Now().Add(d)
-	for {
-		err := spanRepaired(pkts(), n)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var err error
+	testenv.Within(d, func() bool { err = spanRepaired(pkts(), n); return err == nil })
+	return err
 }
 
 // spanRepaired checks that all sequence numbers between the lowest and the

@@ -71,6 +71,7 @@ func Hold(t testing.TB, d time.Duration, what string, check func() (ok bool, sta
 	for end := time.Now().Add(d); ; {
 		if ok, state := check(); !ok {
 			t.Fatalf("%s: stopped holding; state: %s", what, state)
+			return
 		}
 		if time.Now().After(end) {
 			return

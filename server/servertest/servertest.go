@@ -57,8 +57,10 @@ func WithRTMP() Option { return func(o *options) { o.rtmp = true } }
 
 // Config is the configuration Start begins with: config.Default() with
 // its data in a fresh directory, media and ICE on loopback only, the UDP
-// port and every other listener's chosen by the system, and recordings
-// allowed whatever the disk's free space (tests of that limit set it).
+// and RTMP ports chosen by the system, no ICE-TCP, and recordings allowed
+// whatever the disk's free space (tests of that limit set it). The HTTP
+// and HTTPS addresses keep their defaults: Start serves the handler on
+// httptest's port instead, and never binds them.
 func Config(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
