@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/internal/testpeer"
 	"github.com/matinee-dev/matinee/server/servertest"
 	"net/http"
 	"os/exec"
@@ -106,18 +107,13 @@ func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
 			}
 		}()
 	})
-	offer, err := pc.CreateOffer(nil)
+	offer, err := testpeer.GatheredOffer(pc, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sess, err := whip.Offer(ctx, nil, base+"/whep/"+roomID, token, pc.LocalDescription().SDP)
+	sess, err := whip.Offer(ctx, nil, base+"/whep/"+roomID, token, offer)
 	if err != nil {
 		t.Fatalf("whep offer: %v", err)
 	}

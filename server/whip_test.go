@@ -48,20 +48,11 @@ func newPCWith(t *testing.T, o testpeer.Options) *webrtc.PeerConnection {
 // client without trickle sends it.
 func offerGathered(t *testing.T, pc *webrtc.PeerConnection) string {
 	t.Helper()
-	offer, err := pc.CreateOffer(nil)
+	offer, err := testpeer.GatheredOffer(pc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("ICE gathering did not complete")
-	}
-	return pc.LocalDescription().SDP
+	return offer
 }
 
 // whipPublisher is a pion WHIP client sending simulcast VP8 and Opus.

@@ -184,20 +184,11 @@ func newPC(t *testing.T) *webrtc.PeerConnection {
 // client that does not trickle sends it.
 func gatheredOffer(t *testing.T, pc *webrtc.PeerConnection) string {
 	t.Helper()
-	offer, err := pc.CreateOffer(nil)
+	offer, err := testpeer.GatheredOffer(pc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("ICE gathering did not complete")
-	}
-	return pc.LocalDescription().SDP
+	return offer
 }
 
 // TestOfferRefusals: what an offer can get wrong, and the status, error
