@@ -474,28 +474,9 @@ func TestWHIPWHEPInterop(t *testing.T) {
 	})
 }
 
-func do(t *testing.T, method, url, ctype, token, body string, hdr ...string) *http.Response {
+func do(t *testing.T, method, url, ctype, token, body string, hdr ...string) testenv.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
+	return testenv.Request(t, method, url, ctype, token, body, hdr...)
 }
 
 // TestWHIPErrors checks the protocol's error answers, CORS and trickle.

@@ -3,7 +3,6 @@ package whip_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -102,57 +101,26 @@ func (r *rig) lastAccess() whip.Access {
 	return r.asked[len(r.asked)-1]
 }
 
-// answer is one HTTP exchange.
-type answer struct {
-	status int
-	header http.Header
-	body   string
-}
-
-var httpc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
-func send(t *testing.T, method, url, ctype, token, body string, hdr ...string) answer {
+func send(t *testing.T, method, url, ctype, token, body string, hdr ...string) testenv.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{resp.StatusCode, resp.Header, string(b)}
+	return testenv.Request(t, method, url, ctype, token, body, hdr...)
 }
 
 // wantError checks status, the one error shape, its code and CORS.
-func wantError(t *testing.T, what string, a answer, status int, code, contains string) {
+func wantError(t *testing.T, what string, a testenv.Response, status int, code, contains string) {
 	t.Helper()
 	var e struct {
 		Error struct{ Code, Message string } `json:"error"`
 	}
-	if err := json.Unmarshal([]byte(a.body), &e); err != nil {
-		t.Errorf("%s: body %q is not the error shape: %v", what, a.body, err)
+	if err := json.Unmarshal([]byte(a.Body), &e); err != nil {
+		t.Errorf("%s: body %q is not the error shape: %v", what, a.Body, err)
 		return
 	}
-	if a.status != status || e.Error.Code != code || !strings.Contains(e.Error.Message, contains) {
-		t.Errorf("%s: %d %s %q, want %d %s containing %q", what, a.status, e.Error.Code, e.Error.Message, status, code, contains)
+	if a.StatusCode != status || e.Error.Code != code || !strings.Contains(e.Error.Message, contains) {
+		t.Errorf("%s: %d %s %q, want %d %s containing %q", what, a.StatusCode, e.Error.Code, e.Error.Message, status, code, contains)
 	}
-	if a.header.Get("Content-Type") != "application/json" || a.header.Get("Access-Control-Allow-Origin") != "*" {
-		t.Errorf("%s: headers %v, want JSON with CORS", what, a.header)
+	if a.Header.Get("Content-Type") != "application/json" || a.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("%s: headers %v, want JSON with CORS", what, a.Header)
 	}
 }
 
@@ -223,16 +191,16 @@ func TestOfferRefusals(t *testing.T) {
 		wantError(t, c.name, a, c.status, c.code, c.contains)
 		switch c.status {
 		case 401:
-			if a.header.Get("WWW-Authenticate") == "" {
+			if a.Header.Get("WWW-Authenticate") == "" {
 				t.Errorf("%s: 401 without WWW-Authenticate", c.name)
 			}
 		case 405:
-			if a.header.Get("Allow") != c.contains {
-				t.Errorf("%s: Allow %q, want %q", c.name, a.header.Get("Allow"), c.contains)
+			if a.Header.Get("Allow") != c.contains {
+				t.Errorf("%s: Allow %q, want %q", c.name, a.Header.Get("Allow"), c.contains)
 			}
 		case 415:
-			if a.header.Get("Accept") != sdpType {
-				t.Errorf("%s: Accept %q, want %q", c.name, a.header.Get("Accept"), sdpType)
+			if a.Header.Get("Accept") != sdpType {
+				t.Errorf("%s: Accept %q, want %q", c.name, a.Header.Get("Accept"), sdpType)
 			}
 		}
 	}
@@ -247,12 +215,12 @@ func TestOfferRefusals(t *testing.T) {
 
 	// Preflight of the endpoint and of a session.
 	a := send(t, "OPTIONS", r.base+"/whip/party", "", "", "", "Origin", "https://studio.example", "Access-Control-Request-Method", "POST")
-	if a.status != 204 || a.header.Get("Accept-Post") != sdpType || !strings.Contains(a.header.Get("Access-Control-Allow-Headers"), "If-Match") {
-		t.Errorf("endpoint preflight: %d %v", a.status, a.header)
+	if a.StatusCode != 204 || a.Header.Get("Accept-Post") != sdpType || !strings.Contains(a.Header.Get("Access-Control-Allow-Headers"), "If-Match") {
+		t.Errorf("endpoint preflight: %d %v", a.StatusCode, a.Header)
 	}
 	a = send(t, "OPTIONS", r.base+"/whip/party/0123", "", "", "")
-	if a.status != 204 || a.header.Get("Accept-Patch") != whip.ContentTypeSDPFrag || a.header.Get("Allow") != "PATCH, DELETE, OPTIONS" {
-		t.Errorf("session preflight: %d %v", a.status, a.header)
+	if a.StatusCode != 204 || a.Header.Get("Accept-Patch") != whip.ContentTypeSDPFrag || a.Header.Get("Allow") != "PATCH, DELETE, OPTIONS" {
+		t.Errorf("session preflight: %d %v", a.StatusCode, a.Header)
 	}
 
 	// WHEP turned off, and a closed handler.
@@ -283,28 +251,28 @@ func TestSessionLifecycle(t *testing.T) {
 	go video.ServeRTCP(sender)
 	offer := gatheredOffer(t, pub)
 	a := send(t, "POST", r.base+"/whip/stage?name=Studio", whip.ContentTypeSDP, adminToken, offer)
-	if a.status != http.StatusCreated || a.header.Get("Content-Type") != whip.ContentTypeSDP {
-		t.Fatalf("publish: %d %s %q", a.status, a.header.Get("Content-Type"), a.body)
+	if a.StatusCode != http.StatusCreated || a.Header.Get("Content-Type") != whip.ContentTypeSDP {
+		t.Fatalf("publish: %d %s %q", a.StatusCode, a.Header.Get("Content-Type"), a.Body)
 	}
-	loc := a.header.Get("Location")
+	loc := a.Header.Get("Location")
 	if !regexp.MustCompile(`^/whip/stage/[0-9a-f]{32}$`).MatchString(loc) {
 		t.Fatalf("Location %q, want /whip/stage/<32 hex>", loc)
 	}
-	etag := a.header.Get("ETag")
+	etag := a.Header.Get("ETag")
 	if !regexp.MustCompile(`^"[0-9a-f]{16}"$`).MatchString(etag) {
 		t.Errorf("ETag %q, want a quoted tag", etag)
 	}
-	if a.header.Get("Accept-Patch") != whip.ContentTypeSDPFrag || a.header.Get("Access-Control-Allow-Origin") != "*" {
-		t.Errorf("answer headers %v", a.header)
+	if a.Header.Get("Accept-Patch") != whip.ContentTypeSDPFrag || a.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("answer headers %v", a.Header)
 	}
-	if l := a.header.Values("Link"); len(l) != 1 || l[0] != `<turn:turn.example:3478>; rel="ice-server"; username="u"; credential="p"; credential-type="password"` {
+	if l := a.Header.Values("Link"); len(l) != 1 || l[0] != `<turn:turn.example:3478>; rel="ice-server"; username="u"; credential="p"; credential-type="password"` {
 		t.Errorf("Link %q", l)
 	}
 	var ans sdp.SessionDescription
-	if err := ans.UnmarshalString(a.body); err != nil || len(ans.MediaDescriptions) != 1 {
-		t.Fatalf("answer: %v, %d media sections\n%s", err, len(ans.MediaDescriptions), a.body)
+	if err := ans.UnmarshalString(a.Body); err != nil || len(ans.MediaDescriptions) != 1 {
+		t.Fatalf("answer: %v, %d media sections\n%s", err, len(ans.MediaDescriptions), a.Body)
 	}
-	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.body}); err != nil {
+	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.Body}); err != nil {
 		t.Fatalf("publisher: set answer: %v", err)
 	}
 	stop := make(chan struct{})
@@ -343,10 +311,10 @@ func TestSessionLifecycle(t *testing.T) {
 		}
 	})
 	va := send(t, "POST", r.base+"/whep/stage", whip.ContentTypeSDP, "guest", vOffer)
-	if va.status != http.StatusCreated || !strings.HasPrefix(va.header.Get("Location"), "/whep/stage/") {
-		t.Fatalf("watch: %d %v %q", va.status, va.header, va.body)
+	if va.StatusCode != http.StatusCreated || !strings.HasPrefix(va.Header.Get("Location"), "/whep/stage/") {
+		t.Fatalf("watch: %d %v %q", va.StatusCode, va.Header, va.Body)
 	}
-	if err := view.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: va.body}); err != nil {
+	if err := view.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: va.Body}); err != nil {
 		t.Fatalf("viewer: set answer: %v", err)
 	}
 	if w, v := r.h.Sessions(); w != 1 || v != 1 {
@@ -375,15 +343,15 @@ func TestSessionLifecycle(t *testing.T) {
 	wantError(t, "PATCH wrong If-Match", send(t, "PATCH", session, whip.ContentTypeSDPFrag, "", "a=ice-ufrag:"+ufrag+"\r\n", "If-Match", `"stale"`), 412, "precondition_failed", "If-Match")
 	wantError(t, "PATCH new ufrag without If-Match: *", send(t, "PATCH", session, whip.ContentTypeSDPFrag, "", "a=ice-ufrag:fresh\r\na=ice-pwd:0123456789abcdef0123456789\r\n", "If-Match", etag), 428, "precondition_required", "If-Match: *")
 	wantError(t, "PATCH wrong content type", send(t, "PATCH", session, whip.ContentTypeSDP, "", "a=ice-ufrag:"+ufrag+"\r\n"), 415, "unsupported_media_type", whip.ContentTypeSDPFrag)
-	if a := send(t, "PATCH", session, whip.ContentTypeSDPFrag, "", "a=ice-ufrag:"+ufrag+"\r\n", "If-Match", etag); a.status != http.StatusNoContent {
-		t.Errorf("PATCH with the session's ufrag and no candidate: %d %q, want 204", a.status, a.body)
+	if a := send(t, "PATCH", session, whip.ContentTypeSDPFrag, "", "a=ice-ufrag:"+ufrag+"\r\n", "If-Match", etag); a.StatusCode != http.StatusNoContent {
+		t.Errorf("PATCH with the session's ufrag and no candidate: %d %q, want 204", a.StatusCode, a.Body)
 	}
 
 	// DELETE: only under its own kind and room, then once. The viewer
 	// first: the room, and its stage, end with its last member.
-	vloc := r.base + va.header.Get("Location")
-	if a := send(t, "DELETE", vloc, "", "", ""); a.status != http.StatusOK {
-		t.Fatalf("viewer DELETE: %d %q", a.status, a.body)
+	vloc := r.base + va.Header.Get("Location")
+	if a := send(t, "DELETE", vloc, "", "", ""); a.StatusCode != http.StatusOK {
+		t.Fatalf("viewer DELETE: %d %q", a.StatusCode, a.Body)
 	}
 	wantError(t, "viewer DELETE again", send(t, "DELETE", vloc, "", "", ""), 404, "not_found", "no such session")
 	if w, v := r.h.Sessions(); w != 1 || v != 0 {
@@ -391,8 +359,8 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 	wantError(t, "DELETE under /whep/", send(t, "DELETE", r.base+strings.Replace(loc, "/whip/", "/whep/", 1), "", "", ""), 404, "not_found", "no such session")
 	wantError(t, "DELETE under another room", send(t, "DELETE", r.base+strings.Replace(loc, "/stage/", "/other/", 1), "", "", ""), 404, "not_found", "no such session")
-	if a := send(t, "DELETE", session, "", "", ""); a.status != http.StatusOK {
-		t.Fatalf("DELETE: %d %q", a.status, a.body)
+	if a := send(t, "DELETE", session, "", "", ""); a.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %d %q", a.StatusCode, a.Body)
 	}
 	wantError(t, "DELETE again", send(t, "DELETE", session, "", "", ""), 404, "not_found", "no such session")
 	testenv.Eventually(t, 5*time.Second, "the publisher gone from the room", func() bool { return len(rm.Peers()) == 0 })

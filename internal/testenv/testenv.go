@@ -9,8 +9,10 @@ package testenv
 
 import (
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -109,6 +111,52 @@ func FreePort(t testing.TB) int {
 	}
 	t.Fatal("no free port between 20000 and 32000 after 50 tries")
 	return 0
+}
+
+// Response is an HTTP answer with its body read.
+type Response struct {
+	StatusCode int
+	Header     http.Header
+	Body       string
+}
+
+// plainHTTP keeps no connection alive: an idle one would outlive the test
+// and goleak would see its goroutines.
+var plainHTTP = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// Request sends method to url with body ("" for none), a Content-Type
+// when ctype is not "", a bearer token when token is not "" and the
+// header name/value pairs of hdr, and returns the answer. Only a failure
+// to send fails the test.
+func Request(t testing.TB, method, url, ctype, token, body string, hdr ...string) Response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := plainHTTP.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: string(b)}
 }
 
 // Need skips the test with why, or fails it under CI=true, where every

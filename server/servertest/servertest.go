@@ -10,10 +10,8 @@
 package servertest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"github.com/matinee-dev/matinee/server"
 )
 
@@ -119,10 +118,6 @@ func Start(t testing.TB, opts ...Option) *Server {
 	return s
 }
 
-// httpClient keeps no connection alive: an idle one would outlive the
-// test, and goleak would see its goroutines.
-var httpClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
 // Client sends REST requests to a server.
 type Client struct {
 	t    testing.TB
@@ -148,46 +143,30 @@ func (c *Client) WithKey(key string) *Client {
 
 // Do sends a request to path (under the base URL). body is nil, a string
 // or []byte (sent as is; "" is no body) or any other value (sent as
-// JSON). It returns the
-// status, headers and body; only a failure to send fails the test.
+// JSON). It returns the status, headers and body; only a failure to send
+// fails the test.
 func (c *Client) Do(method, path string, body any) (int, http.Header, []byte) {
 	c.t.Helper()
-	var rd io.Reader
+	var raw string
 	switch b := body.(type) {
 	case nil:
 	case string:
-		if b != "" {
-			rd = strings.NewReader(b)
-		}
+		raw = b
 	case []byte:
-		rd = bytes.NewReader(b)
+		raw = string(b)
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
 			c.t.Fatalf("%s %s: encode body: %v", method, path, err)
 		}
-		rd = bytes.NewReader(j)
+		raw = string(j)
 	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
+	ctype := ""
+	if raw != "" {
+		ctype = "application/json"
 	}
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return resp.StatusCode, resp.Header, b
+	r := testenv.Request(c.t, method, c.base+path, ctype, c.key, raw)
+	return r.StatusCode, r.Header, []byte(r.Body)
 }
 
 // Call sends a request and decodes a non-empty answer into out (when out
