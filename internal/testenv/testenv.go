@@ -1,7 +1,8 @@
 // Package testenv is what tests of every layer share about waiting and
 // about the machine: Eventually (poll a condition with a deadline instead
-// of sleeping), a free port, and finding Chromium or another tool, which a
-// test skips without but CI (CI=true) never does.
+// of sleeping) and Hold (check what must stay true for a while), an HTTP
+// request helper, a free port, and finding Chromium or another tool,
+// which a test skips without but CI (CI=true) never does.
 //
 // It imports nothing of the module, so that sfu's own tests can use it;
 // starting a whole server is server/servertest's job.
