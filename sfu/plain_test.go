@@ -3,6 +3,7 @@ package sfu
 import (
 	"bytes"
 	"context"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
@@ -222,10 +223,9 @@ func TestPlainTransportWithFFmpeg(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	// A free even port pair for the receiving ffmpeg.
-	probe := udp(t)
-	port := probe.LocalAddr().(*net.UDPAddr).Port &^ 1
-	probe.Close()
+	// A free even port pair for the receiving ffmpeg, below the
+	// ephemeral range that other sockets take ports from.
+	port := testenv.FreeUDPPair(t)
 	if err := out.Connect(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, nil); err != nil {
 		t.Fatal(err)
 	}

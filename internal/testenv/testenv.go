@@ -114,6 +114,29 @@ func FreePort(t testing.TB) int {
 	return 0
 }
 
+// FreeUDPPair returns an even port p with p and p+1 free for UDP on
+// loopback, drawn as FreePort draws: RTP and RTCP for a receiver without
+// rtcp-mux (ffmpeg reading an SDP binds both).
+func FreeUDPPair(t testing.TB) int {
+	t.Helper()
+	for range 50 {
+		p := FreePort(t) &^ 1
+		a, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p+1))
+		_ = a.Close()
+		if err != nil {
+			continue
+		}
+		_ = b.Close()
+		return p
+	}
+	t.Fatal("no free even UDP port pair between 20000 and 32000 after 50 tries")
+	return 0
+}
+
 // Response is an HTTP answer with its body read.
 type Response struct {
 	StatusCode int

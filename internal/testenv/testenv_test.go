@@ -71,4 +71,15 @@ func TestFreePort(t *testing.T) {
 		t.Fatalf("port %d not free for UDP: %v", p, err)
 	}
 	_ = u.Close()
+	pair := FreeUDPPair(t)
+	for _, p := range []int{pair, pair + 1} {
+		c, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Fatalf("pair %d: port %d not free for UDP: %v", pair, p, err)
+		}
+		_ = c.Close()
+	}
+	if pair%2 != 0 {
+		t.Fatalf("pair starts at odd port %d", pair)
+	}
 }
