@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +53,7 @@ func readMovies(tabs []*tab) ([]movieView, error) {
 func waitMovies(t *testing.T, tabs []*tab, timeout time.Duration, what string, ok func(i int, v movieView) bool) []movieView {
 	t.Helper()
 	var last []movieView
-	waitUntil(t, timeout, what, func() (bool, string) {
+	testenv.EventuallyState(t, timeout, what, func() (bool, string) {
 		vs, err := readMovies(tabs)
 		if err != nil {
 			return false, err.Error()
@@ -209,7 +210,7 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 	  return {showing: on.map((x) => x.language), cues: on.flatMap((x) => [...(x.activeCues || [])].map((c) => c.text)), time: v.currentTime, tracks: ts.length}; })()`
 	waitCues := func(what string, ok func(i int, c cueView) bool) {
 		t.Helper()
-		waitUntil(t, 15*time.Second, what, func() (bool, string) {
+		testenv.EventuallyState(t, 15*time.Second, what, func() (bool, string) {
 			var all []cueView
 			for i, tb := range tabs {
 				var c cueView
@@ -255,7 +256,7 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 	}
 	host.do(t, chromedp.Click(chromedp.CSS(`.tile.movie.on-stage [data-testid=pip]`)))
 	var calls []string
-	waitUntil(t, 5*time.Second, "requestPictureInPicture is called on the player", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "requestPictureInPicture is called on the player", func() (bool, string) {
 		if err := host.eval(`window.__pipCalls`, &calls); err != nil {
 			return false, err.Error()
 		}
@@ -270,7 +271,7 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 	}
 	const pipJS = `({result: window.__pipResult || 'pending', element: document.pictureInPictureElement ? document.pictureInPictureElement.dataset.testid : '',
 	  pressed: document.querySelector('.tile.movie.on-stage [data-testid=pip]').getAttribute('aria-pressed')})`
-	waitUntil(t, 5*time.Second, "the player is in picture-in-picture", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the player is in picture-in-picture", func() (bool, string) {
 		var p pipView
 		if err := host.eval(pipJS, &p); err != nil {
 			return false, err.Error()
@@ -278,7 +279,7 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 		return p.Result == "opened" && p.Element == "player" && p.Pressed == "true", fmt.Sprintf("%+v", p)
 	})
 	host.do(t, chromedp.Click(chromedp.CSS(`.tile.movie.on-stage [data-testid=pip]`)))
-	waitUntil(t, 5*time.Second, "a second press leaves picture-in-picture", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "a second press leaves picture-in-picture", func() (bool, string) {
 		var p pipView
 		if err := host.eval(pipJS, &p); err != nil {
 			return false, err.Error()
@@ -290,7 +291,7 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 	// closes the film, and Bo's share takes the stage.
 	bo.do(t, chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`)))
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=video-stop]`)))
-	waitUntil(t, 15*time.Second, "Bo's share plays on the host's stage", func() (bool, string) {
+	testenv.EventuallyState(t, 15*time.Second, "Bo's share plays on the host's stage", func() (bool, string) {
 		var w int
 		if err := host.eval(`(() => { const v = document.querySelector('.tile.on-stage [data-testid=remote-video]'); return v ? v.videoWidth : -1; })()`, &w); err != nil {
 			return false, err.Error()
@@ -298,7 +299,7 @@ func TestSubtitlesAndPictureInPicture(t *testing.T) {
 		return w > 0, fmt.Sprint("stage video width ", w)
 	})
 	host.do(t, chromedp.Click(chromedp.CSS(`.tile.on-stage [data-testid=pip]`)))
-	waitUntil(t, 5*time.Second, "the share is in picture-in-picture", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the share is in picture-in-picture", func() (bool, string) {
 		var p struct {
 			Calls   []string `json:"calls"`
 			Results []string `json:"results"`

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -57,7 +58,7 @@ func joinAs(t *testing.T, b *browser, name, link string, initScripts ...string) 
 func waitPage(t *testing.T, tb *tab, what string, ok func(pageState) bool) pageState {
 	t.Helper()
 	var last pageState
-	waitUntil(t, 10*time.Second, tb.name+": "+what, func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, tb.name+": "+what, func() (bool, string) {
 		last = tb.state(t)
 		return ok(last), fmt.Sprintf("%+v", last)
 	})
@@ -147,7 +148,7 @@ func TestErrorMessages(t *testing.T) {
 			chromedp.SendKeys(chromedp.CSS(`[data-testid=chat-input]`), "hello"),
 			chromedp.Click(chromedp.CSS(`[data-testid=chat-send]`)),
 		)
-		waitUntil(t, 5*time.Second, "chat answers", func() (bool, string) {
+		testenv.EventuallyState(t, 5*time.Second, "chat answers", func() (bool, string) {
 			var c struct {
 				Messages    int  `json:"messages"`
 				Unavailable bool `json:"unavailable"`

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,7 +21,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/matinee-dev/matinee/config"
-	"github.com/matinee-dev/matinee/server"
 )
 
 // startServer runs a Matinee server with media on loopback only and
@@ -32,56 +31,11 @@ func startServer(t *testing.T, edit func(*config.Config)) string {
 	return startTestServer(t, edit).URL
 }
 
-// testServer is a running server: its base URL, and the server itself for
-// what a test asks it directly (its API key, its rooms).
-type testServer struct {
-	URL string
-	Srv *server.Server
-}
-
-// startTestServer is startServer that also returns the server.
-func startTestServer(t *testing.T, edit func(*config.Config)) *testServer {
+// startTestServer is startServer that also returns the server, for what a
+// test asks it directly (its API key, its rooms).
+func startTestServer(t *testing.T, edit func(*config.Config), opts ...servertest.Option) *servertest.Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICELoopbackOnly = true
-	if edit != nil {
-		edit(&cfg)
-	}
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		// Close the server first: it ends the WebSockets that would keep
-		// httptest's Close waiting.
-		if err := srv.Close(); err != nil {
-			t.Errorf("close server: %v", err)
-		}
-		hs.Close()
-	})
-	return &testServer{URL: hs.URL, Srv: srv}
-}
-
-// chromium finds the browser, or skips the test (never under CI=true).
-func chromium(t *testing.T) string {
-	t.Helper()
-	candidates := []string{os.Getenv("MATINEE_CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"}
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no Chromium found (install the Debian package chromium, or set MATINEE_CHROMIUM); browser tests never skip in CI")
-	}
-	t.Skip("no Chromium found: install the Debian package chromium (or set MATINEE_CHROMIUM) to run the browser tests")
-	return ""
+	return servertest.Start(t, append(opts, servertest.WithConfig(edit))...)
 }
 
 // browser is one Chromium process; each tab gets a browser context of its
@@ -96,7 +50,7 @@ type browser struct {
 
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
-	return launchBrowser(t, chromium(t), t.TempDir())
+	return launchBrowser(t, testenv.Chromium(t), t.TempDir())
 }
 
 // launchBrowser starts the Chromium at execPath with a profile in
@@ -289,33 +243,6 @@ func (tb *tab) mustEval(t *testing.T, expr string, out any) {
 	if err := tb.eval(expr, out); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// poll calls check every 100 ms until it reports done, or returns an
-// error after timeout with the last state check described.
-func poll(timeout time.Duration, what string, check func() (done bool, state string)) (time.Duration, error) {
-	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		done, state := check()
-		if done {
-			return time.Since(start), nil
-		}
-		if time.Now().After(deadline) {
-			return time.Since(start), fmt.Errorf("%s: not within %s; last state: %s", what, timeout, state)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// waitUntil is poll that fails the test.
-func waitUntil(t *testing.T, timeout time.Duration, what string, check func() (done bool, state string)) time.Duration {
-	t.Helper()
-	d, err := poll(timeout, what, check)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // opusFmtp returns the Opus fmtp parameters of the audio m-section with

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestInviteDialog(t *testing.T) {
 		QR    int      `json:"qr"`
 		Hint  string   `json:"hint"`
 	}
-	waitUntil(t, 5*time.Second, "the invite dialog lists join links", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the invite dialog lists join links", func() (bool, string) {
 		if err := a.eval(`(() => ({
 		  links: [...document.querySelectorAll('#invite-links a')].map((x) => x.href),
 		  qr: document.getElementById('invite-qr').hidden ? -1 : document.getElementById('invite-qr').naturalWidth,

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func (tb *tab) press(t *testing.T, key string) {
 func (tb *tab) waitFocus(t *testing.T, what string, ok func(focusView) bool) focusView {
 	t.Helper()
 	var f focusView
-	waitUntil(t, 5*time.Second, what, func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, what, func() (bool, string) {
 		f = focusView{}
 		if err := tb.eval(focusJS, &f); err != nil {
 			return false, err.Error()
@@ -85,7 +86,7 @@ func TestKeyboard(t *testing.T) {
 		ana.mustEval(t, `document.getElementById('copy-link').focus(), true`, nil)
 		ana.press(t, kb.Enter)
 		ana.waitFocus(t, "the invite dialog opens with the focus in it", func(f focusView) bool { return f.Invite && f.Dialog == "invite-dialog" })
-		waitUntil(t, 5*time.Second, "the invite dialog lists the join links", func() (bool, string) {
+		testenv.EventuallyState(t, 5*time.Second, "the invite dialog lists the join links", func() (bool, string) {
 			var n int
 			_ = ana.eval(`document.querySelectorAll('#invite-links a').length`, &n)
 			return n > 0, fmt.Sprint(n)
@@ -109,7 +110,7 @@ func TestKeyboard(t *testing.T) {
 		ana.mustEval(t, `document.getElementById('watch').focus(), true`, nil)
 		ana.press(t, kb.Enter)
 		ana.waitFocus(t, "the picker opens with the focus in it", func(f focusView) bool { return f.Watch && f.Dialog == "watch-dialog" })
-		waitUntil(t, 5*time.Second, "the picker lists the folder", func() (bool, string) {
+		testenv.EventuallyState(t, 5*time.Second, "the picker lists the folder", func() (bool, string) {
 			var n int
 			_ = ana.eval(`document.querySelectorAll('[data-testid=media-item]').length`, &n)
 			return n == 2, fmt.Sprint(n)
@@ -187,7 +188,7 @@ func TestKeyboard(t *testing.T) {
 	t.Run("play and pause keep focus", func(t *testing.T) {
 		ana.do(t, chromedp.Click(chromedp.CSS(`[data-testid=watch-video]`)))
 		ana.do(t, chromedp.Click(chromedp.CSS(`[data-testid=media-item][data-url="/media/Film.mp4"]`)))
-		waitUntil(t, 10*time.Second, "the film loads", func() (bool, string) {
+		testenv.EventuallyState(t, 10*time.Second, "the film loads", func() (bool, string) {
 			v, err := ana.player()
 			return err == nil && v.Ready >= 3, fmt.Sprintf("%+v %v", v, err)
 		})

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -152,7 +153,7 @@ func TestLayout(t *testing.T) {
 				tb.fits(t, "room", `#unmute-all`)
 				tb.shot(t, dir, s.name+"-room-muted")
 				tb.do(t, chromedp.Click(chromedp.CSS(`#unmute-all`)))
-				waitUntil(t, 3*time.Second, "a tap unmutes", func() (bool, string) {
+				testenv.EventuallyState(t, 3*time.Second, "a tap unmutes", func() (bool, string) {
 					var r struct {
 						Button bool `json:"button"`
 						Muted  bool `json:"muted"`
@@ -164,8 +165,7 @@ func TestLayout(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			tb.mustEval(t, `document.getElementById('stats-toggle').click(), true`, nil)
-			time.Sleep(1500 * time.Millisecond) // a stats tick
+			showStats(t, tb)
 			tb.shot(t, dir, s.name+"-room")
 
 			tb.mustEval(t, `(() => {
@@ -179,11 +179,22 @@ func TestLayout(t *testing.T) {
 		})
 	}
 	// The sharer's own view: the stage says so, the preview is small.
-	host.mustEval(t, `document.getElementById('stats-toggle').click(), true`, nil)
-	time.Sleep(1500 * time.Millisecond)
+	showStats(t, host)
 	host.fits(t, "sharer", `[data-testid=stop-share]`, `[data-testid=local-video]`)
 	host.shot(t, dir, "desktop-sharer")
 	t.Logf("screenshots in %s", dir)
+}
+
+// showStats turns the tiles' statistics on and waits for a stats tick to
+// fill one in, for the screenshot.
+func showStats(t *testing.T, tb *tab) {
+	t.Helper()
+	tb.mustEval(t, `document.getElementById('stats-toggle').click(), true`, nil)
+	testenv.EventuallyState(t, 5*time.Second, tb.name+" shows a tile's statistics", func() (bool, string) {
+		var n int
+		err := tb.eval(`[...document.querySelectorAll('.tile-stats')].filter(e => !e.hidden && e.textContent !== '').length`, &n)
+		return err == nil && n > 0, fmt.Sprintf("%d tiles with statistics (%v)", n, err)
+	})
 }
 
 // phoneAutoplayPolicy makes media elements refuse to play with sound until

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"io"
 	"net/http"
 	"strings"
@@ -80,7 +81,7 @@ func TestPagesInAppLook(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			tb.do(t, chromedp.Navigate(base+c.path), chromedp.WaitVisible(chromedp.CSS(`h1`)))
 			var l look
-			waitUntil(t, 5*time.Second, "the page's stylesheet applies", func() (bool, string) {
+			testenv.EventuallyState(t, 5*time.Second, "the page's stylesheet applies", func() (bool, string) {
 				l = read(t)
 				return l.Background == appBackground, l.Background
 			})

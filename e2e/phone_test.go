@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"math"
 	"os"
 	"path/filepath"
@@ -81,7 +82,7 @@ func TestPhoneStage(t *testing.T) {
 	waitJoined(t, host, 10*time.Second)
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=watch-video]`)))
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=media-item][data-url="/media/Film.mp4"]`)))
-	waitUntil(t, 10*time.Second, "the host loads the film", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "the host loads the film", func() (bool, string) {
 		v, err := host.player()
 		return err == nil && v.Ready >= 3, fmt.Sprintf("%+v %v", v, err)
 	})
@@ -114,7 +115,7 @@ func TestPhoneStage(t *testing.T) {
 			)
 			waitJoined(t, tb, 10*time.Second)
 			var box stageBox
-			waitUntil(t, 10*time.Second, "the phone shows the film on its stage", func() (bool, string) {
+			testenv.EventuallyState(t, 10*time.Second, "the phone shows the film on its stage", func() (bool, string) {
 				box = stageBox{}
 				if err := tb.eval(stageBoxJS, &box); err != nil {
 					return false, err.Error()

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"net/url"
 	"os"
 	"os/exec"
@@ -95,7 +96,7 @@ func newCuttableBrowser(t *testing.T, serverURL string) (*browser, *netCut) {
 		t.Fatal(err)
 	}
 	wrapper := filepath.Join(dir, "chromium.sh")
-	script := fmt.Sprintf("#!/bin/sh\nexport HOME=%s\nexec setpriv --reuid=%d --regid=%d --clear-groups %s \"$@\"\n", home, uid, uid, chromium(t))
+	script := fmt.Sprintf("#!/bin/sh\nexport HOME=%s\nexec setpriv --reuid=%d --regid=%d --clear-groups %s \"$@\"\n", home, uid, uid, testenv.Chromium(t))
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func createRoom(t *testing.T, b *browser, base, name string) (*tab, string) {
 		chromedp.Click(chromedp.CSS(`[data-testid=create-room]`)),
 	)
 	var link string
-	waitUntil(t, 10*time.Second, name+" lands on a room page", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, name+" lands on a room page", func() (bool, string) {
 		_ = tb.eval(`location.href`, &link)
 		return strings.Contains(link, "/r/"), link
 	})
@@ -161,7 +162,7 @@ func createRoom(t *testing.T, b *browser, base, name string) (*tab, string) {
 func roles(t *testing.T, timeout time.Duration, want map[string]string, tabs ...*tab) {
 	t.Helper()
 	for _, tb := range tabs {
-		waitUntil(t, timeout, fmt.Sprintf("%s lists %v", tb.name, want), func() (bool, string) {
+		testenv.EventuallyState(t, timeout, fmt.Sprintf("%s lists %v", tb.name, want), func() (bool, string) {
 			ps := tb.people(t)
 			if len(ps) != len(want) {
 				return false, fmt.Sprintf("%+v", ps)
@@ -266,7 +267,7 @@ func TestHostKeepsRoleThroughNetworkDrop(t *testing.T) {
 	cut.cut()
 	// The server finds Ana's socket dead and keeps her place: Bo sees her
 	// reconnecting, still host.
-	waitUntil(t, 10*time.Second, "Bo sees Ana reconnecting", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "Bo sees Ana reconnecting", func() (bool, string) {
 		var away bool
 		_ = bo.eval(`!!document.querySelector('[data-testid=participant][data-away=true]')`, &away)
 		return away, fmt.Sprintf("%+v", bo.people(t))
@@ -275,7 +276,7 @@ func TestHostKeepsRoleThroughNetworkDrop(t *testing.T) {
 	bo.shot(t, shotsDir(t), "host-away")
 	cut.restore()
 	back := time.Now()
-	waitUntil(t, 10*time.Second, "Ana is back on a new connection, and Bo sees her back", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "Ana is back on a new connection, and Bo sees her back", func() (bool, string) {
 		p, err := ana.probe()
 		if err != nil {
 			return false, err.Error()
@@ -362,7 +363,7 @@ func TestRoomSurvivesOutage(t *testing.T) {
 			want := map[string]string{"Ana": "host", "Bo": "guest"}
 			roles(t, 5*time.Second, want, ana, bo)
 			roomID := link[strings.LastIndex(link, "/r/")+3:]
-			theRoom, ok := ts.Srv.Rooms().Room(roomID)
+			theRoom, ok := ts.Rooms().Room(roomID)
 			if !ok {
 				t.Fatalf("no room %q on the server", roomID)
 			}
@@ -380,7 +381,7 @@ func TestRoomSurvivesOutage(t *testing.T) {
 			start := time.Now()
 			// The cut is real: both pages find out they lost the server.
 			for _, tb := range []*tab{ana, bo} {
-				waitUntil(t, d, tb.name+" notices the outage", func() (bool, string) {
+				testenv.EventuallyState(t, d, tb.name+" notices the outage", func() (bool, string) {
 					p, err := tb.probe()
 					if err != nil {
 						return false, err.Error()
@@ -403,7 +404,7 @@ func TestRoomSurvivesOutage(t *testing.T) {
 			roles(t, 5*time.Second, want, ana, bo)
 			// The same room, not one opened again by the first to return,
 			// with its chat.
-			if r, ok := ts.Srv.Rooms().Room(roomID); !ok || r != theRoom {
+			if r, ok := ts.Rooms().Room(roomID); !ok || r != theRoom {
 				t.Fatalf("room %s was closed during the outage and opened again", roomID)
 			}
 			bo.shot(t, shotsDir(t), "viewer-after-outage-"+d.String())

@@ -1,8 +1,9 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ func TestRecordBrowserShare(t *testing.T) {
 			if code := call(t, base, key, "POST", "/api/rooms/"+c.room+"/recordings", `{"formats":["flv","hls"]}`, &info); code != http.StatusCreated {
 				t.Fatalf("start recording: %d", code)
 			}
-			waitUntil(t, 30*time.Second, "6 s recorded", func() (bool, string) {
+			testenv.EventuallyState(t, 30*time.Second, "6 s recorded", func() (bool, string) {
 				var in recorder.Info
 				call(t, base, key, "GET", "/api/rooms/"+c.room+"/recordings/"+info.ID, "", &in)
 				return in.Duration >= 6, in.State
@@ -114,22 +115,7 @@ func recFileExists(p string) bool {
 	return err == nil
 }
 
-var apiClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
 func call(t *testing.T, base, key, method, path, body string, out any) int {
 	t.Helper()
-	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		_ = json.NewDecoder(resp.Body).Decode(out)
-	}
-	return resp.StatusCode
+	return servertest.NewClient(t, base, key).Call(method, path, body, out)
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"net/http"
 	"slices"
 	"strings"
@@ -58,9 +60,9 @@ func (s sent) outRIDs() []string {
 }
 
 // serverRIDs are the layers the SFU has received of a producer, sorted.
-func serverRIDs(t *testing.T, ts *testServer, roomID, producerID string) ([]string, []room.LayerInfo) {
+func serverRIDs(t *testing.T, ts *servertest.Server, roomID, producerID string) ([]string, []room.LayerInfo) {
 	t.Helper()
-	r, ok := ts.Srv.Rooms().Room(roomID)
+	r, ok := ts.Rooms().Room(roomID)
 	if !ok {
 		t.Fatalf("room %q is gone", roomID)
 	}
@@ -92,7 +94,7 @@ func joinRoom(t *testing.T, tb *tab, url, name string) {
 func waitSent(t *testing.T, tb *tab, which string, timeout time.Duration, check func(sent) (bool, string)) sent {
 	t.Helper()
 	var s sent
-	waitUntil(t, timeout, tb.name+" sends its "+which, func() (bool, string) {
+	testenv.EventuallyState(t, timeout, tb.name+" sends its "+which, func() (bool, string) {
 		s = sent{}
 		if err := tb.eval(sentJS+fmt.Sprintf("(%q)", which), &s); err != nil {
 			return false, err.Error()
@@ -137,7 +139,7 @@ func TestSimulcastSettings(t *testing.T) {
 	var rids []string
 	var layers []room.LayerInfo
 	var cam sent
-	waitUntil(t, 30*time.Second, "the camera's three layers reach the SFU", func() (bool, string) {
+	testenv.EventuallyState(t, 30*time.Second, "the camera's three layers reach the SFU", func() (bool, string) {
 		if err := v.eval(layerJS+"(2)", &pinned); err != nil {
 			return false, err.Error()
 		}
@@ -178,7 +180,7 @@ func TestSimulcastSettings(t *testing.T) {
 	})()`)
 	joinRoom(t, small, ts.URL+"/r/cams", "Small")
 	small.do(t, chromedp.Click(chromedp.CSS(`#cam`)))
-	waitUntil(t, 30*time.Second, "the small camera's two layers reach the SFU", func() (bool, string) {
+	testenv.EventuallyState(t, 30*time.Second, "the small camera's two layers reach the SFU", func() (bool, string) {
 		if err := v.eval(pinAllJS, nil); err != nil {
 			return false, err.Error()
 		}
@@ -222,7 +224,7 @@ func TestSimulcastSettings(t *testing.T) {
 	c.do(t, chromedp.Click(chromedp.CSS(`#cam`)))
 	cam = waitSent(t, c, "camera", 15*time.Second, single)
 	for what, s := range map[string]sent{"screen": scr, "camera": cam} {
-		waitUntil(t, 10*time.Second, "the SFU gets one layer of the "+what, func() (bool, string) {
+		testenv.EventuallyState(t, 10*time.Second, "the SFU gets one layer of the "+what, func() (bool, string) {
 			rids, layers := serverRIDs(t, ts, "lan", s.ID)
 			return slices.Equal(rids, []string{""}), fmt.Sprintf("%+v", layers)
 		})
@@ -245,7 +247,7 @@ func TestSimulcastSettings(t *testing.T) {
 		}
 		return single(s)
 	})
-	waitUntil(t, 10*time.Second, "the SFU gets one layer of the second share", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "the SFU gets one layer of the second share", func() (bool, string) {
 		rids, layers := serverRIDs(t, ts, "cams2", one.ID)
 		return slices.Equal(rids, []string{""}), fmt.Sprintf("%+v", layers)
 	})
@@ -260,8 +262,8 @@ func TestSimulcastSettings(t *testing.T) {
 	d.do(t, chromedp.Click(chromedp.CSS(`[data-testid=stop-share]`)))
 	d.do(t, chromedp.Click(chromedp.CSS(`[data-testid=one-quality]`)))
 	d.mustEval(t, `document.querySelector('[data-testid=room-simulcast]').click(), true`, nil)
-	waitUntil(t, 5*time.Second, "the room's simulcast goes off", func() (bool, string) {
-		r, _ := ts.Srv.Rooms().Room("cams2")
+	testenv.EventuallyState(t, 5*time.Second, "the room's simulcast goes off", func() (bool, string) {
+		r, _ := ts.Rooms().Room("cams2")
 		var box bool
 		_ = d.eval(`document.querySelector('[data-testid=one-quality]').checked`, &box)
 		return !r.Info().Simulcast && box, fmt.Sprintf("room %+v, one quality ticked %v", r.Info(), box)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestSimulcastPreferredLayers(t *testing.T) {
 	// detector on two cores, the viewers' first seconds of a share can
 	// lose a fifth of their packets to a starved receive thread, and the
 	// estimates then take up to ~30 s to climb back.
-	waitUntil(t, 45*time.Second, "frame widths follow the preferred layers", func() (bool, string) {
+	testenv.EventuallyState(t, 45*time.Second, "frame widths follow the preferred layers", func() (bool, string) {
 		if err := small.eval(layerJS+"(0)", &s); err != nil {
 			return false, err.Error()
 		}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,26 +45,10 @@ func TestStreamKeyFromRoomSettings(t *testing.T) {
 		}
 		t.Skip("ffmpeg not installed (Debian package ffmpeg)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rtmpPort := ln.Addr().(*net.TCPAddr).Port
 	ts := startTestServer(t, func(c *config.Config) {
-		c.RTMPAddr = "127.0.0.1:0"
 		// The URLs handed out name loopback, so ffmpeg publishes there.
 		c.PublicURL = "https://127.0.0.1"
-	})
-	served := make(chan error, 1)
-	go func() { served <- ts.Srv.ServeRTMP(ln) }()
-	// Cleanups run last-in first-out: this one after the browser's and
-	// before the server's Close, which also ends ServeRTMP.
-	t.Cleanup(func() {
-		_ = ts.Srv.Close()
-		if err := <-served; err != nil {
-			t.Errorf("serve rtmp: %v", err)
-		}
-	})
+	}, servertest.WithRTMP())
 
 	var rm struct {
 		ID string `json:"id"`
@@ -93,11 +77,11 @@ func TestStreamKeyFromRoomSettings(t *testing.T) {
 
 	host.mustEval(t, `document.querySelector('[data-testid=stream-key-make]').click(), true`, nil)
 	var sk streamKeyView
-	waitUntil(t, 10*time.Second, "the host's page shows a stream key", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "the host's page shows a stream key", func() (bool, string) {
 		_ = host.eval(streamKeyJS, &sk)
 		return sk.Shown && sk.Key != "", fmt.Sprintf("%+v", sk)
 	})
-	if want := "rtmp://127.0.0.1:" + strconv.Itoa(rtmpPort) + "/live"; sk.URL != want {
+	if want := ts.RTMPURL; sk.URL != want {
 		t.Fatalf("Server %q, want %q", sk.URL, want)
 	}
 	if !regexp.MustCompile(`^live_[0-9a-f]{32}$`).MatchString(sk.Key) {
@@ -131,12 +115,12 @@ func TestStreamKeyFromRoomSettings(t *testing.T) {
 		Frames int  `json:"frames"`
 		Paused bool `json:"paused"`
 	}
-	took := waitUntil(t, 20*time.Second, "the RTMP stream plays on the guest's stage", func() (bool, string) {
+	took := testenv.EventuallyState(t, 20*time.Second, "the RTMP stream plays on the guest's stage", func() (bool, string) {
 		_ = guest.eval(stageVideoJS, &first)
 		return first.W == 320 && first.Frames > 0 && !first.Paused, fmt.Sprintf("%+v", first)
 	})
 	t.Logf("stage playing %v after ffmpeg started", took)
-	waitUntil(t, 5*time.Second, "the guest keeps decoding frames", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the guest keeps decoding frames", func() (bool, string) {
 		var now struct {
 			Frames int `json:"frames"`
 		}
@@ -156,11 +140,11 @@ func TestStreamKeyFromRoomSettings(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("ffmpeg still publishing 10 s after Revoke; stderr: %s", pubErr.String())
 	}
-	waitUntil(t, 5*time.Second, "the host's panel offers a new key", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the host's panel offers a new key", func() (bool, string) {
 		_ = host.eval(streamKeyJS, &sk)
 		return !sk.Shown && sk.Key == "", fmt.Sprintf("%+v", sk)
 	})
-	if _, _, ok := ts.Srv.Rooms().LookupStreamKey(sk.Key); ok {
+	if _, _, ok := ts.Rooms().LookupStreamKey(sk.Key); ok {
 		t.Error("the revoked key still publishes")
 	}
 }

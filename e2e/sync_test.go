@@ -2,8 +2,9 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"io"
 	"math"
 	"net/http"
@@ -233,23 +234,10 @@ type roomReport struct {
 	} `json:"playback"`
 }
 
-func getRoom(t *testing.T, ts *testServer, id string) roomReport {
+func getRoom(t *testing.T, ts *servertest.Server, id string) roomReport {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/rooms/"+id, nil)
-	req.Header.Set("Authorization", "Bearer "+ts.Srv.APIKey())
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
 	var r roomReport
-	if res.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(res.Body)
-		t.Fatalf("GET /api/rooms/%s: %s %s", id, res.Status, b)
-	}
-	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
+	ts.API(t).Must(http.MethodGet, "/api/rooms/"+id, nil, http.StatusOK, &r)
 	return r
 }
 
@@ -353,7 +341,7 @@ func (s *syncStats) measure(t *testing.T, what string, tabs []*tab, since time.T
 	t.Logf("%s: within %.0f ms after %.2fs, worst %.1f ms since; %s", what, limit, at.Seconds(), worst, strings.Join(state, "; "))
 }
 
-func (s *syncStats) serverErrors(t *testing.T, ts *testServer, room string) {
+func (s *syncStats) serverErrors(t *testing.T, ts *servertest.Server, room string) {
 	t.Helper()
 	r := getRoom(t, ts, room)
 	var got []string
@@ -404,7 +392,7 @@ func TestSyncedPlayback(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`[data-testid=watch-video]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=media-item][data-url="/media/clip.mp4"]`)),
 	)
-	waitUntil(t, 10*time.Second, "every player loads the film", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "every player loads the film", func() (bool, string) {
 		vs, err := readPlayers(tabs)
 		if err != nil {
 			return false, err.Error()
@@ -456,7 +444,7 @@ func TestSyncedPlayback(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`[data-testid=watch-video]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=media-item][data-url="/media/late.mp4"]`)),
 	)
-	waitUntil(t, 10*time.Second, "Ana and Bo load the second video, Cy cannot", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "Ana and Bo load the second video, Cy cannot", func() (bool, string) {
 		vs, err := readPlayers(tabs)
 		if err != nil {
 			return false, err.Error()
@@ -478,7 +466,7 @@ func TestSyncedPlayback(t *testing.T) {
 	holdJS := fmt.Sprintf(`(() => { const o = document.querySelector('[data-testid=player-overlay]');
 	  const li = document.querySelector('[data-testid=participant][data-peer-id=%q]');
 	  return {overlay: o && !o.hidden ? o.textContent : '', buffering: li ? li.dataset.buffering : ''}; })()`, cyPeer)
-	held := waitUntil(t, 5*time.Second, "the room holds for Cy", func() (bool, string) {
+	held := testenv.EventuallyState(t, 5*time.Second, "the room holds for Cy", func() (bool, string) {
 		vs, err := readPlayers(tabs)
 		if err != nil {
 			return false, err.Error()
@@ -501,16 +489,18 @@ func TestSyncedPlayback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
-	after, err := readPlayers(tabs[:2])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range after {
-		if !v.Waiting || !v.Paused || math.Abs(v.Pos-before[i].Pos) > 0.001 {
-			t.Errorf("%s does not hold: %+v then %+v", tabs[i].name, before[i], v)
+	testenv.Hold(t, 1500*time.Millisecond, "the others hold, paused where they were, while Cy buffers", func() (bool, string) {
+		after, err := readPlayers(tabs[:2])
+		if err != nil {
+			return false, err.Error()
 		}
-	}
+		for i, v := range after {
+			if !v.Waiting || !v.Paused || math.Abs(v.Pos-before[i].Pos) > 0.001 {
+				return false, fmt.Sprintf("%s: %+v then %+v", tabs[i].name, before[i], v)
+			}
+		}
+		return true, ""
+	})
 	release := time.Now()
 	stall.set(false)
 	stats.measure(t, "resume after Cy buffered", tabs, release, 3500*time.Millisecond, func(v playerView) bool {
@@ -537,7 +527,7 @@ func TestSyncedPlayback(t *testing.T) {
 	wg.Wait()
 	const chatJS = `[...document.querySelectorAll('[data-testid=chat-message] .msg-text')].map((e) => e.textContent)`
 	var order []string
-	waitUntil(t, 5*time.Second, "every tab shows the nine messages", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "every tab shows the nine messages", func() (bool, string) {
 		var lists [][]string
 		for _, tb := range tabs {
 			var l []string
@@ -559,7 +549,7 @@ func TestSyncedPlayback(t *testing.T) {
 	late := joinAs(t, b, "Dee", ts.URL+"/r/"+room)
 	joined := time.Now()
 	waitJoined(t, late, 10*time.Second)
-	waitUntil(t, 5*time.Second, "the late joiner sees the history in the same order", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the late joiner sees the history in the same order", func() (bool, string) {
 		var l []string
 		if err := late.eval(chatJS, &l); err != nil {
 			return false, err.Error()
@@ -567,7 +557,7 @@ func TestSyncedPlayback(t *testing.T) {
 		return slices.Equal(l, order), fmt.Sprint(l)
 	})
 	// ... and joins the film where the room is.
-	in := waitUntil(t, 10*time.Second, "the late joiner plays in sync", func() (bool, string) {
+	in := testenv.EventuallyState(t, 10*time.Second, "the late joiner plays in sync", func() (bool, string) {
 		vs, err := readPlayers([]*tab{host, late})
 		if err != nil {
 			return false, err.Error()
@@ -586,7 +576,7 @@ func TestSyncedPlayback(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = poll(2500*time.Millisecond, tb.name+" sees the reaction", func() (bool, string) {
+			_, errs[i] = testenv.Poll(2500*time.Millisecond, tb.name+" sees the reaction", func() (bool, string) {
 				var n int
 				_ = tb.eval(`document.querySelectorAll('[data-testid=reaction-float][data-emoji="🎉"]').length`, &n)
 				return n > 0, fmt.Sprint(n)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -47,7 +48,7 @@ func TestWatchLayout(t *testing.T) {
 	waitJoined(t, phone, 10*time.Second)
 
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=watch-video]`)))
-	waitUntil(t, 5*time.Second, "the picker lists the folder", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the picker lists the folder", func() (bool, string) {
 		var n int
 		_ = host.eval(`document.querySelectorAll('[data-testid=media-item]').length`, &n)
 		return n == 2, fmt.Sprint(n)
@@ -55,7 +56,7 @@ func TestWatchLayout(t *testing.T) {
 	host.fits(t, "picker", `[data-testid=media-item]`, `[data-testid=video-url]`, `[data-testid=video-load]`)
 	host.shot(t, dir, "desktop-picker")
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=media-item][data-url="/media/Big%20Buck%20Test.mp4"]`)))
-	waitUntil(t, 10*time.Second, "both load the film", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "both load the film", func() (bool, string) {
 		vs, err := readPlayers([]*tab{host, phone})
 		if err != nil {
 			return false, err.Error()
@@ -63,7 +64,7 @@ func TestWatchLayout(t *testing.T) {
 		return vs[0].Ready >= 3 && vs[1].Ready >= 3, fmt.Sprintf("%+v", vs)
 	})
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=play]`)))
-	waitUntil(t, 5*time.Second, "both play", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "both play", func() (bool, string) {
 		vs, err := readPlayers([]*tab{host, phone})
 		if err != nil {
 			return false, err.Error()
@@ -84,7 +85,7 @@ func TestWatchLayout(t *testing.T) {
 	phone.fits(t, "phone reactions", `[data-testid=reaction][data-emoji="🍿"]`, `[data-testid=reaction][data-emoji="👍"]`)
 	phone.do(t, chromedp.Click(chromedp.CSS(`[data-testid=reaction][data-emoji="🍿"]`)))
 	time.Sleep(700 * time.Millisecond)
-	waitUntil(t, 3*time.Second, "the phone's own reaction floats", func() (bool, string) {
+	testenv.EventuallyState(t, 3*time.Second, "the phone's own reaction floats", func() (bool, string) {
 		var n int
 		_ = phone.eval(`document.querySelectorAll('[data-testid=reaction-float][data-emoji="🍿"]').length`, &n)
 		return n > 0, fmt.Sprint(n)
@@ -96,13 +97,13 @@ func TestWatchLayout(t *testing.T) {
 
 	// With open control the phone's guest picks videos too.
 	host.mustEval(t, `document.querySelector('[data-testid=room-open-control]').click(), true`, nil)
-	waitUntil(t, 5*time.Second, "the phone may control the video", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the phone may control the video", func() (bool, string) {
 		var ok bool
 		_ = phone.eval(`!document.querySelector('[data-testid=watch-video]').hidden && !document.querySelector('[data-testid=pause]').disabled`, &ok)
 		return ok, ""
 	})
 	phone.do(t, chromedp.Click(chromedp.CSS(`[data-testid=watch-video]`)))
-	waitUntil(t, 5*time.Second, "the phone's picker lists the folder", func() (bool, string) {
+	testenv.EventuallyState(t, 5*time.Second, "the phone's picker lists the folder", func() (bool, string) {
 		var n int
 		_ = phone.eval(`document.querySelectorAll('[data-testid=media-item]').length`, &n)
 		return n == 2, fmt.Sprint(n)

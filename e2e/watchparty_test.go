@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"net/url"
 	"strconv"
 	"strings"
@@ -96,7 +97,7 @@ func (tb *tab) probe() (view, error) {
 // waitJoined waits for the connection badge to say connected.
 func waitJoined(t *testing.T, tb *tab, timeout time.Duration) {
 	t.Helper()
-	waitUntil(t, timeout, tb.name+" joins", func() (bool, string) {
+	testenv.EventuallyState(t, timeout, tb.name+" joins", func() (bool, string) {
 		v, err := tb.probe()
 		if err != nil {
 			return false, err.Error()
@@ -116,7 +117,7 @@ func waitPlaying(tb *tab, timeout time.Duration) (time.Duration, error) {
 func waitMedia(tb *tab, timeout time.Duration, sound bool) (time.Duration, error) {
 	firstFrames := -1
 	heard := !sound
-	return poll(timeout, tb.name+" plays the share", func() (bool, string) {
+	return testenv.Poll(timeout, tb.name+" plays the share", func() (bool, string) {
 		v, err := tb.probe()
 		if err != nil {
 			return false, err.Error()
@@ -168,7 +169,7 @@ func allPlay(t *testing.T, viewers []*tab, since time.Time, budget time.Duration
 func noneShow(t *testing.T, viewers []*tab, budget time.Duration) {
 	t.Helper()
 	for _, v := range viewers {
-		waitUntil(t, budget, v.name+" drops the tile", func() (bool, string) {
+		testenv.EventuallyState(t, budget, v.name+" drops the tile", func() (bool, string) {
 			p, err := v.probe()
 			if err != nil {
 				return false, err.Error()
@@ -191,7 +192,7 @@ func TestWatchParty(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`[data-testid=create-room]`)),
 	)
 	var roomURL string
-	waitUntil(t, 10*time.Second, "A lands on a room page", func() (bool, string) {
+	testenv.EventuallyState(t, 10*time.Second, "A lands on a room page", func() (bool, string) {
 		_ = a.eval(`location.href`, &roomURL)
 		return strings.Contains(roomURL, "/r/"), roomURL
 	})
@@ -216,7 +217,7 @@ func TestWatchParty(t *testing.T) {
 	}
 	for _, v := range append([]*tab{a}, viewers...) {
 		waitJoined(t, v, 10*time.Second)
-		waitUntil(t, 5*time.Second, v.name+" lists everyone", func() (bool, string) {
+		testenv.EventuallyState(t, 5*time.Second, v.name+" lists everyone", func() (bool, string) {
 			p, err := v.probe()
 			if err != nil {
 				return false, err.Error()
@@ -282,7 +283,7 @@ func TestWatchParty(t *testing.T) {
 			Stereo    int  `json:"stereo"`
 		}
 		c := viewers[1]
-		waitUntil(t, 3*time.Second, c.name+" counts Opus frames", func() (bool, string) {
+		testenv.EventuallyState(t, 3*time.Second, c.name+" counts Opus frames", func() (bool, string) {
 			if err := c.eval(stereoFramesJS, &frames); err != nil {
 				return false, err.Error()
 			}
@@ -307,7 +308,7 @@ func TestWatchParty(t *testing.T) {
 		}
 		// All three layers are negotiated; how many flow depends on the
 		// bandwidth estimate, which needs a while to reach the top layer.
-		waitUntil(t, 5*time.Second, "A sends simulcast", func() (bool, string) {
+		testenv.EventuallyState(t, 5*time.Second, "A sends simulcast", func() (bool, string) {
 			err := a.eval(`(async () => {
 			  const p = [...window.__matinee.client.sendTransport.producers].find((p) => p.kind === 'video');
 			  const out = [];
@@ -344,7 +345,7 @@ func TestWatchParty(t *testing.T) {
 		bv.mustEval(t, fmt.Sprintf(ufrag, "recv"), &bBefore)
 		a.mustEval(t, `window.__matinee.client.restartIce('send').then(() => true)`, nil)
 		bv.mustEval(t, `window.__matinee.client.restartIce('recv').then(() => true)`, nil)
-		waitUntil(t, 5*time.Second, "new ICE credentials", func() (bool, string) {
+		testenv.EventuallyState(t, 5*time.Second, "new ICE credentials", func() (bool, string) {
 			_ = a.eval(fmt.Sprintf(ufrag, "send"), &aAfter)
 			_ = bv.eval(fmt.Sprintf(ufrag, "recv"), &bAfter)
 			return aAfter != aBefore && bAfter != bBefore, fmt.Sprintf("send %s→%s, recv %s→%s", aBefore, aAfter, bBefore, bAfter)
@@ -391,7 +392,7 @@ func TestWatchParty(t *testing.T) {
 			t.Fatal(err)
 		}
 		bv.mustEval(t, `window.__matinee.client.ws.close(), true`, nil)
-		waitUntil(t, 10*time.Second, "B rejoins as the same peer", func() (bool, string) {
+		testenv.EventuallyState(t, 10*time.Second, "B rejoins as the same peer", func() (bool, string) {
 			p, err := bv.probe()
 			if err != nil {
 				return false, err.Error()
@@ -407,7 +408,7 @@ func TestWatchParty(t *testing.T) {
 		}
 		// The others saw B leave and come back: still five people.
 		for _, v := range append([]*tab{a}, viewers[1:]...) {
-			waitUntil(t, 5*time.Second, v.name+" lists everyone", func() (bool, string) {
+			testenv.EventuallyState(t, 5*time.Second, v.name+" lists everyone", func() (bool, string) {
 				p, err := v.probe()
 				if err != nil {
 					return false, err.Error()
@@ -423,7 +424,7 @@ func TestWatchParty(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.mustEval(t, `window.__matinee.client.ws.close(), true`, nil)
-		waitUntil(t, 10*time.Second, "A rejoins", func() (bool, string) {
+		testenv.EventuallyState(t, 10*time.Second, "A rejoins", func() (bool, string) {
 			p, err := a.probe()
 			if err != nil {
 				return false, err.Error()
@@ -441,7 +442,7 @@ func TestWatchParty(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`[data-testid=chat-send]`)),
 		)
 		var unavailable bool
-		waitUntil(t, 5*time.Second, "A's message shows", func() (bool, string) {
+		testenv.EventuallyState(t, 5*time.Second, "A's message shows", func() (bool, string) {
 			var n int
 			_ = a.eval(`document.querySelectorAll('[data-testid=chat-message]').length`, &n)
 			_ = a.eval(`!document.getElementById('chat-unavailable').hidden`, &unavailable)
@@ -452,7 +453,7 @@ func TestWatchParty(t *testing.T) {
 			return
 		}
 		for _, v := range viewers {
-			waitUntil(t, 5*time.Second, v.name+" gets the message", func() (bool, string) {
+			testenv.EventuallyState(t, 5*time.Second, v.name+" gets the message", func() (bool, string) {
 				var texts []string
 				_ = v.eval(`[...document.querySelectorAll('[data-testid=chat-message]')].map((e) => e.innerText)`, &texts)
 				return len(texts) == 1 && strings.Contains(texts[0], "popcorn ready?") && strings.Contains(texts[0], "Ana"), fmt.Sprint(texts)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -31,55 +32,27 @@ type apiEnv struct {
 	ws     string // /ws URL
 	base   string // http://127.0.0.1:port
 	key    string
+	api    *servertest.Client
 }
 
 func startAPI(t *testing.T, edit func(*config.Config)) *apiEnv {
 	t.Helper()
-	srv, ws := start(t, func(c *config.Config) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *config.Config) {
 		c.PublicURL = "https://tv.example:8443"
 		if edit != nil {
 			edit(c)
 		}
-	})
-	base := "http" + strings.TrimSuffix(strings.TrimPrefix(ws, "ws"), "/ws")
-	// A client of its own, whose idle connections end with the test.
+	}))
+	// A client of its own for the requests a test builds by hand.
 	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	t.Cleanup(client.CloseIdleConnections)
-	return &apiEnv{t: t, client: client, srv: srv, ws: ws, base: base, key: srv.APIKey()}
+	return &apiEnv{t: t, client: client, srv: s.Server, ws: s.WS, base: s.URL, key: s.APIKey(), api: s.API(t)}
 }
 
 // do sends a request; body is a string (sent as is) or a value (JSON).
 func (e *apiEnv) do(method, path, key string, body any) (int, http.Header, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, e.base+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
+	return e.api.WithKey(key).Do(method, path, body)
 }
 
 // ok sends an admin request, requires status want and decodes into out.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -230,14 +232,7 @@ func TestBadSDPDisturbsNobody(t *testing.T) {
 
 func waitPackets(t *testing.T, s *subscriber, kind string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if k := s.sink(kind); k != nil && len(k.Got()) >= n {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("fewer than %d %s packets arrived", n, kind)
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("%d %s packets", n, kind), func() bool { return len(s.got(kind)) >= n })
 }
 
 func TestICETimeoutRemovesPeer(t *testing.T) {

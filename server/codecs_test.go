@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -255,7 +256,7 @@ func (p *publisher) close() {
 // waitConnected waits for pc to connect.
 func waitConnected(t *testing.T, pc *webrtc.PeerConnection, d time.Duration) {
 	t.Helper()
-	waitFor(t, d, "peer connection connected", func() bool {
+	testenv.Eventually(t, d, "peer connection connected", func() bool {
 		return pc.ConnectionState() == webrtc.PeerConnectionStateConnected
 	})
 }
@@ -568,7 +569,7 @@ func TestWHEPPayloadTypesMatchAnswer(t *testing.T) {
 					t.Errorf("answer lists video payload type %d (%s %s), which the offer did not", pt, cc.MimeType, cc.SDPFmtpLine)
 				}
 			}
-			waitFor(t, 20*time.Second, "video, its repair stream and audio", func() bool {
+			testenv.Eventually(t, 20*time.Second, "video, its repair stream and audio", func() bool {
 				return v.log.count(v.video.ssrc) >= 60 && v.log.count(v.audio.ssrc) >= 25 &&
 					(v.video.rtxSSRC == 0 || v.log.count(v.video.rtxSSRC) > 0)
 			})
@@ -635,7 +636,7 @@ func TestPionDefaultsH264(t *testing.T) {
 	if !ok {
 		t.Fatal("room pion is gone")
 	}
-	waitFor(t, 5*time.Second, "the producers' codecs known from their packets", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the producers' codecs known from their packets", func() bool {
 		n := 0
 		for _, p := range rm.Media().Producers() {
 			if mime, _ := p.Codec(); mime == webrtc.MimeTypeH264 || mime == webrtc.MimeTypeOpus {
@@ -661,7 +662,7 @@ func TestPionDefaultsH264(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "the room member's H.264 keyframe and audio", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the room member's H.264 keyframe and audio", func() bool {
 		member.mu.Lock()
 		defer member.mu.Unlock()
 		v, a := member.tracks["video"], member.tracks["audio"]

@@ -3,8 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
-	"strings"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,26 +21,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// start runs a server on loopback and returns its /ws URL.
+// start runs a server on loopback (servertest) and returns its /ws URL.
 func start(t *testing.T, edit func(*config.Config)) (*server.Server, string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICELoopbackOnly = true
-	if edit != nil {
-		edit(&cfg)
-	}
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		_ = srv.Close()
-		hs.Close()
-	})
-	return srv, "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	s := servertest.Start(t, servertest.WithConfig(edit))
+	return s.Server, s.WS
 }
 
 func dial(t *testing.T, url string, o testpeer.Options) *testpeer.Client {
@@ -108,6 +93,14 @@ func (s *subscriber) sink(kind string) *testpeer.Sink {
 // checkExact asserts that got is a run of sent, starting wherever the
 // subscriber started: byte-identical payloads, in order, with continuous
 // sequence numbers and timestamps that advance exactly as the source's.
+// got returns the packets of kind received so far (none before its track).
+func (s *subscriber) got(kind string) []testpeer.Packet {
+	if k := s.sink(kind); k != nil {
+		return k.Got()
+	}
+	return nil
+}
+
 func checkExact(t *testing.T, who string, sent, got []testpeer.Packet) {
 	t.Helper()
 	if len(got) < 20 {
@@ -199,7 +192,11 @@ func TestPublishSubscribeEndToEnd(t *testing.T) {
 		newSubscriber(t, ctx, url, "s2", testpeer.Options{}),
 		newSubscriber(t, ctx, url, "lossy", testpeer.Options{InboundLoss: 0.05, Dropped: &dropped}),
 	}
-	time.Sleep(4 * time.Second)
+	// Media flows to all three before the late joiner comes.
+	for _, s := range subs {
+		waitPackets(t, s, "video", 60)
+		waitPackets(t, s, "audio", 30)
+	}
 
 	// A late joiner: its first video must arrive within 1 s, which (with
 	// keyframes 10 s apart) only a forwarded PLI makes possible.
@@ -227,12 +224,22 @@ func TestPublishSubscribeEndToEnd(t *testing.T) {
 	if video.PLIs() <= plisBefore {
 		t.Error("no PLI reached the publisher for the late joiner")
 	}
-	time.Sleep(2 * time.Second)
+	waitPackets(t, late, "video", 60)
 	close(stop)
 	wg.Wait()
-	time.Sleep(1500 * time.Millisecond) // let retransmissions finish
 
 	sentV, sentA := video.Sent(), audio.Sent()
+	// The last packets, and the lossy subscriber's retransmissions, are a
+	// round trip or two away; the checks below say what is missing.
+	testenv.Within(5*time.Second, func() bool {
+		for _, s := range append(subs[:2:2], late) {
+			if !caughtUp(sentV, s.got("video")) || !caughtUp(sentA, s.got("audio")) {
+				return false
+			}
+		}
+		got, total := recovered(sentV, subs[2].got("video"))
+		return total > 0 && float64(got) >= 0.99*float64(total)
+	})
 	for _, s := range append(subs[:2:2], late) {
 		checkExact(t, "video", sentV, s.sink("video").Got())
 		checkExact(t, "audio", sentA, s.sink("audio").Got())
@@ -241,32 +248,15 @@ func TestPublishSubscribeEndToEnd(t *testing.T) {
 	// The lossy subscriber: NACK/RTX must recover ≥ 99% of what was sent
 	// after it started.
 	lossy := subs[2]
-	got := lossy.sink("video").Got()
 	if dropped.Load() == 0 {
 		t.Fatal("loss injection dropped nothing")
 	}
-	have := map[string]bool{}
-	for _, p := range got {
-		have[string(p.Payload)] = true
-	}
-	first := -1
-	for i, p := range sentV {
-		if have[string(p.Payload)] {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
+	delivered, total := recovered(sentV, lossy.sink("video").Got())
+	if total == 0 {
 		t.Fatal("lossy subscriber received no video")
 	}
-	recovered := 0
-	for _, p := range sentV[first:] {
-		if have[string(p.Payload)] {
-			recovered++
-		}
-	}
-	ratio := float64(recovered) / float64(len(sentV)-first)
-	t.Logf("lossy subscriber: %d datagrams dropped, %d/%d video packets delivered (%.2f%%)", dropped.Load(), recovered, len(sentV)-first, 100*ratio)
+	ratio := float64(delivered) / float64(total)
+	t.Logf("lossy subscriber: %d datagrams dropped, %d/%d video packets delivered (%.2f%%)", dropped.Load(), delivered, total, 100*ratio)
 	if ratio < 0.99 {
 		t.Errorf("NACK/RTX recovered %.2f%% of packets, want ≥ 99%%", 100*ratio)
 	}
@@ -293,6 +283,31 @@ func TestPublishSubscribeEndToEnd(t *testing.T) {
 		}
 		wcancel()
 	}
+}
+
+// caughtUp reports whether the last packet sent has been received.
+func caughtUp(sent, got []testpeer.Packet) bool {
+	return len(sent) > 0 && len(got) > 0 && bytes.Equal(sent[len(sent)-1].Payload, got[len(got)-1].Payload)
+}
+
+// recovered counts the packets sent since the first one received, and how
+// many of them were received (in time or retransmitted).
+func recovered(sent, got []testpeer.Packet) (delivered, total int) {
+	have := map[string]bool{}
+	for _, p := range got {
+		have[string(p.Payload)] = true
+	}
+	for i, p := range sent {
+		if have[string(p.Payload)] {
+			for _, q := range sent[i:] {
+				if have[string(q.Payload)] {
+					delivered++
+				}
+			}
+			return delivered, len(sent) - i
+		}
+	}
+	return 0, 0
 }
 
 func nextEvent(ctx context.Context, c *testpeer.Client) (testpeer.Event, error) {

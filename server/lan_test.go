@@ -6,9 +6,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"image/png"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,23 +24,12 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// freeLoopbackPort returns a TCP port free on 127.0.0.1.
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // runServer runs a whole server (Run, not just its handler) on loopback
 // and returns it with its HTTPS port and the CA it serves.
 func runServer(t *testing.T, edit func(*config.Config)) (*server.Server, int, *x509.CertPool) {
 	t.Helper()
 	t.Setenv("CAROOT", t.TempDir()) // not this machine's mkcert CA
-	https, plain := freeLoopbackPort(t), freeLoopbackPort(t)
+	https, plain := testenv.FreePort(t), testenv.FreePort(t)
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = "127.0.0.1:" + strconv.Itoa(https)
@@ -68,18 +57,15 @@ func runServer(t *testing.T, edit func(*config.Config)) (*server.Server, int, *x
 		_ = srv.Close()
 	})
 	var caPEM []byte
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testenv.EventuallyState(t, 10*time.Second, "the server's plain listener up", func() (bool, string) {
 		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(plain) + "/ca.crt")
-		if err == nil {
-			caPEM, _ = io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			break
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not up: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		caPEM, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		return true, ""
+	})
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("no CA from /ca.crt: %q", caPEM)

@@ -2,9 +2,9 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"math"
 	"net/http"
 	"strings"
@@ -109,25 +109,7 @@ var httpc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 // api calls the admin API and decodes the JSON answer into out.
 func api(t *testing.T, srvURL, key, method, path, body string, out any) int {
 	t.Helper()
-	req, err := http.NewRequest(method, srvURL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
-	return resp.StatusCode
+	return servertest.NewClient(t, srvURL, key).Call(method, path, body, out)
 }
 
 // checkRecording asserts that path is h264+aac of about want seconds that
@@ -177,15 +159,11 @@ func fmtOffsets(o []float64) string {
 // waitRecording polls a recording until cond holds.
 func waitRecording(t *testing.T, srvURL, key, room, id string, within time.Duration, cond func(recorder.Info) bool) recorder.Info {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	var in recorder.Info
-	for time.Now().Before(deadline) {
+	testenv.EventuallyState(t, within, "recording "+id, func() (bool, string) {
+		in = recorder.Info{}
 		api(t, srvURL, key, "GET", "/api/rooms/"+room+"/recordings/"+id, "", &in)
-		if cond(in) {
-			return in
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("recording %s: condition not met within %v: %+v", id, within, in)
+		return cond(in), fmt.Sprintf("%+v", in)
+	})
 	return in
 }

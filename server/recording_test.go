@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"net"
 	"net/http"
 	"os"
@@ -29,17 +31,8 @@ type recServer struct {
 
 func startHTTP(t *testing.T, edit func(*config.Config)) *recServer {
 	t.Helper()
-	rs := &recServer{}
-	srv, wsURL := start(t, func(c *config.Config) {
-		c.RecordMinFreeMB = 1
-		rs.dataDir = c.DataDir
-		if edit != nil {
-			edit(c)
-		}
-	})
-	rs.Server, rs.ws = srv, wsURL
-	rs.base = "http" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws"), "/ws")
-	return rs
+	s := servertest.Start(t, servertest.WithConfig(edit))
+	return &recServer{Server: s.Server, base: s.URL, ws: s.WS, dataDir: s.Config.DataDir}
 }
 
 func (rs *recServer) recDir(room, id string) string {
@@ -189,7 +182,13 @@ func TestRecordSharerChange(t *testing.T) {
 	waitRecording(t, srv.base, key, "swap", info.ID, 20*time.Second, func(in recorder.Info) bool { return in.Duration >= 6 })
 	a.stop()
 	a.c.Close()
-	time.Sleep(time.Second)
+	// The first share is over for the room (and so for the recording)
+	// before the second starts.
+	rm, ok := srv.Rooms().Room("swap")
+	if !ok {
+		t.Fatal("room swap is gone")
+	}
+	testenv.Eventually(t, 5*time.Second, "ana's producers closed", func() bool { return len(rm.Media().Producers()) == 0 })
 	startSharer(t, ctx, srv.ws, "swap", "bo", newFlashBeep(t, 320, 180))
 	waitRecording(t, srv.base, key, "swap", info.ID, 20*time.Second, func(in recorder.Info) bool { return in.Duration >= 13 })
 	var final recorder.Info

@@ -2,9 +2,10 @@ package server_test
 
 import (
 	"context"
-	"net"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/internal/testpeer"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -34,34 +35,12 @@ func startRTMP(t *testing.T) (srv *server.Server, base, rtmpURL, dataDir string)
 // startRTMPWith is startRTMP with edit applied to the configuration.
 func startRTMPWith(t *testing.T, edit func(*config.Config)) (srv *server.Server, base, rtmpURL, dataDir string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICELoopbackOnly = true
-	cfg.RTMPAddr = "127.0.0.1:0"
-	cfg.RecordMinFreeMB = 1
+	opts := []servertest.Option{servertest.WithRTMP()}
 	if edit != nil {
-		edit(&cfg)
+		opts = append(opts, servertest.WithConfig(edit))
 	}
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeRTMP(ln) }()
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		_ = srv.Close()
-		hs.Close()
-		if err := <-done; err != nil {
-			t.Errorf("serve rtmp: %v", err)
-		}
-	})
-	return srv, hs.URL, "rtmp://" + ln.Addr().String() + "/live", cfg.DataDir
+	s := servertest.Start(t, opts...)
+	return s.Server, s.URL, s.RTMPURL, s.Config.DataDir
 }
 
 // h264Viewer is a pion WHEP viewer that reassembles H.264 access units.
@@ -139,18 +118,13 @@ func watchH264(t *testing.T, base, roomID, token string) *h264Viewer {
 			}
 		}()
 	})
-	offer, err := pc.CreateOffer(nil)
+	offer, err := testpeer.GatheredOffer(pc, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sess, err := whip.Offer(ctx, nil, base+"/whep/"+roomID, token, pc.LocalDescription().SDP)
+	sess, err := whip.Offer(ctx, nil, base+"/whep/"+roomID, token, offer)
 	if err != nil {
 		t.Fatalf("whep offer: %v", err)
 	}
@@ -226,9 +200,9 @@ func TestRTMPIngest(t *testing.T) {
 	}
 
 	pub := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "30")
-	waitFor(t, 15*time.Second, "the RTMP producers in the room", func() bool { return roomProducers(t, srv, "tv") == 2 })
+	testenv.Eventually(t, 15*time.Second, "the RTMP producers in the room", func() bool { return roomProducers(t, srv, "tv") == 2 })
 	v := watchH264(t, base, "tv", tok.Token)
-	waitFor(t, 15*time.Second, "keyframes and Opus at the WHEP viewer", func() bool {
+	testenv.Eventually(t, 15*time.Second, "keyframes and Opus at the WHEP viewer", func() bool {
 		f, k, s, o := v.counts()
 		return f > 30 && k >= 2 && s >= 2 && o > 50
 	})
@@ -255,14 +229,14 @@ func TestRTMPIngest(t *testing.T) {
 
 	// Killing the publisher closes its producer.
 	_ = pub.Process.Kill()
-	waitFor(t, 15*time.Second, "the producer to close", func() bool { return roomProducers(t, srv, "tv") == 0 })
+	testenv.Eventually(t, 15*time.Second, "the producer to close", func() bool { return roomProducers(t, srv, "tv") == 0 })
 
 	// B-frames: refused once video arrives, with the producer gone again.
 	bf := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "2", "10")
 	if err := bf.Wait(); err == nil {
 		t.Error("B-frames were taken")
 	}
-	waitFor(t, 15*time.Second, "the B-frame producer to close", func() bool { return roomProducers(t, srv, "tv") == 0 })
+	testenv.Eventually(t, 15*time.Second, "the B-frame producer to close", func() bool { return roomProducers(t, srv, "tv") == 0 })
 	if m := scrape(t, base); m[`matinee_rtmp_refused_total{reason="video"}`] != 1 {
 		t.Errorf("B-frames were not counted: %v", m)
 	}
@@ -329,7 +303,7 @@ func TestRTMPLatency(t *testing.T) {
 			v = watchH264(t, base, "lat", tok.Token)
 		}
 	}
-	waitFor(t, 10*time.Second, "frames at the viewer", func() bool { f, _, _, _ := v.counts(); return f >= 60 })
+	testenv.Eventually(t, 10*time.Second, "frames at the viewer", func() bool { f, _, _, _ := v.counts(); return f >= 60 })
 
 	v.mu.Lock()
 	arr := append([]arrival(nil), v.arrivals...)
@@ -377,7 +351,7 @@ func TestRTMPRecording(t *testing.T) {
 		t.Fatalf("stream key: %d", code)
 	}
 	publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "30")
-	waitFor(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "rec") == 2 })
+	testenv.Eventually(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "rec") == 2 })
 	var info recorder.Info
 	if code := api(t, base, key, "POST", "/api/rooms/rec/recordings", `{"formats":["flv"]}`, &info); code != http.StatusCreated {
 		t.Fatalf("start recording: %d", code)

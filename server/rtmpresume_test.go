@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"github.com/matinee-dev/matinee/server"
 )
 
@@ -50,10 +51,10 @@ func TestRTMPResume(t *testing.T) {
 	host, sk := rtmpRoom(t, srv, base)
 
 	first := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "60")
-	waitFor(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "tv") == 2 })
+	testenv.Eventually(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "tv") == 2 })
 	ids := producerIDs(t, srv)
 	v := watchH264(t, base, "tv", host)
-	waitFor(t, 15*time.Second, "frames and Opus at the viewer", func() bool {
+	testenv.Eventually(t, 15*time.Second, "frames and Opus at the viewer", func() bool {
 		f, k, _, o := v.counts()
 		return f > 30 && k >= 1 && o > 50
 	})
@@ -65,7 +66,7 @@ func TestRTMPResume(t *testing.T) {
 	v.mu.Unlock()
 
 	second := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "60")
-	waitFor(t, 15*time.Second, "new keyframes, frames and Opus on the viewer's same tracks", func() bool {
+	testenv.Eventually(t, 15*time.Second, "new keyframes, frames and Opus on the viewer's same tracks", func() bool {
 		f, k, _, o := v.counts()
 		return f > f0+30 && k > k0 && o > o0+50
 	})
@@ -92,7 +93,7 @@ func TestRTMPResume(t *testing.T) {
 	if code := api(t, base, host, "DELETE", "/api/rooms/tv/ingests/"+sk.ID, "", nil); code != http.StatusOK {
 		t.Fatalf("revoke: %d", code)
 	}
-	waitFor(t, 10*time.Second, "the stage to end on the revoke, not a minute later", func() bool { return roomProducers(t, srv, "tv") == 0 })
+	testenv.Eventually(t, 10*time.Second, "the stage to end on the revoke, not a minute later", func() bool { return roomProducers(t, srv, "tv") == 0 })
 
 	// A publisher that stops on purpose (ffmpeg at the end of -t sends
 	// deleteStream) ends the stage without the grace.
@@ -101,11 +102,11 @@ func TestRTMPResume(t *testing.T) {
 		t.Fatalf("second key: %d", code)
 	}
 	short := publishRTMP(t, rtmpURL+"/"+sk2.StreamKey, "0", "3")
-	waitFor(t, 15*time.Second, "the producers of the short stream", func() bool { return roomProducers(t, srv, "tv") == 2 })
+	testenv.Eventually(t, 15*time.Second, "the producers of the short stream", func() bool { return roomProducers(t, srv, "tv") == 2 })
 	if err := short.Wait(); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the stage to end with the unpublish, not a minute later", func() bool { return roomProducers(t, srv, "tv") == 0 })
+	testenv.Eventually(t, 10*time.Second, "the stage to end with the unpublish, not a minute later", func() bool { return roomProducers(t, srv, "tv") == 0 })
 }
 
 // TestRTMPResumeGraceRunsOut: a publisher that does not come back loses
@@ -115,11 +116,11 @@ func TestRTMPResumeGraceRunsOut(t *testing.T) {
 	srv, base, rtmpURL, _ := startRTMPWith(t, func(c *config.Config) { c.RTMPResumeGrace = grace })
 	_, sk := rtmpRoom(t, srv, base)
 	pub := publishRTMP(t, rtmpURL+"/"+sk.StreamKey, "0", "60")
-	waitFor(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "tv") == 2 })
+	testenv.Eventually(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "tv") == 2 })
 	killed := time.Now()
 	_ = pub.Process.Kill()
 	_ = pub.Wait()
-	waitFor(t, 15*time.Second, "the stage to end after the grace", func() bool { return roomProducers(t, srv, "tv") == 0 })
+	testenv.Eventually(t, 15*time.Second, "the stage to end after the grace", func() bool { return roomProducers(t, srv, "tv") == 0 })
 	if d := time.Since(killed); d < grace {
 		t.Fatalf("stage ended %v after the publisher dropped, before the %v grace", d, grace)
 	}

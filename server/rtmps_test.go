@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/testenv"
 )
 
 // TestRTMPSIngest: with --rtmps-addr, a stream key comes with an rtmps://
@@ -19,7 +20,7 @@ import (
 // trust); ffmpeg publishes over it into the room; plain RTMP spoken to
 // the TLS port is refused without a room or a producer.
 func TestRTMPSIngest(t *testing.T) {
-	rtmpsPort := freeLoopbackPort(t)
+	rtmpsPort := testenv.FreePort(t)
 	srv, https, pool := runServer(t, func(c *config.Config) {
 		c.RTMPSAddr = "127.0.0.1:" + strconv.Itoa(rtmpsPort)
 	})
@@ -80,7 +81,7 @@ func TestRTMPSIngest(t *testing.T) {
 	}
 
 	pub := publishRTMP(t, rtmpsURL+"/"+sk.StreamKey, "0", "20")
-	waitFor(t, 15*time.Second, "the RTMPS producers in the room", func() bool { return roomProducers(t, srv, "tv") == 2 })
+	testenv.Eventually(t, 15*time.Second, "the RTMPS producers in the room", func() bool { return roomProducers(t, srv, "tv") == 2 })
 	_ = pub.Process.Kill()
-	waitFor(t, 15*time.Second, "the producers to close", func() bool { return roomProducers(t, srv, "tv") == 0 })
+	testenv.Eventually(t, 15*time.Second, "the producers to close", func() bool { return roomProducers(t, srv, "tv") == 0 })
 }

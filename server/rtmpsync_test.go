@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/internal/mediatest"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"github.com/matinee-dev/matinee/recorder"
 )
 
@@ -37,7 +38,7 @@ func TestRTMPAVSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "sync") == 2 })
+	testenv.Eventually(t, 15*time.Second, "the RTMP producers", func() bool { return roomProducers(t, srv, "sync") == 2 })
 	var info recorder.Info
 	if code := api(t, base, key, "POST", "/api/rooms/sync/recordings", `{"formats":["flv"]}`, &info); code != http.StatusCreated {
 		t.Fatalf("start recording: %d", code)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +111,7 @@ func TestWHIPSSRCSimulcast(t *testing.T) {
 	if !ok {
 		t.Fatal("room sim not created")
 	}
-	waitFor(t, 10*time.Second, "three active layers with their sizes", func() bool {
+	testenv.Eventually(t, 10*time.Second, "three active layers with their sizes", func() bool {
 		for _, p := range rm.Media().Producers() {
 			if p.Kind() != "video" {
 				continue
@@ -130,13 +131,13 @@ func TestWHIPSSRCSimulcast(t *testing.T) {
 	})
 
 	view := watchWHEP(t, ctx, base, "sim", key)
-	waitFor(t, 10*time.Second, "WHEP video and audio", func() bool {
+	testenv.Eventually(t, 10*time.Second, "WHEP video and audio", func() bool {
 		return len(view.packets("video")) >= 90 && len(view.packets("audio")) >= 50
 	})
 	// Loopback has room for the top layer once the viewer's estimate
 	// has climbed.
 	topAt := time.Now()
-	waitFor(t, 30*time.Second, "the top layer at the WHEP viewer", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the top layer at the WHEP viewer", func() bool {
 		return lastMedia(view.packets("video")).stamp.Layer == 2
 	})
 	t.Logf("WHEP viewer on the top layer after %v", time.Since(topAt).Round(time.Millisecond))

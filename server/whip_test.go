@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"io"
 	"net/http"
 	"strings"
@@ -47,20 +48,11 @@ func newPCWith(t *testing.T, o testpeer.Options) *webrtc.PeerConnection {
 // client without trickle sends it.
 func offerGathered(t *testing.T, pc *webrtc.PeerConnection) string {
 	t.Helper()
-	offer, err := pc.CreateOffer(nil)
+	offer, err := testpeer.GatheredOffer(pc, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("ICE gathering did not complete")
-	}
-	return pc.LocalDescription().SDP
+	return offer
 }
 
 // whipPublisher is a pion WHIP client sending simulcast VP8 and Opus.
@@ -210,18 +202,6 @@ func (v *whepViewer) packets(kind string) []received {
 	return append([]received(nil), v.got[kind]...)
 }
 
-// waitFor polls cond until it holds or the time is up.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // continuous checks that packets form one run of sequence numbers with no
 // hole (reordering allowed) and carry stamps.
 func continuous(pkts []received) error {
@@ -254,14 +234,9 @@ func continuous(pkts []received) error {
 // the span received by now has no hole, or d has passed.
 func settledContinuous(d time.Duration, pkts func() []received) error {
 	n := len(pkts())
-	deadline := time.Now().Add(d)
-	for {
-		err := spanRepaired(pkts(), n)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var err error
+	testenv.Within(d, func() bool { err = spanRepaired(pkts(), n); return err == nil })
+	return err
 }
 
 // spanRepaired checks that all sequence numbers between the lowest and the
@@ -360,7 +335,7 @@ func TestWHIPWHEPInterop(t *testing.T) {
 	}
 
 	view := watchWHEP(t, ctx, base, "party", key)
-	waitFor(t, 10*time.Second, "WHEP video and audio", func() bool {
+	testenv.Eventually(t, 10*time.Second, "WHEP video and audio", func() bool {
 		return len(view.packets("video")) >= 90 && len(view.packets("audio")) >= 50
 	})
 
@@ -370,7 +345,7 @@ func TestWHIPWHEPInterop(t *testing.T) {
 	if !ok {
 		t.Fatal("room party is gone")
 	}
-	waitFor(t, 5*time.Second, "three active simulcast layers", func() bool {
+	testenv.Eventually(t, 5*time.Second, "three active simulcast layers", func() bool {
 		for _, p := range rm.Media().Producers() {
 			if p.Kind() == "video" {
 				active := 0
@@ -387,8 +362,16 @@ func TestWHIPWHEPInterop(t *testing.T) {
 
 	// Metrics move while media flows.
 	m1 := scrape(t, base)
-	time.Sleep(1200 * time.Millisecond)
-	m2 := scrape(t, base)
+	var m2 map[string]float64
+	testenv.Within(5*time.Second, func() bool {
+		m2 = scrape(t, base)
+		for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total", "matinee_rtcp_intake_packets_total"} {
+			if m2[name] <= m1[name] {
+				return false
+			}
+		}
+		return true
+	})
 	for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total"} {
 		if m2[name] <= m1[name] {
 			t.Errorf("%s did not grow: %v then %v", name, m1[name], m2[name])
@@ -418,7 +401,7 @@ func TestWHIPWHEPInterop(t *testing.T) {
 
 	// A viewer on a lossy link: its NACKs are counted.
 	lossy := watchWHEPWith(t, ctx, base, "party", key, testpeer.Options{InboundLoss: 0.05})
-	waitFor(t, 10*time.Second, "NACKs from the lossy viewer in /metrics", func() bool {
+	testenv.Eventually(t, 10*time.Second, "NACKs from the lossy viewer in /metrics", func() bool {
 		return scrape(t, base)[`matinee_rtcp_nacks_total{direction="received"}`] > 0
 	})
 	if err := lossy.sess.Delete(ctx); err != nil {
@@ -437,11 +420,11 @@ func TestWHIPWHEPInterop(t *testing.T) {
 	before := len(view.packets("video"))
 	tracksBefore := fmt.Sprint(view.tracks)
 	pub2 := publishWHIP(t, ctx, base, "party", key, 2)
-	waitFor(t, 10*time.Second, "video of the second share", func() bool {
+	testenv.Eventually(t, 10*time.Second, "video of the second share", func() bool {
 		got := view.packets("video")
 		return len(got) > before+60 && lastMedia(got).stamp.Source == 2
 	})
-	waitFor(t, 5*time.Second, "audio of the second share", func() bool {
+	testenv.Eventually(t, 5*time.Second, "audio of the second share", func() bool {
 		got := view.packets("audio")
 		return len(got) > 0 && lastMedia(got).stamp.Source == 2
 	})
@@ -485,34 +468,15 @@ func TestWHIPWHEPInterop(t *testing.T) {
 	if err := view.sess.Delete(ctx); !errors.As(err, &se) || se.Code != http.StatusNotFound {
 		t.Fatalf("second DELETE: %v, want 404", err)
 	}
-	waitFor(t, 5*time.Second, "sessions gone from metrics", func() bool {
+	testenv.Eventually(t, 5*time.Second, "sessions gone from metrics", func() bool {
 		m := scrape(t, base)
 		return m["matinee_whep_sessions"] == 0 && m["matinee_whip_sessions"] == 0
 	})
 }
 
-func do(t *testing.T, method, url, ctype, token, body string, hdr ...string) *http.Response {
+func do(t *testing.T, method, url, ctype, token, body string, hdr ...string) testenv.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
+	return testenv.Request(t, method, url, ctype, token, body, hdr...)
 }
 
 // TestWHIPErrors checks the protocol's error answers, CORS and trickle.
@@ -656,7 +620,7 @@ func TestWHIPJoinTokens(t *testing.T) {
 		t.Errorf("peerJoined %s: want the token's name", ev.Params)
 	}
 	view := watchWHEP(t, ctx, base, "party", viewer)
-	waitFor(t, 10*time.Second, "video through a viewer token", func() bool { return len(view.packets("video")) > 30 })
+	testenv.Eventually(t, 10*time.Second, "video through a viewer token", func() bool { return len(view.packets("video")) > 30 })
 
 	pc := newPC(t)
 	t.Cleanup(func() { _ = pc.Close() })
@@ -693,7 +657,7 @@ func TestWHIPWHEPICERestart(t *testing.T) {
 	// publisher's restart can trigger under -race.
 	pub := publishWHIPWith(t, ctx, base, "roam", key, 1, []synth.LayerSpec{{Bitrate: 1_000_000, Width: 1280, Height: 720}})
 	view := watchWHEP(t, ctx, base, "roam", key)
-	waitFor(t, 10*time.Second, "WHEP video", func() bool { return len(view.packets("video")) >= 60 })
+	testenv.Eventually(t, 10*time.Second, "WHEP video", func() bool { return len(view.packets("video")) >= 60 })
 
 	for _, c := range []struct {
 		name string
@@ -723,11 +687,11 @@ func TestWHIPWHEPICERestart(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s: the ICE agent never went back to checking", c.name)
 		}
-		waitFor(t, 10*time.Second, c.name+": connected again", func() bool {
+		testenv.Eventually(t, 10*time.Second, c.name+": connected again", func() bool {
 			return c.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected
 		})
 		n := len(view.packets("video"))
-		waitFor(t, 10*time.Second, c.name+": video after the restart", func() bool { return len(view.packets("video")) >= n+60 })
+		testenv.Eventually(t, 10*time.Second, c.name+": video after the restart", func() bool { return len(view.packets("video")) >= n+60 })
 		t.Logf("%s: ICE restarted, media flowing again %v after the PATCH", c.name, time.Since(began).Round(time.Millisecond))
 		// Audio has no retransmission: what was in flight while the new
 		// path was checked is lost, which must stay a blip.

@@ -3,6 +3,7 @@ package sfu
 import (
 	"bytes"
 	"context"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
@@ -157,7 +158,7 @@ func TestPlainTransportRoundTrip(t *testing.T) {
 	}
 
 	// A PLI from the receiver reaches the sender, for the sender's SSRC.
-	time.Sleep(KeyframeInterval)
+	time.Sleep(DefaultKeyframeInterval)
 	pli, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: c.ssrc}})
 	outRTP, outRTCP := out.Tuple()
 	if outRTP.Port == outRTCP.Port {
@@ -222,10 +223,9 @@ func TestPlainTransportWithFFmpeg(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	// A free even port pair for the receiving ffmpeg.
-	probe := udp(t)
-	port := probe.LocalAddr().(*net.UDPAddr).Port &^ 1
-	probe.Close()
+	// A free even port pair for the receiving ffmpeg, below the
+	// ephemeral range that other sockets take ports from.
+	port := testenv.FreeUDPPair(t)
 	if err := out.Connect(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, nil); err != nil {
 		t.Fatal(err)
 	}

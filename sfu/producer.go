@@ -26,12 +26,6 @@ const (
 	KindVideo Kind = "video"
 )
 
-// KeyframeInterval is the shortest time between two keyframe requests sent
-// to one publisher's layer: subscribers' PLIs and FIRs within it are
-// coalesced into one, since each keyframe costs the publisher a burst of
-// bits and every subscriber benefits from it.
-const KeyframeInterval = 500 * time.Millisecond
-
 // maxLayers is the number of simulcast layers a producer tracks.
 const maxLayers = 3
 
@@ -93,9 +87,9 @@ type layer struct {
 	ssrc   atomic.Uint32
 	active atomic.Bool
 
-	// kf coalesces subscribers' keyframe requests (KeyframeInterval);
-	// relayKF those arriving from pipes, which all reach kf through it
-	// (pipe.go).
+	// kf coalesces subscribers' keyframe requests
+	// (WorkerConfig.KeyframeInterval); relayKF those arriving from pipes,
+	// which all reach kf through it (pipe.go).
 	kf           kfGate
 	relayKF      kfGate
 	lastKeyframe atomic.Int64 // unix nanoseconds
@@ -512,15 +506,36 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 	}
 }
 
+// keyframePacing returns the worker's clock and keyframe interval
+// (WorkerConfig), or the defaults where a test made the producer, or its
+// worker, without NewWorker.
+func (p *Producer) keyframePacing() (Clock, time.Duration) {
+	var clock Clock = systemClock{}
+	interval := DefaultKeyframeInterval
+	if t := p.transport; t != nil && t.router != nil && t.router.w != nil {
+		if c := t.router.w.cfg.Clock; c != nil {
+			clock = c
+		}
+		if d := t.router.w.cfg.KeyframeInterval; d > 0 {
+			interval = d
+		}
+	}
+	return clock, interval
+}
+
 // RequestKeyframe asks the publisher for a keyframe on a layer, at most
-// once per KeyframeInterval: a request inside the interval is sent when it
-// ends, unless a keyframe arrived meanwhile.
+// once per keyframe interval (WorkerConfig.KeyframeInterval): the
+// subscribers' PLIs and FIRs within it are coalesced into one, since each
+// keyframe costs the publisher a burst of bits and every subscriber
+// benefits from it. A request inside the interval is sent when it ends,
+// unless a keyframe arrived meanwhile.
 func (p *Producer) RequestKeyframe(idx int) {
 	if p.kind != KindVideo || idx < 0 || idx >= maxLayers {
 		return
 	}
 	l := &p.layers[idx]
-	l.kf.request(p, idx, KeyframeInterval, func() { p.sendPLI(l) })
+	_, interval := p.keyframePacing()
+	l.kf.request(p, idx, interval, func() { p.sendPLI(l) })
 }
 
 // kfGate lets keyframe requests for one layer through at most once per
@@ -529,7 +544,7 @@ type kfGate struct {
 	mu      sync.Mutex
 	last    time.Time
 	pending bool
-	timer   *time.Timer
+	timer   Timer
 }
 
 // request runs send now if the gate's interval has passed since the last
@@ -541,7 +556,8 @@ func (g *kfGate) request(p *Producer, idx int, every time.Duration, send func())
 	if p.isClosed() {
 		return
 	}
-	now := time.Now()
+	clock, _ := p.keyframePacing()
+	now := clock.Now()
 	since := now.Sub(g.last)
 	if since >= every {
 		// Send now; a deferred request is covered by this one.
@@ -558,7 +574,7 @@ func (g *kfGate) request(p *Producer, idx int, every time.Duration, send func())
 	}
 	g.pending = true
 	asked := now
-	g.timer = time.AfterFunc(every-since, func() {
+	g.timer = clock.AfterFunc(every-since, func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		if !g.pending {
@@ -568,7 +584,7 @@ func (g *kfGate) request(p *Producer, idx int, every time.Duration, send func())
 		if p.isClosed() || p.layers[idx].lastKeyframe.Load() > asked.UnixNano() {
 			return
 		}
-		g.last = time.Now()
+		g.last = clock.Now()
 		send()
 	})
 }

@@ -3,6 +3,7 @@ package sfu_test
 import (
 	"context"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -891,16 +892,9 @@ func (m *stallMeter) total(from, to time.Time) time.Duration {
 	return sum
 }
 
-func waitFor(d time.Duration, f func() bool) bool {
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-		if f() {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
-}
+// waitFor reports whether f holds within d (testenv.Within, under the
+// name this package's tests use).
+func waitFor(d time.Duration, f func() bool) bool { return testenv.Within(d, f) }
 
 var _ = fmt.Sprint
 

@@ -1,6 +1,7 @@
 package sfu_test
 
 import (
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"testing"
 	"time"
 
@@ -50,16 +51,25 @@ func TestOwnSRTPPath(t *testing.T) {
 	}
 	own.resetSeqs()
 	viaPion.resetSeqs()
-	time.Sleep(3 * time.Second)
+	// Loss over 600 packets each (2-3 s of the top layer), at no less
+	// than 100 a second.
+	const want = 600
+	start := time.Now()
+	testenv.Within(want/100*time.Second, func() bool {
+		_, a := own.loss()
+		_, b := viaPion.loss()
+		return a >= want && b >= want
+	})
+	took := time.Since(start)
 	for _, s := range []*shapedSubscriber{own, viaPion} {
 		loss, n := s.loss()
-		if n < 300 {
-			t.Fatalf("%s: only %d packets in 3 s", s.name, n)
+		if n < want {
+			t.Fatalf("%s: only %d packets in %v", s.name, n, took.Round(time.Millisecond))
 		}
 		if loss > 0.01 {
 			t.Fatalf("%s: %.2f%% of %d packets missing", s.name, loss*100, n)
 		}
-		t.Logf("%s: %d packets in 3 s, %.2f%% missing", s.name, n, loss*100)
+		t.Logf("%s: %d packets in %v, %.2f%% missing", s.name, n, took.Round(time.Millisecond), loss*100)
 	}
 	if p, _ := own.c.Stats(); p == 0 {
 		t.Fatal("own-path consumer counted no packets")

@@ -137,7 +137,7 @@ func TestSSRCSimulcast(t *testing.T) {
 	// Each layer's keyframe request must reach its own SSRC. Wait out the
 	// coalescing interval first so the request goes out at once.
 	for i := range ladder {
-		time.Sleep(sfu.KeyframeInterval)
+		time.Sleep(sfu.DefaultKeyframeInterval)
 		before := rig.pub.plis[i].Load()
 		rig.p.RequestKeyframe(i)
 		if !waitFor(2*time.Second, func() bool { return rig.pub.plis[i].Load() > before }) {
@@ -296,11 +296,29 @@ func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
 	up.on.Store(true)
 	low.resetSeqs()
 	top.resetSeqs()
-	time.Sleep(12 * time.Second)
+	// Lossy until every layer lost some packets and the lowest (30 a
+	// second) has sent 300: about 10 s.
+	lossyStart := time.Now()
+	if !waitFor(30*time.Second, func() bool {
+		for _, e := range encs {
+			if _, lost := up.count(uint32(e.SSRC)); lost < 10 {
+				return false
+			}
+		}
+		_, n := low.loss()
+		return n >= 300
+	}) {
+		t.Errorf("after %v of loss: fewer than 10 lost packets on some layer, or fewer than 300 at the low subscriber", time.Since(lossyStart).Round(time.Millisecond))
+	}
 	up.on.Store(false)
+	lossyFor := time.Since(lossyStart)
 	lowSeqs, topSeqs := low.seqSnapshot(), top.seqSnapshot()
 	// Repairs of the last losses are a round trip or two away.
-	time.Sleep(time.Second)
+	waitFor(5*time.Second, func() bool {
+		l, _ := low.repaired(lowSeqs)
+		h, _ := top.repaired(topSeqs)
+		return l >= 0.99 && h >= 0.99
+	})
 
 	up.mu.Lock()
 	t.Logf("uplink: dropped %d of %d chunks (%.1f%%)", up.lost, up.total, 100*float64(up.lost)/float64(max(up.total, 1)))
@@ -334,7 +352,7 @@ func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
 		raw, _ := missing(c.before, 0xffff)
 		t.Logf("%s (layer %d): %.2f%% of %d packets received (%.2f%% missing before the last repairs)", c.s.name, c.s.layer(), 100*got, span, 100*raw)
 		if span < 200 {
-			t.Errorf("%s: only %d packets in 12 s", c.s.name, span)
+			t.Errorf("%s: only %d packets in %v", c.s.name, span, lossyFor.Round(time.Millisecond))
 		}
 		if got < 0.99 {
 			t.Errorf("%s: %.2f%% of packets received, want ≥ 99%%", c.s.name, 100*got)

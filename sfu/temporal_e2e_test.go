@@ -40,8 +40,24 @@ func (s *shapedSubscriber) holdLayers(spatial, temporal int, d time.Duration) fl
 
 func TestSimulcastTemporalDropsFrameRateBeforeResolution(t *testing.T) {
 	rig := newTemporalRig(t)
-	// Let the per-temporal-layer rates settle.
-	time.Sleep(1500 * time.Millisecond)
+	// L1T3 at 30 fps: the base layer is a quarter of the frames, T0+T1
+	// half. Wait for the per-temporal-layer rates to settle there.
+	wantFPS := []float64{7.5, 15, 30}
+	settled := func() bool {
+		for i := range rig.p.Layers() {
+			tls := rig.p.TemporalLayers(i)
+			if len(tls) != 3 {
+				return false
+			}
+			for k, want := range wantFPS {
+				if got := tls[k].FPS; got < want*0.75 || got > want*1.25 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	waitFor(5*time.Second, settled)
 	for i, l := range rig.p.Layers() {
 		tls := rig.p.TemporalLayers(i)
 		t.Logf("layer %d: %s %dx%d %.1f fps %d kbit/s", i, l.RID, l.Width, l.Height, l.FPS, l.Bitrate/1000)
@@ -51,9 +67,7 @@ func TestSimulcastTemporalDropsFrameRateBeforeResolution(t *testing.T) {
 		if len(tls) != 3 {
 			t.Fatalf("layer %d: %d temporal layers seen, want 3", i, len(tls))
 		}
-		// L1T3 at 30 fps: the base layer is a quarter of the frames,
-		// T0+T1 half.
-		for k, want := range []float64{7.5, 15, 30} {
+		for k, want := range wantFPS {
 			if got := tls[k].FPS; got < want*0.75 || got > want*1.25 {
 				t.Errorf("layer %d T0..T%d: %.1f fps, want about %.1f", i, k, got, want)
 			}

@@ -80,6 +80,12 @@ type WorkerConfig struct {
 	// share, which an in-process virtual network turns into queueing
 	// delay, cannot move the layers they check.
 	MinBitrate int
+	// KeyframeInterval is the shortest time between two keyframe requests
+	// sent to one publisher's layer (0: DefaultKeyframeInterval).
+	KeyframeInterval time.Duration
+	// Clock paces keyframe requests (nil: the system's clock); tests
+	// move a clock of their own rather than sleep through an interval.
+	Clock Clock
 	// Net, when set, replaces the operating system's network (pion's vnet
 	// in tests that shape links without root).
 	Net transport.Net
@@ -132,6 +138,12 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.NACKHistory == 0 {
 		cfg.NACKHistory = 512
+	}
+	if cfg.KeyframeInterval <= 0 {
+		cfg.KeyframeInterval = DefaultKeyframeInterval
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
 	}
 	if cfg.InitialBitrate <= 0 {
 		cfg.InitialBitrate = 1_000_000

@@ -1,12 +1,10 @@
 package signaling_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,29 +28,18 @@ type env struct {
 	ws  string
 }
 
-// start runs a server on loopback; edit changes its configuration.
+// start runs a server on loopback (servertest); edit changes its
+// configuration.
 func start(t *testing.T, edit func(*config.Config)) *env {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICETCPPort = 0
-	cfg.HTTPAddr = ""
-	cfg.ICELoopbackOnly = true
-	cfg.PublicURL = "https://tv.example:8443"
-	if edit != nil {
-		edit(&cfg)
-	}
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		_ = srv.Close()
-		hs.Close()
-	})
-	return &env{srv: srv, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	s := servertest.Start(t, servertest.WithConfig(func(c *config.Config) {
+		c.PublicURL = "https://tv.example:8443"
+		c.HTTPAddr = ""
+		if edit != nil {
+			edit(c)
+		}
+	}))
+	return &env{srv: s.Server, ws: s.WS}
 }
 
 type rpcErr struct {

@@ -77,6 +77,9 @@ func parseRequest(data []byte) (*request, *rpcError) {
 		case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		case 'n': // null id: treated as a notification would be ambiguous; answer it
 		default:
+			// JSON-RPC 2.0 §5: an id that cannot be read is answered
+			// with a null one, not echoed.
+			req.ID = nil
 			return &req, &rpcError{Code: CodeInvalidRequest, Message: `invalid request: "id" must be a string or number`}
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http/httptest"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/codecs/h264"
-	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/internal/testpeer"
-	"github.com/matinee-dev/matinee/server"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 )
@@ -24,7 +22,9 @@ import (
 // subscriber receives its video frame for frame identical to the file's,
 // and its audio.
 func TestPlayFile(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	// After the server's cleanup, which servertest registers.
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
 	dir := t.TempDir()
 	movie := filepath.Join(dir, "movie.mp4")
 	mediatest.Run(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=44100", "-t", "10",
@@ -36,17 +36,8 @@ func TestPlayFile(t *testing.T) {
 		want = append(want, slices(h264.SplitAnnexB(au)))
 	}
 
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICELoopbackOnly = true
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	defer srv.Close()
+	srv := servertest.Start(t)
+	cfg := srv.Config
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -54,7 +45,7 @@ func TestPlayFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := testpeer.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws", api)
+	sub, err := testpeer.Dial(ctx, srv.WS, api)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +67,7 @@ func TestPlayFile(t *testing.T) {
 	var out, errb bytes.Buffer
 	playDone := make(chan error, 1)
 	go func() {
-		playDone <- run([]string{"play", movie, "--room", "movie", "--server", hs.URL, "--data-dir", cfg.DataDir}, &out, &errb)
+		playDone <- run([]string{"play", movie, "--room", "movie", "--server", srv.URL, "--data-dir", cfg.DataDir}, &out, &errb)
 	}()
 	kinds := map[string]bool{}
 	for len(kinds) < 2 {

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"net"
-	"net/http/httptest"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,30 +12,21 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/room"
-	"github.com/matinee-dev/matinee/server"
 	"go.uber.org/goleak"
 )
 
 func TestRoomCommands(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICELoopbackOnly = true
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	defer srv.Close()
+	// After the server's cleanup, which servertest registers.
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
+	srv := servertest.Start(t)
+	cfg := srv.Config
 
 	// The key comes from the data dir, as on the server's machine.
 	room := func(args ...string) (map[string]any, error) {
 		var out, errb bytes.Buffer
-		err := run(append([]string{"room"}, append(args, "--server", hs.URL, "--data-dir", cfg.DataDir)...), &out, &errb)
+		err := run(append([]string{"room"}, append(args, "--server", srv.URL, "--data-dir", cfg.DataDir)...), &out, &errb)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +75,7 @@ func TestRoomCommands(t *testing.T) {
 		t.Fatal("delete without an id")
 	}
 	var out, errb bytes.Buffer
-	if err := run([]string{"room", "list", "--server", hs.URL, "--api-key", "wrong"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "401") {
+	if err := run([]string{"room", "list", "--server", srv.URL, "--api-key", "wrong"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("wrong key: %v", err)
 	}
 	if err := run([]string{"room", "dance"}, &out, &errb); err == nil {
@@ -184,33 +173,14 @@ func TestConvert(t *testing.T) {
 }
 
 func TestRoomIngest(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICELoopbackOnly = true
-	cfg.RTMPAddr = "127.0.0.1:0"
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.ServeRTMP(ln) }()
-	hs := httptest.NewServer(srv.Handler())
-	defer func() {
-		hs.Close()
-		_ = srv.Close()
-		if err := <-served; err != nil {
-			t.Errorf("serve rtmp: %v", err)
-		}
-	}()
+	// After the server's cleanup, which servertest registers.
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
+	srv := servertest.Start(t, servertest.WithRTMP())
+	cfg := srv.Config
 	room := func(args ...string) (string, error) {
 		var out, errb bytes.Buffer
-		err := run(append([]string{"room"}, append(args, "--server", hs.URL, "--data-dir", cfg.DataDir)...), &out, &errb)
+		err := run(append([]string{"room"}, append(args, "--server", srv.URL, "--data-dir", cfg.DataDir)...), &out, &errb)
 		return out.String(), err
 	}
 	if _, err := room("create", "--name", "Stage"); err != nil {
@@ -231,7 +201,7 @@ func TestRoomIngest(t *testing.T) {
 	// The host is the one browsers are sent to (the LAN address); the
 	// port is the RTMP listener's.
 	wantURL := field("Server")
-	if !regexp.MustCompile(`^rtmp://[^/]+:` + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + `/live$`).MatchString(wantURL) {
+	if !regexp.MustCompile(`^rtmp://[^/]+:` + strconv.Itoa(srv.RTMPAddr.Port) + `/live$`).MatchString(wantURL) {
 		t.Fatalf("Server %q: not the RTMP listener's port", wantURL)
 	}
 	key := field("Stream Key")

@@ -2,6 +2,7 @@ package lan
 
 import (
 	"context"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,18 +21,9 @@ import (
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("certutil"); err != nil {
-		need(t, "certutil not found: install the Debian package libnss3-tools")
+		testenv.Need(t, "certutil not found: install the Debian package libnss3-tools")
 	}
-	for _, c := range []string{os.Getenv("MATINEE_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
-		if c == "" {
-			continue
-		}
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	need(t, "no Chromium found: install the Debian package chromium (or set MATINEE_CHROMIUM)")
-	return ""
+	return testenv.Chromium(t)
 }
 
 // nssHome makes a home directory whose NSS database (the one Chromium on

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"io"
 	"os"
 	"os/exec"
@@ -421,7 +422,7 @@ func (p *phoneNet) tc(t *testing.T, args ...string) {
 func needTC(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("tc"); err != nil {
-		need(t, "tc not found: install the Debian package iproute2")
+		testenv.Need(t, "tc not found: install the Debian package iproute2")
 	}
 }
 

@@ -3,6 +3,7 @@ package lan
 import (
 	"context"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -131,7 +132,7 @@ func TestPhoneMediaOverTURN(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPhoneNet(t)
-			turnPort := freePort(t)
+			turnPort := testenv.FreePort(t)
 			s := startServer(t, p, func(c *config.Config) {
 				c.TURN = true
 				c.TURNPort = turnPort

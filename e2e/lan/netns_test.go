@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -23,24 +23,15 @@ import (
 	"github.com/matinee-dev/matinee/server"
 )
 
-// need skips (or, under CI=true, fails) a test that cannot run here.
-func need(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s; CI runs every LAN test, so this is a failure", why)
-	}
-	t.Skip(why)
-}
-
 // needNetns checks for root and the tools that build the phone's network.
 func needNetns(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		need(t, "needs root to create network namespaces, veth links and nftables rules (run as root, or in CI)")
+		testenv.Need(t, "needs root to create network namespaces, veth links and nftables rules (run as root, or in CI)")
 	}
 	for _, bin := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			need(t, fmt.Sprintf("%s not found: install the Debian packages iproute2 and nftables", bin))
+			testenv.Need(t, fmt.Sprintf("%s not found: install the Debian packages iproute2 and nftables", bin))
 		}
 	}
 }
@@ -135,30 +126,6 @@ func (p *phoneNet) firewall(t *testing.T, rules ...string) {
 	t.Cleanup(func() { quiet(t, "ip", "netns", "exec", p.ns, "nft", "delete", "table", "inet", nftTable) })
 }
 
-// freePort returns a port free for TCP and UDP on every address. It is
-// drawn below the kernel's ephemeral range (32768 and up), so that no
-// outgoing socket of this or another process can take it between this
-// check and the server's bind; and it is checked on the wildcard address,
-// because the TURN server binds there and would collide with a socket on
-// any one address, loopback included.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		port := 20000 + mrand.IntN(12000)
-		ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		_ = ln.Close()
-		if u, err := net.ListenPacket("udp", ":"+strconv.Itoa(port)); err == nil {
-			_ = u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // lanServer is a running Matinee server on the host end of a phoneNet.
 type lanServer struct {
 	srv       *server.Server
@@ -196,7 +163,7 @@ func startServer(t *testing.T, p *phoneNet, edit func(*config.Config)) *lanServe
 	t.Setenv("CAROOT", t.TempDir())
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	https, plain := freePort(t), freePort(t)
+	https, plain := testenv.FreePort(t), testenv.FreePort(t)
 	cfg.Addr = net.JoinHostPort(p.hostIP, strconv.Itoa(https))
 	cfg.HTTPAddr = net.JoinHostPort(p.hostIP, strconv.Itoa(plain))
 	cfg.RTMPAddr = "" // not the default :1935 another node would hold

@@ -4,36 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 )
 
-func requireChromium(t *testing.T) string {
-	t.Helper()
-	for _, c := range []string{os.Getenv("MATINEE_CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
-		if c == "" {
-			continue
-		}
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	missing(t, "no Chromium found (Debian package chromium, or set MATINEE_CHROMIUM)")
-	return ""
-}
-
 // newChromium starts headless Chromium for the test; each viewer is a tab
 // in a browser context of its own.
 func newChromium(t *testing.T) context.Context {
 	t.Helper()
-	exe := requireChromium(t)
+	exe := testenv.Chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Flag("headless", "new"),

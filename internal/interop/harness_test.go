@@ -3,11 +3,11 @@ package interop_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/server/servertest"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,23 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/server"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// missing skips the test with why, or fails it under CI=true, where
-// every interop cell must run (scripts/test installs the tools).
-func missing(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s (scripts/test installs it)", why)
-	}
-	t.Skip(why)
 }
 
 // gstProbe checks, in one Python run, everything gstwebrtc.py uses.
@@ -75,18 +64,14 @@ func requireGStreamer(t *testing.T) string {
 		gstErr = "GStreamer webrtcbin through Python gi is not usable (Debian: gstreamer1.0-plugins-bad gstreamer1.0-nice gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1): " + strings.Join(why, "; ")
 	})
 	if gstPython == "" {
-		missing(t, gstErr)
+		testenv.Need(t, gstErr)
 	}
 	return gstPython
 }
 
 func requireFFmpeg(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		missing(t, "ffmpeg not found (Debian package ffmpeg)")
-	}
-	return p
+	return testenv.Tool(t, "the Debian package ffmpeg", "ffmpeg")
 }
 
 func lastLine(b []byte) string {
@@ -98,21 +83,8 @@ func lastLine(b []byte) string {
 // returns it with its base URL.
 func startServer(t *testing.T) (*server.Server, string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.UDPPort = 0
-	cfg.ICETCPPort = 0
-	cfg.ICELoopbackOnly = true
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		_ = srv.Close()
-		hs.Close()
-	})
-	return srv, hs.URL
+	s := servertest.Start(t)
+	return s.Server, s.URL
 }
 
 // gstClient is one run of gstwebrtc.py, with what it reported so far.
@@ -266,7 +238,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, fail 
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s; %v", d, what, status)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(testenv.Tick)
 	}
 }
 

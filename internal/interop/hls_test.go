@@ -3,6 +3,7 @@ package interop_test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"io"
 	"net/http"
 	"net/url"
@@ -74,7 +75,7 @@ func checkHLS(t *testing.T, base, key, room string, minFrames int, d time.Durati
 	t.Helper()
 	ffprobe, err := exec.LookPath("ffprobe")
 	if err != nil {
-		missing(t, "ffprobe not found (Debian package ffmpeg)")
+		testenv.Need(t, "ffprobe not found (Debian package ffmpeg)")
 	}
 	// The room is private: the player gets a signed URL, and the served
 	// playlist carries its credential on to the segments.

@@ -53,20 +53,11 @@ func watchPion(t *testing.T, ctx context.Context, url, token string) *pionViewer
 			v.read(tr)
 		}()
 	})
-	offer, err := pc.CreateOffer(nil)
+	offer, err := testpeer.GatheredOffer(pc, 10*time.Second)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pion viewer: %v", err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		t.Fatal("pion viewer: ICE gathering did not complete")
-	}
-	sess, err := whip.Offer(ctx, nil, url, token, pc.LocalDescription().SDP)
+	sess, err := whip.Offer(ctx, nil, url, token, offer)
 	if err != nil {
 		t.Fatalf("pion viewer: %v", err)
 	}

@@ -99,22 +99,13 @@ func publishPion(t *testing.T, url, token string, codec webrtc.RTPCodecCapabilit
 			<-done
 		})
 	}
-	offer, err := pc.CreateOffer(nil)
+	offer, err := testpeer.GatheredOffer(pc, 10*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
+		t.Fatalf("pion publisher: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		t.Fatal("pion publisher: ICE gathering did not complete")
-	}
-	sess, err := whip.Offer(ctx, nil, url, token, pc.LocalDescription().SDP)
+	sess, err := whip.Offer(ctx, nil, url, token, offer)
 	if err != nil {
 		t.Fatalf("pion publisher: %v", err)
 	}

@@ -21,7 +21,7 @@ import (
 // the same top directory (recorder/hls → recorder/mpegts); nothing else.
 // "x/..." names x and the packages under it, "x/*" those under it only.
 var picture = [][]string{
-	{"cmd/...", "bench/...", "e2e/..."},
+	{"cmd/...", "bench/...", "e2e/...", "server/servertest"},
 	{"server"},
 	{"signaling", "whip", "rest", "metrics", "ingest"},
 	{"room", "recorder"},
@@ -273,6 +273,8 @@ func TestCheckerCatches(t *testing.T) {
 		{p("ingest", "rest"), "ingest imports rest, which the picture puts beside it"},
 		{p("ingest", "sfu"), "ingest imports sfu: only room"},
 		{p("internal/testpeer", "room"), "internal/testpeer imports room, which the picture puts above it"},
+		{p("server/servertest", "server", "config", "internal/testenv"), ""},
+		{p("internal/testenv", "server/servertest"), "internal/testenv imports server/servertest, which the picture puts above it"},
 	}
 	for _, c := range cases {
 		got := checkImports(mod, []pkg{c.pkg})

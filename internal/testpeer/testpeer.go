@@ -5,6 +5,7 @@
 package testpeer
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -332,4 +333,24 @@ func (s *Sink) Got() []Packet {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Packet(nil), s.got...)
+}
+
+// GatheredOffer makes pc's offer, sets it, and returns it once every
+// candidate is in it, as a WHIP or WHEP client that does not trickle sends
+// it; it gives up after within.
+func GatheredOffer(pc *webrtc.PeerConnection, within time.Duration) (string, error) {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return "", fmt.Errorf("create offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return "", fmt.Errorf("set local offer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(within):
+		return "", fmt.Errorf("ICE gathering not complete within %v", within)
+	}
+	return pc.LocalDescription().SDP, nil
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"io"
 	"math"
 	"math/big"
@@ -41,16 +42,6 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%s accepted", bad)
 		}
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // ffmpegServer runs ffmpeg as a one-shot RTMP server that saves what it
@@ -137,7 +128,7 @@ func push(t *testing.T, url string, o Options, out string, server *exec.Cmd) {
 }
 
 func TestPublishToFFmpeg(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	out := filepath.Join(t.TempDir(), "got.flv")
 	srv := ffmpegServer(t, port, out)
 	push(t, "rtmp://127.0.0.1:"+strconv.Itoa(port)+"/live/secret", Options{}, out, srv)
@@ -145,7 +136,7 @@ func TestPublishToFFmpeg(t *testing.T) {
 
 // TestPublishRTMPS goes through a TLS terminator in front of ffmpeg.
 func TestPublishRTMPS(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	out := filepath.Join(t.TempDir(), "got.flv")
 	srv := ffmpegServer(t, port, out)
 	cert, pool := selfSigned(t)
