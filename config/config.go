@@ -107,6 +107,11 @@ type Config struct {
 	// answer its subscribers' NACKs (--nack-history), one copy shared by
 	// all of them; about 1 s of 2 Mbit/s video at 256.
 	NACKHistory int
+	// PublisherStartBitrate, in bits per second, is where a publishing
+	// browser's congestion control is told to start
+	// (--publisher-start-bitrate; 0: not told, Chromium then starts at
+	// 300 kbit/s and a share at a quarter of its size).
+	PublisherStartBitrate int
 
 	// APIKey authorises admin calls of the REST API (--api-key). Empty:
 	// generated on first start, stored in DataDir/api-key, printed once.
@@ -266,24 +271,25 @@ const ICETCPSameAsHTTPS = -1
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		Addr:            ":8443",
-		HTTPAddr:        ":8080",
-		DataDir:         defaultDataDir(),
-		UDPPort:         8443,
-		ConnectTimeout:  15 * time.Second,
-		WSMaxMessage:    64 << 10,
-		WSPingInterval:  10 * time.Second,
-		WSPongTimeout:   20 * time.Second,
-		WSJoinTimeout:   10 * time.Second,
-		WSMaxPerAddr:    32,
-		MaxPeers:        50,
-		WHEPMaxViewers:  200,
-		OpenRooms:       true,
-		NACKHistory:     512,
-		APIMaxBody:      64 << 10,
-		RecordMinFreeMB: 1024,
-		RecordReserveMB: 4,
-		PlainListenIP:   "127.0.0.1",
+		Addr:                  ":8443",
+		HTTPAddr:              ":8080",
+		DataDir:               defaultDataDir(),
+		UDPPort:               8443,
+		ConnectTimeout:        15 * time.Second,
+		WSMaxMessage:          64 << 10,
+		WSPingInterval:        10 * time.Second,
+		WSPongTimeout:         20 * time.Second,
+		WSJoinTimeout:         10 * time.Second,
+		WSMaxPerAddr:          32,
+		MaxPeers:              50,
+		WHEPMaxViewers:        200,
+		OpenRooms:             true,
+		NACKHistory:           512,
+		PublisherStartBitrate: 4_000_000,
+		APIMaxBody:            64 << 10,
+		RecordMinFreeMB:       1024,
+		RecordReserveMB:       4,
+		PlainListenIP:         "127.0.0.1",
 
 		RTMPAddr:             ":1935",
 		RTMPMaxChunkSize:     64 << 10,
@@ -394,6 +400,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WHEPMaxViewers < 0 {
 		errs = append(errs, fmt.Errorf("whep-max-viewers %d: must be 0 (WHEP off) or more", c.WHEPMaxViewers))
+	}
+	if c.PublisherStartBitrate < 0 || c.PublisherStartBitrate > 100_000_000 {
+		errs = append(errs, fmt.Errorf("publisher-start-bitrate %d: must be 0 (off) to 100000000", c.PublisherStartBitrate))
 	}
 	if c.NACKHistory < 16 || c.NACKHistory > 32768 || c.NACKHistory&(c.NACKHistory-1) != 0 {
 		errs = append(errs, fmt.Errorf("nack-history %d: must be a power of two in 16-32768", c.NACKHistory))

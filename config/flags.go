@@ -55,6 +55,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxPeers, "max-peers", c.MaxPeers, "peers per room")
 	fs.IntVar(&c.WHEPMaxViewers, "whep-max-viewers", c.WHEPMaxViewers, "WHEP viewers per room (0 turns WHEP off)")
 	fs.BoolVar(&c.OpenRooms, "open-rooms", c.OpenRooms, "opening /r/{room} creates the room")
+	fs.IntVar(&c.PublisherStartBitrate, "publisher-start-bitrate", c.PublisherStartBitrate, "bits per second a publishing browser's congestion control starts at (0: not told)")
 	fs.IntVar(&c.NACKHistory, "nack-history", c.NACKHistory, "packets each published video layer keeps to answer NACKs, shared by its subscribers (power of two)")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "bearer key for the admin REST API (default: generated and stored in the data dir)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base of the join links the API hands out, e.g. https://tv.lan:8443 (default: first LAN address)")

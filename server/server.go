@@ -84,12 +84,13 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		InterfaceFilter: func(name string) bool {
 			return lanaddr.KeepInterface(name, lanaddr.Options{})
 		},
-		LoopbackOnly:   cfg.ICELoopbackOnly,
-		AnnounceIPs:    lan.announceIPs,
-		TCPListener:    lan.iceTCP,
-		ConnectTimeout: cfg.ConnectTimeout,
-		NACKHistory:    cfg.NACKHistory,
-		Logger:         log,
+		LoopbackOnly:          cfg.ICELoopbackOnly,
+		AnnounceIPs:           lan.announceIPs,
+		TCPListener:           lan.iceTCP,
+		ConnectTimeout:        cfg.ConnectTimeout,
+		NACKHistory:           cfg.NACKHistory,
+		PublisherStartBitrate: publisherStart(cfg.PublisherStartBitrate),
+		Logger:                log,
 	})
 	if err != nil {
 		lan.close()
@@ -191,4 +192,13 @@ func (s *Server) Close() error {
 		return fmt.Errorf("close worker: %w", err)
 	}
 	return nil
+}
+
+// publisherStart is the media core's PublisherStartBitrate for the
+// configuration's: 0 there turns the hint off, which the core spells -1.
+func publisherStart(bps int) int {
+	if bps == 0 {
+		return -1
+	}
+	return bps
 }

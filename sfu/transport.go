@@ -469,7 +469,7 @@ func (t *Transport) Publish(offer string, tracks map[string]TrackInfo) (answer s
 	for _, p := range toClose {
 		p.Close()
 	}
-	return ans.SDP, added, nil
+	return withStartBitrate(ans.SDP, t.router.w.cfg.PublisherStartBitrate/1000), added, nil
 }
 
 // inbound is one receiving m-section of a Send transport. The read loops

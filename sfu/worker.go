@@ -80,6 +80,10 @@ type WorkerConfig struct {
 	// share, which an in-process virtual network turns into queueing
 	// delay, cannot move the layers they check.
 	MinBitrate int
+	// PublisherStartBitrate, in bits per second, is where publishers'
+	// congestion controllers are told to start (startbitrate.go; 0:
+	// DefaultPublisherStartBitrate, negative: not told).
+	PublisherStartBitrate int
 	// KeyframeInterval is the shortest time between two keyframe requests
 	// sent to one publisher's layer (0: DefaultKeyframeInterval).
 	KeyframeInterval time.Duration
@@ -144,6 +148,9 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
+	}
+	if cfg.PublisherStartBitrate == 0 {
+		cfg.PublisherStartBitrate = DefaultPublisherStartBitrate
 	}
 	if cfg.InitialBitrate <= 0 {
 		cfg.InitialBitrate = 1_000_000
