@@ -20,7 +20,7 @@ import (
 
 var plainH264 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
 
-func newPlainRouter(t *testing.T) *Router {
+func newPlainRouter(t testing.TB) *Router {
 	t.Helper()
 	w, err := NewWorker(context.Background(), WorkerConfig{UDPPort: 0, LoopbackOnly: true})
 	if err != nil {
