@@ -33,6 +33,9 @@ func (c avClock) stream(ms uint32) int64 { return int64(ms) + c.off }
 // the earliest of a second of them is when the audio is due.
 const outWindow = 50
 
+// startLate is how late a keyframe may be sent and still start the video.
+const startLate = 20 * time.Millisecond
+
 // maxVideoWait bounds how long a frame waits for its audio: a stalled
 // transcoder must not stall the picture.
 const maxVideoWait = time.Second
@@ -77,6 +80,7 @@ func (c *audioClock) due(sm int64, now time.Time) time.Time {
 // videoFrame is one access unit's packets waiting for their time.
 type videoFrame struct {
 	sm       int64 // stream time, ms
+	key      bool
 	payloads [][]byte
 	arrived  time.Time
 }
@@ -92,6 +96,7 @@ type videoOut struct {
 	frames   chan videoFrame
 	done     chan struct{}
 	lastDue  time.Time // the sender's: frames leave in order
+	started  bool      // a keyframe went out on time
 	seq      uint16
 	closeOne sync.Once
 }
@@ -139,6 +144,17 @@ func (v *videoOut) run() {
 				}
 			}
 			due = v.clock.due(f.sm, time.Now())
+		}
+		if !v.started {
+			// The stream starts on a keyframe sent on time: frames that
+			// waited for the audio's clock and are late now would be
+			// the first a recording places the video by (it goes by
+			// when the first packets came), a late start for the whole
+			// video.
+			if !f.key || time.Since(due) > startLate {
+				continue
+			}
+			v.started = true
 		}
 		if due.Before(v.lastDue) {
 			due = v.lastDue

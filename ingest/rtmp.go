@@ -371,7 +371,7 @@ func (st *rtmpStream) sendFrame(ms uint32, v flv.VideoTag) error {
 	}
 	sm := st.clock.stream(ms)
 	st.lastMs, st.sent = max(st.lastMs, sm), true
-	st.vout.send(videoFrame{sm: sm, payloads: st.pay.Payload(1200, h264.AnnexB(nalus)), arrived: time.Now()})
+	st.vout.send(videoFrame{sm: sm, key: v.Key, payloads: st.pay.Payload(1200, h264.AnnexB(nalus)), arrived: time.Now()})
 	return nil
 }
 
