@@ -3,32 +3,13 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/matinee-dev/matinee/internal/testenv"
 )
-
-// chromiumPath finds Chromium; without it the test skips, except in CI.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, c := range []string{os.Getenv("MATINEE_CHROMIUM"), "/usr/bin/chromium", "chromium"} {
-		if c == "" {
-			continue
-		}
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no Chromium found (Debian package chromium, or MATINEE_CHROMIUM); browser tests never skip in CI")
-	}
-	t.Skip("no Chromium found: install the Debian package chromium (or set MATINEE_CHROMIUM)")
-	return ""
-}
 
 // newBrowser starts headless Chromium (a fake screen to share, the nodes'
 // certificates accepted) and returns the context of its first tab,
@@ -70,7 +51,7 @@ func TestClusterWebClientFollowsMove(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server, two matinee processes and Chromium")
 	}
-	exe := chromiumPath(t)
+	exe := testenv.Chromium(t)
 	c := newCluster(t)
 	a := c.addNode("wa")
 	b := c.addNode("wb")
@@ -153,7 +134,7 @@ func TestClusterShareAcrossNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server, two matinee processes and Chromium")
 	}
-	exe := chromiumPath(t)
+	exe := testenv.Chromium(t)
 	c := newCluster(t)
 	a := c.addNode("sa")
 	b := c.addNode("sb")
