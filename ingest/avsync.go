@@ -129,8 +129,10 @@ func (v *videoOut) run() {
 	defer timer.Stop()
 	for f := range v.frames {
 		due := time.Now()
+		waited := false
 		if !f.arrived.IsZero() {
 			if v.clock.expected.Load() && !v.clock.valid.Load() {
+				waited = true
 				// The audio is coming but its clock is not known yet:
 				// the first frames would otherwise run ahead of it
 				// (and a recording would place the video by them).
@@ -151,7 +153,7 @@ func (v *videoOut) run() {
 			// the first a recording places the video by (it goes by
 			// when the first packets came), a late start for the whole
 			// video.
-			if !f.key || time.Since(due) > startLate {
+			if !f.key || waited && time.Since(due) > startLate {
 				continue
 			}
 			v.started = true
