@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/matinee-dev/matinee/internal/testenv"
 )
 
 // lan is a bridge on the host and one network namespace per node, each
@@ -89,6 +91,14 @@ func TestClusterNamespaces(t *testing.T) {
 		n.log = n.dir + ".log"
 		c.nodes = append(c.nodes, n)
 		c.start(n)
+	}
+	// Each node has reached Redis through its link and registered (its
+	// first dial can take a moment on a loaded machine): then rooms.
+	for _, n := range c.nodes {
+		testenv.EventuallyState(t, 15*time.Second, n.id+" registered", func() (bool, string) {
+			st, b, err := c.api("GET", n.url+"/api/cluster", nil)
+			return err == nil && st == 200 && strings.Contains(string(b), `"id":"`+n.id+`"`), fmt.Sprintf("%d %s %v", st, b, err)
+		})
 	}
 	// Rooms through every node's API: each lives once, on a node whose
 	// own address serves it.
