@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -19,6 +20,62 @@ import (
 // the audio of its time leaves ffmpeg: the audio's output is the clock
 // the video follows (an encoder also sends its audio tags ahead of or
 // behind its video by its own interleaving, which this absorbs).
+//
+// Pacing is what a browser's lip sync needs (the SFU's reports to it are
+// from its own send times). A recorder or an RTP push goes by the
+// publisher's sender reports, which the ingest writes for both streams
+// from one mapping of stream time to wall time: they line up however
+// late either stream's packets leave (a loaded machine delayed the first
+// video packets by ~90 ms, and a recording placed the video by them).
+
+// reportEpoch is the wall time of stream time 0, in unix ns: when the
+// publisher's connection sent its first tag, less that tag's time. Both
+// streams' sender reports map their RTP times through it.
+type reportEpoch struct{ ns atomic.Int64 }
+
+// anchor fixes the epoch by a tag of stream time sm arriving at now
+// (once per connection: a resume's stream times go on from the last).
+func (e *reportEpoch) anchor(sm int64, now time.Time) {
+	e.ns.Store(now.UnixNano() - sm*int64(time.Millisecond))
+}
+
+// reportInterval is how often each stream reports, as browsers do.
+const reportInterval = time.Second
+
+// reporter writes one stream's RTCP sender reports on its RTP socket
+// (the ingest's ports take RTCP muxed): one before its first packet, so
+// a recorder can place the stream by it at once, then every second.
+type reporter struct {
+	epoch           *reportEpoch
+	ssrc            uint32
+	last            time.Time
+	packets, octets uint32
+}
+
+// before is called before each packet; ts is its RTP time and streamNs
+// its stream time in ns.
+func (r *reporter) before(conn *net.UDPConn, ts uint32, streamNs int64, now time.Time) {
+	if !r.last.IsZero() && now.Sub(r.last) < reportInterval {
+		return
+	}
+	r.last = now
+	sr := rtcp.SenderReport{SSRC: r.ssrc, NTPTime: toNTP(time.Unix(0, r.epoch.ns.Load()+streamNs)), RTPTime: ts, PacketCount: r.packets, OctetCount: r.octets}
+	if b, err := sr.Marshal(); err == nil {
+		_, _ = conn.Write(b)
+	}
+}
+
+func (r *reporter) sent(payload int) {
+	r.packets++
+	r.octets += uint32(payload)
+}
+
+// ntpEpochOffset is the number of seconds from 1900 (NTP) to 1970 (Unix).
+const ntpEpochOffset = 2208988800
+
+func toNTP(t time.Time) uint64 {
+	return (uint64(t.Unix())+ntpEpochOffset)<<32 | uint64(t.Nanosecond())<<32/uint64(time.Second)
+}
 
 // avClock puts one connection's RTMP times on the stream's own clock,
 // continuous across a resume.
@@ -98,6 +155,7 @@ type videoOut struct {
 	lastDue  time.Time // the sender's: frames leave in order
 	started  bool      // a keyframe went out on time
 	seq      uint16
+	report   reporter
 	closeOne sync.Once
 }
 
@@ -106,8 +164,9 @@ type videoOut struct {
 // slot frees.
 const videoQueue = 128
 
-func newVideoOut(conn *net.UDPConn, pt uint8, ssrc uint32, clock *audioClock) *videoOut {
-	v := &videoOut{conn: conn, pt: pt, ssrc: ssrc, clock: clock, frames: make(chan videoFrame, videoQueue), done: make(chan struct{})}
+func newVideoOut(conn *net.UDPConn, pt uint8, ssrc uint32, clock *audioClock, epoch *reportEpoch) *videoOut {
+	v := &videoOut{conn: conn, pt: pt, ssrc: ssrc, clock: clock, frames: make(chan videoFrame, videoQueue), done: make(chan struct{}),
+		report: reporter{epoch: epoch, ssrc: ssrc}}
 	go v.run()
 	return v
 }
@@ -171,6 +230,7 @@ func (v *videoOut) run() {
 }
 
 func (v *videoOut) write(f videoFrame) {
+	v.report.before(v.conn, uint32(uint64(f.sm)*90), f.sm*int64(time.Millisecond), time.Now())
 	for i, p := range f.payloads {
 		pkt := rtp.Packet{Header: rtp.Header{
 			Version: 2, PayloadType: v.pt, SequenceNumber: v.seq,
@@ -184,6 +244,7 @@ func (v *videoOut) write(f videoFrame) {
 		// A full socket buffer or an ingest that just closed loses a
 		// packet, as the network would: the publisher is not dropped.
 		_, _ = v.conn.Write(b)
+		v.report.sent(len(p))
 	}
 }
 
@@ -197,18 +258,19 @@ func (v *videoOut) close() {
 // audioRelay takes ffmpeg's Opus RTP and sends it into the room on the
 // publisher's clock, measuring how late it comes.
 type audioRelay struct {
-	in    *net.UDPConn // ffmpeg sends here
-	out   *net.UDPConn // to the ingest's audio endpoint
-	pt    uint8
-	ssrc  uint32
-	seq   *atomic.Uint32 // the stream's audio numbering, across transcoders
-	clock *audioClock    // the stream's, which the video follows
-	start atomic.Int64   // stream ms of the first AAC frame given to ffmpeg
-	begun atomic.Bool
-	done  chan struct{}
+	in     *net.UDPConn // ffmpeg sends here
+	out    *net.UDPConn // to the ingest's audio endpoint
+	pt     uint8
+	ssrc   uint32
+	seq    *atomic.Uint32 // the stream's audio numbering, across transcoders
+	clock  *audioClock    // the stream's, which the video follows
+	start  atomic.Int64   // stream ms of the first AAC frame given to ffmpeg
+	begun  atomic.Bool
+	report reporter
+	done   chan struct{}
 }
 
-func newAudioRelay(to *net.UDPAddr, pt uint8, ssrc uint32, seq *atomic.Uint32, clock *audioClock) (*audioRelay, error) {
+func newAudioRelay(to *net.UDPAddr, pt uint8, ssrc uint32, seq *atomic.Uint32, clock *audioClock, epoch *reportEpoch) (*audioRelay, error) {
 	in, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, err
@@ -218,7 +280,7 @@ func newAudioRelay(to *net.UDPAddr, pt uint8, ssrc uint32, seq *atomic.Uint32, c
 		in.Close()
 		return nil, err
 	}
-	a := &audioRelay{in: in, out: out, pt: pt, ssrc: ssrc, seq: seq, clock: clock, done: make(chan struct{})}
+	a := &audioRelay{in: in, out: out, pt: pt, ssrc: ssrc, seq: seq, clock: clock, done: make(chan struct{}), report: reporter{epoch: epoch, ssrc: ssrc}}
 	go a.run()
 	return a, nil
 }
@@ -266,10 +328,13 @@ func (a *audioRelay) run() {
 		if err != nil {
 			continue
 		}
-		_, _ = a.out.Write(b)
-		// Stream time 0 on the audio's output clock, by this packet.
 		sm := start*int64(time.Millisecond) + int64(rel)*int64(time.Second)/48000
-		win[n%outWindow] = time.Now().UnixNano() - sm
+		now := time.Now()
+		a.report.before(a.out, pkt.Timestamp, sm, now)
+		_, _ = a.out.Write(b)
+		a.report.sent(len(pkt.Payload))
+		// Stream time 0 on the audio's output clock, by this packet.
+		win[n%outWindow] = now.UnixNano() - sm
 		n++
 		earliest := win[0]
 		for _, o := range win[1:min(n, outWindow)] {

@@ -251,6 +251,7 @@ type rtmpStream struct {
 	vout   *videoOut     // the video, each frame with its audio
 	aseq   atomic.Uint32 // the audio's sequence numbers, across transcoders
 	aclock *audioClock   // when the audio of each stream time leaves
+	epoch  reportEpoch   // stream time to wall time, for sender reports
 }
 
 func (st *rtmpStream) start() error {
@@ -275,7 +276,7 @@ func (st *rtmpStream) start() error {
 		return fmt.Errorf("rtmp ingest socket: %w", err)
 	}
 	st.conn = conn
-	st.vout = newVideoOut(conn, st.video.PayloadType, st.video.SSRC, st.aclock)
+	st.vout = newVideoOut(conn, st.video.PayloadType, st.video.SSRC, st.aclock, &st.epoch)
 	return nil
 }
 
@@ -387,6 +388,7 @@ func (st *rtmpStream) tick(ms uint32) {
 		off = st.lastMs + 1000/30 - int64(ms)
 	}
 	st.clock = avClock{off: off}
+	st.epoch.anchor(st.clock.stream(ms), time.Now())
 }
 
 func (st *rtmpStream) Close(reason error) {
@@ -475,7 +477,7 @@ func (s *Service) startAACTranscoder(cfg aac.Config, st *rtmpStream) (*aacTransc
 		return nil, fmt.Errorf("AAC to Opus needs ffmpeg: %w", err)
 	}
 	to := st.audio
-	relay, err := newAudioRelay(&net.UDPAddr{IP: net.ParseIP(to.IP), Port: to.Port}, to.PayloadType, to.SSRC, &st.aseq, st.aclock)
+	relay, err := newAudioRelay(&net.UDPAddr{IP: net.ParseIP(to.IP), Port: to.Port}, to.PayloadType, to.SSRC, &st.aseq, st.aclock, &st.epoch)
 	if err != nil {
 		return nil, fmt.Errorf("rtmp audio relay: %w", err)
 	}

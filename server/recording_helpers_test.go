@@ -142,7 +142,7 @@ func checkRecording(t *testing.T, path string, want float64, sync bool) {
 			worst = o
 		}
 	}
-	t.Logf("%s: %d flash/beep pairs, worst offset %+.0f ms", path, len(offs), worst*1000)
+	t.Logf("%s: %d flash/beep pairs, worst offset %+.0f ms (offsets %s)", path, len(offs), worst*1000, fmtOffsets(offs))
 	if math.Abs(worst) > 0.080 {
 		t.Errorf("%s: audio and video %+.0f ms apart, want within 80 ms (offsets %s)", path, worst*1000, fmtOffsets(offs))
 	}
