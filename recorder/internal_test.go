@@ -39,12 +39,44 @@ func TestInterleaver(t *testing.T) {
 
 func TestEpochPlacement(t *testing.T) {
 	e := newEpoch(5 * time.Second)
+	e.join()
+	e.join()
 	t0 := time.Unix(1000, 0)
-	if got := e.place(t0.Add(30 * time.Millisecond)); got != 5*time.Second {
-		t.Fatalf("first placement %v", got)
+	// The audio learns its first frame's time first; the video's first
+	// keyframe was captured 30 ms before it.
+	e.offer(t0.Add(30*time.Millisecond), t0)
+	if _, ok := e.place(t0.Add(30*time.Millisecond), t0.Add(10*time.Millisecond), false); ok {
+		t.Fatal("placed before the other track offered")
 	}
-	if got := e.place(t0); got != 5*time.Second-30*time.Millisecond {
-		t.Fatalf("earlier track %v", got)
+	e.offer(t0, t0.Add(500*time.Millisecond))
+	if got, ok := e.place(t0.Add(30*time.Millisecond), t0.Add(520*time.Millisecond), false); !ok || got != 5*time.Second+30*time.Millisecond {
+		t.Fatalf("audio at %v %v, want 5.03 s", got, ok)
+	}
+	if got, ok := e.place(t0, t0.Add(530*time.Millisecond), false); !ok || got != 5*time.Second {
+		t.Fatalf("video at %v %v, want the origin", got, ok)
+	}
+	// A track that never offers holds the others for settleWait at most;
+	// one that comes after the origin settled is placed by it.
+	e2 := newEpoch(0)
+	e2.join()
+	e2.join()
+	e2.offer(t0, t0)
+	if _, ok := e2.place(t0, t0.Add(settleWait-time.Millisecond), false); ok {
+		t.Fatal("settled early")
+	}
+	if got, ok := e2.place(t0, t0.Add(settleWait), false); !ok || got != 0 {
+		t.Fatalf("after settleWait: %v %v", got, ok)
+	}
+	e2.offer(t0.Add(-20*time.Millisecond), t0.Add(2*time.Second))
+	if got, _ := e2.place(t0.Add(-20*time.Millisecond), t0.Add(2*time.Second), false); got != -20*time.Millisecond {
+		t.Fatalf("late track %v", got)
+	}
+	e3 := newEpoch(0)
+	e3.join()
+	e3.join()
+	e3.offer(t0, t0)
+	if _, ok := e3.place(t0, t0, true); !ok {
+		t.Fatal("forced placement refused")
 	}
 	ntp := uint64(1000+ntpEpochOffset)<<32 | 1<<31
 	if got := ntpTime(ntp); !got.Equal(time.Unix(1000, 5e8)) {

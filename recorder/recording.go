@@ -322,6 +322,7 @@ func (r *Recording) newTrack(p *sfu.Producer, ep *epoch) (*track, error) {
 			t.clock.rate = 48000
 		}
 	}
+	ep.join()
 	switch codec {
 	case codecs.H264:
 		t.depack = h264.NewDepacketizer()

@@ -65,6 +65,8 @@ type track struct {
 	overflow atomic.Uint64
 
 	// Owned by the track goroutine.
+	offered  bool      // its first frame's time went to the epoch
+	wall     time.Time // that time
 	placed   bool
 	pending  []packet
 	base     time.Duration // timeline position of the first packet
@@ -115,17 +117,26 @@ func (t *track) handle(p packet) {
 		return
 	}
 	t.pending = append(t.pending, p)
-	ntp, srTS, ok := t.consumer.SenderReport()
 	first := t.pending[0]
-	if !ok && p.at.Sub(first.at) < srWait && len(t.pending) < queueSize {
+	full := len(t.pending) >= queueSize
+	if !t.offered {
+		ntp, srTS, ok := t.consumer.SenderReport()
+		if !ok && p.at.Sub(first.at) < srWait && !full {
+			return
+		}
+		t.wall = first.at
+		if ok {
+			off := time.Duration(int64(int32(first.ts-srTS))) * time.Second / time.Duration(t.clock.rate)
+			t.wall = ntpTime(ntp).Add(off)
+		}
+		t.offered = true
+		t.ep.offer(t.wall, p.at)
+	}
+	base, ok := t.ep.place(t.wall, p.at, full)
+	if !ok {
 		return
 	}
-	wall := first.at
-	if ok {
-		off := time.Duration(int64(int32(first.ts-srTS))) * time.Second / time.Duration(t.clock.rate)
-		wall = ntpTime(ntp).Add(off)
-	}
-	t.base = t.ep.place(wall)
+	t.base = base
 	t.clock.since(first.ts)
 	t.placed = true
 	pend := t.pending
@@ -244,12 +255,12 @@ func (t *track) fail(err error) {
 
 func (t *track) emit(f *Frame) {
 	if f.PTS < t.ep.start {
-		// The track placed first fixes the epoch's origin, and the others'
-		// first frames were captured a few milliseconds either side of it.
-		// Audio before the origin is trimmed; but video that starts on a
-		// keyframe just before it starts at the origin instead, or the
-		// rung would wait for the publisher's next keyframe (seconds away:
-		// an HLS rung lost its first segment that way).
+		// A track that came after the origin settled can have frames
+		// before it. Audio before the origin is trimmed; but video that
+		// starts on a keyframe just before it starts at the origin
+		// instead, or the rung would wait for the publisher's next
+		// keyframe (seconds away: an HLS rung lost its first segment that
+		// way).
 		if !f.Video || (!t.emitted && !f.Key) || t.ep.start-f.PTS > maxLead {
 			return
 		}
