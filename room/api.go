@@ -380,11 +380,14 @@ func (m *Manager) DeleteRoom(id string) error {
 		return errorf(KindNotFound, "unknown room %q", id)
 	}
 	info := r.Info()
-	r.end("room deleted")
+	r.end(reasonDeleted)
 	_ = m.saveRooms() // logged
 	m.hooks.send("room.deleted", map[string]any{"room": info})
 	return nil
 }
+
+// reasonDeleted ends a room deleted through the API.
+const reasonDeleted = "room deleted"
 
 // ParticipantView is one member as the REST API shows it.
 type ParticipantView struct {

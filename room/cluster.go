@@ -25,6 +25,13 @@ type ClusterHooks struct {
 	// Nodes lists the base URLs of the other serving nodes, for the join
 	// result: where a client goes when its node stops answering.
 	Nodes func() []string
+	// SaveState keeps a room's party state (state.go) after it changed;
+	// LoadState brings it back (nil, nil: none kept) before a room new
+	// to this node is joined; DropState deletes it when the room ended
+	// for good. All three or none.
+	SaveState func(id string, state []byte) error
+	LoadState func(id string) ([]byte, error)
+	DropState func(id string) error
 }
 
 // otherNodes is ClusterHooks.Nodes, or nothing on a node on its own.

@@ -71,7 +71,10 @@ type Member struct {
 	id     string
 	name   string
 	room   *Room
-	resume string // the resume token, a secret
+	resume string // the resume token, a secret ("" for a member restored from a cluster's state until it resumes)
+	// resumeSum is the token's SHA-256, which resuming compares (and a
+	// cluster's state keeps instead of the token).
+	resumeSum [32]byte
 
 	mu     sync.Mutex
 	n      Notifier // the current connection; under mu
@@ -136,8 +139,17 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	if err != nil {
 		return nil, nil, err
 	}
+	_, wasHere := m.Room(id)
 	if err := m.claim(id, false); err != nil {
 		return nil, nil, err
+	}
+	// A room coming to this node (its node died or drained) carries on
+	// with its party's state, if the cluster kept one.
+	var state []byte
+	if !wasHere && m.cfg.Cluster.LoadState != nil {
+		if state, err = m.cfg.Cluster.LoadState(id); err != nil {
+			return nil, nil, err
+		}
 	}
 	cl := o.Client
 	if cl == nil {
@@ -147,7 +159,7 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	// A room opened by link closes with its last member; a join that
 	// found it just before it closed opens it again.
 	for attempt := 1; ; attempt++ {
-		mb, res, err := m.enter(id, o, n, claims, name, cl)
+		mb, res, err := m.enter(id, o, n, claims, name, cl, state)
 		if !errors.Is(err, errLinkRoomClosed) {
 			return mb, res, err
 		}
@@ -162,15 +174,21 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 var errLinkRoomClosed = errors.New("room closed meanwhile")
 
 // enter is Join once the token and name are checked.
-func (m *Manager) enter(id string, o JoinOptions, n Notifier, claims *TokenClaims, name string, cl *Client) (*Member, *JoinResult, error) {
+func (m *Manager) enter(id string, o JoinOptions, n Notifier, claims *TokenClaims, name string, cl *Client, state []byte) (*Member, *JoinResult, error) {
 	r, err := m.open(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	if mb, res, err := m.tryResume(r, o, n, claims); mb != nil || err != nil {
+	if state != nil {
+		if err := r.restoreState(state); err != nil {
+			r.log.Warn("room state not taken over", "err", err)
+		}
+	}
+	if mb, res, err := m.tryResume(r, o, n, claims, cl); mb != nil || err != nil {
 		return mb, res, err
 	}
 	mb := &Member{id: newPeerID(), name: name, room: r, n: n, role: RoleGuest, joinedAt: m.now(), cl: cl, resume: randHex(16)}
+	mb.resumeSum = resumeSum(mb.resume)
 	if cl.addr != "" {
 		mb.person = "ip:" + cl.addr
 	}

@@ -1,7 +1,6 @@
 package room
 
 import (
-	"crypto/subtle"
 	"time"
 )
 
@@ -48,7 +47,7 @@ func (mb *Member) Attached(n Notifier) bool {
 func (r *Room) findResumeLocked(resume string, claims *TokenClaims) (mb *Member, byToken bool) {
 	if resume != "" {
 		for _, mb := range r.members {
-			if subtle.ConstantTimeCompare([]byte(mb.resume), []byte(resume)) == 1 {
+			if mb.resumes(resume) {
 				return mb, false
 			}
 		}
@@ -66,7 +65,7 @@ func (r *Room) findResumeLocked(resume string, claims *TokenClaims) (mb *Member,
 // A resumed member keeps its peer id, role and name; the connection it
 // had (if still open) is told it was replaced and closed, and its
 // transports close.
-func (m *Manager) tryResume(r *Room, o JoinOptions, n Notifier, claims *TokenClaims) (*Member, *JoinResult, error) {
+func (m *Manager) tryResume(r *Room, o JoinOptions, n Notifier, claims *TokenClaims, cl *Client) (*Member, *JoinResult, error) {
 	r.evMu.Lock()
 	r.mu.Lock()
 	mb, byToken := r.findResumeLocked(o.Resume, claims)
@@ -93,7 +92,21 @@ func (m *Manager) tryResume(r *Room, o JoinOptions, n Notifier, claims *TokenCla
 		mb.awayT.Stop()
 		mb.awayT = nil
 	}
-	// mb.cl stays: a reconnect does not refill the person's budgets.
+	// mb.cl stays: a reconnect does not refill the person's budgets. A
+	// member restored from a cluster's state has none yet, nor the token.
+	if mb.cl == nil {
+		mb.cl = cl
+		if mb.person == "" && cl.addr != "" {
+			mb.person = "ip:" + cl.addr
+		}
+	}
+	if mb.resume == "" {
+		mb.resume = o.Resume
+		if mb.resume == "" || !mb.resumes(mb.resume) {
+			mb.resume = randHex(16)
+			mb.resumeSum = resumeSum(mb.resume)
+		}
+	}
 	mb.mu.Unlock()
 	peers := make([]PeerInfo, 0, len(r.order))
 	for _, pid := range r.order {

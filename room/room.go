@@ -268,6 +268,10 @@ type Room struct {
 	persistent bool
 	// streamKeys publish into the room over RTMP (hashes only).
 	streamKeys []StreamKey
+	// state saves the party state for a cluster (state.go); nil on a
+	// node on its own.
+	state     *stateWriter
+	stateOnce sync.Once
 }
 
 // ID returns the room's identifier.
@@ -325,7 +329,7 @@ func (m *Manager) newRoom(id string, s Settings, pw *passwordHash, persistent bo
 	if err != nil {
 		return nil, fmt.Errorf("room %s: %w", id, err)
 	}
-	return &Room{
+	r := &Room{
 		id:         id,
 		m:          m,
 		router:     router,
@@ -338,7 +342,9 @@ func (m *Manager) newRoom(id string, s Settings, pw *passwordHash, persistent bo
 		members:    map[string]*Member{},
 		play:       PlaybackState{Paused: true, Rate: 1, WaitingFor: []string{}},
 		chat:       chatLog{max: m.cfg.Chat.History},
-	}, nil
+	}
+	r.startStateWriter()
+	return r, nil
 }
 
 // waitClosedLocked returns once no room of this id is closing; it lets
@@ -390,6 +396,7 @@ func (m *Manager) closeIfEmpty(r *Room) {
 	m.mu.Unlock()
 	if empty {
 		finish()
+		r.stopState(true)
 		r.log.Info("room closed")
 	}
 }
@@ -426,6 +433,10 @@ func (r *Room) end(reason string) {
 	}
 	r.mu.Unlock()
 	r.m.mu.Unlock()
+	// Before the members go: their leaving is not the party's state, which
+	// the node taking the room over (it moved, this node stops) carries on
+	// with. Only a deleted room's state goes.
+	r.stopState(reason == reasonDeleted)
 	r.close(reason)
 	if !already {
 		finish()
@@ -506,6 +517,7 @@ func (r *Room) broadcast(except, method string, params any) {
 	for _, mb := range ms {
 		mb.notifier().Notify(method, params)
 	}
+	r.stateChanged()
 }
 
 // Peers returns the room's members in join order.

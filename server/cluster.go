@@ -63,7 +63,8 @@ func newClusterGlue(cfg config.Config, apiKey string, log *slog.Logger, rc *room
 	}
 	g := &clusterGlue{cfg: cfg, log: log, apiKey: apiKey}
 	rc.StorePath = "" // the room list lives in Redis; a file would bring back rooms other nodes now hold
-	rc.Cluster = room.ClusterHooks{Claim: g.claim, Saved: g.saved, Nodes: g.otherNodes}
+	rc.Cluster = room.ClusterHooks{Claim: g.claim, Saved: g.saved, Nodes: g.otherNodes,
+		SaveState: g.saveState, LoadState: g.loadState, DropState: g.dropState}
 	return g
 }
 
@@ -520,3 +521,27 @@ func (s *Server) Drain(ctx context.Context) error {
 
 // Clustered reports whether the server runs in cluster mode.
 func (s *Server) Clustered() bool { return s.cluster != nil }
+
+// saveState, loadState and dropState keep a room's party state in Redis
+// under the room's lease (room.ClusterHooks).
+func (g *clusterGlue) saveState(id string, state []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	return g.node.SaveState(ctx, id, state)
+}
+
+func (g *clusterGlue) loadState(id string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	b, _, err := g.node.State(ctx, id)
+	if err != nil {
+		return nil, clusterError(id, err)
+	}
+	return b, nil
+}
+
+func (g *clusterGlue) dropState(id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	return g.node.DropState(ctx, id)
+}

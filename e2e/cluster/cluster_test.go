@@ -1,5 +1,5 @@
 // Package cluster holds the process-level tests of cluster mode: a real
-// redis-server and three real matinee processes on loopback, each on
+// redis-server and four real matinee processes on loopback, each on
 // ports of its own, sharing one CA (docs/cluster.md).
 package cluster
 
@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -304,6 +305,77 @@ func (c *cluster) keysNaming(id string) []string {
 
 // join joins room through n's WebSocket; it returns the JSON-RPC error
 // when the join is refused.
+// joinResult is what the tests read of a join's result.
+type joinResult struct {
+	PeerID      string `json:"peerId"`
+	Role        string `json:"role"`
+	ResumeToken string `json:"resumeToken"`
+	Resumed     bool   `json:"resumed"`
+	Chat        []struct {
+		Text string `json:"text"`
+	} `json:"chat"`
+	Playback struct {
+		URL      string  `json:"url"`
+		Paused   bool    `json:"paused"`
+		Position float64 `json:"position"`
+	} `json:"playback"`
+}
+
+// rpcJoin joins with the given params and returns the socket and result.
+func (c *cluster) rpcJoin(n *node, params map[string]any) (*websocket.Conn, joinResult, error) {
+	var res joinResult
+	d := websocket.Dialer{TLSClientConfig: c.tlsCfg, HandshakeTimeout: 5 * time.Second}
+	ws, _, err := d.Dial("wss"+strings.TrimPrefix(n.url, "https")+"/ws", nil)
+	if err != nil {
+		return nil, res, err
+	}
+	if err := ws.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "join", "params": params}); err != nil {
+		ws.Close()
+		return nil, res, err
+	}
+	raw, err := rpcResult(ws, 1)
+	if err == nil {
+		err = json.Unmarshal(raw, &res)
+	}
+	if err != nil {
+		ws.Close()
+		return nil, res, err
+	}
+	return ws, res, nil
+}
+
+// rpcCall calls method and waits for its answer.
+func rpcCall(ws *websocket.Conn, id int, method string, params any) error {
+	if err := ws.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": params}); err != nil {
+		return err
+	}
+	_, err := rpcResult(ws, id)
+	return err
+}
+
+// rpcResult reads until the answer to id, skipping notifications.
+func rpcResult(ws *websocket.Conn, id int) (json.RawMessage, error) {
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer ws.SetReadDeadline(time.Time{})
+	for {
+		var msg struct {
+			ID     *int            `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+		}
+		if err := ws.ReadJSON(&msg); err != nil {
+			return nil, err
+		}
+		if msg.ID == nil || *msg.ID != id {
+			continue
+		}
+		if msg.Error != nil {
+			return nil, fmt.Errorf("%s: %s", "call", msg.Error)
+		}
+		return msg.Result, nil
+	}
+}
+
 func (c *cluster) join(n *node, room string) (*websocket.Conn, error) {
 	d := websocket.Dialer{TLSClientConfig: c.tlsCfg, HandshakeTimeout: 5 * time.Second}
 	ws, _, err := d.Dial("wss"+strings.TrimPrefix(n.url, "https")+"/ws", nil)
@@ -337,7 +409,7 @@ func (c *cluster) join(n *node, room string) (*websocket.Conn, error) {
 	}
 }
 
-// (a) 200 rooms made at once through the REST APIs of three nodes: each
+// (a) 200 rooms made at once through the REST APIs of four nodes: each
 // exists exactly once, on the node its lease names, and the busiest node
 // holds at most 1.5 times the rooms of the least busy.
 // (b) kill -9 of a node: within 10 s its room can be joined on another
@@ -345,10 +417,10 @@ func (c *cluster) join(n *node, room string) (*websocket.Conn, error) {
 // names the dead node. Five kills give the median time.
 func TestClusterProcesses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts redis-server and three matinee processes")
+		t.Skip("starts redis-server and four matinee processes")
 	}
 	c := newCluster(t)
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= 4; i++ {
 		c.addNode("n" + strconv.Itoa(i))
 	}
 
@@ -373,7 +445,7 @@ func TestClusterProcesses(t *testing.T) {
 		for err := range errs {
 			t.Error(err)
 		}
-		t.Logf("%d rooms created through 3 nodes in %s", rooms, time.Since(start).Round(time.Millisecond))
+		t.Logf("%d rooms created through %d nodes in %s", rooms, len(c.nodes), time.Since(start).Round(time.Millisecond))
 		where := map[string]string{}
 		per := map[string]int{}
 		for _, n := range c.nodes {
@@ -472,6 +544,75 @@ func TestClusterProcesses(t *testing.T) {
 		sorted := append([]time.Duration(nil), took...)
 		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
 		t.Logf("kill -9 to joinable elsewhere: %v, median %s", took, sorted[len(sorted)/2].Round(time.Millisecond))
+	})
+
+	t.Run("state", func(t *testing.T) {
+		// A party on one node: Ana (host) plays a film, Bo chats. kill -9
+		// of the node; on another node Bo comes back first, then Ana: the
+		// chat and the film (paused where it was) are there, and Ana is
+		// host again, by the resume tokens of their last joins.
+		const room = "party-state"
+		x, y := c.nodes[0], c.nodes[1]
+		ana, anaRes, err := c.rpcJoin(x, map[string]any{"room": room, "name": "Ana"})
+		if err != nil {
+			t.Fatalf("Ana joins on %s: %v", x.id, err)
+		}
+		defer ana.Close()
+		bo, boRes, err := c.rpcJoin(x, map[string]any{"room": room, "name": "Bo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bo.Close()
+		if anaRes.Role != "host" || boRes.Role != "guest" {
+			t.Fatalf("roles on %s: Ana %s, Bo %s", x.id, anaRes.Role, boRes.Role)
+		}
+		if err := rpcCall(bo, 2, "chat", map[string]any{"text": "before the kill"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := rpcCall(ana, 2, "playback", map[string]any{"action": "load", "url": "/media/film.mp4", "duration": 600}); err != nil {
+			t.Fatal(err)
+		}
+		if err := rpcCall(ana, 3, "playback", map[string]any{"action": "play"}); err != nil {
+			t.Fatal(err)
+		}
+		testenv.EventuallyState(t, 5*time.Second, "the party's state in Redis", func() (bool, string) {
+			v, _ := c.rdb.Get(context.Background(), "matinee:state:"+room).Result()
+			return strings.Contains(v, "before the kill") && strings.Contains(v, `"paused":false`), v
+		})
+		x.kill()
+		killed := time.Now()
+		var back joinResult
+		for {
+			ws, res, err := c.rpcJoin(y, map[string]any{"room": room, "name": "Bo", "resume": boRes.ResumeToken})
+			if err == nil {
+				defer ws.Close()
+				back = res
+				break
+			}
+			if time.Since(killed) > 15*time.Second {
+				t.Fatalf("%s not joinable on %s 15s after kill -9 of %s: %v", room, y.id, x.id, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("kill -9 of %s → Bo back in %s on %s after %s", x.id, room, y.id, time.Since(killed).Round(time.Millisecond))
+		if !back.Resumed || back.PeerID != boRes.PeerID || back.Role != "guest" {
+			t.Errorf("Bo on %s: resumed %v, peer %s (was %s), role %s", y.id, back.Resumed, back.PeerID, boRes.PeerID, back.Role)
+		}
+		if len(back.Chat) != 1 || back.Chat[0].Text != "before the kill" {
+			t.Errorf("chat on %s: %+v", y.id, back.Chat)
+		}
+		if p := back.Playback; p.URL != "/media/film.mp4" || !p.Paused || p.Position <= 0 {
+			t.Errorf("playback on %s: %+v (want the film, paused where it was)", y.id, p)
+		}
+		ws, res, err := c.rpcJoin(y, map[string]any{"room": room, "name": "Ana", "resume": anaRes.ResumeToken})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		if !res.Resumed || res.Role != "host" {
+			t.Errorf("Ana on %s: resumed %v, role %q, want host again", y.id, res.Resumed, res.Role)
+		}
+		c.start(x)
 	})
 
 	t.Run("paused", func(t *testing.T) {
