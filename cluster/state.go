@@ -85,3 +85,17 @@ func (n *Node) lease(id string) (Lease, bool) {
 	h, ok := n.owned[id]
 	return h.lease, ok
 }
+
+// Specs reads every kept room record (id → JSON): the rooms made through
+// the API, whichever node holds them now, or none.
+func (n *Node) Specs(ctx context.Context) (map[string][]byte, error) {
+	m, err := n.rdb.HGetAll(ctx, keySpecs).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%w: room records: %w", ErrUnavailable, err)
+	}
+	out := make(map[string][]byte, len(m))
+	for id, v := range m {
+		out[id] = []byte(v)
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package room
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // In a cluster (docs/cluster.md) each room lives on one node. The server
@@ -108,3 +109,26 @@ func (m *Manager) EndRoom(id, reason string) bool {
 // Resave writes the persistent rooms' records again (the cluster's store
 // lost them with a restart).
 func (m *Manager) Resave() error { return m.saveRooms() }
+
+// RecordInfo describes a persistent room from its record (as
+// ClusterHooks.Saved received it), for a room list that includes rooms no
+// node holds right now.
+func RecordInfo(record []byte) (RoomInfo, error) {
+	var sr storedRoom
+	if err := json.Unmarshal(record, &sr); err != nil {
+		return RoomInfo{}, fmt.Errorf("room record: %w", err)
+	}
+	if !ValidID(sr.ID) {
+		return RoomInfo{}, fmt.Errorf("room record: bad id %q", sr.ID)
+	}
+	md := sr.Metadata
+	if len(md) == 0 {
+		md = json.RawMessage("{}")
+	}
+	return RoomInfo{
+		ID: sr.ID, Name: sr.Name, CreatedAt: sr.CreatedAt.UTC().Truncate(time.Millisecond), MaxPeers: sr.MaxPeers,
+		Locked: sr.Locked, HasPassword: sr.Password != nil, OpenControl: sr.OpenControl, WaitForEveryone: sr.WaitForEveryone,
+		GuestsCanShare: sr.GuestsCanShare, Simulcast: sr.Simulcast == nil || *sr.Simulcast, PublicHLS: sr.PublicHLS,
+		Persistent: true, Metadata: md,
+	}, nil
+}

@@ -14,7 +14,9 @@ type memState struct {
 	writes chan struct{}
 }
 
-func newMemState() *memState { return &memState{m: map[string][]byte{}, writes: make(chan struct{}, 1000)} }
+func newMemState() *memState {
+	return &memState{m: map[string][]byte{}, writes: make(chan struct{}, 1000)}
+}
 
 func (s *memState) hooks() ClusterHooks {
 	return ClusterHooks{

@@ -283,6 +283,8 @@ func (g *clusterGlue) handler(next http.Handler) http.Handler {
 		switch {
 		case r.Method == http.MethodPost && path == "/api/rooms":
 			g.placeRoom(w, r, next)
+		case r.Method == http.MethodGet && path == "/api/rooms" && r.Header.Get(placedHeader) == "" && r.URL.Query().Get("scope") != "node" && g.admin(r):
+			g.listRooms(w, r, next)
 		case strings.HasPrefix(path, "/api/rooms/"):
 			id, _, _ := strings.Cut(strings.TrimPrefix(path, "/api/rooms/"), "/")
 			g.route(w, r, next, id, false, g.forward)

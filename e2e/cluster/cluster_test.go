@@ -222,11 +222,11 @@ func (c *cluster) api(method, url string, body any) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// localRooms lists the rooms a node holds itself (GET /api/rooms answers
-// with the node's own rooms).
+// localRooms lists the rooms a node holds itself (GET /api/rooms?scope=node
+// answers with the node's own rooms).
 func (c *cluster) localRooms(n *node) []string {
 	c.t.Helper()
-	st, b, err := c.api("GET", n.url+"/api/rooms", nil)
+	st, b, err := c.api("GET", n.url+"/api/rooms?scope=node", nil)
 	if err != nil || st != 200 {
 		c.t.Fatalf("list rooms of %s: %d %s %v", n.id, st, b, err)
 	}
@@ -243,7 +243,7 @@ func (c *cluster) localRooms(n *node) []string {
 
 // tryLocalRooms is localRooms for a node that may not answer yet.
 func (c *cluster) tryLocalRooms(n *node) ([]string, bool) {
-	st, b, err := c.api("GET", n.url+"/api/rooms", nil)
+	st, b, err := c.api("GET", n.url+"/api/rooms?scope=node", nil)
 	if err != nil || st != 200 {
 		return nil, false
 	}
@@ -319,6 +319,31 @@ type joinResult struct {
 		Paused   bool    `json:"paused"`
 		Position float64 `json:"position"`
 	} `json:"playback"`
+}
+
+// listed is the set of room ids GET /api/rooms on n lists.
+func (c *cluster) listed(t *testing.T, n *node) map[string]bool {
+	t.Helper()
+	st, b, err := c.api("GET", n.url+"/api/rooms", nil)
+	if err != nil || st != http.StatusOK {
+		t.Fatalf("GET /api/rooms on %s: %d %s %v", n.id, st, b, err)
+	}
+	var l struct {
+		Rooms []struct {
+			ID string `json:"id"`
+		} `json:"rooms"`
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, r := range l.Rooms {
+		if out[r.ID] {
+			t.Errorf("GET /api/rooms on %s lists %s twice", n.id, r.ID)
+		}
+		out[r.ID] = true
+	}
+	return out
 }
 
 // rpcJoin joins with the given params and returns the socket and result.
@@ -465,6 +490,12 @@ func TestClusterProcesses(t *testing.T) {
 				t.Errorf("lease of %s names %s, the room is on %q", id, holder, where[id])
 			}
 		}
+		// Any node lists every room of the cluster.
+		for _, n := range c.nodes {
+			if got := c.listed(t, n); len(got) != rooms {
+				t.Errorf("GET /api/rooms on %s lists %d rooms, want %d", n.id, len(got), rooms)
+			}
+		}
 		lo, hi := rooms, 0
 		for _, n := range c.nodes {
 			lo, hi = min(lo, per[n.id]), max(hi, per[n.id])
@@ -502,6 +533,11 @@ func TestClusterProcesses(t *testing.T) {
 			}
 			dead.kill()
 			killed := time.Now()
+			// Its rooms stay listed (from their records) while no node
+			// holds them.
+			if got := c.listed(t, alive); !got[room] || len(got) < 200 {
+				t.Errorf("round %d: with %s dead, %s lists %d rooms (%s among them: %v)", round, dead.id, alive.id, len(got), room, got[room])
+			}
 			pttl, _ := c.rdb.PTTL(context.Background(), "matinee:room:"+room).Result()
 			t.Logf("round %d: %s's lease has %s left at the kill", round, room, pttl)
 			var lastErr error
