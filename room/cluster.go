@@ -106,9 +106,14 @@ func (m *Manager) EndRoom(id, reason string) bool {
 	return ok
 }
 
-// Resave writes the persistent rooms' records again (the cluster's store
-// lost them with a restart).
-func (m *Manager) Resave() error { return m.saveRooms() }
+// Resave writes the persistent rooms' records and every room's party
+// state again (the cluster's store lost them with a restart).
+func (m *Manager) Resave() error {
+	for _, r := range m.Rooms() {
+		r.stateChanged()
+	}
+	return m.saveRooms()
+}
 
 // RecordInfo describes a persistent room from its record (as
 // ClusterHooks.Saved received it), for a room list that includes rooms no

@@ -745,8 +745,11 @@ func TestClusterProcesses(t *testing.T) {
 			}
 			leases := c.leases()
 			for _, id := range held {
-				// Its lease, and its record (written again).
-				if rec, _ := c.rdb.HExists(context.Background(), "matinee:rooms", id).Result(); leases[id] != n.id || !rec {
+				// Its lease, its record and its party state (written
+				// again).
+				rec, _ := c.rdb.HExists(context.Background(), "matinee:rooms", id).Result()
+				state, _ := c.rdb.Exists(context.Background(), "matinee:state:"+id).Result()
+				if leases[id] != n.id || !rec || state != 1 {
 					all = false
 				}
 			}
@@ -758,7 +761,7 @@ func TestClusterProcesses(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Logf("nodes, and %d leases and records of %s, back %s after Redis restarted", len(held), n.id, time.Since(back).Round(time.Millisecond))
+		t.Logf("nodes, and %d leases, records and states of %s, back %s after Redis restarted", len(held), n.id, time.Since(back).Round(time.Millisecond))
 		ws, err := c.join(n, "while-redis-away")
 		if err != nil {
 			t.Fatalf("join once Redis is back: %v", err)
