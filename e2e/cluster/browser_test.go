@@ -192,9 +192,24 @@ func TestClusterShareAcrossNodes(t *testing.T) {
 	}
 	t.Logf("viewer who opened %s/r/show watches on %s: %d frames decoded", b.url, last.Href, last.Frames)
 
+	me := func(ctx context.Context) (id, role string) {
+		raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](`(() => { const m = window.__matinee.client.me || {}; return {id: m.id || '', role: m.role || ''}; })()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct{ ID, Role string }
+		_ = json.Unmarshal(raw, &v)
+		return v.ID, v.Role
+	}
+	hostID, role := me(browser)
+	if role != "host" {
+		t.Fatalf("the first to join is %q", role)
+	}
+
 	// The room's node dies. Both pages find it gone and join again on
 	// the other node (the join results named it), which takes the room
-	// once the lease runs out; the host shares again and the viewer
+	// once the lease runs out, with its members (in Redis): the host is
+	// the same member and host again; they share again and the viewer
 	// sees it.
 	a.kill()
 	killed := time.Now()
@@ -216,6 +231,12 @@ func TestClusterShareAcrossNodes(t *testing.T) {
 	rejoined := time.Since(killed)
 	if h := c.leases()["show"]; h != b.id {
 		t.Fatalf("show held by %q after the move, want %s", h, b.id)
+	}
+	if id, role := me(browser); id != hostID || role != "host" {
+		t.Errorf("the host came back on %s as %s (%s), want %s, host", b.id, id, role, hostID)
+	}
+	if _, role := me(viewer); role != "guest" {
+		t.Errorf("the viewer came back as %q", role)
 	}
 	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-screen]`)), chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`))); err != nil {
 		t.Fatalf("share again: %v", err)

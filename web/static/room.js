@@ -1653,7 +1653,7 @@ function tokenClaims(token) {
 // ---------------------------------------------------------------- joining
 
 function start(name, password) {
-  const resume = app.client?.resumeToken || resumeAtLoad || undefined;
+  const resume = app.client?.resumeToken || resumeAtLoad || movedAtLoad.resume || undefined;
   if (app.client) app.client.close();
   const c = new Client({room: roomId, name, password, token: app.token || undefined, resume});
   app.client = c;
@@ -1924,6 +1924,10 @@ function moveTo(base, name, lost = false) {
   if (!/^https?:$/.test(target.protocol) || hops > MAX_MOVES) return false;
   const carry = new URLSearchParams({name, moved: String(hops)});
   if (app.token) carry.set('token', app.token);
+  // The node that takes the room over keeps its members (the cluster
+  // keeps them in Redis), ours with our role: our resume token proves it
+  // is us. sessionStorage is per origin, so it rides in the fragment.
+  if (app.client?.resumeToken) carry.set('resume', app.client.resumeToken);
   if (lost) {
     // ?stay: the node serves the page even while our dead node's lease
     // lasts (else it would send us back there); taken out at load.
@@ -1952,12 +1956,12 @@ function waitForFledNode(url, name, password) {
 }
 
 // What a move from another node carried in the address's fragment
-// (#name=…&moved=N&from=…, and token=… which takeToken reads): read once
-// at load and taken out of the address bar, with ?stay.
+// (#name=…&moved=N&from=…&resume=…, and token=… which takeToken reads):
+// read once at load and taken out of the address bar, with ?stay.
 function takeMoved() {
   const p = new URLSearchParams(window.location.hash.slice(1));
   if (!p.has('moved')) return {};
-  const out = {name: (p.get('name') || '').trim(), hops: p.get('moved'), from: p.get('from') || ''};
+  const out = {name: (p.get('name') || '').trim(), hops: p.get('moved'), from: p.get('from') || '', resume: p.get('resume') || ''};
   if (out.name) saveName(out.name);
   return out;
 }
