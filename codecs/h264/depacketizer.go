@@ -108,7 +108,10 @@ func (d *Depacketizer) finish() *AccessUnit {
 var errPayload = errors.New("h264: malformed payload")
 
 func (d *Depacketizer) add(nalu []byte) error {
-	if len(nalu) == 0 {
+	// An access unit holds NAL units of types 1-23 only: an aggregate or
+	// fragment inside a STAP-A, or an FU-A naming one, is malformed (a
+	// muxer would write it into a recording as it came).
+	if len(nalu) == 0 || Type(nalu) < 1 || Type(nalu) > 23 {
 		return errPayload
 	}
 	d.size += len(nalu)
