@@ -240,6 +240,7 @@ type Room struct {
 	id        string
 	m         *Manager
 	router    *sfu.Router
+	stage     *stage
 	createdAt time.Time
 	log       *slog.Logger
 
@@ -325,10 +326,11 @@ func (m *Manager) newRoom(id string, s Settings, pw *passwordHash, persistent bo
 	if err != nil {
 		return nil, fmt.Errorf("room %s: %w", id, err)
 	}
-	return &Room{
+	r := &Room{
 		id:         id,
 		m:          m,
 		router:     router,
+		stage:      newStage(router),
 		maxPeers:   s.MaxPeers,
 		settings:   s,
 		password:   pw,
@@ -338,7 +340,9 @@ func (m *Manager) newRoom(id string, s Settings, pw *passwordHash, persistent bo
 		members:    map[string]*Member{},
 		play:       PlaybackState{Paused: true, Rate: 1, WaitingFor: []string{}},
 		chat:       chatLog{max: m.cfg.Chat.History},
-	}, nil
+	}
+	r.stage.subscribe(r.announceStage)
+	return r, nil
 }
 
 // waitClosedLocked returns once no room of this id is closing; it lets
@@ -364,6 +368,7 @@ func (m *Manager) closeRouterLocked(r *Room) (finish func()) {
 	m.closing[r.id] = ch
 	return func() {
 		r.stopWaitTimer()
+		r.stage.stop()
 		r.router.Close()
 		m.mu.Lock()
 		if m.closing[r.id] == ch {
