@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,61 +49,17 @@ func waitStage(t *testing.T, ctx context.Context, who string, c *testpeer.Client
 	}
 }
 
-// publishing runs a test source into a published track until the test
-// ends.
+// publishing publishes running test sources until the test ends.
 func publishing(t *testing.T, ctx context.Context, c *testpeer.Client, source string, video, audio bool) (videoID, audioID string) {
 	t.Helper()
-	var tracks []*testpeer.Track
-	var vs *testpeer.VideoSource
-	var as *testpeer.AudioSource
-	if video {
-		s, err := testpeer.NewVideoSource(source+"-v", source)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vs = s
-		tracks = append(tracks, &testpeer.Track{Track: s.Track, AppData: map[string]any{"source": source}})
-	}
-	if audio {
-		s, err := testpeer.NewAudioSource(source+"-a", source)
-		if err != nil {
-			t.Fatal(err)
-		}
-		as = s
-		tracks = append(tracks, &testpeer.Track{Track: s.Track, AppData: map[string]any{"source": source}})
-	}
-	ps, err := c.Publish(ctx, tracks...)
+	stop := make(chan struct{})
+	v, a, wait, err := c.PublishRunning(ctx, stop, source, video, audio)
 	if err != nil {
+		close(stop)
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, tr := range tracks {
-		go func() {
-			for {
-				if _, _, err := tr.Sender.ReadRTCP(); err != nil {
-					return
-				}
-			}
-		}()
-	}
-	if vs != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); vs.Run(stop, 30) }()
-	}
-	if as != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); as.Run(stop) }()
-	}
-	t.Cleanup(func() { close(stop); wg.Wait() })
-	for _, p := range ps {
-		if p.Kind == "video" {
-			videoID = p.ID
-		} else {
-			audioID = p.ID
-		}
-	}
-	return videoID, audioID
+	t.Cleanup(func() { close(stop); wait() })
+	return v, a
 }
 
 // TestStageNotification: the room's stage reaches members over the
