@@ -38,6 +38,41 @@ type simulcastH264 struct {
 	wg   sync.WaitGroup
 }
 
+// oneShow is a room's media as these tests give the recorder: the
+// router, whose one video producer (the test's share) is the stage's
+// show. The stage rule itself is room's, and tested there.
+type oneShow struct{ *sfu.Router }
+
+func (s oneShow) OnStage(f func(video, audio *sfu.Producer, show bool)) (cancel func()) {
+	var mu sync.Mutex
+	stopped := false
+	tell := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		var v *sfu.Producer
+		for _, p := range s.Producers() {
+			if p.Kind() == sfu.KindVideo {
+				v = p
+			}
+		}
+		f(v, nil, v != nil)
+	}
+	cancelNew := s.OnNewProducer(func(p *sfu.Producer) {
+		p.OnClose(tell)
+		tell()
+	})
+	tell()
+	return func() {
+		cancelNew()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+	}
+}
+
 func publishSimulcastH264(t *testing.T, router *sfu.Router) *simulcastH264 {
 	t.Helper()
 	api, err := mediatest.H264API()
@@ -182,7 +217,7 @@ func TestSimulcastLadder(t *testing.T) {
 	defer sp.close()
 	m := recorder.NewManager(recorder.Config{Dir: t.TempDir(), MinFreeBytes: 1, StopFreeBytes: 1})
 	defer m.Close()
-	rec, err := m.Start("abr", router, recorder.Options{Formats: []string{"hls"}, NoAudio: true})
+	rec, err := m.Start("abr", oneShow{router}, recorder.Options{Formats: []string{"hls"}, NoAudio: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,13 +287,13 @@ func TestStopsWhenDiskFills(t *testing.T) {
 		FreeSpace: func(string) (uint64, error) { mu.Lock(); defer mu.Unlock(); return free, nil }})
 	defer m.Close()
 	setFree(500 << 20)
-	if _, err := m.Start("disk", router, recorder.Options{NoAudio: true}); !errors.Is(err, recorder.ErrNoSpace) {
+	if _, err := m.Start("disk", oneShow{router}, recorder.Options{NoAudio: true}); !errors.Is(err, recorder.ErrNoSpace) {
 		t.Fatalf("start on a nearly full disk: %v", err)
 	}
 	setFree(10 << 30)
 	sp := publishSimulcastH264(t, router)
 	defer sp.close()
-	rec, err := m.Start("disk", router, recorder.Options{Formats: []string{"flv", "hls"}, NoAudio: true})
+	rec, err := m.Start("disk", oneShow{router}, recorder.Options{Formats: []string{"flv", "hls"}, NoAudio: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestWriteFailsOnFullDisk(t *testing.T) {
 				ReserveBytes: tc.reserve, FreeSpace: func(string) (uint64, error) { return 10 << 30, nil }}
 			m := recorder.NewManager(cfg)
 			defer m.Close()
-			rec, err := m.Start("full", router, recorder.Options{Formats: []string{"flv", "hls"}, NoAudio: true})
+			rec, err := m.Start("full", oneShow{router}, recorder.Options{Formats: []string{"flv", "hls"}, NoAudio: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -134,13 +134,19 @@ func (m *Manager) validate(o *Options) error {
 }
 
 // Source is a room's media as the recorder reads it: its producers as
-// they come and go, and direct (in-process) transports to consume them.
-// room.Media and *sfu.Router both satisfy it.
+// they come and go, the room's stage, and direct (in-process) transports
+// to consume them. room.Media satisfies it: the stage and its one rule
+// are the room's (room.Stage), and the recorder only follows it.
 type Source interface {
 	Producers() []*sfu.Producer
 	OnNewProducer(f func(*sfu.Producer)) (cancel func())
 	IsClosed() bool
 	NewDirectTransport(owner string) (*sfu.Transport, error)
+	// OnStage calls f with the stage now and on every change, until
+	// cancel: its video and audio (nil: none), and whether the video is
+	// the show (a screen share or a played file) rather than the
+	// fallback of a room where nobody shows anything.
+	OnStage(f func(video, audio *sfu.Producer, show bool)) (cancel func())
 }
 
 // Start begins recording a room whose media is router.

@@ -70,12 +70,15 @@ type Recording struct {
 	done   chan struct{}
 
 	// Owned by the control goroutine.
-	cur       *current
-	nextTrack int
-	cancelObs func()
-	seen      map[string]int
-	seq       int
-	pending   *pendingStage
+	cur         *current
+	nextTrack   int
+	cancelObs   func()
+	cancelStage func()
+	pending     *pendingStage
+
+	// stage is the room's stage as last told (OnStage).
+	stageMu sync.Mutex
+	stage   selection
 
 	mu        sync.Mutex
 	state     string
@@ -162,12 +165,8 @@ func (r *Recording) poke() {
 	}
 }
 
-// start subscribes to the router and starts the goroutines.
+// start subscribes to the room's media and starts the goroutines.
 func (r *Recording) start() {
-	r.seen = map[string]int{}
-	for _, p := range r.router.Producers() {
-		r.seen[p.ID()] = 0
-	}
 	r.cancelObs = r.router.OnNewProducer(func(p *sfu.Producer) {
 		p.OnClose(r.poke)
 		r.poke()
@@ -175,19 +174,26 @@ func (r *Recording) start() {
 	for _, p := range r.router.Producers() {
 		p.OnClose(r.poke)
 	}
+	if len(r.opts.Producers) == 0 {
+		r.cancelStage = r.router.OnStage(r.followStage)
+	}
 	go r.mux()
 	go r.control()
 }
 
-// order ranks producers by appearance: those present at the start rank
-// 0, later ones in the order the control goroutine first saw them.
-func (r *Recording) order(p *sfu.Producer) int {
-	if n, ok := r.seen[p.ID()]; ok {
-		return n
+// followStage keeps the room's stage while it is the show. A stage that
+// is only the fallback of a room where nobody shows anything (its newest
+// camera and microphone) is not recorded: a recording is of the show,
+// and people's faces are recorded only when chosen by id (Producers).
+func (r *Recording) followStage(video, audio *sfu.Producer, show bool) {
+	var sel selection
+	if show {
+		sel = selection{video: video, audio: audio}
 	}
-	r.seq++
-	r.seen[p.ID()] = r.seq
-	return r.seq
+	r.stageMu.Lock()
+	r.stage = sel
+	r.stageMu.Unlock()
+	r.poke()
 }
 
 func (r *Recording) control() {
@@ -220,15 +226,13 @@ func (r *Recording) control() {
 
 // reconsider compares what should be recorded with what is, and switches.
 func (r *Recording) reconsider() {
-	ps := r.router.Producers()
-	for _, p := range ps {
-		r.order(p)
-	}
 	var want selection
 	if len(r.opts.Producers) > 0 {
-		want = pickChosen(ps, r.opts.Producers)
+		want = pickChosen(r.router.Producers(), r.opts.Producers)
 	} else {
-		want = pickStage(ps, r.order)
+		r.stageMu.Lock()
+		want = r.stage
+		r.stageMu.Unlock()
 	}
 	if r.opts.NoAudio {
 		want.audio = nil
@@ -446,6 +450,9 @@ func (r *Recording) endEpoch() {
 func (r *Recording) finish(reason string) {
 	if r.cancelObs != nil {
 		r.cancelObs()
+	}
+	if r.cancelStage != nil {
+		r.cancelStage()
 	}
 	r.endEpoch()
 	// The reserve gives back its space now, for what finishing writes (the

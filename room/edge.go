@@ -80,18 +80,32 @@ func (mb *Member) Connection(transportID string) (*Connection, error) {
 }
 
 // Media is the part of a room's media a consumer beside the room reads:
-// its producers as they come and go, and direct (in-process) transports
-// to consume them. The recorder is that consumer; it speaks sfu's words
-// for producers and consumers (README, Layout).
+// its producers as they come and go, the room's stage, and direct
+// (in-process) transports to consume them. The recorder is that
+// consumer; it speaks sfu's words for producers and consumers (README,
+// Layout).
 type Media interface {
 	Producers() []*sfu.Producer
 	OnNewProducer(f func(*sfu.Producer)) (cancel func())
 	IsClosed() bool
 	NewDirectTransport(owner string) (*sfu.Transport, error)
+	// OnStage calls f with the room's stage now and on every change (see
+	// Stage), until cancel, which returns once f is no longer running.
+	// f must not block.
+	OnStage(f func(video, audio *sfu.Producer, show bool)) (cancel func())
 }
 
 // Media returns the room's media for the recorder.
-func (r *Room) Media() Media { return r.router }
+func (r *Room) Media() Media { return roomMedia{r.router, r.stage} }
+
+type roomMedia struct {
+	*sfu.Router
+	stage *stage
+}
+
+func (m roomMedia) OnStage(f func(video, audio *sfu.Producer, show bool)) (cancel func()) {
+	return m.stage.subscribe(func(st Stage) { f(st.Video, st.Audio, st.Show) })
+}
 
 // MediaStats is one reading of the media core's live counts, for metrics.
 type MediaStats struct {

@@ -16,8 +16,8 @@ type IngestOptions struct {
 	Video, Audio bool
 	// ListenIP is where the plain-RTP sockets listen (default 127.0.0.1).
 	ListenIP string
-	// Source is the producers' appData "source" (default "file"): the
-	// recorder follows "file" like a screen share.
+	// Source is the producers' appData "source" (default "file"): a
+	// "file" is a show on the room's stage, like a screen share.
 	Source string
 }
 

@@ -160,6 +160,9 @@ func (m *Manager) Join(id string, o JoinOptions, n Notifier) (*Member, *JoinResu
 	// found it just before it closed opens it again.
 	for attempt := 1; ; attempt++ {
 		mb, res, err := m.enter(id, o, n, claims, name, cl, state)
+		if err == nil {
+			mb.room.tellStage(n)
+		}
 		if !errors.Is(err, errLinkRoomClosed) {
 			return mb, res, err
 		}

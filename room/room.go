@@ -240,6 +240,7 @@ type Room struct {
 	id        string
 	m         *Manager
 	router    *sfu.Router
+	stage     *stage
 	createdAt time.Time
 	log       *slog.Logger
 
@@ -333,6 +334,7 @@ func (m *Manager) newRoom(id string, s Settings, pw *passwordHash, persistent bo
 		id:         id,
 		m:          m,
 		router:     router,
+		stage:      newStage(router),
 		maxPeers:   s.MaxPeers,
 		settings:   s,
 		password:   pw,
@@ -343,6 +345,7 @@ func (m *Manager) newRoom(id string, s Settings, pw *passwordHash, persistent bo
 		play:       PlaybackState{Paused: true, Rate: 1, WaitingFor: []string{}},
 		chat:       chatLog{max: m.cfg.Chat.History},
 	}
+	r.stage.subscribe(r.announceStage)
 	r.startStateWriter()
 	return r, nil
 }
@@ -370,6 +373,7 @@ func (m *Manager) closeRouterLocked(r *Room) (finish func()) {
 	m.closing[r.id] = ch
 	return func() {
 		r.stopWaitTimer()
+		r.stage.stop()
 		r.router.Close()
 		m.mu.Lock()
 		if m.closing[r.id] == ch {

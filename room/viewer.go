@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 
 	"github.com/matinee-dev/matinee/sfu"
@@ -24,16 +23,16 @@ type StageViewerOptions struct {
 }
 
 // StageViewer watches the room's stage without being a member (a WHEP
-// client): one receive connection whose tracks follow the stage without
-// renegotiating (see pickStage).
+// client): one receive connection whose tracks follow the room's stage
+// without renegotiating.
 type StageViewer struct {
 	room *Room
 	v    *sfu.Viewer
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	stage  *stageWatcher
-	closed bool
+	mu       sync.Mutex
+	unfollow func()
+	closed   bool
 }
 
 // NewStageViewer makes a viewer of the room's stage; Answer connects it.
@@ -57,28 +56,29 @@ func (sv *StageViewer) Answer(ctx context.Context, offer string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if err := checkCarries(sv.v, sv.room.router); err != nil {
+	if err := checkCarries(sv.v, sv.room.stage.current()); err != nil {
 		return "", err
 	}
-	w := watchStage(sv.room.router, sv.apply)
+	unfollow := sv.room.stage.subscribe(sv.apply)
 	sv.mu.Lock()
 	if sv.closed {
 		// Closed while answering: the caller, which closed it, knows.
 		sv.mu.Unlock()
-		w.stop()
+		unfollow()
 		return answer, nil
 	}
-	sv.stage = w
+	sv.unfollow = unfollow
 	sv.mu.Unlock()
 	return answer, nil
 }
 
-// apply makes the viewer's tracks carry the stage's producers.
-func (sv *StageViewer) apply(video, audio *sfu.Producer) {
-	if err := sv.v.SetSource(sfu.KindVideo, video); err != nil {
+// apply makes the viewer's tracks carry the stage's producers: the
+// show, or when there is none, the room's newest video and audio.
+func (sv *StageViewer) apply(st Stage) {
+	if err := sv.v.SetSource(sfu.KindVideo, st.Video); err != nil {
 		sv.log.Warn("whep: switch video", "viewer", sv.v.Transport().ID(), "err", err)
 	}
-	if err := sv.v.SetSource(sfu.KindAudio, audio); err != nil {
+	if err := sv.v.SetSource(sfu.KindAudio, st.Audio); err != nil {
 		sv.log.Warn("whep: switch audio", "viewer", sv.v.Transport().ID(), "err", err)
 	}
 }
@@ -90,11 +90,11 @@ func (sv *StageViewer) Connection() *Connection { return &Connection{t: sv.v.Tra
 func (sv *StageViewer) Close() {
 	sv.mu.Lock()
 	sv.closed = true
-	w := sv.stage
-	sv.stage = nil
+	unfollow := sv.unfollow
+	sv.unfollow = nil
 	sv.mu.Unlock()
-	if w != nil {
-		w.stop()
+	if unfollow != nil {
+		unfollow()
 	}
 	sv.v.Close()
 }
@@ -102,11 +102,8 @@ func (sv *StageViewer) Close() {
 // checkCarries refuses a viewer whose negotiated formats cannot carry
 // what the stage shows now (an H.264 offer in packetization-mode 0 only,
 // facing a mode-1 source, say): it would get a track and never a frame.
-func checkCarries(v *sfu.Viewer, r *sfu.Router) error {
-	ps := r.Producers()
-	sort.Slice(ps, func(i, j int) bool { return ps[i].ID() < ps[j].ID() })
-	video, audio := pickStage(ps)
-	for _, p := range []*sfu.Producer{video, audio} {
+func checkCarries(v *sfu.Viewer, st Stage) error {
+	for _, p := range []*sfu.Producer{st.Video, st.Audio} {
 		if p == nil {
 			continue
 		}

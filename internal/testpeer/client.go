@@ -466,3 +466,56 @@ func (c *Client) remoteDescriptionSet(id string, pc *webrtc.PeerConnection) {
 		_ = pc.AddICECandidate(cand)
 	}
 }
+
+// PublishRunning publishes a test video and/or audio source with appData
+// {"source": source} and sends media until stop is closed; wait returns
+// once the senders have stopped. The ids are the producers' ("" for a
+// kind not published).
+func (c *Client) PublishRunning(ctx context.Context, stop <-chan struct{}, source string, video, audio bool) (videoID, audioID string, wait func(), err error) {
+	var tracks []*Track
+	var runs []func()
+	if video {
+		s, err := NewVideoSource(source+"-video", source)
+		if err != nil {
+			return "", "", nil, err
+		}
+		tr := &Track{Track: s.Track, AppData: map[string]any{"source": source}}
+		tracks = append(tracks, tr)
+		runs = append(runs, func() { go s.ServeRTCP(tr.Sender); s.Run(stop, 30) })
+	}
+	if audio {
+		s, err := NewAudioSource(source+"-audio", source)
+		if err != nil {
+			return "", "", nil, err
+		}
+		tr := &Track{Track: s.Track, AppData: map[string]any{"source": source}}
+		tracks = append(tracks, tr)
+		runs = append(runs, func() {
+			go func() {
+				for {
+					if _, _, err := tr.Sender.ReadRTCP(); err != nil {
+						return
+					}
+				}
+			}()
+			s.Run(stop)
+		})
+	}
+	ps, err := c.Publish(ctx, tracks...)
+	if err != nil {
+		return "", "", nil, err
+	}
+	var wg sync.WaitGroup
+	for _, run := range runs {
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
+	}
+	for _, p := range ps {
+		if p.Kind == "video" {
+			videoID = p.ID
+		} else {
+			audioID = p.ID
+		}
+	}
+	return videoID, audioID, wg.Wait, nil
+}

@@ -557,6 +557,7 @@ export class RecvTransport extends Transport {
  *   consumerclosed {consumer, reason}   reason "closed" or "reconnect"
  *   layerchange {consumer}        the SFU switched the simulcast layer (consumer.spatialLayer)
  *   transportstate {direction, state}
+ *   stage {stage}                 the room's stage changed (client.stage, docs/protocol.md "The stage")
  *   notification {method, params} every server notification the client does not handle itself
  */
 export class Client extends EventTarget {
@@ -590,6 +591,9 @@ export class Client extends EventTarget {
     this.peers = new Map(); // id → Peer (the others)
     this.producers = new Map(); // id → Producer object of the others
     this.consumers = new Map(); // id → Consumer
+    // The room's stage as the server announces it: producer ids (null:
+    // none), show false when it is only the fallback (the newest camera).
+    this.stage = {video: null, audio: null, show: false};
     this.localProducers = new Set(); // Producer (ours), kept across reconnects
     this.sendTransport = null;
     this.recvTransport = null;
@@ -1031,6 +1035,10 @@ export class Client extends EventTarget {
         if (p) p._setNeededLayers(params.layers || []);
         break;
       }
+      case 'stage':
+        this.stage = {video: params.video ?? null, audio: params.audio ?? null, show: !!params.show};
+        emit(this, 'stage', {stage: this.stage});
+        break;
       case 'disconnected': {
         this._disconnectReason = params.reason ? `removed by the server: ${params.reason}` : 'removed by the server';
         const kind = removalKind(params.reason);

@@ -802,8 +802,20 @@ function setupPlayer() {
   app.player.start();
 }
 
+// stageTile is the tile of the room's stage, as the server chose it for
+// everyone (docs/protocol.md, "The stage"). One's own tiles are never
+// shown big: one's own share would mirror itself (its sharer sees "You
+// are sharing your screen"), and when the stage is only one's own camera,
+// another's camera is shown instead.
+function stageTile(remote) {
+  const st = app.client?.stage;
+  const t = st?.video ? remote.find((x) => x.entries.has(st.video)) : null;
+  if (t || st?.show) return t || null;
+  return remote.find((x) => x.hasVideo) || null;
+}
+
 // Puts one tile on the stage and the rest in the strip: the pinned one if
-// any, else the first shared screen of someone else, else a camera.
+// any (a person's own choice), else the synced film, else the room's stage.
 function layout() {
   const all = [...app.tiles.values()];
   const remote = all.filter((t) => !t.local);
@@ -813,7 +825,7 @@ function layout() {
   if (movie) all.unshift(movie);
   else if (app.movie?.el.parentElement) app.movie.el.remove();
   let stage = app.pinned === 'movie' ? movie : app.pinned ? app.tiles.get(app.pinned) : null;
-  if (!stage) stage = movie || remote.find((t) => t.source === 'screen') || remote.find((t) => t.hasVideo) || null;
+  if (!stage) stage = movie || stageTile(remote);
   const main = $('stage-main');
   const strip = $('strip');
   for (const t of all) {
@@ -1764,6 +1776,7 @@ function start(name, password) {
     }
     layout();
   });
+  c.addEventListener('stage', () => layout());
   c.addEventListener('layerchange', ({detail: {consumer}}) => {
     for (const t of app.tiles.values()) if (t.entries.get(consumer.producerId)?.consumer === consumer) t.render();
   });
