@@ -138,6 +138,9 @@ type Manager struct {
 
 	mu    sync.Mutex
 	rooms map[string]*Room
+	// edges are copies of rooms whose origin is another node (relay.go);
+	// they are not rooms of this node: not listed, joined or stored.
+	edges map[string]*Room
 	// closing holds the ids of rooms whose router is still closing; a
 	// room of the same id waits for it (the worker knows routers by id).
 	closing map[string]chan struct{}
@@ -268,6 +271,8 @@ type Room struct {
 	persistent bool
 	// streamKeys publish into the room over RTMP (hashes only).
 	streamKeys []StreamKey
+	// viewers counts the stage viewers (WHEP), for an edge's idle grace.
+	viewers atomic.Int32
 }
 
 // ID returns the room's identifier.
@@ -407,6 +412,7 @@ func (m *Manager) Close() {
 	for _, r := range rs {
 		r.end("server shutting down")
 	}
+	m.closeEdges()
 	m.hooks.close(2 * time.Second)
 }
 
