@@ -10,6 +10,8 @@ import (
 	"github.com/matinee-dev/matinee/cluster"
 	"github.com/matinee-dev/matinee/metrics"
 	"github.com/matinee-dev/matinee/relay"
+	"github.com/matinee-dev/matinee/rest"
+	"github.com/matinee-dev/matinee/whip"
 )
 
 // Relaying (--relay-viewers, docs/cluster.md): a WHEP viewer of a room
@@ -63,6 +65,11 @@ func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next htt
 		redirect(w, r, node)
 		return
 	}
+	if g.s == nil || !g.mayWatch(r, id) {
+		// Refused here as anywhere (401), without opening an edge.
+		next.ServeHTTP(w, r)
+		return
+	}
 	release, err := g.relay.Watch(r.Context(), id, node.ID)
 	if err != nil {
 		g.log.Warn("relay: viewer sent to the room's node instead", "room", id, "node", node.ID, "err", err)
@@ -71,6 +78,12 @@ func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next htt
 	}
 	defer release()
 	next.ServeHTTP(w, r)
+}
+
+// mayWatch checks the viewer's credentials before a pipe is opened for it.
+func (g *clusterGlue) mayWatch(r *http.Request, id string) bool {
+	_, err := g.s.authorizeMedia(r, whip.Access{Room: id, Token: rest.Bearer(r)})
+	return err == nil
 }
 
 // relayBus is the relay's view of the cluster.
