@@ -45,6 +45,8 @@ type cluster struct {
 	nodes  []*node
 	// args are added to every node's command line.
 	args []string
+	// peerIfaces are where the test's pion peers gather (nil: loopback).
+	peerIfaces []string
 }
 
 // node is one matinee process.

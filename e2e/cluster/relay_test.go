@@ -12,6 +12,7 @@ import (
 
 	"github.com/matinee-dev/matinee/codecs"
 	"github.com/matinee-dev/matinee/internal/synth"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"github.com/matinee-dev/matinee/internal/testpeer"
 	"github.com/matinee-dev/matinee/whip"
 	"github.com/pion/webrtc/v4"
@@ -24,9 +25,11 @@ func (c *cluster) noRedirect() *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-func newPeer(t *testing.T) *webrtc.PeerConnection {
+// newPeer makes a pion peer gathering on loopback, or on the bridge of
+// the test's LAN (c.peerIfaces).
+func (c *cluster) newPeer(t *testing.T) *webrtc.PeerConnection {
 	t.Helper()
-	api, err := testpeer.NewAPI(testpeer.Options{})
+	api, err := testpeer.NewAPI(testpeer.Options{Interfaces: c.peerIfaces})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +51,7 @@ type publisher struct {
 
 func (c *cluster) publish(t *testing.T, n *node, roomID string) *publisher {
 	t.Helper()
-	p := &publisher{pc: newPeer(t), stop: make(chan struct{})}
+	p := &publisher{pc: c.newPeer(t), stop: make(chan struct{})}
 	t.Cleanup(p.close)
 	video, err := synth.NewVideo("video", "screen", synth.Simulcast3)
 	if err != nil {
@@ -117,7 +120,7 @@ type viewer struct {
 // there, not sent elsewhere.
 func (c *cluster) watch(t *testing.T, n *node, roomID string) *viewer {
 	t.Helper()
-	v := &viewer{node: n, pc: newPeer(t), packets: map[string]int{}}
+	v := &viewer{node: n, pc: c.newPeer(t), packets: map[string]int{}}
 	t.Cleanup(v.close)
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := v.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
@@ -268,11 +271,48 @@ const (
 // whatever its viewers, and get video (keyframes included) and audio.
 // B killed with -9: C's viewer plays on, and A drops B's pipe once B's
 // lease is gone. C's viewer leaves: its pipe goes after the idle grace.
+// On loopback; TestClusterRelayNamespaces runs it with a node per
+// network namespace.
 func TestClusterRelay(t *testing.T) {
-	const grace = time.Second
 	c := newCluster(t)
-	c.args = []string{"--relay-idle-grace", grace.String()}
+	c.args = []string{"--relay-idle-grace", relayGrace.String()}
 	a, b, cn := c.addNode("relay-a"), c.addNode("relay-b"), c.addNode("relay-c")
+	c.relayScenario(t, a, b, cn)
+}
+
+// TestClusterRelayNamespaces is TestClusterRelay with each node in a
+// network namespace of its own on one bridge: the pipes go between the
+// nodes' own addresses (--relay-ip defaults to --node-url's host).
+func TestClusterRelayNamespaces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespaces, redis-server and three matinee processes")
+	}
+	l := newLAN(t)
+	c := newClusterOn(t, l.subnet+".1")
+	c.args = []string{"--relay-idle-grace", relayGrace.String()}
+	c.peerIfaces = []string{l.bridge}
+	for i := 1; i <= 3; i++ {
+		ns, ip, _ := l.addNS(i)
+		n := &node{id: fmt.Sprintf("rns%d", i), port: 8443, ns: ns, ip: ip, url: "https://" + ip + ":8443", dir: c.dir + fmt.Sprintf("/rns%d", i)}
+		n.log = n.dir + ".log"
+		c.nodes = append(c.nodes, n)
+		c.start(n)
+	}
+	for _, n := range c.nodes {
+		testenv.EventuallyState(t, 15*time.Second, n.id+" registered", func() (bool, string) {
+			st, b, err := c.api("GET", n.url+"/api/cluster", nil)
+			return err == nil && st == 200 && strings.Contains(string(b), `"id":"`+n.id+`"`), fmt.Sprintf("%d %s %v", st, b, err)
+		})
+	}
+	c.relayScenario(t, c.nodes[0], c.nodes[1], c.nodes[2])
+}
+
+// relayGrace is the nodes' --relay-idle-grace in the relay tests.
+const relayGrace = time.Second
+
+func (c *cluster) relayScenario(t *testing.T, a, b, cn *node) {
+	t.Helper()
+	grace := relayGrace
 	const roomID = "relay-party"
 	c.publish(t, a, roomID)
 
