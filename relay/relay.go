@@ -77,6 +77,10 @@ type Relay struct {
 	wg     sync.WaitGroup
 	out    *outbox
 
+	// openMu serialises finding or opening an edge, so that viewers
+	// arriving together share one pipe.
+	openMu sync.Mutex
+
 	mu      sync.Mutex
 	edges   map[string]*edge   // by room
 	origins map[string]*origin // by pipe id
@@ -227,6 +231,8 @@ func (r *Relay) Watch(ctx context.Context, roomID, originNode string) (release f
 // edgeFor returns the room's edge fed by originNode (opening it), with
 // one more pending viewer.
 func (r *Relay) edgeFor(roomID, originNode string) (*edge, error) {
+	r.openMu.Lock()
+	defer r.openMu.Unlock()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -245,7 +251,8 @@ func (r *Relay) edgeFor(roomID, originNode string) (*edge, error) {
 	return r.openEdge(roomID, originNode)
 }
 
-// openEdge makes the edge copy of a room and asks its origin for a pipe.
+// openEdge makes the edge copy of a room and asks its origin for a pipe;
+// openMu is held.
 func (r *Relay) openEdge(roomID, originNode string) (*edge, error) {
 	re, err := r.opt.Rooms.OpenEdge(roomID)
 	if err != nil {
@@ -260,19 +267,11 @@ func (r *Relay) openEdge(roomID, originNode string) (*edge, error) {
 	e := &edge{room: roomID, origin: originNode, pipeID: newPipeID(), e: re, pipe: pipe,
 		ready: make(chan struct{}), pending: 1, heard: time.Now()}
 	r.mu.Lock()
-	if r.closed || r.edges[roomID] != nil {
-		// Closing, or another viewer's request made one meanwhile.
-		other := r.edges[roomID]
-		if other != nil && !r.closed && other.origin == originNode {
-			other.pending++
-		}
+	if r.closed {
 		r.mu.Unlock()
 		pipe.Close()
 		re.Close()
-		if other == nil || other.origin != originNode {
-			return nil, fmt.Errorf("%w: room %s: edge busy", ErrUnavailable, roomID)
-		}
-		return other, nil
+		return nil, fmt.Errorf("%w: shutting down", ErrUnavailable)
 	}
 	r.edges[roomID] = e
 	r.mu.Unlock()

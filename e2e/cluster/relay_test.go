@@ -120,6 +120,47 @@ type viewer struct {
 // there, not sent elsewhere.
 func (c *cluster) watch(t *testing.T, n *node, roomID string) *viewer {
 	t.Helper()
+	return c.watchTogether(t, n, roomID, 1)[0]
+}
+
+// watchTogether starts count WHEP viewers of roomID on node n, their
+// offers posted at the same moment; each must be served there.
+func (c *cluster) watchTogether(t *testing.T, n *node, roomID string, count int) []*viewer {
+	t.Helper()
+	vs := make([]*viewer, count)
+	offers := make([]string, count)
+	for i := range vs {
+		vs[i], offers[i] = c.newViewer(t, n)
+	}
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	for i, v := range vs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			v.sess, errs[i] = whip.Offer(ctx, c.noRedirect(), n.url+"/whep/"+roomID, apiKey, offers[i])
+		}()
+	}
+	wg.Wait()
+	for i, v := range vs {
+		if errs[i] != nil {
+			t.Fatalf("whep offer to %s: %v", n.id, errs[i])
+		}
+		if !strings.HasPrefix(v.sess.Location, n.url+"/whep/") {
+			t.Fatalf("whep session on %s at %s", n.id, v.sess.Location)
+		}
+		if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: v.sess.Answer}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return vs
+}
+
+// newViewer makes a receiving peer on n and its offer.
+func (c *cluster) newViewer(t *testing.T, n *node) (*viewer, string) {
+	t.Helper()
 	v := &viewer{node: n, pc: c.newPeer(t), packets: map[string]int{}}
 	t.Cleanup(v.close)
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
@@ -153,19 +194,7 @@ func (c *cluster) watch(t *testing.T, n *node, roomID string) *viewer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	v.sess, err = whip.Offer(ctx, c.noRedirect(), n.url+"/whep/"+roomID, apiKey, offer)
-	if err != nil {
-		t.Fatalf("whep offer to %s: %v", n.id, err)
-	}
-	if !strings.HasPrefix(v.sess.Location, n.url+"/whep/") {
-		t.Fatalf("whep session on %s at %s", n.id, v.sess.Location)
-	}
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: v.sess.Answer}); err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return v, offer
 }
 
 // got reads the counts: video and audio packets, video keyframes.
@@ -316,10 +345,8 @@ func (c *cluster) relayScenario(t *testing.T, a, b, cn *node) {
 	const roomID = "relay-party"
 	c.publish(t, a, roomID)
 
-	var onB []*viewer
-	for i := 0; i < 3; i++ {
-		onB = append(onB, c.watch(t, b, roomID))
-	}
+	// B's three viewers arrive together: they share one pipe.
+	onB := c.watchTogether(t, b, roomID, 3)
 	onC := c.watch(t, cn, roomID)
 	for _, v := range append(onB, onC) {
 		v.playing(t, "relayed", 0, 0, 0, 15*time.Second)
