@@ -46,7 +46,7 @@ type Options struct {
 	// IdleGrace is how long an edge with no viewers keeps its pipe.
 	IdleGrace time.Duration
 	// Renew is how often each end repeats its state and checks its peer's
-	// lease; a peer unheard of for TTL is gone.
+	// lease (TTL is the cluster's lease time, kept for reference).
 	Renew, TTL time.Duration
 	// OpenTimeout bounds how long a viewer waits for the origin to open
 	// a pipe (default 3 s).
@@ -100,7 +100,7 @@ type edge struct {
 	// Under Relay.mu.
 	pending   int       // viewers being set up
 	idleSince time.Time // zero while it has viewers
-	heard     time.Time // the origin's last sign of life
+	missing   time.Time // since when the origin seems gone (zero: it is there)
 	closed    bool
 }
 
@@ -108,7 +108,7 @@ type edge struct {
 type origin struct {
 	pipeID, room, edgeNode string
 	pipe                   *room.Pipe
-	heard                  time.Time // under Relay.mu
+	missing                time.Time // under Relay.mu: since when the edge's node seems gone
 	closed                 bool      // under Relay.mu
 }
 
@@ -265,7 +265,7 @@ func (r *Relay) openEdge(roomID, originNode string) (*edge, error) {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	e := &edge{room: roomID, origin: originNode, pipeID: newPipeID(), e: re, pipe: pipe,
-		ready: make(chan struct{}), pending: 1, heard: time.Now()}
+		ready: make(chan struct{}), pending: 1}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -370,7 +370,7 @@ func (r *Relay) handle(m Message) {
 		r.mu.Lock()
 		o := r.origins[m.Pipe]
 		if o != nil && o.edgeNode == m.From {
-			o.heard = time.Now()
+			o.missing = time.Time{}
 		}
 		r.mu.Unlock()
 		switch {
@@ -422,7 +422,7 @@ func (r *Relay) openOrigin(m Message) {
 		r.send(edgeNode, Message{Type: typeClosed, Pipe: pipeID, Room: roomID, Reason: err.Error()})
 		return
 	}
-	o = &origin{pipeID: pipeID, room: roomID, edgeNode: edgeNode, pipe: pipe, heard: time.Now()}
+	o = &origin{pipeID: pipeID, room: roomID, edgeNode: edgeNode, pipe: pipe}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -459,7 +459,7 @@ func (r *Relay) atEdge(m Message) {
 		e = nil
 	}
 	if e != nil {
-		e.heard = time.Now()
+		e.missing = time.Time{}
 	}
 	r.mu.Unlock()
 	if e == nil {
@@ -532,8 +532,12 @@ func (r *Relay) dropIdle() {
 }
 
 // renew sends each end's state to the other and checks that the other
-// is alive: an origin whose edge's node lapsed, or an edge whose room
-// left its origin, drops the pipe.
+// is there: an origin drops a pipe whose edge's node has no record in the
+// registry (its lease ran out) for goneAfter, an edge drops itself when
+// its room's lease names another node, or no live node for goneAfter
+// with no word from the origin meanwhile. A failed check says nothing:
+// while Redis is away (or just back, the nodes not yet registered again)
+// media already flowing keeps flowing.
 func (r *Relay) renew() {
 	r.mu.Lock()
 	edges := make([]*edge, 0, len(r.edges))
@@ -549,15 +553,8 @@ func (r *Relay) renew() {
 	defer cancel()
 	for _, o := range origins {
 		r.sendProducers(o, typeSync)
-		if alive, err := r.bus.Alive(ctx, o.edgeNode); err == nil && alive {
-			r.mu.Lock()
-			o.heard = time.Now()
-			r.mu.Unlock()
-		}
-		r.mu.Lock()
-		gone := time.Since(o.heard) > r.opt.TTL
-		r.mu.Unlock()
-		if gone {
+		alive, err := r.bus.Alive(ctx, o.edgeNode)
+		if r.gone(&o.missing, err == nil && !alive) {
 			r.dropOrigin(o, "the edge's node is gone", false)
 		}
 	}
@@ -568,18 +565,30 @@ func (r *Relay) renew() {
 			r.dropEdge(e, "the room moved to node "+holder, true)
 			continue
 		}
-		if err == nil && holder == e.origin {
-			r.mu.Lock()
-			e.heard = time.Now()
-			r.mu.Unlock()
-		}
-		r.mu.Lock()
-		gone := time.Since(e.heard) > r.opt.TTL
-		r.mu.Unlock()
-		if gone {
+		if r.gone(&e.missing, err == nil && holder == "") {
 			r.dropEdge(e, "the origin is gone", false)
 		}
 	}
+}
+
+// goneAfter is how long in a row a peer must seem gone to be dropped, in
+// renewals: a node whose record Redis lost (a restart) writes it again
+// within one.
+const goneAfter = 2
+
+// gone tracks, in *since, how long a peer has seemed gone (absent now)
+// and reports whether that is past goneAfter renewals.
+func (r *Relay) gone(since *time.Time, absent bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !absent {
+		*since = time.Time{}
+		return false
+	}
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	return time.Since(*since) >= goneAfter*r.opt.Renew
 }
 
 func newPipeID() string {
