@@ -14,8 +14,9 @@ import (
 // Two nodes in one process on one Redis (short leases): a WHEP viewer of
 // a's room asking b is served by b from an edge fed by a pipe from a,
 // gets the share, and when it leaves the edge and the pipe go after the
-// idle grace. The test binary's goleak check covers the relay's
-// goroutines (and a node's Close with pipes open: the second viewer).
+// idle grace; when the room ends on a, b's edge and its WHEP sessions
+// end. The test binary's goleak check covers the relay's goroutines (and
+// the nodes' Close with a pipe open).
 func TestClusterRelayInProcess(t *testing.T) {
 	r := redistest.Start(t)
 	grace := func(c *config.Config) { c.RelayIdleGrace = 300 * time.Millisecond }
@@ -24,7 +25,7 @@ func TestClusterRelayInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const key = "cluster-test-key"
-	publishWHIP(t, ctx, a.base, "relayed", key, 1)
+	pub := publishWHIP(t, ctx, a.base, "relayed", key, 1)
 	if _, ok := a.srv.Rooms().Room("relayed"); !ok {
 		t.Fatal("the WHIP publisher's room is not on a")
 	}
@@ -59,9 +60,24 @@ func TestClusterRelayInProcess(t *testing.T) {
 		return !edge && scrape(t, a.base)[`matinee_relay_pipes{direction="out"}`] == 0
 	})
 
-	// A second viewer opens a new edge; the nodes then close with it open.
+	// A second viewer opens a new edge. The sharer leaves, the room ends
+	// on a: b's edge ends and so does the viewer's WHEP session there.
 	v2 := watchWHEP(t, ctx, b.base, "relayed", key)
 	testenv.Eventually(t, 10*time.Second, "a second viewer on b gets video", func() bool {
 		return len(v2.packets("video")) > 30
+	})
+	if err := pub.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, "b's edge and WHEP session end with the room on a", func() bool {
+		_, edge := b.srv.Rooms().Watchable("relayed")
+		return !edge && scrape(t, b.base)[`matinee_whep_sessions`] == 0 && scrape(t, a.base)[`matinee_relay_pipes{direction="out"}`] == 0
+	})
+
+	// Another room relayed: the nodes then close with its pipe open.
+	publishWHIP(t, ctx, a.base, "relayed-2", key, 1)
+	v3 := watchWHEP(t, ctx, b.base, "relayed-2", key)
+	testenv.Eventually(t, 10*time.Second, "a viewer of another room on b gets video", func() bool {
+		return len(v3.packets("video")) > 30
 	})
 }
