@@ -588,7 +588,9 @@ func (r *Relay) gone(since *time.Time, absent bool) bool {
 	if since.IsZero() {
 		*since = time.Now()
 	}
-	return time.Since(*since) >= goneAfter*r.opt.Renew
+	// Half a renewal of slack: the checks of one round do not all start
+	// on the tick.
+	return time.Since(*since) >= goneAfter*r.opt.Renew-r.opt.Renew/2
 }
 
 func newPipeID() string {
