@@ -270,6 +270,10 @@ type Config struct {
 	// (--relay-ip; default: the host of --node-url when it is an IP, else
 	// the first LAN address).
 	RelayIP string
+	// RelayMaxPipes bounds the pipes this node sends to edges, all rooms
+	// together (--relay-max-pipes); past it, an edge's viewer is sent here
+	// with 307.
+	RelayMaxPipes int
 
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
@@ -345,6 +349,7 @@ func Default() Config {
 		ClusterLeaseTTL:   6 * time.Second,
 		RelayViewers:      true,
 		RelayIdleGrace:    5 * time.Second,
+		RelayMaxPipes:     100,
 
 		LogFormat: "text",
 		LogLevel:  "info",

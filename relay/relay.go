@@ -48,6 +48,9 @@ type Options struct {
 	// Renew is how often each end repeats its state and checks its peer's
 	// lease (TTL is the cluster's lease time, kept for reference).
 	Renew, TTL time.Duration
+	// MaxPipes bounds the pipes this node sends to edges; an edge asking
+	// for more is refused (its viewer goes to the origin).
+	MaxPipes int
 	// OpenTimeout bounds how long a viewer waits for the origin to open
 	// a pipe (default 3 s).
 	OpenTimeout time.Duration
@@ -390,9 +393,14 @@ func (r *Relay) handle(m Message) {
 func (r *Relay) openOrigin(m Message) {
 	r.mu.Lock()
 	o, dup := r.origins[m.Pipe]
-	closed := r.closed
+	closed, full := r.closed, len(r.origins) >= r.opt.MaxPipes
 	r.mu.Unlock()
 	if closed {
+		return
+	}
+	if full && !dup {
+		r.send(m.From, Message{Type: typeClosed, Pipe: m.Pipe, Room: m.Room,
+			Reason: fmt.Sprintf("node %s sends its %d pipes (--relay-max-pipes)", r.bus.ID(), r.opt.MaxPipes)})
 		return
 	}
 	if dup {

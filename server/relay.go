@@ -30,7 +30,7 @@ func (g *clusterGlue) startRelay(ctx context.Context, nodeURL string) error {
 	}
 	g.relay = relay.New(ctx, relay.Options{
 		Rooms: g.rooms, Bus: relayBus{g.node}, Inbox: g.inbox.C(), IP: ip,
-		IdleGrace: g.cfg.RelayIdleGrace, Renew: g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
+		IdleGrace: g.cfg.RelayIdleGrace, MaxPipes: g.cfg.RelayMaxPipes, Renew: g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
 		Logger: g.log,
 	})
 	g.log.Info("cluster mode: relaying WHEP viewers of other nodes' rooms", "relay_ip", ip, "idle_grace", g.cfg.RelayIdleGrace)

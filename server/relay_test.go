@@ -19,7 +19,7 @@ import (
 // the nodes' Close with a pipe open).
 func TestClusterRelayInProcess(t *testing.T) {
 	r := redistest.Start(t)
-	grace := func(c *config.Config) { c.RelayIdleGrace = 300 * time.Millisecond }
+	grace := func(c *config.Config) { c.RelayIdleGrace, c.RelayMaxPipes = 300*time.Millisecond, 1 }
 	a := startNodeWith(t, r, "a", grace)
 	b := startNodeWith(t, r, "b", grace)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -77,6 +77,12 @@ func TestClusterRelayInProcess(t *testing.T) {
 	// Another room relayed: the nodes then close with its pipe open.
 	publishWHIP(t, ctx, a.base, "relayed-2", key, 1)
 	v3 := watchWHEP(t, ctx, b.base, "relayed-2", key)
+	// a sends at most one pipe (--relay-max-pipes 1): a viewer of a
+	// third room on b is sent to a.
+	publishWHIP(t, ctx, a.base, "relayed-3", key, 1)
+	if resp, body := clusterDo(t, "POST", b.base+"/whep/relayed-3", "v=0"); resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != a.base+"/whep/relayed-3" {
+		t.Errorf("WHEP of a third room on b with a's one pipe taken: %d %s (Location %q), want 307 to a", resp.StatusCode, body, resp.Header.Get("Location"))
+	}
 	testenv.Eventually(t, 10*time.Second, "a viewer of another room on b gets video", func() bool {
 		return len(v3.packets("video")) > 30
 	})
