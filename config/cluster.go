@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"time"
@@ -16,6 +17,10 @@ func bindClusterFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Region, "region", c.Region, "cluster mode: a label of this node in the registry (optional)")
 	fs.DurationVar(&c.ClusterLeaseRenew, "cluster-lease-renew", c.ClusterLeaseRenew, "cluster mode: how often a node renews its registry record and its rooms' leases")
 	fs.DurationVar(&c.ClusterLeaseTTL, "cluster-lease-ttl", c.ClusterLeaseTTL, "cluster mode: a node silent this long is gone and its rooms go to other nodes")
+	fs.BoolVar(&c.RelayViewers, "relay-viewers", c.RelayViewers, "cluster mode: serve WHEP viewers of another node's room here, relayed once per node (false: send them there with 307)")
+	fs.DurationVar(&c.RelayIdleGrace, "relay-idle-grace", c.RelayIdleGrace, "cluster mode: an edge with no viewers left drops its relay after this")
+	fs.IntVar(&c.RelayMaxPipes, "relay-max-pipes", c.RelayMaxPipes, "cluster mode: most relay pipes this node sends to other nodes, all rooms together (past it, their viewers come here)")
+	fs.StringVar(&c.RelayIP, "relay-ip", c.RelayIP, "cluster mode: the IP this node's relay pipes listen on and announce to other nodes (default: --node-url's host if an IP, else the first LAN address)")
 }
 
 var validNodeID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
@@ -45,6 +50,17 @@ func (c *Config) validateCluster() []error {
 	}
 	if c.ClusterLeaseTTL < 2*c.ClusterLeaseRenew || c.ClusterLeaseTTL > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("cluster-lease-ttl %s: must be at least twice cluster-lease-renew %s (at most 10m)", c.ClusterLeaseTTL, c.ClusterLeaseRenew))
+	}
+	if c.RelayIdleGrace < 0 || c.RelayIdleGrace > time.Hour {
+		errs = append(errs, fmt.Errorf("relay-idle-grace %s: must be 0-1h", c.RelayIdleGrace))
+	}
+	if c.RelayMaxPipes < 0 || c.RelayMaxPipes > 10000 {
+		errs = append(errs, fmt.Errorf("relay-max-pipes %d: must be 0-10000", c.RelayMaxPipes))
+	}
+	if c.RelayIP != "" {
+		if a, err := netip.ParseAddr(c.RelayIP); err != nil || a.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("relay-ip %q: want one IP address of this node (not 0.0.0.0)", c.RelayIP))
+		}
 	}
 	return errs
 }

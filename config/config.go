@@ -259,6 +259,21 @@ type Config struct {
 	// long is gone and its rooms can be taken by others.
 	ClusterLeaseRenew time.Duration
 	ClusterLeaseTTL   time.Duration
+	// RelayViewers serves a WHEP viewer of another node's room here, as
+	// an edge fed by one pipe from the room's node, instead of sending it
+	// there with 307 (--relay-viewers; cluster mode only).
+	RelayViewers bool
+	// RelayIdleGrace is how long an edge with no viewers left keeps its
+	// pipe (--relay-idle-grace).
+	RelayIdleGrace time.Duration
+	// RelayIP is the address this node's pipe ends listen on and announce
+	// (--relay-ip; default: the host of --node-url when it is an IP, else
+	// the first LAN address).
+	RelayIP string
+	// RelayMaxPipes bounds the pipes this node sends to edges, all rooms
+	// together (--relay-max-pipes); past it, an edge's viewer is sent here
+	// with 307.
+	RelayMaxPipes int
 
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
@@ -332,6 +347,9 @@ func Default() Config {
 
 		ClusterLeaseRenew: 2 * time.Second,
 		ClusterLeaseTTL:   6 * time.Second,
+		RelayViewers:      true,
+		RelayIdleGrace:    5 * time.Second,
+		RelayMaxPipes:     100,
 
 		LogFormat: "text",
 		LogLevel:  "info",

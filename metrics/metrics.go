@@ -29,6 +29,21 @@ type Sources struct {
 	// RTMPRefused reports RTMP publishes refused since start, by reason
 	// (nil: no RTMP server, the metric is left out).
 	RTMPRefused func() map[string]uint64
+	// Relay reports the relay's pipes between nodes (ok false: no relay,
+	// the metrics are left out).
+	Relay func() (RelayFigures, bool)
+}
+
+// RelayFigures are the relay's pipes and their counters (every pipe since
+// start).
+type RelayFigures struct {
+	// PipesIn feed this node's edges; PipesOut go from its rooms to edges.
+	PipesIn, PipesOut int
+	// PacketsIn arrived on edge ends, PacketsOut left origin ends.
+	PacketsIn, PacketsOut uint64
+	// Retransmits were sent again by origins on an edge's NACK;
+	// KeyframeRequests sent by edges to origins.
+	Retransmits, KeyframeRequests uint64
 }
 
 // estimateBuckets are bandwidth estimate buckets, in bits per second.
@@ -48,6 +63,8 @@ type Collector struct {
 	whipSessions, whepSessions *prometheus.Desc
 	recordings                 *prometheus.Desc
 	rtmpRefused                *prometheus.Desc
+	relayPipes, relayPackets   *prometheus.Desc
+	relayRetransmits, relayPLI *prometheus.Desc
 }
 
 // NewCollector returns a collector reading src.
@@ -56,24 +73,28 @@ func NewCollector(src Sources) *Collector {
 		return prometheus.NewDesc("matinee_"+name, help, labels, nil)
 	}
 	return &Collector{
-		src:           src,
-		rooms:         d("rooms", "Rooms open."),
-		peers:         d("peers", "Peers in rooms (WebSocket clients and WHIP publishers)."),
-		transports:    d("transports", "WebRTC and in-process transports, by direction seen from the client (send: publisher to SFU).", "direction"),
-		ownSRTP:       d("transports_own_srtp", "Receive transports whose RTP the SFU encrypts and sends itself (batched) instead of through pion's SRTP and ICE layers."),
-		rtcpIntake:    d("rtcp_intake_packets_total", "Subscribers' compound RTCP packets the SFU decrypted and served itself, taken off the socket ahead of pion's ICE and SRTP layers (transports on the own SRTP path)."),
-		producers:     d("producers", "Incoming tracks.", "kind"),
-		consumers:     d("consumers", "Tracks forwarded to one subscriber each.", "kind"),
-		packets:       d("forwarded_packets_total", "RTP packets forwarded to subscribers, all consumers since start."),
-		bytes:         d("forwarded_bytes_total", "RTP bytes (header and payload, before SRTP) forwarded to subscribers."),
-		nacks:         d("rtcp_nacks_total", "RTCP NACK messages: received from subscribers (answered from the packet history) or sent to publishers.", "direction"),
-		keyframeReqs:  d("keyframe_requests_total", "PLI and FIR messages: received from subscribers, or sent to publishers after coalescing.", "direction"),
-		layerSwitches: d("layer_switches_total", "Video consumers switching simulcast layer, including suspensions for want of bandwidth."),
-		estimates:     d("subscriber_bandwidth_estimate_bps", "Bandwidth estimates of connected subscriber transports at scrape time, in bits per second."),
-		whipSessions:  d("whip_sessions", "Publishers connected through WHIP."),
-		whepSessions:  d("whep_sessions", "Viewers connected through WHEP."),
-		recordings:    d("recordings_active", "Rooms being recorded."),
-		rtmpRefused:   d("rtmp_refused_total", "RTMP publishes refused, by reason (bad_key: unknown or revoked stream key; live: the key is already publishing; video: B-frames or a codec other than H.264; room: the room could not take it).", "reason"),
+		src:              src,
+		rooms:            d("rooms", "Rooms open."),
+		peers:            d("peers", "Peers in rooms (WebSocket clients and WHIP publishers)."),
+		transports:       d("transports", "WebRTC and in-process transports, by direction seen from the client (send: publisher to SFU).", "direction"),
+		ownSRTP:          d("transports_own_srtp", "Receive transports whose RTP the SFU encrypts and sends itself (batched) instead of through pion's SRTP and ICE layers."),
+		rtcpIntake:       d("rtcp_intake_packets_total", "Subscribers' compound RTCP packets the SFU decrypted and served itself, taken off the socket ahead of pion's ICE and SRTP layers (transports on the own SRTP path)."),
+		producers:        d("producers", "Incoming tracks.", "kind"),
+		consumers:        d("consumers", "Tracks forwarded to one subscriber each.", "kind"),
+		packets:          d("forwarded_packets_total", "RTP packets forwarded to subscribers, all consumers since start."),
+		bytes:            d("forwarded_bytes_total", "RTP bytes (header and payload, before SRTP) forwarded to subscribers."),
+		nacks:            d("rtcp_nacks_total", "RTCP NACK messages: received from subscribers (answered from the packet history) or sent to publishers.", "direction"),
+		keyframeReqs:     d("keyframe_requests_total", "PLI and FIR messages: received from subscribers, or sent to publishers after coalescing.", "direction"),
+		layerSwitches:    d("layer_switches_total", "Video consumers switching simulcast layer, including suspensions for want of bandwidth."),
+		estimates:        d("subscriber_bandwidth_estimate_bps", "Bandwidth estimates of connected subscriber transports at scrape time, in bits per second."),
+		whipSessions:     d("whip_sessions", "Publishers connected through WHIP."),
+		whepSessions:     d("whep_sessions", "Viewers connected through WHEP."),
+		recordings:       d("recordings_active", "Rooms being recorded."),
+		relayPipes:       d("relay_pipes", "Relay pipes between nodes, by direction (in: feeding an edge copy of another node's room here; out: from a room here to another node).", "direction"),
+		relayPackets:     d("relay_packets_total", "RTP packets on relay pipes, retransmissions included (in: received by edges here; out: sent to edges).", "direction"),
+		relayRetransmits: d("relay_retransmits_total", "Packets sent again to edges on their NACKs, from the packet history."),
+		relayPLI:         d("relay_keyframe_requests_total", "Keyframe requests edges here sent to origins, after coalescing."),
+		rtmpRefused:      d("rtmp_refused_total", "RTMP publishes refused, by reason (bad_key: unknown or revoked stream key; live: the key is already publishing; video: B-frames or a codec other than H.264; room: the room could not take it).", "reason"),
 	}
 }
 
@@ -91,6 +112,12 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	if c.src.RTMPRefused != nil {
 		ch <- c.rtmpRefused
+	}
+	if c.src.Relay != nil {
+		ch <- c.relayPipes
+		ch <- c.relayPackets
+		ch <- c.relayRetransmits
+		ch <- c.relayPLI
 	}
 }
 
@@ -142,6 +169,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.RTMPRefused != nil {
 		for reason, n := range c.src.RTMPRefused() {
 			counter(c.rtmpRefused, n, reason)
+		}
+	}
+	if c.src.Relay != nil {
+		if f, ok := c.src.Relay(); ok {
+			gauge(c.relayPipes, float64(f.PipesIn), "in")
+			gauge(c.relayPipes, float64(f.PipesOut), "out")
+			counter(c.relayPackets, f.PacketsIn, "in")
+			counter(c.relayPackets, f.PacketsOut, "out")
+			counter(c.relayRetransmits, f.Retransmits)
+			counter(c.relayPLI, f.KeyframeRequests)
 		}
 	}
 }

@@ -138,6 +138,9 @@ type Manager struct {
 
 	mu    sync.Mutex
 	rooms map[string]*Room
+	// edges are copies of rooms whose origin is another node (relay.go);
+	// they are not rooms of this node: not listed, joined or stored.
+	edges map[string]*Room
 	// closing holds the ids of rooms whose router is still closing; a
 	// room of the same id waits for it (the worker knows routers by id).
 	closing map[string]chan struct{}
@@ -273,6 +276,8 @@ type Room struct {
 	// node on its own.
 	state     *stateWriter
 	stateOnce sync.Once
+	// viewers counts the stage viewers (WHEP), for an edge's idle grace.
+	viewers atomic.Int32
 }
 
 // ID returns the room's identifier.
@@ -418,6 +423,7 @@ func (m *Manager) Close() {
 	for _, r := range rs {
 		r.end("server shutting down")
 	}
+	m.closeEdges()
 	m.hooks.close(2 * time.Second)
 }
 

@@ -45,6 +45,7 @@ func (r *Room) NewStageViewer(o StageViewerOptions) (*StageViewer, error) {
 	if log == nil {
 		log = r.log
 	}
+	r.viewers.Add(1)
 	return &StageViewer{room: r, v: v, log: log}, nil
 }
 
@@ -89,6 +90,9 @@ func (sv *StageViewer) Connection() *Connection { return &Connection{t: sv.v.Tra
 // Close stops following the stage and closes the connection.
 func (sv *StageViewer) Close() {
 	sv.mu.Lock()
+	if !sv.closed {
+		sv.room.viewers.Add(-1)
+	}
 	sv.closed = true
 	unfollow := sv.unfollow
 	sv.unfollow = nil

@@ -20,6 +20,7 @@ import (
 
 	"github.com/matinee-dev/matinee/cluster"
 	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/relay"
 	"github.com/matinee-dev/matinee/rest"
 	"github.com/matinee-dev/matinee/room"
 )
@@ -36,6 +37,10 @@ type clusterGlue struct {
 	rooms  *room.Manager
 	apiKey string
 	s      *Server // set once the server is built; its certificates trust other nodes
+	// relay serves WHEP viewers of other nodes' rooms here (--relay-viewers,
+	// relay.go); nil when off.
+	relay *relay.Relay
+	inbox *cluster.Inbox
 
 	proxyOnce sync.Once
 	proxy     *http.Transport
@@ -87,6 +92,12 @@ func (g *clusterGlue) start(ctx context.Context, rooms *room.Manager) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	g.log.Info("cluster mode: node registered", "node", id, "url", nodeURL, "region", g.cfg.Region)
+	if g.cfg.RelayViewers {
+		if err := g.startRelay(ctx, nodeURL); err != nil {
+			_ = g.node.Close()
+			return fmt.Errorf("cluster: relay: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -138,6 +149,10 @@ func (g *clusterGlue) roomIDs() []string {
 func (g *clusterGlue) close() error {
 	if g == nil || g.node == nil {
 		return nil
+	}
+	if g.relay != nil {
+		g.relay.Close()
+		_ = g.inbox.Close()
 	}
 	return g.node.Close()
 }
@@ -292,7 +307,10 @@ func (g *clusterGlue) handler(next http.Handler) http.Handler {
 			// A publisher opens the room, as a join does.
 			g.route(w, r, next, strings.TrimPrefix(path, "/whip/"), true, redirect)
 		case r.Method == http.MethodPost && strings.HasPrefix(path, "/whep/"):
-			g.route(w, r, next, strings.TrimPrefix(path, "/whep/"), false, redirect)
+			id := strings.TrimPrefix(path, "/whep/")
+			g.route(w, r, next, id, false, func(w http.ResponseWriter, r *http.Request, node cluster.NodeInfo) {
+				g.watchHere(w, r, next, id, node)
+			})
 		case r.Method == http.MethodGet && strings.HasPrefix(path, "/r/") && !r.URL.Query().Has("stay"):
 			// ?stay: a page leaving a node that stopped answering, whose
 			// lease may not have run out yet: sending it back there

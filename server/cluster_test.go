@@ -91,12 +91,15 @@ func clusterDo(t *testing.T, method, url string, body string) (*http.Response, [
 
 // Two nodes on one Redis: both list the cluster; a room made through
 // either node's API lives on exactly one, and the other sends the
-// API, WHEP and the WebSocket join there; a delete through the other
+// API, WHEP (without --relay-viewers) and the WebSocket join there; a delete through the other
 // node frees the id everywhere.
 func TestClusterTwoNodes(t *testing.T) {
 	r := redistest.Start(t)
-	a := startNode(t, r, "a")
-	b := startNode(t, r, "b")
+	// Without relaying, a WHEP viewer is sent to the room's node as well
+	// (--relay-viewers=false; e2e/cluster's TestClusterRelay relays).
+	noRelay := func(c *config.Config) { c.RelayViewers = false }
+	a := startNodeWith(t, r, "a", noRelay)
+	b := startNodeWith(t, r, "b", noRelay)
 	nodes := map[string]*clusterNode{"a": a, "b": b}
 
 	resp, body := clusterDo(t, "GET", a.base+"/api/cluster", "")

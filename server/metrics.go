@@ -20,6 +20,7 @@ func (s *Server) mountMetrics() {
 		Rooms:       s.rooms,
 		Sessions:    s.whip.Sessions,
 		RTMPRefused: s.RTMPRefused,
+		Relay:       s.relayFigures,
 		Recordings: func() (int, bool) {
 			if f := s.recordings.Load(); f != nil {
 				return (*f)(), true

@@ -98,6 +98,11 @@ type PipeOptions struct {
 	// carrying, on the goroutine that added it (it must not block): what
 	// the edge's Produce needs, for the control plane to carry there.
 	OnProducer func(PipedProducer)
+	// OnProducerClosed (origin only) is told, with its id, of a producer
+	// the pipe stopped carrying because it closed (not because the pipe
+	// closed). The BYE the edge gets may be lost; the control plane
+	// repeats it. Same rules as OnProducer.
+	OnProducerClosed func(id string)
 }
 
 // PipedProducer describes a producer as a pipe carries it.

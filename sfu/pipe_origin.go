@@ -79,6 +79,9 @@ func (t *PipeTransport) drop(o *pipeOut, bye bool) {
 	o.p.detachPipe(o)
 	if bye {
 		_ = t.sendRTCP(&rtcp.Goodbye{Sources: ssrcs, Reason: "producer closed"})
+		if t.opts.OnProducerClosed != nil {
+			t.opts.OnProducerClosed(o.p.id)
+		}
 	}
 }
 

@@ -427,7 +427,7 @@ func (h *Handler) startPublish(ctx context.Context, s *session, r *http.Request,
 
 // startView makes a viewer of the room's stage.
 func (h *Handler) startView(ctx context.Context, s *session, offer string) (string, error) {
-	rm, ok := h.cfg.Rooms.Room(s.room)
+	rm, ok := h.cfg.Rooms.Watchable(s.room)
 	if !ok {
 		return "", &room.Error{Kind: room.KindNotFound, Message: fmt.Sprintf("room %q has no one in it", s.room)}
 	}

@@ -44,6 +44,10 @@ type cluster struct {
 	client *http.Client
 	tlsCfg *tls.Config
 	nodes  []*node
+	// args are added to every node's command line.
+	args []string
+	// peerIfaces are where the test's pion peers gather (nil: loopback).
+	peerIfaces []string
 }
 
 // node is one matinee process.
@@ -141,6 +145,7 @@ func (c *cluster) start(n *node) {
 		"--redis", c.redis.URL(), "--node-id", n.id, "--node-url", n.url, "--region", "test", "--log-format", "json",
 		// A member who left is away this long; a draining node waits for it.
 		"--reconnect-grace", "1s", "--ca-dir", c.caroot)
+	args = append(args, c.args...)
 	n.cmd = exec.Command(c.bin, args...)
 	if n.ns != "" {
 		// ip netns exec execs matinee in place: the pid is matinee's.

@@ -23,7 +23,7 @@ import (
 var picture = [][]string{
 	{"cmd/...", "bench/...", "e2e/...", "server/servertest"},
 	{"server"},
-	{"signaling", "whip", "rest", "metrics", "ingest"},
+	{"signaling", "whip", "rest", "metrics", "ingest", "relay"},
 	{"room", "recorder"},
 	{"sfu"},
 	{"sfu/*", "recorder/*", "ingest/*", "config", "certs", "lanaddr", "qr", "turnserver", "web", "cluster"},

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+
+	"github.com/matinee-dev/matinee/cluster"
+	"github.com/matinee-dev/matinee/metrics"
+	"github.com/matinee-dev/matinee/relay"
+	"github.com/matinee-dev/matinee/rest"
+	"github.com/matinee-dev/matinee/whip"
+)
+
+// Relaying (--relay-viewers, docs/cluster.md): a WHEP viewer of a room
+// whose node is another is served here, from an edge copy of the room
+// that one pipe from the room's node feeds (package relay).
+
+// startRelay subscribes to this node's inbox and starts the relay.
+func (g *clusterGlue) startRelay(ctx context.Context, nodeURL string) error {
+	ip, err := relayIP(g, nodeURL)
+	if err != nil {
+		return err
+	}
+	g.inbox, err = g.node.Subscribe(ctx)
+	if err != nil {
+		return err
+	}
+	g.relay = relay.New(ctx, relay.Options{
+		Rooms: g.rooms, Bus: relayBus{g.node}, Inbox: g.inbox.C(), IP: ip,
+		IdleGrace: g.cfg.RelayIdleGrace, MaxPipes: g.cfg.RelayMaxPipes, Renew: g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
+		Logger: g.log,
+	})
+	g.log.Info("cluster mode: relaying WHEP viewers of other nodes' rooms", "relay_ip", ip, "idle_grace", g.cfg.RelayIdleGrace)
+	return nil
+}
+
+// relayIP is --relay-ip, else --node-url's host when it is an IP, else
+// the first LAN address: the other nodes must reach it.
+func relayIP(g *clusterGlue, nodeURL string) (netip.Addr, error) {
+	if g.cfg.RelayIP != "" {
+		a, err := netip.ParseAddr(g.cfg.RelayIP)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("relay-ip %q: %w", g.cfg.RelayIP, err)
+		}
+		return a, nil
+	}
+	if u, err := url.Parse(nodeURL); err == nil {
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil && !a.IsUnspecified() {
+			return a, nil
+		}
+	}
+	if addrs := lanAddrsOf(g.cfg, g.log); len(addrs) > 0 {
+		return addrs[0], nil
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
+}
+
+// watchHere serves a WHEP viewer of a room on node here, as an edge; if
+// no pipe can be had, it sends the viewer there (307) as without relay.
+func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next http.Handler, id string, node cluster.NodeInfo) {
+	if g.relay == nil {
+		redirect(w, r, node)
+		return
+	}
+	if g.s == nil || !g.mayWatch(r, id) {
+		// Refused here as anywhere (401), without opening an edge.
+		next.ServeHTTP(w, r)
+		return
+	}
+	release, err := g.relay.Watch(r.Context(), id, node.ID)
+	if err != nil {
+		g.log.Warn("relay: viewer sent to the room's node instead", "room", id, "node", node.ID, "err", err)
+		redirect(w, r, node)
+		return
+	}
+	defer release()
+	next.ServeHTTP(w, r)
+}
+
+// mayWatch checks the viewer's credentials before a pipe is opened for it.
+func (g *clusterGlue) mayWatch(r *http.Request, id string) bool {
+	_, err := g.s.authorizeMedia(r, whip.Access{Room: id, Token: rest.Bearer(r)})
+	return err == nil
+}
+
+// relayBus is the relay's view of the cluster.
+type relayBus struct{ n *cluster.Node }
+
+func (b relayBus) ID() string { return b.n.ID() }
+
+func (b relayBus) Send(ctx context.Context, node string, msg []byte) error {
+	return b.n.Send(ctx, node, msg)
+}
+
+func (b relayBus) Alive(ctx context.Context, node string) (bool, error) { return b.n.Alive(ctx, node) }
+
+func (b relayBus) Holder(ctx context.Context, id string) (string, error) {
+	own, found, err := b.n.Locate(ctx, id)
+	switch {
+	case err != nil || !found:
+		return "", err
+	case own.Self:
+		return b.n.ID(), nil
+	default:
+		return own.Node.ID, nil
+	}
+}
+
+// relayFigures reads the relay for metrics (ok false when off).
+func (s *Server) relayFigures() (metrics.RelayFigures, bool) {
+	if s.cluster == nil || s.cluster.relay == nil {
+		return metrics.RelayFigures{}, false
+	}
+	st := s.cluster.relay.Stats()
+	return metrics.RelayFigures{
+		PipesIn: st.PipesIn, PipesOut: st.PipesOut,
+		PacketsIn: st.In.PacketsReceived, PacketsOut: st.Out.PacketsSent,
+		Retransmits: st.Out.Retransmits, KeyframeRequests: st.In.KeyframeRequests,
+	}, true
+}

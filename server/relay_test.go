@@ -1,0 +1,89 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/redistest"
+	"github.com/matinee-dev/matinee/internal/testenv"
+)
+
+// Two nodes in one process on one Redis (short leases): a WHEP viewer of
+// a's room asking b is served by b from an edge fed by a pipe from a,
+// gets the share, and when it leaves the edge and the pipe go after the
+// idle grace; when the room ends on a, b's edge and its WHEP sessions
+// end. The test binary's goleak check covers the relay's goroutines (and
+// the nodes' Close with a pipe open).
+func TestClusterRelayInProcess(t *testing.T) {
+	r := redistest.Start(t)
+	grace := func(c *config.Config) { c.RelayIdleGrace, c.RelayMaxPipes = 300*time.Millisecond, 1 }
+	a := startNodeWith(t, r, "a", grace)
+	b := startNodeWith(t, r, "b", grace)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const key = "cluster-test-key"
+	pub := publishWHIP(t, ctx, a.base, "relayed", key, 1)
+	if _, ok := a.srv.Rooms().Room("relayed"); !ok {
+		t.Fatal("the WHIP publisher's room is not on a")
+	}
+
+	// Without following redirects: b must serve the viewer itself.
+	resp, _ := clusterDo(t, "POST", b.base+"/whep/relayed", "v=0")
+	if resp.StatusCode == http.StatusTemporaryRedirect {
+		t.Fatalf("WHEP on b sent to %s", resp.Header.Get("Location"))
+	}
+	v := watchWHEP(t, ctx, b.base, "relayed", key)
+	testenv.Eventually(t, 10*time.Second, "the viewer on b gets video and audio from a", func() bool {
+		return len(v.packets("video")) > 30 && len(v.packets("audio")) > 20
+	})
+	if _, ok := b.srv.Rooms().Room("relayed"); ok {
+		t.Fatal("b holds the room itself, not an edge of it")
+	}
+	if _, ok := b.srv.Rooms().Watchable("relayed"); !ok {
+		t.Fatal("b has no edge of the room")
+	}
+	m := scrape(t, a.base)
+	if m[`matinee_relay_pipes{direction="out"}`] != 1 || m[`matinee_whep_sessions`] != 0 {
+		t.Fatalf("a: %v pipes out, %v WHEP sessions; want 1 and 0", m[`matinee_relay_pipes{direction="out"}`], m[`matinee_whep_sessions`])
+	}
+
+	// The viewer leaves: after the grace, b drops the edge and a the pipe.
+	if err := v.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.pc.Close()
+	testenv.Eventually(t, 5*time.Second, "b drops the idle edge and a its pipe", func() bool {
+		_, edge := b.srv.Rooms().Watchable("relayed")
+		return !edge && scrape(t, a.base)[`matinee_relay_pipes{direction="out"}`] == 0
+	})
+
+	// A second viewer opens a new edge. The sharer leaves, the room ends
+	// on a: b's edge ends and so does the viewer's WHEP session there.
+	v2 := watchWHEP(t, ctx, b.base, "relayed", key)
+	testenv.Eventually(t, 10*time.Second, "a second viewer on b gets video", func() bool {
+		return len(v2.packets("video")) > 30
+	})
+	if err := pub.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, "b's edge and WHEP session end with the room on a", func() bool {
+		_, edge := b.srv.Rooms().Watchable("relayed")
+		return !edge && scrape(t, b.base)[`matinee_whep_sessions`] == 0 && scrape(t, a.base)[`matinee_relay_pipes{direction="out"}`] == 0
+	})
+
+	// Another room relayed: the nodes then close with its pipe open.
+	publishWHIP(t, ctx, a.base, "relayed-2", key, 1)
+	v3 := watchWHEP(t, ctx, b.base, "relayed-2", key)
+	// a sends at most one pipe (--relay-max-pipes 1): a viewer of a
+	// third room on b is sent to a.
+	publishWHIP(t, ctx, a.base, "relayed-3", key, 1)
+	if resp, body := clusterDo(t, "POST", b.base+"/whep/relayed-3", "v=0"); resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != a.base+"/whep/relayed-3" {
+		t.Errorf("WHEP of a third room on b with a's one pipe taken: %d %s (Location %q), want 307 to a", resp.StatusCode, body, resp.Header.Get("Location"))
+	}
+	testenv.Eventually(t, 10*time.Second, "a viewer of another room on b gets video", func() bool {
+		return len(v3.packets("video")) > 30
+	})
+}
