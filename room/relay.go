@@ -195,7 +195,9 @@ func (m *Manager) OpenEdge(id string) (*Edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge of room %s: %w", id, err)
 	}
-	r := &Room{id: id, m: m, router: router, createdAt: m.now(), log: m.log.With("room", id, "edge", true),
+	// The edge's stage is picked by the same rule from the producers the
+	// pipe makes, as the origin's is from its own.
+	r := &Room{id: id, m: m, router: router, stage: newStage(router), createdAt: m.now(), log: m.log.With("room", id, "edge", true),
 		members: map[string]*Member{}, closed: false}
 	if m.edges == nil {
 		m.edges = map[string]*Room{}
@@ -229,6 +231,7 @@ func (e *Edge) Close() {
 	ch := make(chan struct{})
 	m.closing[e.key] = ch
 	m.mu.Unlock()
+	e.r.stage.stop()
 	e.r.router.Close()
 	m.mu.Lock()
 	if m.closing[e.key] == ch {

@@ -2,8 +2,12 @@ package room
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/internal/testenv"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -79,6 +83,11 @@ func TestEdgeRooms(t *testing.T) {
 	if !slices.Equal(made, []string{"pr-a", "pr-v"}) || len(r.Media().Producers()) != 2 {
 		t.Fatalf("made %v, %d producers in the edge's router; want pr-a and pr-v", made, len(r.Media().Producers()))
 	}
+	// The edge's stage follows its producers, by the room's one rule.
+	testenv.EventuallyState(t, 5*time.Second, "the edge's stage shows the piped share", func() (bool, string) {
+		st := r.stage.current()
+		return st.Show && st.Video != nil && st.Audio == nil, fmt.Sprintf("%+v", st)
+	})
 	in.End("pr-v")
 	if made := in.Made(); !slices.Equal(made, []string{"pr-a"}) || len(r.Media().Producers()) != 1 {
 		t.Fatalf("after End: made %v, %d producers", made, len(r.Media().Producers()))

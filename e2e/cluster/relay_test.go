@@ -146,7 +146,7 @@ func (c *cluster) watchTogether(t *testing.T, n *node, roomID string, count int)
 	wg.Wait()
 	for i, v := range vs {
 		if errs[i] != nil {
-			t.Fatalf("whep offer to %s: %v", n.id, errs[i])
+			t.Fatalf("whep offer to %s: %v\n%s", n.id, errs[i], tail(n.log))
 		}
 		if !strings.HasPrefix(v.sess.Location, n.url+"/whep/") {
 			t.Fatalf("whep session on %s at %s", n.id, v.sess.Location)
