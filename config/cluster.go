@@ -19,6 +19,7 @@ func bindClusterFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.ClusterLeaseTTL, "cluster-lease-ttl", c.ClusterLeaseTTL, "cluster mode: a node silent this long is gone and its rooms go to other nodes")
 	fs.BoolVar(&c.RelayViewers, "relay-viewers", c.RelayViewers, "cluster mode: serve WHEP viewers of another node's room here, relayed once per node (false: send them there with 307)")
 	fs.DurationVar(&c.RelayIdleGrace, "relay-idle-grace", c.RelayIdleGrace, "cluster mode: an edge with no viewers left drops its relay after this")
+	fs.DurationVar(&c.RelayKeyframeInterval, "relay-keyframe-interval", c.RelayKeyframeInterval, "cluster mode: shortest time between two keyframe requests that all relay pipes together pass to one layer of a sharer")
 	fs.IntVar(&c.RelayMaxPipes, "relay-max-pipes", c.RelayMaxPipes, "cluster mode: most relay pipes this node sends to other nodes, all rooms together (past it, their viewers come here)")
 	fs.StringVar(&c.RelayIP, "relay-ip", c.RelayIP, "cluster mode: the IP this node's relay pipes listen on and announce to other nodes (default: --node-url's host if an IP, else the first LAN address)")
 }
@@ -50,6 +51,9 @@ func (c *Config) validateCluster() []error {
 	}
 	if c.ClusterLeaseTTL < 2*c.ClusterLeaseRenew || c.ClusterLeaseTTL > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("cluster-lease-ttl %s: must be at least twice cluster-lease-renew %s (at most 10m)", c.ClusterLeaseTTL, c.ClusterLeaseRenew))
+	}
+	if c.RelayKeyframeInterval < 100*time.Millisecond || c.RelayKeyframeInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("relay-keyframe-interval %s: must be 100ms-1m", c.RelayKeyframeInterval))
 	}
 	if c.RelayIdleGrace < 0 || c.RelayIdleGrace > time.Hour {
 		errs = append(errs, fmt.Errorf("relay-idle-grace %s: must be 0-1h", c.RelayIdleGrace))

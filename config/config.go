@@ -266,6 +266,10 @@ type Config struct {
 	// RelayIdleGrace is how long an edge with no viewers left keeps its
 	// pipe (--relay-idle-grace).
 	RelayIdleGrace time.Duration
+	// RelayKeyframeInterval is the shortest time between two keyframe
+	// requests that all pipes together pass to one layer of a sharer
+	// (--relay-keyframe-interval): edges ask for their many viewers.
+	RelayKeyframeInterval time.Duration
 	// RelayIP is the address this node's pipe ends listen on and announce
 	// (--relay-ip; default: the host of --node-url when it is an IP, else
 	// the first LAN address).
@@ -345,11 +349,12 @@ func Default() Config {
 		TURNPort:          3478,
 		TURNCredentialTTL: 12 * time.Hour,
 
-		ClusterLeaseRenew: 2 * time.Second,
-		ClusterLeaseTTL:   6 * time.Second,
-		RelayViewers:      true,
-		RelayIdleGrace:    5 * time.Second,
-		RelayMaxPipes:     100,
+		ClusterLeaseRenew:     2 * time.Second,
+		ClusterLeaseTTL:       6 * time.Second,
+		RelayViewers:          true,
+		RelayIdleGrace:        5 * time.Second,
+		RelayKeyframeInterval: time.Second,
+		RelayMaxPipes:         100,
 
 		LogFormat: "text",
 		LogLevel:  "info",

@@ -90,6 +90,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		ConnectTimeout:        cfg.ConnectTimeout,
 		NACKHistory:           cfg.NACKHistory,
 		PublisherStartBitrate: publisherStart(cfg.PublisherStartBitrate),
+		RelayKeyframeInterval: cfg.RelayKeyframeInterval,
 		Logger:                log,
 	})
 	if err != nil {

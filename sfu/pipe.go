@@ -28,7 +28,7 @@ import (
 //     payload) under an SSRC of the pipe's own per layer, so that streams
 //     of different publishers never collide, plus the publishers' sender
 //     reports. It answers NACKs from the layers' packet caches and passes
-//     keyframe requests on, at most one per layer per relayKeyframeInterval.
+//     keyframe requests on, at most one per layer per RelayKeyframeInterval.
 //   - The edge (Router.AcceptPipe) re-creates each producer in its router
 //     (Produce, from the PipedProducer the origin described), and feeds
 //     them through the same ingress as WebRTC publishers (Producer.ingress):
@@ -44,10 +44,11 @@ import (
 // origin's close is the control plane's job too; the origin also sends an
 // RTCP BYE for a producer that closes, and the edge closes it on that.
 
-// relayKeyframeInterval is the shortest time between two keyframe
-// requests that pipes pass to one layer of a publisher: edges ask for
-// their many viewers, and each keyframe costs the publisher a burst.
-const relayKeyframeInterval = time.Second
+// DefaultRelayKeyframeInterval is WorkerConfig.RelayKeyframeInterval's
+// default: the shortest time between two keyframe requests that pipes
+// pass to one layer of a publisher (edges ask for their many viewers, and
+// each keyframe costs the publisher a burst).
+const DefaultRelayKeyframeInterval = time.Second
 
 // pipeReportEvery is how often the origin sends sender reports and the
 // edge repeats which layers it needs (the datagrams may be lost).

@@ -211,7 +211,8 @@ func (t *PipeTransport) resend(r pipeRef, seq uint16) {
 }
 
 // keyframe passes an edge's keyframe request on to the publisher, at
-// most once per relayKeyframeInterval for all pipes of the producer.
+// most once per WorkerConfig.RelayKeyframeInterval for all pipes of the
+// producer.
 func (t *PipeTransport) keyframe(ssrc uint32) {
 	r, ok := t.lookupOut(ssrc)
 	if !ok || r.o.p.kind != KindVideo {
@@ -219,7 +220,7 @@ func (t *PipeTransport) keyframe(ssrc uint32) {
 	}
 	t.plis.Add(1)
 	p, idx := r.o.p, r.idx
-	p.layers[idx].relayKF.request(p, idx, relayKeyframeInterval, func() { p.RequestKeyframe(idx) })
+	p.layers[idx].relayKF.request(p, idx, t.router.w.cfg.RelayKeyframeInterval, func() { p.RequestKeyframe(idx) })
 }
 
 // sendReports passes the publishers' latest sender reports on, under the

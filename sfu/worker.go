@@ -87,6 +87,10 @@ type WorkerConfig struct {
 	// KeyframeInterval is the shortest time between two keyframe requests
 	// sent to one publisher's layer (0: DefaultKeyframeInterval).
 	KeyframeInterval time.Duration
+	// RelayKeyframeInterval is the shortest time between two keyframe
+	// requests all pipes together pass to one layer of a publisher (0:
+	// DefaultRelayKeyframeInterval).
+	RelayKeyframeInterval time.Duration
 	// Clock paces keyframe requests (nil: the system's clock); tests
 	// move a clock of their own rather than sleep through an interval.
 	Clock Clock
@@ -145,6 +149,9 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.KeyframeInterval <= 0 {
 		cfg.KeyframeInterval = DefaultKeyframeInterval
+	}
+	if cfg.RelayKeyframeInterval <= 0 {
+		cfg.RelayKeyframeInterval = DefaultRelayKeyframeInterval
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
