@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/bench/internal/loadpeer"
 	"github.com/matinee-dev/matinee/internal/testpeer"
 	"github.com/matinee-dev/matinee/whip"
 	"github.com/pion/rtp"
@@ -103,7 +104,7 @@ func benchForward(b *testing.B, subs int) {
 			}
 		}
 	}()
-	offer, err := gatheredOffer(pub)
+	offer, err := loadpeer.GatheredOffer(pub)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func benchForward(b *testing.B, subs int) {
 				}
 			}()
 		})
-		offer, err := gatheredOffer(pc)
+		offer, err := loadpeer.GatheredOffer(pc)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -31,11 +31,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/matinee-dev/matinee/bench/internal/loadpeer"
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/synth"
 	"github.com/matinee-dev/matinee/internal/testpeer"
 	"github.com/matinee-dev/matinee/server"
-	"github.com/matinee-dev/matinee/whip"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -265,31 +265,8 @@ func writeHeapProfile(path string) error {
 
 // publisher is the WHIP client sending the share.
 type publisher struct {
-	pc   *webrtc.PeerConnection
-	sess *whip.ClientSession
-	stop chan struct{}
-	wg   sync.WaitGroup
+	*loadpeer.Publisher
 	desc string
-	// video counts the packets published, to tell how much of a
-	// one-encoding video each subscriber got.
-	video *synth.Video
-}
-
-func gatheredOffer(pc *webrtc.PeerConnection) (string, error) {
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return "", err
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", err
-	}
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		return "", errors.New("ICE gathering did not complete")
-	}
-	return pc.LocalDescription().SDP, nil
 }
 
 func publish(ctx context.Context, api *webrtc.API, o options) (*publisher, error) {
@@ -299,69 +276,18 @@ func publish(ctx context.Context, api *webrtc.API, o options) (*publisher, error
 		specs = []synth.LayerSpec{{Bitrate: o.single, Width: 1280, Height: 720}}
 		desc = fmt.Sprintf("VP8 at %d kbit/s", o.single/1000)
 	}
-	video, err := synth.NewVideo("video", "screen", specs)
+	p, err := loadpeer.Publish(ctx, api, nil, o.url+"/whip/"+o.room+"?name=load", o.key, specs, nil)
 	if err != nil {
 		return nil, err
 	}
-	audio, err := synth.NewAudio("audio", "screen")
-	if err != nil {
-		return nil, err
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
-	if err != nil {
-		return nil, err
-	}
-	p := &publisher{pc: pc, stop: make(chan struct{}), desc: desc, video: video}
-	vs, err := video.AddTo(pc)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	atr, err := pc.AddTransceiverFromTrack(audio.Track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	offer, err := gatheredOffer(pc)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	p.sess, err = whip.Offer(ctx, nil, o.url+"/whip/"+o.room+"?name=load", o.key, offer)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.sess.Answer}); err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	for _, tr := range pc.GetTransceivers() {
-		if tr.Sender() == vs {
-			video.UseExtensions(vs, tr.Mid())
-		}
-	}
-	p.wg.Add(4)
-	go func() { defer p.wg.Done(); video.ServeRTCP(vs) }()
-	go func() { defer p.wg.Done(); synth.DrainRTCP(atr.Sender()) }()
-	go func() { defer p.wg.Done(); video.Run(p.stop) }()
-	go func() { defer p.wg.Done(); audio.Run(p.stop) }()
-	return p, nil
+	return &publisher{Publisher: p, desc: desc}, nil
 }
 
-func (p *publisher) close(ctx context.Context) {
-	close(p.stop)
-	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_ = p.sess.Delete(dctx)
-	cancel()
-	_ = p.pc.Close()
-	p.wg.Wait()
-}
+func (p *publisher) close(ctx context.Context) { p.Close(ctx) }
 
 // subscriber is one receiving peer.
 type subscriber struct {
-	pc   *webrtc.PeerConnection
-	sess *whip.ClientSession
+	whep *loadpeer.Viewer
 	ws   *testpeer.Client
 	wg   sync.WaitGroup
 }
@@ -401,43 +327,17 @@ func subscribe(ctx context.Context, api *webrtc.API, o options, i int, agg *aggr
 		}
 		return s, nil
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	v, err := loadpeer.View(ctx, api, nil, o.url+"/whep/"+o.room, o.key, onTrack)
 	if err != nil {
 		return nil, err
 	}
-	s.pc = pc
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			_ = pc.Close()
-			return nil, err
-		}
-	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { onTrack(tr) })
-	offer, err := gatheredOffer(pc)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	s.sess, err = whip.Offer(ctx, nil, o.url+"/whep/"+o.room, o.key, offer)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: s.sess.Answer}); err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
+	s.whep = v
 	return s, nil
 }
 
 func (s *subscriber) close(ctx context.Context) {
-	if s.sess != nil {
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = s.sess.Delete(dctx)
-		cancel()
-	}
-	if s.pc != nil {
-		_ = s.pc.Close()
+	if s.whep != nil {
+		s.whep.Close(ctx)
 	}
 	if s.ws != nil {
 		s.ws.Close()
@@ -606,8 +506,8 @@ func measure(ctx context.Context, o options, agg *aggregate, subs int, pub *publ
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	prev := agg.collect()
-	first, pub0 := prev.videoPkts, pub.videoSent()
-	prevCPU, _ := procCPU(o.pid)
+	first, pub0 := prev.videoPkts, pub.VideoSent()
+	prevCPU, _ := loadpeer.ProcCPU(o.pid)
 	prevFwd, _ := forwarded(o.url)
 	start := time.Now()
 	var all []float64
@@ -625,8 +525,8 @@ func measure(ctx context.Context, o options, agg *aggregate, subs int, pub *publ
 		case <-tick.C:
 		}
 		cur := agg.collect()
-		cpu, cerr := procCPU(o.pid)
-		rss, _ := procRSS(o.pid)
+		cpu, cerr := loadpeer.ProcCPU(o.pid)
+		rss, _ := loadpeer.ProcRSS(o.pid)
 		fwd, ferr := forwarded(o.url)
 		dCPU := cpu - prevCPU
 		dFwd := fwd - prevFwd
@@ -690,20 +590,11 @@ func measure(ctx context.Context, o options, agg *aggregate, subs int, pub *publ
 	if o.single > 0 {
 		// Loss counts only the packets a subscriber was sent; a video
 		// the SFU paused or thinned shows here instead.
-		mean, minPct, under := delivered(first, prev.videoPkts, pub.videoSent()-pub0, subs)
+		mean, minPct, under := delivered(first, prev.videoPkts, pub.VideoSent()-pub0, subs)
 		fmt.Printf(" video_delivered_pct_mean=%.2f video_delivered_pct_min=%.2f subs_under_99pct=%d", mean, minPct, under)
 	}
 	fmt.Println()
 	return nil
-}
-
-// videoSent is the video packets published so far.
-func (p *publisher) videoSent() uint64 {
-	var n uint64
-	for _, l := range p.video.Layers {
-		n += l.Sent.Load()
-	}
-	return n
 }
 
 // delivered compares each subscriber's video packets between two
@@ -734,45 +625,6 @@ func delivered(from, to []uint64, published uint64, subs int) (mean, lowest floa
 		n++
 	}
 	return mean / float64(n), lowest, under
-}
-
-// procCPU returns a process's user+system CPU time from /proc/<pid>/stat
-// (all threads; clock ticks of 1/100 s, USER_HZ on Linux).
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("bad /proc stat")
-	}
-	f := strings.Fields(s[i+1:])
-	// After the command: state(0) ... utime is field 14 overall, so 11 here.
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	var ut, st int64
-	fmt.Sscan(f[11], &ut)
-	fmt.Sscan(f[12], &st)
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
-}
-
-// procRSS returns a process's resident memory in MB.
-func procRSS(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			var kb float64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb / 1024, nil
-		}
-	}
-	return 0, errors.New("no VmRSS")
 }
 
 // forwarded reads the SFU's own count of forwarded packets from /metrics.

@@ -97,6 +97,7 @@ type Video struct {
 
 	keyNow atomic.Bool
 	plis   atomic.Int64
+	rtcps  atomic.Int64
 
 	// Header extensions that tell a simulcast receiver which m-section and
 	// which encoding a packet belongs to (see UseExtensions).
@@ -171,6 +172,10 @@ func (v *Video) AddTo(pc *webrtc.PeerConnection) (*webrtc.RTPSender, error) {
 // PLIs returns how many keyframe requests arrived.
 func (v *Video) PLIs() int64 { return v.plis.Load() }
 
+// RTCPs returns how many RTCP packets of any kind arrived: the first
+// tells that the receiver knows the track.
+func (v *Video) RTCPs() int64 { return v.rtcps.Load() }
+
 // ServeRTCP reads the sender's RTCP (every encoding's) until it stops;
 // keyframe requests make the next frame a keyframe. Run it on a goroutine.
 func (v *Video) ServeRTCP(s *webrtc.RTPSender) {
@@ -179,6 +184,7 @@ func (v *Video) ServeRTCP(s *webrtc.RTPSender) {
 		if err != nil {
 			return
 		}
+		v.rtcps.Add(int64(len(pkts)))
 		for _, p := range pkts {
 			switch p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
