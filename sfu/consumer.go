@@ -62,7 +62,7 @@ type Consumer struct {
 	// padBuf holds one all-padding payload for bandwidth probes.
 	padBuf [255]byte
 
-	// Retransmission (packetcache.go), under mu: what went out, by
+	// Retransmission (retransmit.go), under mu: what went out, by
 	// sequence number (video only), and the repair stream.
 	sent     []sentPacket
 	sentMask uint16

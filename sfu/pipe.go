@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/nackgen"
 	"github.com/matinee-dev/matinee/sfu/srtpgcm"
 	"github.com/pion/rtcp"
 	"github.com/pion/srtp/v3"
@@ -210,7 +211,7 @@ type pipeIn struct {
 	rid     string
 	ssrc    uint32
 	claimed bool
-	nacks   nackLog
+	nacks   nackgen.Log
 }
 
 // PipeTo opens the origin end of a pipe: from now on, every producer of
@@ -271,7 +272,7 @@ func (r *Router) newPipe(opts PipeOptions, origin bool) (*PipeTransport, error) 
 		return nil, fmt.Errorf("pipe srtcp context: %w", err)
 	}
 	open, err := srtp.CreateContext(opts.RecvKey.Key, opts.RecvKey.Salt, srtp.ProtectionProfileAeadAes128Gcm,
-		srtp.SRTPReplayProtection(nackWindow), srtp.SRTCPReplayProtection(64))
+		srtp.SRTPReplayProtection(nackgen.Window), srtp.SRTCPReplayProtection(64))
 	if err != nil {
 		return nil, fmt.Errorf("pipe srtp context: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/nackgen"
 	"github.com/matinee-dev/matinee/sfu/srtpgcm"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtp"
@@ -91,7 +92,7 @@ func BenchmarkPipeIngress(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	open, err := srtp.CreateContext(k.Key, k.Salt, srtp.ProtectionProfileAeadAes128Gcm, srtp.SRTPReplayProtection(nackWindow))
+	open, err := srtp.CreateContext(k.Key, k.Salt, srtp.ProtectionProfileAeadAes128Gcm, srtp.SRTPReplayProtection(nackgen.Window))
 	if err != nil {
 		b.Fatal(err)
 	}

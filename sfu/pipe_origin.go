@@ -200,7 +200,7 @@ func (t *PipeTransport) resend(r pipeRef, seq uint16) {
 		return
 	}
 	var payload [maxCachedPayload]byte
-	n, ts, pt, marker, ok := cache.getPacket(seq, payload[:])
+	n, ts, pt, marker, ok := cache.GetPacket(seq, payload[:])
 	if !ok {
 		return
 	}

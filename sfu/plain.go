@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/matinee-dev/matinee/sfu/nackgen"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -65,7 +66,7 @@ type plainProducer struct {
 	ssrc uint32 // 0 until learned from the first packet
 	// nacks is the stream's missing-packet log (Producer.ingress), the
 	// RTP read loop's alone.
-	nacks nackLog
+	nacks nackgen.Log
 }
 
 type plainConsumer struct {

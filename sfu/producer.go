@@ -11,6 +11,8 @@ import (
 
 	"github.com/matinee-dev/matinee/codecs"
 	"github.com/matinee-dev/matinee/codecs/vp8"
+	"github.com/matinee-dev/matinee/sfu/nackgen"
+	"github.com/matinee-dev/matinee/sfu/packetcache"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -118,7 +120,7 @@ type layer struct {
 
 	// cache keeps the layer's recent packets for retransmission to every
 	// consumer (video; made on the first packet).
-	cache atomic.Pointer[packetCache]
+	cache atomic.Pointer[packetcache.Cache]
 	// temporal counts VP8 temporal layers within this one (temporal.go).
 	temporal temporalStats
 }
@@ -394,9 +396,9 @@ func (p *Producer) topLayer() int {
 // packet: nothing is allocated per packet. nacks, when not nil, is a
 // missing-packet log that outlives the loop (an SSRC-simulcast encoding
 // whose receiver is restarted); the loop has it to itself while it runs.
-func readLoop(in *inbound, track *webrtc.TrackRemote, nacks *nackLog) {
+func readLoop(in *inbound, track *webrtc.TrackRemote, nacks *nackgen.Log) {
 	if nacks == nil {
-		nacks = &nackLog{}
+		nacks = &nackgen.Log{}
 	}
 	buf := make([]byte, 1500)
 	// The subscribers' copies of each packet leave together (srtpout.go).
@@ -438,14 +440,14 @@ func readLoop(in *inbound, track *webrtc.TrackRemote, nacks *nackLog) {
 // came, then the packet goes to every consumer, the copies for the SFU's
 // own SRTP path batched in b. nacks belongs to the caller's stream and
 // goroutine.
-func (p *Producer) ingress(idx int, pkt *rtp.Packet, now time.Time, nacks *nackLog, b *udpbatch.Batch) {
+func (p *Producer) ingress(idx int, pkt *rtp.Packet, now time.Time, nacks *nackgen.Log, b *udpbatch.Batch) {
 	if p.kind == KindVideo {
-		fresh := nacks.received(pkt.SequenceNumber, now)
-		if pairs := nacks.due(now); pairs != nil {
+		fresh := nacks.Received(pkt.SequenceNumber, now)
+		if pairs := nacks.Due(now); pairs != nil {
 			p.askAgain(pkt.SSRC, pairs)
 		}
 		if !fresh {
-			return // a copy: see nackLog
+			return // a copy: see nackgen.Log
 		}
 	}
 	p.forwardAt(idx, pkt, now, b)
@@ -489,7 +491,7 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 	}
 	if p.kind == KindVideo {
 		// Before any consumer sends it: a NACK may follow at once.
-		p.cache(idx).put(pkt)
+		p.cache(idx).Put(pkt)
 	}
 	var d vp8.Descriptor
 	desc := l.temporal.parse(kfc, pkt, now, &d)

@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/matinee-dev/matinee/sfu/nackgen"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -181,7 +182,7 @@ type simReceiver struct {
 	// stream for a rid) are then asked for again like any other loss,
 	// instead of reaching subscribers as a hole nobody can repair.
 	// loopDone closes when the read loop using it has returned.
-	nacks    nackLog
+	nacks    nackgen.Log
 	loopDone chan struct{}
 }
 

@@ -337,7 +337,7 @@ func TestSSRCSimulcastUpstreamLoss(t *testing.T) {
 		if rtx == 0 {
 			t.Errorf("layer %d: no retransmission on its RTX SSRC %d", i, e.RTX.SSRC)
 		}
-		// The SFU stops asking once a repair arrives (nackgen.go); pion's
+		// The SFU stops asking once a repair arrives (sfu/nackgen); pion's
 		// generator, which never saw repairs, asked for every lost packet
 		// again every 100 ms, some twenty times over.
 		if float64(rtx) > maxRetransmissionsPerLoss*float64(lost)+10 {

@@ -508,7 +508,7 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 	if dir == Send {
 		// Media from publishers: report reception, and send TWCC feedback
 		// so their encoders adapt. Lost packets are asked for by the read
-		// loops (nackgen.go), which see RTX repairs arrive.
+		// loops (sfu/nackgen), which see RTX repairs arrive.
 		rr, err := report.NewReceiverInterceptor()
 		if err != nil {
 			return err
@@ -524,7 +524,7 @@ func (w *Worker) registerInterceptors(ir *interceptor.Registry, dir Direction) e
 	// Media to subscribers. Order matters: the last interceptor added sees
 	// a packet first, so TWCC sequence numbers are stamped before the
 	// estimator's pacer records the send time. NACKs are answered by the
-	// consumers from their producers' packet caches (packetcache.go), not
+	// consumers from their producers' packet caches (sfu/packetcache), not
 	// by a responder interceptor keeping a copy per subscriber; sender
 	// reports are the consumers' own (senderreport.go).
 	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {

@@ -256,6 +256,8 @@ func TestCheckerCatches(t *testing.T) {
 		{p("codecs", "codecs/h264"), ""},
 		{p("codecs/h264", "sfu/rtpmunge"), "codecs/h264 imports sfu/rtpmunge, which the picture puts above it"},
 		{p("sfu", "sfu/bwe"), ""},
+		{p("sfu", "sfu/nackgen", "sfu/packetcache", "sfu/rtpmunge"), ""},
+		{p("sfu/packetcache", "sfu"), "sfu/packetcache imports sfu, which the picture puts above it"},
 		{p("server", "sfu", "whip", "recorder"), ""},
 		{p("signaling", "sfu"), "signaling imports sfu: only room"},
 		{p("whip", "room", "sfu"), "whip imports sfu: only room"},

@@ -4,91 +4,28 @@ import (
 	"encoding/binary"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/matinee-dev/matinee/codecs/vp8"
+	"github.com/matinee-dev/matinee/sfu/packetcache"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
 // Retransmission. A published video layer keeps its recent packets once,
-// in a packetCache, and every consumer of it answers its subscriber's
-// NACKs from there: the cost is one copy per packet for the whole room.
-// A NACK responder per outgoing stream (pion's) keeps a copy per packet
-// per subscriber instead — its history times the audience, ≈ 0.75 MB per
-// subscriber at 512 packets — and copies every packet once more on the
-// hot path. What a consumer keeps is only a small index from the
-// sequence numbers it sent to the layer's own (sentPacket, 16 bytes).
+// in a packetcache.Cache, and every consumer of it answers its
+// subscriber's NACKs from there (the package says why). What a consumer
+// keeps is only a small index from the sequence numbers it sent to the
+// layer's own (sentPacket, 16 bytes).
 
-// maxCachedPayload bounds what the cache keeps of one packet; a payload
-// this large does not fit in an Ethernet frame anyway.
-const maxCachedPayload = 1500
+// maxCachedPayload is the largest payload a layer's cache keeps, and so
+// the largest a consumer or a pipe sends again.
+const maxCachedPayload = packetcache.MaxPayload
 
 // defaultHistory is the packets kept when the worker's config says
 // nothing (tests that build producers by hand).
 const defaultHistory = 512
-
-// packetCache is a ring of a layer's last packets' payloads by sequence
-// number. One goroutine writes (the layer's read loop); NACK answers read.
-type packetCache struct {
-	mu    sync.RWMutex
-	mask  uint16
-	slots []cachedPacket
-}
-
-type cachedPacket struct {
-	seq   uint16
-	n     uint16
-	valid bool
-	// The header a pipe re-sends the packet with (pipe.go).
-	marker bool
-	pt     uint8
-	ts     uint32
-	data   [maxCachedPayload]byte
-}
-
-func newPacketCache(size int) *packetCache {
-	return &packetCache{mask: uint16(size - 1), slots: make([]cachedPacket, size)}
-}
-
-// put keeps pkt's payload, replacing the packet size sequence numbers
-// older.
-func (pc *packetCache) put(pkt *rtp.Packet) {
-	if len(pkt.Payload) == 0 || len(pkt.Payload) > maxCachedPayload {
-		return
-	}
-	pc.mu.Lock()
-	s := &pc.slots[pkt.SequenceNumber&pc.mask]
-	s.seq, s.n, s.valid = pkt.SequenceNumber, uint16(len(pkt.Payload)), true
-	s.marker, s.pt, s.ts = pkt.Marker, pkt.PayloadType, pkt.Timestamp
-	copy(s.data[:], pkt.Payload)
-	pc.mu.Unlock()
-}
-
-// get copies the payload of packet seq into dst and returns its length,
-// or false when the packet is no longer (or never was) kept.
-func (pc *packetCache) get(seq uint16, dst []byte) (int, bool) {
-	pc.mu.RLock()
-	defer pc.mu.RUnlock()
-	s := &pc.slots[seq&pc.mask]
-	if !s.valid || s.seq != seq || int(s.n) > len(dst) {
-		return 0, false
-	}
-	return copy(dst, s.data[:s.n]), true
-}
-
-// getPacket is get, with the header fields the packet came with.
-func (pc *packetCache) getPacket(seq uint16, dst []byte) (n int, ts uint32, pt uint8, marker, ok bool) {
-	pc.mu.RLock()
-	defer pc.mu.RUnlock()
-	s := &pc.slots[seq&pc.mask]
-	if !s.valid || s.seq != seq || int(s.n) > len(dst) {
-		return 0, 0, 0, false, false
-	}
-	return copy(dst, s.data[:s.n]), s.ts, s.pt, s.marker, true
-}
 
 // history is how many packets caches and sent indexes keep.
 func history(t *Transport) int {
@@ -100,12 +37,12 @@ func history(t *Transport) int {
 
 // cache returns the layer's packet cache, made on the layer's first
 // packet so that layers never sent cost nothing.
-func (p *Producer) cache(idx int) *packetCache {
+func (p *Producer) cache(idx int) *packetcache.Cache {
 	l := &p.layers[idx]
 	if c := l.cache.Load(); c != nil {
 		return c
 	}
-	c := newPacketCache(history(p.transport))
+	c := packetcache.New(history(p.transport))
 	if !l.cache.CompareAndSwap(nil, c) {
 		return l.cache.Load()
 	}
@@ -217,7 +154,7 @@ func (c *Consumer) resend(seq uint16) {
 		c.nackMisses.Add(1)
 		return
 	}
-	n, ok := cache.get(e.src, c.rtxBuf[2:])
+	n, ok := cache.Get(e.src, c.rtxBuf[2:])
 	if !ok {
 		c.nackMisses.Add(1)
 		return

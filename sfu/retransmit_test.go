@@ -90,24 +90,6 @@ func TestRetransmitFromCache(t *testing.T) {
 	}
 }
 
-// TestPacketCacheWraps: the cache answers only for the packets it still
-// holds, across the sequence number wrap.
-func TestPacketCacheWraps(t *testing.T) {
-	pc := newPacketCache(16)
-	buf := make([]byte, maxCachedPayload)
-	for i := 0; i < 40; i++ {
-		seq := uint16(65530 + i)
-		pc.put(&rtp.Packet{Header: rtp.Header{SequenceNumber: seq}, Payload: []byte{byte(i), 1, 2}})
-	}
-	for i := 0; i < 40; i++ {
-		seq := uint16(65530 + i)
-		n, ok := pc.get(seq, buf)
-		if held := i >= 24; ok != held || (ok && (n != 3 || buf[0] != byte(i))) {
-			t.Errorf("packet %d (seq %d): ok %v n %d, want held=%v", i, seq, ok, n, held)
-		}
-	}
-}
-
 // TestRetransmitPadding: a probe's padding takes sequence numbers of the
 // stream, so a subscriber that lost one NACKs it; it is sent again (same
 // sequence number and timestamp, padding only) rather than left as a hole
