@@ -328,6 +328,7 @@ func (t *Transport) allocate(now time.Time) {
 	if wantMore > 0 && !now.Before(t.alloc.nextProbe) && now.Sub(t.alloc.fellAt) > probeQuiet {
 		target := probeTarget(media, wantMore, est, t.bwe.LastProbe(), now)
 		if target > est && t.bwe.StartProbe(target, probeDuration, now) {
+			t.log.Debug("probing for more", "target", target, "estimate", est, "media", media, "want", wantMore, "last", t.bwe.LastProbe(), "backoff", t.alloc.backoff)
 			t.alloc.probeRate = target
 			t.startPadding(target, media, probeDuration, 1)
 			// Until its result is in; the result reschedules.
