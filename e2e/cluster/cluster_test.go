@@ -326,6 +326,28 @@ type joinResult struct {
 	} `json:"playback"`
 }
 
+// firstHeld is the held room of the lowest id, its node, and another.
+func (c *cluster) firstHeld(t *testing.T) (room string, holder, other *node) {
+	t.Helper()
+	id := ""
+	for r, h := range c.leases() {
+		if room == "" || r < room {
+			room, id = r, h
+		}
+	}
+	for _, n := range c.nodes {
+		if n.id == id {
+			holder = n
+		} else if other == nil {
+			other = n
+		}
+	}
+	if holder == nil {
+		t.Fatalf("%s is held by %q, no such node", room, id)
+	}
+	return room, holder, other
+}
+
 // listed is the set of room ids GET /api/rooms on n lists.
 func (c *cluster) listed(t *testing.T, n *node) map[string]bool {
 	t.Helper()
@@ -519,23 +541,7 @@ func TestClusterProcesses(t *testing.T) {
 		for round := range 5 {
 			// A room held now (the rooms of nodes killed before wait,
 			// unheld, for their next join).
-			room, holder := "", ""
-			for id, h := range c.leases() {
-				if room == "" || id < room {
-					room, holder = id, h
-				}
-			}
-			var dead, alive *node
-			for _, n := range c.nodes {
-				if n.id == holder {
-					dead = n
-				} else if alive == nil {
-					alive = n
-				}
-			}
-			if dead == nil {
-				t.Fatalf("round %d: %s is held by %q, no such node", round, room, holder)
-			}
+			room, dead, alive := c.firstHeld(t)
 			dead.kill()
 			killed := time.Now()
 			// Its rooms stay listed (from their records) while no node
@@ -660,23 +666,7 @@ func TestClusterProcesses(t *testing.T) {
 		// A node frozen past its lease (SIGSTOP: as cut off from Redis)
 		// loses its room to another node, and once it runs again it
 		// learns so and stops serving the room: never two nodes.
-		room, holder := "", ""
-		for id, h := range c.leases() {
-			if room == "" || id < room {
-				room, holder = id, h
-			}
-		}
-		var p, q *node
-		for _, n := range c.nodes {
-			if n.id == holder {
-				p = n
-			} else if q == nil {
-				q = n
-			}
-		}
-		if p == nil {
-			t.Fatalf("%s held by %q", room, holder)
-		}
+		room, p, q := c.firstHeld(t)
 		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
