@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"github.com/matinee-dev/matinee/internal/ntp"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -59,7 +60,7 @@ func (r *reporter) before(conn *net.UDPConn, ts uint32, streamNs int64, now time
 		return
 	}
 	r.last = now
-	sr := rtcp.SenderReport{SSRC: r.ssrc, NTPTime: toNTP(time.Unix(0, r.epoch.ns.Load()+streamNs)), RTPTime: ts, PacketCount: r.packets, OctetCount: r.octets}
+	sr := rtcp.SenderReport{SSRC: r.ssrc, NTPTime: ntp.From(time.Unix(0, r.epoch.ns.Load()+streamNs)), RTPTime: ts, PacketCount: r.packets, OctetCount: r.octets}
 	if b, err := sr.Marshal(); err == nil {
 		_, _ = conn.Write(b)
 	}
@@ -68,13 +69,6 @@ func (r *reporter) before(conn *net.UDPConn, ts uint32, streamNs int64, now time
 func (r *reporter) sent(payload int) {
 	r.packets++
 	r.octets += uint32(payload)
-}
-
-// ntpEpochOffset is the number of seconds from 1900 (NTP) to 1970 (Unix).
-const ntpEpochOffset = 2208988800
-
-func toNTP(t time.Time) uint64 {
-	return (uint64(t.Unix())+ntpEpochOffset)<<32 | uint64(t.Nanosecond())<<32/uint64(time.Second)
 }
 
 // avClock puts one connection's RTMP times on the stream's own clock,

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"github.com/matinee-dev/matinee/internal/ntp"
 	"net"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestReportsMapBothStreamsByOneEpoch(t *testing.T) {
 		sr := pkts[0].(*rtcp.SenderReport)
 		rate := map[uint32]uint32{1: 90000, 2: 48000}[sr.SSRC]
 		// The wall time of stream time 5.1 s by this report.
-		at := ntpToTime(sr.NTPTime).Add(time.Duration(int64(5100*rate/1000)-int64(sr.RTPTime)) * time.Second / time.Duration(rate))
+		at := ntp.Time(sr.NTPTime).Add(time.Duration(int64(5100*rate/1000)-int64(sr.RTPTime)) * time.Second / time.Duration(rate))
 		wall[sr.SSRC] = at
 	}
 	if d := wall[1].Sub(wall[2]); d.Abs() > time.Millisecond {
@@ -64,8 +65,4 @@ func TestReportsMapBothStreamsByOneEpoch(t *testing.T) {
 	if _, err := in.Read(buf); err == nil {
 		t.Error("a second audio report within a second")
 	}
-}
-
-func ntpToTime(ntp uint64) time.Time {
-	return time.Unix(int64(ntp>>32)-ntpEpochOffset, int64((ntp&0xffffffff)*uint64(time.Second)>>32))
 }

@@ -71,16 +71,6 @@ func (e *epoch) place(wall, now time.Time, force bool) (at time.Duration, ok boo
 	return e.start + wall.Sub(e.earliest), true
 }
 
-// ntpEpochOffset is the number of seconds from 1900 (NTP) to 1970 (Unix).
-const ntpEpochOffset = 2208988800
-
-// ntpTime converts a 64-bit NTP timestamp to a time.
-func ntpTime(ntp uint64) time.Time {
-	secs := int64(ntp>>32) - ntpEpochOffset
-	frac := int64(ntp & 0xffffffff)
-	return time.Unix(secs, frac*1e9>>32)
-}
-
 // rtpClock turns a stream's RTP timestamps into durations since its first
 // one, across wrap-arounds.
 type rtpClock struct {

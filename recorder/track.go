@@ -3,6 +3,7 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	ntptime "github.com/matinee-dev/matinee/internal/ntp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,14 +121,14 @@ func (t *track) handle(p packet) {
 	first := t.pending[0]
 	full := len(t.pending) >= queueSize
 	if !t.offered {
-		ntp, srTS, ok := t.consumer.SenderReport()
+		ntpTS, srTS, ok := t.consumer.SenderReport()
 		if !ok && p.at.Sub(first.at) < srWait && !full {
 			return
 		}
 		t.wall = first.at
 		if ok {
 			off := time.Duration(int64(int32(first.ts-srTS))) * time.Second / time.Duration(t.clock.rate)
-			t.wall = ntpTime(ntp).Add(off)
+			t.wall = ntptime.Time(ntpTS).Add(off)
 		}
 		t.offered = true
 		t.ep.offer(t.wall, p.at)

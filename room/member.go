@@ -1,6 +1,7 @@
 package room
 
 import (
+	"crypto/sha256"
 	"errors"
 	"sync"
 	"time"
@@ -74,7 +75,7 @@ type Member struct {
 	resume string // the resume token, a secret ("" for a member restored from a cluster's state until it resumes)
 	// resumeSum is the token's SHA-256, which resuming compares (and a
 	// cluster's state keeps instead of the token).
-	resumeSum [32]byte
+	resumeSum [sha256.Size]byte
 
 	mu     sync.Mutex
 	n      Notifier // the current connection; under mu

@@ -47,7 +47,7 @@ type stateMember struct {
 
 const stateVersion = 1
 
-func resumeSum(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+func resumeSum(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
 
 // resumes reports whether token is the member's resume token.
 func (mb *Member) resumes(token string) bool {
@@ -181,7 +181,7 @@ func (r *Room) restoreState(b []byte) error {
 			continue
 		}
 		sum, err := hex.DecodeString(sm.Resume)
-		if err != nil || len(sum) != len(resumeSumZero) {
+		if err != nil || len(sum) != sha256.Size {
 			continue
 		}
 		mb := &Member{id: sm.ID, name: sm.Name, room: r, n: detached{}, role: sm.Role, identity: sm.Identity, joinedAt: sm.JoinedAt, away: true}
@@ -205,8 +205,6 @@ func (r *Room) restoreState(b []byte) error {
 	r.log.Info("room state taken over", "chat", len(msgs), "members", restored, "playing", r.play.URL != "")
 	return nil
 }
-
-var resumeSumZero [32]byte
 
 // detached is the connection of a member restored away: nothing to tell.
 type detached struct{}

@@ -3,6 +3,7 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/ntp"
 	"net"
 	"strings"
 	"sync"
@@ -459,8 +460,8 @@ func (pc *plainConsumer) senderReport(now time.Time) *rtcp.SenderReport {
 		rate = 90000
 	}
 	var rtpNow uint32
-	if ntp, ts, ok := c.SenderReport(); ok {
-		rtpNow = ts + uint32(int64(now.Sub(ntpToTime(ntp)).Seconds()*rate))
+	if ntpTS, ts, ok := c.SenderReport(); ok {
+		rtpNow = ts + uint32(int64(now.Sub(ntp.Time(ntpTS)).Seconds()*rate))
 	} else {
 		pc.mu.Lock()
 		last, lastTS := pc.lastT, pc.lastR
@@ -471,19 +472,7 @@ func (pc *plainConsumer) senderReport(now time.Time) *rtcp.SenderReport {
 		rtpNow = lastTS + uint32(int64(now.Sub(last).Seconds()*rate))
 	}
 	pkts, octets := c.Stats()
-	return &rtcp.SenderReport{SSRC: c.ssrc, NTPTime: timeToNTP(now), RTPTime: rtpNow, PacketCount: uint32(pkts), OctetCount: uint32(octets)}
-}
-
-const ntpUnixOffset = 2208988800
-
-func timeToNTP(t time.Time) uint64 {
-	secs := uint64(t.Unix() + ntpUnixOffset)
-	frac := uint64(t.Nanosecond()) << 32 / 1e9
-	return secs<<32 | frac
-}
-
-func ntpToTime(ntp uint64) time.Time {
-	return time.Unix(int64(ntp>>32)-ntpUnixOffset, int64((ntp&0xffffffff)*1e9>>32))
+	return &rtcp.SenderReport{SSRC: c.ssrc, NTPTime: ntp.From(now), RTPTime: rtpNow, PacketCount: uint32(pkts), OctetCount: uint32(octets)}
 }
 
 // SDP describes, for ffmpeg ("-protocol_whitelist file,udp,rtp -i

@@ -3,6 +3,7 @@ package sfu
 import (
 	"bytes"
 	"context"
+	"github.com/matinee-dev/matinee/internal/ntp"
 	"github.com/matinee-dev/matinee/internal/testenv"
 	"net"
 	"os"
@@ -135,7 +136,7 @@ func TestPlainTransportRoundTrip(t *testing.T) {
 	}
 
 	// The sender's report reaches the producer; the consumer reports too.
-	sr, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.SenderReport{SSRC: ssrc, NTPTime: timeToNTP(time.Now()), RTPTime: 4000 + 6000}})
+	sr, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.SenderReport{SSRC: ssrc, NTPTime: ntp.From(time.Now()), RTPTime: 4000 + 6000}})
 	if _, err := tx.WriteToUDP(sr, dst); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"github.com/matinee-dev/matinee/internal/ntp"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -15,16 +16,6 @@ import (
 // senderReportInterval is how often each consumer reports; browsers
 // send theirs about every second too.
 const senderReportInterval = time.Second
-
-// ntpEpochOffset is the number of seconds from 1900 (NTP) to 1970 (Unix).
-const ntpEpochOffset = 2208988800
-
-// toNTP converts t to a 64-bit NTP timestamp.
-func toNTP(t time.Time) uint64 {
-	secs := uint64(t.Unix()) + ntpEpochOffset
-	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
-	return secs<<32 | frac
-}
 
 // clockRate is the RTP clock of the producer's codec.
 func (p *Producer) clockRate() uint32 {
@@ -59,7 +50,7 @@ func (c *Consumer) senderReport(now time.Time) *rtcp.SenderReport {
 	}
 	elapsed := now.Sub(c.srAt)
 	rtpTS := c.srTS + uint32(int64(elapsed)*int64(c.producer.clockRate())/int64(time.Second))
-	return &rtcp.SenderReport{SSRC: c.ssrc, NTPTime: toNTP(now), RTPTime: rtpTS, PacketCount: c.srPackets, OctetCount: c.srOctets}
+	return &rtcp.SenderReport{SSRC: c.ssrc, NTPTime: ntp.From(now), RTPTime: rtpTS, PacketCount: c.srPackets, OctetCount: c.srOctets}
 }
 
 // sendReports sends every consumer's sender report in one compound packet

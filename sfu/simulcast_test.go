@@ -3,6 +3,7 @@ package sfu_test
 import (
 	"context"
 	"fmt"
+	"github.com/matinee-dev/matinee/internal/ntp"
 	"github.com/matinee-dev/matinee/internal/testenv"
 	"math/rand/v2"
 	"sync"
@@ -932,14 +933,14 @@ func TestSenderReports(t *testing.T) {
 	for _, a := range sub.arrivals {
 		var sr *rtcp.SenderReport
 		for _, r := range sub.srs {
-			if !ntpToTime(r.NTPTime).After(a.at) {
+			if !ntp.Time(r.NTPTime).After(a.at) {
 				sr = r
 			}
 		}
 		if sr == nil {
 			continue
 		}
-		predicted := ntpToTime(sr.NTPTime).Add(time.Duration(int32(a.ts-sr.RTPTime)) * time.Second / 90000)
+		predicted := ntp.Time(sr.NTPTime).Add(time.Duration(int32(a.ts-sr.RTPTime)) * time.Second / 90000)
 		d := a.at.Sub(predicted)
 		if d < 0 {
 			d = -d
@@ -951,10 +952,4 @@ func TestSenderReports(t *testing.T) {
 	if n == 0 || worst > 60*time.Millisecond {
 		t.Errorf("frames %v away from the sender report's mapping (%d frames), want ≤ 60 ms", worst, n)
 	}
-}
-
-func ntpToTime(ntp uint64) time.Time {
-	secs := int64(ntp>>32) - 2208988800
-	frac := int64(ntp & 0xffffffff)
-	return time.Unix(secs, frac*int64(time.Second)>>32)
 }
