@@ -106,20 +106,10 @@ func newClusterOn(t *testing.T, redisIP string) *cluster {
 	return c
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // addNode starts a node with a fresh port and data dir.
 func (c *cluster) addNode(id string) *node {
 	c.t.Helper()
-	port := freePort(c.t)
+	port := testenv.FreePort(c.t)
 	n := &node{id: id, port: port, url: "https://127.0.0.1:" + strconv.Itoa(port), dir: filepath.Join(c.dir, id)}
 	n.log = filepath.Join(c.dir, id+".log")
 	c.nodes = append(c.nodes, n)

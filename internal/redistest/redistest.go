@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/matinee-dev/matinee/internal/testenv"
 )
 
 // Server is one redis-server process.
@@ -45,7 +47,7 @@ func StartOn(t testing.TB, ip string) *Server {
 		t.Skip("redis-server not installed (apt-get install redis-server)")
 	}
 	s := &Server{t: t, dir: t.TempDir()}
-	s.Addr = net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip)))
+	s.Addr = net.JoinHostPort(ip, strconv.Itoa(testenv.FreePort(t)))
 	s.start(bin)
 	t.Cleanup(s.Stop)
 	return s
@@ -118,17 +120,6 @@ func (s *Server) Restart() {
 		s.t.Fatal(err)
 	}
 	s.start(bin)
-}
-
-// freePort returns a TCP port on ip that was free a moment ago.
-func freePort(t testing.TB, ip string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // String names the server in messages.

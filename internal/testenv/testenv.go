@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -95,11 +96,16 @@ func Within(timeout time.Duration, cond func() bool) bool {
 // outgoing socket of this or another process can take it between this
 // check and the caller's bind; and it is checked on the wildcard address,
 // because some listeners (TURN) bind there and would collide with a socket
-// on any one address, loopback included.
+// on any one address, loopback included. A port is handed out once per
+// test binary: a test that draws several ports before binding any (a
+// server's HTTPS, HTTP and TURN ports) must not get the same one twice.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	for range 50 {
 		port := 20000 + mrand.IntN(12000)
+		if !claimPort(port) {
+			continue
+		}
 		ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
 		if err != nil {
 			continue
@@ -112,6 +118,25 @@ func FreePort(t testing.TB) int {
 	}
 	t.Fatal("no free port between 20000 and 32000 after 50 tries")
 	return 0
+}
+
+var issued struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// claimPort reports whether port was not handed out before, and marks it.
+func claimPort(port int) bool {
+	issued.Lock()
+	defer issued.Unlock()
+	if issued.ports[port] {
+		return false
+	}
+	if issued.ports == nil {
+		issued.ports = map[int]bool{}
+	}
+	issued.ports[port] = true
+	return true
 }
 
 // FreeUDPPair returns an even port p with p and p+1 free for UDP on

@@ -83,3 +83,17 @@ func TestFreePort(t *testing.T) {
 		t.Fatalf("pair starts at odd port %d", pair)
 	}
 }
+
+// A test that draws a server's ports one after another before any is
+// bound must get distinct ones (CI once gave a TURN port equal to the
+// HTTP port drawn after it).
+func TestFreePortNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 500 {
+		p := FreePort(t)
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}
