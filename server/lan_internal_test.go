@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/config"
+	"github.com/matinee-dev/matinee/internal/testenv"
 )
 
 func TestResolveAnnounce(t *testing.T) {
@@ -84,12 +85,7 @@ func TestNewLANSetupSharesOnlyTheHTTPSPort(t *testing.T) {
 	if l, _ := newLANSetup(context.Background(), cfg, nil); l.iceTCP != nil {
 		t.Fatal("ice-tcp-port 0 still opened a listener")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := testenv.FreePort(t)
 	cfg.ICETCPPort = port
 	l, err = newLANSetup(context.Background(), cfg, nil)
 	if err != nil {

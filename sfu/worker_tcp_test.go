@@ -5,17 +5,14 @@ import (
 	"net"
 	"strconv"
 	"testing"
+
+	"github.com/matinee-dev/matinee/internal/testenv"
 )
 
 // ICE-TCP: the worker listens on the port it is given and lets it go on
 // Close; a listener handed over is the worker's to close.
 func TestWorkerICETCP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := testenv.FreePort(t)
 
 	w, err := NewWorker(context.Background(), WorkerConfig{LoopbackOnly: true, TCPPort: port})
 	if err != nil {
@@ -30,7 +27,7 @@ func TestWorkerICETCP(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ln, err = net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(port)))
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(port)))
 	if err != nil {
 		t.Fatalf("port still held after Close: %v", err)
 	}
