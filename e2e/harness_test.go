@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/matinee-dev/matinee/internal/chromium"
 
 	"github.com/matinee-dev/matinee/config"
 )
@@ -57,23 +58,7 @@ func newBrowser(t *testing.T) *browser {
 // userDataDir.
 func launchBrowser(t *testing.T, execPath, userDataDir string) *browser {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(execPath),
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(userDataDir),
-		chromedp.WindowSize(1280, 800),
-	)
+	opts := append(chromium.Options(execPath, userDataDir), chromedp.WindowSize(1280, 800))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, bcancel := chromedp.NewContext(actx)
 	// Start the browser now, on its first (blank) tab.

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/matinee-dev/matinee/internal/chromium"
 )
 
 // chromiumPath finds Chromium and certutil, or skips (never under CI).
@@ -51,24 +52,9 @@ func nssHome(t *testing.T, caPEM []byte) string {
 // returns the navigation error and any net::ERR_CERT_* failure seen.
 func loadPage(t *testing.T, browser, home, url string) (navErr error, certErrs []string, secure bool) {
 	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(browser),
-		chromedp.Env("HOME=" + home),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		// Deliberately no --ignore-certificate-errors: trust comes from
-		// the NSS database alone.
-	}
+	// Deliberately no --ignore-certificate-errors: trust comes from the
+	// NSS database alone.
+	opts := append(chromium.Options(browser, t.TempDir()), chromedp.Env("HOME="+home))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer acancel()
 	ctx, cancel := chromedp.NewContext(actx)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/matinee-dev/matinee/internal/chromium"
 )
 
 // newChromium starts headless Chromium for the test; each viewer is a tab
@@ -19,24 +20,7 @@ import (
 func newChromium(t *testing.T) context.Context {
 	t.Helper()
 	exe := testenv.Chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		// The WHIP page's camera and microphone.
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		// The web client's screen share: a fake 1280×720 screen with audio.
-		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
+	opts := chromium.Options(exe, t.TempDir())
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() {
