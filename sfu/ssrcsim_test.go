@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"github.com/matinee-dev/matinee/sfu"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -151,15 +152,15 @@ func TestSSRCSimulcast(t *testing.T) {
 
 	// SSRC simulcast has no rids to pause: dynacast must leave every
 	// encoding flowing even though nobody forwards layer 1.
-	time.Sleep(3 * time.Second)
-	for i := range ladder {
-		if rig.pub.stopped[i].Load() {
-			t.Errorf("layer %d paused by dynacast", i)
+	testenv.Hold(t, 3*time.Second, "every encoding flowing", func() (bool, string) {
+		for i := range ladder {
+			l := rig.p.Layers()[i]
+			if rig.pub.stopped[i].Load() || l.PausedByUs || !l.Active {
+				return false, fmt.Sprintf("layer %d: stopped at the publisher %v, paused %v, active %v", i, rig.pub.stopped[i].Load(), l.PausedByUs, l.Active)
+			}
 		}
-		if l := rig.p.Layers()[i]; l.PausedByUs || !l.Active {
-			t.Errorf("layer %d: paused %v active %v", i, l.PausedByUs, l.Active)
-		}
-	}
+		return true, ""
+	})
 }
 
 // lossyUplink drops a share of the UDP chunks one host sends across a

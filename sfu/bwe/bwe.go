@@ -87,11 +87,16 @@ type probe struct {
 	// What the feedback acknowledged of the packets sent in the window.
 	bytes, lost, got        int
 	firstArrive, lastArrive time.Time
+	// And what it reported of them at all, received or not: what was
+	// sent, and over how long.
+	sentBytes           int
+	firstSend, lastSend time.Time
 }
 
 // ProbeResult is the outcome of the latest probe.
 type ProbeResult struct {
 	Rate      int // bits per second asked for
+	Sent      int // bits per second that left (less than Rate when the sender fell behind)
 	Delivered int // bits per second that arrived
 	Loss      float64
 	Success   bool
@@ -206,7 +211,7 @@ func (e *Estimator) onAcks(now time.Time) {
 		sp.reported = true
 		at := e.sentAt(sp)
 		if pr != nil && first && !at.Before(pr.start) && !at.After(pr.end) {
-			pr.account(sp, a)
+			pr.account(sp, at, a)
 		}
 		if first {
 			total++
@@ -479,8 +484,15 @@ func (e *Estimator) LastProbe() ProbeResult {
 	return e.lastEval
 }
 
-func (pr *probe) account(sp *sentPacket, a *ack) {
+func (pr *probe) account(sp *sentPacket, sent time.Time, a *ack) {
 	s := pr
+	s.sentBytes += int(sp.size)
+	if s.firstSend.IsZero() || sent.Before(s.firstSend) {
+		s.firstSend = sent
+	}
+	if sent.After(s.lastSend) {
+		s.lastSend = sent
+	}
 	if !a.received {
 		s.lost++
 		return
@@ -502,14 +514,25 @@ func (pr *probe) result(now time.Time) ProbeResult {
 	if total > 0 {
 		res.Loss = float64(s.lost) / float64(total)
 	}
-	span := s.lastArrive.Sub(s.firstArrive)
-	if minSpan := pr.end.Sub(pr.start) / 2; span < minSpan {
-		span = minSpan
+	minSpan := pr.end.Sub(pr.start) / 2
+	if s.got > 1 {
+		res.Delivered = int(float64(s.bytes*8) / max(s.lastArrive.Sub(s.firstArrive), minSpan).Seconds())
 	}
-	if s.got > 1 && span > 0 {
-		res.Delivered = int(float64(s.bytes*8) / span.Seconds())
+	if total > 1 {
+		res.Sent = int(float64(s.sentBytes*8) / max(s.lastSend.Sub(s.firstSend), minSpan).Seconds())
 	}
-	res.Success = s.got >= 10 && res.Loss < 0.05 && res.Delivered >= pr.rate*80/100
+	// Delivered is held against what was asked for, or against what left
+	// if less did: a sender that fell behind (its padding goroutine late
+	// on a busy machine) measured nothing about the link beyond what it
+	// sent, and all of that arriving as it left is a success at that
+	// rate, not a failure that would bound the next probes. Delivered
+	// over sent is the probe's send span over its arrival span: under
+	// 80% means a queue grew while it ran.
+	aim := pr.rate
+	if res.Sent > 0 && res.Sent < aim {
+		aim = res.Sent
+	}
+	res.Success = s.got >= 10 && res.Loss < 0.05 && res.Delivered >= aim*80/100
 	return res
 }
 

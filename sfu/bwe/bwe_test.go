@@ -115,14 +115,14 @@ func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
 	e.mu.Lock()
 	high := e.floor
 	e.mu.Unlock()
-	// The next probe asks for 4 Mbit/s and gets 1 Mbit/s through: 50
-	// packets of 250 bytes 2 ms apart.
+	// The next probe sends 4 Mbit/s and gets 1 Mbit/s through: 200
+	// packets of 250 bytes sent 0.5 ms apart arrive 2 ms apart.
 	now = now.Add(2 * time.Second)
 	e.StartProbe(4_000_000, 100*time.Millisecond, now)
-	for i := 0; i < 50; i++ {
-		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i)*2*time.Millisecond))
+	for i := 0; i < 200; i++ {
+		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i)*500*time.Microsecond))
 	}
-	fb := feedback(200, 50, nil)
+	fb := feedback(200, 200, nil)
 	for _, d := range fb.RecvDeltas {
 		d.Delta = 2000
 	}
@@ -136,6 +136,36 @@ func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
 	e.mu.Unlock()
 	if floor != res.Delivered*95/100 {
 		t.Fatalf("floor %d after a failed probe delivering %d (was %d)", floor, res.Delivered, high)
+	}
+}
+
+// TestProbeSenderFellBehind: a probe asked for 4 Mbit/s whose sender
+// managed only 1 Mbit/s (its padding late on a busy machine), all of it
+// arriving as it left, measured the link at 1 Mbit/s and found no queue:
+// a success at that rate, not a failure that would bound later probes
+// to 10% above it.
+func TestProbeSenderFellBehind(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	e.StartProbe(4_000_000, 100*time.Millisecond, now)
+	for i := 0; i < 50; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*2*time.Millisecond))
+	}
+	fb := feedback(0, 50, nil)
+	for _, d := range fb.RecvDeltas {
+		d.Delta = 2000
+	}
+	e.OnFeedback(fb, now.Add(time.Second))
+	res := e.LastProbe()
+	if !res.Success || res.Sent < 950_000 || res.Sent > 1_100_000 || res.Delivered < 950_000 {
+		t.Fatalf("probe %+v, want a success at the 1 Mbit/s it sent", res)
+	}
+	if got := e.GetTargetBitrate(); got < 900_000 {
+		t.Fatalf("estimate %d after the probe, want its 95%% of ~1 Mbit/s", got)
 	}
 }
 
