@@ -40,11 +40,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/matinee-dev/matinee/bench/internal/loadpeer"
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/synth"
 	"github.com/matinee-dev/matinee/internal/testpeer"
 	"github.com/matinee-dev/matinee/server"
-	"github.com/matinee-dev/matinee/whip"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -129,7 +129,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (bool,
 	if err != nil {
 		return false, err
 	}
-	pub, err := publish(ctx, api, o)
+	pub, err := loadpeer.Publish(ctx, api, nil, o.url+"/whip/"+o.room+"?name=soak", o.key, []synth.LayerSpec{{Bitrate: 300_000, Width: 640, Height: 360}}, nil)
 	if err != nil {
 		return false, fmt.Errorf("publish: %w", err)
 	}
@@ -155,7 +155,7 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) (bool,
 	samples := c.sampleUntil(ctx, out, inproc)
 	stopWork()
 	wg.Wait()
-	pub.close(ctx)
+	pub.Close(ctx)
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
@@ -230,19 +230,9 @@ func (c *churn) viewerLoop(ctx context.Context) {
 
 // viewer opens a WHEP session, reads its media a while and DELETEs it.
 func (c *churn) viewer(ctx context.Context) error {
-	pc, err := c.api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
-	if err != nil {
-		return err
-	}
 	var readers sync.WaitGroup
 	defer readers.Wait()
-	defer pc.Close()
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			return err
-		}
-	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	v, err := loadpeer.View(ctx, c.api, nil, c.o.url+"/whep/"+c.o.room, c.o.key, func(tr *webrtc.TrackRemote) {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
@@ -254,24 +244,17 @@ func (c *churn) viewer(ctx context.Context) error {
 			}
 		}()
 	})
-	offer, err := gatheredOffer(pc)
 	if err != nil {
 		return err
 	}
-	sess, err := whip.Offer(ctx, nil, c.o.url+"/whep/"+c.o.room, c.o.key, offer)
-	if err != nil {
-		return fmt.Errorf("whep offer: %w", err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sess.Answer}); err != nil {
-		return err
-	}
+	defer v.PC.Close()
 	c.viewers.Add(1)
 	pause(ctx, c.o.hold)
 	c.viewers.Add(-1)
 	// The DELETE must go out even when the run is ending.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := sess.Delete(dctx); err != nil {
+	if err := v.Sess.Delete(dctx); err != nil {
 		return fmt.Errorf("whep delete: %w", err)
 	}
 	c.views.Add(1)
@@ -552,89 +535,4 @@ func startInProcess(ctx context.Context, log *slog.Logger) (base, key string, cl
 		_ = srv.Close()
 		os.RemoveAll(dir)
 	}, nil
-}
-
-func gatheredOffer(pc *webrtc.PeerConnection) (string, error) {
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return "", err
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", err
-	}
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		return "", errors.New("ICE gathering did not complete")
-	}
-	return pc.LocalDescription().SDP, nil
-}
-
-// publisher is the WHIP client sharing the screen for the whole run.
-type publisher struct {
-	pc   *webrtc.PeerConnection
-	sess *whip.ClientSession
-	stop chan struct{}
-	wg   sync.WaitGroup
-}
-
-func publish(ctx context.Context, api *webrtc.API, o options) (*publisher, error) {
-	video, err := synth.NewVideo("video", "screen", []synth.LayerSpec{{Bitrate: 300_000, Width: 640, Height: 360}})
-	if err != nil {
-		return nil, err
-	}
-	audio, err := synth.NewAudio("audio", "screen")
-	if err != nil {
-		return nil, err
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
-	if err != nil {
-		return nil, err
-	}
-	p := &publisher{pc: pc, stop: make(chan struct{})}
-	vs, err := video.AddTo(pc)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	atr, err := pc.AddTransceiverFromTrack(audio.Track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	offer, err := gatheredOffer(pc)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	p.sess, err = whip.Offer(ctx, nil, o.url+"/whip/"+o.room+"?name=soak", o.key, offer)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.sess.Answer}); err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	for _, tr := range pc.GetTransceivers() {
-		if tr.Sender() == vs {
-			video.UseExtensions(vs, tr.Mid())
-		}
-	}
-	p.wg.Add(4)
-	go func() { defer p.wg.Done(); video.ServeRTCP(vs) }()
-	go func() { defer p.wg.Done(); synth.DrainRTCP(atr.Sender()) }()
-	go func() { defer p.wg.Done(); video.Run(p.stop) }()
-	go func() { defer p.wg.Done(); audio.Run(p.stop) }()
-	return p, nil
-}
-
-func (p *publisher) close(ctx context.Context) {
-	close(p.stop)
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	_ = p.sess.Delete(dctx)
-	cancel()
-	_ = p.pc.Close()
-	p.wg.Wait()
 }
