@@ -40,24 +40,7 @@ func publishAudio(t *testing.T, router *sfu.Router, api *webrtc.API) (*audioPubl
 	if _, err := pc.AddTrack(track); err != nil {
 		t.Fatal(err)
 	}
-	var str *sfu.Transport
-	trickle(pc, &str)
-	str, err = router.NewWebRTCTransport(sfu.TransportOptions{Direction: sfu.Send, Owner: "publisher",
-		OnICECandidate: func(c *sfu.ICECandidate) {
-			if c != nil {
-				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
+	str, offer := sendTransport(t, router, pc)
 	mid := pc.GetTransceivers()[0].Mid()
 	answer, ps, err := str.Publish(offer.SDP, map[string]sfu.TrackInfo{mid: {AppData: map[string]any{"source": "screen-audio"}}})
 	if err != nil {

@@ -246,6 +246,32 @@ func trickle(pc *webrtc.PeerConnection, tr **sfu.Transport) {
 	})
 }
 
+// sendTransport makes a publisher's transport on router for pc, with
+// ICE candidates trickled both ways, and pc's offer, set as its local
+// description.
+func sendTransport(t *testing.T, router *sfu.Router, pc *webrtc.PeerConnection) (*sfu.Transport, webrtc.SessionDescription) {
+	t.Helper()
+	var str *sfu.Transport
+	trickle(pc, &str)
+	str, err := router.NewWebRTCTransport(sfu.TransportOptions{Direction: sfu.Send, Owner: "publisher",
+		OnICECandidate: func(c *sfu.ICECandidate) {
+			if c != nil {
+				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	return str, offer
+}
+
 func publishSimulcast(t *testing.T, router *sfu.Router, api *webrtc.API, temporal bool) (*simulcastPublisher, *sfu.Producer) {
 	return publishLadder(t, router, api, temporal, false)
 }
@@ -277,24 +303,7 @@ func publishLadder(t *testing.T, router *sfu.Router, api *webrtc.API, temporal, 
 		}
 	}
 	sp.sender = sender
-	var str *sfu.Transport
-	trickle(pc, &str)
-	str, err = router.NewWebRTCTransport(sfu.TransportOptions{Direction: sfu.Send, Owner: "publisher",
-		OnICECandidate: func(c *sfu.ICECandidate) {
-			if c != nil {
-				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
+	str, offer := sendTransport(t, router, pc)
 	mid := pc.GetTransceivers()[0].Mid()
 	sent := offer.SDP
 	if ssrcOnly {
