@@ -59,13 +59,7 @@ func TestShareStartsAtFullQuality(t *testing.T) {
 			b := newBrowser(t)
 			a, v := b.newTab("sharer"), b.newTab("viewer")
 			for _, tb := range []*tab{a, v} {
-				tb.do(t,
-					chromedp.Navigate(srv.URL+"/r/"+room),
-					chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-					chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), tb.name),
-					chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-				)
-				waitJoined(t, tb, 10*time.Second)
+				joinRoom(t, tb, srv.URL+"/r/"+room, tb.name)
 			}
 			start := time.Now()
 			a.do(t, chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`)))

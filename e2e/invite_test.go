@@ -16,13 +16,7 @@ func TestInviteDialog(t *testing.T) {
 	base := startServer(t, nil)
 	b := newBrowser(t)
 	a := b.newTab("A")
-	a.do(t,
-		chromedp.Navigate(base+"/r/invite-me"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Ana"),
-		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-	)
-	waitJoined(t, a, 10*time.Second)
+	joinRoom(t, a, base+"/r/invite-me", "Ana")
 	a.do(t, chromedp.Click(chromedp.CSS(`#copy-link`)))
 	var got struct {
 		Links []string `json:"links"`

@@ -107,13 +107,7 @@ func TestPhoneStage(t *testing.T) {
 			}
 			tb.do(t, chromedp.EmulateViewport(p.width, p.height, opts...))
 			tb.addInitScript(t, `delete MediaDevices.prototype.getDisplayMedia;`)
-			tb.do(t,
-				chromedp.Navigate(link),
-				chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-				chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), fmt.Sprintf("Phone %d", i)),
-				chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-			)
-			waitJoined(t, tb, 10*time.Second)
+			joinRoom(t, tb, link, fmt.Sprintf("Phone %d", i))
 			var box stageBox
 			testenv.EventuallyState(t, 10*time.Second, "the phone shows the film on its stage", func() (bool, string) {
 				box = stageBox{}

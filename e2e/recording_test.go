@@ -50,13 +50,7 @@ func TestRecordBrowserShare(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			a := b.newTab("sharer-" + c.name)
 			a.addInitScript(t, onlyCodecs(c.codecs))
-			a.do(t,
-				chromedp.Navigate(base+"/r/"+c.room),
-				chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-				chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Sharer"),
-				chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-			)
-			waitJoined(t, a, 10*time.Second)
+			joinRoom(t, a, base+"/r/"+c.room, "Sharer")
 			a.do(t, chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`)))
 			var info recorder.Info
 			if code := call(t, base, key, "POST", "/api/rooms/"+c.room+"/recordings", `{"formats":["flv","hls"]}`, &info); code != http.StatusCreated {

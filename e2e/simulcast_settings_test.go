@@ -78,17 +78,6 @@ func serverRIDs(t *testing.T, ts *servertest.Server, roomID, producerID string) 
 	return rids, layers
 }
 
-func joinRoom(t *testing.T, tb *tab, url, name string) {
-	t.Helper()
-	tb.do(t,
-		chromedp.Navigate(url),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
-		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-	)
-	waitJoined(t, tb, 10*time.Second)
-}
-
 // waitSent waits until the page's producer `which` exists and check
 // accepts what it sends.
 func waitSent(t *testing.T, tb *tab, which string, timeout time.Duration, check func(sent) (bool, string)) sent {

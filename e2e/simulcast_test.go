@@ -29,22 +29,10 @@ func TestSimulcastPreferredLayers(t *testing.T) {
 	base := startServer(t, nil)
 	b := newBrowser(t)
 	a := b.newTab("A")
-	a.do(t,
-		chromedp.Navigate(base+"/r/layers"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Sharer"),
-		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-	)
-	waitJoined(t, a, 10*time.Second)
+	joinRoom(t, a, base+"/r/layers", "Sharer")
 	small, big := b.newTab("small"), b.newTab("big")
 	for _, v := range []*tab{small, big} {
-		v.do(t,
-			chromedp.Navigate(base+"/r/layers"),
-			chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-			chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), v.name),
-			chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-		)
-		waitJoined(t, v, 10*time.Second)
+		joinRoom(t, v, base+"/r/layers", v.name)
 	}
 	a.do(t, chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`)))
 	for _, v := range []*tab{small, big} {

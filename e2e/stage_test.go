@@ -20,13 +20,7 @@ func TestStageFollowsRoom(t *testing.T) {
 	ts := startTestServer(t, nil)
 	b := newBrowser(t)
 	ana := b.newTab("ana")
-	ana.do(t,
-		chromedp.Navigate(ts.URL+"/r/stage"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Ana"),
-		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-	)
-	waitJoined(t, ana, 10*time.Second)
+	joinRoom(t, ana, ts.URL+"/r/stage", "Ana")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

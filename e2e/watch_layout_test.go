@@ -39,13 +39,7 @@ func TestWatchLayout(t *testing.T) {
 	phone := b.newTab("phone")
 	phone.emulate(t, screens[1])
 	phone.addInitScript(t, `delete MediaDevices.prototype.getDisplayMedia;`)
-	phone.do(t,
-		chromedp.Navigate(link),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), "Bo"),
-		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-	)
-	waitJoined(t, phone, 10*time.Second)
+	joinRoom(t, phone, link, "Bo")
 
 	host.do(t, chromedp.Click(chromedp.CSS(`[data-testid=watch-video]`)))
 	testenv.EventuallyState(t, 5*time.Second, "the picker lists the folder", func() (bool, string) {

@@ -94,6 +94,19 @@ func (tb *tab) probe() (view, error) {
 	return v, err
 }
 
+// joinRoom opens the room at url in tb, joins as name and waits until
+// joined.
+func joinRoom(t *testing.T, tb *tab, url, name string) {
+	t.Helper()
+	tb.do(t,
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=join-room]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
+		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+	)
+	waitJoined(t, tb, 10*time.Second)
+}
+
 // waitJoined waits for the connection badge to say connected.
 func waitJoined(t *testing.T, tb *tab, timeout time.Duration) {
 	t.Helper()
