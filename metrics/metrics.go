@@ -60,6 +60,7 @@ type Collector struct {
 	packets, bytes             *prometheus.Desc
 	nacks, keyframeReqs        *prometheus.Desc
 	layerSwitches, estimates   *prometheus.Desc
+	forwardTime                *prometheus.Desc
 	whipSessions, whepSessions *prometheus.Desc
 	recordings                 *prometheus.Desc
 	rtmpRefused                *prometheus.Desc
@@ -87,6 +88,7 @@ func NewCollector(src Sources) *Collector {
 		keyframeReqs:     d("keyframe_requests_total", "PLI and FIR messages: received from subscribers, or sent to publishers after coalescing.", "direction"),
 		layerSwitches:    d("layer_switches_total", "Video consumers switching simulcast layer, including suspensions for want of bandwidth."),
 		estimates:        d("subscriber_bandwidth_estimate_bps", "Bandwidth estimates of connected subscriber transports at scrape time, in bits per second."),
+		forwardTime:      d("forward_seconds", "Time from a published packet being read to its last copy handed to the kernel (its fan-out to every subscriber and pipe, and the send of the batches it ended), for packets that had somewhere to go."),
 		whipSessions:     d("whip_sessions", "Publishers connected through WHIP."),
 		whepSessions:     d("whep_sessions", "Viewers connected through WHEP."),
 		recordings:       d("recordings_active", "Rooms being recorded."),
@@ -100,7 +102,7 @@ func NewCollector(src Sources) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rooms, c.peers, c.transports, c.ownSRTP, c.rtcpIntake, c.producers, c.consumers, c.packets, c.bytes, c.nacks, c.keyframeReqs, c.layerSwitches, c.estimates} {
+	for _, d := range []*prometheus.Desc{c.rooms, c.peers, c.transports, c.ownSRTP, c.rtcpIntake, c.producers, c.consumers, c.packets, c.bytes, c.nacks, c.keyframeReqs, c.layerSwitches, c.estimates, c.forwardTime} {
 		ch <- d
 	}
 	if c.src.Sessions != nil {
@@ -155,6 +157,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.keyframeReqs, s.PLIsOut, "sent")
 	counter(c.layerSwitches, s.LayerSwitches)
 	ch <- estimateHistogram(c.estimates, s.Estimates)
+	ch <- forwardHistogram(c.forwardTime, s.Forward)
 
 	if c.src.Sessions != nil {
 		whip, whep := c.src.Sessions()
@@ -181,6 +184,22 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.relayPLI, f.KeyframeRequests)
 		}
 	}
+}
+
+// forwardHistogram renders the forwarding times, counted since start.
+func forwardHistogram(d *prometheus.Desc, f room.ForwardTimes) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(f.Bounds))
+	var n uint64
+	for i, b := range f.Bounds {
+		if i < len(f.Counts) {
+			n += f.Counts[i]
+		}
+		buckets[b] = n
+	}
+	for _, c := range f.Counts[min(len(f.Bounds), len(f.Counts)):] {
+		n += c
+	}
+	return prometheus.MustNewConstHistogram(d, n, f.Sum.Seconds(), buckets)
 }
 
 // estimateHistogram renders the current estimates as a histogram: a

@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"time"
 
 	"github.com/matinee-dev/matinee/sfu"
 )
@@ -133,6 +134,19 @@ type MediaStats struct {
 	// Estimates are the bandwidth estimates, in bits per second, of the
 	// connected subscriber transports that have an estimator.
 	Estimates []int
+	// Forward is how long published packets took from being read to
+	// their last copy sent, since the worker started.
+	Forward ForwardTimes
+}
+
+// ForwardTimes is a histogram of forwarding times.
+type ForwardTimes struct {
+	// Bounds are the buckets' upper bounds, in seconds.
+	Bounds []float64
+	// Counts[i] is the packets in bucket i (above Bounds[i-1], at most
+	// Bounds[i]); one more entry counts those above every bound.
+	Counts []uint64
+	Sum    time.Duration
 }
 
 // MediaStats walks the media core once and reads every live count. It
@@ -147,6 +161,7 @@ func (m *Manager) MediaStats() MediaStats {
 		ForwardedPackets: s.ForwardedPackets, ForwardedBytes: s.ForwardedBytes,
 		NACKsIn: s.NACKsIn, NACKsOut: s.NACKsOut, PLIsIn: s.PLIsIn, PLIsOut: s.PLIsOut,
 		LayerSwitches: s.LayerSwitches, Estimates: s.Estimates,
+		Forward: ForwardTimes{Bounds: append([]float64(nil), sfu.ForwardBuckets[:]...), Counts: s.Forward.Counts[:], Sum: s.Forward.Sum},
 	}
 	for _, k := range []sfu.Kind{sfu.KindAudio, sfu.KindVideo} {
 		out.Producers[string(k)] = s.Producers[k]

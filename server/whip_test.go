@@ -365,17 +365,21 @@ func TestWHIPWHEPInterop(t *testing.T) {
 	var m2 map[string]float64
 	testenv.Within(5*time.Second, func() bool {
 		m2 = scrape(t, base)
-		for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total", "matinee_rtcp_intake_packets_total"} {
+		for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total", "matinee_rtcp_intake_packets_total", "matinee_forward_seconds_count"} {
 			if m2[name] <= m1[name] {
 				return false
 			}
 		}
 		return true
 	})
-	for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total"} {
+	for _, name := range []string{"matinee_forwarded_packets_total", "matinee_forwarded_bytes_total", "matinee_forward_seconds_count", "matinee_forward_seconds_sum"} {
 		if m2[name] <= m1[name] {
 			t.Errorf("%s did not grow: %v then %v", name, m1[name], m2[name])
 		}
+	}
+	// One viewer's copy takes microseconds: every packet well under 100 ms.
+	if n, under := m2["matinee_forward_seconds_count"], m2[`matinee_forward_seconds_bucket{le="0.1"}`]; under != n {
+		t.Errorf("forwarding times: %v of %v packets under 100 ms", under, n)
 	}
 	for name, want := range map[string]float64{
 		"matinee_rooms": 1, "matinee_peers": 2, "matinee_whip_sessions": 1, "matinee_whep_sessions": 1,

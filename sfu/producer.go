@@ -50,6 +50,7 @@ type Producer struct {
 	stream    string
 	transport *Transport
 	in        *inbound
+	stats     *Stats // its worker's; nil for a producer made without one
 
 	mu        sync.Mutex
 	consumers atomic.Pointer[[]*Consumer]
@@ -134,6 +135,9 @@ func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapa
 		stream:    stream,
 		transport: t,
 		in:        in,
+	}
+	if t != nil && t.router != nil && t.router.w != nil {
+		p.stats = t.router.w.stats
 	}
 	p.setCodec(codec)
 	p.resolved.Store(true)
@@ -495,16 +499,21 @@ func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatc
 	}
 	var d vp8.Descriptor
 	desc := l.temporal.parse(kfc, pkt, now, &d)
-	for _, c := range *p.consumers.Load() {
+	cs := *p.consumers.Load()
+	for _, c := range cs {
 		c.forward(idx, pkt, isKey, desc, now, b)
 	}
-	if ps := p.pipes.Load(); ps != nil {
+	ps := p.pipes.Load()
+	if ps != nil {
 		for _, o := range *ps {
 			o.send(idx, pkt)
 		}
 	}
 	if b != nil && b.Len() > 0 {
 		b.Flush()
+	}
+	if p.stats != nil && (len(cs) > 0 || (ps != nil && len(*ps) > 0)) {
+		p.stats.forward.observe(time.Since(now))
 	}
 }
 

@@ -3,6 +3,7 @@ package sfu
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
@@ -25,6 +26,10 @@ type Stats struct {
 	// growing when subscribers leave.
 	retiredPackets atomic.Uint64
 	retiredBytes   atomic.Uint64
+
+	// forward is how long packets took from being read to their last
+	// copy handed to the kernel (forwardAt).
+	forward forwardHist
 
 	// last holds the totals last reported: a consumer counted as live by
 	// one snapshot and retired just after must not make the total dip.
@@ -61,6 +66,65 @@ func workerStats(c *Consumer) *Stats {
 	return t.router.w.stats
 }
 
+// ForwardBuckets are the upper bounds, in seconds, of the forwarding
+// time histogram: from a published packet being read to its last copy
+// handed to the kernel. A fan-out to N subscribers costs N copies of a
+// few microseconds, and a packet read while the previous one fans out
+// waits for it: at 200 subscribers, milliseconds.
+var ForwardBuckets = [...]float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1}
+
+// forwardHist counts forwarding times in ForwardBuckets (and one bucket
+// above them), lock-free: one atomic add per bucket count and one for the
+// sum, per packet, not per copy.
+type forwardHist struct {
+	counts [len(ForwardBuckets) + 1]atomic.Uint64
+	sumNs  atomic.Uint64
+}
+
+// forwardBounds are ForwardBuckets as durations, for the per-packet
+// comparison.
+var forwardBounds = func() (b [len(ForwardBuckets)]time.Duration) {
+	for i, s := range ForwardBuckets {
+		b[i] = time.Duration(s * float64(time.Second))
+	}
+	return b
+}()
+
+func (h *forwardHist) observe(d time.Duration) {
+	i := 0
+	for i < len(forwardBounds) && d > forwardBounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNs.Add(uint64(max(d, 0)))
+}
+
+// ForwardTimes is the forwarding time histogram at one instant.
+type ForwardTimes struct {
+	// Counts[i] packets took at most ForwardBuckets[i] (not cumulative);
+	// the last entry counts those above every bucket.
+	Counts [len(ForwardBuckets) + 1]uint64
+	Sum    time.Duration
+}
+
+// Count is the number of packets observed.
+func (f ForwardTimes) Count() uint64 {
+	var n uint64
+	for _, c := range f.Counts {
+		n += c
+	}
+	return n
+}
+
+func (h *forwardHist) snapshot() ForwardTimes {
+	var f ForwardTimes
+	for i := range h.counts {
+		f.Counts[i] = h.counts[i].Load()
+	}
+	f.Sum = time.Duration(h.sumNs.Load())
+	return f
+}
+
 // Snapshot is a worker's state and counters at one instant.
 type Snapshot struct {
 	Routers    int
@@ -90,6 +154,9 @@ type Snapshot struct {
 	// Estimates are the bandwidth estimates, in bits per second, of every
 	// connected subscriber transport that has an estimator.
 	Estimates []int
+	// Forward is how long published packets that had somewhere to go took
+	// from being read to their last copy sent.
+	Forward ForwardTimes
 }
 
 // Snapshot walks the worker's routers and reads every live count. It takes
@@ -157,6 +224,7 @@ func (w *Worker) Snapshot() Snapshot {
 	s.NACKsIn, s.NACKsOut = st.nacksIn.Load(), st.nacksOut.Load()
 	s.PLIsIn, s.PLIsOut = st.plisIn.Load(), st.plisOut.Load()
 	s.LayerSwitches = st.layerSwitches.Load()
+	s.Forward = st.forward.snapshot()
 	return s
 }
 
