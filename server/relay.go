@@ -116,7 +116,9 @@ func (s *Server) relayFigures() (metrics.RelayFigures, bool) {
 		return metrics.RelayFigures{}, false
 	}
 	st := s.cluster.relay.Stats()
+	ms := s.sig.RemoteStats()
 	return metrics.RelayFigures{
+		MembersEdge: ms.Links, MembersOrigin: ms.Remote,
 		PipesIn: st.PipesIn, PipesOut: st.PipesOut,
 		PacketsIn: st.In.PacketsReceived, PacketsOut: st.Out.PacketsSent,
 		Retransmits: st.Out.Retransmits, KeyframeRequests: st.In.KeyframeRequests,

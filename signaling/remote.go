@@ -236,7 +236,7 @@ func (rm *remote) renew() {
 		l.ss.Disconnect("the room's node stopped answering")
 	}
 	for _, ss := range silentSessions {
-		ss.log.Info("member relay: the member's node stopped naming it; dropping the member")
+		rm.log.Info("member relay: the member's node stopped naming it; dropping the member", "edge", ss.rs.key.node, "session", ss.rs.key.sess)
 		ss.Disconnect("")
 	}
 }
@@ -708,7 +708,7 @@ func (rm *remote) atOrigin(m remoteMsg) {
 	}
 	ss.remoteHear(time.Now())
 	if !ss.remoteIn(m.Seq, m.Frames[0]) {
-		ss.log.Warn("member relay: requests from the member's node were lost, or came too fast; closing", "seq", m.Seq)
+		rm.log.Warn("member relay: requests from the member's node were lost, or came too fast; closing", "edge", m.From, "session", m.Sess, "seq", m.Seq)
 		ss.Disconnect("requests between nodes were lost: rejoin")
 	}
 }
@@ -873,7 +873,7 @@ func (ss *session) remoteFlush(first []byte) {
 	frames := []json.RawMessage{first}
 	size := len(first)
 	if size > budget {
-		ss.log.Error("member relay: a message is larger than the bus allows; closing", "bytes", size, "limit", rs.rm.opt.MaxMessage)
+		rs.rm.log.Error("member relay: a message is larger than the bus allows; closing", "edge", rs.key.node, "session", rs.key.sess, "bytes", size, "limit", rs.rm.opt.MaxMessage)
 		ss.Disconnect(fmt.Sprintf("a message of %d bytes is over --relay-member-max-message", size))
 		return
 	}
@@ -907,7 +907,7 @@ func (ss *session) remoteSend(frames []json.RawMessage) {
 	err := rs.rm.send(rs.key.node, remoteMsg{Type: msgOut, Sess: rs.key.sess, Seq: seq, Frames: frames})
 	if err != nil {
 		// The edge sees the gap and has its client rejoin.
-		ss.log.Warn("member relay: frames not sent to the member's node", "frames", len(frames), "err", err)
+		rs.rm.log.Warn("member relay: frames not sent to the member's node", "edge", rs.key.node, "session", rs.key.sess, "frames", len(frames), "err", err)
 	}
 }
 
