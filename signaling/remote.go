@@ -231,8 +231,10 @@ func (rm *remote) renew() {
 	rm.sendKeeps(asEdge, false)
 	rm.sendKeeps(asOrigin, true)
 	for _, l := range silentLinks {
+		// As when the client's own node dies: the socket just ends (no
+		// "disconnected", which clients take for a removal), and the
+		// client reconnects and resumes.
 		rm.log.Info("member relay: the room's node stopped answering; closing the socket", "room", l.roomID, "node", l.node, "session", l.id)
-		l.ss.Notify("disconnected", map[string]any{"reason": "the room's node " + l.node + " stopped answering"})
 		l.ss.Disconnect("the room's node stopped answering")
 	}
 	for _, ss := range silentSessions {
