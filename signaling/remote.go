@@ -214,8 +214,14 @@ func (rm *remote) renew() {
 	var silentSessions []*session
 	rm.mu.Lock()
 	for _, l := range rm.links {
-		asEdge[l.node] = append(asEdge[l.node], l.id)
 		l.mu.Lock()
+		// A link the origin has not answered yet is not named: its keep
+		// might overtake its first request (they leave on different
+		// connections) and be refused as unknown. Its join has its own
+		// timeout.
+		if l.seqIn > 0 {
+			asEdge[l.node] = append(asEdge[l.node], l.id)
+		}
 		if now.Sub(l.heard) > rm.opt.TTL {
 			silentLinks = append(silentLinks, l)
 		}
