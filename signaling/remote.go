@@ -80,6 +80,8 @@ type remote struct {
 	links map[string]*link // by session id (edge)
 	// sessions are the origin's remote sessions, by edge node and id.
 	sessions map[remoteKey]*session
+	// out sends what those sessions write, batched per node.
+	out *fanout
 }
 
 type remoteKey struct{ node, sess string }
@@ -111,16 +113,20 @@ func (s *Server) StartRemote(ctx context.Context, opt RemoteOptions) {
 	rm := &remote{srv: s, opt: opt, log: s.log.With("component", "member-relay"),
 		links: map[string]*link{}, sessions: map[remoteKey]*session{}}
 	rm.ctx, rm.cancel = context.WithCancel(ctx)
+	rm.out = newFanout(rm)
 	s.mu.Lock()
 	s.remote = rm
 	s.mu.Unlock()
-	rm.wg.Add(2)
+	rm.wg.Add(3)
 	go func() { defer rm.wg.Done(); rm.receive() }()
 	go func() { defer rm.wg.Done(); rm.tick() }()
+	go func() { defer rm.wg.Done(); rm.out.run(rm.ctx) }()
 }
 
-// close stops the goroutines; the sessions have ended before.
+// close stops the goroutines; the sessions have ended before, and what
+// they said last (closed) goes out first.
 func (rm *remote) close() {
+	rm.out.flush(time.Second)
 	rm.cancel()
 	rm.wg.Wait()
 }
@@ -185,6 +191,11 @@ func (rm *remote) receive() {
 				rm.atOrigin(m)
 			case msgOut, msgClosed:
 				rm.atEdge(m)
+			case msgBatch:
+				for _, b := range m.Batch {
+					item, _ := decodeRemote(b) // checked with the batch
+					rm.atEdge(item)
+				}
 			case msgKeep:
 				rm.kept(m)
 			}
@@ -867,7 +878,7 @@ func (ss *session) remoteWriteLoop() {
 			if reason == "" {
 				reason = "session ended"
 			}
-			_ = rs.rm.send(rs.key.node, remoteMsg{Type: msgClosed, Sess: rs.key.sess, Reason: reason})
+			_ = rs.rm.out.post(rs.key.node, remoteMsg{Type: msgClosed, Sess: rs.key.sess, Reason: reason})
 			return
 		}
 	}
@@ -912,7 +923,7 @@ func (ss *session) remoteSend(frames []json.RawMessage) {
 	rs.seqOut++
 	seq := rs.seqOut
 	rs.mu.Unlock()
-	err := rs.rm.send(rs.key.node, remoteMsg{Type: msgOut, Sess: rs.key.sess, Seq: seq, Frames: frames})
+	err := rs.rm.out.post(rs.key.node, remoteMsg{Type: msgOut, Sess: rs.key.sess, Seq: seq, Frames: frames})
 	if err != nil {
 		// The edge sees the gap and has its client rejoin.
 		rs.rm.log.Warn("member relay: frames not sent to the member's node", "edge", rs.key.node, "session", rs.key.sess, "frames", len(frames), "err", err)

@@ -25,6 +25,9 @@ const (
 	// Origin → edge.
 	msgOut    = "out"    // response and notification frames of session Sess, in order, numbered Seq
 	msgClosed = "closed" // the origin ended session Sess (Reason): the socket closes
+	// msgBatch carries out and closed messages (Batch) of several
+	// sessions, each as it would travel alone, in order.
+	msgBatch = "batch"
 )
 
 // remoteVersion is the format; a message of another is refused.
@@ -33,6 +36,7 @@ const remoteVersion = 1
 // Limits on what one message may carry (besides the bus's size limit).
 const (
 	maxFrames       = 1024 // frames in one out message
+	maxBatch        = 4096 // messages in one batch
 	maxKeepSessions = 1000 // sessions named in one keep message
 	maxReasonLen    = 256
 )
@@ -58,7 +62,9 @@ type remoteMsg struct {
 	// (keep); Origin says the sender is their origin (else their edge).
 	Sessions []string `json:"sessions,omitempty"`
 	Origin   bool     `json:"origin,omitempty"`
-	Reason   string   `json:"reason,omitempty"`
+	// Batch are encoded out and closed messages (batch).
+	Batch  []json.RawMessage `json:"batch,omitempty"`
+	Reason string            `json:"reason,omitempty"`
 }
 
 var (
@@ -98,6 +104,24 @@ func decodeRemote(b []byte) (remoteMsg, error) {
 		return remoteMsg{}, badRemote("reason of %d bytes", len(m.Reason))
 	case len(m.Addr) > 64 || len(m.Host) > 256:
 		return remoteMsg{}, badRemote("address or host too long")
+	}
+	if m.Type == msgBatch {
+		if m.Sess != "" || len(m.Frames) > 0 || len(m.Batch) == 0 || len(m.Batch) > maxBatch {
+			return remoteMsg{}, badRemote("batch: %d messages (1 to %d), no session or frames", len(m.Batch), maxBatch)
+		}
+		for i, b := range m.Batch {
+			item, err := decodeRemote(b)
+			if err != nil {
+				return remoteMsg{}, badRemote("batch item %d: %v", i, err)
+			}
+			if (item.Type != msgOut && item.Type != msgClosed) || item.From != m.From {
+				return remoteMsg{}, badRemote("batch item %d: a %s from %q", i, item.Type, item.From)
+			}
+		}
+		return m, nil
+	}
+	if len(m.Batch) > 0 {
+		return remoteMsg{}, badRemote("%s with a batch", m.Type)
 	}
 	if m.Type == msgKeep {
 		if m.Sess != "" || len(m.Frames) > 0 || len(m.Sessions) > maxKeepSessions {

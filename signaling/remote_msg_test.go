@@ -19,6 +19,7 @@ func TestDecodeRemote(t *testing.T) {
 		"closed": `{"v":1,"type":"closed","from":"tv-2","sess":"` + sess + `","reason":"kicked"}`,
 		"keep":   `{"v":1,"type":"keep","from":"tv-2","sessions":["` + sess + `"],"origin":true}`,
 	}
+	good["batch"] = `{"v":1,"type":"batch","from":"tv-2","batch":[` + good["out"] + `,` + good["closed"] + `]}`
 	for name, s := range good {
 		if _, err := decodeRemote([]byte(s)); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -37,6 +38,11 @@ func TestDecodeRemote(t *testing.T) {
 		{"keep with a bad session", strings.Replace(good["keep"], sess, "../x", 1), "keep: session"},
 		{"reason too long", strings.Replace(good["closed"], "kicked", strings.Repeat("k", 300), 1), "reason of 300"},
 		{"type", strings.Replace(good["bye"], `"bye"`, `"hello"`, 1), `type "hello"`},
+		{"batch of a req", `{"v":1,"type":"batch","from":"tv-1","batch":[` + good["req"] + `]}`, "batch item 0: a req"},
+		{"batch item from another", `{"v":1,"type":"batch","from":"tv-3","batch":[` + good["out"] + `]}`, `from "tv-2"`},
+		{"batch of a bad item", `{"v":1,"type":"batch","from":"tv-2","batch":[` + strings.Replace(good["out"], `"seq":7,`, ``, 1) + `]}`, "batch item 0: bad member relay message: out: seq 0"},
+		{"empty batch", `{"v":1,"type":"batch","from":"tv-2","batch":[]}`, "batch: 0 messages"},
+		{"bye with a batch", strings.Replace(good["bye"], `}`, `,"batch":[{}]}`, 1), "bye with a batch"},
 	} {
 		_, err := decodeRemote([]byte(tc.msg))
 		if !errors.Is(err, errBadRemote) || !strings.Contains(err.Error(), tc.want) {
