@@ -18,15 +18,34 @@ import (
 // a larger one arriving is dropped.
 const MaxMessage = 64 << 10
 
-func busChannel(node string) string { return keyPrefix + "bus:" + node }
+// Topic is one kind of traffic between nodes: each has a channel per
+// node (matinee:<name>:<node>) and its own size limit, so that one kind
+// (the members' signalling, say) never queues behind or floods another
+// (the relay's pipes).
+type Topic struct {
+	// Name is the channel's middle part: lower-case letters.
+	Name string
+	// Max is the largest message sent or delivered on it.
+	Max int
+}
 
-// Send publishes msg on node's channel. It is not an error that no one
-// listens there (the node is gone).
+// TopicRelay is the relay's control plane (Send, Subscribe).
+var TopicRelay = Topic{Name: "bus", Max: MaxMessage}
+
+func (t Topic) channel(node string) string { return keyPrefix + t.Name + ":" + node }
+
+// Send publishes msg on node's channel of the relay. It is not an error
+// that no one listens there (the node is gone).
 func (n *Node) Send(ctx context.Context, node string, msg []byte) error {
-	if len(msg) > MaxMessage {
-		return fmt.Errorf("message to node %s: %d bytes, at most %d", node, len(msg), MaxMessage)
+	return n.SendOn(ctx, TopicRelay, node, msg)
+}
+
+// SendOn publishes msg on node's channel of topic t.
+func (n *Node) SendOn(ctx context.Context, t Topic, node string, msg []byte) error {
+	if len(msg) > t.Max {
+		return fmt.Errorf("%s message to node %s: %d bytes, at most %d", t.Name, node, len(msg), t.Max)
 	}
-	if err := n.rdb.Publish(ctx, busChannel(node), msg).Err(); err != nil {
+	if err := n.rdb.Publish(ctx, t.channel(node), msg).Err(); err != nil {
 		return fmt.Errorf("%w: send to node %s: %w", ErrUnavailable, node, err)
 	}
 	return nil
@@ -34,6 +53,7 @@ func (n *Node) Send(ctx context.Context, node string, msg []byte) error {
 
 // Inbox receives the messages other nodes send this node.
 type Inbox struct {
+	max  int
 	ps   *redis.PubSub
 	c    chan []byte
 	done chan struct{}
@@ -45,12 +65,17 @@ type Inbox struct {
 // subscribes again after a lost connection (what was sent meanwhile is
 // lost). Close the inbox before the node.
 func (n *Node) Subscribe(ctx context.Context) (*Inbox, error) {
-	ps := n.rdb.Subscribe(ctx, busChannel(n.opt.NodeID))
+	return n.SubscribeOn(ctx, TopicRelay)
+}
+
+// SubscribeOn opens this node's inbox of topic t (as Subscribe).
+func (n *Node) SubscribeOn(ctx context.Context, t Topic) (*Inbox, error) {
+	ps := n.rdb.Subscribe(ctx, t.channel(n.opt.NodeID))
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
-		return nil, fmt.Errorf("%w: subscribe to node %s's channel: %w", ErrUnavailable, n.opt.NodeID, err)
+		return nil, fmt.Errorf("%w: subscribe to node %s's %s channel: %w", ErrUnavailable, n.opt.NodeID, t.Name, err)
 	}
-	in := &Inbox{ps: ps, c: make(chan []byte, 256), done: make(chan struct{})}
+	in := &Inbox{max: t.Max, ps: ps, c: make(chan []byte, 256), done: make(chan struct{})}
 	go in.pump(ps.Channel())
 	return in, nil
 }
@@ -66,7 +91,7 @@ func (in *Inbox) pump(msgs <-chan *redis.Message) {
 			if !ok {
 				return
 			}
-			if len(m.Payload) > MaxMessage {
+			if len(m.Payload) > in.max {
 				continue
 			}
 			select {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -21,6 +22,9 @@ func bindClusterFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.RelayIdleGrace, "relay-idle-grace", c.RelayIdleGrace, "cluster mode: an edge with no viewers left drops its relay after this")
 	fs.DurationVar(&c.RelayKeyframeInterval, "relay-keyframe-interval", c.RelayKeyframeInterval, "cluster mode: shortest time between two keyframe requests that all relay pipes together pass to one layer of a sharer")
 	fs.IntVar(&c.RelayMaxPipes, "relay-max-pipes", c.RelayMaxPipes, "cluster mode: most relay pipes this node sends to other nodes, all rooms together (past it, their viewers come here)")
+	fs.BoolVar(&c.RelayMembers, "relay-members", c.RelayMembers, "cluster mode: keep a WebSocket member of another node's room here (its party requests go to the room's node, its media comes relayed); false: send it there (error 1010)")
+	fs.IntVar(&c.RelayMemberMaxMessage, "relay-member-max-message", c.RelayMemberMaxMessage, "cluster mode: largest message between nodes about members on several nodes, in bytes (a join result must fit)")
+	fs.IntVar(&c.RelayMaxMembers, "relay-max-members", c.RelayMaxMembers, "cluster mode: most members of this node's rooms served on other nodes (past it, they come here)")
 	fs.StringVar(&c.RelayIP, "relay-ip", c.RelayIP, "cluster mode: the IP this node's relay pipes listen on and announce to other nodes (default: --node-url's host if an IP, else the first LAN address)")
 }
 
@@ -60,6 +64,15 @@ func (c *Config) validateCluster() []error {
 	}
 	if c.RelayMaxPipes < 0 || c.RelayMaxPipes > 10000 {
 		errs = append(errs, fmt.Errorf("relay-max-pipes %d: must be 0-10000", c.RelayMaxPipes))
+	}
+	if c.RelayMembers && !c.RelayViewers {
+		errs = append(errs, errors.New("relay-members needs relay-viewers: a member's media comes through the relay"))
+	}
+	if c.RelayMemberMaxMessage < 64<<10 || c.RelayMemberMaxMessage > 64<<20 {
+		errs = append(errs, fmt.Errorf("relay-member-max-message %d: must be 64KiB-64MiB", c.RelayMemberMaxMessage))
+	}
+	if c.RelayMaxMembers < 0 || c.RelayMaxMembers > 100000 {
+		errs = append(errs, fmt.Errorf("relay-max-members %d: must be 0-100000", c.RelayMaxMembers))
 	}
 	if c.RelayIP != "" {
 		if a, err := netip.ParseAddr(c.RelayIP); err != nil || a.IsUnspecified() {

@@ -55,3 +55,38 @@ func TestClusterSettings(t *testing.T) {
 		t.Errorf("cluster settings checked with cluster mode off: %v", err)
 	}
 }
+
+// The settings of members on several nodes: off by default, filled by
+// flags and MATINEE_* variables, checked with their names.
+func TestRelayMembersSettings(t *testing.T) {
+	d := Default()
+	if d.RelayMembers || d.RelayMemberMaxMessage != 1<<20 || d.RelayMaxMembers != 1000 {
+		t.Fatalf("defaults: %v %d %d", d.RelayMembers, d.RelayMemberMaxMessage, d.RelayMaxMembers)
+	}
+	c := Default()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	BindFlags(fs, &c)
+	if err := fs.Parse([]string{"--redis", "redis://127.0.0.1:6379/0", "--relay-members", "--relay-max-members", "50"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MATINEE_RELAY_MEMBER_MAX_MESSAGE": "262144"}
+	if err := ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if !c.RelayMembers || c.RelayMaxMembers != 50 || c.RelayMemberMaxMessage != 256<<10 {
+		t.Fatalf("got %v %d %d", c.RelayMembers, c.RelayMaxMembers, c.RelayMemberMaxMessage)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := c
+	bad.RelayViewers = false
+	bad.RelayMemberMaxMessage = 1000
+	bad.RelayMaxMembers = -1
+	err := bad.Validate()
+	for _, name := range []string{"relay-members needs relay-viewers", "relay-member-max-message", "relay-max-members"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Validate does not name %s: %v", name, err)
+		}
+	}
+}

@@ -278,6 +278,19 @@ type Config struct {
 	// together (--relay-max-pipes); past it, an edge's viewer is sent here
 	// with 307.
 	RelayMaxPipes int
+	// RelayMembers keeps a WebSocket member of another node's room on
+	// this node (--relay-members): its requests go to the room's node,
+	// which stays the party's one authority, and its media comes from
+	// this node's edge copy of the room; off, the join answers 1010 and
+	// the client moves there. Needs RelayViewers.
+	RelayMembers bool
+	// RelayMemberMaxMessage is the largest message between nodes about
+	// such members (--relay-member-max-message): one frame of a member's
+	// (a join result with its chat history) must fit.
+	RelayMemberMaxMessage int
+	// RelayMaxMembers bounds the members of this node's rooms served on
+	// other nodes (--relay-max-members); past it they move here (1010).
+	RelayMaxMembers int
 
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
@@ -355,6 +368,8 @@ func Default() Config {
 		RelayIdleGrace:        5 * time.Second,
 		RelayKeyframeInterval: time.Second,
 		RelayMaxPipes:         100,
+		RelayMemberMaxMessage: 1 << 20,
+		RelayMaxMembers:       1000,
 
 		LogFormat: "text",
 		LogLevel:  "info",

@@ -44,6 +44,10 @@ type RelayFigures struct {
 	// Retransmits were sent again by origins on an edge's NACK;
 	// KeyframeRequests sent by edges to origins.
 	Retransmits, KeyframeRequests uint64
+	// MembersEdge are WebSocket members here of other nodes' rooms;
+	// MembersOrigin members of rooms here whose sockets are on other
+	// nodes (--relay-members).
+	MembersEdge, MembersOrigin int
 }
 
 // estimateBuckets are bandwidth estimate buckets, in bits per second.
@@ -65,6 +69,7 @@ type Collector struct {
 	recordings                 *prometheus.Desc
 	rtmpRefused                *prometheus.Desc
 	relayPipes, relayPackets   *prometheus.Desc
+	relayMembers               *prometheus.Desc
 	relayRetransmits, relayPLI *prometheus.Desc
 }
 
@@ -93,6 +98,7 @@ func NewCollector(src Sources) *Collector {
 		whepSessions:     d("whep_sessions", "Viewers connected through WHEP."),
 		recordings:       d("recordings_active", "Rooms being recorded."),
 		relayPipes:       d("relay_pipes", "Relay pipes between nodes, by direction (in: feeding an edge copy of another node's room here; out: from a room here to another node).", "direction"),
+		relayMembers:     d("relay_members", "WebSocket members on several nodes, by side (edge: sockets here of members of other nodes' rooms; origin: members of rooms here whose sockets are on other nodes).", "side"),
 		relayPackets:     d("relay_packets_total", "RTP packets on relay pipes, retransmissions included (in: received by edges here; out: sent to edges).", "direction"),
 		relayRetransmits: d("relay_retransmits_total", "Packets sent again to edges on their NACKs, from the packet history."),
 		relayPLI:         d("relay_keyframe_requests_total", "Keyframe requests edges here sent to origins, after coalescing."),
@@ -118,6 +124,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.src.Relay != nil {
 		ch <- c.relayPipes
 		ch <- c.relayPackets
+		ch <- c.relayMembers
 		ch <- c.relayRetransmits
 		ch <- c.relayPLI
 	}
@@ -182,6 +189,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.relayPackets, f.PacketsOut, "out")
 			counter(c.relayRetransmits, f.Retransmits)
 			counter(c.relayPLI, f.KeyframeRequests)
+			gauge(c.relayMembers, float64(f.MembersEdge), "edge")
+			gauge(c.relayMembers, float64(f.MembersOrigin), "origin")
 		}
 	}
 }

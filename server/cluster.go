@@ -41,6 +41,9 @@ type clusterGlue struct {
 	// relay.go); nil when off.
 	relay *relay.Relay
 	inbox *cluster.Inbox
+	// partyInbox brings members' signalling from other nodes
+	// (--relay-members); nil when off.
+	partyInbox *cluster.Inbox
 
 	proxyOnce sync.Once
 	proxy     *http.Transport
@@ -149,6 +152,9 @@ func (g *clusterGlue) roomIDs() []string {
 func (g *clusterGlue) close() error {
 	if g == nil || g.node == nil {
 		return nil
+	}
+	if g.partyInbox != nil {
+		_ = g.partyInbox.Close()
 	}
 	if g.relay != nil {
 		g.relay.Close()
@@ -311,10 +317,11 @@ func (g *clusterGlue) handler(next http.Handler) http.Handler {
 			g.route(w, r, next, id, false, func(w http.ResponseWriter, r *http.Request, node cluster.NodeInfo) {
 				g.watchHere(w, r, next, id, node)
 			})
-		case r.Method == http.MethodGet && strings.HasPrefix(path, "/r/") && !r.URL.Query().Has("stay"):
+		case r.Method == http.MethodGet && strings.HasPrefix(path, "/r/") && !r.URL.Query().Has("stay") && !g.cfg.RelayMembers:
 			// ?stay: a page leaving a node that stopped answering, whose
 			// lease may not have run out yet: sending it back there
-			// would strand it.
+			// would strand it. With --relay-members the page stays
+			// here: its member is served here.
 			g.route(w, r, next, strings.TrimPrefix(path, "/r/"), false, redirect)
 		case r.Method == http.MethodGet && strings.HasPrefix(path, "/hls/"):
 			// Live HLS is written where the room is; its signed URLs

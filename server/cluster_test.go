@@ -32,7 +32,7 @@ func startNode(t *testing.T, r *redistest.Server, id string) *clusterNode {
 }
 
 // startNodeWith is startNode with settings of the test's.
-func startNodeWith(t *testing.T, r *redistest.Server, id string, edit func(*config.Config)) *clusterNode {
+func startNodeWith(t testing.TB, r *redistest.Server, id string, edit func(*config.Config)) *clusterNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/matinee-dev/matinee/metrics"
 	"github.com/matinee-dev/matinee/relay"
 	"github.com/matinee-dev/matinee/rest"
+	"github.com/matinee-dev/matinee/signaling"
 	"github.com/matinee-dev/matinee/whip"
 )
 
@@ -115,9 +116,53 @@ func (s *Server) relayFigures() (metrics.RelayFigures, bool) {
 		return metrics.RelayFigures{}, false
 	}
 	st := s.cluster.relay.Stats()
+	ms := s.sig.RemoteStats()
 	return metrics.RelayFigures{
+		MembersEdge: ms.Links, MembersOrigin: ms.Remote,
 		PipesIn: st.PipesIn, PipesOut: st.PipesOut,
 		PacketsIn: st.In.PacketsReceived, PacketsOut: st.Out.PacketsSent,
 		Retransmits: st.Out.Retransmits, KeyframeRequests: st.In.KeyframeRequests,
 	}, true
+}
+
+// partyTopic is the channel of members on several nodes, apart from the
+// relay's: a join result with its chat history is larger than a pipe's
+// message, and a burst of chat must not delay a pipe's.
+func partyTopic(max int) cluster.Topic { return cluster.Topic{Name: "party", Max: max} }
+
+// startMembers keeps WebSocket members of other nodes' rooms here
+// (--relay-members, signaling/remote.go): their requests go to the
+// room's node, their media comes from the relay's edge.
+func (g *clusterGlue) startMembers(ctx context.Context, sig *signaling.Server) error {
+	if !g.cfg.RelayMembers || g.relay == nil {
+		return nil
+	}
+	topic := partyTopic(g.cfg.RelayMemberMaxMessage)
+	in, err := g.node.SubscribeOn(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("cluster: members' channel: %w", err)
+	}
+	g.partyInbox = in
+	sig.StartRemote(ctx, signaling.RemoteOptions{
+		Bus: partyBus{n: g.node, t: topic}, Inbox: in.C(),
+		Watch: func(ctx context.Context, room, node string) (func(), error) {
+			return g.relay.Watch(ctx, room, node)
+		},
+		Renew: g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
+		MaxMessage: g.cfg.RelayMemberMaxMessage, MaxMembers: g.cfg.RelayMaxMembers,
+	})
+	g.log.Info("cluster mode: members of other nodes' rooms stay here", "max_message", g.cfg.RelayMemberMaxMessage, "max_members", g.cfg.RelayMaxMembers)
+	return nil
+}
+
+// partyBus sends on the members' channel.
+type partyBus struct {
+	n *cluster.Node
+	t cluster.Topic
+}
+
+func (b partyBus) ID() string { return b.n.ID() }
+
+func (b partyBus) Send(ctx context.Context, node string, msg []byte) error {
+	return b.n.SendOn(ctx, b.t, node, msg)
 }

@@ -2,13 +2,20 @@ package server_test
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/matinee-dev/matinee/config"
 	"github.com/matinee-dev/matinee/internal/redistest"
 	"github.com/matinee-dev/matinee/internal/testenv"
+	"github.com/matinee-dev/matinee/internal/testpeer"
+	"github.com/pion/webrtc/v4"
 )
 
 // Two nodes in one process on one Redis (short leases): a WHEP viewer of
@@ -86,4 +93,110 @@ func TestClusterRelayInProcess(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "a viewer of another room on b gets video", func() bool {
 		return len(v3.packets("video")) > 30
 	})
+}
+
+// Two nodes in one process with --relay-members: a member of a's room
+// who joins through b stays on b and chats with a member on a; the nodes
+// then close with the member's link open. The test binary's goleak check
+// covers the members' channel, its goroutines and the nodes' Close.
+func TestClusterMembersInProcess(t *testing.T) {
+	r := redistest.Start(t)
+	// The clients end last, after both nodes closed with them connected.
+	var clients []*testpeer.Client
+	var readers sync.WaitGroup
+	t.Cleanup(func() {
+		for _, c := range clients {
+			c.Drop()
+		}
+		readers.Wait()
+	})
+	on := func(c *config.Config) { c.RelayMembers = true }
+	a := startNodeWith(t, r, "a", on)
+	b := startNodeWith(t, r, "b", on)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dial := func(base string) *testpeer.Client {
+		t.Helper()
+		api, err := testpeer.NewAPI(testpeer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := testpeer.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", api)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		return c
+	}
+	ana := dial(a.base)
+	if _, err := ana.Join(ctx, "party", "Ana"); err != nil {
+		t.Fatal(err)
+	}
+	publishWHIP(t, ctx, a.base, "party", "cluster-test-key", 1)
+	bo := dial(b.base)
+	var producers []testpeer.Producer
+	testenv.Eventually(t, 10*time.Second, "Bo joins through b and sees the share", func() bool {
+		if bo.PeerID == "" {
+			ps, err := bo.Join(ctx, "party", "Bo")
+			if err != nil {
+				t.Fatalf("Bo's join through b: %v", err)
+			}
+			producers = ps
+		}
+		return len(producers) >= 2
+	})
+	if _, here := b.srv.Rooms().Room("party"); here {
+		t.Fatal("b opened the room itself")
+	}
+	m := scrape(t, b.base)
+	if m[`matinee_relay_members{side="edge"}`] != 1 || scrape(t, a.base)[`matinee_relay_members{side="origin"}`] != 1 {
+		t.Fatalf("b: %v links; a: %v remote members; want 1 and 1", m[`matinee_relay_members{side="edge"}`], scrape(t, a.base)[`matinee_relay_members{side="origin"}`])
+	}
+	// Bo receives the share from b's edge, on b's media port.
+	var video atomic.Int64
+	bo.OnTrack = func(tr *webrtc.TrackRemote, _ testpeer.Consumer) {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				if _, _, err := tr.ReadRTP(); err != nil {
+					return
+				}
+				video.Add(1)
+			}
+		}()
+	}
+	if err := bo.StartReceiving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range producers {
+		if p.Kind == "video" {
+			if _, err := bo.Subscribe(ctx, p.ID); err != nil {
+				t.Fatalf("Bo subscribes through b: %v", err)
+			}
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "Bo gets the share's video", func() bool { return video.Load() > 30 })
+	pair := testpeer.SelectedPair(bo.Recv)
+	var bPorts []int
+	for _, ad := range b.srv.MediaAddrs() {
+		if u, ok := ad.(*net.UDPAddr); ok {
+			bPorts = append(bPorts, u.Port)
+		}
+	}
+	if pair == nil || !slices.Contains(bPorts, int(pair.Remote.Port)) {
+		t.Fatalf("Bo's media comes from %v, not from b's ports %v", pair, bPorts)
+	}
+	if err := bo.Call(ctx, "chat", map[string]any{"text": "from b"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := ana.WaitEvent(ctx, "chat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(ev.Params), "from b") {
+			break
+		}
+	}
 }

@@ -133,6 +133,16 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 		StreamKeys:   keys,
 		Logger:       log,
 	})
+	if cl != nil {
+		if err := cl.startMembers(ctx, sig); err != nil {
+			_ = cl.close()
+			rooms.Close()
+			_ = w.Close()
+			lan.close()
+			cancel()
+			return nil, err
+		}
+	}
 	if created {
 		log.Info("generated the admin API key (stored in the data dir; shown only this once)", "api_key", key)
 	}

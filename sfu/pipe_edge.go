@@ -105,8 +105,15 @@ func (t *PipeTransport) Produce(d PipedProducer) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := t.router.Producer(d.ID); err == nil {
+		return nil, fmt.Errorf("pipe %s: produce %s: the id is taken: %w", t.id, d.ID, ErrInvalidState)
+	}
 	in := &inbound{mid: "pipe-" + d.ID}
 	p := newProducer(inner, in, d.Kind, d.Codec, d.AppData, d.Stream)
+	// The origin's id: a member of the room served here subscribes by the
+	// ids the origin announced (docs/cluster.md, "Members on several
+	// nodes").
+	p.id = d.ID
 	p.priority = d.Priority
 	p.writePLI = func(ssrc uint32) error {
 		t.plis.Add(1)

@@ -19,6 +19,13 @@ func (ss *session) handle(data []byte) {
 		return
 	}
 	isNotification := len(req.ID) == 0
+	ss.mu.Lock()
+	l := ss.link
+	ss.mu.Unlock()
+	if l != nil {
+		ss.srv.remoteOrNil().handleLinked(ss, l, req, data)
+		return
+	}
 	h, ok := methods[req.Method]
 	if !ok {
 		if !isNotification {
@@ -31,6 +38,13 @@ func (ss *session) handle(data []byte) {
 	// response, so a client learns it joined before it hears about the
 	// room.
 	defer ss.release()
+	var g *goRemote
+	if errors.As(err, &g) {
+		if !isNotification && ss.srv.remoteOrNil().open(ss, g, req.ID, data) == nil {
+			return // the room's node answers
+		}
+		err = g.moved
+	}
 	if isNotification {
 		if err != nil {
 			ss.log.Debug("notification failed", "method", req.Method, "err", err)
@@ -133,6 +147,11 @@ func (ss *session) join(params json.RawMessage) (any, error) {
 	}
 	ss.hold()
 	mb, res, err := ss.srv.rooms.Join(p.Room, room.JoinOptions{Name: p.Name, Password: p.Password, Token: p.Token, Resume: p.Resume, Client: ss.client}, ss)
+	var moved *room.Error
+	if errors.As(err, &moved) && moved.Kind == room.KindMoved && ss.rs == nil && ss.srv.remoteOrNil() != nil && len(p.Room) > 0 {
+		// The member stays here; the room's node serves the party.
+		return nil, &goRemote{node: moved.Node, room: p.Room, moved: err}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -52,6 +52,9 @@ type Server struct {
 	perAddr  map[string]int // open sockets by remote IP
 	closed   bool
 	wg       sync.WaitGroup
+	// remote serves members of other nodes' rooms (remote.go); nil when
+	// off.
+	remote *remote
 }
 
 // New returns a signalling server for the rooms of m.
@@ -200,6 +203,9 @@ func (s *Server) Close() {
 		x.Disconnect("server shutting down")
 	}
 	s.wg.Wait()
+	if rm := s.remoteOrNil(); rm != nil {
+		rm.close()
+	}
 }
 
 // session is one WebSocket connection: at most one room member at a time.
@@ -221,6 +227,11 @@ type session struct {
 	// While holding (during join), notifications wait in held.
 	holding bool
 	held    [][]byte
+	// link: the socket's member is of another node's room (remote.go).
+	link *link
+
+	// rs is set, for good, on a session whose socket is on another node.
+	rs *remoteSession
 }
 
 func (ss *session) run() {
@@ -234,7 +245,7 @@ func (ss *session) run() {
 	ss.Disconnect("")
 	<-writerDone
 	ss.mu.Lock()
-	mb := ss.member
+	mb, l := ss.member, ss.link
 	ss.member = nil
 	ss.joinTimer.Stop()
 	ss.mu.Unlock()
@@ -242,6 +253,10 @@ func (ss *session) run() {
 		// No leave was said: the member waits through the grace period
 		// for its person to come back.
 		mb.Drop(ss)
+	}
+	if l != nil {
+		// The same at the room's node.
+		ss.srv.remoteOrNil().unlink(l, true)
 	}
 	_ = ss.conn.Close()
 }
@@ -259,7 +274,7 @@ func (ss *session) armJoinDeadline() {
 
 func (ss *session) joinExpired() {
 	ss.mu.Lock()
-	idle := ss.member == nil
+	idle := ss.member == nil && ss.link == nil
 	ss.mu.Unlock()
 	if idle {
 		ss.log.Info("no join in time; closing", "timeout", ss.srv.cfg.JoinTimeout)

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -235,4 +237,85 @@ func TestClusterShareAcrossNodes(t *testing.T) {
 	}
 	t.Logf("kill -9 of %s: both pages joined again on %s after %s; the share shown again after %s (shared again at %s)",
 		a.id, b.id, rejoined.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), rejoined.Round(time.Millisecond))
+}
+
+// TestClusterBrowserMemberOnEdge: with --relay-members a Chromium member
+// who opens the room's link on node B, whose room is on A, stays on B:
+// the page is served there, joins there, sees the host on A in its
+// member list, decodes the host's (fake) screen share relayed through
+// B's edge, and chats with the host both ways.
+func TestClusterBrowserMemberOnEdge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server, two matinee processes and Chromium")
+	}
+	exe := testenv.Chromium(t)
+	c := newCluster(t)
+	c.args = []string{"--relay-members"}
+	a := c.addNode("ea")
+	b := c.addNode("eb")
+	browser := newBrowser(t, exe)
+	join := func(ctx context.Context, url, name string) {
+		t.Helper()
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(url),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`)),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
+			chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+		); err != nil {
+			t.Fatalf("%s joins at %s: %v", name, url, err)
+		}
+	}
+	join(browser, a.url+"/r/edge-show", "Host")
+	testenv.EventuallyState(t, 20*time.Second, "the room held by "+a.id, func() (bool, string) {
+		h := c.leases()["edge-show"]
+		return h == a.id, h
+	})
+	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-screen]`)), chromedp.Click(chromedp.CSS(`[data-testid=share-screen]`))); err != nil {
+		t.Fatalf("share: %v", err)
+	}
+	// The host's page keeps the chat lines it is told of.
+	const keepChats = `(() => { window.__chats = []; window.__matinee.client.addEventListener('notification', (e) => {
+	  if (e.detail.method === 'chat') window.__chats.push(e.detail.params.message.text); }); return true; })()`
+	if _, err := chromedp.Run(browser, chromedp.Evaluate[bool](keepChats)); err != nil {
+		t.Fatal(err)
+	}
+	member, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	defer cancel()
+	join(member, b.url+"/r/edge-show", "Member")
+	type state struct {
+		Frames int
+		Href   string
+		State  string
+	}
+	var last state
+	testenv.EventuallyState(t, 30*time.Second, "the member on B decodes the share", func() (bool, string) {
+		raw, err := chromedp.Run(member, chromedp.Evaluate[[]byte](screenFramesJS, chromedp.EvalAwaitPromise))
+		if err == nil {
+			_ = json.Unmarshal(raw, &last)
+		}
+		return last.Frames >= 30, fmt.Sprintf("%+v %v", last, err)
+	})
+	if !strings.HasPrefix(last.Href, b.url+"/r/edge-show") {
+		t.Errorf("the member watches at %s, want on %s where it joined", last.Href, b.url)
+	}
+	c.waitMetric(t, b, `matinee_relay_members{side="edge"}`, 1, 5*time.Second)
+	c.waitMetric(t, a, `matinee_relay_members{side="origin"}`, 1, 5*time.Second)
+	c.waitMetric(t, b, pipesIn, 1, 5*time.Second)
+	if rs := c.localRooms(b); len(rs) != 0 {
+		t.Errorf("rooms on %s: %v", b.id, rs)
+	}
+	t.Logf("member who opened %s/r/edge-show decodes the share from %s there: %d frames", b.url, a.id, last.Frames)
+
+	// Presence and chat across the nodes.
+	names, err := chromedp.Run(member, chromedp.Evaluate[[]string](`[...window.__matinee.client.peers.values()].map((p) => p.name)`))
+	if err != nil || !slices.Contains(names, "Host") {
+		t.Errorf("the member's peers: %v (%v), want Host", names, err)
+	}
+	if _, err := chromedp.Run(member, chromedp.Evaluate[bool](`(async () => { await window.__matinee.client.request('chat', {text: 'hello from B'}); return true; })()`, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("chat from the member: %v", err)
+	}
+	testenv.EventuallyState(t, 5*time.Second, "the host on A reads the member's chat", func() (bool, string) {
+		chats, err := chromedp.Run(browser, chromedp.Evaluate[[]string](`window.__chats`))
+		return err == nil && slices.Contains(chats, "hello from B"), fmt.Sprintf("%v %v", chats, err)
+	})
 }

@@ -1,0 +1,277 @@
+package room
+
+import (
+	"context"
+	"sync"
+
+	"github.com/matinee-dev/matinee/sfu"
+)
+
+// EdgeMember is the local half of a member of another node's room (its
+// origin) who joined through this node (docs/cluster.md, "Members on
+// several nodes"): the member itself, its role, the chat and the playback
+// live at the origin; only what it receives is here, one receive
+// transport on the room's edge copy, whose producers the relay's pipe
+// brings under the origin's ids. Closing it closes its transport.
+type EdgeMember struct {
+	r    *Room
+	peer string
+	n    Notifier
+
+	mu     sync.Mutex
+	recv   *sfu.Transport
+	closed bool
+}
+
+// NewEdgeMember makes the local half of member peerID of room id, whose
+// edge must be open here; what its transport says goes to n. While it
+// lives it counts as a viewer of the edge (the edge stays open).
+func (m *Manager) NewEdgeMember(id, peerID string, n Notifier) (*EdgeMember, error) {
+	m.mu.Lock()
+	r := m.edges[id]
+	m.mu.Unlock()
+	if r == nil {
+		return nil, errorf(KindUnavailable, "room %q has no edge on this node (its node stopped relaying it): join again", id)
+	}
+	r.viewers.Add(1)
+	return &EdgeMember{r: r, peer: peerID, n: n}, nil
+}
+
+// CreateRecv makes the member's receive transport on the edge.
+func (em *EdgeMember) CreateRecv() (string, error) {
+	em.mu.Lock()
+	switch {
+	case em.closed:
+		em.mu.Unlock()
+		return "", errorf(KindNotJoined, "not in a room")
+	case em.recv != nil:
+		em.mu.Unlock()
+		return "", errorf(KindInvalidState, "a recv transport exists already")
+	}
+	em.mu.Unlock()
+	n := em.n
+	var t *sfu.Transport
+	t, err := em.r.router.NewWebRTCTransport(sfu.TransportOptions{
+		Direction: sfu.Recv,
+		Owner:     em.peer,
+		OnICECandidate: func(c *sfu.ICECandidate) {
+			var cand any
+			if c != nil {
+				cand = map[string]any{"candidate": c.Candidate, "sdpMid": c.SDPMid, "sdpMLineIndex": c.SDPMLineIndex, "usernameFragment": c.UsernameFragment}
+			}
+			n.Notify("iceCandidate", map[string]any{"transportId": t.ID(), "candidate": cand})
+		},
+		OnOffer: func(sdp string, cs []*sfu.Consumer) {
+			infos := make([]ConsumerInfo, 0, len(cs))
+			for _, c := range cs {
+				infos = append(infos, consumerInfo(c))
+			}
+			n.Notify("transportOffer", map[string]any{"transportId": t.ID(), "sdp": sdp, "consumers": infos})
+		},
+		OnFailed: func(reason string) {
+			// As on the origin: the client reconnects and resumes.
+			n.Notify("transportClosed", map[string]any{"transportId": t.ID(), "reason": reason})
+			n.Notify("disconnected", map[string]any{"reason": reason})
+			n.Disconnect(reason)
+		},
+	})
+	if err != nil {
+		return "", fromSFU(err)
+	}
+	em.mu.Lock()
+	defer em.mu.Unlock()
+	if em.closed || em.recv != nil {
+		t.Close()
+		return "", errorf(KindInvalidState, "a recv transport exists already")
+	}
+	em.recv = t
+	return t.ID(), nil
+}
+
+// Owns reports whether transportID is the member's transport here (else
+// it is one of the origin's).
+func (em *EdgeMember) Owns(transportID string) bool {
+	em.mu.Lock()
+	defer em.mu.Unlock()
+	return em.recv != nil && em.recv.ID() == transportID
+}
+
+func (em *EdgeMember) transport(id string) (*sfu.Transport, error) {
+	em.mu.Lock()
+	defer em.mu.Unlock()
+	if em.closed {
+		return nil, errorf(KindNotJoined, "not in a room")
+	}
+	if em.recv == nil || em.recv.ID() != id {
+		return nil, errorf(KindNotFound, "unknown transport %q", id)
+	}
+	return em.recv, nil
+}
+
+// Subscribe forwards the edge's copy of the origin's producer to the
+// member. The producer may reach the edge a little after the origin
+// announced it (the pipe's messages and the members' travel apart): it
+// waits for it until ctx ends.
+func (em *EdgeMember) Subscribe(ctx context.Context, producerID string) (ConsumerInfo, error) {
+	em.mu.Lock()
+	recv, closed := em.recv, em.closed
+	em.mu.Unlock()
+	switch {
+	case closed:
+		return ConsumerInfo{}, errorf(KindNotJoined, "not in a room")
+	case recv == nil:
+		return ConsumerInfo{}, errorf(KindInvalidState, "create a recv transport first")
+	}
+	p, err := em.awaitProducer(ctx, producerID)
+	if err != nil {
+		return ConsumerInfo{}, err
+	}
+	if p.Owner() == em.peer {
+		return ConsumerInfo{}, errorf(KindInvalidState, "cannot subscribe to your own producer %q", producerID)
+	}
+	c, err := recv.Consume(p, false)
+	if err != nil {
+		return ConsumerInfo{}, fromSFU(err)
+	}
+	n := em.n
+	c.OnClose(func() {
+		em.mu.Lock()
+		closed := em.closed
+		em.mu.Unlock()
+		if !closed {
+			n.Notify("consumerClosed", map[string]any{"consumerId": c.ID(), "producerId": producerID})
+		}
+	})
+	c.OnLayerChange(func(spatial, temporal int) {
+		n.Notify("layerChanged", map[string]any{"consumerId": c.ID(), "spatialLayer": spatial, "temporalLayer": temporal})
+	})
+	return consumerInfo(c), nil
+}
+
+// awaitProducer finds the edge's producer of the origin's id, waiting
+// for the pipe to make it.
+func (em *EdgeMember) awaitProducer(ctx context.Context, id string) (*sfu.Producer, error) {
+	router := em.r.router
+	if p, err := router.Producer(id); err == nil {
+		return p, nil
+	}
+	made := make(chan struct{}, 1)
+	cancel := router.OnNewProducer(func(p *sfu.Producer) {
+		if p.ID() == id {
+			select {
+			case made <- struct{}{}:
+			default:
+			}
+		}
+	})
+	defer cancel()
+	if p, err := router.Producer(id); err == nil {
+		return p, nil
+	}
+	select {
+	case <-made:
+		if p, err := router.Producer(id); err == nil {
+			return p, nil
+		}
+	case <-ctx.Done():
+	}
+	return nil, errorf(KindNotFound, "unknown producer %q (not relayed to this node)", id)
+}
+
+func (em *EdgeMember) consumer(id string) (*sfu.Consumer, error) {
+	em.mu.Lock()
+	recv, closed := em.recv, em.closed
+	em.mu.Unlock()
+	if !closed && recv != nil {
+		for _, c := range recv.Consumers() {
+			if c.ID() == id {
+				return c, nil
+			}
+		}
+	}
+	return nil, errorf(KindNotFound, "unknown consumer %q", id)
+}
+
+// Unsubscribe closes one of the member's consumers.
+func (em *EdgeMember) Unsubscribe(id string) error {
+	c, err := em.consumer(id)
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nil
+}
+
+// PauseConsumer pauses (pause=true) or resumes one of its consumers.
+func (em *EdgeMember) PauseConsumer(id string, pause bool) error {
+	c, err := em.consumer(id)
+	if err != nil {
+		return err
+	}
+	if pause {
+		c.Pause()
+	} else {
+		c.Resume()
+	}
+	return nil
+}
+
+// SetPreferredLayer caps the simulcast layer one of its consumers gets.
+func (em *EdgeMember) SetPreferredLayer(consumerID string, layer int) error {
+	if layer < 0 || layer > 2 {
+		return errorf(KindInvalidField, `"spatialLayer" must be 0, 1 or 2`)
+	}
+	c, err := em.consumer(consumerID)
+	if err != nil {
+		return err
+	}
+	c.SetMaxLayer(layer)
+	return nil
+}
+
+// TransportAnswer applies the client's answer on the receive transport.
+func (em *EdgeMember) TransportAnswer(transportID, answer string) error {
+	t, err := em.transport(transportID)
+	if err != nil {
+		return err
+	}
+	return fromSFU(t.HandleAnswer(answer))
+}
+
+// RestartICE restarts ICE on the receive transport.
+func (em *EdgeMember) RestartICE(transportID string) error {
+	t, err := em.transport(transportID)
+	if err != nil {
+		return err
+	}
+	return fromSFU(t.RestartICE())
+}
+
+// AddICECandidate trickles a client candidate into the receive transport.
+func (em *EdgeMember) AddICECandidate(transportID string, c *ICECandidate) error {
+	t, err := em.transport(transportID)
+	if err != nil {
+		return err
+	}
+	if err := t.AddICECandidate((*sfu.ICECandidate)(c)); err != nil {
+		return errorf(KindInvalidField, "candidate: %v", err)
+	}
+	return nil
+}
+
+// Close closes the member's transport here; it no longer counts as a
+// viewer of the edge.
+func (em *EdgeMember) Close() {
+	em.mu.Lock()
+	if em.closed {
+		em.mu.Unlock()
+		return
+	}
+	em.closed = true
+	recv := em.recv
+	em.mu.Unlock()
+	em.r.viewers.Add(-1)
+	if recv != nil {
+		recv.Close()
+	}
+}

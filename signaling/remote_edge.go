@@ -1,0 +1,406 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/matinee-dev/matinee/room"
+)
+
+// The edge's side of members on several nodes (remote.go): a socket
+// here, its room on another node.
+
+// goRemote is join's answer when the room is on another node and this
+// node can serve its member here.
+type goRemote struct {
+	node, room string
+	moved      error
+}
+
+func (g *goRemote) Error() string { return g.moved.Error() }
+
+// open links ss to room g.room on node g.node and forwards its join
+// frame; the answer comes from the origin. An error: the member is not
+// served here (the caller answers the move).
+func (rm *remote) open(ss *session, g *goRemote, id json.RawMessage, frame []byte) error {
+	ctx, cancel := context.WithTimeout(rm.ctx, rm.opt.AnswerTimeout)
+	release, err := rm.opt.Watch(ctx, g.room, g.node)
+	cancel()
+	if err != nil {
+		rm.log.Info("member relay: the room's media cannot be relayed here; member sent to its node", "room", g.room, "node", g.node, "err", err)
+		return err
+	}
+	l := &link{id: newSessionID(), node: g.node, roomID: g.room, ss: ss, moved: g.moved, release: release,
+		joinID: id, heard: time.Now()}
+	rm.mu.Lock()
+	rm.links[l.id] = l
+	rm.mu.Unlock()
+	ss.mu.Lock()
+	ss.link = l
+	ss.mu.Unlock()
+	l.mu.Lock()
+	l.joinTimer = time.AfterFunc(rm.opt.AnswerTimeout, func() { rm.joinUnanswered(l) })
+	l.mu.Unlock()
+	ss.log = ss.log.With("room", g.room, "origin", g.node, "session", l.id)
+	if err := rm.forward(l, frame, true); err != nil {
+		rm.unlink(l, false)
+		return err
+	}
+	return nil
+}
+
+// joinUnanswered sends the member to the room's node when the origin did
+// not answer its join in time.
+func (rm *remote) joinUnanswered(l *link) {
+	l.mu.Lock()
+	id := l.joinID
+	l.joinID = nil
+	l.mu.Unlock()
+	if id == nil {
+		return
+	}
+	rm.log.Warn("member relay: the room's node did not answer a join; member sent there", "room", l.roomID, "node", l.node)
+	rm.unlink(l, true)
+	l.ss.reply(id, nil, toRPCError(l.moved))
+}
+
+// forward sends one request frame to the origin.
+func (rm *remote) forward(l *link, frame []byte, first bool) error {
+	l.mu.Lock()
+	l.seqOut++
+	m := remoteMsg{Type: msgReq, Sess: l.id, Seq: l.seqOut, Frames: []json.RawMessage{bytes.TrimSpace(frame)}}
+	l.mu.Unlock()
+	if first {
+		m.Addr, m.Host = l.ss.client.Addr(), l.ss.host
+	}
+	return rm.send(l.node, m)
+}
+
+// unlink ends a link: the origin is told (tell), the edge member's media
+// here closes, the socket goes back to joining rooms here.
+func (rm *remote) unlink(l *link, tell bool) {
+	l.mu.Lock()
+	if l.ended {
+		l.mu.Unlock()
+		return
+	}
+	l.ended = true
+	if l.joinTimer != nil {
+		l.joinTimer.Stop()
+	}
+	em := l.em
+	l.mu.Unlock()
+	rm.mu.Lock()
+	if rm.links[l.id] == l {
+		delete(rm.links, l.id)
+	}
+	rm.mu.Unlock()
+	l.ss.mu.Lock()
+	if l.ss.link == l {
+		l.ss.link = nil
+	}
+	l.ss.mu.Unlock()
+	if tell {
+		if err := rm.send(l.node, remoteMsg{Type: msgBye, Sess: l.id}); err != nil {
+			rm.log.Debug("member relay: bye not sent (the origin's keep check ends it)", "node", l.node, "err", err)
+		}
+	}
+	if em != nil {
+		em.Close()
+	}
+	l.release()
+}
+
+// atEdge handles what an origin sends about a session whose socket is here.
+func (rm *remote) atEdge(m remoteMsg) {
+	rm.mu.Lock()
+	l := rm.links[m.Sess]
+	rm.mu.Unlock()
+	if l == nil || l.node != m.From {
+		if m.Type == msgOut {
+			// A session this node no longer has (its bye was lost).
+			_ = rm.send(m.From, remoteMsg{Type: msgBye, Sess: m.Sess})
+		}
+		return
+	}
+	l.mu.Lock()
+	l.heard = time.Now()
+	l.mu.Unlock()
+	if m.Type == msgClosed {
+		rm.closedByOrigin(l, m.Reason)
+		return
+	}
+	l.mu.Lock()
+	gap := m.Seq != l.seqIn+1
+	l.seqIn = m.Seq
+	l.mu.Unlock()
+	if gap {
+		rm.log.Warn("member relay: messages from the room's node were lost; the client rejoins", "room", l.roomID, "node", l.node, "session", l.id)
+		l.ss.Disconnect("messages between nodes were lost: rejoin")
+		return
+	}
+	for _, f := range m.Frames {
+		rm.deliver(l, f)
+	}
+}
+
+// closedByOrigin: the origin ended the session (the member was removed,
+// the room ended or moved, the node stops). A join still waiting is sent
+// to the room's node as without relaying.
+func (rm *remote) closedByOrigin(l *link, reason string) {
+	l.mu.Lock()
+	joinID := l.joinID
+	l.joinID = nil
+	l.mu.Unlock()
+	rm.unlink(l, false)
+	if joinID != nil {
+		rm.log.Info("member relay: the origin refused a member; sent there", "room", l.roomID, "node", l.node, "reason", reason)
+		l.ss.reply(joinID, nil, toRPCError(l.moved))
+		return
+	}
+	l.ss.Disconnect(reason)
+}
+
+// deliver writes one of the origin's frames to the socket, after looking
+// at the answers to join and leave, which change the link.
+func (rm *remote) deliver(l *link, f json.RawMessage) {
+	l.mu.Lock()
+	watching := l.joinID != nil || l.leaveID != nil
+	l.mu.Unlock()
+	if !watching {
+		l.ss.enqueue(f)
+		return
+	}
+	var ans struct {
+		ID     json.RawMessage `json:"id"`
+		Result *struct {
+			PeerID string `json:"peerId"`
+		} `json:"result"`
+		Error json.RawMessage `json:"error"`
+	}
+	_ = json.Unmarshal(f, &ans)
+	l.mu.Lock()
+	isJoin := l.joinID != nil && bytes.Equal(ans.ID, l.joinID)
+	isLeave := l.leaveID != nil && bytes.Equal(ans.ID, l.leaveID)
+	if isJoin {
+		l.joinID = nil
+		l.joinTimer.Stop()
+		if ans.Result != nil && ans.Error == nil {
+			l.peer = ans.Result.PeerID
+		}
+	}
+	if isLeave {
+		l.leaveID = nil
+	}
+	joined := l.peer != ""
+	l.mu.Unlock()
+	l.ss.enqueue(f)
+	switch {
+	case isJoin && !joined:
+		rm.unlink(l, true) // refused: the socket may join again
+	case isJoin:
+		rm.log.Info("member relay: member of another node's room joined here", "room", l.roomID, "node", l.node, "peer", ans.Result.PeerID)
+	case isLeave:
+		rm.unlink(l, true)
+		l.ss.armJoinDeadline()
+	}
+}
+
+// linkedMethods are served at the edge: what the member receives. The
+// others (and a transport call about a transport of the origin's) go to
+// the origin.
+var linkedMethods = map[string]func(rm *remote, l *link, params json.RawMessage) (any, error){
+	"createTransport":    (*remote).edgeCreateTransport,
+	"subscribe":          (*remote).edgeSubscribe,
+	"unsubscribe":        edgeConsumerCall(func(em *room.EdgeMember, id string) error { return em.Unsubscribe(id) }),
+	"pauseConsumer":      edgeConsumerCall(func(em *room.EdgeMember, id string) error { return em.PauseConsumer(id, true) }),
+	"resumeConsumer":     edgeConsumerCall(func(em *room.EdgeMember, id string) error { return em.PauseConsumer(id, false) }),
+	"setPreferredLayers": (*remote).edgeSetLayers,
+	"transportAnswer":    (*remote).edgeTransportAnswer,
+	"restartIce":         (*remote).edgeRestartICE,
+	"iceCandidate":       (*remote).edgeICECandidate,
+}
+
+// errForward: the request is the origin's after all.
+var errForward = &rpcError{Code: CodeInternal, Message: "forward"}
+
+// handleLinked runs one request of a linked socket: here, or at the origin.
+func (rm *remote) handleLinked(ss *session, l *link, req *request, frame []byte) {
+	if h, ok := linkedMethods[req.Method]; ok {
+		res, err := h(rm, l, req.Params)
+		if err != errForward { //nolint:errorlint // a sentinel of this file
+			if len(req.ID) > 0 {
+				ss.reply(req.ID, res, toRPCError(err))
+			}
+			return
+		}
+	}
+	if req.Method == "leave" && len(req.ID) > 0 {
+		l.mu.Lock()
+		l.leaveID = req.ID
+		l.mu.Unlock()
+	}
+	if err := rm.forward(l, frame, false); err != nil {
+		rm.log.Warn("member relay: a request could not reach the room's node; the client rejoins", "node", l.node, "err", err)
+		ss.Disconnect("the room's node cannot be reached: rejoin")
+	}
+}
+
+// edgeMember is the link's media half, made at the first need.
+func (rm *remote) edgeMember(l *link) (*room.EdgeMember, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.em != nil {
+		return l.em, nil
+	}
+	if l.peer == "" || l.ended {
+		return nil, &rpcError{Code: CodeNotJoined, Message: "not joined: call join first"}
+	}
+	em, err := rm.srv.rooms.NewEdgeMember(l.roomID, l.peer, l.ss)
+	if err != nil {
+		return nil, err
+	}
+	l.em = em
+	return em, nil
+}
+
+func (rm *remote) edgeCreateTransport(l *link, params json.RawMessage) (any, error) {
+	var p struct {
+		Direction string `json:"direction"`
+	}
+	if err := decodeParams(params, &p); err != nil || p.Direction != "recv" {
+		return nil, errForward // a send transport is the origin's (and so are bad params)
+	}
+	em, err := rm.edgeMember(l)
+	if err != nil {
+		return nil, err
+	}
+	id, err := em.CreateRecv()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"transportId": id, "direction": p.Direction}, nil
+}
+
+func (rm *remote) edgeSubscribe(l *link, params json.RawMessage) (any, error) {
+	var p struct {
+		ProducerID string `json:"producerId"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("producerId", p.ProducerID); err != nil {
+		return nil, err
+	}
+	em, err := rm.edgeMember(l)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(rm.ctx, rm.opt.AnswerTimeout)
+	defer cancel()
+	return em.Subscribe(ctx, p.ProducerID)
+}
+
+func edgeConsumerCall(f func(em *room.EdgeMember, id string) error) func(*remote, *link, json.RawMessage) (any, error) {
+	return func(rm *remote, l *link, params json.RawMessage) (any, error) {
+		var p struct {
+			ConsumerID string `json:"consumerId"`
+		}
+		if err := decodeParams(params, &p); err != nil {
+			return nil, err
+		}
+		if err := required("consumerId", p.ConsumerID); err != nil {
+			return nil, err
+		}
+		em, err := rm.edgeMember(l)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f(em, p.ConsumerID)
+	}
+}
+
+func (rm *remote) edgeSetLayers(l *link, params json.RawMessage) (any, error) {
+	var p struct {
+		ConsumerID   string `json:"consumerId"`
+		SpatialLayer *int   `json:"spatialLayer"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("consumerId", p.ConsumerID); err != nil {
+		return nil, err
+	}
+	if p.SpatialLayer == nil {
+		return nil, errParams(`"spatialLayer" is required`)
+	}
+	em, err := rm.edgeMember(l)
+	if err != nil {
+		return nil, err
+	}
+	return nil, em.SetPreferredLayer(p.ConsumerID, *p.SpatialLayer)
+}
+
+// localTransport is the edge member when transportId names its receive
+// transport here; errForward when it names another (the origin's).
+func (rm *remote) localTransport(l *link, params json.RawMessage, v any, id *string) (*room.EdgeMember, error) {
+	if err := decodeParams(params, v); err != nil {
+		return nil, errForward
+	}
+	l.mu.Lock()
+	em := l.em
+	l.mu.Unlock()
+	if em == nil || !em.Owns(*id) {
+		return nil, errForward
+	}
+	return em, nil
+}
+
+func (rm *remote) edgeTransportAnswer(l *link, params json.RawMessage) (any, error) {
+	var p struct {
+		TransportID string `json:"transportId"`
+		SDP         string `json:"sdp"`
+	}
+	em, err := rm.localTransport(l, params, &p, &p.TransportID)
+	if err != nil {
+		return nil, err
+	}
+	if err := required("sdp", p.SDP); err != nil {
+		return nil, err
+	}
+	return nil, em.TransportAnswer(p.TransportID, p.SDP)
+}
+
+func (rm *remote) edgeRestartICE(l *link, params json.RawMessage) (any, error) {
+	var p struct {
+		TransportID string `json:"transportId"`
+	}
+	em, err := rm.localTransport(l, params, &p, &p.TransportID)
+	if err != nil {
+		return nil, err
+	}
+	return nil, em.RestartICE(p.TransportID)
+}
+
+func (rm *remote) edgeICECandidate(l *link, params json.RawMessage) (any, error) {
+	var p struct {
+		TransportID string `json:"transportId"`
+		Candidate   *struct {
+			Candidate        string  `json:"candidate"`
+			SDPMid           *string `json:"sdpMid"`
+			SDPMLineIndex    *uint16 `json:"sdpMLineIndex"`
+			UsernameFragment *string `json:"usernameFragment"`
+		} `json:"candidate"`
+	}
+	em, err := rm.localTransport(l, params, &p, &p.TransportID)
+	if err != nil {
+		return nil, err
+	}
+	var c *room.ICECandidate
+	if p.Candidate != nil {
+		c = &room.ICECandidate{Candidate: p.Candidate.Candidate, SDPMid: p.Candidate.SDPMid, SDPMLineIndex: p.Candidate.SDPMLineIndex, UsernameFragment: p.Candidate.UsernameFragment}
+	}
+	return nil, em.AddICECandidate(p.TransportID, c)
+}

@@ -1,0 +1,138 @@
+package signaling
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+)
+
+// fanout sends what the room's sessions write to members on other nodes:
+// all that is waiting for one node goes in as few bus messages as the
+// size limit allows (a "batch"), so that a chat line to 100 members on
+// one edge is one message through Redis, not 100. One goroutine, first
+// in first out, so each session's messages keep their order.
+type fanout struct {
+	rm *remote
+
+	mu    sync.Mutex
+	queue []posted
+	busy  bool
+	wake  chan struct{}
+	idle  chan struct{} // closed and replaced whenever the queue empties
+}
+
+type posted struct {
+	node string
+	msg  []byte // an encoded out or closed
+}
+
+// maxFanoutQueue bounds what waits (Redis stalled): past it the oldest
+// go, and their sessions see the gap and resume.
+const maxFanoutQueue = 1 << 16
+
+func newFanout(rm *remote) *fanout {
+	return &fanout{rm: rm, wake: make(chan struct{}, 1), idle: make(chan struct{})}
+}
+
+// post queues m for node (never blocks).
+func (f *fanout) post(node string, m remoteMsg) error {
+	m.From = f.rm.opt.Bus.ID()
+	b, err := encodeRemote(m)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if len(f.queue) >= maxFanoutQueue {
+		f.queue = f.queue[1:]
+	}
+	f.queue = append(f.queue, posted{node, b})
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// run sends until ctx ends.
+func (f *fanout) run(ctx context.Context) {
+	for {
+		f.mu.Lock()
+		if len(f.queue) == 0 {
+			f.busy = false
+			close(f.idle)
+			f.idle = make(chan struct{})
+			f.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-f.wake:
+			}
+			continue
+		}
+		q := f.queue
+		f.queue = nil
+		f.busy = true
+		f.mu.Unlock()
+		f.sendAll(q)
+	}
+}
+
+// sendAll sends q, per node in order, in batches.
+func (f *fanout) sendAll(q []posted) {
+	var nodes []string
+	byNode := map[string][]json.RawMessage{}
+	for _, p := range q {
+		if byNode[p.node] == nil {
+			nodes = append(nodes, p.node)
+		}
+		byNode[p.node] = append(byNode[p.node], p.msg)
+	}
+	budget := f.rm.opt.MaxMessage - 256 // the envelope
+	for _, node := range nodes {
+		var batch []json.RawMessage
+		size := 0
+		for _, m := range byNode[node] {
+			if len(batch) > 0 && (size+len(m)+1 > budget || len(batch) == maxBatch) {
+				f.sendBatch(node, batch)
+				batch, size = nil, 0
+			}
+			batch = append(batch, m)
+			size += len(m) + 1
+		}
+		f.sendBatch(node, batch)
+	}
+}
+
+func (f *fanout) sendBatch(node string, batch []json.RawMessage) {
+	var err error
+	if len(batch) == 1 {
+		ctx, cancel := context.WithTimeout(f.rm.ctx, 2*time.Second)
+		err = f.rm.opt.Bus.Send(ctx, node, batch[0])
+		cancel()
+	} else {
+		err = f.rm.send(node, remoteMsg{Type: msgBatch, Batch: batch})
+	}
+	if err != nil {
+		// Its sessions see the gap and resume.
+		f.rm.log.Warn("member relay: messages not sent to a member's node", "node", node, "messages", len(batch), "err", err)
+	}
+}
+
+// flush waits, at most d, for every posted message to be sent.
+func (f *fanout) flush(d time.Duration) {
+	f.mu.Lock()
+	if len(f.queue) == 0 && !f.busy {
+		f.mu.Unlock()
+		return
+	}
+	idle := f.idle
+	f.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	}
+}

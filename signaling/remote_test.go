@@ -1,0 +1,235 @@
+package signaling_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/room"
+	"github.com/matinee-dev/matinee/sfu"
+	"github.com/matinee-dev/matinee/signaling"
+)
+
+// memBus is the cluster's party channels in memory: one inbox per node,
+// and a hook that drops chosen messages, as Redis pub/sub may.
+type memBus struct {
+	mu      sync.Mutex
+	inboxes map[string]chan []byte
+	drop    func(to string, msg []byte) bool
+}
+
+func (b *memBus) inbox(node string) chan []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inboxes == nil {
+		b.inboxes = map[string]chan []byte{}
+	}
+	if b.inboxes[node] == nil {
+		b.inboxes[node] = make(chan []byte, 1024)
+	}
+	return b.inboxes[node]
+}
+
+func (b *memBus) send(ctx context.Context, to string, msg []byte) error {
+	b.mu.Lock()
+	drop := b.drop
+	b.mu.Unlock()
+	if drop != nil && drop(to, msg) {
+		return nil
+	}
+	select {
+	case b.inbox(to) <- msg:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type nodeBus struct {
+	id string
+	b  *memBus
+}
+
+func (n nodeBus) ID() string { return n.id }
+
+func (n nodeBus) Send(ctx context.Context, to string, msg []byte) error {
+	return n.b.send(ctx, to, msg)
+}
+
+// remoteNode is one node: a worker, rooms (on b, every room is a's) and
+// signaling with members on several nodes on.
+type remoteNode struct {
+	rooms *room.Manager
+	sig   *signaling.Server
+	env   *env
+}
+
+func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bool) error, maxMessage int) *remoteNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := sfu.NewWorker(ctx, sfu.WorkerConfig{LoopbackOnly: true})
+	if err != nil {
+		cancel()
+		t.Fatalf("sfu worker: %v", err)
+	}
+	rooms := room.NewManager(ctx, w, room.Config{OpenRooms: true, Grace: time.Minute, Chat: room.ChatConfig{Rate: -1, AddrRate: -1}, Cluster: room.ClusterHooks{Claim: claim}})
+	sig := signaling.New(rooms, signaling.Config{})
+	// The relay's part: an edge of the room while members use it.
+	var mu sync.Mutex
+	edges, users := map[string]*room.Edge{}, map[string]int{}
+	sig.StartRemote(ctx, signaling.RemoteOptions{
+		Bus: nodeBus{id, bus}, Inbox: bus.inbox(id),
+		Watch: func(_ context.Context, roomID, _ string) (func(), error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if edges[roomID] == nil {
+				e, err := rooms.OpenEdge(roomID)
+				if err != nil {
+					return nil, err
+				}
+				edges[roomID] = e
+			}
+			users[roomID]++
+			return func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if users[roomID]--; users[roomID] == 0 {
+					edges[roomID].Close()
+					delete(edges, roomID)
+				}
+			}, nil
+		},
+		Renew: 100 * time.Millisecond, TTL: 400 * time.Millisecond,
+		MaxMessage: maxMessage, MaxMembers: 10,
+	})
+	hs := httptest.NewServer(sig)
+	t.Cleanup(func() {
+		sig.Close()
+		hs.Close()
+		rooms.Close()
+		if err := w.Close(); err != nil {
+			t.Errorf("close worker: %v", err)
+		}
+		cancel()
+	})
+	return &remoteNode{rooms: rooms, sig: sig, env: &env{ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}}
+}
+
+type joined struct {
+	PeerID      string `json:"peerId"`
+	ResumeToken string `json:"resumeToken"`
+	Resumed     bool   `json:"resumed"`
+	Peers       []struct {
+		Name string `json:"name"`
+	} `json:"peers"`
+	Chat []struct {
+		Text string `json:"text"`
+	} `json:"chat"`
+}
+
+// TestRemoteMembers: two nodes in one process on an in-memory bus. Bo
+// joins a's room through b and stays there: presence and chat go both
+// ways. A message from a to b is lost: b sees the gap in the numbering
+// and closes Bo's socket; Bo resumes through b as the same member, with
+// the whole chat. A join result larger than the bus's limit sends the
+// joiner to a (1010) rather than failing; Bo leaves, and a drops the
+// remote member at once. goleak (TestMain) covers every goroutine.
+func TestRemoteMembers(t *testing.T) {
+	bus := &memBus{}
+	const maxMessage = 4096
+	a := startRemoteNode(t, bus, "a", nil, maxMessage)
+	moved := func(id string, _ bool) error {
+		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
+	}
+	b := startRemoteNode(t, bus, "b", moved, maxMessage)
+
+	ana := a.env.dial(t)
+	var anaJ joined
+	ana.mustCall("join", map[string]any{"room": "film", "name": "Ana"}, &anaJ)
+	bo := b.env.dial(t)
+	var boJ joined
+	bo.mustCall("join", map[string]any{"room": "film", "name": "Bo"}, &boJ)
+	if len(boJ.Peers) != 1 || boJ.Peers[0].Name != "Ana" {
+		t.Fatalf("Bo's join through b lists %+v, want Ana", boJ.Peers)
+	}
+	if _, here := b.rooms.Room("film"); here {
+		t.Fatal("b opened the room itself")
+	}
+	ana.notificationWhere("peerJoined", func(p json.RawMessage) bool { return strings.Contains(string(p), `"Bo"`) })
+	if st := b.sig.RemoteStats(); st.Links != 1 {
+		t.Fatalf("b: %+v, want one link", st)
+	}
+	if st := a.sig.RemoteStats(); st.Remote != 1 {
+		t.Fatalf("a: %+v, want one remote member", st)
+	}
+	bo.mustCall("chat", map[string]any{"text": "from b"}, nil)
+	ana.notificationWhere("chat", func(p json.RawMessage) bool { return strings.Contains(string(p), "from b") })
+	ana.mustCall("chat", map[string]any{"text": "from a"}, nil)
+	bo.notificationWhere("chat", func(p json.RawMessage) bool { return strings.Contains(string(p), "from a") })
+
+	// The message carrying "lost" to b never arrives; the next one shows
+	// the gap.
+	bus.mu.Lock()
+	bus.drop = func(to string, msg []byte) bool {
+		return to == "b" && strings.Contains(string(msg), `"type":"out"`) && strings.Contains(string(msg), "lost")
+	}
+	bus.mu.Unlock()
+	ana.mustCall("chat", map[string]any{"text": "lost"}, nil)
+	ana.mustCall("chat", map[string]any{"text": "after"}, nil)
+	ce := bo.closedWith(5 * time.Second)
+	if !strings.Contains(ce.Text, "lost") {
+		t.Fatalf("Bo's socket closed with %d %q, want the loss named", ce.Code, ce.Text)
+	}
+	bus.mu.Lock()
+	bus.drop = nil
+	bus.mu.Unlock()
+	bo2 := b.env.dial(t)
+	var again joined
+	bo2.mustCall("join", map[string]any{"room": "film", "name": "Bo", "resume": boJ.ResumeToken}, &again)
+	var texts []string
+	for _, m := range again.Chat {
+		texts = append(texts, m.Text)
+	}
+	if !again.Resumed || again.PeerID != boJ.PeerID || strings.Join(texts, ",") != "from b,from a,lost,after" {
+		t.Fatalf("Bo back through b: resumed %v, peer %s (was %s), chat %v", again.Resumed, again.PeerID, boJ.PeerID, texts)
+	}
+
+	// The history grows past what one message between nodes may carry:
+	// a new member's join result would not fit; it is sent to a.
+	long := strings.Repeat("x", 1000)
+	for range 3 {
+		ana.mustCall("chat", map[string]any{"text": long}, nil)
+	}
+	cy := b.env.dial(t)
+	e := cy.callErr("join", map[string]any{"room": "film", "name": "Cy"}, signaling.CodeMoved)
+	if e.Data["url"] != "https://a.example" {
+		t.Fatalf("Cy's refused join: %+v, want the move to a", e)
+	}
+
+	// Bo leaves through b: a drops the member and its session.
+	bo2.mustCall("leave", nil, nil)
+	ana.notificationWhere("peerLeft", func(p json.RawMessage) bool {
+		return strings.Contains(string(p), boJ.PeerID) && strings.Contains(string(p), `"left"`)
+	})
+	waitFor(t, "a and b forget Bo's session", func() bool {
+		return a.sig.RemoteStats().Remote == 0 && b.sig.RemoteStats().Links == 0
+	})
+	if !bo2.isOpen() {
+		t.Fatal("Bo's socket closed after a leave")
+	}
+}
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
