@@ -10,8 +10,11 @@ import (
 // A probe's padding goes in steps of padStep.
 const padStep = 10 * time.Millisecond
 
-// padBatches are the send batches of running probes (100 KB each: kept
-// for the next probe rather than made for each).
+// padBatches are the send batches of probes' steps (100 KB each: kept for
+// the next step rather than made for each). A probe takes one only for
+// the moment a step is queued and sent, not for its whole window: with
+// subscribers joining, dozens of probes run at once, and a batch each
+// would cost more than the subscribers themselves.
 var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
 
 // startPadding fills the gap between the media rate and a probe's target
@@ -40,10 +43,6 @@ func (t *Transport) startPadding(target, media int, d time.Duration, catchUp int
 	}
 	go func() {
 		defer t.wg.Done()
-		// Each step's packets leave in one sendmmsg on the own SRTP
-		// path, as forwarded copies do.
-		b := padBatches.Get().(*udpbatch.Batch)
-		defer padBatches.Put(b)
 		tick := time.NewTicker(padStep)
 		defer tick.Stop()
 		start := time.Now()
@@ -55,9 +54,19 @@ func (t *Transport) startPadding(target, media int, d time.Duration, catchUp int
 			}
 			due := int(perSec * now.Sub(start).Seconds())
 			if n := min(due-sent, int(perSec*(time.Duration(catchUp)*padStep).Seconds())); n > 0 {
-				sent += carrier.sendPadding(b, n)
-				b.Flush()
+				sent += padStepOut(carrier, n)
 			}
 		}
 	}()
+}
+
+// padStepOut sends one step's n bytes of padding on c and returns the
+// bytes sent: in one sendmmsg on the own SRTP path, as forwarded copies
+// leave.
+func padStepOut(c *Consumer, n int) int {
+	b := padBatches.Get().(*udpbatch.Batch)
+	defer padBatches.Put(b)
+	sent := c.sendPadding(b, n)
+	b.Flush()
+	return sent
 }
