@@ -17,6 +17,14 @@ const padStep = 10 * time.Millisecond
 // would cost more than the subscribers themselves.
 var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
 
+// padPayload is the payload of every padding packet: all padding, its
+// last byte the padding's length (RFC 3550). Shared by every consumer, it
+// is only ever read.
+var padPayload = func() (p [255]byte) {
+	p[len(p)-1] = byte(len(p))
+	return p
+}()
+
 // startPadding fills the gap between the media rate and a probe's target
 // rate with padding for d, in 10 ms steps so the probe is a steady stream
 // rather than a burst the estimator would read as a queue. With catchUp
