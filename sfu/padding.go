@@ -12,10 +12,15 @@ const padStep = 10 * time.Millisecond
 
 // padBatches are the send batches of probes' steps (100 KB each: kept for
 // the next step rather than made for each). A probe takes one only for
-// the moment a step is queued and sent, not for its whole window: with
-// subscribers joining, dozens of probes run at once, and a batch each
-// would cost more than the subscribers themselves.
-var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
+// the moment a step is queued and sent, not for its whole window, and no
+// more than padSteps steps are under way at once: with subscribers
+// joining on a busy machine, dozens of probes run at once, and a batch
+// each (or each of those preempted mid-step) would cost more than the
+// subscribers themselves.
+var (
+	padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
+	padSteps   = make(chan struct{}, 4)
+)
 
 // padPayload is the payload of every padding packet: all padding, its
 // last byte the padding's length (RFC 3550). Shared by every consumer, it
@@ -72,6 +77,8 @@ func (t *Transport) startPadding(target, media int, d time.Duration, catchUp int
 // bytes sent: in one sendmmsg on the own SRTP path, as forwarded copies
 // leave.
 func padStepOut(c *Consumer, n int) int {
+	padSteps <- struct{}{}
+	defer func() { <-padSteps }()
 	b := padBatches.Get().(*udpbatch.Batch)
 	defer padBatches.Put(b)
 	sent := c.sendPadding(b, n)
