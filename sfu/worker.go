@@ -203,6 +203,8 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	se.SetICEUDPMux(mux)
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
+	} else {
+		se.SetNet(&freshNet{})
 	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	tcpMux, err := openTCPMux(cfg, log)
@@ -262,6 +264,8 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	// to subscribers need NACK answers, sender reports and a bandwidth
 	// estimator with its pacer. Keeping them apart spares each transport
 	// the other's goroutines.
+	logs := newSharedLogs(logging.NewDefaultLoggerFactory())
+	se.LoggerFactory = logs
 	for _, dir := range []Direction{Send, Recv} {
 		me := &webrtc.MediaEngine{}
 		if err := registerCodecs(me); err != nil {
@@ -277,7 +281,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		}
 		s := se
 		if dir == Send {
-			s.LoggerFactory = &pionLogs{base: logging.NewDefaultLoggerFactory(), ssrcs: ssrcs}
+			s.LoggerFactory = &pionLogs{base: logs, ssrcs: ssrcs}
 		}
 		if dir == Recv {
 			// A WHEP client's offer says actpass: answer passive, so
@@ -304,6 +308,38 @@ func (w *Worker) recvAPI(capt *dtlskeys.Capture) *webrtc.API {
 	se.SetDTLSKeyLogWriter(capt)
 	se.SetDTLSServerHelloMessageHook(capt.ServerHello)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(w.recvME), webrtc.WithInterceptorRegistry(w.recvIR), webrtc.WithSettingEngine(se))
+}
+
+// freshNet is the network pion's ICE agents see when the worker has no
+// virtual one: the standard one, with the machine's interfaces read anew
+// each time an agent asks. Without a network of its own, pion gives every
+// agent a stdnet.Net, which keeps the interface list it read at the start
+// (≈ 7 KB a subscriber, the netlink dump its addresses point into) for as
+// long as the agent lives.
+type freshNet struct{ stdnet.Net }
+
+func (freshNet) Interfaces() ([]*transport.Interface, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return n.Interfaces()
+}
+
+func (freshNet) InterfaceByIndex(i int) (*transport.Interface, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return n.InterfaceByIndex(i)
+}
+
+func (freshNet) InterfaceByName(name string) (*transport.Interface, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return n.InterfaceByName(name)
 }
 
 // recordingNet is the network the UDP mux opens its sockets on; it keeps
