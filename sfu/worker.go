@@ -9,6 +9,8 @@ package sfu
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -125,7 +127,10 @@ type Worker struct {
 	// the cc interceptor makes for it can be handed to its transport.
 	pcMu    sync.Mutex
 	lastBWE cc.BandwidthEstimator
-	cancel  context.CancelFunc
+	// cert is the DTLS certificate of every PeerConnection (under pcMu;
+	// see dtlsCertificate).
+	cert   *webrtc.Certificate
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	routers map[string]*Router
@@ -597,14 +602,46 @@ func (w *Worker) newPeerConnection(dir Direction, capt *dtlskeys.Capture) (*webr
 		}
 		api = w.recvAPI(capt)
 	}
+	cert, err := w.dtlsCertificate(time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+		Certificates:  []webrtc.Certificate{*cert},
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return pc, w.lastBWE, nil
+}
+
+// certRenewBefore is how long before its expiry the worker's DTLS
+// certificate is replaced for new PeerConnections (pion's are valid for a
+// month; a connection keeps the one it shook hands with).
+const certRenewBefore = 7 * 24 * time.Hour
+
+// dtlsCertificate returns the DTLS certificate for a new PeerConnection,
+// made anew when it is due to expire. One for all of them, as a browser
+// uses one for all its connections: pion would otherwise make a key pair
+// and a certificate for each (≈ 3 KB kept per subscriber, and the
+// signing's CPU at every join). Its fingerprint identifies the server to
+// the client, which the answer already does. Called with w.pcMu held.
+func (w *Worker) dtlsCertificate(now time.Time) (*webrtc.Certificate, error) {
+	if w.cert != nil && now.Add(certRenewBefore).Before(w.cert.Expires()) {
+		return w.cert, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("dtls key: %w", err)
+	}
+	c, err := webrtc.GenerateCertificate(key)
+	if err != nil {
+		return nil, fmt.Errorf("dtls certificate: %w", err)
+	}
+	w.cert = c
+	return c, nil
 }
 
 var idMu sync.Mutex
