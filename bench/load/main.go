@@ -185,7 +185,8 @@ func startInProcess(ctx context.Context, addr string, log *slog.Logger) (base, k
 	cfg.ICELoopbackOnly = true
 	cfg.MaxPeers = maxSubs + 10
 	cfg.WHEPMaxViewers = maxSubs
-	cfg.WSMaxPerAddr = 0 // every subscriber comes from loopback
+	cfg.WSMaxPerAddr = 0    // every subscriber comes from loopback
+	cfg.ApplyGCPercent(nil) // as cmd/matinee does
 	srv, err := server.NewWithLogger(ctx, cfg, log)
 	if err != nil {
 		os.RemoveAll(dir)
