@@ -111,9 +111,10 @@ type Config struct {
 	// GCPercent is the Go garbage collector's target (--gc-percent, Go's
 	// GOGC): how far the heap may grow past what is live before the next
 	// collection, in percent. Below Go's 100 the server keeps less memory
-	// per subscriber (≈ 0.37 → 0.28 MB RSS at 50) for collections that
-	// cost under 1 % of a core at 100 subscribers. 0 leaves Go's choice;
-	// a GOGC variable in the environment takes precedence.
+	// per subscriber (0.36–0.39 → 0.31 MB RSS at 50, docs/benchmarks.md)
+	// for collections that cost well under 1 % of a core at 100
+	// subscribers. 0 leaves Go's choice; a GOGC variable in the
+	// environment takes precedence.
 	GCPercent int
 	// PublisherStartBitrate, in bits per second, is where a publishing
 	// browser's congestion control is told to start
