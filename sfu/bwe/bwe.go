@@ -38,39 +38,44 @@ const (
 // over 3 s at 6 Mbit/s (a top layer probed at twice its rate), where
 // feedback comes every 100 ms or so. One ring per subscriber, 32 KB at
 // that size: it starts at ringStart entries (4 KB) and doubles only when a
-// packet sent less than ringKeep ago, and not yet reported on, would be
-// overwritten, so a subscriber of a few hundred packets a second keeps a
-// few hundred entries.
+// packet that feedback has not reached yet (sent after the newest one
+// reported on) would be overwritten. A subscriber of a few hundred
+// packets a second keeps a few hundred entries; one whose feedback lags,
+// a busy receiver's, gets the room to match it when it comes. Packets
+// behind the newest reported that were never reported on (their report
+// was lost) are overwritten without growing.
 const (
 	ringSize  = 2048
 	ringStart = 256
-	ringKeep  = time.Second
 )
 
 // Estimator implements cc.BandwidthEstimator.
 type Estimator struct {
-	mu       sync.Mutex
-	epoch    time.Time    // sentPacket times count from it
-	sent     []sentPacket // by TWCC sequence number mod len(sent), a power of two
-	acks     []ack        // reused by every feedback
-	minRate  float64
-	maxRate  float64
-	delay    delayDetector
-	rc       rateControl
-	acked    ackedRate
-	loss     lossBased
-	rtt      time.Duration // smoothed, from feedback; 0 until known
-	lastSent time.Time     // the newest packet's departure
-	unacked  time.Time     // the first departure since the latest feedback
-	stalls   int           // cuts made since feedback stopped
-	floor    int           // from the last successful probe
-	lastGCC  int           // GCC's rate: min(delay-based, loss-based)
-	rrLoss   float64       // fraction lost in the latest receiver report
-	probeOK  time.Time     // when the latest successful probe was evaluated
-	probe    *probe
-	lastEval ProbeResult
-	onChange func(int)
-	closed   bool
+	mu    sync.Mutex
+	epoch time.Time    // sentPacket times count from it
+	sent  []sentPacket // by TWCC sequence number mod len(sent), a power of two
+	// newest is the highest sequence number reported on, once haveNewest.
+	newest     uint16
+	haveNewest bool
+	acks       []ack // reused by every feedback
+	minRate    float64
+	maxRate    float64
+	delay      delayDetector
+	rc         rateControl
+	acked      ackedRate
+	loss       lossBased
+	rtt        time.Duration // smoothed, from feedback; 0 until known
+	lastSent   time.Time     // the newest packet's departure
+	unacked    time.Time     // the first departure since the latest feedback
+	stalls     int           // cuts made since feedback stopped
+	floor      int           // from the last successful probe
+	lastGCC    int           // GCC's rate: min(delay-based, loss-based)
+	rrLoss     float64       // fraction lost in the latest receiver report
+	probeOK    time.Time     // when the latest successful probe was evaluated
+	probe      *probe
+	lastEval   ProbeResult
+	onChange   func(int)
+	closed     bool
 }
 
 // It is 16 bytes, a time.Time alone being 24: the ring is most of an
@@ -134,7 +139,7 @@ func (e *Estimator) OnSent(seq uint16, size int, at time.Time) {
 	e.mu.Lock()
 	t := int64(at.Sub(e.epoch))
 	sp := &e.sent[int(seq)&(len(e.sent)-1)]
-	if sp.ok && !sp.reported && t-sp.at < int64(ringKeep) && len(e.sent) < ringSize {
+	if sp.ok && !sp.reported && len(e.sent) < ringSize && (!e.haveNewest || int16(sp.seq-e.newest) > 0) {
 		e.growRing()
 		sp = &e.sent[int(seq)&(len(e.sent)-1)]
 	}
@@ -231,6 +236,9 @@ func (e *Estimator) onAcks(now time.Time) {
 		}
 		first := !sp.reported
 		sp.reported = true
+		if !e.haveNewest || int16(a.seq-e.newest) > 0 {
+			e.newest, e.haveNewest = a.seq, true
+		}
 		at := e.sentAt(sp)
 		if pr != nil && first && !at.Before(pr.start) && !at.After(pr.end) {
 			pr.account(sp, a)
