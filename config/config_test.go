@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -49,5 +50,43 @@ func TestValidateNamesTheSetting(t *testing.T) {
 	err := c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "udp-port") || !strings.Contains(err.Error(), "nack-history") {
 		t.Fatalf("Validate = %v", err)
+	}
+}
+
+// --gc-percent (or MATINEE_GC_PERCENT) sets the collector's target unless
+// GOGC is in the environment; out-of-range values are refused by name.
+func TestGCPercent(t *testing.T) {
+	c := Default()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	BindFlags(fs, &c)
+	if err := ApplyEnv(fs, func(k string) (string, bool) { return "30", k == "MATINEE_GC_PERCENT" }); err != nil {
+		t.Fatal(err)
+	}
+	if c.GCPercent != 30 {
+		t.Fatalf("gc percent %d from MATINEE_GC_PERCENT=30", c.GCPercent)
+	}
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	if c.ApplyGCPercent(func(k string) (string, bool) { return "200", k == "GOGC" }) {
+		t.Fatal("applied over GOGC in the environment")
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("target %d after GOGC kept it at 100", got)
+	}
+	if !c.ApplyGCPercent(func(string) (string, bool) { return "", false }) {
+		t.Fatal("not applied without GOGC")
+	}
+	if got := debug.SetGCPercent(100); got != 30 {
+		t.Fatalf("target %d, want 30", got)
+	}
+	c.GCPercent = 0
+	if c.ApplyGCPercent(func(string) (string, bool) { return "", false }) {
+		t.Fatal("0 applied")
+	}
+	for _, v := range []int{-1, 5, 1001} {
+		c.GCPercent = v
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gc-percent") {
+			t.Errorf("gc-percent %d: %v", v, err)
+		}
 	}
 }

@@ -57,6 +57,7 @@ func BindFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.OpenRooms, "open-rooms", c.OpenRooms, "opening /r/{room} creates the room")
 	fs.IntVar(&c.PublisherStartBitrate, "publisher-start-bitrate", c.PublisherStartBitrate, "bits per second a publishing browser's congestion control starts at (0: not told)")
 	fs.IntVar(&c.NACKHistory, "nack-history", c.NACKHistory, "packets each published video layer keeps to answer NACKs, shared by its subscribers (power of two)")
+	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "garbage collector target, as Go's GOGC (lower: less memory per subscriber, a little more CPU; 0: Go's default; $GOGC wins)")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "bearer key for the admin REST API (default: generated and stored in the data dir)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base of the join links the API hands out, e.g. https://tv.lan:8443 (default: first LAN address)")
 	fs.Int64Var(&c.APIMaxBody, "api-max-body", c.APIMaxBody, "largest REST API request body in bytes; larger is refused with 413")

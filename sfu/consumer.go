@@ -40,9 +40,11 @@ type Consumer struct {
 	// layer (maxTemporal: every frame); tl drops the frames above it.
 	tlTarget int
 	tl       temporalFilter
-	// payloadBuf holds a payload whose descriptor tl rewrote: the
-	// producer's packet is shared by all its consumers.
-	payloadBuf [1500]byte
+	// payloadBuf holds a payload whose descriptor tl rewrote (the
+	// producer's packet is shared by all its consumers); made on the
+	// first rewrite, which a subscriber that never changes layers never
+	// needs.
+	payloadBuf []byte
 	hdr        rtp.Header
 	ext        [4]rtp.Extension
 	closed     bool
@@ -59,9 +61,6 @@ type Consumer struct {
 	alloc consumerAlloc
 	// onLayer is told the layers now forwarded (-1: video suspended).
 	onLayer atomic.Pointer[func(spatial, temporal int)]
-	// padBuf holds one all-padding payload for bandwidth probes.
-	padBuf [255]byte
-
 	// Retransmission (retransmit.go), under mu: what went out, by
 	// sequence number (video only), and the repair stream.
 	sent     []sentPacket
@@ -78,7 +77,6 @@ type Consumer struct {
 	negRTX uint32
 	// offered are the formats the SFU offered for the track (Consume).
 	offered []webrtc.RTPCodecParameters
-	rtxBuf  [maxCachedPayload + 2]byte
 	// twccID is the transport-wide sequence number extension's id in
 	// this consumer's m-section, 0 when the subscriber did not negotiate
 	// it there (srtpout.go stamps only then).
@@ -279,7 +277,7 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8.Descr
 	tlChanged := false
 	if desc != nil {
 		var fwd bool
-		payload, fwd, tlChanged = c.tl.filter(desc, isKey, pkt.Timestamp, c.temporalFor(), pkt.Payload, c.payloadBuf[:])
+		payload, fwd, tlChanged = c.tl.filter(desc, isKey, pkt.Timestamp, c.temporalFor(), pkt.Payload, &c.payloadBuf)
 		if !fwd {
 			// A whole frame above the temporal target: its sequence
 			// numbers leave the output, so the subscriber sees no loss.
@@ -388,7 +386,6 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 	if c.writer == nil || c.closed {
 		return 0
 	}
-	c.padBuf[len(c.padBuf)-1] = byte(len(c.padBuf))
 	for sent < n {
 		h := &c.hdr
 		if c.rtxSSRC != 0 {
@@ -400,7 +397,7 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 			c.notePad(seq, ts)
 			*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
 		}
-		w, err := c.write(b, h, c.padBuf[:])
+		w, err := c.write(b, h, padPayload[:])
 		if err != nil {
 			break
 		}

@@ -101,7 +101,7 @@ func FuzzTemporalFilter(f *testing.F) {
 		var ts temporalStats
 		var filt temporalFilter
 		filt.reset()
-		buf := make([]byte, 1500)
+		var buf []byte // the filter makes it on its first rewrite
 		var rtpTS uint32
 		var frameTS uint32
 		started := false
@@ -139,7 +139,7 @@ func FuzzTemporalFilter(f *testing.F) {
 			}
 			orig := bytes.Clone(payload)
 			newFrame := !started || int32(rtpTS-frameTS) > 0
-			out, ok, _ := filt.filter(pd, isKey, rtpTS, target, payload, buf)
+			out, ok, _ := filt.filter(pd, isKey, rtpTS, target, payload, &buf)
 			if !bytes.Equal(payload, orig) {
 				t.Fatal("the filter wrote into the producer's payload")
 			}

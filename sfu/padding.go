@@ -10,9 +10,25 @@ import (
 // A probe's padding goes in steps of padStep.
 const padStep = 10 * time.Millisecond
 
-// padBatches are the send batches of running probes (100 KB each: kept
-// for the next probe rather than made for each).
-var padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
+// padBatches are the send batches of probes' steps (100 KB each: kept for
+// the next step rather than made for each). A probe takes one only for
+// the moment a step is queued and sent, not for its whole window, and no
+// more than padSteps steps are under way at once: with subscribers
+// joining on a busy machine, dozens of probes run at once, and a batch
+// each (or each of those preempted mid-step) would cost more than the
+// subscribers themselves.
+var (
+	padBatches = sync.Pool{New: func() any { return new(udpbatch.Batch) }}
+	padSteps   = make(chan struct{}, 4)
+)
+
+// padPayload is the payload of every padding packet: all padding, its
+// last byte the padding's length (RFC 3550). Shared by every consumer, it
+// is only ever read.
+var padPayload = func() (p [255]byte) {
+	p[len(p)-1] = byte(len(p))
+	return p
+}()
 
 // startPadding fills the gap between the media rate and a probe's target
 // rate with padding for d, in 10 ms steps so the probe is a steady stream
@@ -40,10 +56,6 @@ func (t *Transport) startPadding(target, media int, d time.Duration, catchUp int
 	}
 	go func() {
 		defer t.wg.Done()
-		// Each step's packets leave in one sendmmsg on the own SRTP
-		// path, as forwarded copies do.
-		b := padBatches.Get().(*udpbatch.Batch)
-		defer padBatches.Put(b)
 		tick := time.NewTicker(padStep)
 		defer tick.Stop()
 		start := time.Now()
@@ -55,9 +67,21 @@ func (t *Transport) startPadding(target, media int, d time.Duration, catchUp int
 			}
 			due := int(perSec * now.Sub(start).Seconds())
 			if n := min(due-sent, int(perSec*(time.Duration(catchUp)*padStep).Seconds())); n > 0 {
-				sent += carrier.sendPadding(b, n)
-				b.Flush()
+				sent += padStepOut(carrier, n)
 			}
 		}
 	}()
+}
+
+// padStepOut sends one step's n bytes of padding on c and returns the
+// bytes sent: in one sendmmsg on the own SRTP path, as forwarded copies
+// leave.
+func padStepOut(c *Consumer, n int) int {
+	padSteps <- struct{}{}
+	defer func() { <-padSteps }()
+	b := padBatches.Get().(*udpbatch.Batch)
+	defer padBatches.Put(b)
+	sent := c.sendPadding(b, n)
+	b.Flush()
+	return sent
 }

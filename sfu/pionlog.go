@@ -29,6 +29,33 @@ const unhandledPrefix = "Incoming unhandled RTP ssrc("
 // the stream), the encoding starts anyway.
 const encodingWait = 3 * time.Second
 
+// sharedLogs is a LoggerFactory that makes one logger per scope and hands
+// it to every PeerConnection: pion asks for a dozen scopes for each one
+// (pc, ice, dtls, srtp, ...), and its default factory makes each anew, with
+// five log.Loggers inside: ≈ 7 KB per subscriber of loggers that say the
+// same thing to the same writer. pion's loggers are safe for concurrent
+// use.
+type sharedLogs struct {
+	base logging.LoggerFactory
+	mu   sync.Mutex
+	m    map[string]logging.LeveledLogger
+}
+
+func newSharedLogs(base logging.LoggerFactory) *sharedLogs {
+	return &sharedLogs{base: base, m: map[string]logging.LeveledLogger{}}
+}
+
+func (f *sharedLogs) NewLogger(scope string) logging.LeveledLogger {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, ok := f.m[scope]
+	if !ok {
+		l = f.base.NewLogger(scope)
+		f.m[scope] = l
+	}
+	return l
+}
+
 // pionLogs is the LoggerFactory of the publishers' pion API: everything
 // goes to pion's default loggers; the "pc" scope's unhandled-SSRC errors
 // are also reported to ssrcs.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/matinee-dev/matinee/codecs/vp8"
@@ -22,6 +23,12 @@ import (
 // maxCachedPayload is the largest payload a layer's cache keeps, and so
 // the largest a consumer or a pipe sends again.
 const maxCachedPayload = packetcache.MaxPayload
+
+// rtxBufs hold retransmissions being made: the payload, after the RTX
+// header's original sequence number. Shared rather than one per consumer:
+// a retransmission is sealed and sent (or copied into pion's buffers)
+// before resend returns.
+var rtxBufs = sync.Pool{New: func() any { return new([maxCachedPayload + 2]byte) }}
 
 // defaultHistory is the packets kept when the worker's config says
 // nothing (tests that build producers by hand).
@@ -141,10 +148,9 @@ func (c *Consumer) resend(seq uint16) {
 		// Padding again, on the media stream: there is nothing to
 		// repair but the hole in the sequence numbers.
 		e.resent = now
-		c.padBuf[len(c.padBuf)-1] = byte(len(c.padBuf))
 		h := &c.hdr
 		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: e.ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
-		if _, err := c.write(nil, h, c.padBuf[:]); err == nil {
+		if _, err := c.write(nil, h, padPayload[:]); err == nil {
 			c.retransmits.Add(1)
 		}
 		return
@@ -154,7 +160,9 @@ func (c *Consumer) resend(seq uint16) {
 		c.nackMisses.Add(1)
 		return
 	}
-	n, ok := cache.Get(e.src, c.rtxBuf[2:])
+	rb := rtxBufs.Get().(*[maxCachedPayload + 2]byte)
+	defer rtxBufs.Put(rb)
+	n, ok := cache.Get(e.src, rb[2:])
 	if !ok {
 		c.nackMisses.Add(1)
 		return
@@ -162,25 +170,25 @@ func (c *Consumer) resend(seq uint16) {
 	e.resent = now
 	if e.vp8 {
 		var d vp8.Descriptor
-		if vp8.Parse(c.rtxBuf[2:2+n], &d) == nil {
+		if vp8.Parse(rb[2:2+n], &d) == nil {
 			if d.HasPictureID {
-				d.SetPictureID(c.rtxBuf[2:2+n], (d.PictureID+e.picOff)&d.PictureIDMask())
+				d.SetPictureID(rb[2:2+n], (d.PictureID+e.picOff)&d.PictureIDMask())
 			}
 			if d.HasTL0PICIDX {
-				d.SetTL0PICIDX(c.rtxBuf[2:2+n], d.TL0PICIDX+e.tl0Off)
+				d.SetTL0PICIDX(rb[2:2+n], d.TL0PICIDX+e.tl0Off)
 			}
 		}
 	}
 	h := &c.hdr
 	*h = rtp.Header{Version: 2, Marker: e.marker, PayloadType: c.pt, SequenceNumber: seq, Timestamp: e.ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
-	payload := c.rtxBuf[2 : 2+n]
+	payload := rb[2 : 2+n]
 	if c.rtxSSRC != 0 {
 		// RFC 4588: the original sequence number, then the payload, on
 		// the repair stream.
-		binary.BigEndian.PutUint16(c.rtxBuf[:2], seq)
+		binary.BigEndian.PutUint16(rb[:2], seq)
 		h.PayloadType, h.SSRC, h.SequenceNumber = c.rtxPT, c.rtxSSRC, c.rtxSeq
 		c.rtxSeq++
-		payload = c.rtxBuf[:2+n]
+		payload = rb[:2+n]
 	}
 	if _, err := c.write(nil, h, payload); err == nil {
 		c.retransmits.Add(1)

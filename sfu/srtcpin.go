@@ -179,10 +179,9 @@ func (c *tapConn) WriteToAddrPort(b []byte, a netip.AddrPort) (int, error) {
 type srtcpIn struct {
 	t *Transport
 
-	mu       sync.Mutex // the context (not safe for concurrent use), buf
+	mu       sync.Mutex // the context (not safe for concurrent use)
 	ctx      *srtp.Context
 	hdr      rtcp.Header
-	buf      [rtcpMTU]byte
 	lastPass time.Time
 
 	regMu sync.Mutex
@@ -197,6 +196,10 @@ func newSRTCPIn(t *Transport, key, salt []byte, p srtp.ProtectionProfile) (*srtc
 	return &srtcpIn{t: t, ctx: ctx}, nil
 }
 
+// rtcpBufs hold subscribers' feedback while it is decrypted and served:
+// one per packet being handled rather than one per transport.
+var rtcpBufs = sync.Pool{New: func() any { return new([rtcpMTU]byte) }}
+
 // handle decrypts and serves one SRTCP packet; false leaves it to pion
 // (its turn to see one, see intakePassEvery). A packet that fails to
 // decrypt or parse is dropped, as pion would drop it.
@@ -208,7 +211,9 @@ func (in *srtcpIn) handle(b []byte) bool {
 		in.lastPass = now
 		return false
 	}
-	out, err := in.ctx.DecryptRTCP(in.buf[:0], b, &in.hdr)
+	buf := rtcpBufs.Get().(*[rtcpMTU]byte)
+	defer rtcpBufs.Put(buf)
+	out, err := in.ctx.DecryptRTCP(buf[:0], b, &in.hdr)
 	if err != nil {
 		in.t.log.Debug("drop srtcp", "err", err)
 		return true

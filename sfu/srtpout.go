@@ -59,7 +59,6 @@ type srtpOut struct {
 	streams []gcmStream
 	twccSeq uint16
 	twccBuf [2]byte
-	single  [udpbatch.BufSize]byte // writes outside a batch
 
 	dest atomic.Pointer[outDest]
 }
@@ -195,6 +194,11 @@ func (w *Worker) destFor(p *webrtc.ICECandidatePair) (*outDest, error) {
 	return &outDest{conn: conn, addr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(rip.Unmap(), p.Remote.Port))}, nil
 }
 
+// singleBufs hold the packets written outside a batch (retransmissions,
+// mostly) while they are sealed and sent: shared by every transport rather
+// than a buffer each.
+var singleBufs = sync.Pool{New: func() any { return new([udpbatch.BufSize]byte) }}
+
 // write sends one RTP packet (h, payload) to the subscriber, with the
 // transport-wide sequence number in extension id (none when 0: a stream
 // whose m-section did not negotiate it must not carry it, or the
@@ -207,13 +211,15 @@ func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, id uin
 	if d == nil {
 		return 0, errNoPath
 	}
-	o.mu.Lock()
 	var buf []byte
 	if b != nil {
 		buf = b.Buf()
 	} else {
-		buf = o.single[:0]
+		sb := singleBufs.Get().(*[udpbatch.BufSize]byte)
+		defer singleBufs.Put(sb)
+		buf = sb[:0]
 	}
+	o.mu.Lock()
 	seq := o.twccSeq
 	if id != 0 {
 		o.twccSeq++

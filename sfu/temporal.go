@@ -180,14 +180,15 @@ func (f *temporalFilter) switched() {
 
 // filter decides whether a packet is forwarded, given the highest
 // temporal layer wanted, and returns its payload: the producer's own, or a
-// copy in buf when the descriptor had to be rewritten. changed reports
+// copy in *buf when the descriptor had to be rewritten (*buf is made on
+// the first rewrite, when nil). changed reports
 // that the forwarded temporal layer changed with this packet.
 //
 // Going down takes effect at the next frame. Going up takes one layer at a
 // time, at a frame of that layer with the layer-sync bit (it depends only
 // on base-layer frames, which were all forwarded), or at once on a
 // keyframe, which nothing after it can reach past.
-func (f *temporalFilter) filter(d *vp8.Descriptor, isKey bool, ts uint32, target int, payload, buf []byte) (out []byte, ok, changed bool) {
+func (f *temporalFilter) filter(d *vp8.Descriptor, isKey bool, ts uint32, target int, payload []byte, buf *[]byte) (out []byte, ok, changed bool) {
 	tid := 0
 	if d.HasTID {
 		tid = int(d.TID)
@@ -242,18 +243,26 @@ func (f *temporalFilter) filter(d *vp8.Descriptor, isKey bool, ts uint32, target
 	return f.rewrite(d, payload, buf), true, changed
 }
 
-// rewrite applies the offsets, copying into buf only when an id changes:
-// the payload belongs to the producer's packet, which every consumer of
-// it shares.
-func (f *temporalFilter) rewrite(d *vp8.Descriptor, payload, buf []byte) []byte {
+// maxRewrite is the largest payload whose VP8 ids are rewritten (a
+// larger one, which no MTU-sized packet is, goes out as it came).
+const maxRewrite = 1500
+
+// rewrite applies the offsets, copying into *bufp only when an id
+// changes: the payload belongs to the producer's packet, which every
+// consumer of it shares.
+func (f *temporalFilter) rewrite(d *vp8.Descriptor, payload []byte, bufp *[]byte) []byte {
 	pic := (d.PictureID + f.picOff) & d.PictureIDMask()
 	tl0 := d.TL0PICIDX + f.tl0Off
 	if (!d.HasPictureID || pic == d.PictureID) && (!d.HasTL0PICIDX || tl0 == d.TL0PICIDX) {
 		return payload
 	}
-	if len(payload) > len(buf) {
+	if len(payload) > maxRewrite {
 		return payload
 	}
+	if *bufp == nil {
+		*bufp = make([]byte, maxRewrite)
+	}
+	buf := *bufp
 	n := copy(buf, payload)
 	d.SetPictureID(buf[:n], pic)
 	d.SetTL0PICIDX(buf[:n], tl0)

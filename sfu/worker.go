@@ -9,6 +9,8 @@ package sfu
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -125,7 +127,10 @@ type Worker struct {
 	// the cc interceptor makes for it can be handed to its transport.
 	pcMu    sync.Mutex
 	lastBWE cc.BandwidthEstimator
-	cancel  context.CancelFunc
+	// cert is the DTLS certificate of every PeerConnection (under pcMu;
+	// see dtlsCertificate).
+	cert   *webrtc.Certificate
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	routers map[string]*Router
@@ -203,6 +208,8 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	se.SetICEUDPMux(mux)
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
+	} else {
+		se.SetNet(&freshNet{})
 	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	tcpMux, err := openTCPMux(cfg, log)
@@ -262,6 +269,8 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	// to subscribers need NACK answers, sender reports and a bandwidth
 	// estimator with its pacer. Keeping them apart spares each transport
 	// the other's goroutines.
+	logs := newSharedLogs(logging.NewDefaultLoggerFactory())
+	se.LoggerFactory = logs
 	for _, dir := range []Direction{Send, Recv} {
 		me := &webrtc.MediaEngine{}
 		if err := registerCodecs(me); err != nil {
@@ -277,7 +286,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		}
 		s := se
 		if dir == Send {
-			s.LoggerFactory = &pionLogs{base: logging.NewDefaultLoggerFactory(), ssrcs: ssrcs}
+			s.LoggerFactory = &pionLogs{base: logs, ssrcs: ssrcs}
 		}
 		if dir == Recv {
 			// A WHEP client's offer says actpass: answer passive, so
@@ -304,6 +313,38 @@ func (w *Worker) recvAPI(capt *dtlskeys.Capture) *webrtc.API {
 	se.SetDTLSKeyLogWriter(capt)
 	se.SetDTLSServerHelloMessageHook(capt.ServerHello)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(w.recvME), webrtc.WithInterceptorRegistry(w.recvIR), webrtc.WithSettingEngine(se))
+}
+
+// freshNet is the network pion's ICE agents see when the worker has no
+// virtual one: the standard one, with the machine's interfaces read anew
+// each time an agent asks. Without a network of its own, pion gives every
+// agent a stdnet.Net, which keeps the interface list it read at the start
+// (≈ 7 KB a subscriber, the netlink dump its addresses point into) for as
+// long as the agent lives.
+type freshNet struct{ stdnet.Net }
+
+func (freshNet) Interfaces() ([]*transport.Interface, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return n.Interfaces()
+}
+
+func (freshNet) InterfaceByIndex(i int) (*transport.Interface, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return n.InterfaceByIndex(i)
+}
+
+func (freshNet) InterfaceByName(name string) (*transport.Interface, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return n.InterfaceByName(name)
 }
 
 // recordingNet is the network the UDP mux opens its sockets on; it keeps
@@ -561,14 +602,46 @@ func (w *Worker) newPeerConnection(dir Direction, capt *dtlskeys.Capture) (*webr
 		}
 		api = w.recvAPI(capt)
 	}
+	cert, err := w.dtlsCertificate(time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+		Certificates:  []webrtc.Certificate{*cert},
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return pc, w.lastBWE, nil
+}
+
+// certRenewBefore is how long before its expiry the worker's DTLS
+// certificate is replaced for new PeerConnections (pion's are valid for a
+// month; a connection keeps the one it shook hands with).
+const certRenewBefore = 7 * 24 * time.Hour
+
+// dtlsCertificate returns the DTLS certificate for a new PeerConnection,
+// made anew when it is due to expire. One for all of them, as a browser
+// uses one for all its connections: pion would otherwise make a key pair
+// and a certificate for each (≈ 3 KB kept per subscriber, and the
+// signing's CPU at every join). Its fingerprint identifies the server to
+// the client, which the answer already does. Called with w.pcMu held.
+func (w *Worker) dtlsCertificate(now time.Time) (*webrtc.Certificate, error) {
+	if w.cert != nil && now.Add(certRenewBefore).Before(w.cert.Expires()) {
+		return w.cert, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("dtls key: %w", err)
+	}
+	c, err := webrtc.GenerateCertificate(key)
+	if err != nil {
+		return nil, fmt.Errorf("dtls certificate: %w", err)
+	}
+	w.cert = c
+	return c, nil
 }
 
 var idMu sync.Mutex

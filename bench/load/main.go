@@ -77,7 +77,7 @@ func main() {
 	flag.BoolVar(&o.summary, "summary", true, "print a summary line at the end")
 	flag.StringVar(&o.serve, "serve", "", "only run a server on this loopback address (plain HTTP) for -duration, to measure it as a process of its own")
 	flag.StringVar(&o.cpuprof, "cpuprofile", "", "with -serve: write the server's CPU profile to this file")
-	flag.StringVar(&o.memprof, "memprofile", "", "with -serve: write the server's heap profile to this file on SIGUSR1 (while subscribers are connected)")
+	flag.StringVar(&o.memprof, "memprofile", "", "with -serve: write the server's heap profile to this file, and its goroutines to FILE.goroutines.txt, on SIGUSR1 (while subscribers are connected)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := run(o, log); err != nil {
@@ -187,7 +187,8 @@ func startInProcess(ctx context.Context, addr string, log *slog.Logger) (base, k
 	cfg.ICELoopbackOnly = true
 	cfg.MaxPeers = maxSubs + 10
 	cfg.WHEPMaxViewers = maxSubs
-	cfg.WSMaxPerAddr = 0 // every subscriber comes from loopback
+	cfg.WSMaxPerAddr = 0    // every subscriber comes from loopback
+	cfg.ApplyGCPercent(nil) // as cmd/matinee does
 	srv, err := server.NewWithLogger(ctx, cfg, log)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -250,8 +251,20 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 				return err
 			}
 			fmt.Printf("heap profile written to %s\n", o.memprof)
+			printMemStats()
 		}
 	}
+}
+
+// printMemStats prints the heap and stacks as of the last GC (the heap
+// profile's) and the process's RSS, for the per-subscriber figures.
+func printMemStats() {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	rss, _ := loadpeer.ProcRSS(os.Getpid())
+	const mb = 1 << 20
+	fmt.Printf("MEM heap_inuse_mb=%.2f heap_alloc_mb=%.2f stack_inuse_mb=%.2f sys_mb=%.2f goroutines=%d rss_mb=%.1f\n",
+		float64(m.HeapInuse)/mb, float64(m.HeapAlloc)/mb, float64(m.StackInuse)/mb, float64(m.Sys)/mb, runtime.NumGoroutine(), rss)
 }
 
 // writeHeapProfile writes the live heap, as of a fresh GC, to path.
@@ -262,7 +275,17 @@ func writeHeapProfile(path string) error {
 	}
 	defer f.Close()
 	runtime.GC()
-	return pprof.Lookup("heap").WriteTo(f, 0)
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		return err
+	}
+	// The goroutines beside it, by where they wait: their stacks are
+	// part of what a subscriber costs.
+	g, err := os.Create(path + ".goroutines.txt")
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	return pprof.Lookup("goroutine").WriteTo(g, 1)
 }
 
 // publisher is the WHIP client sending the share.

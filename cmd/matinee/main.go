@@ -72,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	cfg.ApplyGCPercent(nil)
 	log := newLogger(cfg, stderr)
 	slog.SetDefault(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

@@ -265,3 +265,88 @@ func TestSentPacketSize(t *testing.T) {
 		t.Fatalf("sentPacket is %d bytes, want 16", n)
 	}
 }
+
+// reported counts the ring's packets some feedback has told the fate of.
+func reported(e *Estimator) int {
+	n := 0
+	for _, sp := range e.sent {
+		if sp.ok && sp.reported {
+			n++
+		}
+	}
+	return n
+}
+
+// The ring of sent packets stays small for a subscriber whose feedback
+// keeps up with its rate, even when some reports are lost, and grows, up
+// to ringSize, to hold what is sent before feedback comes: no packet a
+// report covers, however late it comes, is missed.
+func TestRingGrowsWithThePacketsInFlight(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return base.Add(d) }
+
+	// 300 packets a second for 5 s, feedback 20 ms after each 100 ms of
+	// them (lag: how many 100 ms steps later), every tenth report lost
+	// when lose.
+	run := func(lag int, lose bool) *Estimator {
+		e, _ := New(1_000_000, 50_000, 20_000_000)
+		var seq uint16
+		var steps [][]simPacket
+		for step := 0; step < 50; step++ {
+			var pkts []simPacket
+			for i := 0; i < 30; i++ {
+				d := time.Duration(step*100)*time.Millisecond + time.Duration(i*10/3)*time.Millisecond
+				e.OnSent(seq, 1200, at(d))
+				pkts = append(pkts, simPacket{seq: seq, arrive: d + 20*time.Millisecond})
+				seq++
+			}
+			steps = append(steps, pkts)
+			if step < lag {
+				continue
+			}
+			r := step - lag
+			if lose && r%10 == 5 {
+				continue
+			}
+			e.OnFeedback(buildTWCC(t, steps[r], uint8(r)), at(time.Duration(step*100+20)*time.Millisecond))
+			for _, p := range steps[r] {
+				if sp := e.sent[int(p.seq)&(len(e.sent)-1)]; sp.seq != p.seq || !sp.reported {
+					t.Fatalf("lag %d: packet %d not matched to its report", lag, p.seq)
+				}
+			}
+		}
+		return e
+	}
+	if e := run(1, true); len(e.sent) != ringStart {
+		t.Fatalf("ring of %d entries at 300 packets/s with feedback every 100 ms, one report in ten lost; want %d", len(e.sent), ringStart)
+	}
+	// Feedback 2 s late: 600 packets in flight.
+	if e := run(20, false); len(e.sent) != 1024 {
+		t.Fatalf("ring of %d entries with 600 packets in flight, want 1024", len(e.sent))
+	}
+
+	// 1,000 packets 1 ms apart, then one report of them all.
+	e, _ := New(1_000_000, 50_000, 20_000_000)
+	var pkts []simPacket
+	for i := 0; i < 1000; i++ {
+		d := time.Duration(i) * time.Millisecond
+		e.OnSent(uint16(60000+i), 1200, at(d))
+		pkts = append(pkts, simPacket{seq: uint16(60000 + i), arrive: d + 20*time.Millisecond})
+	}
+	if len(e.sent) != 1024 {
+		t.Fatalf("ring of %d entries holding 1,000 packets in flight, want 1024", len(e.sent))
+	}
+	e.OnFeedback(buildTWCC(t, pkts, 0), at(1100*time.Millisecond))
+	if n := reported(e); n != 1000 {
+		t.Fatalf("%d of 1,000 packets matched to the report", n)
+	}
+
+	// No feedback at all: the ring stops at ringSize.
+	e, _ = New(1_000_000, 50_000, 20_000_000)
+	for i := 0; i < 10000; i++ {
+		e.OnSent(uint16(i), 1200, at(time.Duration(i)*100*time.Microsecond))
+	}
+	if len(e.sent) != ringSize {
+		t.Fatalf("ring of %d entries without feedback, want %d", len(e.sent), ringSize)
+	}
+}
