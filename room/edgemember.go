@@ -182,81 +182,40 @@ func (em *EdgeMember) consumer(id string) (*sfu.Consumer, error) {
 	em.mu.Lock()
 	recv, closed := em.recv, em.closed
 	em.mu.Unlock()
-	if !closed && recv != nil {
-		for _, c := range recv.Consumers() {
-			if c.ID() == id {
-				return c, nil
-			}
-		}
+	if closed {
+		recv = nil
 	}
-	return nil, errorf(KindNotFound, "unknown consumer %q", id)
+	return findConsumer(recv, id)
 }
 
 // Unsubscribe closes one of the member's consumers.
 func (em *EdgeMember) Unsubscribe(id string) error {
-	c, err := em.consumer(id)
-	if err != nil {
-		return err
-	}
-	c.Close()
-	return nil
+	return unsubscribe(em, id)
 }
 
 // PauseConsumer pauses (pause=true) or resumes one of its consumers.
 func (em *EdgeMember) PauseConsumer(id string, pause bool) error {
-	c, err := em.consumer(id)
-	if err != nil {
-		return err
-	}
-	if pause {
-		c.Pause()
-	} else {
-		c.Resume()
-	}
-	return nil
+	return pauseConsumer(em, id, pause)
 }
 
 // SetPreferredLayer caps the simulcast layer one of its consumers gets.
 func (em *EdgeMember) SetPreferredLayer(consumerID string, layer int) error {
-	if layer < 0 || layer > 2 {
-		return errorf(KindInvalidField, `"spatialLayer" must be 0, 1 or 2`)
-	}
-	c, err := em.consumer(consumerID)
-	if err != nil {
-		return err
-	}
-	c.SetMaxLayer(layer)
-	return nil
+	return setPreferredLayer(em, consumerID, layer)
 }
 
 // TransportAnswer applies the client's answer on the receive transport.
 func (em *EdgeMember) TransportAnswer(transportID, answer string) error {
-	t, err := em.transport(transportID)
-	if err != nil {
-		return err
-	}
-	return fromSFU(t.HandleAnswer(answer))
+	return transportAnswer(em, transportID, answer)
 }
 
 // RestartICE restarts ICE on the receive transport.
 func (em *EdgeMember) RestartICE(transportID string) error {
-	t, err := em.transport(transportID)
-	if err != nil {
-		return err
-	}
-	return fromSFU(t.RestartICE())
+	return restartICE(em, transportID)
 }
 
 // AddICECandidate trickles a client candidate into the receive transport.
 func (em *EdgeMember) AddICECandidate(transportID string, c *ICECandidate) error {
-	t, err := em.transport(transportID)
-	if err != nil {
-		return err
-	}
-	if err := t.AddICECandidate((*sfu.ICECandidate)(c)); err != nil {
-		return errorf(KindInvalidField, "candidate: %v", err)
-	}
-	return nil
+	return addICECandidate(em, transportID, c)
 }
 
 // Close closes the member's transport here; it no longer counts as a

@@ -53,15 +53,7 @@ func layerIndexOf(rid string) int {
 // SetPreferredLayer caps the simulcast layer one of the member's consumers
 // receives (0 = lowest, 2 = full): a small tile needs only the lowest.
 func (mb *Member) SetPreferredLayer(consumerID string, layer int) error {
-	if layer < 0 || layer > 2 {
-		return errorf(KindInvalidField, `"spatialLayer" must be 0, 1 or 2`)
-	}
-	c, err := mb.consumer(consumerID)
-	if err != nil {
-		return err
-	}
-	c.SetMaxLayer(layer)
-	return nil
+	return setPreferredLayer(mb, consumerID, layer)
 }
 
 // LayerInfo is a producer layer as the protocol shows it.

@@ -686,66 +686,30 @@ func (mb *Member) consumer(id string) (*sfu.Consumer, error) {
 	mb.mu.Lock()
 	recv := mb.recv
 	mb.mu.Unlock()
-	if recv != nil {
-		for _, c := range recv.Consumers() {
-			if c.ID() == id {
-				return c, nil
-			}
-		}
-	}
-	return nil, errorf(KindNotFound, "unknown consumer %q", id)
+	return findConsumer(recv, id)
 }
 
 // Unsubscribe closes one of the member's consumers.
 func (mb *Member) Unsubscribe(id string) error {
-	c, err := mb.consumer(id)
-	if err != nil {
-		return err
-	}
-	c.Close()
-	return nil
+	return unsubscribe(mb, id)
 }
 
 // PauseConsumer pauses (pause=true) or resumes one of the member's consumers.
 func (mb *Member) PauseConsumer(id string, pause bool) error {
-	c, err := mb.consumer(id)
-	if err != nil {
-		return err
-	}
-	if pause {
-		c.Pause()
-	} else {
-		c.Resume()
-	}
-	return nil
+	return pauseConsumer(mb, id, pause)
 }
 
 // TransportAnswer applies the client's answer on its receive transport.
 func (mb *Member) TransportAnswer(transportID, answer string) error {
-	t, err := mb.transport(transportID)
-	if err != nil {
-		return err
-	}
-	return fromSFU(t.HandleAnswer(answer))
+	return transportAnswer(mb, transportID, answer)
 }
 
 // RestartICE restarts ICE on the member's receive transport.
 func (mb *Member) RestartICE(transportID string) error {
-	t, err := mb.transport(transportID)
-	if err != nil {
-		return err
-	}
-	return fromSFU(t.RestartICE())
+	return restartICE(mb, transportID)
 }
 
 // AddICECandidate trickles a client candidate into a transport.
 func (mb *Member) AddICECandidate(transportID string, c *ICECandidate) error {
-	t, err := mb.transport(transportID)
-	if err != nil {
-		return err
-	}
-	if err := t.AddICECandidate((*sfu.ICECandidate)(c)); err != nil {
-		return errorf(KindInvalidField, "candidate: %v", err)
-	}
-	return nil
+	return addICECandidate(mb, transportID, c)
 }
