@@ -71,7 +71,13 @@ type Transport struct {
 	producers map[string]*Producer
 	inbound   map[string]*inbound // by mid, Send transports
 	consumers map[string]*Consumer
-	pendingCa []webrtc.ICECandidateInit
+	// pendingCa holds candidates trickled before the client's description
+	// was applied; haveRemote is set (with them taken) by flushCandidates
+	// once it was. Tracked here, not asked of pion under t.mu: pion holds
+	// its own lock while applying an answer, during which consumers bind
+	// and take t.mu (a candidate arriving then deadlocked the two).
+	pendingCa  []webrtc.ICECandidateInit
+	haveRemote bool
 	// answered are the codecs of each m-section (by mid) of the client's
 	// latest answer, Recv transports.
 	answered map[string][]webrtc.RTPCodecParameters
@@ -232,7 +238,7 @@ func (t *Transport) AddICECandidate(c *ICECandidate) error {
 		t.mu.Unlock()
 		return ErrClosed
 	}
-	if t.pc.RemoteDescription() == nil {
+	if !t.haveRemote {
 		t.pendingCa = append(t.pendingCa, init)
 		t.mu.Unlock()
 		return nil
@@ -244,10 +250,14 @@ func (t *Transport) AddICECandidate(c *ICECandidate) error {
 	return nil
 }
 
+// flushCandidates is called after each client description is applied:
+// it adds what was trickled before, and lets later candidates go to pion
+// directly.
 func (t *Transport) flushCandidates() {
 	t.mu.Lock()
 	pend := t.pendingCa
 	t.pendingCa = nil
+	t.haveRemote = true
 	t.mu.Unlock()
 	for _, c := range pend {
 		if err := t.pc.AddICECandidate(c); err != nil {
