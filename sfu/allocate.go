@@ -71,15 +71,10 @@ const (
 	// A probe is short and at most twice the estimate, so that on a link
 	// that cannot carry it the overshoot fits in the bottleneck's queue
 	// instead of turning into loss.
-	probeDuration = 200 * time.Millisecond
-	probeBackoff  = time.Second
-	probeAgain    = 300 * time.Millisecond
-	// At most this long between failed probes: a link that got better
-	// (Wi-Fi back, a download ended) is found within it. A failed
-	// probe's successors aim only 10% above what it delivered, so on a
-	// link that did not, the cost is 200 ms at 1.1 times its rate every
-	// 2 s.
-	probeMaxBackoff = 2 * time.Second
+	probeDuration   = 200 * time.Millisecond
+	probeBackoff    = time.Second
+	probeAgain      = 300 * time.Millisecond
+	probeMaxBackoff = 4 * time.Second
 	probeMaxFactor  = 2.0
 	probeMargin     = 0.06
 	// No probing for this long after the estimate fell: the link just

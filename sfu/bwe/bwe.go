@@ -34,48 +34,35 @@ const (
 	stallFactor  = 0.8
 )
 
-// ringSize is the most sent packets remembered, by TWCC sequence number:
-// over 3 s at 6 Mbit/s (a top layer probed at twice its rate), where
-// feedback comes every 100 ms or so. One ring per subscriber, 32 KB at
-// that size: it starts at ringStart entries (4 KB) and doubles only when a
-// packet that feedback has not reached yet (sent after the newest one
-// reported on) would be overwritten. A subscriber of a few hundred
-// packets a second keeps a few hundred entries; one whose feedback lags,
-// a busy receiver's, gets the room to match it when it comes. Packets
-// behind the newest reported that were never reported on (their report
-// was lost) are overwritten without growing.
-const (
-	ringSize  = 2048
-	ringStart = 256
-)
+// ringSize is how many sent packets are remembered, by TWCC sequence
+// number: over 3 s at 6 Mbit/s (a top layer probed at twice its rate),
+// where feedback comes every 100 ms or so. One ring per subscriber: 32 KB.
+const ringSize = 2048
 
 // Estimator implements cc.BandwidthEstimator.
 type Estimator struct {
-	mu    sync.Mutex
-	epoch time.Time    // sentPacket times count from it
-	sent  []sentPacket // by TWCC sequence number mod len(sent), a power of two
-	// newest is the highest sequence number reported on, once haveNewest.
-	newest     uint16
-	haveNewest bool
-	acks       []ack // reused by every feedback
-	minRate    float64
-	maxRate    float64
-	delay      delayDetector
-	rc         rateControl
-	acked      ackedRate
-	loss       lossBased
-	rtt        time.Duration // smoothed, from feedback; 0 until known
-	lastSent   time.Time     // the newest packet's departure
-	unacked    time.Time     // the first departure since the latest feedback
-	stalls     int           // cuts made since feedback stopped
-	floor      int           // from the last successful probe
-	lastGCC    int           // GCC's rate: min(delay-based, loss-based)
-	rrLoss     float64       // fraction lost in the latest receiver report
-	probeOK    time.Time     // when the latest successful probe was evaluated
-	probe      *probe
-	lastEval   ProbeResult
-	onChange   func(int)
-	closed     bool
+	mu       sync.Mutex
+	epoch    time.Time            // sentPacket times count from it
+	sent     [ringSize]sentPacket // by TWCC sequence number mod ringSize
+	acks     []ack                // reused by every feedback
+	minRate  float64
+	maxRate  float64
+	delay    delayDetector
+	rc       rateControl
+	acked    ackedRate
+	loss     lossBased
+	rtt      time.Duration // smoothed, from feedback; 0 until known
+	lastSent time.Time     // the newest packet's departure
+	unacked  time.Time     // the first departure since the latest feedback
+	stalls   int           // cuts made since feedback stopped
+	floor    int           // from the last successful probe
+	lastGCC  int           // GCC's rate: min(delay-based, loss-based)
+	rrLoss   float64       // fraction lost in the latest receiver report
+	probeOK  time.Time     // when the latest successful probe was evaluated
+	probe    *probe
+	lastEval ProbeResult
+	onChange func(int)
+	closed   bool
 }
 
 // It is 16 bytes, a time.Time alone being 24: the ring is most of an
@@ -100,16 +87,11 @@ type probe struct {
 	// What the feedback acknowledged of the packets sent in the window.
 	bytes, lost, got        int
 	firstArrive, lastArrive time.Time
-	// And what it reported of them at all, received or not: what was
-	// sent, and over how long.
-	sentBytes           int
-	firstSend, lastSend time.Time
 }
 
 // ProbeResult is the outcome of the latest probe.
 type ProbeResult struct {
 	Rate      int // bits per second asked for
-	Sent      int // bits per second that left (less than Rate when the sender fell behind)
 	Delivered int // bits per second that arrived
 	Loss      float64
 	Success   bool
@@ -125,8 +107,7 @@ func New(initial, minRate, maxRate int) (*Estimator, error) {
 	initial = max(minRate, min(maxRate, initial))
 	e := &Estimator{
 		epoch:   time.Now(),
-		sent:    make([]sentPacket, ringStart),
-		acks:    make([]ack, 0, 64), // grows to the longest report's
+		acks:    make([]ack, 0, 256),
 		minRate: float64(minRate),
 		maxRate: float64(maxRate),
 		delay:   newDelayDetector(),
@@ -138,34 +119,16 @@ func New(initial, minRate, maxRate int) (*Estimator, error) {
 }
 
 // OnSent records a packet leaving: its transport-wide sequence number, its
-// size in bytes (header and payload) and when it left. O(1), and no
-// allocation but the ring's few doublings (growRing).
+// size in bytes (header and payload) and when it left. O(1), no
+// allocation.
 func (e *Estimator) OnSent(seq uint16, size int, at time.Time) {
 	e.mu.Lock()
-	t := int64(at.Sub(e.epoch))
-	sp := &e.sent[int(seq)&(len(e.sent)-1)]
-	if sp.ok && !sp.reported && len(e.sent) < ringSize && (!e.haveNewest || int16(sp.seq-e.newest) > 0) {
-		e.growRing()
-		sp = &e.sent[int(seq)&(len(e.sent)-1)]
-	}
-	*sp = sentPacket{at: t, size: uint16(min(size, math.MaxUint16)), seq: seq, ok: true}
+	e.sent[seq%ringSize] = sentPacket{at: int64(at.Sub(e.epoch)), size: uint16(min(size, math.MaxUint16)), seq: seq, ok: true}
 	e.lastSent = at
 	if e.unacked.IsZero() {
 		e.unacked = at
 	}
 	e.mu.Unlock()
-}
-
-// growRing doubles the ring of sent packets, each kept at its sequence
-// number's slot in the new one. Called with e.mu held.
-func (e *Estimator) growRing() {
-	ring := make([]sentPacket, 2*len(e.sent))
-	for _, sp := range e.sent {
-		if sp.ok {
-			ring[int(sp.seq)&(len(ring)-1)] = sp
-		}
-	}
-	e.sent = ring
 }
 
 // AddStream implements cc.BandwidthEstimator: it records each packet's
@@ -235,18 +198,15 @@ func (e *Estimator) onAcks(now time.Time) {
 	var latest time.Time // departure of the newest packet reported received
 	for i := range e.acks {
 		a := &e.acks[i]
-		sp := &e.sent[int(a.seq)&(len(e.sent)-1)]
+		sp := &e.sent[a.seq%ringSize]
 		if !sp.ok || sp.seq != a.seq {
 			continue
 		}
 		first := !sp.reported
 		sp.reported = true
-		if !e.haveNewest || int16(a.seq-e.newest) > 0 {
-			e.newest, e.haveNewest = a.seq, true
-		}
 		at := e.sentAt(sp)
 		if pr != nil && first && !at.Before(pr.start) && !at.After(pr.end) {
-			pr.account(sp, at, a)
+			pr.account(sp, a)
 		}
 		if first {
 			total++
@@ -281,7 +241,7 @@ func (e *Estimator) onAcks(now time.Time) {
 	}
 	if total > 0 && !e.closed {
 		acked := e.acked.rate()
-		e.rc.update(e.delay.usage, acked, e.rtt, now)
+		e.rc.update(e.delay.usage, acked, e.acked.recent(), e.rtt, now)
 		e.loss.update(lost, total, e.rc.rate, acked, e.rtt, now, e.minRate, e.maxRate)
 		g := int(math.Max(e.minRate, math.Min(e.maxRate, math.Min(e.rc.rate, e.loss.rate))))
 		f, r, changed = e.setGCC(g)
@@ -519,15 +479,8 @@ func (e *Estimator) LastProbe() ProbeResult {
 	return e.lastEval
 }
 
-func (pr *probe) account(sp *sentPacket, sent time.Time, a *ack) {
+func (pr *probe) account(sp *sentPacket, a *ack) {
 	s := pr
-	s.sentBytes += int(sp.size)
-	if s.firstSend.IsZero() || sent.Before(s.firstSend) {
-		s.firstSend = sent
-	}
-	if sent.After(s.lastSend) {
-		s.lastSend = sent
-	}
 	if !a.received {
 		s.lost++
 		return
@@ -549,25 +502,14 @@ func (pr *probe) result(now time.Time) ProbeResult {
 	if total > 0 {
 		res.Loss = float64(s.lost) / float64(total)
 	}
-	minSpan := pr.end.Sub(pr.start) / 2
-	if s.got > 1 {
-		res.Delivered = int(float64(s.bytes*8) / max(s.lastArrive.Sub(s.firstArrive), minSpan).Seconds())
+	span := s.lastArrive.Sub(s.firstArrive)
+	if minSpan := pr.end.Sub(pr.start) / 2; span < minSpan {
+		span = minSpan
 	}
-	if total > 1 {
-		res.Sent = int(float64(s.sentBytes*8) / max(s.lastSend.Sub(s.firstSend), minSpan).Seconds())
+	if s.got > 1 && span > 0 {
+		res.Delivered = int(float64(s.bytes*8) / span.Seconds())
 	}
-	// Delivered is held against what was asked for, or against what left
-	// if less did: a sender that fell behind (its padding goroutine late
-	// on a busy machine) measured nothing about the link beyond what it
-	// sent, and all of that arriving as it left is a success at that
-	// rate, not a failure that would bound the next probes. Delivered
-	// over sent is the probe's send span over its arrival span: under
-	// 80% means a queue grew while it ran.
-	aim := pr.rate
-	if res.Sent > 0 && res.Sent < aim {
-		aim = res.Sent
-	}
-	res.Success = s.got >= 10 && res.Loss < 0.05 && res.Delivered >= aim*80/100
+	res.Success = s.got >= 10 && res.Loss < 0.05 && res.Delivered >= pr.rate*80/100
 	return res
 }
 

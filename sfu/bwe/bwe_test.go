@@ -115,14 +115,14 @@ func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
 	e.mu.Lock()
 	high := e.floor
 	e.mu.Unlock()
-	// The next probe sends 4 Mbit/s and gets 1 Mbit/s through: 200
-	// packets of 250 bytes sent 0.5 ms apart arrive 2 ms apart.
+	// The next probe asks for 4 Mbit/s and gets 1 Mbit/s through: 50
+	// packets of 250 bytes 2 ms apart.
 	now = now.Add(2 * time.Second)
 	e.StartProbe(4_000_000, 100*time.Millisecond, now)
-	for i := 0; i < 200; i++ {
-		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i)*500*time.Microsecond))
+	for i := 0; i < 50; i++ {
+		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i)*2*time.Millisecond))
 	}
-	fb := feedback(200, 200, nil)
+	fb := feedback(200, 50, nil)
 	for _, d := range fb.RecvDeltas {
 		d.Delta = 2000
 	}
@@ -136,36 +136,6 @@ func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
 	e.mu.Unlock()
 	if floor != res.Delivered*95/100 {
 		t.Fatalf("floor %d after a failed probe delivering %d (was %d)", floor, res.Delivered, high)
-	}
-}
-
-// TestProbeSenderFellBehind: a probe asked for 4 Mbit/s whose sender
-// managed only 1 Mbit/s (its padding late on a busy machine), all of it
-// arriving as it left, measured the link at 1 Mbit/s and found no queue:
-// a success at that rate, not a failure that would bound later probes
-// to 10% above it.
-func TestProbeSenderFellBehind(t *testing.T) {
-	e, err := New(300_000, 50_000, 10_000_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	now := time.Now()
-	e.StartProbe(4_000_000, 100*time.Millisecond, now)
-	for i := 0; i < 50; i++ {
-		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*2*time.Millisecond))
-	}
-	fb := feedback(0, 50, nil)
-	for _, d := range fb.RecvDeltas {
-		d.Delta = 2000
-	}
-	e.OnFeedback(fb, now.Add(time.Second))
-	res := e.LastProbe()
-	if !res.Success || res.Sent < 950_000 || res.Sent > 1_100_000 || res.Delivered < 950_000 {
-		t.Fatalf("probe %+v, want a success at the 1 Mbit/s it sent", res)
-	}
-	if got := e.GetTargetBitrate(); got < 900_000 {
-		t.Fatalf("estimate %d after the probe, want its 95%% of ~1 Mbit/s", got)
 	}
 }
 
@@ -263,90 +233,5 @@ func TestEvaluateProbeWhenOverdue(t *testing.T) {
 func TestSentPacketSize(t *testing.T) {
 	if n := unsafe.Sizeof(sentPacket{}); n != 16 {
 		t.Fatalf("sentPacket is %d bytes, want 16", n)
-	}
-}
-
-// reported counts the ring's packets some feedback has told the fate of.
-func reported(e *Estimator) int {
-	n := 0
-	for _, sp := range e.sent {
-		if sp.ok && sp.reported {
-			n++
-		}
-	}
-	return n
-}
-
-// The ring of sent packets stays small for a subscriber whose feedback
-// keeps up with its rate, even when some reports are lost, and grows, up
-// to ringSize, to hold what is sent before feedback comes: no packet a
-// report covers, however late it comes, is missed.
-func TestRingGrowsWithThePacketsInFlight(t *testing.T) {
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	at := func(d time.Duration) time.Time { return base.Add(d) }
-
-	// 300 packets a second for 5 s, feedback 20 ms after each 100 ms of
-	// them (lag: how many 100 ms steps later), every tenth report lost
-	// when lose.
-	run := func(lag int, lose bool) *Estimator {
-		e, _ := New(1_000_000, 50_000, 20_000_000)
-		var seq uint16
-		var steps [][]simPacket
-		for step := 0; step < 50; step++ {
-			var pkts []simPacket
-			for i := 0; i < 30; i++ {
-				d := time.Duration(step*100)*time.Millisecond + time.Duration(i*10/3)*time.Millisecond
-				e.OnSent(seq, 1200, at(d))
-				pkts = append(pkts, simPacket{seq: seq, arrive: d + 20*time.Millisecond})
-				seq++
-			}
-			steps = append(steps, pkts)
-			if step < lag {
-				continue
-			}
-			r := step - lag
-			if lose && r%10 == 5 {
-				continue
-			}
-			e.OnFeedback(buildTWCC(t, steps[r], uint8(r)), at(time.Duration(step*100+20)*time.Millisecond))
-			for _, p := range steps[r] {
-				if sp := e.sent[int(p.seq)&(len(e.sent)-1)]; sp.seq != p.seq || !sp.reported {
-					t.Fatalf("lag %d: packet %d not matched to its report", lag, p.seq)
-				}
-			}
-		}
-		return e
-	}
-	if e := run(1, true); len(e.sent) != ringStart {
-		t.Fatalf("ring of %d entries at 300 packets/s with feedback every 100 ms, one report in ten lost; want %d", len(e.sent), ringStart)
-	}
-	// Feedback 2 s late: 600 packets in flight.
-	if e := run(20, false); len(e.sent) != 1024 {
-		t.Fatalf("ring of %d entries with 600 packets in flight, want 1024", len(e.sent))
-	}
-
-	// 1,000 packets 1 ms apart, then one report of them all.
-	e, _ := New(1_000_000, 50_000, 20_000_000)
-	var pkts []simPacket
-	for i := 0; i < 1000; i++ {
-		d := time.Duration(i) * time.Millisecond
-		e.OnSent(uint16(60000+i), 1200, at(d))
-		pkts = append(pkts, simPacket{seq: uint16(60000 + i), arrive: d + 20*time.Millisecond})
-	}
-	if len(e.sent) != 1024 {
-		t.Fatalf("ring of %d entries holding 1,000 packets in flight, want 1024", len(e.sent))
-	}
-	e.OnFeedback(buildTWCC(t, pkts, 0), at(1100*time.Millisecond))
-	if n := reported(e); n != 1000 {
-		t.Fatalf("%d of 1,000 packets matched to the report", n)
-	}
-
-	// No feedback at all: the ring stops at ringSize.
-	e, _ = New(1_000_000, 50_000, 20_000_000)
-	for i := 0; i < 10000; i++ {
-		e.OnSent(uint16(i), 1200, at(time.Duration(i)*100*time.Microsecond))
-	}
-	if len(e.sent) != ringSize {
-		t.Fatalf("ring of %d entries without feedback, want %d", len(e.sent), ringSize)
 	}
 }
