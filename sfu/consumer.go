@@ -371,14 +371,9 @@ func (c *Consumer) Layer() (current, target int) {
 }
 
 // sendPadding sends n bytes of padding-only packets on this consumer's
-// stream, for a bandwidth probe. The subscriber discards them. They go on
-// the repair (RTX) stream when the subscriber negotiated one, as
-// libwebrtc's probes do: a probe that overdrives the link then loses
-// only repair-stream packets, never a media sequence number the
-// subscriber would count as lost and ask for again. Without RTX their
-// sequence numbers are taken from the media stream, so it sees no gap.
-// On the own SRTP path the packets are queued in b, which the caller
-// flushes.
+// stream, for a bandwidth probe. The subscriber discards them; their
+// sequence numbers are taken from the stream so it sees no gap. On the own
+// SRTP path the packets are queued in b, which the caller flushes.
 func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 	sent := 0
 	c.mu.Lock()
@@ -388,15 +383,9 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 	}
 	for sent < n {
 		h := &c.hdr
-		if c.rtxSSRC != 0 {
-			_, ts := c.munger.Last()
-			*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.rtxPT, SequenceNumber: c.rtxSeq, Timestamp: ts, SSRC: c.rtxSSRC, Extensions: c.ext[:0]}
-			c.rtxSeq++
-		} else {
-			seq, ts := c.munger.Pad()
-			c.notePad(seq, ts)
-			*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
-		}
+		seq, ts := c.munger.Pad()
+		c.notePad(seq, ts)
+		*h = rtp.Header{Version: 2, Padding: true, PayloadType: c.pt, SequenceNumber: seq, Timestamp: ts, SSRC: c.ssrc, Extensions: c.ext[:0]}
 		w, err := c.write(b, h, padPayload[:])
 		if err != nil {
 			break

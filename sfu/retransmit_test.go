@@ -119,36 +119,3 @@ func TestRetransmitPadding(t *testing.T) {
 		t.Errorf("Retransmits() = %d, %d; want 1, 0", sent, missed)
 	}
 }
-
-// TestPaddingOnRepairStream: with a repair stream negotiated, a probe's
-// padding goes on it (its own sequence numbers, the media's latest
-// timestamp), so the media stream's sequence numbers stay contiguous: a
-// probe the link drops costs the subscriber no media loss and no NACK.
-func TestPaddingOnRepairStream(t *testing.T) {
-	p, c, _ := temporalRig(t, 1)
-	w := &rawWriter{}
-	c.writer = w
-	c.rtxSSRC, c.rtxPT = 2, 97
-	g := &l1t3{p: p, pic: 1000, tl0: 9}
-	g.send(true)
-	g.run(t, 4)
-	last := w.pkts[len(w.pkts)-1]
-	w.pkts = nil
-	c.sendPadding(nil, 600)
-	if len(w.pkts) < 2 {
-		t.Fatalf("%d padding packets for 600 bytes, want several", len(w.pkts))
-	}
-	for i, pad := range w.pkts {
-		if !pad.Padding || pad.SSRC != 2 || pad.PayloadType != 97 || pad.Timestamp != last.Timestamp {
-			t.Fatalf("padding %+v, want padding on the repair stream 2/97 at the media's timestamp %d", pad.Header, last.Timestamp)
-		}
-		if i > 0 && pad.SequenceNumber != w.pkts[i-1].SequenceNumber+1 {
-			t.Errorf("repair sequence numbers %d then %d", w.pkts[i-1].SequenceNumber, pad.SequenceNumber)
-		}
-	}
-	w.pkts = nil
-	g.run(t, 4)
-	if got := w.pkts[0].SequenceNumber; got != last.SequenceNumber+1 {
-		t.Errorf("media resumed at sequence number %d after %d: the padding took media numbers", got, last.SequenceNumber)
-	}
-}
