@@ -404,6 +404,9 @@ type consumerTrack struct{ c *Consumer }
 // per kind, not per m-section.
 func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	c := ct.c
+	if h := testHookBind; h != nil {
+		h(c)
+	}
 	negotiated := ctx.CodecParameters()
 	if c.transceiver != nil {
 		c.transport.mu.Lock()

@@ -244,11 +244,21 @@ func (t *Transport) AddICECandidate(c *ICECandidate) error {
 		return nil
 	}
 	t.mu.Unlock()
+	if h := testHookCandidateToPion; h != nil {
+		h(t)
+	}
 	if err := t.pc.AddICECandidate(init); err != nil {
 		return fmt.Errorf("add ice candidate: %w", err)
 	}
 	return nil
 }
+
+// Test hooks (nil outside tests) at the two ends of a lock-order
+// hazard: a candidate going to pion, and a consumer binding inside pion.
+var (
+	testHookCandidateToPion func(*Transport)
+	testHookBind            func(*Consumer)
+)
 
 // flushCandidates is called after each client description is applied:
 // it adds what was trickled before, and lets later candidates go to pion
