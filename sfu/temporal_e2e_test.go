@@ -92,12 +92,13 @@ func TestSimulcastTemporalDropsFrameRateBeforeResolution(t *testing.T) {
 		sub.mu.Unlock()
 		t.Fatalf("1.8 Mbit/s: on %d/%d after 25 s, want f at T1 (estimate %v)", sp, tl, rig.router.Stats())
 	}
-	t.Logf("1.8 Mbit/s: f at T1 after %v (estimate %v)", time.Since(start).Round(time.Millisecond), rig.router.Stats())
+	t.Logf("1.8 Mbit/s: f at T1 after %v (estimate %v, f's cumulative temporal rates %v)", time.Since(start).Round(time.Millisecond), rig.router.Stats(), rig.p.TemporalLayers(2))
 	sub.resetSeqs()
 	sub.c.RequestKeyframe() // at least one keyframe in the window
 	from := time.Now()
 	held := sub.holdLayers(2, 1, 4*time.Second)
 	to := time.Now()
+	t.Logf("after the window: estimate %v, f's cumulative temporal rates %v", rig.router.Stats(), rig.p.TemporalLayers(2))
 	fps := sub.fps(from, to)
 	loss, n := sub.loss()
 	// The keyframes of the window (one every 3 s, and the switch's):
