@@ -274,6 +274,14 @@ func (e *Estimator) evalProbe(now time.Time) {
 	switch {
 	case res.Success && res.Delivered*ProbeKeepPercent/100 > e.floor:
 		e.floor = res.Delivered * ProbeKeepPercent / 100
+		// GCC learns the rate too, as libwebrtc's rate control takes a
+		// probe's result: a later cut (congestion, a feedback stall)
+		// then goes down from what the link was measured to carry, not
+		// from the rate GCC had reached alone, which on a link probing
+		// keeps full sits far below it (a stall took 1.73 Mbit/s to
+		// 0.25 that way).
+		e.rc.lift(float64(e.floor), now)
+		e.lastGCC = max(e.lastGCC, min(int(e.rc.rate), int(e.loss.rate)))
 	case !res.Success && res.Delivered > 0 && res.Delivered < e.floor:
 		// The link carried less than the floor claims: an earlier
 		// probe rode a burst allowance. Left there, the floor would

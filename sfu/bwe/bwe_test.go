@@ -164,12 +164,15 @@ func TestReceiverReportOlderThanAProbe(t *testing.T) {
 		t.Fatalf("probe result %+v", res)
 	}
 	e.OnReceiverReport(0.5, evaluated.Add(500*time.Millisecond))
-	if got := e.GetTargetBitrate(); got < 1_800_000 {
-		t.Fatalf("estimate %d after a successful probe and an older report, want ≥ 1.8M", got)
+	probed := e.GetTargetBitrate()
+	if probed < 1_800_000 {
+		t.Fatalf("estimate %d after a successful probe and an older report, want ≥ 1.8M", probed)
 	}
+	// Cut from the probed rate (which GCC learned), by a quarter for
+	// half lost.
 	e.OnReceiverReport(0.5, evaluated.Add(1500*time.Millisecond))
-	if got := e.GetTargetBitrate(); got >= 300_000 {
-		t.Fatalf("estimate %d with half lost again, want cut", got)
+	if got := e.GetTargetBitrate(); got > probed*8/10 {
+		t.Fatalf("estimate %d with half lost again, from %d: want cut", got, probed)
 	}
 }
 
@@ -233,5 +236,44 @@ func TestEvaluateProbeWhenOverdue(t *testing.T) {
 func TestSentPacketSize(t *testing.T) {
 	if n := unsafe.Sizeof(sentPacket{}); n != 16 {
 		t.Fatalf("sentPacket is %d bytes, want 16", n)
+	}
+}
+
+// TestStallAfterProbeCutsFromTheProbedRate: GCC alone had reached 300
+// kbit/s when a probe measured 2 Mbit/s. Feedback then stops for a second
+// (a busy receiver): the estimate falls by one stall's cut from what the
+// link was measured to carry, not to a fraction of GCC's own 300 kbit/s
+// (the e2e temporal test's estimate fell from 1.73 to 0.25 Mbit/s so).
+func TestStallAfterProbeCutsFromTheProbedRate(t *testing.T) {
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	now := time.Now()
+	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	for i := 0; i < 100; i++ {
+		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+	now = now.Add(time.Second)
+	e.OnFeedback(feedback(0, 100, nil), now)
+	probed := e.GetTargetBitrate()
+	if res := e.LastProbe(); !res.Success || probed < 1_800_000 {
+		t.Fatalf("probe %+v, estimate %d", res, probed)
+	}
+	// Packets go out for 1.2 s and no feedback comes back.
+	for i := 0; i < 120; i++ {
+		now = now.Add(10 * time.Millisecond)
+		e.OnSent(uint16(100+i), 250, now)
+	}
+	got := e.GetTargetBitrate()
+	t.Logf("estimate %d after the probe, %d after a 1.2 s feedback stall", probed, got)
+	if got > probed*9/10 {
+		t.Fatalf("estimate %d after a feedback stall, from %d: not cut", got, probed)
+	}
+	if float64(got) < float64(probed)*stallFactor*0.95 {
+		t.Fatalf("estimate %d after one stall, from %d: cut to less than %.0f%%", got, probed, 100*stallFactor)
 	}
 }
