@@ -241,7 +241,7 @@ func (e *Estimator) onAcks(now time.Time) {
 	}
 	if total > 0 && !e.closed {
 		acked := e.acked.rate()
-		e.rc.update(e.delay.usage, acked, e.acked.recent(), e.rtt, now)
+		e.rc.update(e.delay.usage, acked, e.rtt, now)
 		e.loss.update(lost, total, e.rc.rate, acked, e.rtt, now, e.minRate, e.maxRate)
 		g := int(math.Max(e.minRate, math.Min(e.maxRate, math.Min(e.rc.rate, e.loss.rate))))
 		f, r, changed = e.setGCC(g)

@@ -283,17 +283,22 @@ type rateControl struct {
 }
 
 // update runs the controller once per feedback; acked is the acknowledged
-// bitrate (0 when not known yet) and recent the same over a shorter
-// window, rtt the round-trip time (0 when not known).
-func (r *rateControl) update(u usage, acked, recent float64, rtt time.Duration, now time.Time) {
+// bitrate over the acked window (0 when not known yet), rtt the round-trip
+// time (0 when not known).
+//
+// An overuse cuts from the whole window's rate, as libwebrtc's does, not
+// from a shorter one that would see a real drop a little sooner (400 ms
+// rather than 600 ms to follow 5 to 0.4 Mbit/s in TestGCCFollowsCapacityDrop):
+// a CPU stall at either end empties part of a short window, which then
+// reads a fraction of what the link carries, and a cut from it took a
+// 2 Mbit/s stream on a free link to 0.5 Mbit/s (TestCPUStallsAreNotCongestion,
+// "heavy" cases).
+func (r *rateControl) update(u usage, acked float64, rtt time.Duration, now time.Time) {
 	if r.lastUpdate.IsZero() {
 		r.lastUpdate = now
 	}
 	switch u {
 	case usageOver:
-		if recent > 0 {
-			acked = recent
-		}
 		if r.timeToReduce(acked, rtt, now) {
 			r.decrease(acked, now)
 		}

@@ -8,7 +8,6 @@ import (
 const (
 	ackedBin     = 25 * time.Millisecond // the acked rate's resolution…
 	ackedBins    = 20                    // …and window (500 ms)
-	recentBins   = 10                    // the recent window (250 ms)
 	minAckedSpan = 100 * time.Millisecond
 
 	lossHigh        = 0.10 // above: cut the rate
@@ -56,11 +55,6 @@ func (a *ackedRate) add(arrive time.Time, size int) {
 // rate is the acknowledged bitrate over the whole window, 0 while less
 // than minAckedSpan has been seen.
 func (a *ackedRate) rate() float64 { return a.over(ackedBins) }
-
-// recent is the acknowledged bitrate over the newest recentBins only:
-// while a queue builds, what arrives is the bottleneck's rate, and the
-// short window sees a fall in it sooner.
-func (a *ackedRate) recent() float64 { return a.over(recentBins) }
 
 func (a *ackedRate) over(bins int64) float64 {
 	if !a.ok {

@@ -515,9 +515,6 @@ func TestFeedbackNearClockZero(t *testing.T) {
 	if r := e.acked.rate(); r < 1_800_000 || r > 2_100_000 {
 		t.Fatalf("acked rate %.0f, want about 1.9M (1,200 bytes every 5 ms)", r)
 	}
-	if r := e.acked.recent(); r < 1_800_000 || r > 2_100_000 {
-		t.Fatalf("recent acked rate %.0f", r)
-	}
 }
 
 func TestOnSentAndOnFeedbackDoNotAllocate(t *testing.T) {
@@ -595,39 +592,54 @@ func BenchmarkStreamWrite(b *testing.B) {
 // sender's or the receiver's CPU stalls for 10–50 ms at a time, about a
 // fifth of the time: the delay of some packets jumps by tens of
 // milliseconds, but no queue stands, so the estimate stays at or above
-// the stream's rate throughout.
+// the stream's rate throughout. With stalls of 100-400 ms (a machine
+// loaded several times over; an in-process test's links, SFU and
+// subscribers all stall together) it stays above half of it.
 func TestCPUStallsAreNotCongestion(t *testing.T) {
 	const media = 2_000_000
 	const until = 40 * time.Second
 	pattern := func(seed int64) []span {
 		return stalls(seed, until, 10*time.Millisecond, 50*time.Millisecond, 30*time.Millisecond, 250*time.Millisecond)
 	}
+	heavy := func(seed int64) []span {
+		return stalls(seed, until, 100*time.Millisecond, 400*time.Millisecond, 100*time.Millisecond, 500*time.Millisecond)
+	}
 	for _, tc := range []struct {
 		name string
 		set  func(s *sim)
+		// What the estimate must stay at or above: the stream's rate,
+		// or for stalls of 100-400 ms (a machine loaded several times
+		// over) half of it, under which a one-encoding video may be
+		// paused (sfu's pauseFar).
+		floor int
 	}{
-		{"receiver", func(s *sim) { s.recvStalls = pattern(1) }},
-		{"sender", func(s *sim) { s.sendStalls = pattern(2) }},
+		{"receiver", func(s *sim) { s.recvStalls = pattern(1) }, media},
+		{"sender", func(s *sim) { s.sendStalls = pattern(2) }, media},
 		// The estimator told of a departure before the packet really
 		// left: each stall is pure extra delay on the packets in it.
-		{"sender-stamped-early", func(s *sim) { s.sendStalls, s.stampIntended = pattern(3), true }},
-		{"both", func(s *sim) { s.sendStalls, s.recvStalls, s.stampIntended = pattern(4), pattern(5), true }},
-		{"receiver-slow-reads", func(s *sim) { s.recvStalls, s.readCost = pattern(7), 500*time.Microsecond }},
-		{"sender-early-slow-reads", func(s *sim) { s.sendStalls, s.stampIntended, s.readCost = pattern(8), true, 1500*time.Microsecond }},
-		{"receiver-r2", func(s *sim) { s.recvStalls, s.readCost = pattern(9), 2*time.Millisecond }},
-		{"receiver-r3", func(s *sim) { s.recvStalls, s.readCost = pattern(10), 3*time.Millisecond }},
+		{"sender-stamped-early", func(s *sim) { s.sendStalls, s.stampIntended = pattern(3), true }, media},
+		{"both", func(s *sim) { s.sendStalls, s.recvStalls, s.stampIntended = pattern(4), pattern(5), true }, media},
+		{"receiver-slow-reads", func(s *sim) { s.recvStalls, s.readCost = pattern(7), 500*time.Microsecond }, media},
+		{"sender-early-slow-reads", func(s *sim) { s.sendStalls, s.stampIntended, s.readCost = pattern(8), true, 1500*time.Microsecond }, media},
+		{"receiver-r2", func(s *sim) { s.recvStalls, s.readCost = pattern(9), 2*time.Millisecond }, media},
+		{"receiver-r3", func(s *sim) { s.recvStalls, s.readCost = pattern(10), 3*time.Millisecond }, media},
 		{"receiver-r3-long", func(s *sim) {
 			s.recvStalls, s.readCost = stalls(11, until, 10*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond, 1000*time.Millisecond), 3*time.Millisecond
-		}},
+		}, media},
 		{"receiver-dense", func(s *sim) {
 			s.recvStalls, s.readCost = stalls(12, until, 40*time.Millisecond, 50*time.Millisecond, 15*time.Millisecond, 40*time.Millisecond), time.Millisecond
-		}},
+		}, media},
 		{"sender-early-dense", func(s *sim) {
 			s.sendStalls, s.stampIntended = stalls(13, until, 40*time.Millisecond, 50*time.Millisecond, 1*time.Millisecond, 20*time.Millisecond), true
-		}},
+		}, media},
 		{"receiver-short-gaps", func(s *sim) {
 			s.recvStalls = stalls(6, until, 10*time.Millisecond, 50*time.Millisecond, 5*time.Millisecond, 60*time.Millisecond)
-		}},
+		}, media},
+		{"heavy-receiver", func(s *sim) { s.recvStalls = heavy(21) }, media / 2},
+		{"heavy-both", func(s *sim) { s.sendStalls, s.recvStalls, s.stampIntended = heavy(22), heavy(23), true }, media / 2},
+		{"heavy-receiver-slow-reads", func(s *sim) {
+			s.recvStalls, s.readCost = stalls(24, until, 50*time.Millisecond, 150*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond), 2*time.Millisecond
+		}, media / 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSim(t, media, constant(100_000_000))
@@ -656,8 +668,8 @@ func TestCPUStallsAreNotCongestion(t *testing.T) {
 			}
 			t.Logf("stalled %v of %v; estimate lowest %d (at %v), at 10/20/40 s %d %d %d; overuse in %d of %d samples, highest trend %.1f",
 				stalled, until, low, lowAt, s.at(10*time.Second), s.at(20*time.Second), s.at(until), overuse, len(s.estimates), maxTrend)
-			if low < media {
-				t.Fatalf("estimate fell to %d at %v, below the stream's %d, on a free link", low, lowAt, media)
+			if low < tc.floor {
+				t.Fatalf("estimate fell to %d at %v, below %d (the stream is %d), on a free link", low, lowAt, tc.floor, media)
 			}
 		})
 	}
