@@ -274,14 +274,6 @@ func (e *Estimator) evalProbe(now time.Time) {
 	switch {
 	case res.Success && res.Delivered*ProbeKeepPercent/100 > e.floor:
 		e.floor = res.Delivered * ProbeKeepPercent / 100
-		// GCC learns the rate too, as libwebrtc's rate control takes a
-		// probe's result: a later cut (congestion, a feedback stall)
-		// then goes down from what the link was measured to carry, not
-		// from the rate GCC had reached alone, which on a link probing
-		// keeps full sits far below it (a stall took 1.73 Mbit/s to
-		// 0.25 that way).
-		e.rc.lift(float64(e.floor), now)
-		e.lastGCC = max(e.lastGCC, min(int(e.rc.rate), int(e.loss.rate)))
 	case !res.Success && res.Delivered > 0 && res.Delivered < e.floor:
 		// The link carried less than the floor claims: an earlier
 		// probe rode a burst allowance. Left there, the floor would
@@ -315,6 +307,15 @@ func (e *Estimator) checkStall() (func(int), int, bool) {
 	if n <= e.stalls {
 		return nil, 0, false
 	}
+	// The cut is from what is being sent: the probe floor when it is
+	// above GCC's own rate, which on a link that probes keep full stays
+	// where GCC climbed to alone (a stall on a busy machine took an
+	// estimate of 1.73 Mbit/s on a 1.8 Mbit/s link to 0.25 so). The
+	// floor is then voided: the cut is the estimate now.
+	if f := float64(e.floor); f > e.rc.rate {
+		e.rc.rate = e.rc.clamp(f)
+	}
+	e.floor = 0
 	for ; e.stalls < n; e.stalls++ {
 		e.rc.rate = e.rc.clamp(e.rc.rate * stallFactor)
 	}

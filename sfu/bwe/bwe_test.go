@@ -164,15 +164,12 @@ func TestReceiverReportOlderThanAProbe(t *testing.T) {
 		t.Fatalf("probe result %+v", res)
 	}
 	e.OnReceiverReport(0.5, evaluated.Add(500*time.Millisecond))
-	probed := e.GetTargetBitrate()
-	if probed < 1_800_000 {
-		t.Fatalf("estimate %d after a successful probe and an older report, want ≥ 1.8M", probed)
+	if got := e.GetTargetBitrate(); got < 1_800_000 {
+		t.Fatalf("estimate %d after a successful probe and an older report, want ≥ 1.8M", got)
 	}
-	// Cut from the probed rate (which GCC learned), by a quarter for
-	// half lost.
 	e.OnReceiverReport(0.5, evaluated.Add(1500*time.Millisecond))
-	if got := e.GetTargetBitrate(); got > probed*8/10 {
-		t.Fatalf("estimate %d with half lost again, from %d: want cut", got, probed)
+	if got := e.GetTargetBitrate(); got >= 300_000 {
+		t.Fatalf("estimate %d with half lost again, want cut", got)
 	}
 }
 
@@ -241,9 +238,9 @@ func TestSentPacketSize(t *testing.T) {
 
 // TestStallAfterProbeCutsFromTheProbedRate: GCC alone had reached 300
 // kbit/s when a probe measured 2 Mbit/s. Feedback then stops for a second
-// (a busy receiver): the estimate falls by one stall's cut from what the
-// link was measured to carry, not to a fraction of GCC's own 300 kbit/s
-// (the e2e temporal test's estimate fell from 1.73 to 0.25 Mbit/s so).
+// (a busy receiver): the estimate falls by one stall's cut from what was
+// being sent, not to a fraction of GCC's own 300 kbit/s (the e2e temporal
+// test's estimate fell from 1.73 to 0.25 Mbit/s so).
 func TestStallAfterProbeCutsFromTheProbedRate(t *testing.T) {
 	e, err := New(300_000, 50_000, 10_000_000)
 	if err != nil {

@@ -379,14 +379,6 @@ func (r *rateControl) decrease(acked float64, now time.Time) {
 	r.lastUpdate = now
 }
 
-// lift raises the rate to v, a rate the link was just measured to carry.
-func (r *rateControl) lift(v float64, now time.Time) {
-	if v > r.rate {
-		r.rate = r.clamp(v)
-		r.lastUpdate = now
-	}
-}
-
 func (r *rateControl) clamp(v float64) float64 {
 	return math.Max(r.min, math.Min(r.max, v))
 }
