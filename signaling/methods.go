@@ -40,10 +40,12 @@ func (ss *session) handle(data []byte) {
 	defer ss.release()
 	var g *goRemote
 	if errors.As(err, &g) {
-		if !isNotification && ss.srv.remoteOrNil().open(ss, g, req.ID, data) == nil {
-			return // the room's node answers
-		}
 		err = g.moved
+		if !isNotification {
+			if err = ss.srv.remoteOrNil().open(ss, g, req.ID, data); err == nil {
+				return // the room's node answers
+			}
+		}
 	}
 	if isNotification {
 		if err != nil {

@@ -59,8 +59,16 @@ type RemoteOptions struct {
 	// are sent here, error 1010).
 	MaxMessage, MaxMembers int
 	// AnswerTimeout bounds how long an edge waits for the origin's answer
-	// to a join (default 5 s); past it the member is sent there (1010).
+	// to a join (default 5 s); past it the member is sent there (1010),
+	// or told to retry (1011) if the origin stopped renewing (Answering).
 	AnswerTimeout time.Duration
+	// Answering reports whether node still renews its place in the
+	// cluster. A join whose origin did not serve it (no pipe, no join
+	// result in time) is sent there only if it does: a member sent to a
+	// dead node would be stranded, so it is told to retry here (1011)
+	// until the room's lease runs out and a live node takes the room.
+	// Nil: always sent there.
+	Answering func(ctx context.Context, node string) bool
 }
 
 // remote is this node's part in members on several nodes: as an edge

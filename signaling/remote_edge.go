@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/matinee-dev/matinee/room"
@@ -22,15 +23,16 @@ type goRemote struct {
 func (g *goRemote) Error() string { return g.moved.Error() }
 
 // open links ss to room g.room on node g.node and forwards its join
-// frame; the answer comes from the origin. An error: the member is not
-// served here (the caller answers the move).
+// frame; the answer comes from the origin. An error is the join's answer:
+// the member is not served here (moved there, or told to retry).
 func (rm *remote) open(ss *session, g *goRemote, id json.RawMessage, frame []byte) error {
 	ctx, cancel := context.WithTimeout(rm.ctx, rm.opt.AnswerTimeout)
 	release, err := rm.opt.Watch(ctx, g.room, g.node)
 	cancel()
 	if err != nil {
-		rm.log.Info("member relay: the room's media cannot be relayed here; member sent to its node", "room", g.room, "node", g.node, "err", err)
-		return err
+		answer := rm.fallback(g.room, g.node, g.moved)
+		rm.log.Info("member relay: the room's media cannot be relayed here", "room", g.room, "node", g.node, "err", err, "answer", answer)
+		return answer
 	}
 	l := &link{id: newSessionID(), node: g.node, roomID: g.room, ss: ss, moved: g.moved, release: release,
 		joinID: id, heard: time.Now()}
@@ -46,9 +48,37 @@ func (rm *remote) open(ss *session, g *goRemote, id json.RawMessage, frame []byt
 	ss.log = ss.log.With("room", g.room, "origin", g.node, "session", l.id)
 	if err := rm.forward(l, frame, true); err != nil {
 		rm.unlink(l, false)
-		return err
+		return unavailable(g.room, g.node, fmt.Sprintf("the join could not be sent there: %v", err))
 	}
 	return nil
+}
+
+// fallback is the answer to a join its origin did not serve: the move
+// there (1010) while the origin answers the cluster, else a retry here
+// (1011): a node that stopped renewing is dead or cut off, and a member
+// sent there would be stranded until the room's lease runs out and a
+// live node (maybe this one) takes the room.
+func (rm *remote) fallback(roomID, node string, moved error) error {
+	if rm.opt.Answering == nil {
+		return moved
+	}
+	ctx, cancel := context.WithTimeout(rm.ctx, time.Second)
+	defer cancel()
+	if !rm.opt.Answering(ctx, node) {
+		return unavailable(roomID, node, "it stopped renewing its place in the cluster")
+	}
+	return moved
+}
+
+// unavailable is the retryable answer to a join whose origin cannot be
+// reached now.
+func unavailable(roomID, node, why string) *room.Error {
+	return &room.Error{
+		Kind:         room.KindUnavailable,
+		Message:      fmt.Sprintf("room %q: its node %s cannot be reached (%s); try again", roomID, node, why),
+		Reason:       room.ReasonNodeDown,
+		RetryAfterMs: int64(time.Second / time.Millisecond),
+	}
 }
 
 // joinUnanswered sends the member to the room's node when the origin did
@@ -61,9 +91,10 @@ func (rm *remote) joinUnanswered(l *link) {
 	if id == nil {
 		return
 	}
-	rm.log.Warn("member relay: the room's node did not answer a join; member sent there", "room", l.roomID, "node", l.node)
 	rm.unlink(l, true)
-	l.ss.reply(id, nil, toRPCError(l.moved))
+	answer := rm.fallback(l.roomID, l.node, l.moved)
+	rm.log.Warn("member relay: the room's node did not answer a join", "room", l.roomID, "node", l.node, "answer", answer)
+	l.ss.reply(id, nil, toRPCError(answer))
 }
 
 // forward sends one request frame to the origin.

@@ -68,7 +68,7 @@ type remoteNode struct {
 	env   *env
 }
 
-func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bool) error, maxMessage int) *remoteNode {
+func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bool) error, maxMessage int, tune ...func(*signaling.RemoteOptions)) *remoteNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := sfu.NewWorker(ctx, sfu.WorkerConfig{LoopbackOnly: true})
@@ -81,7 +81,7 @@ func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bo
 	// The relay's part: an edge of the room while members use it.
 	var mu sync.Mutex
 	edges, users := map[string]*room.Edge{}, map[string]int{}
-	sig.StartRemote(ctx, signaling.RemoteOptions{
+	opt := signaling.RemoteOptions{
 		Bus: nodeBus{id, bus}, Inbox: bus.inbox(id),
 		Watch: func(_ context.Context, roomID, _ string) (func(), error) {
 			mu.Lock()
@@ -105,7 +105,11 @@ func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bo
 		},
 		Renew: 100 * time.Millisecond, TTL: 400 * time.Millisecond,
 		MaxMessage: maxMessage, MaxMembers: 10,
-	})
+	}
+	for _, f := range tune {
+		f(&opt)
+	}
+	sig.StartRemote(ctx, opt)
 	hs := httptest.NewServer(sig)
 	t.Cleanup(func() {
 		sig.Close()
@@ -232,4 +236,49 @@ func waitFor(t *testing.T, what string, f func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestRemoteJoinOriginSilent: a join through b that a does not answer
+// (its messages lost, as when a was killed) is sent to a (1010) only
+// while a still renews its place in the cluster; once it stopped, the
+// joiner is told to retry (1011, node_unavailable, retryAfterMs) rather
+// than sent to a dead node.
+func TestRemoteJoinOriginSilent(t *testing.T) {
+	bus := &memBus{}
+	a := startRemoteNode(t, bus, "a", nil, 1<<20)
+	moved := func(id string, _ bool) error {
+		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
+	}
+	var mu sync.Mutex
+	aAnswering := true
+	b := startRemoteNode(t, bus, "b", moved, 1<<20, func(o *signaling.RemoteOptions) {
+		o.AnswerTimeout = 300 * time.Millisecond
+		o.Answering = func(_ context.Context, node string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return node != "a" || aAnswering
+		}
+	})
+	ana := a.env.dial(t)
+	ana.mustCall("join", map[string]any{"room": "film", "name": "Ana"}, nil)
+	bus.mu.Lock()
+	bus.drop = func(to string, _ []byte) bool { return to == "a" }
+	bus.mu.Unlock()
+
+	bo := b.env.dial(t)
+	e := bo.callErr("join", map[string]any{"room": "film", "name": "Bo"}, signaling.CodeMoved)
+	if e.Data["url"] != "https://a.example" {
+		t.Fatalf("unanswered join while a renews: %+v, want the move to a", e)
+	}
+	mu.Lock()
+	aAnswering = false
+	mu.Unlock()
+	e = bo.callErr("join", map[string]any{"room": "film", "name": "Bo"}, signaling.CodeUnavailable)
+	if e.Data["reason"] != room.ReasonNodeDown || e.Data["retryAfterMs"] == nil || e.Data["url"] != nil {
+		t.Fatalf("unanswered join once a stopped: %+v, want a retry without a move", e)
+	}
+	if !bo.isOpen() {
+		t.Fatal("Bo's socket closed after a refused join")
+	}
+	waitFor(t, "b forgets the links", func() bool { return b.sig.RemoteStats().Links == 0 })
 }
