@@ -33,13 +33,16 @@ func newBrowser(t *testing.T, exe string) context.Context {
 
 // The web client follows a join answered 1010: a page opened on one
 // node, whose room another node took meanwhile, moves to that node with
-// the name typed in, and joins there without asking again.
+// the name typed in, and joins there without asking again. Members stay
+// on the node they reached by default (--relay-members); this is the
+// move of a cluster that turned that off (as past --relay-max-members).
 func TestClusterWebClientFollowsMove(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server, two matinee processes and Chromium")
 	}
 	exe := testenv.Chromium(t)
 	c := newCluster(t)
+	c.args = []string{"--relay-members=false"}
 	a := c.addNode("wa")
 	b := c.addNode("wb")
 
@@ -76,7 +79,7 @@ func TestClusterWebClientFollowsMove(t *testing.T) {
 			}
 		}
 		if err := member.ReadJSON(&msg); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
+			loc, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + ' | ' + (window.__matinee?.client?.state || '') + ' | ' + document.body.innerText.slice(0, 300)`))
 			t.Fatalf("no peerJoined from the browser on %s (page at %s): %v", b.id, loc, err)
 		}
 		if msg.Method == "peerJoined" && msg.Params.Peer.Name == "Browser" {
@@ -126,8 +129,7 @@ func TestClusterShareAcrossNodes(t *testing.T) {
 		t.Skip("starts redis-server, two matinee processes and Chromium")
 	}
 	exe := testenv.Chromium(t)
-	c := newCluster(t)
-	c.args = []string{"--relay-members"}
+	c := newCluster(t) // --relay-members is on by default
 	a := c.addNode("sa")
 	b := c.addNode("sb")
 	browser := newBrowser(t, exe)
