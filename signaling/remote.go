@@ -87,6 +87,10 @@ type remote struct {
 	links map[string]*link // by session id (edge)
 	// sessions are the origin's remote sessions, by edge node and id.
 	sessions map[remoteKey]*session
+	// given up are sessions whose edge gave up on their join before
+	// their first request came (messages may overtake each other), until
+	// when a late join of theirs is refused.
+	givenUp map[remoteKey]time.Time
 	// out sends what those sessions write, batched per node.
 	out *fanout
 }
@@ -106,6 +110,7 @@ type link struct {
 	joinID    json.RawMessage
 	leaveID   json.RawMessage
 	joinTimer *time.Timer
+	gaveUp    bool   // the join went unanswered: the origin is told to drop the member for good
 	peer      string // the member's peer id, once joined
 	em        *room.EdgeMember
 	heard     time.Time // the origin last spoke of this session
@@ -118,7 +123,7 @@ func (s *Server) StartRemote(ctx context.Context, opt RemoteOptions) {
 		opt.AnswerTimeout = 5 * time.Second
 	}
 	rm := &remote{srv: s, opt: opt, log: s.log.With("component", "member-relay"),
-		links: map[string]*link{}, sessions: map[remoteKey]*session{}}
+		links: map[string]*link{}, sessions: map[remoteKey]*session{}, givenUp: map[remoteKey]time.Time{}}
 	rm.ctx, rm.cancel = context.WithCancel(ctx)
 	rm.out = newFanout(rm)
 	s.mu.Lock()
@@ -244,6 +249,11 @@ func (rm *remote) renew() {
 			silentLinks = append(silentLinks, l)
 		}
 		l.mu.Unlock()
+	}
+	for k, until := range rm.givenUp {
+		if now.After(until) {
+			delete(rm.givenUp, k)
+		}
 	}
 	for k, ss := range rm.sessions {
 		asOrigin[k.node] = append(asOrigin[k.node], k.sess)

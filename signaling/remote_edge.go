@@ -91,6 +91,9 @@ func (rm *remote) joinUnanswered(l *link) {
 	if id == nil {
 		return
 	}
+	l.mu.Lock()
+	l.gaveUp = true // the origin may still run the join: it must not keep the member
+	l.mu.Unlock()
 	rm.unlink(l, true)
 	answer := rm.fallback(l.roomID, l.node, l.moved)
 	rm.log.Warn("member relay: the room's node did not answer a join", "room", l.roomID, "node", l.node, "answer", answer)
@@ -121,7 +124,7 @@ func (rm *remote) unlink(l *link, tell bool) {
 	if l.joinTimer != nil {
 		l.joinTimer.Stop()
 	}
-	em := l.em
+	em, gaveUp := l.em, l.gaveUp
 	l.mu.Unlock()
 	rm.mu.Lock()
 	if rm.links[l.id] == l {
@@ -134,7 +137,7 @@ func (rm *remote) unlink(l *link, tell bool) {
 	}
 	l.ss.mu.Unlock()
 	if tell {
-		if err := rm.send(l.node, remoteMsg{Type: msgBye, Sess: l.id}); err != nil {
+		if err := rm.send(l.node, remoteMsg{Type: msgBye, Sess: l.id, Leave: gaveUp}); err != nil {
 			rm.log.Debug("member relay: bye not sent (the origin's keep check ends it)", "node", l.node, "err", err)
 		}
 	}

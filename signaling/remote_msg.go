@@ -18,7 +18,7 @@ import (
 const (
 	// Edge → origin.
 	msgReq = "req" // one request frame of session Sess, numbered Seq (1, 2, ...)
-	msgBye = "bye" // the member's socket closed (no leave was said): the member drops
+	msgBye = "bye" // the member's socket closed (no leave was said): the member drops; with Leave, it leaves
 	// Both ways, every renewal: the sessions the sender holds with the
 	// receiver. Silence for the lease time ends them.
 	msgKeep = "keep"
@@ -65,6 +65,10 @@ type remoteMsg struct {
 	// Batch are encoded out and closed messages (batch).
 	Batch  []json.RawMessage `json:"batch,omitempty"`
 	Reason string            `json:"reason,omitempty"`
+	// Leave (bye): the edge gave up on the session's join, so its client
+	// never learnt it joined: the member leaves at once rather than wait
+	// its grace, and a join of the session that comes after is refused.
+	Leave bool `json:"leave,omitempty"`
 }
 
 var (
@@ -122,6 +126,9 @@ func decodeRemote(b []byte) (remoteMsg, error) {
 	}
 	if len(m.Batch) > 0 {
 		return remoteMsg{}, badRemote("%s with a batch", m.Type)
+	}
+	if m.Leave && m.Type != msgBye {
+		return remoteMsg{}, badRemote("%s with leave", m.Type)
 	}
 	if m.Type == msgKeep {
 		if m.Sess != "" || len(m.Frames) > 0 || len(m.Sessions) > maxKeepSessions {

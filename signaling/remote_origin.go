@@ -19,12 +19,24 @@ func (rm *remote) atOrigin(m remoteMsg) {
 	ss := rm.sessions[k]
 	rm.mu.Unlock()
 	if m.Type == msgBye {
-		if ss != nil {
+		switch {
+		case ss != nil && m.Leave:
+			// The edge gave up on the join: its client does not know it
+			// joined, and would only come back as someone new.
+			ss.rs.abandon()
+			ss.Disconnect("")
+		case ss != nil:
 			ss.Disconnect("") // no leave: the member waits its grace
+		case m.Leave:
+			rm.giveUp(k)
 		}
 		return
 	}
 	if ss == nil {
+		if rm.givenUpOn(k) {
+			_ = rm.send(m.From, remoteMsg{Type: msgClosed, Sess: m.Sess, Reason: "the join was given up"})
+			return
+		}
 		if m.Seq != 1 {
 			_ = rm.send(m.From, remoteMsg{Type: msgClosed, Sess: m.Sess, Reason: "no such member session on node " + rm.opt.Bus.ID()})
 			return
@@ -41,6 +53,26 @@ func (rm *remote) atOrigin(m remoteMsg) {
 		rm.log.Warn("member relay: requests from the member's node were lost, or came too fast; closing", "edge", m.From, "session", m.Sess, "seq", m.Seq)
 		ss.Disconnect("requests between nodes were lost: rejoin")
 	}
+}
+
+// maxGivenUp bounds the sessions remembered as given up (each for a TTL).
+const maxGivenUp = 10000
+
+// giveUp remembers that k's edge gave up on its join before its request
+// came: a request that comes later must not make a member.
+func (rm *remote) giveUp(k remoteKey) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if len(rm.givenUp) < maxGivenUp {
+		rm.givenUp[k] = time.Now().Add(rm.opt.TTL)
+	}
+}
+
+func (rm *remote) givenUpOn(k remoteKey) bool {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	_, ok := rm.givenUp[k]
+	return ok
 }
 
 // newRemoteSession starts the session of a member whose socket is on
@@ -99,10 +131,23 @@ type remoteSession struct {
 	key remoteKey
 	in  chan []byte
 
-	mu     sync.Mutex
-	seqIn  uint64 // the last req received
-	seqOut uint64 // the last out sent
-	heard  time.Time
+	mu        sync.Mutex
+	seqIn     uint64 // the last req received
+	seqOut    uint64 // the last out sent
+	heard     time.Time
+	abandoned bool // the edge gave up on the join: the member leaves, no grace
+}
+
+func (rs *remoteSession) abandon() {
+	rs.mu.Lock()
+	rs.abandoned = true
+	rs.mu.Unlock()
+}
+
+func (rs *remoteSession) wasAbandoned() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.abandoned
 }
 
 func (ss *session) remoteHear(t time.Time) {
@@ -161,7 +206,10 @@ func (ss *session) runRemote() {
 	ss.member = nil
 	ss.joinTimer.Stop()
 	ss.mu.Unlock()
-	if mb != nil {
+	switch {
+	case mb != nil && ss.rs.wasAbandoned() && mb.Attached(ss):
+		mb.Leave()
+	case mb != nil:
 		mb.Drop(ss)
 	}
 }

@@ -282,3 +282,65 @@ func TestRemoteJoinOriginSilent(t *testing.T) {
 	}
 	waitFor(t, "b forgets the links", func() bool { return b.sig.RemoteStats().Links == 0 })
 }
+
+// TestRemoteJoinGivenUp: an edge that gives up on a join (no answer in
+// time) leaves no member behind at the origin. Bo's join runs on a but
+// its answer is lost: b answers Bo itself, and a's member leaves at once
+// (peerLeft "left"), not after the grace (a minute here). Cy's join
+// request reaches a only after b gave up on it: a refuses it, and Ana
+// never sees Cy, while Dee, after, joins as usual.
+func TestRemoteJoinGivenUp(t *testing.T) {
+	bus := &memBus{}
+	a := startRemoteNode(t, bus, "a", nil, 1<<20)
+	moved := func(id string, _ bool) error {
+		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
+	}
+	b := startRemoteNode(t, bus, "b", moved, 1<<20, func(o *signaling.RemoteOptions) { o.AnswerTimeout = 300 * time.Millisecond })
+	ana := a.env.dial(t)
+	ana.mustCall("join", map[string]any{"room": "film", "name": "Ana"}, nil)
+	setDrop := func(f func(to string, msg []byte) bool) {
+		bus.mu.Lock()
+		bus.drop = f
+		bus.mu.Unlock()
+	}
+
+	setDrop(func(to string, msg []byte) bool {
+		return to == "b" && (strings.Contains(string(msg), `"type":"out"`) || strings.Contains(string(msg), `"type":"batch"`))
+	})
+	bo := b.env.dial(t)
+	bo.callErr("join", map[string]any{"room": "film", "name": "Bo"}, signaling.CodeMoved)
+	ana.notificationWhere("peerJoined", func(p json.RawMessage) bool { return strings.Contains(string(p), `"Bo"`) })
+	left := ana.notificationWhere("peerLeft", func(p json.RawMessage) bool { return true })
+	if !strings.Contains(string(left), `"left"`) {
+		t.Fatalf("Bo's given-up join left %s, want reason left", left)
+	}
+	waitFor(t, "a drops Bo's session", func() bool { return a.sig.RemoteStats().Remote == 0 })
+
+	var held [][]byte
+	setDrop(func(to string, msg []byte) bool {
+		if to == "a" && strings.Contains(string(msg), `"type":"req"`) {
+			held = append(held, msg) // under bus.mu
+			return true
+		}
+		return false
+	})
+	cy := b.env.dial(t)
+	cy.callErr("join", map[string]any{"room": "film", "name": "Cy"}, signaling.CodeMoved)
+	bus.mu.Lock()
+	late := held
+	bus.drop = nil
+	bus.mu.Unlock()
+	if len(late) != 1 {
+		t.Fatalf("%d requests held, want Cy's join", len(late))
+	}
+	bus.inbox("a") <- late[0] // after b's bye
+	dee := b.env.dial(t)
+	dee.mustCall("join", map[string]any{"room": "film", "name": "Dee"}, nil)
+	ana.notificationWhere("peerJoined", func(p json.RawMessage) bool { return strings.Contains(string(p), `"Dee"`) })
+	if ana.sawWhere("peerJoined", func(p json.RawMessage) bool { return strings.Contains(string(p), `"Cy"`) }) {
+		t.Fatal("a made a member of Cy's join that b had given up")
+	}
+	if st := a.sig.RemoteStats(); st.Remote != 1 {
+		t.Fatalf("a: %+v, want Dee's session only", st)
+	}
+}
