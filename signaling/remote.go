@@ -85,17 +85,30 @@ type remote struct {
 
 	mu    sync.Mutex
 	links map[string]*link // by session id (edge)
+	// refused are the sockets of links whose join the origin refused, by
+	// session id, for a TTL: the origin may close such a socket after its
+	// answer (a password guesser that insists), as a local one would be.
+	refused map[string]refusedLink
 	// sessions are the origin's remote sessions, by edge node and id.
 	sessions map[remoteKey]*session
 	// given up are sessions whose edge gave up on their join before
 	// their first request came (messages may overtake each other), until
 	// when a late join of theirs is refused.
 	givenUp map[remoteKey]time.Time
+	// clients are the edges' sockets' limits (room.Client), by edge node
+	// and socket, kept while a session uses them and a while after.
+	clients map[remoteKey]*remoteClient
 	// out sends what those sessions write, batched per node.
 	out *fanout
 }
 
 type remoteKey struct{ node, sess string }
+
+type refusedLink struct {
+	node  string
+	ss    *session
+	until time.Time
+}
 
 // link is one socket's membership of a room of another node, at the edge.
 type link struct {
@@ -123,7 +136,7 @@ func (s *Server) StartRemote(ctx context.Context, opt RemoteOptions) {
 		opt.AnswerTimeout = 5 * time.Second
 	}
 	rm := &remote{srv: s, opt: opt, log: s.log.With("component", "member-relay"),
-		links: map[string]*link{}, sessions: map[remoteKey]*session{}, givenUp: map[remoteKey]time.Time{}}
+		links: map[string]*link{}, refused: map[string]refusedLink{}, sessions: map[remoteKey]*session{}, givenUp: map[remoteKey]time.Time{}, clients: map[remoteKey]*remoteClient{}}
 	rm.ctx, rm.cancel = context.WithCancel(ctx)
 	rm.out = newFanout(rm)
 	s.mu.Lock()
@@ -250,9 +263,19 @@ func (rm *remote) renew() {
 		}
 		l.mu.Unlock()
 	}
+	for id, r := range rm.refused {
+		if now.After(r.until) {
+			delete(rm.refused, id)
+		}
+	}
 	for k, until := range rm.givenUp {
 		if now.After(until) {
 			delete(rm.givenUp, k)
+		}
+	}
+	for k, c := range rm.clients {
+		if c.users == 0 && now.After(c.until) {
+			delete(rm.clients, k)
 		}
 	}
 	for k, ss := range rm.sessions {

@@ -107,9 +107,19 @@ func (rm *remote) forward(l *link, frame []byte, first bool) error {
 	m := remoteMsg{Type: msgReq, Sess: l.id, Seq: l.seqOut, Frames: []json.RawMessage{bytes.TrimSpace(frame)}}
 	l.mu.Unlock()
 	if first {
-		m.Addr, m.Host = l.ss.client.Addr(), l.ss.host
+		m.Addr, m.Host, m.Conn = l.ss.client.Addr(), l.ss.host, l.ss.remoteConnID()
 	}
 	return rm.send(l.node, m)
+}
+
+// remoteConnID is the socket's name to origins, made at first use.
+func (ss *session) remoteConnID() string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.connID == "" {
+		ss.connID = newSessionID()
+	}
+	return ss.connID
 }
 
 // unlink ends a link: the origin is told (tell), the edge member's media
@@ -151,7 +161,14 @@ func (rm *remote) unlink(l *link, tell bool) {
 func (rm *remote) atEdge(m remoteMsg) {
 	rm.mu.Lock()
 	l := rm.links[m.Sess]
+	r, wasRefused := rm.refused[m.Sess]
 	rm.mu.Unlock()
+	if l == nil && wasRefused && r.node == m.From && m.Type == msgClosed && m.Hangup {
+		// The origin closes the socket whose join it refused (it kept
+		// guessing passwords): as a socket of its own.
+		r.ss.Disconnect(m.Reason)
+		return
+	}
 	if l == nil || l.node != m.From {
 		if m.Type == msgOut {
 			// A session this node no longer has (its bye was lost).
@@ -233,6 +250,11 @@ func (rm *remote) deliver(l *link, f json.RawMessage) {
 	l.ss.enqueue(f)
 	switch {
 	case isJoin && !joined:
+		rm.mu.Lock()
+		if len(rm.refused) < maxRefused {
+			rm.refused[l.id] = refusedLink{node: l.node, ss: l.ss, until: time.Now().Add(rm.opt.TTL)}
+		}
+		rm.mu.Unlock()
 		rm.unlink(l, true) // refused: the socket may join again
 	case isJoin:
 		rm.log.Info("member relay: member of another node's room joined here", "room", l.roomID, "node", l.node, "peer", ans.Result.PeerID)
@@ -241,6 +263,9 @@ func (rm *remote) deliver(l *link, f json.RawMessage) {
 		l.ss.armJoinDeadline()
 	}
 }
+
+// maxRefused bounds the refused links remembered (each for a TTL).
+const maxRefused = 10000
 
 // linkedMethods are served at the edge: what the member receives. The
 // others (and a transport call about a transport of the origin's) go to

@@ -58,6 +58,10 @@ type remoteMsg struct {
 	// and the Host it connected to (first req only).
 	Addr string `json:"addr,omitempty"`
 	Host string `json:"host,omitempty"`
+	// Conn names the member's socket at the edge (first req only): the
+	// origin keeps one room.Client per socket across its joins, so its
+	// limits (wrong passwords above all) count per socket, not per join.
+	Conn string `json:"conn,omitempty"`
 	// Sessions are the sessions the sender holds with the receiver
 	// (keep); Origin says the sender is their origin (else their edge).
 	Sessions []string `json:"sessions,omitempty"`
@@ -69,6 +73,9 @@ type remoteMsg struct {
 	// never learnt it joined: the member leaves at once rather than wait
 	// its grace, and a join of the session that comes after is refused.
 	Leave bool `json:"leave,omitempty"`
+	// Hangup (closed): the origin ended the session on its own (not after
+	// a bye), and the socket must close even if its join was refused.
+	Hangup bool `json:"hangup,omitempty"`
 }
 
 var (
@@ -108,6 +115,8 @@ func decodeRemote(b []byte) (remoteMsg, error) {
 		return remoteMsg{}, badRemote("reason of %d bytes", len(m.Reason))
 	case len(m.Addr) > 64 || len(m.Host) > 256:
 		return remoteMsg{}, badRemote("address or host too long")
+	case m.Conn != "" && !validSession.MatchString(m.Conn):
+		return remoteMsg{}, badRemote("conn %q", m.Conn)
 	}
 	if m.Type == msgBatch {
 		if m.Sess != "" || len(m.Frames) > 0 || len(m.Batch) == 0 || len(m.Batch) > maxBatch {
@@ -129,6 +138,9 @@ func decodeRemote(b []byte) (remoteMsg, error) {
 	}
 	if m.Leave && m.Type != msgBye {
 		return remoteMsg{}, badRemote("%s with leave", m.Type)
+	}
+	if m.Hangup && m.Type != msgClosed {
+		return remoteMsg{}, badRemote("%s with hangup", m.Type)
 	}
 	if m.Type == msgKeep {
 		if m.Sess != "" || len(m.Frames) > 0 || len(m.Sessions) > maxKeepSessions {

@@ -18,6 +18,8 @@ func TestDecodeRemote(t *testing.T) {
 		"bye":    `{"v":1,"type":"bye","from":"tv-1","sess":"` + sess + `"}`,
 		"leave":  `{"v":1,"type":"bye","from":"tv-1","sess":"` + sess + `","leave":true}`,
 		"closed": `{"v":1,"type":"closed","from":"tv-2","sess":"` + sess + `","reason":"kicked"}`,
+		"hangup": `{"v":1,"type":"closed","from":"tv-2","sess":"` + sess + `","reason":"too many wrong passwords","hangup":true}`,
+		"conn":   `{"v":1,"type":"req","from":"tv-1","sess":"` + sess + `","seq":1,"frames":[{"id":1}],"conn":"` + sess + `"}`,
 		"keep":   `{"v":1,"type":"keep","from":"tv-2","sessions":["` + sess + `"],"origin":true}`,
 	}
 	good["batch"] = `{"v":1,"type":"batch","from":"tv-2","batch":[` + good["out"] + `,` + good["closed"] + `]}`
@@ -45,6 +47,8 @@ func TestDecodeRemote(t *testing.T) {
 		{"empty batch", `{"v":1,"type":"batch","from":"tv-2","batch":[]}`, "batch: 0 messages"},
 		{"bye with a batch", strings.Replace(good["bye"], `}`, `,"batch":[{}]}`, 1), "bye with a batch"},
 		{"closed with leave", strings.Replace(good["closed"], `}`, `,"leave":true}`, 1), "closed with leave"},
+		{"bye with hangup", strings.Replace(good["bye"], `}`, `,"hangup":true}`, 1), "bye with hangup"},
+		{"bad conn", strings.Replace(good["req"], `"addr"`, `"conn":"../x","addr"`, 1), "conn"},
 	} {
 		_, err := decodeRemote([]byte(tc.msg))
 		if !errors.Is(err, errBadRemote) || !strings.Contains(err.Error(), tc.want) {

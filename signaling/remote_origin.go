@@ -75,6 +75,48 @@ func (rm *remote) givenUpOn(k remoteKey) bool {
 	return ok
 }
 
+// remoteClient is one edge socket's limits at the origin; rm.mu guards it.
+type remoteClient struct {
+	c     *room.Client
+	users int       // sessions using it now
+	until time.Time // kept until then once unused
+}
+
+// Bounds of the sockets' limits kept at an origin: how many, and for how
+// long once unused (a wrong-password budget refills within a minute by
+// default; an hour covers any window an operator sets, and the socket
+// itself).
+const (
+	maxRemoteClients = 100000
+	remoteClientKeep = time.Hour
+)
+
+// clientFor is the limits of socket conn of edge node (a fresh one when
+// conn is empty or too many are kept); done gives it back.
+func (rm *remote) clientFor(node, conn, addr string) (c *room.Client, done func()) {
+	if conn == "" {
+		return room.NewClient(addr), func() {}
+	}
+	k := remoteKey{node, conn}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rc := rm.clients[k]
+	if rc == nil {
+		if len(rm.clients) >= maxRemoteClients {
+			return room.NewClient(addr), func() {}
+		}
+		rc = &remoteClient{c: room.NewClient(addr)}
+		rm.clients[k] = rc
+	}
+	rc.users++
+	return rc.c, func() {
+		rm.mu.Lock()
+		defer rm.mu.Unlock()
+		rc.users--
+		rc.until = time.Now().Add(remoteClientKeep)
+	}
+}
+
 // newRemoteSession starts the session of a member whose socket is on
 // node k.node; nil and why when it cannot.
 func (rm *remote) newRemoteSession(k remoteKey, m remoteMsg) (*session, string) {
@@ -85,9 +127,10 @@ func (rm *remote) newRemoteSession(k remoteKey, m remoteMsg) (*session, string) 
 	if full {
 		return nil, fmt.Sprintf("node %s serves its %d members of other nodes (--relay-max-members)", rm.opt.Bus.ID(), rm.opt.MaxMembers)
 	}
+	client, release := rm.clientFor(k.node, m.Conn, m.Addr)
 	ss := &session{
 		srv:    s,
-		client: room.NewClient(m.Addr),
+		client: client,
 		out:    make(chan []byte, s.cfg.SendQueue),
 		quit:   make(chan struct{}),
 		log:    s.log.With("remote", m.Addr, "edge", k.node, "session", k.sess),
@@ -97,6 +140,7 @@ func (rm *remote) newRemoteSession(k remoteKey, m remoteMsg) (*session, string) 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		release()
 		return nil, "node " + rm.opt.Bus.ID() + " is shutting down"
 	}
 	s.sessions[ss] = struct{}{}
@@ -107,6 +151,7 @@ func (rm *remote) newRemoteSession(k remoteKey, m remoteMsg) (*session, string) 
 	rm.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		defer release()
 		ss.runRemote()
 		rm.mu.Lock()
 		if rm.sessions[k] == ss {
@@ -237,7 +282,7 @@ func (ss *session) remoteWriteLoop() {
 			if reason == "" {
 				reason = "session ended"
 			}
-			_ = rs.rm.out.post(rs.key.node, remoteMsg{Type: msgClosed, Sess: rs.key.sess, Reason: reason})
+			_ = rs.rm.out.post(rs.key.node, remoteMsg{Type: msgClosed, Sess: rs.key.sess, Reason: reason, Hangup: ss.reason != ""})
 			return
 		}
 	}

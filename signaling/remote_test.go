@@ -344,3 +344,39 @@ func TestRemoteJoinGivenUp(t *testing.T) {
 		t.Fatalf("a: %+v, want Dee's session only", st)
 	}
 }
+
+// TestRemotePasswordsPerSocket: wrong passwords sent through another
+// node count per socket, as on the room's node: one socket through b gets
+// five 1005s (the per-connection budget), then 1008 too_many_attempts,
+// and when it insists, its answer and then the close (1008), while a new
+// socket from the same address still gets its own tries.
+func TestRemotePasswordsPerSocket(t *testing.T) {
+	bus := &memBus{}
+	a := startRemoteNode(t, bus, "a", nil, 1<<20)
+	if _, err := a.rooms.CreateRoom(room.RoomSpec{ID: "vault", Name: "vault", Password: "open sesame"}); err != nil {
+		t.Fatal(err)
+	}
+	moved := func(id string, _ bool) error {
+		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
+	}
+	b := startRemoteNode(t, bus, "b", moved, 1<<20)
+	guess := map[string]any{"room": "vault", "name": "guesser", "password": "nope"}
+	c := b.env.dial(t)
+	for i := range 5 {
+		if e := c.callErr("join", guess, signaling.CodeForbidden); e.Data["reason"] != room.ReasonWrongPassword {
+			t.Fatalf("guess %d through b: %+v, want wrong_password", i+1, e)
+		}
+	}
+	if e := c.callErr("join", guess, signaling.CodeRateLimited); e.Data["reason"] != "too_many_attempts" {
+		t.Fatalf("6th guess through b: %+v, want too_many_attempts", e)
+	}
+	c.callErr("join", guess, signaling.CodeRateLimited)
+	ce := c.closedWith(5 * time.Second)
+	if ce.Code != 1008 || !strings.Contains(ce.Text, "too many wrong passwords") {
+		t.Fatalf("insisting socket closed with %d %q, want 1008 too many wrong passwords", ce.Code, ce.Text)
+	}
+	other := b.env.dial(t)
+	if e := other.callErr("join", guess, signaling.CodeForbidden); e.Data["reason"] != room.ReasonWrongPassword {
+		t.Fatalf("a new socket's guess: %+v, want its own wrong_password", e)
+	}
+}

@@ -229,6 +229,10 @@ type session struct {
 	held    [][]byte
 	// link: the socket's member is of another node's room (remote.go).
 	link *link
+	// connID names the socket to the rooms' nodes it joins through (made
+	// at its first link), so that a node counts its wrong passwords
+	// across its joins as a socket's own.
+	connID string
 
 	// rs is set, for good, on a session whose socket is on another node.
 	rs *remoteSession
