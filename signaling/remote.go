@@ -215,11 +215,11 @@ func (rm *remote) receive() {
 			case msgReq, msgBye:
 				rm.atOrigin(m)
 			case msgOut, msgClosed:
-				rm.atEdge(m)
+				rm.atEdgeAll(m)
 			case msgBatch:
 				for _, b := range m.Batch {
 					item, _ := decodeRemote(b) // checked with the batch
-					rm.atEdge(item)
+					rm.atEdgeAll(item)
 				}
 			case msgKeep:
 				rm.kept(m)

@@ -157,6 +157,17 @@ func (rm *remote) unlink(l *link, tell bool) {
 	l.release()
 }
 
+// atEdgeAll handles an out for each of its sessions (Also), or a closed.
+func (rm *remote) atEdgeAll(m remoteMsg) {
+	also := m.Also
+	m.Also = nil
+	rm.atEdge(m)
+	for _, a := range also {
+		m.Sess, m.Seq = a.Sess, a.Seq
+		rm.atEdge(m)
+	}
+}
+
 // atEdge handles what an origin sends about a session whose socket is here.
 func (rm *remote) atEdge(m remoteMsg) {
 	rm.mu.Lock()

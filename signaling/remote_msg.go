@@ -76,6 +76,16 @@ type remoteMsg struct {
 	// Hangup (closed): the origin ended the session on its own (not after
 	// a bye), and the socket must close even if its join was refused.
 	Hangup bool `json:"hangup,omitempty"`
+	// Also (out): more sessions that get the same Frames, each with its
+	// own Seq: a broadcast goes to a node once, whatever the number of
+	// its members there.
+	Also []sessSeq `json:"also,omitempty"`
+}
+
+// sessSeq is one more session of an out, and its number.
+type sessSeq struct {
+	Sess string `json:"sess"`
+	Seq  uint64 `json:"seq"`
 }
 
 var (
@@ -141,6 +151,16 @@ func decodeRemote(b []byte) (remoteMsg, error) {
 	}
 	if m.Hangup && m.Type != msgClosed {
 		return remoteMsg{}, badRemote("%s with hangup", m.Type)
+	}
+	if len(m.Also) > 0 {
+		if m.Type != msgOut || len(m.Also) > maxBatch {
+			return remoteMsg{}, badRemote("%s with %d more sessions (out: at most %d)", m.Type, len(m.Also), maxBatch)
+		}
+		for _, a := range m.Also {
+			if !validSession.MatchString(a.Sess) || a.Seq == 0 {
+				return remoteMsg{}, badRemote("out: more session %q seq %d", a.Sess, a.Seq)
+			}
+		}
 	}
 	if m.Type == msgKeep {
 		if m.Sess != "" || len(m.Frames) > 0 || len(m.Sessions) > maxKeepSessions {

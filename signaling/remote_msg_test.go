@@ -20,6 +20,7 @@ func TestDecodeRemote(t *testing.T) {
 		"closed": `{"v":1,"type":"closed","from":"tv-2","sess":"` + sess + `","reason":"kicked"}`,
 		"hangup": `{"v":1,"type":"closed","from":"tv-2","sess":"` + sess + `","reason":"too many wrong passwords","hangup":true}`,
 		"conn":   `{"v":1,"type":"req","from":"tv-1","sess":"` + sess + `","seq":1,"frames":[{"id":1}],"conn":"` + sess + `"}`,
+		"also":   `{"v":1,"type":"out","from":"tv-2","sess":"` + sess + `","seq":7,"frames":[{"a":1}],"also":[{"sess":"` + sess + `","seq":3}]}`,
 		"keep":   `{"v":1,"type":"keep","from":"tv-2","sessions":["` + sess + `"],"origin":true}`,
 	}
 	good["batch"] = `{"v":1,"type":"batch","from":"tv-2","batch":[` + good["out"] + `,` + good["closed"] + `]}`
@@ -49,6 +50,8 @@ func TestDecodeRemote(t *testing.T) {
 		{"closed with leave", strings.Replace(good["closed"], `}`, `,"leave":true}`, 1), "closed with leave"},
 		{"bye with hangup", strings.Replace(good["bye"], `}`, `,"hangup":true}`, 1), "bye with hangup"},
 		{"bad conn", strings.Replace(good["req"], `"addr"`, `"conn":"../x","addr"`, 1), "conn"},
+		{"also on a closed", strings.Replace(good["closed"], `}`, `,"also":[{"sess":"`+sess+`","seq":1}]}`, 1), "closed with 1 more sessions"},
+		{"also without seq", strings.Replace(good["out"], `}]}`, `}],"also":[{"sess":"`+sess+`"}]}`, 1), "more session"},
 	} {
 		_, err := decodeRemote([]byte(tc.msg))
 		if !errors.Is(err, errBadRemote) || !strings.Contains(err.Error(), tc.want) {
