@@ -258,7 +258,9 @@ func (rm *remote) deliver(l *link, f json.RawMessage) {
 	}
 	joined := l.peer != ""
 	l.mu.Unlock()
-	l.ss.enqueue(f)
+	// The link ends before the client reads the answer that ends it: a
+	// client that sends its next join at once must find the socket free
+	// (else that join went to the old session, which the bye then ends).
 	switch {
 	case isJoin && !joined:
 		rm.mu.Lock()
@@ -273,6 +275,7 @@ func (rm *remote) deliver(l *link, f json.RawMessage) {
 		rm.unlink(l, true)
 		l.ss.armJoinDeadline()
 	}
+	l.ss.enqueue(f)
 }
 
 // maxRefused bounds the refused links remembered (each for a TTL).

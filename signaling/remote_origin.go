@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -180,7 +181,16 @@ type remoteSession struct {
 	seqIn     uint64 // the last req received
 	seqOut    uint64 // the last out sent
 	heard     time.Time
-	abandoned bool // the edge gave up on the join: the member leaves, no grace
+	abandoned bool   // the edge gave up on the join: the member leaves, no grace
+	hangup    string // the session closes the member's socket, and why
+}
+
+// hangUp says the session will close its member's socket (reason), even
+// if the edge ends the session first.
+func (rs *remoteSession) hangUp(reason string) {
+	rs.mu.Lock()
+	rs.hangup = reason
+	rs.mu.Unlock()
 }
 
 func (rs *remoteSession) abandon() {
@@ -278,11 +288,14 @@ func (ss *session) remoteWriteLoop() {
 				}
 				break
 			}
-			reason := ss.reason
+			rs.mu.Lock()
+			reason := cmp.Or(ss.reason, rs.hangup)
+			rs.mu.Unlock()
+			hangup := reason != ""
 			if reason == "" {
 				reason = "session ended"
 			}
-			_ = rs.rm.out.post(rs.key.node, remoteMsg{Type: msgClosed, Sess: rs.key.sess, Reason: reason, Hangup: ss.reason != ""})
+			_ = rs.rm.out.post(rs.key.node, remoteMsg{Type: msgClosed, Sess: rs.key.sess, Reason: reason, Hangup: hangup})
 			return
 		}
 	}
