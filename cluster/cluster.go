@@ -425,8 +425,32 @@ func (n *Node) ownerOf(ctx context.Context, id string, l Lease) (Owner, error) {
 	if !alive || info.URL == "" {
 		return Owner{}, fmt.Errorf("room %s on node %s: %w; it moves once the lease (%s) runs out", id, l.Node, ErrOwnerGone, n.opt.LeaseTTL)
 	}
+	// A record not rewritten for a renewal and a half is a node that
+	// stopped (killed, frozen, cut off): sending a member there would
+	// strand it, so the join waits for the lease to run out instead.
+	age, alive, err := recordAge(ctx, n.rdb, l.Node, n.opt.LeaseTTL)
+	if err != nil {
+		return Owner{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if !alive || age > n.staleAfter() {
+		return Owner{}, fmt.Errorf("room %s on node %s: %w (its record is %s old); it moves once the lease (%s) runs out",
+			id, l.Node, ErrOwnerGone, age.Round(time.Millisecond), n.opt.LeaseTTL)
+	}
 	return Owner{Node: info}, nil
 }
+
+// Answering reports whether node id still renews its record (a node that
+// stopped is dead, frozen or cut off). An error (Redis not answering)
+// says nothing: it counts as answering.
+func (n *Node) Answering(ctx context.Context, id string) bool {
+	age, found, err := recordAge(ctx, n.rdb, id, n.opt.LeaseTTL)
+	return err != nil || (found && age <= n.staleAfter())
+}
+
+// staleAfter is the age past which a node's record says the node
+// stopped: a renewal and a half (a live node rewrites it every renewal;
+// the half absorbs a slow Redis round trip).
+func (n *Node) staleAfter() time.Duration { return n.opt.LeaseRenew * 3 / 2 }
 
 // Holds reports whether this node holds room id's lease (valid or not).
 func (n *Node) Holds(id string) bool {
@@ -557,6 +581,9 @@ func (n *Node) Locate(ctx context.Context, id string) (own Owner, found bool, er
 	info, alive, err := getNode(ctx, n.rdb, l.Node)
 	if err != nil || !alive {
 		return Owner{}, false, err
+	}
+	if age, alive, err := recordAge(ctx, n.rdb, l.Node, n.opt.LeaseTTL); err != nil || !alive || age > n.staleAfter() {
+		return Owner{}, false, err // a stopped node: Claim says so
 	}
 	return Owner{Node: info}, true, nil
 }

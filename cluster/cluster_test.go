@@ -324,3 +324,64 @@ func TestDraining(t *testing.T) {
 }
 
 func randID() string { return time.Now().Format("150405.000000000") }
+
+// A node that stopped renewing (killed) keeps its record and leases until
+// they run out; meanwhile another node does not send joins there once the
+// record is more than a renewal and a half old (ErrOwnerGone: retry), and
+// takes the room when the lease is gone.
+func TestStoppedOwnerNotNamed(t *testing.T) {
+	r := redistest.Start(t)
+	rdb := client(t, r)
+	ctx := context.Background()
+	// A long TTL against the renewal: the record outlives its staleness
+	// by seconds, so the check below cannot race its expiry.
+	const renew, ttl = 50 * time.Millisecond, 2 * time.Second
+	start := func(id string, rooms []string) *Node {
+		n, err := Start(ctx, Options{RedisURL: r.URL(), NodeID: id, NodeURL: "https://" + id + ".test:8443",
+			LeaseRenew: renew, LeaseTTL: ttl, Rooms: func() []string { return rooms }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		return n
+	}
+	a := start("a", []string{"party"})
+	b := start("b", nil)
+	if own, err := a.Claim(ctx, "party"); err != nil || !own.Self {
+		t.Fatalf("a claims party: %+v, %v", own, err)
+	}
+	// Alive: b is sent to a, however long it has been.
+	time.Sleep(4 * renew)
+	if own, err := b.Claim(ctx, "party"); err != nil || own.Node.ID != "a" {
+		t.Fatalf("b claims party of a live a: %+v, %v", own, err)
+	}
+	if own, found, err := b.Locate(ctx, "party"); err != nil || !found || own.Node.ID != "a" {
+		t.Fatalf("b locates party of a live a: %+v, %v, %v", own, found, err)
+	}
+	if !b.Answering(ctx, "a") {
+		t.Fatal("b finds a live a not answering")
+	}
+
+	a.cancel() // killed: no renewal, no release
+	<-a.done
+	waitFor(t, "a's record older than a renewal and a half", ttl/2, func() bool {
+		age, found, err := recordAge(ctx, rdb, "a", ttl)
+		return err == nil && found && age > renew*3/2
+	})
+	if _, found, err := getNode(ctx, rdb, "a"); err != nil || !found {
+		t.Fatalf("a's record should still be there: %v, %v", found, err)
+	}
+	if own, err := b.Claim(ctx, "party"); !errors.Is(err, ErrOwnerGone) {
+		t.Fatalf("b claims party of a stopped a: %+v, %v; want ErrOwnerGone", own, err)
+	}
+	if _, found, err := b.Locate(ctx, "party"); err != nil || found {
+		t.Fatalf("b locates party of a stopped a: found %v, %v; want not found", found, err)
+	}
+	if b.Answering(ctx, "a") {
+		t.Fatal("b finds a stopped a answering")
+	}
+	waitFor(t, "b takes party once a's lease ran out", 2*ttl, func() bool {
+		own, err := b.Claim(ctx, "party")
+		return err == nil && own.Self
+	})
+}

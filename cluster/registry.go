@@ -100,6 +100,21 @@ func getNode(ctx context.Context, rdb redis.Cmdable, id string) (NodeInfo, bool,
 	return n, true, nil
 }
 
+// recordAge is how long ago node id last wrote its record, by Redis's
+// clock (the key's remaining life against the TTL it is written with),
+// so that the nodes' clocks do not matter; found is false when no record
+// is left.
+func recordAge(ctx context.Context, rdb redis.Cmdable, id string, ttl time.Duration) (age time.Duration, found bool, err error) {
+	left, err := rdb.PTTL(ctx, nodeKey(id)).Result()
+	if err != nil {
+		return 0, false, fmt.Errorf("node %s: %w", id, err)
+	}
+	if left < 0 { // -2: gone; -1: no TTL, which a node never writes
+		return 0, left == -1, nil
+	}
+	return max(ttl-left, 0), true, nil
+}
+
 // cpuMeter measures the process's CPU use between two readings.
 type cpuMeter struct {
 	last  time.Time

@@ -22,7 +22,7 @@ func bindClusterFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.RelayIdleGrace, "relay-idle-grace", c.RelayIdleGrace, "cluster mode: an edge with no viewers left drops its relay after this")
 	fs.DurationVar(&c.RelayKeyframeInterval, "relay-keyframe-interval", c.RelayKeyframeInterval, "cluster mode: shortest time between two keyframe requests that all relay pipes together pass to one layer of a sharer")
 	fs.IntVar(&c.RelayMaxPipes, "relay-max-pipes", c.RelayMaxPipes, "cluster mode: most relay pipes this node sends to other nodes, all rooms together (past it, their viewers come here)")
-	fs.BoolVar(&c.RelayMembers, "relay-members", c.RelayMembers, "cluster mode: keep a WebSocket member of another node's room here (its party requests go to the room's node, its media comes relayed); false: send it there (error 1010)")
+	fs.BoolVar(&c.RelayMembers, "relay-members", c.RelayMembers, "cluster mode: keep a WebSocket member of another node's room here (its party requests go to the room's node, its media comes relayed); false: send it there (error 1010). Needs --relay-viewers")
 	fs.IntVar(&c.RelayMemberMaxMessage, "relay-member-max-message", c.RelayMemberMaxMessage, "cluster mode: largest message between nodes about members on several nodes, in bytes (a join result must fit)")
 	fs.IntVar(&c.RelayMaxMembers, "relay-max-members", c.RelayMaxMembers, "cluster mode: most members of this node's rooms served on other nodes (past it, they come here)")
 	fs.StringVar(&c.RelayIP, "relay-ip", c.RelayIP, "cluster mode: the IP this node's relay pipes listen on and announce to other nodes (default: --node-url's host if an IP, else the first LAN address)")
@@ -66,7 +66,7 @@ func (c *Config) validateCluster() []error {
 		errs = append(errs, fmt.Errorf("relay-max-pipes %d: must be 0-10000", c.RelayMaxPipes))
 	}
 	if c.RelayMembers && !c.RelayViewers {
-		errs = append(errs, errors.New("relay-members needs relay-viewers: a member's media comes through the relay"))
+		errs = append(errs, errors.New("relay-members (on by default) needs relay-viewers: a member's media comes through the relay; with --relay-viewers=false give --relay-members=false too"))
 	}
 	if c.RelayMemberMaxMessage < 64<<10 || c.RelayMemberMaxMessage > 64<<20 {
 		errs = append(errs, fmt.Errorf("relay-member-max-message %d: must be 64KiB-64MiB", c.RelayMemberMaxMessage))

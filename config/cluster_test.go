@@ -56,17 +56,33 @@ func TestClusterSettings(t *testing.T) {
 	}
 }
 
-// The settings of members on several nodes: off by default, filled by
+// The settings of members on several nodes: on by default, filled by
 // flags and MATINEE_* variables, checked with their names.
 func TestRelayMembersSettings(t *testing.T) {
 	d := Default()
-	if d.RelayMembers || d.RelayMemberMaxMessage != 1<<20 || d.RelayMaxMembers != 1000 {
+	if !d.RelayMembers || d.RelayMemberMaxMessage != 1<<20 || d.RelayMaxMembers != 1000 {
 		t.Fatalf("defaults: %v %d %d", d.RelayMembers, d.RelayMemberMaxMessage, d.RelayMaxMembers)
 	}
-	c := Default()
+	d.Redis = "redis://127.0.0.1:6379/0"
+	if err := d.Validate(); err != nil {
+		t.Fatalf("cluster defaults: %v", err)
+	}
+	off := Default()
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	BindFlags(fs, &off)
+	if err := fs.Parse([]string{"--redis", "redis://127.0.0.1:6379/0", "--relay-members=false", "--relay-viewers=false"}); err != nil {
+		t.Fatal(err)
+	}
+	if off.RelayMembers || off.RelayViewers {
+		t.Fatalf("--relay-members=false --relay-viewers=false: %v %v", off.RelayMembers, off.RelayViewers)
+	}
+	if err := off.Validate(); err != nil {
+		t.Fatalf("both off: %v", err)
+	}
+	c := Default()
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
 	BindFlags(fs, &c)
-	if err := fs.Parse([]string{"--redis", "redis://127.0.0.1:6379/0", "--relay-members", "--relay-max-members", "50"}); err != nil {
+	if err := fs.Parse([]string{"--redis", "redis://127.0.0.1:6379/0", "--relay-max-members", "50"}); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"MATINEE_RELAY_MEMBER_MAX_MESSAGE": "262144"}
@@ -84,7 +100,7 @@ func TestRelayMembersSettings(t *testing.T) {
 	bad.RelayMemberMaxMessage = 1000
 	bad.RelayMaxMembers = -1
 	err := bad.Validate()
-	for _, name := range []string{"relay-members needs relay-viewers", "relay-member-max-message", "relay-max-members"} {
+	for _, name := range []string{"relay-members (on by default) needs relay-viewers", "relay-member-max-message", "relay-max-members"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("Validate does not name %s: %v", name, err)
 		}

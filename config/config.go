@@ -291,7 +291,7 @@ type Config struct {
 	// this node (--relay-members): its requests go to the room's node,
 	// which stays the party's one authority, and its media comes from
 	// this node's edge copy of the room; off, the join answers 1010 and
-	// the client moves there. Needs RelayViewers.
+	// the client moves there. On by default; needs RelayViewers.
 	RelayMembers bool
 	// RelayMemberMaxMessage is the largest message between nodes about
 	// such members (--relay-member-max-message): one frame of a member's
@@ -378,6 +378,7 @@ func Default() Config {
 		RelayIdleGrace:        5 * time.Second,
 		RelayKeyframeInterval: time.Second,
 		RelayMaxPipes:         100,
+		RelayMembers:          true,
 		RelayMemberMaxMessage: 1 << 20,
 		RelayMaxMembers:       1000,
 

@@ -78,6 +78,9 @@ const (
 	ReasonNotAllowed       = "not_allowed"
 	ReasonMoved            = "moved"               // KindMoved
 	ReasonClusterDown      = "cluster_unavailable" // KindUnavailable
+	// ReasonNodeDown: the room's node stopped answering and its lease has
+	// not run out yet; another node takes the room once it has.
+	ReasonNodeDown = "node_unavailable" // KindUnavailable
 )
 
 // Error is a failure the client caused.

@@ -272,15 +272,17 @@ func movedError(id string, n cluster.NodeInfo) *room.Error {
 
 // clusterError turns the cluster's failures into the protocol's errors.
 func clusterError(id string, err error) error {
-	retry := int64(time.Second / time.Millisecond)
+	reason := room.ReasonClusterDown
 	if errors.Is(err, cluster.ErrOwnerGone) {
-		retry = 2000
+		// The lease runs out within a TTL; a second apart, the member
+		// is back about a second after it did.
+		reason = room.ReasonNodeDown
 	}
 	return &room.Error{
 		Kind:         room.KindUnavailable,
 		Message:      fmt.Sprintf("room %q cannot be placed now: %v", id, err),
-		Reason:       room.ReasonClusterDown,
-		RetryAfterMs: retry,
+		Reason:       reason,
+		RetryAfterMs: int64(time.Second / time.Millisecond),
 	}
 }
 

@@ -97,7 +97,7 @@ func TestClusterTwoNodes(t *testing.T) {
 	r := redistest.Start(t)
 	// Without relaying, a WHEP viewer is sent to the room's node as well
 	// (--relay-viewers=false; e2e/cluster's TestClusterRelay relays).
-	noRelay := func(c *config.Config) { c.RelayViewers = false }
+	noRelay := func(c *config.Config) { c.RelayViewers, c.RelayMembers = false, false }
 	a := startNodeWith(t, r, "a", noRelay)
 	b := startNodeWith(t, r, "b", noRelay)
 	nodes := map[string]*clusterNode{"a": a, "b": b}

@@ -148,7 +148,8 @@ func (g *clusterGlue) startMembers(ctx context.Context, sig *signaling.Server) e
 		Watch: func(ctx context.Context, room, node string) (func(), error) {
 			return g.relay.Watch(ctx, room, node)
 		},
-		Renew: g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
+		Answering: g.node.Answering,
+		Renew:     g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
 		MaxMessage: g.cfg.RelayMemberMaxMessage, MaxMembers: g.cfg.RelayMaxMembers,
 	})
 	g.log.Info("cluster mode: members of other nodes' rooms stay here", "max_message", g.cfg.RelayMemberMaxMessage, "max_members", g.cfg.RelayMaxMembers)

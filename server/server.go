@@ -153,6 +153,7 @@ func NewWithLogger(ctx context.Context, cfg config.Config, log *slog.Logger) (*S
 	s.ingests = ingest.New(rooms, cfg, log)
 	keys.s = s
 	s.mux.Handle("GET /ws", sig)
+	s.mux.HandleFunc("GET /ws/alive", signaling.Alive)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mountWHIP()
 	s.mountMetrics()

@@ -246,6 +246,19 @@ func (c *client) notificationWhere(method string, match func(json.RawMessage) bo
 	}
 }
 
+// sawWhere reports whether a notification of method matching match has
+// come.
+func (c *client) sawWhere(method string, match func(json.RawMessage) bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.frames {
+		if f.ID == nil && f.Method == method && match(f.Params) {
+			return true
+		}
+	}
+	return false
+}
+
 // got reports whether a notification of method has come.
 func (c *client) got(method string) bool {
 	c.mu.Lock()

@@ -2,6 +2,7 @@ package signaling_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -432,5 +433,30 @@ func TestSocketsPerAddress(t *testing.T) {
 	}
 	if _, resp, err := e.tryDial(t); err == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("a %d-th socket again: err %v", max+1, err)
+	}
+}
+
+// A page of another node's origin may open /ws/alive (to check this node
+// answers before it moves here), which closes at once with "alive", but
+// not /ws, whose sessions take only their own origin.
+func TestAliveTakesAnyOrigin(t *testing.T) {
+	e := start(t, nil)
+	h := http.Header{"Origin": {"https://other-node.example:8443"}}
+	c, _, err := websocket.DefaultDialer.Dial(e.ws+"/alive", h)
+	if err != nil {
+		t.Fatalf("open /ws/alive from another origin: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure || ce.Text != "alive" {
+		t.Fatalf("/ws/alive: %v, want closed 1000 alive", err)
+	}
+	if c2, resp, err := websocket.DefaultDialer.Dial(e.ws, h); err == nil {
+		c2.Close()
+		t.Fatal("/ws opened from another origin")
+	} else if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("/ws from another origin: %v %v, want 403", resp, err)
 	}
 }

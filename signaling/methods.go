@@ -40,10 +40,12 @@ func (ss *session) handle(data []byte) {
 	defer ss.release()
 	var g *goRemote
 	if errors.As(err, &g) {
-		if !isNotification && ss.srv.remoteOrNil().open(ss, g, req.ID, data) == nil {
-			return // the room's node answers
-		}
 		err = g.moved
+		if !isNotification {
+			if err = ss.srv.remoteOrNil().open(ss, g, req.ID, data); err == nil {
+				return // the room's node answers
+			}
+		}
 	}
 	if isNotification {
 		if err != nil {
@@ -51,9 +53,15 @@ func (ss *session) handle(data []byte) {
 		}
 		return
 	}
-	ss.reply(req.ID, result, toRPCError(err))
 	var roomErr *room.Error
-	if errors.As(err, &roomErr) && roomErr.CloseConn {
+	closing := errors.As(err, &roomErr) && roomErr.CloseConn
+	if closing && ss.rs != nil {
+		// Before the answer: its edge ends the session when it reads it,
+		// and the bye may come back before the Disconnect below.
+		ss.rs.hangUp(roomErr.Message)
+	}
+	ss.reply(req.ID, result, toRPCError(err))
+	if closing {
 		// After the answer: the writer flushes it before closing.
 		ss.log.Info("closing a connection that keeps failing", "method", req.Method, "err", roomErr.Message)
 		ss.Disconnect(roomErr.Message)

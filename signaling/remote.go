@@ -59,8 +59,16 @@ type RemoteOptions struct {
 	// are sent here, error 1010).
 	MaxMessage, MaxMembers int
 	// AnswerTimeout bounds how long an edge waits for the origin's answer
-	// to a join (default 5 s); past it the member is sent there (1010).
+	// to a join (default 5 s); past it the member is sent there (1010),
+	// or told to retry (1011) if the origin stopped renewing (Answering).
 	AnswerTimeout time.Duration
+	// Answering reports whether node still renews its place in the
+	// cluster. A join whose origin did not serve it (no pipe, no join
+	// result in time) is sent there only if it does: a member sent to a
+	// dead node would be stranded, so it is told to retry here (1011)
+	// until the room's lease runs out and a live node takes the room.
+	// Nil: always sent there.
+	Answering func(ctx context.Context, node string) bool
 }
 
 // remote is this node's part in members on several nodes: as an edge
@@ -77,13 +85,30 @@ type remote struct {
 
 	mu    sync.Mutex
 	links map[string]*link // by session id (edge)
+	// refused are the sockets of links whose join the origin refused, by
+	// session id, for a TTL: the origin may close such a socket after its
+	// answer (a password guesser that insists), as a local one would be.
+	refused map[string]refusedLink
 	// sessions are the origin's remote sessions, by edge node and id.
 	sessions map[remoteKey]*session
+	// given up are sessions whose edge gave up on their join before
+	// their first request came (messages may overtake each other), until
+	// when a late join of theirs is refused.
+	givenUp map[remoteKey]time.Time
+	// clients are the edges' sockets' limits (room.Client), by edge node
+	// and socket, kept while a session uses them and a while after.
+	clients map[remoteKey]*remoteClient
 	// out sends what those sessions write, batched per node.
 	out *fanout
 }
 
 type remoteKey struct{ node, sess string }
+
+type refusedLink struct {
+	node  string
+	ss    *session
+	until time.Time
+}
 
 // link is one socket's membership of a room of another node, at the edge.
 type link struct {
@@ -98,6 +123,7 @@ type link struct {
 	joinID    json.RawMessage
 	leaveID   json.RawMessage
 	joinTimer *time.Timer
+	gaveUp    bool   // the join went unanswered: the origin is told to drop the member for good
 	peer      string // the member's peer id, once joined
 	em        *room.EdgeMember
 	heard     time.Time // the origin last spoke of this session
@@ -110,7 +136,7 @@ func (s *Server) StartRemote(ctx context.Context, opt RemoteOptions) {
 		opt.AnswerTimeout = 5 * time.Second
 	}
 	rm := &remote{srv: s, opt: opt, log: s.log.With("component", "member-relay"),
-		links: map[string]*link{}, sessions: map[remoteKey]*session{}}
+		links: map[string]*link{}, refused: map[string]refusedLink{}, sessions: map[remoteKey]*session{}, givenUp: map[remoteKey]time.Time{}, clients: map[remoteKey]*remoteClient{}}
 	rm.ctx, rm.cancel = context.WithCancel(ctx)
 	rm.out = newFanout(rm)
 	s.mu.Lock()
@@ -189,11 +215,11 @@ func (rm *remote) receive() {
 			case msgReq, msgBye:
 				rm.atOrigin(m)
 			case msgOut, msgClosed:
-				rm.atEdge(m)
+				rm.atEdgeAll(m)
 			case msgBatch:
 				for _, b := range m.Batch {
 					item, _ := decodeRemote(b) // checked with the batch
-					rm.atEdge(item)
+					rm.atEdgeAll(item)
 				}
 			case msgKeep:
 				rm.kept(m)
@@ -236,6 +262,21 @@ func (rm *remote) renew() {
 			silentLinks = append(silentLinks, l)
 		}
 		l.mu.Unlock()
+	}
+	for id, r := range rm.refused {
+		if now.After(r.until) {
+			delete(rm.refused, id)
+		}
+	}
+	for k, until := range rm.givenUp {
+		if now.After(until) {
+			delete(rm.givenUp, k)
+		}
+	}
+	for k, c := range rm.clients {
+		if c.users == 0 && now.After(c.until) {
+			delete(rm.clients, k)
+		}
 	}
 	for k, ss := range rm.sessions {
 		asOrigin[k.node] = append(asOrigin[k.node], k.sess)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/matinee-dev/matinee/room"
@@ -22,15 +23,16 @@ type goRemote struct {
 func (g *goRemote) Error() string { return g.moved.Error() }
 
 // open links ss to room g.room on node g.node and forwards its join
-// frame; the answer comes from the origin. An error: the member is not
-// served here (the caller answers the move).
+// frame; the answer comes from the origin. An error is the join's answer:
+// the member is not served here (moved there, or told to retry).
 func (rm *remote) open(ss *session, g *goRemote, id json.RawMessage, frame []byte) error {
 	ctx, cancel := context.WithTimeout(rm.ctx, rm.opt.AnswerTimeout)
 	release, err := rm.opt.Watch(ctx, g.room, g.node)
 	cancel()
 	if err != nil {
-		rm.log.Info("member relay: the room's media cannot be relayed here; member sent to its node", "room", g.room, "node", g.node, "err", err)
-		return err
+		answer := rm.fallback(g.room, g.node, g.moved)
+		rm.log.Info("member relay: the room's media cannot be relayed here", "room", g.room, "node", g.node, "err", err, "answer", answer)
+		return answer
 	}
 	l := &link{id: newSessionID(), node: g.node, roomID: g.room, ss: ss, moved: g.moved, release: release,
 		joinID: id, heard: time.Now()}
@@ -46,9 +48,37 @@ func (rm *remote) open(ss *session, g *goRemote, id json.RawMessage, frame []byt
 	ss.log = ss.log.With("room", g.room, "origin", g.node, "session", l.id)
 	if err := rm.forward(l, frame, true); err != nil {
 		rm.unlink(l, false)
-		return err
+		return unavailable(g.room, g.node, fmt.Sprintf("the join could not be sent there: %v", err))
 	}
 	return nil
+}
+
+// fallback is the answer to a join its origin did not serve: the move
+// there (1010) while the origin answers the cluster, else a retry here
+// (1011): a node that stopped renewing is dead or cut off, and a member
+// sent there would be stranded until the room's lease runs out and a
+// live node (maybe this one) takes the room.
+func (rm *remote) fallback(roomID, node string, moved error) error {
+	if rm.opt.Answering == nil {
+		return moved
+	}
+	ctx, cancel := context.WithTimeout(rm.ctx, time.Second)
+	defer cancel()
+	if !rm.opt.Answering(ctx, node) {
+		return unavailable(roomID, node, "it stopped renewing its place in the cluster")
+	}
+	return moved
+}
+
+// unavailable is the retryable answer to a join whose origin cannot be
+// reached now.
+func unavailable(roomID, node, why string) *room.Error {
+	return &room.Error{
+		Kind:         room.KindUnavailable,
+		Message:      fmt.Sprintf("room %q: its node %s cannot be reached (%s); try again", roomID, node, why),
+		Reason:       room.ReasonNodeDown,
+		RetryAfterMs: int64(time.Second / time.Millisecond),
+	}
 }
 
 // joinUnanswered sends the member to the room's node when the origin did
@@ -61,9 +91,13 @@ func (rm *remote) joinUnanswered(l *link) {
 	if id == nil {
 		return
 	}
-	rm.log.Warn("member relay: the room's node did not answer a join; member sent there", "room", l.roomID, "node", l.node)
+	l.mu.Lock()
+	l.gaveUp = true // the origin may still run the join: it must not keep the member
+	l.mu.Unlock()
 	rm.unlink(l, true)
-	l.ss.reply(id, nil, toRPCError(l.moved))
+	answer := rm.fallback(l.roomID, l.node, l.moved)
+	rm.log.Warn("member relay: the room's node did not answer a join", "room", l.roomID, "node", l.node, "answer", answer)
+	l.ss.reply(id, nil, toRPCError(answer))
 }
 
 // forward sends one request frame to the origin.
@@ -73,9 +107,19 @@ func (rm *remote) forward(l *link, frame []byte, first bool) error {
 	m := remoteMsg{Type: msgReq, Sess: l.id, Seq: l.seqOut, Frames: []json.RawMessage{bytes.TrimSpace(frame)}}
 	l.mu.Unlock()
 	if first {
-		m.Addr, m.Host = l.ss.client.Addr(), l.ss.host
+		m.Addr, m.Host, m.Conn = l.ss.client.Addr(), l.ss.host, l.ss.remoteConnID()
 	}
 	return rm.send(l.node, m)
+}
+
+// remoteConnID is the socket's name to origins, made at first use.
+func (ss *session) remoteConnID() string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.connID == "" {
+		ss.connID = newSessionID()
+	}
+	return ss.connID
 }
 
 // unlink ends a link: the origin is told (tell), the edge member's media
@@ -90,7 +134,7 @@ func (rm *remote) unlink(l *link, tell bool) {
 	if l.joinTimer != nil {
 		l.joinTimer.Stop()
 	}
-	em := l.em
+	em, gaveUp := l.em, l.gaveUp
 	l.mu.Unlock()
 	rm.mu.Lock()
 	if rm.links[l.id] == l {
@@ -103,7 +147,7 @@ func (rm *remote) unlink(l *link, tell bool) {
 	}
 	l.ss.mu.Unlock()
 	if tell {
-		if err := rm.send(l.node, remoteMsg{Type: msgBye, Sess: l.id}); err != nil {
+		if err := rm.send(l.node, remoteMsg{Type: msgBye, Sess: l.id, Leave: gaveUp}); err != nil {
 			rm.log.Debug("member relay: bye not sent (the origin's keep check ends it)", "node", l.node, "err", err)
 		}
 	}
@@ -113,11 +157,29 @@ func (rm *remote) unlink(l *link, tell bool) {
 	l.release()
 }
 
+// atEdgeAll handles an out for each of its sessions (Also), or a closed.
+func (rm *remote) atEdgeAll(m remoteMsg) {
+	also := m.Also
+	m.Also = nil
+	rm.atEdge(m)
+	for _, a := range also {
+		m.Sess, m.Seq = a.Sess, a.Seq
+		rm.atEdge(m)
+	}
+}
+
 // atEdge handles what an origin sends about a session whose socket is here.
 func (rm *remote) atEdge(m remoteMsg) {
 	rm.mu.Lock()
 	l := rm.links[m.Sess]
+	r, wasRefused := rm.refused[m.Sess]
 	rm.mu.Unlock()
+	if l == nil && wasRefused && r.node == m.From && m.Type == msgClosed && m.Hangup {
+		// The origin closes the socket whose join it refused (it kept
+		// guessing passwords): as a socket of its own.
+		r.ss.Disconnect(m.Reason)
+		return
+	}
 	if l == nil || l.node != m.From {
 		if m.Type == msgOut {
 			// A session this node no longer has (its bye was lost).
@@ -196,9 +258,16 @@ func (rm *remote) deliver(l *link, f json.RawMessage) {
 	}
 	joined := l.peer != ""
 	l.mu.Unlock()
-	l.ss.enqueue(f)
+	// The link ends before the client reads the answer that ends it: a
+	// client that sends its next join at once must find the socket free
+	// (else that join went to the old session, which the bye then ends).
 	switch {
 	case isJoin && !joined:
+		rm.mu.Lock()
+		if len(rm.refused) < maxRefused {
+			rm.refused[l.id] = refusedLink{node: l.node, ss: l.ss, until: time.Now().Add(rm.opt.TTL)}
+		}
+		rm.mu.Unlock()
 		rm.unlink(l, true) // refused: the socket may join again
 	case isJoin:
 		rm.log.Info("member relay: member of another node's room joined here", "room", l.roomID, "node", l.node, "peer", ans.Result.PeerID)
@@ -206,7 +275,11 @@ func (rm *remote) deliver(l *link, f json.RawMessage) {
 		rm.unlink(l, true)
 		l.ss.armJoinDeadline()
 	}
+	l.ss.enqueue(f)
 }
+
+// maxRefused bounds the refused links remembered (each for a TTL).
+const maxRefused = 10000
 
 // linkedMethods are served at the edge: what the member receives. The
 // others (and a transport call about a transport of the origin's) go to

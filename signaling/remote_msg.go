@@ -18,7 +18,7 @@ import (
 const (
 	// Edge → origin.
 	msgReq = "req" // one request frame of session Sess, numbered Seq (1, 2, ...)
-	msgBye = "bye" // the member's socket closed (no leave was said): the member drops
+	msgBye = "bye" // the member's socket closed (no leave was said): the member drops; with Leave, it leaves
 	// Both ways, every renewal: the sessions the sender holds with the
 	// receiver. Silence for the lease time ends them.
 	msgKeep = "keep"
@@ -58,6 +58,10 @@ type remoteMsg struct {
 	// and the Host it connected to (first req only).
 	Addr string `json:"addr,omitempty"`
 	Host string `json:"host,omitempty"`
+	// Conn names the member's socket at the edge (first req only): the
+	// origin keeps one room.Client per socket across its joins, so its
+	// limits (wrong passwords above all) count per socket, not per join.
+	Conn string `json:"conn,omitempty"`
 	// Sessions are the sessions the sender holds with the receiver
 	// (keep); Origin says the sender is their origin (else their edge).
 	Sessions []string `json:"sessions,omitempty"`
@@ -65,6 +69,23 @@ type remoteMsg struct {
 	// Batch are encoded out and closed messages (batch).
 	Batch  []json.RawMessage `json:"batch,omitempty"`
 	Reason string            `json:"reason,omitempty"`
+	// Leave (bye): the edge gave up on the session's join, so its client
+	// never learnt it joined: the member leaves at once rather than wait
+	// its grace, and a join of the session that comes after is refused.
+	Leave bool `json:"leave,omitempty"`
+	// Hangup (closed): the origin ended the session on its own (not after
+	// a bye), and the socket must close even if its join was refused.
+	Hangup bool `json:"hangup,omitempty"`
+	// Also (out): more sessions that get the same Frames, each with its
+	// own Seq: a broadcast goes to a node once, whatever the number of
+	// its members there.
+	Also []sessSeq `json:"also,omitempty"`
+}
+
+// sessSeq is one more session of an out, and its number.
+type sessSeq struct {
+	Sess string `json:"sess"`
+	Seq  uint64 `json:"seq"`
 }
 
 var (
@@ -104,6 +125,8 @@ func decodeRemote(b []byte) (remoteMsg, error) {
 		return remoteMsg{}, badRemote("reason of %d bytes", len(m.Reason))
 	case len(m.Addr) > 64 || len(m.Host) > 256:
 		return remoteMsg{}, badRemote("address or host too long")
+	case m.Conn != "" && !validSession.MatchString(m.Conn):
+		return remoteMsg{}, badRemote("conn %q", m.Conn)
 	}
 	if m.Type == msgBatch {
 		if m.Sess != "" || len(m.Frames) > 0 || len(m.Batch) == 0 || len(m.Batch) > maxBatch {
@@ -122,6 +145,22 @@ func decodeRemote(b []byte) (remoteMsg, error) {
 	}
 	if len(m.Batch) > 0 {
 		return remoteMsg{}, badRemote("%s with a batch", m.Type)
+	}
+	if m.Leave && m.Type != msgBye {
+		return remoteMsg{}, badRemote("%s with leave", m.Type)
+	}
+	if m.Hangup && m.Type != msgClosed {
+		return remoteMsg{}, badRemote("%s with hangup", m.Type)
+	}
+	if len(m.Also) > 0 {
+		if m.Type != msgOut || len(m.Also) > maxBatch {
+			return remoteMsg{}, badRemote("%s with %d more sessions (out: at most %d)", m.Type, len(m.Also), maxBatch)
+		}
+		for _, a := range m.Also {
+			if !validSession.MatchString(a.Sess) || a.Seq == 0 {
+				return remoteMsg{}, badRemote("out: more session %q seq %d", a.Sess, a.Seq)
+			}
+		}
 	}
 	if m.Type == msgKeep {
 		if m.Sess != "" || len(m.Frames) > 0 || len(m.Sessions) > maxKeepSessions {

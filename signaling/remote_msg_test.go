@@ -16,7 +16,11 @@ func TestDecodeRemote(t *testing.T) {
 		"req":    `{"v":1,"type":"req","from":"tv-1:8443","sess":"` + sess + `","seq":1,"frames":[{"jsonrpc":"2.0","id":1,"method":"join"}],"addr":"10.0.0.7"}`,
 		"out":    `{"v":1,"type":"out","from":"tv-2","sess":"` + sess + `","seq":7,"frames":[{"a":1},{"b":2}]}`,
 		"bye":    `{"v":1,"type":"bye","from":"tv-1","sess":"` + sess + `"}`,
+		"leave":  `{"v":1,"type":"bye","from":"tv-1","sess":"` + sess + `","leave":true}`,
 		"closed": `{"v":1,"type":"closed","from":"tv-2","sess":"` + sess + `","reason":"kicked"}`,
+		"hangup": `{"v":1,"type":"closed","from":"tv-2","sess":"` + sess + `","reason":"too many wrong passwords","hangup":true}`,
+		"conn":   `{"v":1,"type":"req","from":"tv-1","sess":"` + sess + `","seq":1,"frames":[{"id":1}],"conn":"` + sess + `"}`,
+		"also":   `{"v":1,"type":"out","from":"tv-2","sess":"` + sess + `","seq":7,"frames":[{"a":1}],"also":[{"sess":"` + sess + `","seq":3}]}`,
 		"keep":   `{"v":1,"type":"keep","from":"tv-2","sessions":["` + sess + `"],"origin":true}`,
 	}
 	good["batch"] = `{"v":1,"type":"batch","from":"tv-2","batch":[` + good["out"] + `,` + good["closed"] + `]}`
@@ -43,6 +47,11 @@ func TestDecodeRemote(t *testing.T) {
 		{"batch of a bad item", `{"v":1,"type":"batch","from":"tv-2","batch":[` + strings.Replace(good["out"], `"seq":7,`, ``, 1) + `]}`, "batch item 0: bad member relay message: out: seq 0"},
 		{"empty batch", `{"v":1,"type":"batch","from":"tv-2","batch":[]}`, "batch: 0 messages"},
 		{"bye with a batch", strings.Replace(good["bye"], `}`, `,"batch":[{}]}`, 1), "bye with a batch"},
+		{"closed with leave", strings.Replace(good["closed"], `}`, `,"leave":true}`, 1), "closed with leave"},
+		{"bye with hangup", strings.Replace(good["bye"], `}`, `,"hangup":true}`, 1), "bye with hangup"},
+		{"bad conn", strings.Replace(good["req"], `"addr"`, `"conn":"../x","addr"`, 1), "conn"},
+		{"also on a closed", strings.Replace(good["closed"], `}`, `,"also":[{"sess":"`+sess+`","seq":1}]}`, 1), "closed with 1 more sessions"},
+		{"also without seq", strings.Replace(good["out"], `}]}`, `}],"also":[{"sess":"`+sess+`"}]}`, 1), "more session"},
 	} {
 		_, err := decodeRemote([]byte(tc.msg))
 		if !errors.Is(err, errBadRemote) || !strings.Contains(err.Error(), tc.want) {

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -19,12 +20,24 @@ func (rm *remote) atOrigin(m remoteMsg) {
 	ss := rm.sessions[k]
 	rm.mu.Unlock()
 	if m.Type == msgBye {
-		if ss != nil {
+		switch {
+		case ss != nil && m.Leave:
+			// The edge gave up on the join: its client does not know it
+			// joined, and would only come back as someone new.
+			ss.rs.abandon()
+			ss.Disconnect("")
+		case ss != nil:
 			ss.Disconnect("") // no leave: the member waits its grace
+		case m.Leave:
+			rm.giveUp(k)
 		}
 		return
 	}
 	if ss == nil {
+		if rm.givenUpOn(k) {
+			_ = rm.send(m.From, remoteMsg{Type: msgClosed, Sess: m.Sess, Reason: "the join was given up"})
+			return
+		}
 		if m.Seq != 1 {
 			_ = rm.send(m.From, remoteMsg{Type: msgClosed, Sess: m.Sess, Reason: "no such member session on node " + rm.opt.Bus.ID()})
 			return
@@ -43,6 +56,68 @@ func (rm *remote) atOrigin(m remoteMsg) {
 	}
 }
 
+// maxGivenUp bounds the sessions remembered as given up (each for a TTL).
+const maxGivenUp = 10000
+
+// giveUp remembers that k's edge gave up on its join before its request
+// came: a request that comes later must not make a member.
+func (rm *remote) giveUp(k remoteKey) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if len(rm.givenUp) < maxGivenUp {
+		rm.givenUp[k] = time.Now().Add(rm.opt.TTL)
+	}
+}
+
+func (rm *remote) givenUpOn(k remoteKey) bool {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	_, ok := rm.givenUp[k]
+	return ok
+}
+
+// remoteClient is one edge socket's limits at the origin; rm.mu guards it.
+type remoteClient struct {
+	c     *room.Client
+	users int       // sessions using it now
+	until time.Time // kept until then once unused
+}
+
+// Bounds of the sockets' limits kept at an origin: how many, and for how
+// long once unused (a wrong-password budget refills within a minute by
+// default; an hour covers any window an operator sets, and the socket
+// itself).
+const (
+	maxRemoteClients = 100000
+	remoteClientKeep = time.Hour
+)
+
+// clientFor is the limits of socket conn of edge node (a fresh one when
+// conn is empty or too many are kept); done gives it back.
+func (rm *remote) clientFor(node, conn, addr string) (c *room.Client, done func()) {
+	if conn == "" {
+		return room.NewClient(addr), func() {}
+	}
+	k := remoteKey{node, conn}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rc := rm.clients[k]
+	if rc == nil {
+		if len(rm.clients) >= maxRemoteClients {
+			return room.NewClient(addr), func() {}
+		}
+		rc = &remoteClient{c: room.NewClient(addr)}
+		rm.clients[k] = rc
+	}
+	rc.users++
+	return rc.c, func() {
+		rm.mu.Lock()
+		defer rm.mu.Unlock()
+		rc.users--
+		rc.until = time.Now().Add(remoteClientKeep)
+	}
+}
+
 // newRemoteSession starts the session of a member whose socket is on
 // node k.node; nil and why when it cannot.
 func (rm *remote) newRemoteSession(k remoteKey, m remoteMsg) (*session, string) {
@@ -53,9 +128,10 @@ func (rm *remote) newRemoteSession(k remoteKey, m remoteMsg) (*session, string) 
 	if full {
 		return nil, fmt.Sprintf("node %s serves its %d members of other nodes (--relay-max-members)", rm.opt.Bus.ID(), rm.opt.MaxMembers)
 	}
+	client, release := rm.clientFor(k.node, m.Conn, m.Addr)
 	ss := &session{
 		srv:    s,
-		client: room.NewClient(m.Addr),
+		client: client,
 		out:    make(chan []byte, s.cfg.SendQueue),
 		quit:   make(chan struct{}),
 		log:    s.log.With("remote", m.Addr, "edge", k.node, "session", k.sess),
@@ -65,6 +141,7 @@ func (rm *remote) newRemoteSession(k remoteKey, m remoteMsg) (*session, string) 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		release()
 		return nil, "node " + rm.opt.Bus.ID() + " is shutting down"
 	}
 	s.sessions[ss] = struct{}{}
@@ -75,6 +152,7 @@ func (rm *remote) newRemoteSession(k remoteKey, m remoteMsg) (*session, string) 
 	rm.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		defer release()
 		ss.runRemote()
 		rm.mu.Lock()
 		if rm.sessions[k] == ss {
@@ -99,10 +177,32 @@ type remoteSession struct {
 	key remoteKey
 	in  chan []byte
 
-	mu     sync.Mutex
-	seqIn  uint64 // the last req received
-	seqOut uint64 // the last out sent
-	heard  time.Time
+	mu        sync.Mutex
+	seqIn     uint64 // the last req received
+	seqOut    uint64 // the last out sent
+	heard     time.Time
+	abandoned bool   // the edge gave up on the join: the member leaves, no grace
+	hangup    string // the session closes the member's socket, and why
+}
+
+// hangUp says the session will close its member's socket (reason), even
+// if the edge ends the session first.
+func (rs *remoteSession) hangUp(reason string) {
+	rs.mu.Lock()
+	rs.hangup = reason
+	rs.mu.Unlock()
+}
+
+func (rs *remoteSession) abandon() {
+	rs.mu.Lock()
+	rs.abandoned = true
+	rs.mu.Unlock()
+}
+
+func (rs *remoteSession) wasAbandoned() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.abandoned
 }
 
 func (ss *session) remoteHear(t time.Time) {
@@ -161,7 +261,10 @@ func (ss *session) runRemote() {
 	ss.member = nil
 	ss.joinTimer.Stop()
 	ss.mu.Unlock()
-	if mb != nil {
+	switch {
+	case mb != nil && ss.rs.wasAbandoned() && mb.Attached(ss):
+		mb.Leave()
+	case mb != nil:
 		mb.Drop(ss)
 	}
 }
@@ -185,11 +288,14 @@ func (ss *session) remoteWriteLoop() {
 				}
 				break
 			}
-			reason := ss.reason
+			rs.mu.Lock()
+			reason := cmp.Or(ss.reason, rs.hangup)
+			rs.mu.Unlock()
+			hangup := reason != ""
 			if reason == "" {
 				reason = "session ended"
 			}
-			_ = rs.rm.out.post(rs.key.node, remoteMsg{Type: msgClosed, Sess: rs.key.sess, Reason: reason})
+			_ = rs.rm.out.post(rs.key.node, remoteMsg{Type: msgClosed, Sess: rs.key.sess, Reason: reason, Hangup: hangup})
 			return
 		}
 	}

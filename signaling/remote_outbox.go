@@ -24,7 +24,7 @@ type fanout struct {
 
 type posted struct {
 	node string
-	msg  []byte // an encoded out or closed
+	m    remoteMsg // an out or closed
 }
 
 // maxFanoutQueue bounds what waits (Redis stalled): past it the oldest
@@ -38,15 +38,11 @@ func newFanout(rm *remote) *fanout {
 // post queues m for node (never blocks).
 func (f *fanout) post(node string, m remoteMsg) error {
 	m.From = f.rm.opt.Bus.ID()
-	b, err := encodeRemote(m)
-	if err != nil {
-		return err
-	}
 	f.mu.Lock()
 	if len(f.queue) >= maxFanoutQueue {
 		f.queue = f.queue[1:]
 	}
-	f.queue = append(f.queue, posted{node, b})
+	f.queue = append(f.queue, posted{node, m})
 	f.mu.Unlock()
 	select {
 	case f.wake <- struct{}{}:
@@ -79,21 +75,28 @@ func (f *fanout) run(ctx context.Context) {
 	}
 }
 
-// sendAll sends q, per node in order, in batches.
+// sendAll sends q, per node in order, in batches, each broadcast once
+// per node (merge).
 func (f *fanout) sendAll(q []posted) {
 	var nodes []string
-	byNode := map[string][]json.RawMessage{}
+	byNode := map[string][]remoteMsg{}
 	for _, p := range q {
 		if byNode[p.node] == nil {
 			nodes = append(nodes, p.node)
 		}
-		byNode[p.node] = append(byNode[p.node], p.msg)
+		byNode[p.node] = append(byNode[p.node], p.m)
 	}
 	budget := f.rm.opt.MaxMessage - 256 // the envelope
 	for _, node := range nodes {
 		var batch []json.RawMessage
 		size := 0
-		for _, m := range byNode[node] {
+		for _, msg := range merge(byNode[node], budget) {
+			m, err := encodeRemote(msg)
+			if err != nil {
+				// The session sees the gap and resumes.
+				f.rm.log.Warn("member relay: message not encoded", "node", node, "err", err)
+				continue
+			}
 			if len(batch) > 0 && (size+len(m)+1 > budget || len(batch) == maxBatch) {
 				f.sendBatch(node, batch)
 				batch, size = nil, 0
@@ -103,6 +106,55 @@ func (f *fanout) sendAll(q []posted) {
 		}
 		f.sendBatch(node, batch)
 	}
+}
+
+// merge folds the outs with the same frames (a broadcast: one
+// notification to every member) into the first of them (Also), keeping
+// each session's order: an out joins an earlier one only if its session
+// has nothing in between. A merged out stays within budget bytes.
+func merge(ms []remoteMsg, budget int) []remoteMsg {
+	out := make([]remoteMsg, 0, len(ms))
+	heads := map[string]int{}  // frames → index in out of the out carrying them
+	lastOf := map[string]int{} // session → index in out of its last message
+	for _, m := range ms {
+		if m.Type != msgOut {
+			lastOf[m.Sess] = len(out)
+			out = append(out, m)
+			continue
+		}
+		key := framesKey(m.Frames)
+		if i, ok := heads[key]; ok {
+			// An entry of Also takes at most sessSeqMax bytes.
+			room := min(maxBatch, (budget-len(key)-256)/sessSeqMax)
+			if last, seen := lastOf[m.Sess]; (!seen || last < i) && len(out[i].Also) < room {
+				out[i].Also = append(out[i].Also, sessSeq{m.Sess, m.Seq})
+				lastOf[m.Sess] = i
+				continue
+			}
+		}
+		heads[key] = len(out)
+		lastOf[m.Sess] = len(out)
+		out = append(out, m)
+	}
+	return out
+}
+
+// sessSeqMax is the most bytes one entry of Also takes encoded:
+// {"sess":"<24 hex>","seq":<up to 20 digits>}, and a comma.
+const sessSeqMax = 56
+
+// framesKey is frames' bytes, as a map key.
+func framesKey(frames []json.RawMessage) string {
+	n := 0
+	for _, f := range frames {
+		n += len(f) + 1
+	}
+	b := make([]byte, 0, n)
+	for _, f := range frames {
+		b = append(b, f...)
+		b = append(b, 0)
+	}
+	return string(b)
 }
 
 func (f *fanout) sendBatch(node string, batch []json.RawMessage) {

@@ -68,7 +68,7 @@ type remoteNode struct {
 	env   *env
 }
 
-func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bool) error, maxMessage int) *remoteNode {
+func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bool) error, maxMessage int, tune ...func(*signaling.RemoteOptions)) *remoteNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := sfu.NewWorker(ctx, sfu.WorkerConfig{LoopbackOnly: true})
@@ -81,7 +81,7 @@ func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bo
 	// The relay's part: an edge of the room while members use it.
 	var mu sync.Mutex
 	edges, users := map[string]*room.Edge{}, map[string]int{}
-	sig.StartRemote(ctx, signaling.RemoteOptions{
+	opt := signaling.RemoteOptions{
 		Bus: nodeBus{id, bus}, Inbox: bus.inbox(id),
 		Watch: func(_ context.Context, roomID, _ string) (func(), error) {
 			mu.Lock()
@@ -105,7 +105,11 @@ func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bo
 		},
 		Renew: 100 * time.Millisecond, TTL: 400 * time.Millisecond,
 		MaxMessage: maxMessage, MaxMembers: 10,
-	})
+	}
+	for _, f := range tune {
+		f(&opt)
+	}
+	sig.StartRemote(ctx, opt)
 	hs := httptest.NewServer(sig)
 	t.Cleanup(func() {
 		sig.Close()
@@ -231,5 +235,148 @@ func waitFor(t *testing.T, what string, f func() bool) {
 			t.Fatalf("%s: not within 5s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRemoteJoinOriginSilent: a join through b that a does not answer
+// (its messages lost, as when a was killed) is sent to a (1010) only
+// while a still renews its place in the cluster; once it stopped, the
+// joiner is told to retry (1011, node_unavailable, retryAfterMs) rather
+// than sent to a dead node.
+func TestRemoteJoinOriginSilent(t *testing.T) {
+	bus := &memBus{}
+	a := startRemoteNode(t, bus, "a", nil, 1<<20)
+	moved := func(id string, _ bool) error {
+		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
+	}
+	var mu sync.Mutex
+	aAnswering := true
+	b := startRemoteNode(t, bus, "b", moved, 1<<20, func(o *signaling.RemoteOptions) {
+		o.AnswerTimeout = 300 * time.Millisecond
+		o.Answering = func(_ context.Context, node string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return node != "a" || aAnswering
+		}
+	})
+	ana := a.env.dial(t)
+	ana.mustCall("join", map[string]any{"room": "film", "name": "Ana"}, nil)
+	bus.mu.Lock()
+	bus.drop = func(to string, _ []byte) bool { return to == "a" }
+	bus.mu.Unlock()
+
+	bo := b.env.dial(t)
+	e := bo.callErr("join", map[string]any{"room": "film", "name": "Bo"}, signaling.CodeMoved)
+	if e.Data["url"] != "https://a.example" {
+		t.Fatalf("unanswered join while a renews: %+v, want the move to a", e)
+	}
+	mu.Lock()
+	aAnswering = false
+	mu.Unlock()
+	e = bo.callErr("join", map[string]any{"room": "film", "name": "Bo"}, signaling.CodeUnavailable)
+	if e.Data["reason"] != room.ReasonNodeDown || e.Data["retryAfterMs"] == nil || e.Data["url"] != nil {
+		t.Fatalf("unanswered join once a stopped: %+v, want a retry without a move", e)
+	}
+	if !bo.isOpen() {
+		t.Fatal("Bo's socket closed after a refused join")
+	}
+	waitFor(t, "b forgets the links", func() bool { return b.sig.RemoteStats().Links == 0 })
+}
+
+// TestRemoteJoinGivenUp: an edge that gives up on a join (no answer in
+// time) leaves no member behind at the origin. Bo's join runs on a but
+// its answer is lost: b answers Bo itself, and a's member leaves at once
+// (peerLeft "left"), not after the grace (a minute here). Cy's join
+// request reaches a only after b gave up on it: a refuses it, and Ana
+// never sees Cy, while Dee, after, joins as usual.
+func TestRemoteJoinGivenUp(t *testing.T) {
+	bus := &memBus{}
+	a := startRemoteNode(t, bus, "a", nil, 1<<20)
+	moved := func(id string, _ bool) error {
+		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
+	}
+	b := startRemoteNode(t, bus, "b", moved, 1<<20, func(o *signaling.RemoteOptions) { o.AnswerTimeout = 300 * time.Millisecond })
+	ana := a.env.dial(t)
+	ana.mustCall("join", map[string]any{"room": "film", "name": "Ana"}, nil)
+	setDrop := func(f func(to string, msg []byte) bool) {
+		bus.mu.Lock()
+		bus.drop = f
+		bus.mu.Unlock()
+	}
+
+	setDrop(func(to string, msg []byte) bool {
+		return to == "b" && (strings.Contains(string(msg), `"type":"out"`) || strings.Contains(string(msg), `"type":"batch"`))
+	})
+	bo := b.env.dial(t)
+	bo.callErr("join", map[string]any{"room": "film", "name": "Bo"}, signaling.CodeMoved)
+	ana.notificationWhere("peerJoined", func(p json.RawMessage) bool { return strings.Contains(string(p), `"Bo"`) })
+	left := ana.notificationWhere("peerLeft", func(p json.RawMessage) bool { return true })
+	if !strings.Contains(string(left), `"left"`) {
+		t.Fatalf("Bo's given-up join left %s, want reason left", left)
+	}
+	waitFor(t, "a drops Bo's session", func() bool { return a.sig.RemoteStats().Remote == 0 })
+
+	var held [][]byte
+	setDrop(func(to string, msg []byte) bool {
+		if to == "a" && strings.Contains(string(msg), `"type":"req"`) {
+			held = append(held, msg) // under bus.mu
+			return true
+		}
+		return false
+	})
+	cy := b.env.dial(t)
+	cy.callErr("join", map[string]any{"room": "film", "name": "Cy"}, signaling.CodeMoved)
+	bus.mu.Lock()
+	late := held
+	bus.drop = nil
+	bus.mu.Unlock()
+	if len(late) != 1 {
+		t.Fatalf("%d requests held, want Cy's join", len(late))
+	}
+	bus.inbox("a") <- late[0] // after b's bye
+	dee := b.env.dial(t)
+	dee.mustCall("join", map[string]any{"room": "film", "name": "Dee"}, nil)
+	ana.notificationWhere("peerJoined", func(p json.RawMessage) bool { return strings.Contains(string(p), `"Dee"`) })
+	if ana.sawWhere("peerJoined", func(p json.RawMessage) bool { return strings.Contains(string(p), `"Cy"`) }) {
+		t.Fatal("a made a member of Cy's join that b had given up")
+	}
+	if st := a.sig.RemoteStats(); st.Remote != 1 {
+		t.Fatalf("a: %+v, want Dee's session only", st)
+	}
+}
+
+// TestRemotePasswordsPerSocket: wrong passwords sent through another
+// node count per socket, as on the room's node: one socket through b gets
+// five 1005s (the per-connection budget), then 1008 too_many_attempts,
+// and when it insists, its answer and then the close (1008), while a new
+// socket from the same address still gets its own tries.
+func TestRemotePasswordsPerSocket(t *testing.T) {
+	bus := &memBus{}
+	a := startRemoteNode(t, bus, "a", nil, 1<<20)
+	if _, err := a.rooms.CreateRoom(room.RoomSpec{ID: "vault", Name: "vault", Password: "open sesame"}); err != nil {
+		t.Fatal(err)
+	}
+	moved := func(id string, _ bool) error {
+		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
+	}
+	b := startRemoteNode(t, bus, "b", moved, 1<<20)
+	guess := map[string]any{"room": "vault", "name": "guesser", "password": "nope"}
+	c := b.env.dial(t)
+	for i := range 5 {
+		if e := c.callErr("join", guess, signaling.CodeForbidden); e.Data["reason"] != room.ReasonWrongPassword {
+			t.Fatalf("guess %d through b: %+v, want wrong_password", i+1, e)
+		}
+	}
+	if e := c.callErr("join", guess, signaling.CodeRateLimited); e.Data["reason"] != "too_many_attempts" {
+		t.Fatalf("6th guess through b: %+v, want too_many_attempts", e)
+	}
+	c.callErr("join", guess, signaling.CodeRateLimited)
+	ce := c.closedWith(5 * time.Second)
+	if ce.Code != 1008 || !strings.Contains(ce.Text, "too many wrong passwords") {
+		t.Fatalf("insisting socket closed with %d %q, want 1008 too many wrong passwords", ce.Code, ce.Text)
+	}
+	other := b.env.dial(t)
+	if e := other.callErr("join", guess, signaling.CodeForbidden); e.Data["reason"] != room.ReasonWrongPassword {
+		t.Fatalf("a new socket's guess: %+v, want its own wrong_password", e)
 	}
 }

@@ -95,6 +95,22 @@ func New(m *room.Manager, cfg Config) *Server {
 	}
 }
 
+// Alive answers a WebSocket from any origin and closes it at once. A
+// room page about to move to this node (a 1010 named it) opens it first:
+// a node killed a moment ago may still be named, and a page that went
+// there would be stranded on the browser's error page. The page's CSP
+// lets it open WebSockets to other nodes, not fetch from them, and /ws
+// takes only its own origin. It holds nothing and tells nothing.
+func Alive(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	c, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with an HTTP error
+	}
+	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "alive"), time.Now().Add(time.Second))
+	_ = c.Close()
+}
+
 func sameOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -229,6 +245,10 @@ type session struct {
 	held    [][]byte
 	// link: the socket's member is of another node's room (remote.go).
 	link *link
+	// connID names the socket to the rooms' nodes it joins through (made
+	// at its first link), so that a node counts its wrong passwords
+	// across its joins as a socket's own.
+	connID string
 
 	// rs is set, for good, on a session whose socket is on another node.
 	rs *remoteSession

@@ -664,7 +664,10 @@ export class Client extends EventTarget {
     // about a second (a waiting gap let it go unnoticed for up to 2.75 s,
     // and a picture came back 6.2 s after an outage under load). A
     // refused or failed attempt (a server restarting) backs off.
-    const base = keeping && this._openTimedOut ? 250 : Math.min(cap, this.minBackoff * 2 ** n);
+    // A server that says when to come back (1011: the room's node died
+    // and its lease has not run out) is asked again then.
+    const after = err instanceof RpcError && err.code === Codes.UNAVAILABLE ? Number(err.data?.retryAfterMs) || 0 : 0;
+    const base = after > 0 ? Math.min(after, this.maxBackoff) : keeping && this._openTimedOut ? 250 : Math.min(cap, this.minBackoff * 2 ** n);
     const delay = Math.round(base * (0.75 + Math.random() * 0.5));
     this._setState('reconnecting', {error: err, retryIn: delay, attempt: this._attempt});
     await new Promise((resolve) => {

@@ -1899,9 +1899,7 @@ function joinFailed(err, name, password) {
       showPrejoin({error: `The server did not accept that: ${err.message.replace(/^join: /, '')}`});
       break;
     case Codes.MOVED:
-      if (!waitForFledNode(err.data?.url, name, password) && !moveTo(err.data?.url, name)) {
-        fatal('Could not join', err.message, {retry: () => location.reload()});
-      }
+      if (!waitForFledNode(err.data?.url, name, password)) moveIfAnswering(err, name, password);
       break;
     default:
       fatal('Could not join', err.message, {retry: () => location.reload()});
@@ -1950,6 +1948,55 @@ function moveTo(base, name, lost = false) {
   target.hash = carry.toString();
   location.replace(target.href);
   return true;
+}
+
+// Moves to the node a join was sent to (1010), once it is seen to answer:
+// a node that just died may still be named for a few seconds, and a page
+// that went there would be left on the browser's error page. Until it
+// answers, or the room moves to a node that does, the join is tried here
+// again, a second apart; past UNREACHABLE_RETRIES the person is told.
+const UNREACHABLE_RETRIES = 20;
+let unreachableRetries = 0;
+async function moveIfAnswering(err, name, password) {
+  const url = err.data?.url;
+  if (await nodeAnswers(url)) {
+    if (!moveTo(url, name)) fatal('Could not join', err.message, {retry: () => location.reload()});
+    return;
+  }
+  if (++unreachableRetries > UNREACHABLE_RETRIES) {
+    fatal('Could not join', `The room is on another server (${url}) that does not answer.`, {retry: () => location.reload()});
+    return;
+  }
+  setTimeout(() => start(name, password), 1000);
+}
+
+// nodeAnswers resolves whether the node at base opens a WebSocket within
+// a few seconds: its /ws/alive, which takes any origin and closes at once
+// (the page's CSP lets it open WebSockets to other nodes, not fetch).
+function nodeAnswers(base) {
+  let ws;
+  try {
+    const u = new URL(base);
+    ws = new WebSocket(`${u.protocol === 'https:' ? 'wss:' : 'ws:'}//${u.host}/ws/alive`);
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => {
+    const done = (ok) => {
+      clearTimeout(timer);
+      ws.onopen = ws.onerror = ws.onclose = null;
+      try {
+        ws.close(1000);
+      } catch {
+        // closing an unopened socket may throw in old browsers
+      }
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 3000);
+    ws.onopen = () => done(true);
+    ws.onerror = () => done(false);
+    ws.onclose = () => done(false);
+  });
 }
 
 // A join answered "the room is on node url" right after this page fled
