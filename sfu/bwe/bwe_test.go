@@ -28,6 +28,30 @@ func feedback(base uint16, count int, lost map[int]bool) *rtcp.TransportLayerCC 
 	return fb
 }
 
+// newTestEstimator is an estimator starting at 300 kbit/s, closed with
+// the test.
+func newTestEstimator(t *testing.T) *Estimator {
+	t.Helper()
+	e, err := New(300_000, 50_000, 10_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+// probeBurst starts a probe aiming at target at now and sends it: 100
+// packets of 250 bytes from seq, 1 ms apart (2 Mbit/s).
+func probeBurst(t *testing.T, e *Estimator, target int, seq uint16, now time.Time) {
+	t.Helper()
+	if !e.StartProbe(target, 100*time.Millisecond, now) {
+		t.Fatal("probe refused")
+	}
+	for i := 0; i < 100; i++ {
+		e.OnSent(seq+uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
+	}
+}
+
 func TestParseFeedback(t *testing.T) {
 	acks := appendAcks(nil, feedback(65530, 10, map[int]bool{3: true}))
 	if len(acks) != 10 {
@@ -51,11 +75,7 @@ func TestParseFeedback(t *testing.T) {
 }
 
 func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
-	e, err := New(300_000, 50_000, 10_000_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEstimator(t)
 	now := time.Now()
 	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
 		t.Fatal("probe refused")
@@ -81,10 +101,7 @@ func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
 	}
 	// A lossy probe fails.
 	now = now.Add(2 * time.Second)
-	e.StartProbe(2_000_000, 100*time.Millisecond, now)
-	for i := 0; i < 100; i++ {
-		e.OnSent(uint16(200+i), 250, now.Add(time.Duration(i)*time.Millisecond))
-	}
+	probeBurst(t, e, 2_000_000, 200, now)
 	lost := map[int]bool{}
 	for i := 0; i < 100; i += 5 {
 		lost[i] = true
@@ -98,16 +115,9 @@ func TestProbeRaisesAndCongestionDropsTheFloor(t *testing.T) {
 // TestFailedProbeLowersAFloorAboveIt: a floor an earlier probe set above
 // what the link then carries comes down to what a failed probe delivered.
 func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
-	e, err := New(300_000, 50_000, 10_000_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEstimator(t)
 	now := time.Now()
-	e.StartProbe(2_000_000, 100*time.Millisecond, now)
-	for i := 0; i < 100; i++ {
-		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
-	}
+	probeBurst(t, e, 2_000_000, 0, now)
 	e.OnFeedback(feedback(0, 100, nil), now.Add(time.Second))
 	if res := e.LastProbe(); !res.Success {
 		t.Fatalf("first probe failed: %+v", res)
@@ -142,22 +152,13 @@ func TestFailedProbeLowersAFloorAboveIt(t *testing.T) {
 // A receiver report that may cover time before a successful probe does
 // not undo it: the link just recovered. One received a second later does.
 func TestReceiverReportOlderThanAProbe(t *testing.T) {
-	e, err := New(300_000, 50_000, 10_000_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEstimator(t)
 	now := time.Now()
 	e.OnReceiverReport(0.5, now) // the link was losing half
 	if got := e.GetTargetBitrate(); got >= 300_000 {
 		t.Fatalf("estimate %d with half lost, want cut", got)
 	}
-	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
-		t.Fatal("probe refused")
-	}
-	for i := 0; i < 100; i++ {
-		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
-	}
+	probeBurst(t, e, 2_000_000, 0, now)
 	evaluated := now.Add(time.Second)
 	e.OnFeedback(feedback(0, 100, nil), evaluated)
 	if res := e.LastProbe(); !res.Success {
@@ -176,18 +177,9 @@ func TestReceiverReportOlderThanAProbe(t *testing.T) {
 // A probe on a transport that then sends nothing gets no later feedback:
 // the next probe evaluates it instead of waiting for ever.
 func TestProbeEvaluatedWithoutLaterFeedback(t *testing.T) {
-	e, err := New(300_000, 50_000, 10_000_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEstimator(t)
 	now := time.Now()
-	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
-		t.Fatal("probe refused")
-	}
-	for i := 0; i < 100; i++ {
-		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
-	}
+	probeBurst(t, e, 2_000_000, 0, now)
 	// The probe's feedback, before its evaluation is due.
 	e.OnFeedback(feedback(0, 100, nil), now.Add(200*time.Millisecond))
 	if e.StartProbe(2_000_000, 100*time.Millisecond, now.Add(300*time.Millisecond)) {
@@ -204,18 +196,9 @@ func TestProbeEvaluatedWithoutLaterFeedback(t *testing.T) {
 // EvaluateProbe, called on the allocator's tick, leaves a probe to the
 // feedback until its evaluation is overdue, then evaluates it.
 func TestEvaluateProbeWhenOverdue(t *testing.T) {
-	e, err := New(300_000, 50_000, 10_000_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEstimator(t)
 	now := time.Now()
-	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
-		t.Fatal("probe refused")
-	}
-	for i := 0; i < 100; i++ {
-		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
-	}
+	probeBurst(t, e, 2_000_000, 0, now)
 	e.OnFeedback(feedback(0, 100, nil), now.Add(200*time.Millisecond))
 	due := now.Add(100*time.Millisecond + 300*time.Millisecond)
 	e.EvaluateProbe(due.Add(probeOverdue / 2))
@@ -242,18 +225,9 @@ func TestSentPacketSize(t *testing.T) {
 // being sent, not to a fraction of GCC's own 300 kbit/s (the e2e temporal
 // test's estimate fell from 1.73 to 0.25 Mbit/s so).
 func TestStallAfterProbeCutsFromTheProbedRate(t *testing.T) {
-	e, err := New(300_000, 50_000, 10_000_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newTestEstimator(t)
 	now := time.Now()
-	if !e.StartProbe(2_000_000, 100*time.Millisecond, now) {
-		t.Fatal("probe refused")
-	}
-	for i := 0; i < 100; i++ {
-		e.OnSent(uint16(i), 250, now.Add(time.Duration(i)*time.Millisecond))
-	}
+	probeBurst(t, e, 2_000_000, 0, now)
 	now = now.Add(time.Second)
 	e.OnFeedback(feedback(0, 100, nil), now)
 	probed := e.GetTargetBitrate()
