@@ -3,8 +3,9 @@ package signaling
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"time"
+
+	"github.com/matinee-dev/matinee/internal/sendq"
 )
 
 // fanout sends what the room's sessions write to members on other nodes:
@@ -14,12 +15,7 @@ import (
 // in first out, so each session's messages keep their order.
 type fanout struct {
 	rm *remote
-
-	mu    sync.Mutex
-	queue []posted
-	busy  bool
-	wake  chan struct{}
-	idle  chan struct{} // closed and replaced whenever the queue empties
+	q  *sendq.Queue[posted]
 }
 
 type posted struct {
@@ -32,48 +28,18 @@ type posted struct {
 const maxFanoutQueue = 1 << 16
 
 func newFanout(rm *remote) *fanout {
-	return &fanout{rm: rm, wake: make(chan struct{}, 1), idle: make(chan struct{})}
+	return &fanout{rm: rm, q: sendq.New[posted](maxFanoutQueue)}
 }
 
 // post queues m for node (never blocks).
 func (f *fanout) post(node string, m remoteMsg) error {
 	m.From = f.rm.opt.Bus.ID()
-	f.mu.Lock()
-	if len(f.queue) >= maxFanoutQueue {
-		f.queue = f.queue[1:]
-	}
-	f.queue = append(f.queue, posted{node, m})
-	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
+	f.q.Post(posted{node, m})
 	return nil
 }
 
 // run sends until ctx ends.
-func (f *fanout) run(ctx context.Context) {
-	for {
-		f.mu.Lock()
-		if len(f.queue) == 0 {
-			f.busy = false
-			close(f.idle)
-			f.idle = make(chan struct{})
-			f.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return
-			case <-f.wake:
-			}
-			continue
-		}
-		q := f.queue
-		f.queue = nil
-		f.busy = true
-		f.mu.Unlock()
-		f.sendAll(q)
-	}
-}
+func (f *fanout) run(ctx context.Context) { f.q.Run(ctx, f.sendAll) }
 
 // sendAll sends q, per node in order, in batches, each broadcast once
 // per node (merge).
@@ -173,18 +139,4 @@ func (f *fanout) sendBatch(node string, batch []json.RawMessage) {
 }
 
 // flush waits, at most d, for every posted message to be sent.
-func (f *fanout) flush(d time.Duration) {
-	f.mu.Lock()
-	if len(f.queue) == 0 && !f.busy {
-		f.mu.Unlock()
-		return
-	}
-	idle := f.idle
-	f.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-idle:
-	case <-t.C:
-	}
-}
+func (f *fanout) flush(d time.Duration) { f.q.Flush(d) }
