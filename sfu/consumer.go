@@ -29,8 +29,13 @@ type Consumer struct {
 
 	// mu guards the write state below: packets of different simulcast
 	// layers arrive from different read loops.
-	mu      sync.Mutex
-	writer  PacketWriter
+	mu sync.Mutex
+	// writer is the consumer's way out (egress.go), nil until bound (and
+	// again once unbound or closed); pionOut and srtpOut hold the WebRTC
+	// ones, so that binding allocates nothing.
+	writer  egress
+	pionOut pionEgress
+	srtpOut srtpEgress
 	ssrc    uint32
 	pt      uint8
 	current int // layer being forwarded, -1 while waiting for a keyframe
@@ -324,14 +329,10 @@ func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8.Descr
 	}
 }
 
-// write sends one packet, with c.mu held: through the transport's own
-// SRTP path when it has one (srtpout.go), into b if the caller batches;
-// through pion otherwise.
+// write sends one packet through the consumer's egress, with c.mu held
+// and c.writer set: into b if the caller batches and the egress can.
 func (c *Consumer) write(b *udpbatch.Batch, h *rtp.Header, payload []byte) (int, error) {
-	if o := c.transport.out.Load(); o != nil {
-		return o.write(b, h, payload, c.twccID)
-	}
-	return c.writer.WriteRTP(h, payload)
+	return c.writer.writeRTP(b, h, payload)
 }
 
 // takes reports whether a keyframe on layer idx may become the forwarded
@@ -428,9 +429,8 @@ func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParam
 		c.mu.Unlock()
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("consumer %s: subscriber does not accept %s: %w", c.id, c.producer.format().MimeType, webrtc.ErrUnsupportedCodec)
 	}
-	c.writer = ctx.WriteStream()
 	c.ssrc = uint32(ctx.SSRC())
-	c.twccID = twccExtensionID(ctx)
+	c.bindWebRTC(ctx.WriteStream(), twccExtensionID(ctx))
 	c.mu.Unlock()
 	if c.transport.connected.Load() {
 		c.restart()

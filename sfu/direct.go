@@ -43,6 +43,11 @@ func (r *Router) NewDirectTransport(owner string) (*Transport, error) {
 // ConsumeDirect forwards producer p to w through a direct transport. The
 // first video packet w sees is a keyframe (one is requested at once).
 func (t *Transport) ConsumeDirect(p *Producer, w PacketWriter) (*Consumer, error) {
+	return t.consumeWith(p, directEgress{w: w})
+}
+
+// consumeWith forwards producer p through e, on a direct transport.
+func (t *Transport) consumeWith(p *Producer, e egress) (*Consumer, error) {
 	if !t.direct {
 		return nil, fmt.Errorf("consume direct on a WebRTC transport: %w", ErrInvalidState)
 	}
@@ -50,7 +55,7 @@ func (t *Transport) ConsumeDirect(p *Producer, w PacketWriter) (*Consumer, error
 		return nil, fmt.Errorf("producer %s is in another router: %w", p.id, ErrNotFound)
 	}
 	c := newConsumer(t, p, false)
-	c.writer = w
+	c.writer = e
 	c.ssrc = newSSRC()
 	c.pt = uint8(p.payloadType())
 	t.mu.Lock()

@@ -33,7 +33,7 @@ func benchProducer(b *testing.B, n int) (*Producer, []*Consumer) {
 	cs := make([]*Consumer, n)
 	for i := range cs {
 		c := newConsumer(t, p, false)
-		c.writer = &discardWriter{}
+		c.writer = directEgress{&discardWriter{}}
 		c.ssrc = uint32(1000 + i)
 		c.pt = 96
 		c.target = 0

@@ -227,7 +227,7 @@ func (t *PlainTransport) Produce(o PlainProduceOptions) (*Producer, error) {
 // keyframe.
 func (t *PlainTransport) Consume(p *Producer) (*Consumer, error) {
 	pc := &plainConsumer{t: t, codec: p.format(), pt: uint8(p.payloadType())}
-	c, err := t.inner.ConsumeDirect(p, pc)
+	c, err := t.inner.consumeWith(p, pc)
 	if err != nil {
 		return nil, err
 	}
@@ -253,9 +253,10 @@ func (t *PlainTransport) Consume(p *Producer) (*Consumer, error) {
 	return c, nil
 }
 
-// WriteRTP sends one packet of the consumer to the remote (on the
-// producer's goroutine: a UDP write does not block for long).
-func (pc *plainConsumer) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+// writeRTP sends one packet of the consumer to the remote, at once (on the
+// producer's goroutine: a UDP write does not block for long). It is the
+// consumer's egress (egress.go).
+func (pc *plainConsumer) writeRTP(_ *udpbatch.Batch, h *rtp.Header, payload []byte) (int, error) {
 	t := pc.t
 	t.mu.Lock()
 	dst := t.remoteRTP

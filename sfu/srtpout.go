@@ -107,6 +107,13 @@ func (t *Transport) setupOut() {
 		return
 	}
 	t.out.Store(o)
+	// Consumers bound before now move onto it; those bound later find it
+	// (Consumer.bindWebRTC).
+	for _, c := range t.Consumers() {
+		c.mu.Lock()
+		c.useOwnSRTP(o)
+		c.mu.Unlock()
+	}
 	t.log.Debug("rtp leaves through the sfu's own srtp path")
 }
 

@@ -118,7 +118,7 @@ func temporalRig(t *testing.T, layers int) (*Producer, *Consumer, *recordingWrit
 	}
 	c := newConsumer(tr, p, false)
 	w := &recordingWriter{}
-	c.writer = w
+	c.writer = directEgress{w}
 	c.ssrc, c.pt, c.target = 1, 96, 0
 	next := []*Consumer{c}
 	p.consumers.Store(&next)

@@ -327,8 +327,8 @@ func (v *Viewer) SetSource(kind Kind, p *Producer) error {
 	c.codecs, c.negRTX = s.codecs, s.rtxSSRC
 	if s.writer != nil {
 		if _, ok := c.applyCodec(); ok {
-			c.writer, c.ssrc = s.writer, s.ssrc
-			c.twccID = s.twccID
+			c.ssrc = s.ssrc
+			c.bindWebRTC(s.writer, s.twccID)
 		}
 	}
 	s.cur = c
@@ -416,8 +416,8 @@ func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 		c.mu.Lock()
 		c.codecs, c.negRTX = s.codecs, s.rtxSSRC
 		if cp, ok := c.applyCodec(); ok {
-			c.writer, c.ssrc = s.writer, s.ssrc
-			c.twccID = s.twccID
+			c.ssrc = s.ssrc
+			c.bindWebRTC(s.writer, s.twccID)
 			chosen = cp
 		}
 		c.mu.Unlock()
