@@ -396,22 +396,26 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 	return sent
 }
 
-// consumerTrack is the consumer as pion sees it: a webrtc.TrackLocal.
-type consumerTrack struct{ c *Consumer }
+// consumerTrack is the consumer as pion sees it: a webrtc.TrackLocal on
+// its receive transport t.
+type consumerTrack struct {
+	c *Consumer
+	t *RecvTransport
+}
 
 // Bind is called by pion once the subscriber has answered, with the
 // negotiated codecs. Only formats the SFU offered for this track and the
 // subscriber kept in its m-section of the answer count: pion's list is
 // per kind, not per m-section.
 func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	c := ct.c
+	c, t := ct.c, ct.t
 	negotiated := ctx.CodecParameters()
 	if c.transceiver != nil {
-		c.transport.mu.Lock()
-		if a, ok := c.transport.answered[c.transceiver.Mid()]; ok {
+		t.mu.Lock()
+		if a, ok := t.answered[c.transceiver.Mid()]; ok {
 			negotiated = a
 		}
-		c.transport.mu.Unlock()
+		t.mu.Unlock()
 	}
 	c.mu.Lock()
 	var codecs []webrtc.RTPCodecParameters
@@ -430,7 +434,7 @@ func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParam
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("consumer %s: subscriber does not accept %s: %w", c.id, c.producer.format().MimeType, webrtc.ErrUnsupportedCodec)
 	}
 	c.ssrc = uint32(ctx.SSRC())
-	c.bindWebRTC(ctx.WriteStream(), twccExtensionID(ctx))
+	c.bindWebRTC(ctx.WriteStream(), twccExtensionID(ctx), t.out.Load())
 	c.mu.Unlock()
 	if c.transport.connected.Load() {
 		c.restart()

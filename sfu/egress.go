@@ -56,13 +56,13 @@ func (e *srtpEgress) writeRTP(b *udpbatch.Batch, h *rtp.Header, payload []byte) 
 }
 
 // bindWebRTC sets, with c.mu held, the consumer's way out once pion has
-// bound its track to w: the transport's own SRTP path when it took one
-// (setupOut switches consumers bound before that), pion's otherwise.
-func (c *Consumer) bindWebRTC(w PacketWriter, twccID uint8) {
+// bound its track to w: the receive transport's own SRTP path o when it
+// took one (setupOut moves consumers bound before that), pion's otherwise.
+func (c *Consumer) bindWebRTC(w PacketWriter, twccID uint8, o *srtpOut) {
 	c.twccID = twccID
 	c.pionOut = pionEgress{w: w}
 	c.writer = &c.pionOut
-	if o := c.transport.out.Load(); o != nil {
+	if o != nil {
 		c.useOwnSRTP(o)
 	}
 }

@@ -45,7 +45,7 @@ type PlainTransport struct {
 	id     string
 	router *Router
 	opts   PlainTransportOptions
-	inner  *Transport
+	inner  *DirectTransport
 	rtp    *net.UDPConn
 	rtcp   *net.UDPConn // == rtp with RTCPMux
 
@@ -184,7 +184,7 @@ func (t *PlainTransport) Produce(o PlainProduceOptions) (*Producer, error) {
 	if stream == "" {
 		stream = t.id
 	}
-	p := newProducer(t.inner, in, o.Kind, o.Codec, o.AppData, t.opts.Owner+"/"+stream)
+	p := newProducer(t.inner.Transport, in, o.Kind, o.Codec, o.AppData, t.opts.Owner+"/"+stream)
 	pp := &plainProducer{p: p, pt: o.PayloadType, ssrc: o.SSRC}
 	p.writePLI = func(ssrc uint32) error {
 		return t.sendRTCP(&rtcp.PictureLossIndication{MediaSSRC: ssrc})
@@ -206,10 +206,7 @@ func (t *PlainTransport) Produce(o PlainProduceOptions) (*Producer, error) {
 	if err := t.router.addProducer(p); err != nil {
 		return nil, err
 	}
-	t.inner.mu.Lock()
-	t.inner.producers[p.id] = p
-	in.producer.Store(p)
-	t.inner.mu.Unlock()
+	t.inner.addProducer(p)
 	p.OnClose(func() {
 		t.mu.Lock()
 		for i, q := range t.producers {

@@ -143,11 +143,15 @@ func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapa
 	p.resolved.Store(true)
 	empty := []*Consumer{}
 	p.consumers.Store(&empty)
+	// The publisher's connection takes feedback; plain RTP and pipes set
+	// their own.
+	write := t.writeRTCP
+	p.writeRTCP = write
 	p.writePLI = func(ssrc uint32) error {
-		return t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
-	}
-	if t.pc != nil {
-		p.writeRTCP = t.pc.WriteRTCP
+		if write == nil {
+			return nil
+		}
+		return write([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 	}
 	return p
 }

@@ -93,7 +93,7 @@ type outDest struct {
 
 // setupOut decides, when the transport first connects, whether its RTP
 // takes the SFU's own path. Called before connected is set.
-func (t *Transport) setupOut() {
+func (t *RecvTransport) setupOut() {
 	t.mu.Lock()
 	decided := t.outDecided
 	t.outDecided = true
@@ -117,12 +117,12 @@ func (t *Transport) setupOut() {
 	t.log.Debug("rtp leaves through the sfu's own srtp path")
 }
 
-func (t *Transport) newSRTPOut() (*srtpOut, error) {
+func (t *RecvTransport) newSRTPOut() (*srtpOut, error) {
 	keys, err := t.capture.Keys()
 	if err != nil {
 		return nil, err
 	}
-	o := &srtpOut{t: t}
+	o := &srtpOut{t: t.Transport}
 	if keys.Profile == srtp.ProtectionProfileAeadAes128Gcm {
 		o.gcm, err = srtpgcm.NewSealer(keys.Key, keys.Salt)
 	} else {
@@ -179,7 +179,7 @@ func (t *Transport) newSRTPOut() (*srtpOut, error) {
 
 // OwnSRTP reports whether the transport's RTP takes the SFU's own SRTP
 // path rather than pion's.
-func (t *Transport) OwnSRTP() bool { return t.out.Load() != nil }
+func (t *RecvTransport) OwnSRTP() bool { return t.out.Load() != nil }
 
 // destFor maps a selected ICE pair to one of the worker's UDP sockets.
 func (w *Worker) destFor(p *webrtc.ICECandidatePair) (*outDest, error) {
@@ -282,17 +282,6 @@ func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, id uin
 		return 0, err
 	}
 	return len(out), nil
-}
-
-// fail reports the transport as failed, once.
-func (t *Transport) fail(reason string) {
-	t.mu.Lock()
-	fire := !t.closed && !t.failed
-	t.failed = true
-	t.mu.Unlock()
-	if fire && t.opts.OnFailed != nil {
-		t.opts.OnFailed(reason)
-	}
 }
 
 // twccExtensionID returns the id the subscriber negotiated for

@@ -106,7 +106,7 @@ func (g *l1t3) checkShared(t *testing.T) {
 // records what it sends, without PeerConnections.
 func temporalRig(t *testing.T, layers int) (*Producer, *Consumer, *recordingWriter) {
 	t.Helper()
-	tr := &Transport{opts: TransportOptions{Direction: Recv}, log: slog.New(slog.DiscardHandler)}
+	tr := &Transport{opts: transportOpts{Direction: Recv}, log: slog.New(slog.DiscardHandler)}
 	tr.connected.Store(true)
 	p := newProducer(tr, &inbound{}, KindVideo, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, nil, "s")
 	p.writePLI = func(uint32) error { return nil }
