@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/matinee-dev/matinee/sfu/rtpmunge"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/interceptor"
@@ -246,103 +245,6 @@ func (c *Consumer) pickLayer() int {
 		}
 	}
 	return best
-}
-
-// forward sends one packet if it belongs to the layer being forwarded,
-// switching layers on the target layer's keyframe, and (for VP8, with desc
-// its payload descriptor) if it belongs to a temporal layer wanted. It
-// allocates nothing.
-func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8.Descriptor, now time.Time, b *udpbatch.Batch) {
-	if c.paused.Load() {
-		return
-	}
-	c.mu.Lock()
-	if c.writer == nil || c.closed || !c.transport.connected.Load() {
-		c.mu.Unlock()
-		return
-	}
-	switched := false
-	if idx != c.current {
-		if !isKey || !c.takes(idx) {
-			c.mu.Unlock()
-			return
-		}
-		c.current = idx
-		switched = true
-		c.munger.Sync(pkt.SequenceNumber, pkt.Timestamp, now)
-		c.tl.switched()
-	}
-	if len(pkt.Payload) == 0 {
-		// Padding from the publisher's bandwidth probing: not ours to send.
-		c.munger.Drop(pkt.SequenceNumber)
-		c.mu.Unlock()
-		return
-	}
-	payload := pkt.Payload
-	tlChanged := false
-	if desc != nil {
-		var fwd bool
-		payload, fwd, tlChanged = c.tl.filter(desc, isKey, pkt.Timestamp, c.temporalFor(), pkt.Payload, &c.payloadBuf)
-		if !fwd {
-			// A whole frame above the temporal target: its sequence
-			// numbers leave the output, so the subscriber sees no loss.
-			c.munger.Drop(pkt.SequenceNumber)
-			tl := c.tl.current
-			c.mu.Unlock()
-			if tlChanged {
-				c.notifyLayer(idx, c.reportedTemporal(idx, tl), false)
-			}
-			return
-		}
-	}
-	seq, ts, ok := c.munger.Map(pkt.SequenceNumber, pkt.Timestamp, now)
-	if !ok {
-		c.mu.Unlock()
-		return
-	}
-	h := &c.hdr
-	h.Version = 2
-	h.Padding = false
-	h.Marker = pkt.Marker
-	h.PayloadType = c.pt
-	h.SequenceNumber = seq
-	h.Timestamp = ts
-	h.SSRC = c.ssrc
-	h.CSRC = pkt.CSRC
-	// The publisher's header extensions use its own ids; the interceptors
-	// add the ones negotiated with this subscriber.
-	h.Extension = false
-	h.ExtensionProfile = 0
-	h.Extensions = c.ext[:0]
-	h.PaddingSize = 0
-	c.note(seq, ts, pkt.Marker, idx, pkt.SequenceNumber, desc != nil)
-	c.noteSent(ts, len(payload), now)
-	n, err := c.write(b, h, payload)
-	tl := c.tl.current
-	c.mu.Unlock()
-	if err == nil {
-		c.packets.Add(1)
-		c.bytes.Add(uint64(n))
-	}
-	if (switched || tlChanged) && c.producer.kind == KindVideo {
-		c.notifyLayer(idx, c.reportedTemporal(idx, tl), switched)
-	}
-}
-
-// write sends one packet through the consumer's egress, with c.mu held
-// and c.writer set: into b if the caller batches and the egress can.
-func (c *Consumer) write(b *udpbatch.Batch, h *rtp.Header, payload []byte) (int, error) {
-	return c.writer.writeRTP(b, h, payload)
-}
-
-// takes reports whether a keyframe on layer idx may become the forwarded
-// layer. The target always may. So may any layer below the target but
-// above the current one: a subscriber that is starting, or waiting for the
-// target's keyframe, gets a picture from whichever layer keyframes first
-// and climbs from there, instead of showing nothing until the target's
-// own keyframe arrives. Called with c.mu held.
-func (c *Consumer) takes(idx int) bool {
-	return idx == c.target || (idx < c.target && idx > c.current)
 }
 
 // OnLayerChange registers f to be told (on a media goroutine; it must not
