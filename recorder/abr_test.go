@@ -105,7 +105,7 @@ func publishSimulcastH264(t *testing.T, router *sfu.Router) *simulcastH264 {
 			t.Fatal(err)
 		}
 	}
-	var str *sfu.Transport
+	var str *sfu.SendTransport
 	var mu sync.Mutex
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		mu.Lock()
@@ -117,7 +117,7 @@ func publishSimulcastH264(t *testing.T, router *sfu.Router) *simulcastH264 {
 		j := c.ToJSON()
 		_ = tr.AddICECandidate(&sfu.ICECandidate{Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex})
 	})
-	tr, err := router.NewWebRTCTransport(sfu.TransportOptions{Direction: sfu.Send, Owner: "sharer",
+	tr, err := router.NewSendTransport(sfu.TransportOptions{Owner: "sharer",
 		OnICECandidate: func(c *sfu.ICECandidate) {
 			if c != nil {
 				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})

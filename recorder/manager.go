@@ -141,7 +141,7 @@ type Source interface {
 	Producers() []*sfu.Producer
 	OnNewProducer(f func(*sfu.Producer)) (cancel func())
 	IsClosed() bool
-	NewDirectTransport(owner string) (*sfu.Transport, error)
+	NewDirectTransport(owner string) (*sfu.DirectTransport, error)
 	// OnStage calls f with the stage now and on every change, until
 	// cancel: its video and audio (nil: none), and whether the video is
 	// the show (a screen share or a played file) rather than the

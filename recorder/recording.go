@@ -346,7 +346,7 @@ func (r *Recording) launch(t *track, cap int) error {
 		r.ctl <- muxCtl{kind: ctlEnd, endTrack: t.id}
 		return err
 	}
-	c, err := dt.ConsumeDirect(t.producer, t)
+	c, err := dt.Consume(t.producer, t)
 	if err != nil {
 		dt.Close()
 		r.ctl <- muxCtl{kind: ctlEnd, endTrack: t.id}

@@ -1,19 +1,34 @@
 package room
 
-import "github.com/matinee-dev/matinee/sfu"
+import (
+	"fmt"
+
+	"github.com/matinee-dev/matinee/sfu"
+)
 
 // connection is what a Member (whose room is here) and an EdgeMember (whose
 // room is on another node, its media here) share: transports and a
 // receive transport's consumers, found by id. The requests on them below
 // are one implementation for both.
 type connection interface {
-	transport(id string) (*sfu.Transport, error)
+	// transport finds transport id: a send transport (recv nil) or a
+	// receive one (send nil).
+	transport(id string) (send *sfu.SendTransport, recv *sfu.RecvTransport, err error)
 	consumer(id string) (*sfu.Consumer, error)
+}
+
+// webrtcOf is the connection (ICE, DTLS) of whichever transport
+// connection.transport found.
+func webrtcOf(send *sfu.SendTransport, recv *sfu.RecvTransport) *sfu.WebRTCTransport {
+	if send != nil {
+		return send.WebRTCTransport
+	}
+	return recv.WebRTCTransport
 }
 
 // findConsumer finds consumer id on recv, which may be nil (no receive
 // transport yet).
-func findConsumer(recv *sfu.Transport, id string) (*sfu.Consumer, error) {
+func findConsumer(recv *sfu.RecvTransport, id string) (*sfu.Consumer, error) {
 	if recv != nil {
 		for _, c := range recv.Consumers() {
 			if c.ID() == id {
@@ -59,27 +74,33 @@ func setPreferredLayer(cn connection, id string, layer int) error {
 }
 
 func transportAnswer(cn connection, transportID, answer string) error {
-	t, err := cn.transport(transportID)
+	_, recv, err := cn.transport(transportID)
 	if err != nil {
 		return err
 	}
-	return fromSFU(t.HandleAnswer(answer))
+	if recv == nil {
+		return fromSFU(fmt.Errorf("answer on a send transport: %w", sfu.ErrInvalidState))
+	}
+	return fromSFU(recv.HandleAnswer(answer))
 }
 
 func restartICE(cn connection, transportID string) error {
-	t, err := cn.transport(transportID)
+	_, recv, err := cn.transport(transportID)
 	if err != nil {
 		return err
 	}
-	return fromSFU(t.RestartICE())
+	if recv == nil {
+		return fromSFU(fmt.Errorf("restart ice on a send transport (re-offer instead): %w", sfu.ErrInvalidState))
+	}
+	return fromSFU(recv.RestartICE())
 }
 
 func addICECandidate(cn connection, transportID string, c *ICECandidate) error {
-	t, err := cn.transport(transportID)
+	send, recv, err := cn.transport(transportID)
 	if err != nil {
 		return err
 	}
-	if err := t.AddICECandidate((*sfu.ICECandidate)(c)); err != nil {
+	if err := webrtcOf(send, recv).AddICECandidate((*sfu.ICECandidate)(c)); err != nil {
 		return errorf(KindInvalidField, "candidate: %v", err)
 	}
 	return nil

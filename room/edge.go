@@ -41,7 +41,7 @@ type ICERestart struct {
 
 // Connection is one transport (a member's or a stage viewer's) as a
 // protocol that speaks SDP and trickles ICE over HTTP sees it.
-type Connection struct{ t *sfu.Transport }
+type Connection struct{ t *sfu.WebRTCTransport }
 
 // ID is the transport's id.
 func (c *Connection) ID() string { return c.t.ID() }
@@ -73,11 +73,11 @@ func (c *Connection) AddICECandidate(cand *ICECandidate) error {
 
 // Connection returns one of the member's transports, by id.
 func (mb *Member) Connection(transportID string) (*Connection, error) {
-	t, err := mb.transport(transportID)
+	send, recv, err := mb.transport(transportID)
 	if err != nil {
 		return nil, err
 	}
-	return &Connection{t: t}, nil
+	return &Connection{t: webrtcOf(send, recv)}, nil
 }
 
 // Media is the part of a room's media a consumer beside the room reads:
@@ -89,7 +89,7 @@ type Media interface {
 	Producers() []*sfu.Producer
 	OnNewProducer(f func(*sfu.Producer)) (cancel func())
 	IsClosed() bool
-	NewDirectTransport(owner string) (*sfu.Transport, error)
+	NewDirectTransport(owner string) (*sfu.DirectTransport, error)
 	// OnStage calls f with the room's stage now and on every change (see
 	// Stage), until cancel, which returns once f is no longer running.
 	// f must not block.

@@ -19,7 +19,7 @@ type EdgeMember struct {
 	n    Notifier
 
 	mu     sync.Mutex
-	recv   *sfu.Transport
+	recv   *sfu.RecvTransport
 	closed bool
 }
 
@@ -50,10 +50,9 @@ func (em *EdgeMember) CreateRecv() (string, error) {
 	}
 	em.mu.Unlock()
 	n := em.n
-	var t *sfu.Transport
-	t, err := em.r.router.NewWebRTCTransport(sfu.TransportOptions{
-		Direction: sfu.Recv,
-		Owner:     em.peer,
+	var t *sfu.RecvTransport
+	t, err := em.r.router.NewRecvTransport(sfu.TransportOptions{
+		Owner: em.peer,
 		OnICECandidate: func(c *sfu.ICECandidate) {
 			var cand any
 			if c != nil {
@@ -96,16 +95,16 @@ func (em *EdgeMember) Owns(transportID string) bool {
 	return em.recv != nil && em.recv.ID() == transportID
 }
 
-func (em *EdgeMember) transport(id string) (*sfu.Transport, error) {
+func (em *EdgeMember) transport(id string) (*sfu.SendTransport, *sfu.RecvTransport, error) {
 	em.mu.Lock()
 	defer em.mu.Unlock()
 	if em.closed {
-		return nil, errorf(KindNotJoined, "not in a room")
+		return nil, nil, errorf(KindNotJoined, "not in a room")
 	}
 	if em.recv == nil || em.recv.ID() != id {
-		return nil, errorf(KindNotFound, "unknown transport %q", id)
+		return nil, nil, errorf(KindNotFound, "unknown transport %q", id)
 	}
-	return em.recv, nil
+	return nil, em.recv, nil
 }
 
 // Subscribe forwards the edge's copy of the origin's producer to the

@@ -3,6 +3,7 @@ package room
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -83,8 +84,8 @@ type Member struct {
 	away   bool  // its connection dropped; back within the grace period or gone
 	awayT  Timer // ends the grace period
 	awayN  int   // counts drops, so a stale grace timer does nothing
-	send   *sfu.Transport
-	recv   *sfu.Transport
+	send   *sfu.SendTransport
+	recv   *sfu.RecvTransport
 	gone   bool
 	reason string
 
@@ -498,64 +499,78 @@ func (mb *Member) CreateTransport(direction string) (string, error) {
 	}
 	n := mb.n // the transport belongs to this connection
 	mb.mu.Unlock()
-	var t *sfu.Transport
-	t, err := mb.room.router.NewWebRTCTransport(sfu.TransportOptions{
-		Direction: dir,
-		Owner:     mb.id,
+	// The callbacks name the transport by id, known once it is made.
+	var id string
+	opts := sfu.TransportOptions{
+		Owner: mb.id,
 		OnICECandidate: func(c *sfu.ICECandidate) {
 			var cand any
 			if c != nil {
 				cand = map[string]any{"candidate": c.Candidate, "sdpMid": c.SDPMid, "sdpMLineIndex": c.SDPMLineIndex, "usernameFragment": c.UsernameFragment}
 			}
-			n.Notify("iceCandidate", map[string]any{"transportId": t.ID(), "candidate": cand})
+			n.Notify("iceCandidate", map[string]any{"transportId": id, "candidate": cand})
 		},
 		OnOffer: func(sdp string, cs []*sfu.Consumer) {
 			infos := make([]ConsumerInfo, 0, len(cs))
 			for _, c := range cs {
 				infos = append(infos, consumerInfo(c))
 			}
-			n.Notify("transportOffer", map[string]any{"transportId": t.ID(), "sdp": sdp, "consumers": infos})
+			n.Notify("transportOffer", map[string]any{"transportId": id, "sdp": sdp, "consumers": infos})
 		},
 		OnFailed: func(reason string) {
 			// The connection's media is gone: the client reconnects and
 			// resumes; the member waits for it through the grace period.
-			n.Notify("transportClosed", map[string]any{"transportId": t.ID(), "reason": reason})
+			n.Notify("transportClosed", map[string]any{"transportId": id, "reason": reason})
 			n.Notify("disconnected", map[string]any{"reason": reason})
 			n.Disconnect(reason)
 			go mb.Drop(n)
 		},
-	})
+	}
+	var t *sfu.WebRTCTransport
+	var send *sfu.SendTransport
+	var recv *sfu.RecvTransport
+	var err error
+	if dir == sfu.Send {
+		if send, err = mb.room.router.NewSendTransport(opts); err == nil {
+			t = send.WebRTCTransport
+		}
+	} else {
+		if recv, err = mb.room.router.NewRecvTransport(opts); err == nil {
+			t = recv.WebRTCTransport
+		}
+	}
 	if err != nil {
 		return "", fromSFU(err)
 	}
+	id = t.ID()
 	mb.mu.Lock()
 	if mb.gone || mb.n != n {
 		mb.mu.Unlock()
 		t.Close()
 		return "", errorf(KindNotJoined, "not in a room")
 	}
-	if dir == sfu.Send {
-		mb.send = t
+	if send != nil {
+		mb.send = send
 	} else {
-		mb.recv = t
+		mb.recv = recv
 	}
 	mb.mu.Unlock()
-	return t.ID(), nil
+	return id, nil
 }
 
-func (mb *Member) transport(id string) (*sfu.Transport, error) {
+func (mb *Member) transport(id string) (*sfu.SendTransport, *sfu.RecvTransport, error) {
 	if err := mb.check(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	if mb.send != nil && mb.send.ID() == id {
-		return mb.send, nil
+		return mb.send, nil, nil
 	}
 	if mb.recv != nil && mb.recv.ID() == id {
-		return mb.recv, nil
+		return nil, mb.recv, nil
 	}
-	return nil, errorf(KindNotFound, "unknown transport %q", id)
+	return nil, nil, errorf(KindNotFound, "unknown transport %q", id)
 }
 
 // TrackParams is the appData of one published m-section.
@@ -566,12 +581,15 @@ type TrackParams struct {
 
 // Publish applies an offer to the member's send transport.
 func (mb *Member) Publish(transportID, offer string, tracks []TrackParams) (string, []ProducerInfo, error) {
-	t, err := mb.transport(transportID)
+	t, _, err := mb.transport(transportID)
 	if err != nil {
 		return "", nil, err
 	}
 	if err := mb.mayShare(); err != nil {
 		return "", nil, err
+	}
+	if t == nil {
+		return "", nil, fromSFU(fmt.Errorf("publish on a recv transport: %w", sfu.ErrInvalidState))
 	}
 	ti := map[string]sfu.TrackInfo{}
 	for _, tp := range tracks {

@@ -85,7 +85,9 @@ func (sv *StageViewer) apply(st Stage) {
 }
 
 // Connection is the viewer's transport, for trickle ICE and restarts.
-func (sv *StageViewer) Connection() *Connection { return &Connection{t: sv.v.Transport()} }
+func (sv *StageViewer) Connection() *Connection {
+	return &Connection{t: sv.v.Transport().WebRTCTransport}
+}
 
 // Close stops following the stage and closes the connection.
 func (sv *StageViewer) Close() {

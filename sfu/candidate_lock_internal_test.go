@@ -27,7 +27,7 @@ func TestCandidateDuringAnswerDoesNotDeadlock(t *testing.T) {
 	}
 	defer in.Close()
 	offers := make(chan string, 4)
-	tr, err := r.NewWebRTCTransport(TransportOptions{Direction: Recv, Owner: "viewer", OnOffer: func(sdp string, _ []*Consumer) { offers <- sdp }})
+	tr, err := r.NewRecvTransport(TransportOptions{Owner: "viewer", OnOffer: func(sdp string, _ []*Consumer) { offers <- sdp }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestCandidateDuringAnswerDoesNotDeadlock(t *testing.T) {
 		candDone  = make(chan error, 1)
 	)
 	testHookCandidateToPion = func(ct *Transport) {
-		if ct != tr {
+		if ct != tr.Transport {
 			return
 		}
 		// Others take the lock briefly; the bug held it until pion
@@ -96,7 +96,7 @@ func TestCandidateDuringAnswerDoesNotDeadlock(t *testing.T) {
 		close(reachedPC)
 	}
 	testHookBind = func(c *Consumer) {
-		if c.transport != tr {
+		if c.transport != tr.Transport {
 			return
 		}
 		once.Do(func() {

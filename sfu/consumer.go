@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/matinee-dev/matinee/codecs/vp8"
 	"github.com/matinee-dev/matinee/sfu/rtpmunge"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/interceptor"
@@ -29,8 +28,13 @@ type Consumer struct {
 
 	// mu guards the write state below: packets of different simulcast
 	// layers arrive from different read loops.
-	mu      sync.Mutex
-	writer  PacketWriter
+	mu sync.Mutex
+	// writer is the consumer's way out (egress.go), nil until bound (and
+	// again once unbound or closed); pionOut and srtpOut hold the WebRTC
+	// ones, so that binding allocates nothing.
+	writer  egress
+	pionOut pionEgress
+	srtpOut srtpEgress
 	ssrc    uint32
 	pt      uint8
 	current int // layer being forwarded, -1 while waiting for a keyframe
@@ -243,107 +247,6 @@ func (c *Consumer) pickLayer() int {
 	return best
 }
 
-// forward sends one packet if it belongs to the layer being forwarded,
-// switching layers on the target layer's keyframe, and (for VP8, with desc
-// its payload descriptor) if it belongs to a temporal layer wanted. It
-// allocates nothing.
-func (c *Consumer) forward(idx int, pkt *rtp.Packet, isKey bool, desc *vp8.Descriptor, now time.Time, b *udpbatch.Batch) {
-	if c.paused.Load() {
-		return
-	}
-	c.mu.Lock()
-	if c.writer == nil || c.closed || !c.transport.connected.Load() {
-		c.mu.Unlock()
-		return
-	}
-	switched := false
-	if idx != c.current {
-		if !isKey || !c.takes(idx) {
-			c.mu.Unlock()
-			return
-		}
-		c.current = idx
-		switched = true
-		c.munger.Sync(pkt.SequenceNumber, pkt.Timestamp, now)
-		c.tl.switched()
-	}
-	if len(pkt.Payload) == 0 {
-		// Padding from the publisher's bandwidth probing: not ours to send.
-		c.munger.Drop(pkt.SequenceNumber)
-		c.mu.Unlock()
-		return
-	}
-	payload := pkt.Payload
-	tlChanged := false
-	if desc != nil {
-		var fwd bool
-		payload, fwd, tlChanged = c.tl.filter(desc, isKey, pkt.Timestamp, c.temporalFor(), pkt.Payload, &c.payloadBuf)
-		if !fwd {
-			// A whole frame above the temporal target: its sequence
-			// numbers leave the output, so the subscriber sees no loss.
-			c.munger.Drop(pkt.SequenceNumber)
-			tl := c.tl.current
-			c.mu.Unlock()
-			if tlChanged {
-				c.notifyLayer(idx, c.reportedTemporal(idx, tl), false)
-			}
-			return
-		}
-	}
-	seq, ts, ok := c.munger.Map(pkt.SequenceNumber, pkt.Timestamp, now)
-	if !ok {
-		c.mu.Unlock()
-		return
-	}
-	h := &c.hdr
-	h.Version = 2
-	h.Padding = false
-	h.Marker = pkt.Marker
-	h.PayloadType = c.pt
-	h.SequenceNumber = seq
-	h.Timestamp = ts
-	h.SSRC = c.ssrc
-	h.CSRC = pkt.CSRC
-	// The publisher's header extensions use its own ids; the interceptors
-	// add the ones negotiated with this subscriber.
-	h.Extension = false
-	h.ExtensionProfile = 0
-	h.Extensions = c.ext[:0]
-	h.PaddingSize = 0
-	c.note(seq, ts, pkt.Marker, idx, pkt.SequenceNumber, desc != nil)
-	c.noteSent(ts, len(payload), now)
-	n, err := c.write(b, h, payload)
-	tl := c.tl.current
-	c.mu.Unlock()
-	if err == nil {
-		c.packets.Add(1)
-		c.bytes.Add(uint64(n))
-	}
-	if (switched || tlChanged) && c.producer.kind == KindVideo {
-		c.notifyLayer(idx, c.reportedTemporal(idx, tl), switched)
-	}
-}
-
-// write sends one packet, with c.mu held: through the transport's own
-// SRTP path when it has one (srtpout.go), into b if the caller batches;
-// through pion otherwise.
-func (c *Consumer) write(b *udpbatch.Batch, h *rtp.Header, payload []byte) (int, error) {
-	if o := c.transport.out.Load(); o != nil {
-		return o.write(b, h, payload, c.twccID)
-	}
-	return c.writer.WriteRTP(h, payload)
-}
-
-// takes reports whether a keyframe on layer idx may become the forwarded
-// layer. The target always may. So may any layer below the target but
-// above the current one: a subscriber that is starting, or waiting for the
-// target's keyframe, gets a picture from whichever layer keyframes first
-// and climbs from there, instead of showing nothing until the target's
-// own keyframe arrives. Called with c.mu held.
-func (c *Consumer) takes(idx int) bool {
-	return idx == c.target || (idx < c.target && idx > c.current)
-}
-
 // OnLayerChange registers f to be told (on a media goroutine; it must not
 // block) each time the consumer starts forwarding another simulcast
 // layer or another VP8 temporal layer: spatial is the simulcast layer,
@@ -395,25 +298,29 @@ func (c *Consumer) sendPadding(b *udpbatch.Batch, n int) int {
 	return sent
 }
 
-// consumerTrack is the consumer as pion sees it: a webrtc.TrackLocal.
-type consumerTrack struct{ c *Consumer }
+// consumerTrack is the consumer as pion sees it: a webrtc.TrackLocal on
+// its receive transport t.
+type consumerTrack struct {
+	c *Consumer
+	t *RecvTransport
+}
 
 // Bind is called by pion once the subscriber has answered, with the
 // negotiated codecs. Only formats the SFU offered for this track and the
 // subscriber kept in its m-section of the answer count: pion's list is
 // per kind, not per m-section.
 func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	c := ct.c
+	c, t := ct.c, ct.t
 	if h := testHookBind; h != nil {
 		h(c)
 	}
 	negotiated := ctx.CodecParameters()
 	if c.transceiver != nil {
-		c.transport.mu.Lock()
-		if a, ok := c.transport.answered[c.transceiver.Mid()]; ok {
+		t.mu.Lock()
+		if a, ok := t.answered[c.transceiver.Mid()]; ok {
 			negotiated = a
 		}
-		c.transport.mu.Unlock()
+		t.mu.Unlock()
 	}
 	c.mu.Lock()
 	var codecs []webrtc.RTPCodecParameters
@@ -431,9 +338,8 @@ func (ct consumerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParam
 		c.mu.Unlock()
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("consumer %s: subscriber does not accept %s: %w", c.id, c.producer.format().MimeType, webrtc.ErrUnsupportedCodec)
 	}
-	c.writer = ctx.WriteStream()
 	c.ssrc = uint32(ctx.SSRC())
-	c.twccID = twccExtensionID(ctx)
+	c.bindWebRTC(ctx.WriteStream(), twccExtensionID(ctx), t.out.Load())
 	c.mu.Unlock()
 	if c.transport.connected.Load() {
 		c.restart()

@@ -15,51 +15,49 @@ type PacketWriter interface {
 	WriteRTP(h *rtp.Header, payload []byte) (int, error)
 }
 
-// NewDirectTransport creates an in-process transport: its consumers hand
-// packets to Go code instead of a PeerConnection. Recorders and plain-RTP
-// senders are built on it; they are consumers like any other, so closing a
-// producer closes them too.
-func (r *Router) NewDirectTransport(owner string) (*Transport, error) {
-	t := &Transport{
-		id:        newID("tr"),
-		router:    r,
-		opts:      TransportOptions{Direction: Recv, Owner: owner},
-		direct:    true,
-		producers: map[string]*Producer{},
-		inbound:   map[string]*inbound{},
-		consumers: map[string]*Consumer{},
-	}
-	t.log = r.log.With("transport", t.id, "direction", "direct")
+// DirectTransport is an in-process transport: its consumers hand packets
+// to Go code instead of a PeerConnection (DirectTransport.Consume), and
+// in-process sources (plain RTP, pipes from other routers) publish on it.
+// Recorders, plain-RTP senders and pipes are built on it; their producers
+// and consumers are like any other, so closing a producer closes them too,
+// and closing the router closes the transport.
+type DirectTransport struct {
+	*Transport
+}
+
+// NewDirectTransport creates an in-process transport (see DirectTransport).
+func (r *Router) NewDirectTransport(owner string) (*DirectTransport, error) {
+	t := &DirectTransport{Transport: newTransport(r, Recv, owner, "direct")}
+	t.role = t
 	t.connected.Store(true)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, ErrClosed
+	if err := t.register(); err != nil {
+		return nil, err
 	}
-	r.transports[t.id] = t
 	return t, nil
 }
 
-// ConsumeDirect forwards producer p to w through a direct transport. The
-// first video packet w sees is a keyframe (one is requested at once).
-func (t *Transport) ConsumeDirect(p *Producer, w PacketWriter) (*Consumer, error) {
-	if !t.direct {
-		return nil, fmt.Errorf("consume direct on a WebRTC transport: %w", ErrInvalidState)
-	}
+func (t *DirectTransport) consumerRemoved(*Consumer, bool) {}
+func (t *DirectTransport) beginClose()                     {}
+func (t *DirectTransport) endClose()                       {}
+
+// Consume forwards producer p to w. The first video packet w sees is a
+// keyframe (one is requested at once).
+func (t *DirectTransport) Consume(p *Producer, w PacketWriter) (*Consumer, error) {
+	return t.consumeWith(p, directEgress{w: w})
+}
+
+// consumeWith forwards producer p through e.
+func (t *DirectTransport) consumeWith(p *Producer, e egress) (*Consumer, error) {
 	if p.transport.router != t.router {
 		return nil, fmt.Errorf("producer %s is in another router: %w", p.id, ErrNotFound)
 	}
-	c := newConsumer(t, p, false)
-	c.writer = w
+	c := newConsumer(t.Transport, p, false)
+	c.writer = e
 	c.ssrc = newSSRC()
 	c.pt = uint8(p.payloadType())
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil, ErrClosed
+	if err := t.addConsumer(c); err != nil {
+		return nil, err
 	}
-	t.consumers[c.id] = c
-	t.mu.Unlock()
 	if err := p.addConsumer(c); err != nil {
 		c.Close()
 		return nil, err

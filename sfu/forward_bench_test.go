@@ -25,7 +25,7 @@ func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 // PeerConnections.
 func benchProducer(b *testing.B, n int) (*Producer, []*Consumer) {
 	b.Helper()
-	t := &Transport{opts: TransportOptions{Direction: Recv}}
+	t := &Transport{opts: transportOpts{Direction: Recv}}
 	t.connected.Store(true)
 	p := newProducer(t, &inbound{}, KindVideo, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, nil, "s")
 	p.layers[0].active.Store(true)
@@ -33,7 +33,7 @@ func benchProducer(b *testing.B, n int) (*Producer, []*Consumer) {
 	cs := make([]*Consumer, n)
 	for i := range cs {
 		c := newConsumer(t, p, false)
-		c.writer = &discardWriter{}
+		c.writer = directEgress{&discardWriter{}}
 		c.ssrc = uint32(1000 + i)
 		c.pt = 96
 		c.target = 0

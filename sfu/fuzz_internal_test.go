@@ -52,7 +52,7 @@ func FuzzIntakeFeedback(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tr := &Transport{router: &Router{w: &Worker{stats: newStats()}}, log: slog.New(slog.DiscardHandler)}
+		tr := bareRecv(&Transport{router: &Router{w: &Worker{stats: newStats()}}, log: slog.New(slog.DiscardHandler)})
 		rec := &sinkRecorder{}
 		tr.addSink(rec)
 		in := bytes.Clone(b)

@@ -29,7 +29,7 @@ type ICERestart struct {
 // carries the SFU's new credentials. Media keeps flowing on the old path
 // until the new one is checked, so a client that roams (Wi-Fi to mobile
 // data) loses no more than the switch.
-func (t *Transport) RestartClientICE(ctx context.Context, ufrag, pwd string) (*ICERestart, error) {
+func (t *WebRTCTransport) RestartClientICE(ctx context.Context, ufrag, pwd string) (*ICERestart, error) {
 	if t.pc == nil {
 		return nil, fmt.Errorf("transport %s has no peer connection: %w", t.id, ErrInvalidState)
 	}

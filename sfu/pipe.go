@@ -165,13 +165,13 @@ type PipeTransport struct {
 	// Origin: the producers carried, and their streams by SSRC.
 	outs    map[*Producer]*pipeOut
 	outBy   map[uint32]pipeRef
-	inner   *Transport // origin: tells when the router closes
+	inner   *DirectTransport // origin: tells when the router closes
 	unwatch func()
 	// Edge: the producers made, their streams by SSRC (copy on write,
 	// read per packet), and the direct transports they live on, by owner.
 	edges   map[*Producer]*pipeEdge
 	ins     atomic.Pointer[map[uint32]*pipeIn]
-	inners  map[string]*Transport
+	inners  map[string]*DirectTransport
 	onClose []func()
 	stopCtx func() bool
 
@@ -290,7 +290,7 @@ func (r *Router) newPipe(opts PipeOptions, origin bool) (*PipeTransport, error) 
 		id: newID("pp"), router: r, origin: origin, opts: opts, conn: conn,
 		open: open, sealer: sealer, rtcpSeal: rtcpSeal,
 		outs: map[*Producer]*pipeOut{}, outBy: map[uint32]pipeRef{},
-		edges: map[*Producer]*pipeEdge{}, inners: map[string]*Transport{},
+		edges: map[*Producer]*pipeEdge{}, inners: map[string]*DirectTransport{},
 		quit: make(chan struct{}),
 	}
 	empty := map[uint32]*pipeIn{}
@@ -467,7 +467,7 @@ func (t *PipeTransport) Close() {
 	for _, o := range t.outs {
 		outs = append(outs, o)
 	}
-	inners := make([]*Transport, 0, len(t.inners))
+	inners := make([]*DirectTransport, 0, len(t.inners))
 	for _, tr := range t.inners {
 		inners = append(inners, tr)
 	}

@@ -25,7 +25,9 @@ func BenchmarkPipeCopy(b *testing.B) {
 		p, cs := benchProducer(b, 1)
 		o, _, _ := newTestOut(b, srtp.ProtectionProfileAeadAes128Gcm)
 		o.t = cs[0].transport
-		cs[0].transport.out.Store(o)
+		cs[0].mu.Lock()
+		cs[0].useOwnSRTP(o) // as the transport's connect does
+		cs[0].mu.Unlock()
 		benchCopies(b, p)
 		if pk, _ := cs[0].Stats(); pk < uint64(b.N) {
 			b.Fatalf("consumer sent %d of %d packets", pk, b.N)

@@ -109,7 +109,7 @@ func (t *PipeTransport) Produce(d PipedProducer) (*Producer, error) {
 		return nil, fmt.Errorf("pipe %s: produce %s: the id is taken: %w", t.id, d.ID, ErrInvalidState)
 	}
 	in := &inbound{mid: "pipe-" + d.ID}
-	p := newProducer(inner, in, d.Kind, d.Codec, d.AppData, d.Stream)
+	p := newProducer(inner.Transport, in, d.Kind, d.Codec, d.AppData, d.Stream)
 	// The origin's id: a member of the room served here subscribes by the
 	// ids the origin announced (docs/cluster.md, "Members on several
 	// nodes").
@@ -168,10 +168,7 @@ func (t *PipeTransport) Produce(d PipedProducer) (*Producer, error) {
 		p.Close()
 		return nil, err
 	}
-	inner.mu.Lock()
-	inner.producers[p.id] = p
-	in.producer.Store(p)
-	inner.mu.Unlock()
+	inner.addProducer(p)
 	return p, nil
 }
 
@@ -198,7 +195,7 @@ func (d PipedProducer) check() error {
 
 // innerFor returns the direct transport the edge's producers of one owner
 // live on, so that Producer.Owner is the publisher's as at the origin.
-func (t *PipeTransport) innerFor(owner string) (*Transport, error) {
+func (t *PipeTransport) innerFor(owner string) (*DirectTransport, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {

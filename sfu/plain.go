@@ -45,7 +45,7 @@ type PlainTransport struct {
 	id     string
 	router *Router
 	opts   PlainTransportOptions
-	inner  *Transport
+	inner  *DirectTransport
 	rtp    *net.UDPConn
 	rtcp   *net.UDPConn // == rtp with RTCPMux
 
@@ -184,7 +184,7 @@ func (t *PlainTransport) Produce(o PlainProduceOptions) (*Producer, error) {
 	if stream == "" {
 		stream = t.id
 	}
-	p := newProducer(t.inner, in, o.Kind, o.Codec, o.AppData, t.opts.Owner+"/"+stream)
+	p := newProducer(t.inner.Transport, in, o.Kind, o.Codec, o.AppData, t.opts.Owner+"/"+stream)
 	pp := &plainProducer{p: p, pt: o.PayloadType, ssrc: o.SSRC}
 	p.writePLI = func(ssrc uint32) error {
 		return t.sendRTCP(&rtcp.PictureLossIndication{MediaSSRC: ssrc})
@@ -206,10 +206,7 @@ func (t *PlainTransport) Produce(o PlainProduceOptions) (*Producer, error) {
 	if err := t.router.addProducer(p); err != nil {
 		return nil, err
 	}
-	t.inner.mu.Lock()
-	t.inner.producers[p.id] = p
-	in.producer.Store(p)
-	t.inner.mu.Unlock()
+	t.inner.addProducer(p)
 	p.OnClose(func() {
 		t.mu.Lock()
 		for i, q := range t.producers {
@@ -227,7 +224,7 @@ func (t *PlainTransport) Produce(o PlainProduceOptions) (*Producer, error) {
 // keyframe.
 func (t *PlainTransport) Consume(p *Producer) (*Consumer, error) {
 	pc := &plainConsumer{t: t, codec: p.format(), pt: uint8(p.payloadType())}
-	c, err := t.inner.ConsumeDirect(p, pc)
+	c, err := t.inner.consumeWith(p, pc)
 	if err != nil {
 		return nil, err
 	}
@@ -253,9 +250,10 @@ func (t *PlainTransport) Consume(p *Producer) (*Consumer, error) {
 	return c, nil
 }
 
-// WriteRTP sends one packet of the consumer to the remote (on the
-// producer's goroutine: a UDP write does not block for long).
-func (pc *plainConsumer) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+// writeRTP sends one packet of the consumer to the remote, at once (on the
+// producer's goroutine: a UDP write does not block for long). It is the
+// consumer's egress (egress.go).
+func (pc *plainConsumer) writeRTP(_ *udpbatch.Batch, h *rtp.Header, payload []byte) (int, error) {
 	t := pc.t
 	t.mu.Lock()
 	dst := t.remoteRTP

@@ -10,12 +10,8 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/codecs"
-	"github.com/matinee-dev/matinee/codecs/vp8"
-	"github.com/matinee-dev/matinee/sfu/nackgen"
 	"github.com/matinee-dev/matinee/sfu/packetcache"
-	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -143,11 +139,15 @@ func newProducer(t *Transport, in *inbound, kind Kind, codec webrtc.RTPCodecCapa
 	p.resolved.Store(true)
 	empty := []*Consumer{}
 	p.consumers.Store(&empty)
+	// The publisher's connection takes feedback; plain RTP and pipes set
+	// their own.
+	write := t.writeRTCP
+	p.writeRTCP = write
 	p.writePLI = func(ssrc uint32) error {
-		return t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
-	}
-	if t.pc != nil {
-		p.writeRTCP = t.pc.WriteRTCP
+		if write == nil {
+			return nil
+		}
+		return write([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 	}
 	return p
 }
@@ -393,128 +393,6 @@ func (p *Producer) topLayer() int {
 		}
 	}
 	return -1
-}
-
-// readLoop reads one incoming track and hands every packet to the
-// producer currently attached to its m-section. It owns its buffer and
-// packet: nothing is allocated per packet. nacks, when not nil, is a
-// missing-packet log that outlives the loop (an SSRC-simulcast encoding
-// whose receiver is restarted); the loop has it to itself while it runs.
-func readLoop(in *inbound, track *webrtc.TrackRemote, nacks *nackgen.Log) {
-	if nacks == nil {
-		nacks = &nackgen.Log{}
-	}
-	buf := make([]byte, 1500)
-	// The subscribers' copies of each packet leave together (srtpout.go).
-	batch := new(udpbatch.Batch)
-	var pkt rtp.Packet
-	var cur *Producer
-	idx := -1
-	rid := track.RID()
-	ssrc := uint32(track.SSRC())
-	// pion read the first packet already: its payload type named the codec.
-	codec := track.Codec().RTPCodecCapability
-	for {
-		n, _, err := track.Read(buf)
-		if err != nil {
-			return
-		}
-		p := in.producer.Load()
-		if p == nil {
-			continue
-		}
-		if p != cur {
-			p.resolveCodec(codec)
-			cur, idx = p, p.layerIndex(rid, ssrc)
-		}
-		if idx < 0 {
-			continue
-		}
-		if err := pkt.Unmarshal(buf[:n]); err != nil {
-			continue
-		}
-		p.ingress(idx, &pkt, time.Now(), nacks, batch)
-	}
-}
-
-// ingress is where every published packet enters the router, whatever
-// brought it (a WebRTC publisher's track, a pipe from another router):
-// video is checked against the stream's missing-packet log, which asks
-// the sender again for what is lost and drops copies of what already
-// came, then the packet goes to every consumer, the copies for the SFU's
-// own SRTP path batched in b. nacks belongs to the caller's stream and
-// goroutine.
-func (p *Producer) ingress(idx int, pkt *rtp.Packet, now time.Time, nacks *nackgen.Log, b *udpbatch.Batch) {
-	if p.kind == KindVideo {
-		fresh := nacks.Received(pkt.SequenceNumber, now)
-		if pairs := nacks.Due(now); pairs != nil {
-			p.askAgain(pkt.SSRC, pairs)
-		}
-		if !fresh {
-			return // a copy: see nackgen.Log
-		}
-	}
-	p.forwardAt(idx, pkt, now, b)
-}
-
-// askAgain sends the publisher a NACK for the given lost packets.
-func (p *Producer) askAgain(ssrc uint32, pairs []rtcp.NackPair) {
-	if p.writeRTCP == nil {
-		return
-	}
-	_ = p.writeRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: pairs}})
-}
-
-// forward is the hot path: one packet from one layer to every consumer.
-func (p *Producer) forward(idx int, pkt *rtp.Packet) { p.forwardAt(idx, pkt, time.Now(), nil) }
-
-// forwardAt is forward for a packet read at now (the read loop has the
-// time already). Copies for subscribers on the SFU's own SRTP path are
-// queued in b, when given, and sent together at the end.
-func (p *Producer) forwardAt(idx int, pkt *rtp.Packet, now time.Time, b *udpbatch.Batch) {
-	if p.paused.Load() {
-		return
-	}
-	l := &p.layers[idx]
-	l.bytes.Add(uint64(len(pkt.Payload) + 12))
-	l.lastPacket.Store(now.UnixNano())
-	if pkt.Marker {
-		l.frames.Add(1)
-	}
-	isKey := p.kind == KindAudio
-	kfc := codecs.Codec(p.kfCodec.Load())
-	if !isKey && len(pkt.Payload) > 0 {
-		isKey = codecs.IsKeyframe(kfc, pkt.Payload)
-		if isKey {
-			l.lastKeyframe.Store(now.UnixNano())
-			if w, h, ok := codecs.Dimensions(kfc, pkt.Payload); ok {
-				l.width.Store(uint32(w))
-				l.height.Store(uint32(h))
-			}
-		}
-	}
-	if p.kind == KindVideo {
-		// Before any consumer sends it: a NACK may follow at once.
-		p.cache(idx).Put(pkt)
-	}
-	var d vp8.Descriptor
-	desc := l.temporal.parse(kfc, pkt, now, &d)
-	cs := *p.consumers.Load()
-	for _, c := range cs {
-		c.forward(idx, pkt, isKey, desc, now, b)
-	}
-	ps := p.pipes.Load()
-	if ps != nil {
-		for _, o := range *ps {
-			o.send(idx, pkt)
-		}
-	}
-	if b != nil && b.Len() > 0 {
-		b.Flush()
-	}
-	if p.stats != nil && (len(cs) > 0 || (ps != nil && len(*ps) > 0)) {
-		p.stats.forward.observe(time.Since(now))
-	}
 }
 
 // keyframePacing returns the worker's clock and keyframe interval

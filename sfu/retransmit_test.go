@@ -29,7 +29,7 @@ func TestRetransmitFromCache(t *testing.T) {
 	for _, rtx := range []bool{false, true} {
 		p, c, _ := temporalRig(t, 1)
 		w := &rawWriter{}
-		c.writer = w
+		c.writer = directEgress{w}
 		c.tlTarget = 1 // T2 frames are dropped, so ids are rewritten
 		if rtx {
 			c.rtxSSRC, c.rtxPT = 2, 97
@@ -97,7 +97,7 @@ func TestRetransmitFromCache(t *testing.T) {
 func TestRetransmitPadding(t *testing.T) {
 	p, c, _ := temporalRig(t, 1)
 	w := &rawWriter{}
-	c.writer = w
+	c.writer = directEgress{w}
 	g := &l1t3{p: p, pic: 1000, tl0: 9}
 	g.send(true)
 	g.run(t, 4)

@@ -56,7 +56,7 @@ func (c *Consumer) senderReport(now time.Time) *rtcp.SenderReport {
 // sendReports sends every consumer's sender report in one compound packet
 // when they are due. Router tick only.
 func (t *Transport) sendReports(now time.Time) {
-	if t.pc == nil || now.Sub(t.lastReports) < senderReportInterval {
+	if t.writeRTCP == nil || now.Sub(t.lastReports) < senderReportInterval {
 		return
 	}
 	t.lastReports = now
@@ -67,6 +67,6 @@ func (t *Transport) sendReports(now time.Time) {
 		}
 	}
 	if len(pkts) > 0 {
-		_ = t.pc.WriteRTCP(pkts)
+		_ = t.writeRTCP(pkts)
 	}
 }

@@ -63,7 +63,7 @@ type simulcastPublisher struct {
 	nacks    [3]atomic.Int32
 	nackSSRC [3]atomic.Uint32
 	// tr is the SFU transport it publishes on, for re-offers.
-	tr *sfu.Transport
+	tr *sfu.SendTransport
 	// frames counts the frames sent per layer: on a loaded machine the
 	// 30 Hz ticker drops ticks, so this, not 30 fps, is what the SFU
 	// can be expected to receive.
@@ -236,7 +236,7 @@ func clientAPIWith(t *testing.T, n *vnet.Net, set func(*webrtc.SettingEngine)) *
 }
 
 // connect wires a client PeerConnection to an SFU transport's candidates.
-func trickle(pc *webrtc.PeerConnection, tr **sfu.Transport) {
+func trickle(pc *webrtc.PeerConnection, tr **sfu.WebRTCTransport) {
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c == nil || *tr == nil {
 			return
@@ -249,11 +249,11 @@ func trickle(pc *webrtc.PeerConnection, tr **sfu.Transport) {
 // sendTransport makes a publisher's transport on router for pc, with
 // ICE candidates trickled both ways, and pc's offer, set as its local
 // description.
-func sendTransport(t *testing.T, router *sfu.Router, pc *webrtc.PeerConnection) (*sfu.Transport, webrtc.SessionDescription) {
+func sendTransport(t *testing.T, router *sfu.Router, pc *webrtc.PeerConnection) (*sfu.SendTransport, webrtc.SessionDescription) {
 	t.Helper()
-	var str *sfu.Transport
-	trickle(pc, &str)
-	str, err := router.NewWebRTCTransport(sfu.TransportOptions{Direction: sfu.Send, Owner: "publisher",
+	var wt *sfu.WebRTCTransport
+	trickle(pc, &wt)
+	str, err := router.NewSendTransport(sfu.TransportOptions{Owner: "publisher",
 		OnICECandidate: func(c *sfu.ICECandidate) {
 			if c != nil {
 				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
@@ -262,6 +262,7 @@ func sendTransport(t *testing.T, router *sfu.Router, pc *webrtc.PeerConnection) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	wt = str.WebRTCTransport
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +349,8 @@ type shapedSubscriber struct {
 	pc    *webrtc.PeerConnection
 	tbf   *vnet.TBFQueue
 	queue *vnet.Queue
-	tr    *sfu.Transport
+	wt    *sfu.WebRTCTransport
+	tr    *sfu.RecvTransport
 	c     *sfu.Consumer
 
 	mu     sync.Mutex
@@ -495,7 +497,7 @@ func newShapedSubscriberAPI(t *testing.T, wan *vnet.Router, router *sfu.Router, 
 		t.Fatal(err)
 	}
 	s.pc = pc
-	trickle(pc, &s.tr)
+	trickle(pc, &s.wt)
 	pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		go func() {
 			for {
@@ -555,7 +557,7 @@ func newShapedSubscriberAPI(t *testing.T, wan *vnet.Router, router *sfu.Router, 
 		}()
 	})
 	offers := make(chan string, 16)
-	s.tr, err = router.NewWebRTCTransport(sfu.TransportOptions{Direction: sfu.Recv, Owner: name,
+	s.tr, err = router.NewRecvTransport(sfu.TransportOptions{Owner: name,
 		OnICECandidate: func(c *sfu.ICECandidate) {
 			if c != nil {
 				_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
@@ -566,6 +568,7 @@ func newShapedSubscriberAPI(t *testing.T, wan *vnet.Router, router *sfu.Router, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.wt = s.tr.WebRTCTransport
 	s.c, err = s.tr.Consume(p, false)
 	if err != nil {
 		t.Fatal(err)

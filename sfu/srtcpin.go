@@ -177,7 +177,7 @@ func (c *tapConn) WriteToAddrPort(b []byte, a netip.AddrPort) (int, error) {
 
 // srtcpIn decrypts one transport's incoming SRTCP.
 type srtcpIn struct {
-	t *Transport
+	t *RecvTransport
 
 	mu       sync.Mutex // the context (not safe for concurrent use)
 	ctx      *srtp.Context
@@ -188,7 +188,7 @@ type srtcpIn struct {
 	addr  netip.AddrPort // registered source address, zero if none
 }
 
-func newSRTCPIn(t *Transport, key, salt []byte, p srtp.ProtectionProfile) (*srtcpIn, error) {
+func newSRTCPIn(t *RecvTransport, key, salt []byte, p srtp.ProtectionProfile) (*srtcpIn, error) {
 	ctx, err := srtp.CreateContext(key, salt, p)
 	if err != nil {
 		return nil, err
@@ -232,7 +232,7 @@ var errRTCP = errors.New("malformed compound rtcp packet")
 // they are (it parses them without allocating); the rest is parsed with
 // pion/rtcp, one packet at a time, so that one malformed packet loses
 // only itself.
-func (t *Transport) onFeedbackRaw(b []byte, now time.Time) error {
+func (t *RecvTransport) onFeedbackRaw(b []byte, now time.Time) error {
 	var rest []rtcp.Packet
 	var bad error
 	for len(b) > 0 {
@@ -300,7 +300,7 @@ type rtcpSink interface{ onRTCP(pkts []rtcp.Packet) }
 
 // addSink and removeSink keep the transport's sinks, which onFeedback
 // reads without a lock.
-func (t *Transport) addSink(s rtcpSink) {
+func (t *RecvTransport) addSink(s rtcpSink) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var cur []rtcpSink
@@ -311,7 +311,7 @@ func (t *Transport) addSink(s rtcpSink) {
 	t.sinks.Store(&next)
 }
 
-func (t *Transport) removeSink(s rtcpSink) {
+func (t *RecvTransport) removeSink(s rtcpSink) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.sinks.Load()
@@ -330,7 +330,7 @@ func (t *Transport) removeSink(s rtcpSink) {
 // onFeedback serves a subscriber's compound RTCP packet taken by the
 // intake: what pion's interceptors would have done with it (counting,
 // TWCC to the estimator), then the sinks.
-func (t *Transport) onFeedback(pkts []rtcp.Packet, now time.Time) {
+func (t *RecvTransport) onFeedback(pkts []rtcp.Packet, now time.Time) {
 	if st := t.router.w.stats; st != nil {
 		st.count(pkts, &st.nacksIn, &st.plisIn)
 	}

@@ -42,7 +42,7 @@ func TestIntakeTakesSubscriberSRTCP(t *testing.T) {
 
 	x := &intake{}
 	w := &Worker{stats: newStats(), intake: x}
-	tr := &Transport{router: &Router{w: w}, log: slog.Default()}
+	tr := bareRecv(&Transport{router: &Router{w: w}, log: slog.Default()})
 	rec := &sinkRecorder{}
 	tr.addSink(rec)
 	in, err := newSRTCPIn(tr, key, salt, srtp.ProtectionProfileAeadAes128Gcm)
@@ -156,4 +156,11 @@ func TestIntakeAddressConflict(t *testing.T) {
 	if x.lookup(a) != nil || x.lookup(netip.MustParseAddrPort("10.0.0.2:6000")) != one {
 		t.Fatal("re-registering did not move the transport to its new (unmapped) address")
 	}
+}
+
+// bareRecv is a receive transport around t, without a PeerConnection.
+func bareRecv(t *Transport) *RecvTransport {
+	r := &RecvTransport{WebRTCTransport: &WebRTCTransport{Transport: t}}
+	t.role = r
+	return r
 }

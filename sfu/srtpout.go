@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/matinee-dev/matinee/sfu/srtpgcm"
 	"github.com/matinee-dev/matinee/sfu/udpbatch"
@@ -43,7 +42,8 @@ import (
 // the worker's UDP sockets.
 var errNoPath = errors.New("no udp path to the subscriber")
 
-// srtpOut encrypts and sends one transport's RTP.
+// srtpOut encrypts and sends one transport's RTP (its write, on the
+// forwarding path, is in forward.go).
 type srtpOut struct {
 	t *Transport
 
@@ -93,7 +93,7 @@ type outDest struct {
 
 // setupOut decides, when the transport first connects, whether its RTP
 // takes the SFU's own path. Called before connected is set.
-func (t *Transport) setupOut() {
+func (t *RecvTransport) setupOut() {
 	t.mu.Lock()
 	decided := t.outDecided
 	t.outDecided = true
@@ -107,15 +107,22 @@ func (t *Transport) setupOut() {
 		return
 	}
 	t.out.Store(o)
+	// Consumers bound before now move onto it; those bound later find it
+	// (Consumer.bindWebRTC).
+	for _, c := range t.Consumers() {
+		c.mu.Lock()
+		c.useOwnSRTP(o)
+		c.mu.Unlock()
+	}
 	t.log.Debug("rtp leaves through the sfu's own srtp path")
 }
 
-func (t *Transport) newSRTPOut() (*srtpOut, error) {
+func (t *RecvTransport) newSRTPOut() (*srtpOut, error) {
 	keys, err := t.capture.Keys()
 	if err != nil {
 		return nil, err
 	}
-	o := &srtpOut{t: t}
+	o := &srtpOut{t: t.Transport}
 	if keys.Profile == srtp.ProtectionProfileAeadAes128Gcm {
 		o.gcm, err = srtpgcm.NewSealer(keys.Key, keys.Salt)
 	} else {
@@ -172,7 +179,7 @@ func (t *Transport) newSRTPOut() (*srtpOut, error) {
 
 // OwnSRTP reports whether the transport's RTP takes the SFU's own SRTP
 // path rather than pion's.
-func (t *Transport) OwnSRTP() bool { return t.out.Load() != nil }
+func (t *RecvTransport) OwnSRTP() bool { return t.out.Load() != nil }
 
 // destFor maps a selected ICE pair to one of the worker's UDP sockets.
 func (w *Worker) destFor(p *webrtc.ICECandidatePair) (*outDest, error) {
@@ -192,100 +199,6 @@ func (w *Worker) destFor(p *webrtc.ICECandidatePair) (*outDest, error) {
 		return nil, fmt.Errorf("local candidate %s:%d is not one of the worker's sockets", p.Local.Address, p.Local.Port)
 	}
 	return &outDest{conn: conn, addr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(rip.Unmap(), p.Remote.Port))}, nil
-}
-
-// singleBufs hold the packets written outside a batch (retransmissions,
-// mostly) while they are sealed and sent: shared by every transport rather
-// than a buffer each.
-var singleBufs = sync.Pool{New: func() any { return new([udpbatch.BufSize]byte) }}
-
-// write sends one RTP packet (h, payload) to the subscriber, with the
-// transport-wide sequence number in extension id (none when 0: a stream
-// whose m-section did not negotiate it must not carry it, or the
-// subscriber, which ignores it there, would report the number lost): into b when
-// the caller batches (a producer's read loop, which flushes b once every
-// consumer has its copy), at once otherwise. It returns the bytes put on
-// the wire.
-func (o *srtpOut) write(b *udpbatch.Batch, h *rtp.Header, payload []byte, id uint8) (int, error) {
-	d := o.dest.Load()
-	if d == nil {
-		return 0, errNoPath
-	}
-	var buf []byte
-	if b != nil {
-		buf = b.Buf()
-	} else {
-		sb := singleBufs.Get().(*[udpbatch.BufSize]byte)
-		defer singleBufs.Put(sb)
-		buf = sb[:0]
-	}
-	o.mu.Lock()
-	seq := o.twccSeq
-	if id != 0 {
-		o.twccSeq++
-		o.twccBuf[0], o.twccBuf[1] = byte(seq>>8), byte(seq)
-		if err := h.SetExtension(id, o.twccBuf[:]); err != nil {
-			o.mu.Unlock()
-			return 0, fmt.Errorf("twcc extension: %w", err)
-		}
-	}
-	hl := h.MarshalSize()
-	n := hl + len(payload)
-	if n+16 > cap(buf) {
-		o.mu.Unlock()
-		return 0, fmt.Errorf("rtp packet of %d bytes: too large", n)
-	}
-	buf = buf[:n]
-	if _, err := h.MarshalTo(buf); err != nil {
-		o.mu.Unlock()
-		return 0, fmt.Errorf("marshal rtp header: %w", err)
-	}
-	copy(buf[hl:], payload)
-	var out []byte
-	var err error
-	if o.gcm != nil {
-		out, err = o.gcm.Seal(o.stream(h.SSRC), buf, hl, h.SSRC, h.SequenceNumber)
-	} else {
-		out, err = o.ctx.EncryptRTP(buf, buf, &o.scratch)
-	}
-	if err != nil {
-		o.mu.Unlock()
-		return 0, fmt.Errorf("srtp: %w", err)
-	}
-	if len(out) > 0 && &out[0] != &buf[0] {
-		// EncryptRTP had to grow the buffer (it never should: there is
-		// room for the tag); the batch sends only its own buffers.
-		out = buf[:copy(buf[:cap(buf)], out)]
-	}
-	if b == nil {
-		_, err = d.conn.WriteTo(out, d.addr)
-	}
-	o.mu.Unlock()
-	if b != nil {
-		b.Add(d.conn, len(out), d.addr)
-		if id != 0 && o.t.bwe != nil {
-			// Its departure is when the batch leaves: see
-			// udpbatch.Tracker.
-			b.Track(o.t.bwe, seq, n)
-		}
-	} else if id != 0 && o.t.bwe != nil {
-		o.t.bwe.OnSent(seq, n, time.Now())
-	}
-	if err != nil {
-		return 0, err
-	}
-	return len(out), nil
-}
-
-// fail reports the transport as failed, once.
-func (t *Transport) fail(reason string) {
-	t.mu.Lock()
-	fire := !t.closed && !t.failed
-	t.failed = true
-	t.mu.Unlock()
-	if fire && t.opts.OnFailed != nil {
-		t.opts.OnFailed(reason)
-	}
 }
 
 // twccExtensionID returns the id the subscriber negotiated for

@@ -198,7 +198,7 @@ func (p *Producer) simLayer(ssrc uint32) int {
 
 // receiveSSRCSimulcast starts the SIM encodings of in that pion was not
 // shown, once pion's own receiver (on main, with SSRC first) runs.
-func (t *Transport) receiveSSRCSimulcast(in *inbound, main *webrtc.RTPTransceiver, first uint32) {
+func (t *SendTransport) receiveSSRCSimulcast(in *inbound, main *webrtc.RTPTransceiver, first uint32) {
 	t.mu.Lock()
 	isSim := len(in.sim) > 0
 	t.mu.Unlock()
@@ -244,7 +244,7 @@ func (t *Transport) receiveSSRCSimulcast(in *inbound, main *webrtc.RTPTransceive
 
 // awaitEncoding starts an encoding once pion has let go of its stream
 // (pionlog.go explains why it must not start before).
-func (t *Transport) awaitEncoding(in *inbound, sr *simReceiver) {
+func (t *SendTransport) awaitEncoding(in *inbound, sr *simReceiver) {
 	if !t.hold() {
 		return
 	}
@@ -269,7 +269,7 @@ func (t *Transport) awaitEncoding(in *inbound, sr *simReceiver) {
 
 // startEncoding receives one SIM encoding on its transceiver's current
 // receiver and starts its read loops. Called with negMu held.
-func (t *Transport) startEncoding(in *inbound, sr *simReceiver) {
+func (t *SendTransport) startEncoding(in *inbound, sr *simReceiver) {
 	recv := sr.tr.Receiver()
 	enc := webrtc.RTPDecodingParameters{RTPCodingParameters: webrtc.RTPCodingParameters{SSRC: webrtc.SSRC(sr.enc.ssrc)}}
 	enc.RTX.SSRC = webrtc.SSRC(sr.enc.rtx)
@@ -310,7 +310,7 @@ func (t *Transport) startEncoding(in *inbound, sr *simReceiver) {
 // made true of them. Their SRTP streams reopen on the next packet and
 // wait, unread, for the new receiver. Only m-sections still sending (by
 // mid) are restarted. Called by Publish with negMu held.
-func (t *Transport) rearmSSRCSimulcast(sending map[string]bool) {
+func (t *SendTransport) rearmSSRCSimulcast(sending map[string]bool) {
 	t.mu.Lock()
 	var stale []*simReceiver
 	var ins []*inbound

@@ -192,7 +192,7 @@ func (w *Worker) Snapshot() Snapshot {
 		r.mu.Unlock()
 		for _, t := range ts {
 			s.Transports[t.opts.Direction]++
-			if t.OwnSRTP() {
+			if rt, ok := t.role.(*RecvTransport); ok && rt.OwnSRTP() {
 				s.OwnSRTP++
 			}
 			if t.bwe != nil && t.connected.Load() {

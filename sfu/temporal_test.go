@@ -106,7 +106,7 @@ func (g *l1t3) checkShared(t *testing.T) {
 // records what it sends, without PeerConnections.
 func temporalRig(t *testing.T, layers int) (*Producer, *Consumer, *recordingWriter) {
 	t.Helper()
-	tr := &Transport{opts: TransportOptions{Direction: Recv}, log: slog.New(slog.DiscardHandler)}
+	tr := &Transport{opts: transportOpts{Direction: Recv}, log: slog.New(slog.DiscardHandler)}
 	tr.connected.Store(true)
 	p := newProducer(tr, &inbound{}, KindVideo, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, nil, "s")
 	p.writePLI = func(uint32) error { return nil }
@@ -118,7 +118,7 @@ func temporalRig(t *testing.T, layers int) (*Producer, *Consumer, *recordingWrit
 	}
 	c := newConsumer(tr, p, false)
 	w := &recordingWriter{}
-	c.writer = w
+	c.writer = directEgress{w}
 	c.ssrc, c.pt, c.target = 1, 96, 0
 	next := []*Consumer{c}
 	p.consumers.Store(&next)

@@ -38,7 +38,7 @@ type ViewerOptions struct {
 // router's bandwidth allocator picks their simulcast layers as it does
 // for every other subscriber.
 type Viewer struct {
-	t     *Transport
+	t     *RecvTransport
 	opts  ViewerOptions
 	slots map[Kind]*viewerSlot
 
@@ -71,7 +71,7 @@ type viewerSlot struct {
 // NewViewer creates a viewer transport in this router. Call Answer with
 // the client's offer next.
 func (r *Router) NewViewer(opts ViewerOptions) (*Viewer, error) {
-	t, err := r.NewWebRTCTransport(TransportOptions{Direction: Recv, Owner: opts.Owner, OnFailed: opts.OnFailed})
+	t, err := r.NewRecvTransport(TransportOptions{Owner: opts.Owner, OnFailed: opts.OnFailed})
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (r *Router) NewViewer(opts ViewerOptions) (*Viewer, error) {
 
 // Transport returns the viewer's transport (for its id, ICE candidates
 // and connection state).
-func (v *Viewer) Transport() *Transport { return v.t }
+func (v *Viewer) Transport() *RecvTransport { return v.t }
 
 // Kinds reports which tracks the viewer receives.
 func (v *Viewer) Kinds() (audio, video bool) {
@@ -319,7 +319,7 @@ func (v *Viewer) SetSource(kind Kind, p *Producer) error {
 	if p == nil {
 		return nil
 	}
-	c := newConsumer(v.t, p, false)
+	c := newConsumer(v.t.Transport, p, false)
 	s.mu.Lock()
 	if s.hasLast {
 		c.munger = s.last
@@ -327,22 +327,18 @@ func (v *Viewer) SetSource(kind Kind, p *Producer) error {
 	c.codecs, c.negRTX = s.codecs, s.rtxSSRC
 	if s.writer != nil {
 		if _, ok := c.applyCodec(); ok {
-			c.writer, c.ssrc = s.writer, s.ssrc
-			c.twccID = s.twccID
+			c.ssrc = s.ssrc
+			c.bindWebRTC(s.writer, s.twccID, s.v.t.out.Load())
 		}
 	}
 	s.cur = c
 	s.mu.Unlock()
 	c.OnClose(func() { s.consumerClosed(c) })
 	t := v.t
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
+	if err := t.addConsumer(c); err != nil {
 		c.Close()
-		return ErrClosed
+		return err
 	}
-	t.consumers[c.id] = c
-	t.mu.Unlock()
 	if err := p.addConsumer(c); err != nil {
 		c.Close()
 		return err
@@ -416,8 +412,8 @@ func (s *viewerSlot) bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 		c.mu.Lock()
 		c.codecs, c.negRTX = s.codecs, s.rtxSSRC
 		if cp, ok := c.applyCodec(); ok {
-			c.writer, c.ssrc = s.writer, s.ssrc
-			c.twccID = s.twccID
+			c.ssrc = s.ssrc
+			c.bindWebRTC(s.writer, s.twccID, s.v.t.out.Load())
 			chosen = cp
 		}
 		c.mu.Unlock()
@@ -488,48 +484,4 @@ func (vt viewerTrack) Kind() webrtc.RTPCodecType {
 		return webrtc.RTPCodecTypeAudio
 	}
 	return webrtc.RTPCodecTypeVideo
-}
-
-// GatheredLocalDescription waits, bounded by ctx, until the transport has
-// gathered all its ICE candidates and returns its local description with
-// them in it: what a WHIP client, which cannot receive trickled
-// candidates, needs as its answer.
-func (t *Transport) GatheredLocalDescription(ctx context.Context) (string, error) {
-	if t.pc == nil {
-		return "", fmt.Errorf("transport %s has no peer connection: %w", t.id, ErrInvalidState)
-	}
-	select {
-	case <-webrtc.GatheringCompletePromise(t.pc):
-	case <-ctx.Done():
-		return "", fmt.Errorf("gather ice candidates: %w", ctx.Err())
-	}
-	ld := t.pc.LocalDescription()
-	if ld == nil {
-		return "", fmt.Errorf("transport %s has no local description: %w", t.id, ErrInvalidState)
-	}
-	return ld.SDP, nil
-}
-
-// RemoteICEUfrag returns the ICE username fragment of the client's
-// current description, to tell trickled candidates from an ICE restart.
-func (t *Transport) RemoteICEUfrag() string {
-	rd := t.pc.RemoteDescription()
-	if rd == nil {
-		return ""
-	}
-	// Parse a copy: rd.Unmarshal would cache the result inside the
-	// PeerConnection's own description while pion reads it.
-	parsed := &sdp.SessionDescription{}
-	if err := parsed.UnmarshalString(rd.SDP); err != nil {
-		return ""
-	}
-	if v, ok := parsed.Attribute("ice-ufrag"); ok {
-		return v
-	}
-	for _, md := range parsed.MediaDescriptions {
-		if v, ok := md.Attribute("ice-ufrag"); ok {
-			return v
-		}
-	}
-	return ""
 }

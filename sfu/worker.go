@@ -68,7 +68,7 @@ type WorkerConfig struct {
 	// TCPPort, when TCPListener is nil and TCPPort > 0, is a TCP port the
 	// worker listens on (all addresses) for ICE-TCP. 0 disables ICE-TCP.
 	TCPPort int
-	// ConnectTimeout bounds ICE+DTLS; see Transport.OnFailed.
+	// ConnectTimeout bounds ICE+DTLS; see TransportOptions.OnFailed.
 	ConnectTimeout time.Duration
 	// NACKHistory is the number of packets each published video layer
 	// keeps for retransmission to all its subscribers (a power of two).
