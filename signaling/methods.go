@@ -84,12 +84,6 @@ func init() {
 		"pauseProducer":   producerCall(func(mb *room.Member, id string) error { return mb.PauseProducer(id, true) }),
 		"resumeProducer":  producerCall(func(mb *room.Member, id string) error { return mb.PauseProducer(id, false) }),
 		"subscribe":       (*session).subscribe,
-		"unsubscribe":     consumerCall(func(mb *room.Member, id string) error { return mb.Unsubscribe(id) }),
-		"pauseConsumer":   consumerCall(func(mb *room.Member, id string) error { return mb.PauseConsumer(id, true) }),
-		"resumeConsumer":  consumerCall(func(mb *room.Member, id string) error { return mb.PauseConsumer(id, false) }),
-		"transportAnswer": (*session).transportAnswer,
-		"restartIce":      (*session).restartIce,
-		"iceCandidate":    (*session).iceCandidate,
 		// The watch party (party.go).
 		"time":           (*session).time,
 		"chat":           (*session).chat,
@@ -266,25 +260,6 @@ func producerCall(f func(mb *room.Member, id string) error) handler {
 	}
 }
 
-func consumerCall(f func(mb *room.Member, id string) error) handler {
-	return func(ss *session, params json.RawMessage) (any, error) {
-		var p struct {
-			ConsumerID string `json:"consumerId"`
-		}
-		if err := decodeParams(params, &p); err != nil {
-			return nil, err
-		}
-		if err := required("consumerId", p.ConsumerID); err != nil {
-			return nil, err
-		}
-		mb, err := ss.memberOrErr()
-		if err != nil {
-			return nil, err
-		}
-		return nil, f(mb, p.ConsumerID)
-	}
-}
-
 func (ss *session) subscribe(params json.RawMessage) (any, error) {
 	var p struct {
 		ProducerID string `json:"producerId"`
@@ -304,66 +279,4 @@ func (ss *session) subscribe(params json.RawMessage) (any, error) {
 		return nil, err
 	}
 	return info, nil
-}
-
-func (ss *session) transportAnswer(params json.RawMessage) (any, error) {
-	var p struct {
-		TransportID string `json:"transportId"`
-		SDP         string `json:"sdp"`
-	}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("transportId", p.TransportID, "sdp", p.SDP); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return nil, mb.TransportAnswer(p.TransportID, p.SDP)
-}
-
-func (ss *session) restartIce(params json.RawMessage) (any, error) {
-	var p struct {
-		TransportID string `json:"transportId"`
-	}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("transportId", p.TransportID); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return nil, mb.RestartICE(p.TransportID)
-}
-
-func (ss *session) iceCandidate(params json.RawMessage) (any, error) {
-	var p struct {
-		TransportID string `json:"transportId"`
-		Candidate   *struct {
-			Candidate        string  `json:"candidate"`
-			SDPMid           *string `json:"sdpMid"`
-			SDPMLineIndex    *uint16 `json:"sdpMLineIndex"`
-			UsernameFragment *string `json:"usernameFragment"`
-		} `json:"candidate"`
-	}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("transportId", p.TransportID); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	var c *room.ICECandidate
-	if p.Candidate != nil {
-		c = &room.ICECandidate{Candidate: p.Candidate.Candidate, SDPMid: p.Candidate.SDPMid, SDPMLineIndex: p.Candidate.SDPMLineIndex, UsernameFragment: p.Candidate.UsernameFragment}
-	}
-	return nil, mb.AddICECandidate(p.TransportID, c)
 }

@@ -285,15 +285,18 @@ const maxRefused = 10000
 // others (and a transport call about a transport of the origin's) go to
 // the origin.
 var linkedMethods = map[string]func(rm *remote, l *link, params json.RawMessage) (any, error){
-	"createTransport":    (*remote).edgeCreateTransport,
-	"subscribe":          (*remote).edgeSubscribe,
-	"unsubscribe":        edgeConsumerCall(func(em *room.EdgeMember, id string) error { return em.Unsubscribe(id) }),
-	"pauseConsumer":      edgeConsumerCall(func(em *room.EdgeMember, id string) error { return em.PauseConsumer(id, true) }),
-	"resumeConsumer":     edgeConsumerCall(func(em *room.EdgeMember, id string) error { return em.PauseConsumer(id, false) }),
-	"setPreferredLayers": (*remote).edgeSetLayers,
-	"transportAnswer":    (*remote).edgeTransportAnswer,
-	"restartIce":         (*remote).edgeRestartICE,
-	"iceCandidate":       (*remote).edgeICECandidate,
+	"createTransport": (*remote).edgeCreateTransport,
+	"subscribe":       (*remote).edgeSubscribe,
+}
+
+func init() {
+	for name, r := range connRequests {
+		if transportRequests[name] {
+			linkedMethods[name] = onEdgeTransport(r)
+		} else {
+			linkedMethods[name] = onEdgeMember(r)
+		}
+	}
 }
 
 // errForward: the request is the origin's after all.
@@ -376,104 +379,42 @@ func (rm *remote) edgeSubscribe(l *link, params json.RawMessage) (any, error) {
 	return em.Subscribe(ctx, p.ProducerID)
 }
 
-func edgeConsumerCall(f func(em *room.EdgeMember, id string) error) func(*remote, *link, json.RawMessage) (any, error) {
+// onEdgeMember serves r for the link's edge member.
+func onEdgeMember(r connRequest) func(*remote, *link, json.RawMessage) (any, error) {
 	return func(rm *remote, l *link, params json.RawMessage) (any, error) {
-		var p struct {
-			ConsumerID string `json:"consumerId"`
-		}
-		if err := decodeParams(params, &p); err != nil {
-			return nil, err
-		}
-		if err := required("consumerId", p.ConsumerID); err != nil {
+		apply, err := r(params)
+		if err != nil {
 			return nil, err
 		}
 		em, err := rm.edgeMember(l)
 		if err != nil {
 			return nil, err
 		}
-		return nil, f(em, p.ConsumerID)
+		return nil, apply(em)
 	}
 }
 
-func (rm *remote) edgeSetLayers(l *link, params json.RawMessage) (any, error) {
-	var p struct {
-		ConsumerID   string `json:"consumerId"`
-		SpatialLayer *int   `json:"spatialLayer"`
+// onEdgeTransport serves r here when its transportId names the edge
+// member's receive transport, and forwards it to the origin otherwise
+// (and when the params do not parse: the origin answers that).
+func onEdgeTransport(r connRequest) func(*remote, *link, json.RawMessage) (any, error) {
+	return func(rm *remote, l *link, params json.RawMessage) (any, error) {
+		var p struct {
+			TransportID string `json:"transportId"`
+		}
+		if err := decodeParams(params, &p); err != nil {
+			return nil, errForward
+		}
+		l.mu.Lock()
+		em := l.em
+		l.mu.Unlock()
+		if em == nil || !em.Owns(p.TransportID) {
+			return nil, errForward
+		}
+		apply, err := r(params)
+		if err != nil {
+			return nil, err
+		}
+		return nil, apply(em)
 	}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("consumerId", p.ConsumerID); err != nil {
-		return nil, err
-	}
-	if p.SpatialLayer == nil {
-		return nil, errParams(`"spatialLayer" is required`)
-	}
-	em, err := rm.edgeMember(l)
-	if err != nil {
-		return nil, err
-	}
-	return nil, em.SetPreferredLayer(p.ConsumerID, *p.SpatialLayer)
-}
-
-// localTransport is the edge member when transportId names its receive
-// transport here; errForward when it names another (the origin's).
-func (rm *remote) localTransport(l *link, params json.RawMessage, v any, id *string) (*room.EdgeMember, error) {
-	if err := decodeParams(params, v); err != nil {
-		return nil, errForward
-	}
-	l.mu.Lock()
-	em := l.em
-	l.mu.Unlock()
-	if em == nil || !em.Owns(*id) {
-		return nil, errForward
-	}
-	return em, nil
-}
-
-func (rm *remote) edgeTransportAnswer(l *link, params json.RawMessage) (any, error) {
-	var p struct {
-		TransportID string `json:"transportId"`
-		SDP         string `json:"sdp"`
-	}
-	em, err := rm.localTransport(l, params, &p, &p.TransportID)
-	if err != nil {
-		return nil, err
-	}
-	if err := required("sdp", p.SDP); err != nil {
-		return nil, err
-	}
-	return nil, em.TransportAnswer(p.TransportID, p.SDP)
-}
-
-func (rm *remote) edgeRestartICE(l *link, params json.RawMessage) (any, error) {
-	var p struct {
-		TransportID string `json:"transportId"`
-	}
-	em, err := rm.localTransport(l, params, &p, &p.TransportID)
-	if err != nil {
-		return nil, err
-	}
-	return nil, em.RestartICE(p.TransportID)
-}
-
-func (rm *remote) edgeICECandidate(l *link, params json.RawMessage) (any, error) {
-	var p struct {
-		TransportID string `json:"transportId"`
-		Candidate   *struct {
-			Candidate        string  `json:"candidate"`
-			SDPMid           *string `json:"sdpMid"`
-			SDPMLineIndex    *uint16 `json:"sdpMLineIndex"`
-			UsernameFragment *string `json:"usernameFragment"`
-		} `json:"candidate"`
-	}
-	em, err := rm.localTransport(l, params, &p, &p.TransportID)
-	if err != nil {
-		return nil, err
-	}
-	var c *room.ICECandidate
-	if p.Candidate != nil {
-		c = &room.ICECandidate{Candidate: p.Candidate.Candidate, SDPMid: p.Candidate.SDPMid, SDPMLineIndex: p.Candidate.SDPMLineIndex, UsernameFragment: p.Candidate.UsernameFragment}
-	}
-	return nil, em.AddICECandidate(p.TransportID, c)
 }
