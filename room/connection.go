@@ -105,3 +105,36 @@ func addICECandidate(cn connection, transportID string, c *ICECandidate) error {
 	}
 	return nil
 }
+
+// transportOptions are a connection's transport callbacks, for a Member
+// and an EdgeMember alike: candidates and offers go to n, named by the
+// transport's id (*id, set once the transport is made); a failure tells n
+// the connection's media is gone and disconnects it (the client
+// reconnects and resumes), then runs failed when not nil.
+func transportOptions(owner string, n Notifier, id *string, failed func()) sfu.TransportOptions {
+	return sfu.TransportOptions{
+		Owner: owner,
+		OnICECandidate: func(c *sfu.ICECandidate) {
+			var cand any
+			if c != nil {
+				cand = map[string]any{"candidate": c.Candidate, "sdpMid": c.SDPMid, "sdpMLineIndex": c.SDPMLineIndex, "usernameFragment": c.UsernameFragment}
+			}
+			n.Notify("iceCandidate", map[string]any{"transportId": *id, "candidate": cand})
+		},
+		OnOffer: func(sdp string, cs []*sfu.Consumer) {
+			infos := make([]ConsumerInfo, 0, len(cs))
+			for _, c := range cs {
+				infos = append(infos, consumerInfo(c))
+			}
+			n.Notify("transportOffer", map[string]any{"transportId": *id, "sdp": sdp, "consumers": infos})
+		},
+		OnFailed: func(reason string) {
+			n.Notify("transportClosed", map[string]any{"transportId": *id, "reason": reason})
+			n.Notify("disconnected", map[string]any{"reason": reason})
+			n.Disconnect(reason)
+			if failed != nil {
+				failed()
+			}
+		},
+	}
+}

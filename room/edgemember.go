@@ -50,33 +50,12 @@ func (em *EdgeMember) CreateRecv() (string, error) {
 	}
 	em.mu.Unlock()
 	n := em.n
-	var t *sfu.RecvTransport
-	t, err := em.r.router.NewRecvTransport(sfu.TransportOptions{
-		Owner: em.peer,
-		OnICECandidate: func(c *sfu.ICECandidate) {
-			var cand any
-			if c != nil {
-				cand = map[string]any{"candidate": c.Candidate, "sdpMid": c.SDPMid, "sdpMLineIndex": c.SDPMLineIndex, "usernameFragment": c.UsernameFragment}
-			}
-			n.Notify("iceCandidate", map[string]any{"transportId": t.ID(), "candidate": cand})
-		},
-		OnOffer: func(sdp string, cs []*sfu.Consumer) {
-			infos := make([]ConsumerInfo, 0, len(cs))
-			for _, c := range cs {
-				infos = append(infos, consumerInfo(c))
-			}
-			n.Notify("transportOffer", map[string]any{"transportId": t.ID(), "sdp": sdp, "consumers": infos})
-		},
-		OnFailed: func(reason string) {
-			// As on the origin: the client reconnects and resumes.
-			n.Notify("transportClosed", map[string]any{"transportId": t.ID(), "reason": reason})
-			n.Notify("disconnected", map[string]any{"reason": reason})
-			n.Disconnect(reason)
-		},
-	})
+	var id string
+	t, err := em.r.router.NewRecvTransport(transportOptions(em.peer, n, &id, nil))
 	if err != nil {
 		return "", fromSFU(err)
 	}
+	id = t.ID()
 	em.mu.Lock()
 	defer em.mu.Unlock()
 	if em.closed || em.recv != nil {

@@ -501,31 +501,9 @@ func (mb *Member) CreateTransport(direction string) (string, error) {
 	mb.mu.Unlock()
 	// The callbacks name the transport by id, known once it is made.
 	var id string
-	opts := sfu.TransportOptions{
-		Owner: mb.id,
-		OnICECandidate: func(c *sfu.ICECandidate) {
-			var cand any
-			if c != nil {
-				cand = map[string]any{"candidate": c.Candidate, "sdpMid": c.SDPMid, "sdpMLineIndex": c.SDPMLineIndex, "usernameFragment": c.UsernameFragment}
-			}
-			n.Notify("iceCandidate", map[string]any{"transportId": id, "candidate": cand})
-		},
-		OnOffer: func(sdp string, cs []*sfu.Consumer) {
-			infos := make([]ConsumerInfo, 0, len(cs))
-			for _, c := range cs {
-				infos = append(infos, consumerInfo(c))
-			}
-			n.Notify("transportOffer", map[string]any{"transportId": id, "sdp": sdp, "consumers": infos})
-		},
-		OnFailed: func(reason string) {
-			// The connection's media is gone: the client reconnects and
-			// resumes; the member waits for it through the grace period.
-			n.Notify("transportClosed", map[string]any{"transportId": id, "reason": reason})
-			n.Notify("disconnected", map[string]any{"reason": reason})
-			n.Disconnect(reason)
-			go mb.Drop(n)
-		},
-	}
+	// The member waits for the client to resume through the grace
+	// period after a failure.
+	opts := transportOptions(mb.id, n, &id, func() { go mb.Drop(n) })
 	var t *sfu.WebRTCTransport
 	var send *sfu.SendTransport
 	var recv *sfu.RecvTransport
