@@ -78,25 +78,25 @@ func init() {
 	for name, h := range map[string]handler{
 		"join":            (*session).join,
 		"leave":           (*session).leave,
-		"createTransport": (*session).createTransport,
+		"createTransport": createTransport,
 		"publish":         (*session).publish,
 		"closeProducer":   producerCall(func(mb *room.Member, id string) error { return mb.CloseProducer(id) }),
 		"pauseProducer":   producerCall(func(mb *room.Member, id string) error { return mb.PauseProducer(id, true) }),
 		"resumeProducer":  producerCall(func(mb *room.Member, id string) error { return mb.PauseProducer(id, false) }),
-		"subscribe":       (*session).subscribe,
+		"subscribe":       subscribe,
 		// The watch party (party.go).
 		"time":           (*session).time,
-		"chat":           (*session).chat,
-		"react":          (*session).react,
-		"playback":       (*session).playback,
-		"playbackReport": (*session).playbackReport,
-		"queue":          (*session).queue,
-		"setRole":        (*session).setRole,
-		"transferHost":   (*session).transferHost,
-		"kick":           (*session).kick,
-		"mute":           (*session).mute,
-		"updateRoom":     (*session).updateRoom,
-		"mediaList":      (*session).mediaList,
+		"chat":           chat,
+		"react":          react,
+		"playback":       playback,
+		"playbackReport": playbackReport,
+		"queue":          queue,
+		"setRole":        setRole,
+		"transferHost":   transferHost,
+		"kick":           kick,
+		"mute":           mute,
+		"updateRoom":     updateRoom,
+		"mediaList":      mediaList,
 	} {
 		methods[name] = h
 	}
@@ -179,26 +179,18 @@ func (ss *session) leave(json.RawMessage) (any, error) {
 	return nil, nil
 }
 
-func (ss *session) createTransport(params json.RawMessage) (any, error) {
-	var p struct {
-		Direction string `json:"direction"`
-	}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("direction", p.Direction); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	id, err := mb.CreateTransport(p.Direction)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"transportId": id, "direction": p.Direction}, nil
+type directionParams struct {
+	Direction string `json:"direction"`
 }
+
+var createTransport = memberCall(func(p *directionParams) *rpcError { return required("direction", p.Direction) },
+	func(mb *room.Member, p *directionParams) (any, error) {
+		id, err := mb.CreateTransport(p.Direction)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"transportId": id, "direction": p.Direction}, nil
+	})
 
 func (ss *session) publish(params json.RawMessage) (any, error) {
 	var p struct {
@@ -241,42 +233,20 @@ func (ss *session) publish(params json.RawMessage) (any, error) {
 	return map[string]any{"sdp": answer, "producers": producers}, nil
 }
 
-func producerCall(f func(mb *room.Member, id string) error) handler {
-	return func(ss *session, params json.RawMessage) (any, error) {
-		var p struct {
-			ProducerID string `json:"producerId"`
-		}
-		if err := decodeParams(params, &p); err != nil {
-			return nil, err
-		}
-		if err := required("producerId", p.ProducerID); err != nil {
-			return nil, err
-		}
-		mb, err := ss.memberOrErr()
-		if err != nil {
-			return nil, err
-		}
-		return nil, f(mb, p.ProducerID)
-	}
+type producerParams struct {
+	ProducerID string `json:"producerId"`
 }
 
-func (ss *session) subscribe(params json.RawMessage) (any, error) {
-	var p struct {
-		ProducerID string `json:"producerId"`
-	}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("producerId", p.ProducerID); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
+func checkProducer(p *producerParams) *rpcError { return required("producerId", p.ProducerID) }
+
+func producerCall(f func(mb *room.Member, id string) error) handler {
+	return memberCall(checkProducer, func(mb *room.Member, p *producerParams) (any, error) { return nil, f(mb, p.ProducerID) })
+}
+
+var subscribe = memberCall(checkProducer, func(mb *room.Member, p *producerParams) (any, error) {
 	info, err := mb.Subscribe(p.ProducerID)
 	if err != nil {
 		return nil, err
 	}
 	return info, nil
-}
+})

@@ -27,196 +27,111 @@ func (ss *session) time(params json.RawMessage) (any, error) {
 	return res, nil
 }
 
-func (ss *session) chat(params json.RawMessage) (any, error) {
-	var p struct {
-		Text string `json:"text"`
+// memberCall is the shape of a request on the session's member: params
+// decoded into P and checked (check may be nil) before the member is
+// looked for, so a malformed request is refused as such whether joined or
+// not; then f.
+func memberCall[P any](check func(p *P) *rpcError, f func(mb *room.Member, p *P) (any, error)) handler {
+	return func(ss *session, params json.RawMessage) (any, error) {
+		var p P
+		if err := decodeParams(params, &p); err != nil {
+			return nil, err
+		}
+		if check != nil {
+			if err := check(&p); err != nil {
+				return nil, err
+			}
+		}
+		mb, err := ss.memberOrErr()
+		if err != nil {
+			return nil, err
+		}
+		return f(mb, &p)
 	}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	msg, err := mb.Chat(p.Text)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"message": msg}, nil
 }
 
-func (ss *session) react(params json.RawMessage) (any, error) {
-	var p struct {
-		Emoji string `json:"emoji"`
-	}
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("emoji", p.Emoji); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
+// wrap names a method's one result: {"name": v}, or the error.
+func wrap[T any](name string, v T, err error) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, mb.React(p.Emoji)
+	return map[string]any{name: v}, nil
 }
 
-func (ss *session) playback(params json.RawMessage) (any, error) {
-	var p room.PlaybackCommand
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("action", p.Action); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	st, err := mb.Playback(p)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"state": st}, nil
+type textParams struct {
+	Text string `json:"text"`
 }
 
-func (ss *session) playbackReport(params json.RawMessage) (any, error) {
-	var p room.PlaybackReport
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return nil, mb.ReportPlayback(p)
+type emojiParams struct {
+	Emoji string `json:"emoji"`
 }
 
-func (ss *session) queue(params json.RawMessage) (any, error) {
-	var p room.QueueCommand
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := required("action", p.Action); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	q, err := mb.Queue(p)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"queue": q}, nil
+type peerParams struct {
+	PeerID string `json:"peerId"`
+	Role   string `json:"role"`   // setRole
+	Reason string `json:"reason"` // kick
+	Kind   string `json:"kind"`   // mute
 }
 
-// peerParams decodes {"peerId": ...} plus extra fields into v.
-func peerParams(params json.RawMessage, v any, peerID *string) *rpcError {
-	if err := decodeParams(params, v); err != nil {
-		return err
-	}
-	return required("peerId", *peerID)
-}
+func checkPeer(p *peerParams) *rpcError { return required("peerId", p.PeerID) }
 
-func (ss *session) setRole(params json.RawMessage) (any, error) {
-	var p struct {
-		PeerID string `json:"peerId"`
-		Role   string `json:"role"`
-	}
-	if err := peerParams(params, &p, &p.PeerID); err != nil {
-		return nil, err
-	}
-	if err := required("role", p.Role); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	info, err := mb.SetRole(p.PeerID, p.Role)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"peer": info}, nil
-}
+var (
+	chat = memberCall(nil, func(mb *room.Member, p *textParams) (any, error) {
+		msg, err := mb.Chat(p.Text)
+		return wrap("message", msg, err)
+	})
+	react = memberCall(func(p *emojiParams) *rpcError { return required("emoji", p.Emoji) },
+		func(mb *room.Member, p *emojiParams) (any, error) { return nil, mb.React(p.Emoji) })
+	playback = memberCall(func(p *room.PlaybackCommand) *rpcError { return required("action", p.Action) },
+		func(mb *room.Member, p *room.PlaybackCommand) (any, error) {
+			st, err := mb.Playback(*p)
+			return wrap("state", st, err)
+		})
+	playbackReport = memberCall(nil, func(mb *room.Member, p *room.PlaybackReport) (any, error) {
+		return nil, mb.ReportPlayback(*p)
+	})
+	queue = memberCall(func(p *room.QueueCommand) *rpcError { return required("action", p.Action) },
+		func(mb *room.Member, p *room.QueueCommand) (any, error) {
+			q, err := mb.Queue(*p)
+			return wrap("queue", q, err)
+		})
+	setRole = memberCall(func(p *peerParams) *rpcError {
+		if err := checkPeer(p); err != nil {
+			return err
+		}
+		return required("role", p.Role)
+	}, func(mb *room.Member, p *peerParams) (any, error) {
+		info, err := mb.SetRole(p.PeerID, p.Role)
+		return wrap("peer", info, err)
+	})
+	transferHost = memberCall(checkPeer, func(mb *room.Member, p *peerParams) (any, error) {
+		return nil, mb.TransferHost(p.PeerID)
+	})
+	kick = memberCall(func(p *peerParams) *rpcError {
+		if err := checkPeer(p); err != nil {
+			return err
+		}
+		if len(p.Reason) > 200 {
+			return errParams(`"reason" must be at most 200 bytes`)
+		}
+		return nil
+	}, func(mb *room.Member, p *peerParams) (any, error) { return nil, mb.KickPeer(p.PeerID, p.Reason) })
+	mute = memberCall(checkPeer, func(mb *room.Member, p *peerParams) (any, error) {
+		ids, err := mb.MutePeer(p.PeerID, p.Kind)
+		return wrap("producerIds", ids, err)
+	})
+	updateRoom = memberCall(nil, func(mb *room.Member, p *room.RoomUpdate) (any, error) {
+		info, err := mb.UpdateRoom(*p)
+		return wrap("room", info, err)
+	})
+)
 
-func (ss *session) transferHost(params json.RawMessage) (any, error) {
-	var p struct {
-		PeerID string `json:"peerId"`
-	}
-	if err := peerParams(params, &p, &p.PeerID); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return nil, mb.TransferHost(p.PeerID)
-}
-
-func (ss *session) kick(params json.RawMessage) (any, error) {
-	var p struct {
-		PeerID string `json:"peerId"`
-		Reason string `json:"reason"`
-	}
-	if err := peerParams(params, &p, &p.PeerID); err != nil {
-		return nil, err
-	}
-	if len(p.Reason) > 200 {
-		return nil, errParams(`"reason" must be at most 200 bytes`)
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return nil, mb.KickPeer(p.PeerID, p.Reason)
-}
-
-func (ss *session) mute(params json.RawMessage) (any, error) {
-	var p struct {
-		PeerID string `json:"peerId"`
-		Kind   string `json:"kind"`
-	}
-	if err := peerParams(params, &p, &p.PeerID); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	ids, err := mb.MutePeer(p.PeerID, p.Kind)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"producerIds": ids}, nil
-}
-
-func (ss *session) updateRoom(params json.RawMessage) (any, error) {
-	var p room.RoomUpdate
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	mb, err := ss.memberOrErr()
-	if err != nil {
-		return nil, err
-	}
-	info, err := mb.UpdateRoom(p)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"room": info}, nil
-}
-
-func (ss *session) mediaList(json.RawMessage) (any, error) {
+// mediaList takes no params (whatever is sent is ignored).
+func mediaList(ss *session, _ json.RawMessage) (any, error) {
 	mb, err := ss.memberOrErr()
 	if err != nil {
 		return nil, err
 	}
 	items, err := mb.MediaList()
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"items": items}, nil
+	return wrap("items", items, err)
 }
