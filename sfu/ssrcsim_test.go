@@ -135,13 +135,12 @@ func TestSSRCSimulcast(t *testing.T) {
 	check(capped, 0, 10*time.Second)
 	check(full, 2, 20*time.Second)
 
-	// Each layer's keyframe request must reach its own SSRC. Wait out the
-	// coalescing interval first so the request goes out at once.
+	// Each layer's keyframe request must reach its own SSRC (within the
+	// coalescing interval of an earlier one, at its end).
 	for i := range ladder {
-		time.Sleep(sfu.DefaultKeyframeInterval)
 		before := rig.pub.plis[i].Load()
 		rig.p.RequestKeyframe(i)
-		if !waitFor(2*time.Second, func() bool { return rig.pub.plis[i].Load() > before }) {
+		if !waitFor(sfu.DefaultKeyframeInterval+2*time.Second, func() bool { return rig.pub.plis[i].Load() > before }) {
 			t.Fatalf("layer %d: no PLI reached the publisher", i)
 		}
 		if got := rig.pub.pliSSRC[i].Load(); got != uint32(encs[i].SSRC) {
