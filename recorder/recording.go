@@ -76,6 +76,12 @@ type Recording struct {
 	cancelStage func()
 	pending     *pendingStage
 
+	// The cancels of watchClose's hooks, called when the recording
+	// finishes (unwatched).
+	watchMu   sync.Mutex
+	unwatch   []func()
+	unwatched bool
+
 	// stage is the room's stage as last told (OnStage).
 	stageMu sync.Mutex
 	stage   selection
@@ -168,11 +174,11 @@ func (r *Recording) poke() {
 // start subscribes to the room's media and starts the goroutines.
 func (r *Recording) start() {
 	r.cancelObs = r.router.OnNewProducer(func(p *sfu.Producer) {
-		p.OnClose(r.poke)
+		r.watchClose(p)
 		r.poke()
 	})
 	for _, p := range r.router.Producers() {
-		p.OnClose(r.poke)
+		r.watchClose(p)
 	}
 	if len(r.opts.Producers) == 0 {
 		r.cancelStage = r.router.OnStage(r.followStage)
@@ -447,9 +453,33 @@ func (r *Recording) endEpoch() {
 	r.cur = nil
 }
 
+// watchClose pokes the control goroutine when p closes, until the
+// recording finishes: the room's producers outlive it, and a hook left on
+// one would hold the finished recording, buffers and all, for as long as
+// the sharer stays (every recording of a long party).
+func (r *Recording) watchClose(p *sfu.Producer) {
+	cancel := p.OnClose(r.poke)
+	r.watchMu.Lock()
+	if r.unwatched {
+		r.watchMu.Unlock()
+		cancel()
+		return
+	}
+	r.unwatch = append(r.unwatch, cancel)
+	r.watchMu.Unlock()
+}
+
 func (r *Recording) finish(reason string) {
 	if r.cancelObs != nil {
 		r.cancelObs()
+	}
+	r.watchMu.Lock()
+	r.unwatched = true
+	unwatch := r.unwatch
+	r.unwatch = nil
+	r.watchMu.Unlock()
+	for _, cancel := range unwatch {
+		cancel()
 	}
 	if r.cancelStage != nil {
 		r.cancelStage()
@@ -558,6 +588,10 @@ func (r *Recording) mux() {
 				if err := errors.Join(errs...); err != nil {
 					r.setError(fmt.Errorf("finish: %w", err))
 				}
+				// A finished recording may still be held for its info
+				// (when recording.json could not be saved): the sinks'
+				// buffers (256 KB an HLS variant) go now.
+				r.sinks = nil
 				close(c.stop)
 				return
 			}

@@ -1,0 +1,68 @@
+package recorder_test
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/matinee-dev/matinee/internal/mediatest"
+	"github.com/matinee-dev/matinee/recorder"
+	"github.com/matinee-dev/matinee/sfu"
+)
+
+// TestFinishedRecordingsKeepNoBuffers: a finished recording is listed
+// from disk; nothing may hold the recording itself, with its writers'
+// buffers (an HLS variant's segment writer is 256 KB: the hour-long soak's
+// heap grew by ~0.25 MB a recording, all of it finished recordings'
+// HLS and FLV buffers).
+func TestFinishedRecordingsKeepNoBuffers(t *testing.T) {
+	mediatest.RequireFFmpeg(t)
+	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	router, err := w.NewRouter("finished")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := publishSimulcastH264(t, router)
+	defer sp.close()
+	m := recorder.NewManager(recorder.Config{Dir: t.TempDir(), MinFreeBytes: 1, StopFreeBytes: 1})
+	defer m.Close()
+	var collected atomic.Int32
+	record := func() {
+		t.Helper()
+		rec, err := m.Start("finished", oneShow{router}, recorder.Options{Formats: []string{"hls", "flv"}, NoAudio: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for rec.Info().Duration < 1 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		rec.Stop("next")
+		if info := rec.Info(); info.Duration < 1 || info.Error != "" {
+			t.Fatalf("recording %+v", info)
+		}
+		runtime.SetFinalizer(rec, func(*recorder.Recording) { collected.Add(1) })
+	}
+	const n = 4
+	for range n {
+		record()
+	}
+	if list, err := m.List("finished"); err != nil || len(list) != n {
+		t.Fatalf("%d recordings listed (%v), want %d", len(list), err, n)
+	}
+	// Finished, listed from disk: nothing should hold them.
+	deadline := time.Now().Add(10 * time.Second)
+	for collected.Load() < n && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := collected.Load(); got != n {
+		t.Fatalf("%d of %d finished recordings still held after GC", n-got, n)
+	}
+}
