@@ -3,8 +3,12 @@ package signaling
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
+	"slices"
 	"testing"
+
+	"github.com/matinee-dev/matinee/room"
 )
 
 // FuzzParseRequest decodes a WebSocket frame as the server does, then its
@@ -92,4 +96,49 @@ func sameJSON(a, b json.RawMessage) bool {
 	va, ea := decode(a)
 	vb, eb := decode(b)
 	return ea == nil && eb == nil && reflect.DeepEqual(va, vb)
+}
+
+// recordConn is a conn that notes the one call made on it.
+type recordConn struct{ calls int }
+
+func (c *recordConn) Unsubscribe(string) error                         { c.calls++; return nil }
+func (c *recordConn) PauseConsumer(string, bool) error                 { c.calls++; return nil }
+func (c *recordConn) SetPreferredLayer(string, int) error              { c.calls++; return nil }
+func (c *recordConn) TransportAnswer(string, string) error             { c.calls++; return nil }
+func (c *recordConn) RestartICE(string) error                          { c.calls++; return nil }
+func (c *recordConn) AddICECandidate(string, *room.ICECandidate) error { c.calls++; return nil }
+
+// FuzzConnRequests: the params of the requests on a connection's
+// transports and consumers (remote input, parsed before any member is
+// looked for) are refused with "invalid params" or make one call; never
+// anything else.
+func FuzzConnRequests(f *testing.F) {
+	names := make([]string, 0, len(connRequests))
+	for name := range connRequests {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for i, p := range []string{
+		`{"consumerId":"c1"}`, `{"consumerId":"c1"}`, `{"consumerId":"c1"}`,
+		`{"transportId":"t1","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0}}`,
+		`{"transportId":"t1"}`, `{"consumerId":"c1","spatialLayer":2}`, `{"transportId":"t1","sdp":"v=0"}`,
+		`{"consumerId":""}`, `[]`, `null`, `{"spatialLayer":"x"}`,
+	} {
+		f.Add(uint8(i), []byte(p))
+	}
+	f.Fuzz(func(t *testing.T, which uint8, params []byte) {
+		name := names[int(which)%len(names)]
+		apply, err := connRequests[name](params)
+		if err != nil {
+			var re *rpcError
+			if !errors.As(err, &re) || re.Code != CodeInvalidParams {
+				t.Fatalf("%s %q: refused with %v, want invalid params", name, params, err)
+			}
+			return
+		}
+		c := &recordConn{}
+		if err := apply(c); err != nil || c.calls != 1 {
+			t.Fatalf("%s %q: %d calls, %v", name, params, c.calls, err)
+		}
+	})
 }
