@@ -73,6 +73,21 @@ func (s oneShow) OnStage(f func(video, audio *sfu.Producer, show bool)) (cancel 
 	}
 }
 
+// newTestRouter is a router of a worker of its own, closed with the test.
+func newTestRouter(t *testing.T, name string) *sfu.Router {
+	t.Helper()
+	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	router, err := w.NewRouter(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return router
+}
+
 func publishSimulcastH264(t *testing.T, router *sfu.Router) *simulcastH264 {
 	t.Helper()
 	api, err := mediatest.H264API()
@@ -204,15 +219,7 @@ func (sp *simulcastH264) close() {
 // playlist lists three variants whose segments are the three sizes.
 func TestSimulcastLadder(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
-	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, LoopbackOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	router, err := w.NewRouter("abr")
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := newTestRouter(t, "abr")
 	sp := publishSimulcastH264(t, router)
 	defer sp.close()
 	m := recorder.NewManager(recorder.Config{Dir: t.TempDir(), MinFreeBytes: 1, StopFreeBytes: 1})
@@ -271,15 +278,7 @@ func TestSimulcastLadder(t *testing.T) {
 // free space runs out.
 func TestStopsWhenDiskFills(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
-	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, LoopbackOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	router, err := w.NewRouter("disk")
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := newTestRouter(t, "disk")
 	var mu sync.Mutex
 	free := uint64(10 << 30)
 	setFree := func(n uint64) { mu.Lock(); free = n; mu.Unlock() }

@@ -1,7 +1,6 @@
 package recorder_test
 
 import (
-	"context"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/recorder"
-	"github.com/matinee-dev/matinee/sfu"
 )
 
 // TestFinishedRecordingsKeepNoBuffers: a finished recording is listed
@@ -19,15 +17,7 @@ import (
 // HLS and FLV buffers).
 func TestFinishedRecordingsKeepNoBuffers(t *testing.T) {
 	mediatest.RequireFFmpeg(t)
-	w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, LoopbackOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	router, err := w.NewRouter("finished")
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := newTestRouter(t, "finished")
 	sp := publishSimulcastH264(t, router)
 	defer sp.close()
 	m := recorder.NewManager(recorder.Config{Dir: t.TempDir(), MinFreeBytes: 1, StopFreeBytes: 1})

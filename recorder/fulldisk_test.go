@@ -1,7 +1,6 @@
 package recorder_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"github.com/matinee-dev/matinee/internal/mediatest"
 	"github.com/matinee-dev/matinee/recorder"
 	"github.com/matinee-dev/matinee/recorder/flv"
-	"github.com/matinee-dev/matinee/sfu"
 )
 
 // TestWriteFailsOnFullDisk fills a real disk (a tmpfs) in the middle of
@@ -33,15 +31,7 @@ func TestWriteFailsOnFullDisk(t *testing.T) {
 	}{{"reserve", 4 << 20}, {"no-reserve", 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			disk := fulldisk.Mount(t, 48<<20)
-			w, err := sfu.NewWorker(context.Background(), sfu.WorkerConfig{UDPPort: 0, LoopbackOnly: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Close()
-			router, err := w.NewRouter("full")
-			if err != nil {
-				t.Fatal(err)
-			}
+			router := newTestRouter(t, "full")
 			sp := publishSimulcastH264(t, router)
 			defer sp.close()
 			// The free-space check must not stop the recording first:

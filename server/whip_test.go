@@ -204,28 +204,7 @@ func (v *whepViewer) packets(kind string) []received {
 
 // continuous checks that packets form one run of sequence numbers with no
 // hole (reordering allowed) and carry stamps.
-func continuous(pkts []received) error {
-	if len(pkts) == 0 {
-		return errors.New("no packets")
-	}
-	seen := map[int64]bool{}
-	ext := int64(pkts[0].seq)
-	lo, hi := ext, ext
-	prev := pkts[0].seq
-	for i, p := range pkts {
-		if !p.ok && !p.padding {
-			return fmt.Errorf("packet %d carries no stamp: payload altered", i)
-		}
-		ext += int64(int16(p.seq - prev))
-		prev = p.seq
-		seen[ext] = true
-		lo, hi = min(lo, ext), max(hi, ext)
-	}
-	if missing := hi - lo + 1 - int64(len(seen)); missing != 0 {
-		return fmt.Errorf("%d of %d sequence numbers missing", missing, hi-lo+1)
-	}
-	return nil
-}
+func continuous(pkts []received) error { return spanRepaired(pkts, len(pkts)) }
 
 // settledContinuous is continuous for the packets received by now, once
 // their repairs have had time: a packet lost just before the check (a
