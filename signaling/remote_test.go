@@ -3,7 +3,6 @@ package signaling_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -110,17 +109,7 @@ func startRemoteNode(t *testing.T, bus *memBus, id string, claim func(string, bo
 		f(&opt)
 	}
 	sig.StartRemote(ctx, opt)
-	hs := httptest.NewServer(sig)
-	t.Cleanup(func() {
-		sig.Close()
-		hs.Close()
-		rooms.Close()
-		if err := w.Close(); err != nil {
-			t.Errorf("close worker: %v", err)
-		}
-		cancel()
-	})
-	return &remoteNode{rooms: rooms, sig: sig, env: &env{ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}}
+	return &remoteNode{rooms: rooms, sig: sig, env: serveSignaling(t, sig, rooms, w, cancel)}
 }
 
 type joined struct {

@@ -70,18 +70,7 @@ func TestStageNotification(t *testing.T) {
 	e := start(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dial := func() *testpeer.Client {
-		api, err := testpeer.NewAPI(testpeer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := testpeer.Dial(ctx, e.ws, api)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
+	dial := func() *testpeer.Client { return dialPeer(t, ctx, e.ws) }
 
 	ana := dial()
 	if _, err := ana.Join(ctx, "stage", "Ana"); err != nil {

@@ -32,7 +32,13 @@ func standalone(t *testing.T, cfg signaling.Config) *env {
 		t.Fatalf("sfu worker: %v", err)
 	}
 	rooms := room.NewManager(ctx, w, room.Config{OpenRooms: true})
-	sig := signaling.New(rooms, cfg)
+	return serveSignaling(t, signaling.New(rooms, cfg), rooms, w, cancel)
+}
+
+// serveSignaling serves sig on an httptest server; the test's cleanup
+// closes it, then rooms and w, then cancels their context.
+func serveSignaling(t *testing.T, sig *signaling.Server, rooms *room.Manager, w *sfu.Worker, cancel func()) *env {
+	t.Helper()
 	hs := httptest.NewServer(sig)
 	t.Cleanup(func() {
 		sig.Close()
@@ -44,6 +50,22 @@ func standalone(t *testing.T, cfg signaling.Config) *env {
 		cancel()
 	})
 	return &env{ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+}
+
+// dialPeer connects a pion peer (testpeer, pion's defaults) to ws,
+// closed with the test.
+func dialPeer(t *testing.T, ctx context.Context, ws string) *testpeer.Client {
+	t.Helper()
+	api, err := testpeer.NewAPI(testpeer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := testpeer.Dial(ctx, ws, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
 
 // send writes one raw frame and returns the next frame the server sends.
@@ -202,18 +224,7 @@ func TestMediaThroughSignalingAlone(t *testing.T) {
 	e := standalone(t, signaling.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dial := func() *testpeer.Client {
-		api, err := testpeer.NewAPI(testpeer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := testpeer.Dial(ctx, e.ws, api)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
+	dial := func() *testpeer.Client { return dialPeer(t, ctx, e.ws) }
 	pub := dial()
 	if _, err := pub.Join(ctx, "media", "pub"); err != nil {
 		t.Fatal(err)
