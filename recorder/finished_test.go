@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/internal/mediatest"
+	"github.com/matinee-dev/matinee/internal/testenv"
 	"github.com/matinee-dev/matinee/recorder"
 )
 
@@ -29,10 +30,7 @@ func TestFinishedRecordingsKeepNoBuffers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(20 * time.Second)
-		for rec.Info().Duration < 1 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		testenv.Within(20*time.Second, func() bool { return rec.Info().Duration >= 1 })
 		rec.Stop("next")
 		if info := rec.Info(); info.Duration < 1 || info.Error != "" {
 			t.Fatalf("recording %+v", info)
@@ -47,11 +45,7 @@ func TestFinishedRecordingsKeepNoBuffers(t *testing.T) {
 		t.Fatalf("%d recordings listed (%v), want %d", len(list), err, n)
 	}
 	// Finished, listed from disk: nothing should hold them.
-	deadline := time.Now().Add(10 * time.Second)
-	for collected.Load() < n && time.Now().Before(deadline) {
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Within(10*time.Second, func() bool { runtime.GC(); return collected.Load() == n })
 	if got := collected.Load(); got != n {
 		t.Fatalf("%d of %d finished recordings still held after GC", n-got, n)
 	}
