@@ -33,6 +33,13 @@ type ClusterHooks struct {
 	SaveState func(id string, state []byte) error
 	LoadState func(id string) ([]byte, error)
 	DropState func(id string) error
+	// TakeoverGrace is the least time the members a room's state brings
+	// back stay away (Config.Grace if longer). They reach the node that
+	// took the room at the pace of their retries, a second or so apart,
+	// once their pages notice their node died: a shorter grace gives the
+	// room to whoever retried first, and the others (the host among them)
+	// come back as new guests.
+	TakeoverGrace time.Duration
 }
 
 // otherNodes is ClusterHooks.Nodes, or nothing on a node on its own.

@@ -160,12 +160,12 @@ func (r *Room) restoreState(b []byte) error {
 		r.mu.Unlock()
 		return nil // someone got here first: theirs is the live state
 	}
-	max := r.chat.max
+	keep := r.chat.max
 	msgs := st.Chat
-	if len(msgs) > max {
-		msgs = msgs[len(msgs)-max:]
+	if len(msgs) > keep {
+		msgs = msgs[len(msgs)-keep:]
 	}
-	r.chat = chatLog{max: max, ring: append([]ChatMessage(nil), msgs...), seq: st.ChatSeq}
+	r.chat = chatLog{max: keep, ring: append([]ChatMessage(nil), msgs...), seq: st.ChatSeq}
 	if st.Play.Rate != 0 {
 		r.play = st.Play
 		if r.play.WaitingFor == nil {
@@ -175,6 +175,9 @@ func (r *Room) restoreState(b []byte) error {
 	r.loadVer = st.LoadVer
 	r.queue = playQueue{items: st.Queue, seq: st.QueueSeq}
 	grace := r.m.cfg.Grace
+	if grace > 0 {
+		grace = max(grace, r.m.cfg.Cluster.TakeoverGrace)
+	}
 	restored := 0
 	for _, sm := range st.Members {
 		if grace <= 0 || !validRole(sm.Role) || sm.ID == "" || r.members[sm.ID] != nil {

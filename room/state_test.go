@@ -181,3 +181,32 @@ func TestStateOfAwayMembersExpires(t *testing.T) {
 		t.Errorf("Cy is %s once the host's grace ran out", cy.Role())
 	}
 }
+
+// TestTakeoverGraceOutlastsAShortGrace: members a takeover restores stay
+// away for the cluster's takeover grace when the reconnect grace is
+// shorter: they reach the new node at the pace of their retries.
+func TestTakeoverGraceOutlastsAShortGrace(t *testing.T) {
+	st := newMemState()
+	ft := &fakeTimers{}
+	edit := func(c *Config) {
+		c.Cluster = st.hooks()
+		c.Cluster.TakeoverGrace = 6 * time.Second
+		c.Grace = time.Second
+		c.AfterFunc = ft.afterFunc
+	}
+	a := newManager(t, edit)
+	join(t, a, "dead", JoinOptions{Name: "Ana"})
+	st.waitFor(t, "dead", `"name":"Ana"`)
+	a.Close()
+	b := newManager(t, edit)
+	bo, _, _ := join(t, b, "dead", JoinOptions{Name: "Bo"})
+	r, _ := b.Room("dead")
+	ft.advance(5 * time.Second)
+	if n := len(r.Peers()); n != 2 {
+		t.Fatalf("%d peers 5 s after the takeover, want Ana still away (takeover grace 6 s) and Bo", n)
+	}
+	ft.advance(time.Second)
+	if n := len(r.Peers()); n != 1 || bo.Role() != RoleHost {
+		t.Fatalf("%d peers (Bo %s) once the takeover grace ran out, want Bo alone, host", n, bo.Role())
+	}
+}

@@ -72,7 +72,9 @@ func newClusterGlue(cfg config.Config, apiKey string, log *slog.Logger, rc *room
 	g := &clusterGlue{cfg: cfg, log: log, apiKey: apiKey}
 	rc.StorePath = "" // the room list lives in Redis; a file would bring back rooms other nodes now hold
 	rc.Cluster = room.ClusterHooks{Claim: g.claim, Saved: g.saved, Nodes: g.otherNodes,
-		SaveState: g.saveState, LoadState: g.loadState, DropState: g.dropState}
+		SaveState: g.saveState, LoadState: g.loadState, DropState: g.dropState,
+		// A dead node's members find the room again within a lease or so.
+		TakeoverGrace: cfg.ClusterLeaseTTL}
 	return g
 }
 

@@ -42,8 +42,9 @@ func (rm *remote) open(ss *session, g *goRemote, id json.RawMessage, frame []byt
 	ss.mu.Lock()
 	ss.link = l
 	ss.mu.Unlock()
+	sent := time.Now()
 	l.mu.Lock()
-	l.joinTimer = time.AfterFunc(rm.opt.AnswerTimeout, func() { rm.joinUnanswered(l) })
+	l.joinTimer = time.AfterFunc(min(joinCheck, rm.opt.AnswerTimeout), func() { rm.watchJoin(l, sent) })
 	l.mu.Unlock()
 	ss.log = ss.log.With("room", g.room, "origin", g.node, "session", l.id)
 	if err := rm.forward(l, frame, true); err != nil {
@@ -59,12 +60,7 @@ func (rm *remote) open(ss *session, g *goRemote, id json.RawMessage, frame []byt
 // sent there would be stranded until the room's lease runs out and a
 // live node (maybe this one) takes the room.
 func (rm *remote) fallback(roomID, node string, moved error) error {
-	if rm.opt.Answering == nil {
-		return moved
-	}
-	ctx, cancel := context.WithTimeout(rm.ctx, time.Second)
-	defer cancel()
-	if !rm.opt.Answering(ctx, node) {
+	if !rm.answering(node) {
 		return unavailable(roomID, node, "it stopped renewing its place in the cluster")
 	}
 	return moved
@@ -79,6 +75,43 @@ func unavailable(roomID, node, why string) *room.Error {
 		Reason:       room.ReasonNodeDown,
 		RetryAfterMs: int64(time.Second / time.Millisecond),
 	}
+}
+
+// joinCheck is how often a join waiting for its origin's answer checks
+// that the origin still renews its place in the cluster.
+const joinCheck = 500 * time.Millisecond
+
+// watchJoin gives up on l's join, as joinUnanswered, once AnswerTimeout
+// has passed since it was sent or as soon as the origin stops renewing:
+// a join sent just as its origin died (its record still fresh) would
+// otherwise wait the whole AnswerTimeout, while the member's place in the
+// room, back on a live node, runs out for want of a rejoin.
+func (rm *remote) watchJoin(l *link, sent time.Time) {
+	l.mu.Lock()
+	waiting := l.joinID != nil && !l.ended
+	l.mu.Unlock()
+	if !waiting {
+		return
+	}
+	if time.Since(sent) >= rm.opt.AnswerTimeout || !rm.answering(l.node) {
+		rm.joinUnanswered(l)
+		return
+	}
+	l.mu.Lock()
+	if l.joinID != nil && !l.ended {
+		l.joinTimer = time.AfterFunc(joinCheck, func() { rm.watchJoin(l, sent) })
+	}
+	l.mu.Unlock()
+}
+
+// answering is Options.Answering, with a deadline; true without one.
+func (rm *remote) answering(node string) bool {
+	if rm.opt.Answering == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(rm.ctx, time.Second)
+	defer cancel()
+	return rm.opt.Answering(ctx, node)
 }
 
 // joinUnanswered sends the member to the room's node when the origin did

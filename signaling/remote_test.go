@@ -272,6 +272,57 @@ func TestRemoteJoinOriginSilent(t *testing.T) {
 	waitFor(t, "b forgets the links", func() bool { return b.sig.RemoteStats().Links == 0 })
 }
 
+// TestRemoteJoinOriginDiesWhileJoining: a join sent to an origin that
+// dies before answering (its record still fresh when the join went) is
+// told to retry as soon as the origin stops renewing, not after the
+// whole answer timeout (a minute here): the member must be back in time
+// to keep its place once a live node takes the room.
+func TestRemoteJoinOriginDiesWhileJoining(t *testing.T) {
+	bus := &memBus{}
+	a := startRemoteNode(t, bus, "a", nil, 1<<20)
+	moved := func(id string, _ bool) error {
+		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
+	}
+	var mu sync.Mutex
+	var joinSent time.Time
+	b := startRemoteNode(t, bus, "b", moved, 1<<20, func(o *signaling.RemoteOptions) {
+		o.AnswerTimeout = time.Minute
+		// Links are checked for silence less often than joins (as with
+		// the default lease times): the join's own check must answer it.
+		o.Renew, o.TTL = time.Second, 4*time.Second
+		o.Answering = func(_ context.Context, node string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			// a dies as the join leaves: its record goes stale 300 ms on.
+			return node != "a" || joinSent.IsZero() || time.Since(joinSent) < 300*time.Millisecond
+		}
+	})
+	ana := a.env.dial(t)
+	ana.mustCall("join", map[string]any{"room": "film", "name": "Ana"}, nil)
+	bus.mu.Lock()
+	bus.drop = func(to string, msg []byte) bool {
+		if to == "a" && strings.Contains(string(msg), `"type":"req"`) {
+			mu.Lock()
+			if joinSent.IsZero() {
+				joinSent = time.Now()
+			}
+			mu.Unlock()
+			return true
+		}
+		return false
+	}
+	bus.mu.Unlock()
+
+	bo := b.env.dial(t)
+	start := time.Now()
+	e := bo.callErr("join", map[string]any{"room": "film", "name": "Bo"}, signaling.CodeUnavailable)
+	if e.Data["reason"] != room.ReasonNodeDown || e.Data["retryAfterMs"] == nil {
+		t.Fatalf("join to an origin that died: %+v, want a retry", e)
+	}
+	t.Logf("answered 1011 %s after the join", time.Since(start).Round(time.Millisecond))
+	waitFor(t, "b forgets the link", func() bool { return b.sig.RemoteStats().Links == 0 })
+}
+
 // TestRemoteJoinGivenUp: an edge that gives up on a join (no answer in
 // time) leaves no member behind at the origin. Bo's join runs on a but
 // its answer is lost: b answers Bo itself, and a's member leaves at once

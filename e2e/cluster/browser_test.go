@@ -22,7 +22,7 @@ func newBrowser(t *testing.T, exe string) context.Context {
 	opts := append(chromium.Options(exe, t.TempDir()), chromedp.Flag("ignore-certificate-errors", true))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	ctx, stop := context.WithTimeout(ctx, 90*time.Second)
+	ctx, stop := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(func() {
 		stop()
 		cancel()
@@ -103,18 +103,36 @@ func TestClusterWebClientFollowsMove(t *testing.T) {
 	}
 }
 
+// joinPage opens a room's page in ctx's tab and joins as name.
+func joinPage(t *testing.T, ctx context.Context, url, name string) {
+	t.Helper()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
+		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
+	); err != nil {
+		t.Fatalf("%s joins at %s: %v", name, url, err)
+	}
+}
+
+// keepChatsJS makes the page keep the text of every chat line it is told
+// of, in order, in window.__chats.
+const keepChatsJS = `(() => { window.__chats = []; window.__matinee.client.addEventListener('notification', (e) => {
+  if (e.detail.method === 'chat') window.__chats.push(e.detail.params.message.text); }); return true; })()`
+
 // screenFramesJS is how many frames of a screen share the page's client
-// has decoded, and where the page is.
+// has decoded and their width, and where the page is.
 const screenFramesJS = `(async () => {
   const c = window.__matinee && window.__matinee.client;
-  let frames = 0;
+  let frames = 0, width = 0;
   if (c) {
     for (const co of c.consumers.values()) {
       if (!co.track || co.appData.source !== 'screen' || co.kind !== 'video') continue;
-      (await co.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames += s.framesDecoded || 0; });
+      (await co.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') { frames += s.framesDecoded || 0; width = Math.max(width, s.frameWidth || 0); } });
     }
   }
-  return {frames, href: location.href, state: c ? c.state : ''};
+  return {frames, width, href: location.href, state: c ? c.state : ''};
 })()`
 
 // A host shares a real screen (Chromium's fake one) in a room on one
@@ -133,19 +151,8 @@ func TestClusterShareAcrossNodes(t *testing.T) {
 	a := c.addNode("sa")
 	b := c.addNode("sb")
 	browser := newBrowser(t, exe)
-	join := func(ctx context.Context, url, name string) {
-		t.Helper()
-		if err := chromedp.Do(ctx,
-			chromedp.Navigate(url),
-			chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`)),
-			chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
-			chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-		); err != nil {
-			t.Fatalf("%s joins at %s: %v", name, url, err)
-		}
-	}
 	// The host opens the room on a, which takes it, and shares.
-	join(browser, a.url+"/r/show", "Host")
+	joinPage(t, browser, a.url+"/r/show", "Host")
 	deadline := time.Now().Add(20 * time.Second)
 	for c.leases()["show"] != a.id {
 		if time.Now().After(deadline) {
@@ -160,7 +167,7 @@ func TestClusterShareAcrossNodes(t *testing.T) {
 	// link on b.
 	viewer, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 	defer cancel()
-	join(viewer, b.url+"/r/show", "Viewer")
+	joinPage(t, viewer, b.url+"/r/show", "Viewer")
 	type state struct {
 		Frames int
 		Href   string
@@ -274,18 +281,7 @@ func TestClusterBrowserMemberOnEdge(t *testing.T) {
 	a := c.addNode("ea")
 	b := c.addNode("eb")
 	browser := newBrowser(t, exe)
-	join := func(ctx context.Context, url, name string) {
-		t.Helper()
-		if err := chromedp.Do(ctx,
-			chromedp.Navigate(url),
-			chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`)),
-			chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
-			chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
-		); err != nil {
-			t.Fatalf("%s joins at %s: %v", name, url, err)
-		}
-	}
-	join(browser, a.url+"/r/edge-show", "Host")
+	joinPage(t, browser, a.url+"/r/edge-show", "Host")
 	testenv.EventuallyState(t, 20*time.Second, "the room held by "+a.id, func() (bool, string) {
 		h := c.leases()["edge-show"]
 		return h == a.id, h
@@ -294,14 +290,12 @@ func TestClusterBrowserMemberOnEdge(t *testing.T) {
 		t.Fatalf("share: %v", err)
 	}
 	// The host's page keeps the chat lines it is told of.
-	const keepChats = `(() => { window.__chats = []; window.__matinee.client.addEventListener('notification', (e) => {
-	  if (e.detail.method === 'chat') window.__chats.push(e.detail.params.message.text); }); return true; })()`
-	if _, err := chromedp.Run(browser, chromedp.Evaluate[bool](keepChats)); err != nil {
+	if _, err := chromedp.Run(browser, chromedp.Evaluate[bool](keepChatsJS)); err != nil {
 		t.Fatal(err)
 	}
 	member, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 	defer cancel()
-	join(member, b.url+"/r/edge-show", "Member")
+	joinPage(t, member, b.url+"/r/edge-show", "Member")
 	type state struct {
 		Frames int
 		Href   string

@@ -61,15 +61,43 @@ func (l *lan) addNS(i int) (ns, ip, veth string) {
 	veth = fmt.Sprintf("vmc%d-%d", pid%100000, i)
 	ip = fmt.Sprintf("%s.%d", l.subnet, 10+i)
 	sh(t, "ip", "netns", "add", ns)
+	l.nss = append(l.nss, ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	sh(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", veth).Run() })
+	l.veths = append(l.veths, veth)
 	sh(t, "ip", "link", "set", veth, "master", l.bridge)
 	sh(t, "ip", "link", "set", veth, "up")
 	sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
 	sh(t, "ip", "netns", "exec", ns, "ip", "addr", "add", ip+"/24", "dev", "eth0")
 	sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
 	return ns, ip, veth
+}
+
+// addLANNodes starts count nodes, each in a namespace of its own on l
+// (prefix1, prefix2…), and waits until each has reached Redis through its
+// link and registered (its first dial can take a moment on a loaded
+// machine).
+func (c *cluster) addLANNodes(l *lan, prefix string, count int) []*node {
+	t := c.t
+	t.Helper()
+	var out []*node
+	for range count {
+		i := len(l.nss) + 1
+		ns, ip, _ := l.addNS(i)
+		n := &node{id: fmt.Sprintf("%s%d", prefix, i), port: 8443, ns: ns, ip: ip, url: "https://" + ip + ":8443", dir: c.dir + fmt.Sprintf("/%s%d", prefix, i)}
+		n.log = n.dir + ".log"
+		c.nodes = append(c.nodes, n)
+		c.start(n)
+		out = append(out, n)
+	}
+	for _, n := range out {
+		testenv.EventuallyState(t, 15*time.Second, n.id+" registered", func() (bool, string) {
+			st, b, err := c.api("GET", n.url+"/api/cluster", nil)
+			return err == nil && st == 200 && strings.Contains(string(b), `"id":"`+n.id+`"`), fmt.Sprintf("%d %s %v", st, b, err)
+		})
+	}
+	return out
 }
 
 // Three nodes, each in its own network namespace on one bridge, Redis on
@@ -83,23 +111,8 @@ func TestClusterNamespaces(t *testing.T) {
 	}
 	l := newLAN(t)
 	c := newClusterOn(t, l.subnet+".1")
-	var veths []string
-	for i := 1; i <= 3; i++ {
-		ns, ip, veth := l.addNS(i)
-		veths = append(veths, veth)
-		n := &node{id: fmt.Sprintf("ns%d", i), port: 8443, ns: ns, ip: ip, url: "https://" + ip + ":8443", dir: c.dir + fmt.Sprintf("/ns%d", i)}
-		n.log = n.dir + ".log"
-		c.nodes = append(c.nodes, n)
-		c.start(n)
-	}
-	// Each node has reached Redis through its link and registered (its
-	// first dial can take a moment on a loaded machine): then rooms.
-	for _, n := range c.nodes {
-		testenv.EventuallyState(t, 15*time.Second, n.id+" registered", func() (bool, string) {
-			st, b, err := c.api("GET", n.url+"/api/cluster", nil)
-			return err == nil && st == 200 && strings.Contains(string(b), `"id":"`+n.id+`"`), fmt.Sprintf("%d %s %v", st, b, err)
-		})
-	}
+	c.addLANNodes(l, "ns", 3)
+	veths := l.veths
 	// Rooms through every node's API: each lives once, on a node whose
 	// own address serves it.
 	for i := range 12 {

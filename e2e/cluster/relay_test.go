@@ -12,7 +12,6 @@ import (
 
 	"github.com/matinee-dev/matinee/codecs"
 	"github.com/matinee-dev/matinee/internal/synth"
-	"github.com/matinee-dev/matinee/internal/testenv"
 	"github.com/matinee-dev/matinee/internal/testpeer"
 	"github.com/matinee-dev/matinee/whip"
 	"github.com/pion/webrtc/v4"
@@ -113,6 +112,7 @@ type viewer struct {
 	mu        sync.Mutex
 	packets   map[string]int // by kind
 	keyframes int
+	width     int // of the last keyframe, when its codec says (not synth's)
 	closed    bool
 }
 
@@ -185,6 +185,9 @@ func (c *cluster) newViewer(t *testing.T, n *node) (*viewer, string) {
 				v.packets[kind]++
 				if kind == "video" && codecs.IsKeyframe(codec, pkt.Payload) {
 					v.keyframes++
+					if w, _, ok := codecs.Dimensions(codec, pkt.Payload); ok {
+						v.width = w
+					}
 				}
 				v.mu.Unlock()
 			}
@@ -202,6 +205,14 @@ func (v *viewer) got() (video, audio, keyframes int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.packets["video"], v.packets["audio"], v.keyframes
+}
+
+// lastWidth is the width of the last keyframe v received (0: none with a
+// picture header yet).
+func (v *viewer) lastWidth() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.width
 }
 
 // leave ends the WHEP session as a client does, then closes the peer.
@@ -320,20 +331,8 @@ func TestClusterRelayNamespaces(t *testing.T) {
 	c := newClusterOn(t, l.subnet+".1")
 	c.args = []string{"--relay-idle-grace", relayGrace.String()}
 	c.peerIfaces = []string{l.bridge}
-	for i := 1; i <= 3; i++ {
-		ns, ip, _ := l.addNS(i)
-		n := &node{id: fmt.Sprintf("rns%d", i), port: 8443, ns: ns, ip: ip, url: "https://" + ip + ":8443", dir: c.dir + fmt.Sprintf("/rns%d", i)}
-		n.log = n.dir + ".log"
-		c.nodes = append(c.nodes, n)
-		c.start(n)
-	}
-	for _, n := range c.nodes {
-		testenv.EventuallyState(t, 15*time.Second, n.id+" registered", func() (bool, string) {
-			st, b, err := c.api("GET", n.url+"/api/cluster", nil)
-			return err == nil && st == 200 && strings.Contains(string(b), `"id":"`+n.id+`"`), fmt.Sprintf("%d %s %v", st, b, err)
-		})
-	}
-	c.relayScenario(t, c.nodes[0], c.nodes[1], c.nodes[2])
+	ns := c.addLANNodes(l, "rns", 3)
+	c.relayScenario(t, ns[0], ns[1], ns[2])
 }
 
 // relayGrace is the nodes' --relay-idle-grace in the relay tests.

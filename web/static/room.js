@@ -1678,7 +1678,7 @@ function start(name, password) {
     // did): join again on another node, which takes the room once the
     // dead node's lease runs out.
     if (detail.state === 'reconnecting' && !(detail.error instanceof RpcError) && (detail.attempt || 0) >= NODE_LOST_ATTEMPTS && c.nodes?.length) {
-      moveTo(c.nodes[Math.floor(Math.random() * c.nodes.length)], name, true);
+      fleeLostNode(c, name);
     }
     // A rejoin refused for good (the room got locked, full, a password…):
     // the first join's refusals are handled where join() is called.
@@ -1913,9 +1913,10 @@ function joinFailed(err, name, password) {
 // knows that the other does not (the name, the invite token). A page
 // moved a few times already gives up rather than loop between nodes.
 const MAX_MOVES = 3;
-// Failed reconnects to our node before trying another node of the
-// cluster (a few seconds: a node that is only slow gets them).
-const NODE_LOST_ATTEMPTS = 4;
+// Failed reconnects to our node before looking for another node of the
+// cluster: a node that restarts or is only slow gets these, and the page
+// moves only to a node seen to answer (fleeLostNode).
+const NODE_LOST_ATTEMPTS = 2;
 // After fleeing a node, joins the new node answers with "moved back
 // there" are retried this many times, a second apart: the dead node's
 // lease has not run out yet. Past them the old node is alive after all,
@@ -1948,6 +1949,31 @@ function moveTo(base, name, lost = false) {
   target.hash = carry.toString();
   location.replace(target.href);
   return true;
+}
+
+// Our node stopped answering: the page moves to another node of the
+// cluster that answers, tried in random order so that a dead node's
+// members spread over the others; meanwhile the client keeps trying our
+// node. When no node answers (our own network is down, more likely than
+// every node dead), the page stays where it is rather than ending on the
+// browser's error page, and looks again after the next failed attempt.
+let fleeing = false;
+async function fleeLostNode(c, name) {
+  if (fleeing) return;
+  fleeing = true;
+  try {
+    const nodes = [...c.nodes];
+    for (let i = nodes.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [nodes[i], nodes[j]] = [nodes[j], nodes[i]];
+    }
+    for (const base of nodes) {
+      if (app.client !== c || c.state !== 'reconnecting') return; // back on our node meanwhile
+      if (await nodeAnswers(base) && app.client === c && c.state === 'reconnecting' && moveTo(base, name, true)) return;
+    }
+  } finally {
+    fleeing = false;
+  }
 }
 
 // Moves to the node a join was sent to (1010), once it is seen to answer:
