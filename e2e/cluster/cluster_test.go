@@ -134,7 +134,10 @@ func (c *cluster) start(n *node) {
 	args = append(args,
 		"--redis", c.redis.URL(), "--node-id", n.id, "--node-url", n.url, "--region", "test", "--log-format", "json",
 		// A member who left is away this long; a draining node waits for it.
-		"--reconnect-grace", "1s", "--ca-dir", c.caroot)
+		"--reconnect-grace", "1s", "--ca-dir", c.caroot,
+		// Viewers and members stay on the node the test sends them to;
+		// TestClusterPlacement turns placement on (c.args come after).
+		"--relay-place-viewers=false")
 	args = append(args, c.args...)
 	n.cmd = exec.Command(c.bin, args...)
 	if n.ns != "" {
