@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Placement of a new room: two serving nodes drawn at random, the less
@@ -160,10 +163,37 @@ func (n *Node) PlaceViewer(ctx context.Context, room, origin string, here, place
 		node, self := PlaceViewer(nil, q)
 		return node, self, nil
 	}
-	nodes, err := n.Nodes(ctx)
+	nodes, err := n.answeringNodes(ctx)
 	if err != nil {
 		return NodeInfo{}, false, err
 	}
 	node, self := PlaceViewer(nodes, q)
 	return node, self, nil
+}
+
+// answeringNodes is the registry without the nodes that stopped renewing
+// their record (dead, frozen, cut off: older than a renewal and a half by
+// Redis's clock, as Answering): a viewer sent there would be stranded
+// until the record runs out. This node is kept whatever its age.
+func (n *Node) answeringNodes(ctx context.Context) ([]NodeInfo, error) {
+	nodes, err := n.Nodes(ctx)
+	if err != nil || len(nodes) == 0 {
+		return nodes, err
+	}
+	pipe := n.rdb.Pipeline()
+	left := make([]*redis.DurationCmd, len(nodes))
+	for i, nd := range nodes {
+		left[i] = pipe.PTTL(ctx, nodeKey(nd.ID))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	out := nodes[:0]
+	for i, nd := range nodes {
+		d := left[i].Val()
+		if nd.ID == n.opt.NodeID || (d > 0 && n.opt.LeaseTTL-d <= n.staleAfter()) {
+			out = append(out, nd)
+		}
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matinee-dev/matinee/internal/redistest"
 )
@@ -150,9 +151,9 @@ func TestRecordCarries(t *testing.T) {
 	for i := range many {
 		many[i] = fmt.Sprintf("room-%d", i)
 	}
-	a := startNodeOpts(t, r, Options{NodeID: "a", MaxPeers: 5, MaxCPU: 0.9,
-		Stats: func() Stats { return Stats{Peers: 1, Viewers: 2, Carried: many} }})
-	b := startNodeOpts(t, r, Options{NodeID: "b", Stats: func() Stats { return Stats{Carried: []string{"edge-only"}} }})
+	a := startNodeOpts(t, r, slow(Options{NodeID: "a", MaxPeers: 5, MaxCPU: 0.9,
+		Stats: func() Stats { return Stats{Peers: 1, Viewers: 2, Carried: many} }}))
+	b := startNodeOpts(t, r, slow(Options{NodeID: "b", Stats: func() Stats { return Stats{Carried: []string{"edge-only"}} }}))
 	nodes, err := b.Nodes(ctx)
 	if err != nil || len(nodes) != 2 {
 		t.Fatalf("nodes %v %v", nodes, err)
@@ -173,14 +174,49 @@ func TestRecordCarries(t *testing.T) {
 	}
 }
 
+// slow leases: a record is stale (PlaceViewer skips its node) only after
+// 1.5 s, which a loaded test machine never makes a live node's.
+func slow(o Options) Options { o.LeaseRenew, o.LeaseTTL = time.Second, 10*time.Second; return o }
+
 func startNodeOpts(t *testing.T, r *redistest.Server, o Options) *Node {
 	t.Helper()
 	o.RedisURL, o.NodeURL = r.URL(), "https://"+o.NodeID+".test:8443"
-	o.LeaseRenew, o.LeaseTTL = testRenew, testTTL
+	if o.LeaseRenew == 0 {
+		o.LeaseRenew, o.LeaseTTL = testRenew, testTTL
+	}
 	n, err := Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Close() })
 	return n
+}
+
+// A node that stopped renewing its record (dead, frozen, cut off) gets no
+// viewers, though its record is still in the registry and says it
+// carries the room.
+func TestPlaceViewerSkipsSilentNodes(t *testing.T) {
+	r := redistest.Start(t)
+	ctx := context.Background()
+	a := startNodeOpts(t, r, slow(Options{NodeID: "a"}))
+	// d's record, last written 5 s ago by Redis's clock (a TTL of 10 s,
+	// 5 s left): it carries the room.
+	rec := `{"id":"d","url":"https://d.test:8443","state":"serving","carries":["party"]}`
+	if err := client(t, r).Set(ctx, nodeKey("d"), rec, 5*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, err := a.Nodes(ctx); err != nil || len(nodes) != 2 {
+		t.Fatalf("registry: %v %v, want a and d", nodes, err)
+	}
+	to, self, err := a.PlaceViewer(ctx, "party", "elsewhere", false, false)
+	if err != nil || !self || to.ID != "a" {
+		t.Fatalf("placed on %q (self %v, %v), want a: d stopped renewing", to.ID, self, err)
+	}
+	// Written again now, it is a carrier with headroom.
+	if err := client(t, r).Set(ctx, nodeKey("d"), rec, 10*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if to, self, err := a.PlaceViewer(ctx, "party", "elsewhere", false, false); err != nil || self || to.ID != "d" {
+		t.Fatalf("placed on %q (self %v, %v), want d", to.ID, self, err)
+	}
 }
