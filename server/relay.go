@@ -209,7 +209,7 @@ func (g *clusterGlue) startMembers(ctx context.Context, sig *signaling.Server) e
 			n, self := g.placeViewer(ctx, room, origin, false)
 			return n.ID, n.URL, !self
 		},
-		Renew:     g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
+		Renew: g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
 		MaxMessage: g.cfg.RelayMemberMaxMessage, MaxMembers: g.cfg.RelayMaxMembers,
 	})
 	g.log.Info("cluster mode: members of other nodes' rooms stay here", "max_message", g.cfg.RelayMemberMaxMessage, "max_members", g.cfg.RelayMaxMembers)
