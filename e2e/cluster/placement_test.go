@@ -151,7 +151,9 @@ func TestClusterPlacement(t *testing.T) {
 	// W carries the room and has headroom: viewers at Q, and at the full
 	// origin, are sent there, marked so that W serves them.
 	for _, at := range []*node{q, a} {
+		start := time.Now()
 		st, loc := c.probeWHEP(t, at, roomID)
+		t.Logf("WHEP at %s answered %d in %s (the placement's registry read included)", at.id, st, time.Since(start).Round(100*time.Microsecond))
 		if wantLoc := w.url + "/whep/" + roomID + "?placed=" + at.id; st != http.StatusTemporaryRedirect || loc != wantLoc {
 			t.Fatalf("WHEP at %s: %d Location %q, want 307 to %s", at.id, st, loc, wantLoc)
 		}
