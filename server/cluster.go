@@ -317,7 +317,7 @@ func (g *clusterGlue) handler(next http.Handler) http.Handler {
 			g.route(w, r, next, strings.TrimPrefix(path, "/whip/"), true, redirect)
 		case r.Method == http.MethodPost && strings.HasPrefix(path, "/whep/"):
 			id := strings.TrimPrefix(path, "/whep/")
-			if _, here := g.rooms.Room(id); here && g.sendViewer(w, r, id, g.node.ID()) {
+			if _, here := g.rooms.Room(id); here && g.placing() && g.s != nil && g.mayWatch(r, id) && g.sendViewer(w, r, id, g.node.ID()) {
 				return // the room's node has no headroom: a viewer of it goes to a node that has
 			}
 			g.route(w, r, next, id, false, func(w http.ResponseWriter, r *http.Request, node cluster.NodeInfo) {

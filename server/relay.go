@@ -61,8 +61,9 @@ func relayIP(g *clusterGlue, nodeURL string) (netip.Addr, error) {
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
 }
 
-// watchHere serves a WHEP viewer of a room on node here, as an edge; if
-// no pipe can be had, it sends the viewer there (307) as without relay.
+// watchHere serves a WHEP viewer of a room on node here, as an edge,
+// unless placement sends it to another node; if no pipe can be had, it
+// sends the viewer to the room's node (307) as without relay.
 func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next http.Handler, id string, node cluster.NodeInfo) {
 	if g.relay == nil {
 		redirect(w, r, node)
@@ -73,7 +74,7 @@ func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next htt
 		next.ServeHTTP(w, r)
 		return
 	}
-	if g.sendViewer(w, r, id, node.ID) {
+	if g.placing() && g.sendViewer(w, r, id, node.ID) {
 		return
 	}
 	release, err := g.relay.Watch(r.Context(), id, node.ID)
@@ -91,15 +92,15 @@ func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next htt
 // viewer is redirected at most once.
 const placedParam = "placed"
 
+// placing reports whether viewers are placed (--relay-place-viewers,
+// with the relay on).
+func (g *clusterGlue) placing() bool { return g.relay != nil && g.cfg.RelayPlaceViewers }
+
 // sendViewer places a WHEP viewer of room id, whose node is origin, that
-// reached this node (--relay-place-viewers, cluster.PlaceViewer): it
-// answers 307 to the same URL on the node chosen, marked placed, and
-// reports true; false means the viewer is served here. A viewer not
-// allowed to watch is left to the route, which refuses it here.
+// reached this node (cluster.PlaceViewer) and may watch: it answers 307
+// to the same URL on the node chosen, marked placed, and reports true;
+// false means the viewer is served here.
 func (g *clusterGlue) sendViewer(w http.ResponseWriter, r *http.Request, id, origin string) bool {
-	if g.s == nil || !g.mayWatch(r, id) {
-		return false
-	}
 	node, self := g.placeViewer(r.Context(), id, origin, r.URL.Query().Has(placedParam))
 	if self {
 		return false
@@ -117,7 +118,7 @@ func (g *clusterGlue) sendViewer(w http.ResponseWriter, r *http.Request, id, ori
 // answering, or a node without a URL, it is served here as without
 // placement.
 func (g *clusterGlue) placeViewer(ctx context.Context, id, origin string, placed bool) (node cluster.NodeInfo, self bool) {
-	if g.relay == nil || !g.cfg.RelayPlaceViewers {
+	if !g.placing() {
 		return cluster.NodeInfo{}, true
 	}
 	_, here := g.rooms.Watchable(id)
