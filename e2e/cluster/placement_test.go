@@ -50,16 +50,18 @@ func (c *cluster) waitRecords(t *testing.T, n *node, what string, ok func(map[st
 	return last
 }
 
-// probeWHEP posts a WHEP offer to n without following a redirect: its
-// status and Location.
-func (c *cluster) probeWHEP(t *testing.T, n *node, roomID string) (int, string) {
+// probeWHEP posts a WHEP offer to n without following a redirect, with
+// token (none if empty): its status and Location.
+func (c *cluster) probeWHEP(t *testing.T, n *node, roomID, token string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest("POST", n.url+"/whep/"+roomID, strings.NewReader("v=0\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", whip.ContentTypeSDP)
-	req.Header.Set("Authorization", "Bearer "+apiKey)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := c.noRedirect().Do(req)
 	if err != nil {
 		t.Fatalf("whep probe on %s: %v", n.id, err)
@@ -149,10 +151,14 @@ func TestClusterPlacement(t *testing.T) {
 	})
 
 	// W carries the room and has headroom: viewers at Q, and at the full
-	// origin, are sent there, marked so that W serves them.
+	// origin, are sent there, marked so that W serves them. A viewer
+	// without credentials is refused where it asked, not sent on.
 	for _, at := range []*node{q, a} {
 		start := time.Now()
-		st, loc := c.probeWHEP(t, at, roomID)
+		if st, loc := c.probeWHEP(t, at, roomID, ""); st != http.StatusUnauthorized {
+			t.Fatalf("WHEP at %s without credentials: %d Location %q, want 401 there (not placed)", at.id, st, loc)
+		}
+		st, loc := c.probeWHEP(t, at, roomID, apiKey)
 		t.Logf("WHEP at %s answered %d in %s (the placement's registry read included)", at.id, st, time.Since(start).Round(100*time.Microsecond))
 		if wantLoc := w.url + "/whep/" + roomID + "?placed=" + at.id; st != http.StatusTemporaryRedirect || loc != wantLoc {
 			t.Fatalf("WHEP at %s: %d Location %q, want 307 to %s", at.id, st, loc, wantLoc)
