@@ -55,7 +55,12 @@ type Options struct {
 	// (a restart without persistence): what it keeps there (room records)
 	// should be written again.
 	Retaken func()
-	Logger  *slog.Logger
+	// MaxPeers and MaxCPU are this node's headroom for placing viewers
+	// (NodeInfo.Headroom): peers and viewers together, and the share of
+	// its cores in use, 0-1. Zero: no limit.
+	MaxPeers int
+	MaxCPU   float64
+	Logger   *slog.Logger
 }
 
 var validNodeID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
@@ -300,7 +305,8 @@ func (n *Node) info(now time.Time) NodeInfo {
 	defer n.mu.Unlock()
 	info := NodeInfo{
 		ID: n.opt.NodeID, URL: n.opt.NodeURL, Region: n.opt.Region, State: n.state,
-		Cores: runtime.NumCPU(), CPU: n.cpu.read(now), Rooms: st.Rooms, Peers: st.Peers,
+		Cores: runtime.NumCPU(), CPU: n.cpu.read(now), Rooms: st.Rooms, Peers: st.Peers, Viewers: st.Viewers,
+		Carries: st.Carried[:min(len(st.Carried), MaxCarried)], MaxPeers: n.opt.MaxPeers, MaxCPU: n.opt.MaxCPU,
 		StartedAt: n.started.UnixMilli(), UpdatedAt: now.UnixMilli(),
 	}
 	if !n.lastAt.IsZero() {

@@ -35,6 +35,18 @@ type NodeInfo struct {
 	CPU   float64 `json:"cpu"`
 	Rooms int     `json:"rooms"`
 	Peers int     `json:"peers"`
+	// Viewers are the stage viewers (WHEP) served here and the receive
+	// sides of other nodes' members whose media comes from an edge here.
+	Viewers int `json:"viewers,omitempty"`
+	// Carries lists the rooms whose media this node has: its edges first,
+	// then the rooms it holds, at most MaxCarried (placement.go), so that
+	// one registry read finds a room's carriers.
+	Carries []string `json:"carries,omitempty"`
+	// MaxPeers and MaxCPU are the node's headroom limits
+	// (--node-max-peers, --node-max-cpu; 0: none), carried in its record
+	// so that every node judges it by its own.
+	MaxPeers int     `json:"maxPeers,omitempty"`
+	MaxCPU   float64 `json:"maxCPU,omitempty"`
 	// PacketsPerSec and EgressBitsPerSec are what its SFU forwarded to
 	// subscribers over the last renewal interval.
 	PacketsPerSec    float64 `json:"packetsPerSec"`
@@ -47,6 +59,11 @@ type NodeInfo struct {
 // the room manager at each renewal.
 type Stats struct {
 	Rooms, Peers int
+	// Viewers counts the stage viewers and edge members (NodeInfo.Viewers).
+	Viewers int
+	// Carried are the rooms whose media is here, edges first; the record
+	// keeps the first MaxCarried.
+	Carried []string
 	// ForwardedPackets and ForwardedBytes are totals since start; the
 	// registry reports their rates.
 	ForwardedPackets, ForwardedBytes uint64

@@ -25,6 +25,9 @@ func bindClusterFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.RelayMembers, "relay-members", c.RelayMembers, "cluster mode: keep a WebSocket member of another node's room here (its party requests go to the room's node, its media comes relayed); false: send it there (error 1010). Needs --relay-viewers")
 	fs.IntVar(&c.RelayMemberMaxMessage, "relay-member-max-message", c.RelayMemberMaxMessage, "cluster mode: largest message between nodes about members on several nodes, in bytes (a join result must fit)")
 	fs.IntVar(&c.RelayMaxMembers, "relay-max-members", c.RelayMaxMembers, "cluster mode: most members of this node's rooms served on other nodes (past it, they come here)")
+	fs.BoolVar(&c.RelayPlaceViewers, "relay-place-viewers", c.RelayPlaceViewers, "cluster mode: send a viewer of another node's room to a node that carries the room and has headroom, else to a new node by load (false: serve it where it arrives)")
+	fs.IntVar(&c.NodeMaxPeers, "node-max-peers", c.NodeMaxPeers, "cluster mode: members and viewers on this node past which viewers are placed on other nodes (0: no limit)")
+	fs.Float64Var(&c.NodeMaxCPU, "node-max-cpu", c.NodeMaxCPU, "cluster mode: share of all cores (0-1) this process uses past which viewers are placed on other nodes (0: no limit)")
 	fs.StringVar(&c.RelayIP, "relay-ip", c.RelayIP, "cluster mode: the IP this node's relay pipes listen on and announce to other nodes (default: --node-url's host if an IP, else the first LAN address)")
 }
 
@@ -73,6 +76,12 @@ func (c *Config) validateCluster() []error {
 	}
 	if c.RelayMaxMembers < 0 || c.RelayMaxMembers > 100000 {
 		errs = append(errs, fmt.Errorf("relay-max-members %d: must be 0-100000", c.RelayMaxMembers))
+	}
+	if c.NodeMaxPeers < 0 || c.NodeMaxPeers > 1000000 {
+		errs = append(errs, fmt.Errorf("node-max-peers %d: must be 0-1000000", c.NodeMaxPeers))
+	}
+	if c.NodeMaxCPU < 0 || c.NodeMaxCPU > 1 {
+		errs = append(errs, fmt.Errorf("node-max-cpu %g: must be 0-1 (a share of all cores; 0: no limit)", c.NodeMaxCPU))
 	}
 	if c.RelayIP != "" {
 		if a, err := netip.ParseAddr(c.RelayIP); err != nil || a.IsUnspecified() {

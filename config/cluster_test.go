@@ -106,3 +106,36 @@ func TestRelayMembersSettings(t *testing.T) {
 		}
 	}
 }
+
+// Placement of viewers: on by default with a CPU ceiling and no peer
+// limit, filled by flags and MATINEE_* variables, checked with names.
+func TestPlacementSettings(t *testing.T) {
+	d := Default()
+	if !d.RelayPlaceViewers || d.NodeMaxPeers != 0 || d.NodeMaxCPU != 0.85 {
+		t.Fatalf("defaults: %v %d %g", d.RelayPlaceViewers, d.NodeMaxPeers, d.NodeMaxCPU)
+	}
+	c := Default()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	BindFlags(fs, &c)
+	if err := fs.Parse([]string{"--redis", "redis://127.0.0.1:6379/0", "--node-max-peers", "300", "--relay-place-viewers=false"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MATINEE_NODE_MAX_CPU": "0.5"}
+	if err := ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.RelayPlaceViewers || c.NodeMaxPeers != 300 || c.NodeMaxCPU != 0.5 {
+		t.Fatalf("got %v %d %g", c.RelayPlaceViewers, c.NodeMaxPeers, c.NodeMaxCPU)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := c
+	bad.NodeMaxPeers, bad.NodeMaxCPU = -1, 1.5
+	err := bad.Validate()
+	for _, name := range []string{"node-max-peers", "node-max-cpu"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Validate does not name %s: %v", name, err)
+		}
+	}
+}

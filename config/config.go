@@ -300,6 +300,20 @@ type Config struct {
 	// RelayMaxMembers bounds the members of this node's rooms served on
 	// other nodes (--relay-max-members); past it they move here (1010).
 	RelayMaxMembers int
+	// RelayPlaceViewers places a viewer of another node's room (a WHEP
+	// viewer, or a member served on an edge) on a node that carries the
+	// room and has headroom, else on a new node by two random choices
+	// (--relay-place-viewers; docs/cluster.md, "Placement"). Off: it is
+	// served where it arrives, as an edge of the room.
+	RelayPlaceViewers bool
+	// NodeMaxPeers and NodeMaxCPU are this node's headroom for placing
+	// viewers (--node-max-peers: members and viewers together;
+	// --node-max-cpu: the share of all cores the process uses, 0-1). A
+	// node past either gets no viewers sent to it, and sends those that
+	// reach it to a node that has headroom, if any: it never refuses
+	// them. Zero: no limit.
+	NodeMaxPeers int
+	NodeMaxCPU   float64
 
 	// LogFormat is "text" or "json" (--log-format); LogLevel is debug,
 	// info, warn or error (--log-level).
@@ -381,6 +395,8 @@ func Default() Config {
 		RelayMembers:          true,
 		RelayMemberMaxMessage: 1 << 20,
 		RelayMaxMembers:       1000,
+		RelayPlaceViewers:     true,
+		NodeMaxCPU:            0.85,
 
 		LogFormat: "text",
 		LogLevel:  "info",

@@ -266,3 +266,21 @@ func (m *Manager) closeEdges() {
 		e.Close()
 	}
 }
+
+// Carried lists the rooms whose media is on this node, edges first, then
+// the rooms here (for the cluster's registry), and counts their stage
+// viewers (WHEP viewers and edge members).
+func (m *Manager) Carried() (ids []string, viewers int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids = make([]string, 0, len(m.edges)+len(m.rooms))
+	for id, r := range m.edges {
+		ids = append(ids, id)
+		viewers += int(r.viewers.Load())
+	}
+	for id, r := range m.rooms {
+		ids = append(ids, id)
+		viewers += int(r.viewers.Load())
+	}
+	return ids, viewers
+}

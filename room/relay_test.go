@@ -50,6 +50,13 @@ func TestEdgeRooms(t *testing.T) {
 	if e.Viewers() != 1 {
 		t.Fatalf("%d viewers, want 1", e.Viewers())
 	}
+	// The registry hears of the rooms whose media is here, edges first.
+	if ids, viewers := edgeNode.Carried(); !slices.Equal(ids, []string{"party"}) || viewers != 1 {
+		t.Fatalf("edge node carries %v with %d viewers, want [party] and 1", ids, viewers)
+	}
+	if ids, viewers := origin.Carried(); !slices.Equal(ids, []string{"party"}) || viewers != 0 {
+		t.Fatalf("origin carries %v with %d viewers, want [party] and 0", ids, viewers)
+	}
 	v.Close()
 	v.Close()
 	if e.Viewers() != 0 {

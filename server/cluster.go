@@ -88,7 +88,7 @@ func (g *clusterGlue) start(ctx context.Context, rooms *room.Manager) error {
 	g.node, err = cluster.Start(ctx, cluster.Options{
 		RedisURL: g.cfg.Redis, NodeID: id, NodeURL: nodeURL, Region: g.cfg.Region,
 		LeaseRenew: g.cfg.ClusterLeaseRenew, LeaseTTL: g.cfg.ClusterLeaseTTL,
-		Stats: g.stats, Rooms: g.roomIDs,
+		Stats: g.stats, Rooms: g.roomIDs, MaxPeers: g.cfg.NodeMaxPeers, MaxCPU: g.cfg.NodeMaxCPU,
 		Lost:    func(id string) { rooms.EndRoom(id, "the room moved to another node") },
 		Retaken: func() { _ = rooms.Resave() },
 		Logger:  g.log,
@@ -137,6 +137,7 @@ func (g *clusterGlue) stats() cluster.Stats {
 	for _, r := range rs {
 		st.Peers += len(r.Peers())
 	}
+	st.Carried, st.Viewers = g.rooms.Carried()
 	ms := g.rooms.MediaStats()
 	st.ForwardedPackets, st.ForwardedBytes = ms.ForwardedPackets, ms.ForwardedBytes
 	return st
@@ -318,6 +319,9 @@ func (g *clusterGlue) handler(next http.Handler) http.Handler {
 			g.route(w, r, next, strings.TrimPrefix(path, "/whip/"), true, redirect)
 		case r.Method == http.MethodPost && strings.HasPrefix(path, "/whep/"):
 			id := strings.TrimPrefix(path, "/whep/")
+			if _, here := g.rooms.Room(id); here && g.placing() && g.s != nil && g.mayWatch(r, id) && g.sendViewer(w, r, id, g.node.ID()) {
+				return // the room's node has no headroom: a viewer of it goes to a node that has
+			}
 			g.route(w, r, next, id, false, func(w http.ResponseWriter, r *http.Request, node cluster.NodeInfo) {
 				g.watchHere(w, r, next, id, node)
 			})

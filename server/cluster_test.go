@@ -46,6 +46,9 @@ func startNodeWith(t testing.TB, r *redistest.Server, id string, edit func(*conf
 	cfg.APIKey = "cluster-test-key"
 	cfg.Redis, cfg.NodeID, cfg.NodeURL = r.URL(), id, base
 	cfg.ClusterLeaseRenew, cfg.ClusterLeaseTTL = 100*time.Millisecond, 400*time.Millisecond
+	// Viewers stay on the node a test sends them to (placement has its
+	// own tests: cluster, e2e/cluster TestClusterPlacement).
+	cfg.RelayPlaceViewers = false
 	if edit != nil {
 		edit(&cfg)
 	}

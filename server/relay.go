@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/matinee-dev/matinee/cluster"
 	"github.com/matinee-dev/matinee/metrics"
@@ -59,8 +61,9 @@ func relayIP(g *clusterGlue, nodeURL string) (netip.Addr, error) {
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
 }
 
-// watchHere serves a WHEP viewer of a room on node here, as an edge; if
-// no pipe can be had, it sends the viewer there (307) as without relay.
+// watchHere serves a WHEP viewer of a room on node here, as an edge,
+// unless placement sends it to another node; if no pipe can be had, it
+// sends the viewer to the room's node (307) as without relay.
 func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next http.Handler, id string, node cluster.NodeInfo) {
 	if g.relay == nil {
 		redirect(w, r, node)
@@ -71,6 +74,9 @@ func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next htt
 		next.ServeHTTP(w, r)
 		return
 	}
+	if g.placing() && g.sendViewer(w, r, id, node.ID) {
+		return
+	}
 	release, err := g.relay.Watch(r.Context(), id, node.ID)
 	if err != nil {
 		g.log.Warn("relay: viewer sent to the room's node instead", "room", id, "node", node.ID, "err", err)
@@ -79,6 +85,57 @@ func (g *clusterGlue) watchHere(w http.ResponseWriter, r *http.Request, next htt
 	}
 	defer release()
 	next.ServeHTTP(w, r)
+}
+
+// placedParam marks a WHEP viewer that a node's placement sent on: the
+// node it was sent to serves it, whatever the registry says by then, so a
+// viewer is redirected at most once.
+const placedParam = "placed"
+
+// placing reports whether viewers are placed (--relay-place-viewers,
+// with the relay on).
+func (g *clusterGlue) placing() bool { return g.relay != nil && g.cfg.RelayPlaceViewers }
+
+// sendViewer places a WHEP viewer of room id, whose node is origin, that
+// reached this node (cluster.PlaceViewer) and may watch: it answers 307
+// to the same URL on the node chosen, marked placed, and reports true;
+// false means the viewer is served here.
+func (g *clusterGlue) sendViewer(w http.ResponseWriter, r *http.Request, id, origin string) bool {
+	node, self := g.placeViewer(r.Context(), id, origin, r.URL.Query().Has(placedParam))
+	if self {
+		return false
+	}
+	u := *r.URL
+	q := u.Query()
+	q.Set(placedParam, g.node.ID())
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, strings.TrimRight(node.URL, "/")+u.RequestURI(), http.StatusTemporaryRedirect)
+	return true
+}
+
+// placeViewer is where a viewer of room id (held by origin) that reached
+// this node is served: self, or node. With placement off, Redis not
+// answering, or a node without a URL, it is served here as without
+// placement.
+func (g *clusterGlue) placeViewer(ctx context.Context, id, origin string, placed bool) (node cluster.NodeInfo, self bool) {
+	if !g.placing() {
+		return cluster.NodeInfo{}, true
+	}
+	_, here := g.rooms.Watchable(id)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	node, self, err := g.node.PlaceViewer(ctx, id, origin, here, placed)
+	if err != nil {
+		g.log.Warn("placement: registry not read; the viewer is served here", "room", id, "err", err)
+		return cluster.NodeInfo{}, true
+	}
+	if !self && node.URL == "" {
+		return cluster.NodeInfo{}, true
+	}
+	if !self {
+		g.log.Debug("placement: viewer sent to another node", "room", id, "node", node.ID)
+	}
+	return node, self
 }
 
 // mayWatch checks the viewer's credentials before a pipe is opened for it.
@@ -149,7 +206,11 @@ func (g *clusterGlue) startMembers(ctx context.Context, sig *signaling.Server) e
 			return g.relay.Watch(ctx, room, node)
 		},
 		Answering: g.node.Answering,
-		Renew:     g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
+		Place: func(ctx context.Context, room, origin string) (string, string, bool) {
+			n, self := g.placeViewer(ctx, room, origin, false)
+			return n.ID, n.URL, !self
+		},
+		Renew: g.cfg.ClusterLeaseRenew, TTL: g.cfg.ClusterLeaseTTL,
 		MaxMessage: g.cfg.RelayMemberMaxMessage, MaxMembers: g.cfg.RelayMaxMembers,
 	})
 	g.log.Info("cluster mode: members of other nodes' rooms stay here", "max_message", g.cfg.RelayMemberMaxMessage, "max_members", g.cfg.RelayMaxMembers)

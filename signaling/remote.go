@@ -51,6 +51,12 @@ type RemoteOptions struct {
 	// for a member (the relay's pipe); release once the member's link
 	// ends. An error keeps the member off: it is sent to the origin.
 	Watch func(ctx context.Context, room, node string) (release func(), err error)
+	// Place says where a member of room (whose node is origin) who
+	// reached this node is served (the cluster's placement of viewers):
+	// elsewhere true sends it to node at url (1010), as a node without
+	// headroom does when another carries the room or has room for a new
+	// edge. Nil: always here.
+	Place func(ctx context.Context, room, origin string) (node, url string, elsewhere bool)
 	// Renew is how often each end names its sessions to the other; TTL
 	// how long a session not named lives.
 	Renew, TTL time.Duration

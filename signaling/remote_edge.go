@@ -27,6 +27,14 @@ func (g *goRemote) Error() string { return g.moved.Error() }
 // the member is not served here (moved there, or told to retry).
 func (rm *remote) open(ss *session, g *goRemote, id json.RawMessage, frame []byte) error {
 	ctx, cancel := context.WithTimeout(rm.ctx, rm.opt.AnswerTimeout)
+	if rm.opt.Place != nil {
+		if node, url, elsewhere := rm.opt.Place(ctx, g.room, g.node); elsewhere {
+			cancel()
+			rm.log.Info("member relay: member placed on another node", "room", g.room, "origin", g.node, "node", node)
+			return &room.Error{Kind: room.KindMoved, Reason: room.ReasonMoved, Node: node, URL: url,
+				Message: fmt.Sprintf("room %q: join at %s (node %s), which carries it", g.room, url, node)}
+		}
+	}
 	release, err := rm.opt.Watch(ctx, g.room, g.node)
 	cancel()
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -63,10 +62,9 @@ func Offer(ctx context.Context, hc *http.Client, endpoint, token, offer string) 
 	if resp.StatusCode != http.StatusCreated {
 		return nil, &StatusError{Code: resp.StatusCode, Body: string(body)}
 	}
-	base, err := url.Parse(endpoint)
-	if err != nil {
-		return nil, err
-	}
+	// A relative Location is the resource on the server that answered,
+	// which a 307 (a cluster's placement) may have made another.
+	base := resp.Request.URL
 	loc, err := base.Parse(resp.Header.Get("Location"))
 	if err != nil {
 		return nil, fmt.Errorf("location %q: %w", resp.Header.Get("Location"), err)

@@ -62,6 +62,8 @@ type node struct {
 	// ns and ip: a node in a network namespace of its own listens on its
 	// own address (netns_test.go); otherwise loopback.
 	ns, ip string
+	// args are this node's own, after the cluster's.
+	args []string
 }
 
 // newCluster builds matinee once, makes the CA the nodes share and starts
@@ -106,11 +108,12 @@ func newClusterOn(t *testing.T, redisIP string) *cluster {
 	return c
 }
 
-// addNode starts a node with a fresh port and data dir.
-func (c *cluster) addNode(id string) *node {
+// addNode starts a node with a fresh port and data dir, and args of its
+// own after the cluster's.
+func (c *cluster) addNode(id string, args ...string) *node {
 	c.t.Helper()
 	port := testenv.FreePort(c.t)
-	n := &node{id: id, port: port, url: "https://127.0.0.1:" + strconv.Itoa(port), dir: filepath.Join(c.dir, id)}
+	n := &node{id: id, port: port, url: "https://127.0.0.1:" + strconv.Itoa(port), dir: filepath.Join(c.dir, id), args: args}
 	n.log = filepath.Join(c.dir, id+".log")
 	c.nodes = append(c.nodes, n)
 	c.start(n)
@@ -134,8 +137,12 @@ func (c *cluster) start(n *node) {
 	args = append(args,
 		"--redis", c.redis.URL(), "--node-id", n.id, "--node-url", n.url, "--region", "test", "--log-format", "json",
 		// A member who left is away this long; a draining node waits for it.
-		"--reconnect-grace", "1s", "--ca-dir", c.caroot)
+		"--reconnect-grace", "1s", "--ca-dir", c.caroot,
+		// Viewers and members stay on the node the test sends them to;
+		// TestClusterPlacement turns placement on (c.args come after).
+		"--relay-place-viewers=false")
 	args = append(args, c.args...)
+	args = append(args, n.args...)
 	n.cmd = exec.Command(c.bin, args...)
 	if n.ns != "" {
 		// ip netns exec execs matinee in place: the pid is matinee's.

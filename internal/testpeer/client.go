@@ -16,6 +16,8 @@ import (
 type RPCError struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
+	// Data is the error's data, e.g. 1010's {node, url}.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 func (e *RPCError) Error() string { return fmt.Sprintf("rpc error %d: %s", e.Code, e.Message) }
