@@ -242,6 +242,7 @@ func TestRemoteJoinOriginSilent(t *testing.T) {
 	aAnswering := true
 	b := startRemoteNode(t, bus, "b", moved, 1<<20, func(o *signaling.RemoteOptions) {
 		o.AnswerTimeout = 300 * time.Millisecond
+		o.Renew, o.TTL = time.Second, 4*time.Second // as in TestRemoteJoinGivenUp
 		o.Answering = func(_ context.Context, node string) bool {
 			mu.Lock()
 			defer mu.Unlock()
@@ -335,7 +336,14 @@ func TestRemoteJoinGivenUp(t *testing.T) {
 	moved := func(id string, _ bool) error {
 		return &room.Error{Kind: room.KindMoved, Message: "room " + id + " is on node a", Reason: room.ReasonMoved, Node: "a", URL: "https://a.example"}
 	}
-	b := startRemoteNode(t, bus, "b", moved, 1<<20, func(o *signaling.RemoteOptions) { o.AnswerTimeout = 300 * time.Millisecond })
+	b := startRemoteNode(t, bus, "b", moved, 1<<20, func(o *signaling.RemoteOptions) {
+		o.AnswerTimeout = 300 * time.Millisecond
+		// b hears nothing from a on Bo's link: with links swept for
+		// silence sooner than joins give up, the sweep (400 ms here)
+		// could close Bo's socket before its join is answered on a
+		// loaded machine. As with the default lease times, it comes later.
+		o.Renew, o.TTL = time.Second, 4*time.Second
+	})
 	ana := a.env.dial(t)
 	ana.mustCall("join", map[string]any{"room": "film", "name": "Ana"}, nil)
 	setDrop := func(f func(to string, msg []byte) bool) {
