@@ -333,3 +333,58 @@ func TestClusterBrowserMemberOnEdge(t *testing.T) {
 		return err == nil && slices.Contains(chats, "hello from B"), fmt.Sprintf("%v %v", chats, err)
 	})
 }
+
+// TestClusterPageStaysWhenNoNodeAnswers: a page whose node stops
+// answering looks for another node of the cluster that answers before it
+// moves. With none answering (here every node is down; for a person, more
+// often their own network), the page stays where it is, reconnecting,
+// rather than ending on the browser's error page at a dead node, and is
+// back in the room when its node returns.
+func TestClusterPageStaysWhenNoNodeAnswers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server, two matinee processes and Chromium")
+	}
+	exe := testenv.Chromium(t)
+	c := newCluster(t)
+	a := c.addNode("la")
+	b := c.addNode("lb")
+	browser := newBrowser(t, exe)
+	joinPage(t, browser, b.url+"/r/lonely", "Ana")
+	type view struct {
+		Href, State string
+		Attempt     int
+		Nodes       []string
+	}
+	read := func() (view, error) {
+		var v view
+		raw, err := chromedp.Run(browser, chromedp.Evaluate[[]byte](`(() => { const c = window.__matinee?.client;
+		  return {href: location.href, state: c?.state || '', attempt: c?._attempt || 0, nodes: c?.nodes || []}; })()`))
+		if err == nil {
+			err = json.Unmarshal(raw, &v)
+		}
+		return v, err
+	}
+	testenv.EventuallyState(t, 15*time.Second, "Ana in the room on lb, told of la", func() (bool, string) {
+		v, err := read()
+		return err == nil && v.State == "joined" && slices.Contains(v.Nodes, a.url), fmt.Sprintf("%+v %v", v, err)
+	})
+
+	// Both nodes go: the page's looks for another node find none.
+	a.kill()
+	b.kill()
+	testenv.EventuallyState(t, 20*time.Second, "the page reconnecting past the attempts that start a move", func() (bool, string) {
+		v, err := read()
+		return err == nil && v.State == "reconnecting" && v.Attempt >= 4, fmt.Sprintf("%+v %v", v, err)
+	})
+	testenv.Hold(t, 2*time.Second, "the page stays on lb", func() (bool, string) {
+		v, err := read()
+		return err == nil && strings.HasPrefix(v.Href, b.url+"/r/lonely"), fmt.Sprintf("%+v %v", v, err)
+	})
+
+	// lb comes back: the page is in the room again, where it was.
+	c.start(b)
+	testenv.EventuallyState(t, 30*time.Second, "Ana back in the room on lb", func() (bool, string) {
+		v, err := read()
+		return err == nil && v.State == "joined" && strings.HasPrefix(v.Href, b.url+"/r/lonely"), fmt.Sprintf("%+v %v", v, err)
+	})
+}
