@@ -202,18 +202,22 @@ func TestClusterMembersInProcess(t *testing.T) {
 	}
 }
 
-// Three nodes in one process, a sending one pipe at most: a WHEP viewer
-// of a's room on b gets a pipe from a; one on c is served at c through a
-// pipe from b's edge (a second level: a refuses c naming b). b's viewer
-// leaves: b keeps its edge while it feeds c. c's viewer leaves: c's edge
-// goes after the grace, then b's, then a's pipe. It logs the delay each
-// level adds (synth's send stamps against the time a viewer reads them).
+// Four nodes in one process, a and b sending one pipe at most: a WHEP
+// viewer of a's room on b gets a pipe from a; one on c is served at c
+// through a pipe from b's edge (a second level: a refuses c naming b). A
+// viewer on d is sent to a: b, full, refuses d too, and c, fed by b, is
+// not named. b's viewer leaves: b keeps its edge while it feeds c. b
+// shuts down: c's same viewer plays again through a pipe from a. c's
+// viewer leaves: c's edge and a's pipe go after the grace. It logs the
+// delay each level adds (synth's send stamps against the time a viewer
+// reads them).
 func TestClusterRelaySecondLevelInProcess(t *testing.T) {
 	r := redistest.Start(t)
 	grace := func(c *config.Config) { c.RelayIdleGrace, c.RelayMaxPipes = 300*time.Millisecond, 1 }
 	a := startNodeWith(t, r, "a", grace)
 	b := startNodeWith(t, r, "b", grace)
-	c := startNodeWith(t, r, "c", grace)
+	c := startNodeWith(t, r, "c", func(c *config.Config) { c.RelayIdleGrace = 300 * time.Millisecond })
+	d := startNodeWith(t, r, "d", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	const key = "cluster-test-key"
@@ -258,6 +262,14 @@ func TestClusterRelaySecondLevelInProcess(t *testing.T) {
 	t.Logf("video delay, median and p99: local on a %s; on b (one pipe) %s; on c (two pipes) %s",
 		delays(local.packets("video")[from[local]:]), delays(onB.packets("video")[from[onB]:]), delays(onC.packets("video")[from[onC]:]))
 
+	// a is full and names b, b is full: d's viewer goes to a.
+	if resp, body := clusterDo(t, "POST", d.base+"/whep/levels", "v=0"); resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != a.base+"/whep/levels" {
+		t.Errorf("WHEP on d with a and b full: %d %s (Location %q), want 307 to a", resp.StatusCode, body, resp.Header.Get("Location"))
+	}
+	if _, edge := d.srv.Rooms().Watchable("levels"); edge {
+		t.Error("d kept an edge no node feeds")
+	}
+
 	// b's viewer leaves; b's edge stays while it feeds c.
 	if err := onB.sess.Delete(ctx); err != nil {
 		t.Fatal(err)
@@ -274,17 +286,28 @@ func TestClusterRelaySecondLevelInProcess(t *testing.T) {
 		t.Fatal("b dropped the edge that feeds c")
 	}
 
-	// c's viewer leaves: c's edge goes, then b's, then a's pipe.
+	// b shuts down: it closes c's sub-pipe, c asks a again, and a, whose
+	// pipe to b is closed, pipes to c. The viewer on c never re-posts.
+	_ = b.srv.Close()
+	n = len(onC.packets("video"))
+	testenv.Eventually(t, 10*time.Second, "c's viewer plays again, piped from a", func() bool {
+		return len(onC.packets("video")) > n+100 && len(onC.packets("audio")) > 20
+	})
+	testenv.Eventually(t, 5*time.Second, "a: 1 pipe out; c: 1 in", func() bool {
+		_, ao := pipes(a)
+		ci, _ := pipes(c)
+		return ao == 1 && ci == 1 && scrape(t, c.base)[`matinee_whep_sessions`] == 1
+	})
+
+	// c's viewer leaves: c's edge and a's pipe go after the grace.
 	if err := onC.sess.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
 	_ = onC.pc.Close()
-	testenv.Eventually(t, 10*time.Second, "c's edge, b's edge and a's pipe go after the grace", func() bool {
+	testenv.Eventually(t, 10*time.Second, "c's edge and a's pipe go after the grace", func() bool {
 		_, onc := c.srv.Rooms().Watchable("levels")
-		_, onb := b.srv.Rooms().Watchable("levels")
 		_, ao := pipes(a)
-		_, bo := pipes(b)
-		return !onc && !onb && ao == 0 && bo == 0
+		return !onc && ao == 0
 	})
 }
 
