@@ -21,7 +21,7 @@ func bindClusterFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.RelayViewers, "relay-viewers", c.RelayViewers, "cluster mode: serve WHEP viewers of another node's room here, relayed once per node (false: send them there with 307)")
 	fs.DurationVar(&c.RelayIdleGrace, "relay-idle-grace", c.RelayIdleGrace, "cluster mode: an edge with no viewers left drops its relay after this")
 	fs.DurationVar(&c.RelayKeyframeInterval, "relay-keyframe-interval", c.RelayKeyframeInterval, "cluster mode: shortest time between two keyframe requests that all relay pipes together pass to one layer of a sharer")
-	fs.IntVar(&c.RelayMaxPipes, "relay-max-pipes", c.RelayMaxPipes, "cluster mode: most relay pipes this node sends to other nodes, all rooms together (past it, their viewers come here)")
+	fs.IntVar(&c.RelayMaxPipes, "relay-max-pipes", c.RelayMaxPipes, "cluster mode: most relay pipes this node sends to other nodes, all rooms together, as an origin and as a sub-origin (past it, an edge is pointed at an edge this node feeds, a second level, else its viewers come here)")
 	fs.BoolVar(&c.RelayMembers, "relay-members", c.RelayMembers, "cluster mode: keep a WebSocket member of another node's room here (its party requests go to the room's node, its media comes relayed); false: send it there (error 1010). Needs --relay-viewers")
 	fs.IntVar(&c.RelayMemberMaxMessage, "relay-member-max-message", c.RelayMemberMaxMessage, "cluster mode: largest message between nodes about members on several nodes, in bytes (a join result must fit)")
 	fs.IntVar(&c.RelayMaxMembers, "relay-max-members", c.RelayMaxMembers, "cluster mode: most members of this node's rooms served on other nodes (past it, they come here)")

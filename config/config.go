@@ -284,8 +284,10 @@ type Config struct {
 	// the first LAN address).
 	RelayIP string
 	// RelayMaxPipes bounds the pipes this node sends to edges, all rooms
-	// together (--relay-max-pipes); past it, an edge's viewer is sent here
-	// with 307.
+	// together, as a room's origin and as a sub-origin piping on from its
+	// edge (--relay-max-pipes); past it, an origin points the edge at the
+	// edges it feeds (a second level, docs/cluster.md), and when none
+	// pipes, the edge's viewer is sent here with 307.
 	RelayMaxPipes int
 	// RelayMembers keeps a WebSocket member of another node's room on
 	// this node (--relay-members): its requests go to the room's node,

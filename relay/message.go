@@ -28,7 +28,7 @@ const (
 	typeProducer = "producer" // one more producer: Producers[0]
 	typeEnded    = "ended"    // producer Producer closed
 	typeSync     = "sync"     // every producer carried now (every renewal)
-	typeClosed   = "closed"   // the origin closed the pipe: Reason
+	typeClosed   = "closed"   // the origin closed the pipe: Reason; Via when it refused for lack of pipes
 )
 
 // version is the message format; a message of another is refused.
@@ -40,6 +40,8 @@ const (
 	maxProducers = 64
 	maxAppData   = 4 << 10
 	maxText      = 256
+	// maxVia bounds the sub-origins a refusal names.
+	maxVia = 8
 )
 
 // Message is one control-plane message.
@@ -59,6 +61,11 @@ type Message struct {
 	// Producer is the origin id of a producer that closed (ended).
 	Producer string `json:"producer,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// Via names, in the order to try, nodes that carry the room as edges
+	// fed by this origin and may pipe it on (closed, when the origin
+	// refused an open because it sends --relay-max-pipes already): a
+	// second level (docs/cluster.md).
+	Via []string `json:"via,omitempty"`
 }
 
 // Key is one direction's SRTP master key and salt. It never appears in
@@ -215,7 +222,16 @@ func (m *Message) checkBody() error {
 				return bad("open: a key of the wrong size (want %d and %d bytes)", keyLen, saltLen)
 			}
 		}
-	case typeKeep, typeClose, typeClosed:
+	case typeClosed:
+		if len(m.Via) > maxVia {
+			return bad("closed: %d sub-origins, at most %d", len(m.Via), maxVia)
+		}
+		for _, n := range m.Via {
+			if !validNode.MatchString(n) {
+				return bad("closed: sub-origin %q", n)
+			}
+		}
+	case typeKeep, typeClose:
 	case typeEnded:
 		if !validToken.MatchString(m.Producer) {
 			return bad("ended: producer %q", m.Producer)

@@ -56,6 +56,9 @@ func sampleMessages(t testing.TB) []Message {
 		with(func(m *Message) { m.Type = typeKeep }),
 		with(func(m *Message) { m.Type, m.Reason = typeClose, "no viewers" }),
 		with(func(m *Message) { m.Type, m.Reason = typeClosed, "the room ended here" }),
+		with(func(m *Message) {
+			m.Type, m.Reason, m.Via = typeClosed, "node-a:8443 sends its 1 pipes", []string{"node-b:8443", "node-c"}
+		}),
 	}
 }
 
@@ -134,6 +137,8 @@ func TestMessageRefused(t *testing.T) {
 		"big appData": edit(2, func(m *Message) {
 			m.Producers[0].AppData = json.RawMessage(`"` + strings.Repeat("x", maxAppData) + `"`)
 		}),
+		"via many":       edit(9, func(m *Message) { m.Via = make([]string, maxVia+1) }),
+		"via bad node":   edit(9, func(m *Message) { m.Via = []string{"b", "a b"} }),
 		"bad producer":   edit(2, func(m *Message) { m.Producers[0].ID = "a b" }),
 		"many producers": edit(4, func(m *Message) { m.Producers = make([]Producer, maxProducers+1) }),
 	}

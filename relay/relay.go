@@ -3,8 +3,11 @@
 // WHEP viewers of a room whose origin is another node holds an edge copy
 // of the room and asks the origin, over Redis, for a pipe of the room's
 // media; the origin opens it and describes its producers. One pipe per
-// (room, edge node), whatever the number of viewers there. The media of
-// a pipe is the media core's (sfu/pipe.go, through room's Pipe).
+// (room, edge node), whatever the number of viewers there. An origin
+// that sends --relay-max-pipes already names, when it refuses, edges it
+// feeds that may pipe the room on: a second level (origin → sub-origin →
+// edge; docs/cluster.md, "A second level"). The media of a pipe is the
+// media core's (sfu/pipe.go, through room's Pipe).
 package relay
 
 import (
@@ -14,8 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,8 +53,10 @@ type Options struct {
 	// Renew is how often each end repeats its state and checks its peer's
 	// lease (TTL is the cluster's lease time, kept for reference).
 	Renew, TTL time.Duration
-	// MaxPipes bounds the pipes this node sends to edges; an edge asking
-	// for more is refused (its viewer goes to the origin).
+	// MaxPipes bounds the pipes this node sends to edges, as an origin
+	// and as a sub-origin together; an edge asking for more is refused
+	// (an origin names its edges that may pipe the room on; without one,
+	// the viewer goes to the origin).
 	MaxPipes int
 	// OpenTimeout bounds how long a viewer waits for the origin to open
 	// a pipe (default 3 s).
@@ -92,18 +99,27 @@ type Relay struct {
 	doneOut room.PipeStats
 }
 
-// edge is this node's copy of a room of another node, fed by one pipe.
+// edge is this node's copy of a room of another node, fed by one pipe:
+// from the room's node (its origin), or from a sub-origin, an edge of the
+// room on a third node that the origin named when it was full.
 type edge struct {
-	room, origin, pipeID string
-	e                    *room.Edge
-	pipe                 *room.Pipe
-	ready                chan struct{}
-	readyOnce            sync.Once
+	room, origin string // origin: the node holding the room
+	e            *room.Edge
+	ready        chan struct{} // closed when the first pipe is fed (or the edge closed)
+	readyOnce    sync.Once
 
-	// Under Relay.mu.
-	pending   int       // viewers being set up
-	idleSince time.Time // zero while it has viewers
-	missing   time.Time // since when the origin seems gone (zero: it is there)
+	// Under Relay.mu. A sub-origin that dies or closes a pipe it fed is
+	// replaced (repipe): the edge, its router and its viewers stay, a new
+	// pipe end is asked for.
+	from      string     // the node feeding the pipe: origin or a sub-origin
+	pipeID    string     // the current pipe's id
+	pipe      *room.Pipe // the current pipe's end
+	fed       bool       // the current pipe described its producers (ready, sync)
+	via       []string   // sub-origins the origin named, still to ask
+	lost      string     // a sub-origin that died under the edge: not asked again
+	pending   int        // viewers being set up
+	idleSince time.Time  // zero while it has viewers or sub-pipes
+	missing   time.Time  // since when the feeding node seems gone (zero: it is there)
 	closed    bool
 }
 
@@ -111,8 +127,11 @@ type edge struct {
 type origin struct {
 	pipeID, room, edgeNode string
 	pipe                   *room.Pipe
-	missing                time.Time // under Relay.mu: since when the edge's node seems gone
-	closed                 bool      // under Relay.mu
+	// sub: the pipe goes on from this node's edge of the room (this node
+	// is a sub-origin), not from the room itself.
+	sub     bool
+	missing time.Time // under Relay.mu: since when the edge's node seems gone
+	closed  bool      // under Relay.mu
 }
 
 // New starts the relay; Close stops it.
@@ -242,7 +261,7 @@ func (r *Relay) edgeFor(roomID, originNode string) (*edge, error) {
 		return nil, fmt.Errorf("%w: shutting down", ErrUnavailable)
 	}
 	e := r.edges[roomID]
-	if e != nil && e.origin == originNode {
+	if e != nil && e.origin == originNode && !e.closed {
 		e.pending++
 		r.mu.Unlock()
 		return e, nil
@@ -261,13 +280,12 @@ func (r *Relay) openEdge(roomID, originNode string) (*edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	toOrigin, toEdge := room.NewPipeKey(), room.NewPipeKey()
-	pipe, err := re.AcceptPipe(r.ctx, room.PipeOptions{Listen: r.listen(), SendKey: toOrigin, RecvKey: toEdge})
+	pipe, open, err := r.acceptPipe(re, roomID)
 	if err != nil {
 		re.Close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	e := &edge{room: roomID, origin: originNode, pipeID: newPipeID(), e: re, pipe: pipe,
+	e := &edge{room: roomID, origin: originNode, from: originNode, pipeID: open.Pipe, e: re, pipe: pipe,
 		ready: make(chan struct{}), pending: 1}
 	r.mu.Lock()
 	if r.closed {
@@ -278,11 +296,65 @@ func (r *Relay) openEdge(roomID, originNode string) (*edge, error) {
 	}
 	r.edges[roomID] = e
 	r.mu.Unlock()
-	pipe.OnClose(func() { r.dropEdge(e, "pipe closed", true) })
-	r.log.Info("relay: edge opened; asking the origin for the room's media", "room", roomID, "origin", originNode, "pipe", e.pipeID, "addr", pipe.LocalAddr())
-	r.send(originNode, Message{Type: typeOpen, Pipe: e.pipeID, Room: roomID, Addr: pipe.LocalAddr().String(),
-		ToOrigin: keyOf(toOrigin), ToEdge: keyOf(toEdge)})
+	pipe.OnClose(func() { r.pipeClosed(e, pipe) })
+	r.log.Info("relay: edge opened; asking the origin for the room's media", "room", roomID, "origin", originNode, "pipe", open.Pipe, "addr", pipe.LocalAddr())
+	r.send(originNode, open)
 	return e, nil
+}
+
+// acceptPipe opens a new edge end of a pipe of roomID on re, with fresh
+// keys, and the open message that asks a node for it.
+func (r *Relay) acceptPipe(re *room.Edge, roomID string) (*room.Pipe, Message, error) {
+	toOrigin, toEdge := room.NewPipeKey(), room.NewPipeKey()
+	pipe, err := re.AcceptPipe(r.ctx, room.PipeOptions{Listen: r.listen(), SendKey: toOrigin, RecvKey: toEdge})
+	if err != nil {
+		return nil, Message{}, err
+	}
+	return pipe, Message{Type: typeOpen, Pipe: newPipeID(), Room: roomID, Addr: pipe.LocalAddr().String(),
+		ToOrigin: keyOf(toOrigin), ToEdge: keyOf(toEdge)}, nil
+}
+
+// pipeClosed: an edge's pipe end closed by itself (its router or the
+// relay's context ended); a pipe the edge replaced says nothing.
+func (r *Relay) pipeClosed(e *edge, p *room.Pipe) {
+	r.mu.Lock()
+	current := e.pipe == p
+	r.mu.Unlock()
+	if current {
+		r.dropEdge(e, "pipe closed", true)
+	}
+}
+
+// repipe replaces edge e's pipe pipeID (unless it was replaced already)
+// with a new one asked of node, keeping the edge, its router and its
+// viewers: their stage empties while the old pipe's producers close and
+// fills again with the new pipe's (WHEP viewers follow the stage without
+// renegotiating). It reports false when e is gone or moved on.
+func (r *Relay) repipe(e *edge, pipeID, node, why string) bool {
+	pipe, open, err := r.acceptPipe(e.e, e.room)
+	if err != nil {
+		r.dropEdge(e, "no new pipe end: "+err.Error(), true)
+		return false
+	}
+	r.mu.Lock()
+	if e.closed || e.pipeID != pipeID {
+		r.mu.Unlock()
+		pipe.Close()
+		return false
+	}
+	old, oldFrom := e.pipe, e.from
+	add(&r.doneIn, old.Stats())
+	e.pipe, e.pipeID, e.from, e.fed, e.missing = pipe, open.Pipe, node, false, time.Time{}
+	r.mu.Unlock()
+	pipe.OnClose(func() { r.pipeClosed(e, pipe) })
+	// The old end, if it still exists there, goes too (a close for a pipe
+	// an end no longer has is ignored).
+	r.send(oldFrom, Message{Type: typeClose, Pipe: pipeID, Room: e.room, Reason: why})
+	old.Close()
+	r.log.Info("relay: edge asks another node for the room's media", "room", e.room, "origin", e.origin,
+		"from", node, "was", oldFrom, "pipe", open.Pipe, "why", why)
+	r.send(node, open)
+	return true
 }
 
 // listen is where a pipe end listens: the relay's IP, any port.
@@ -291,7 +363,9 @@ func (r *Relay) listen() string {
 }
 
 // dropEdge closes an edge (its viewers' sessions end) and, when tell,
-// tells the origin to close its end.
+// tells the node feeding it to close its end. The sub-pipes this node
+// sends from the edge close too, telling their edges (which ask the
+// origin again).
 func (r *Relay) dropEdge(e *edge, reason string, tell bool) {
 	r.mu.Lock()
 	if e.closed {
@@ -303,14 +377,24 @@ func (r *Relay) dropEdge(e *edge, reason string, tell bool) {
 		delete(r.edges, e.room)
 	}
 	add(&r.doneIn, e.pipe.Stats())
+	pipe, pipeID, from := e.pipe, e.pipeID, e.from
+	var subs []*origin
+	for _, o := range r.origins {
+		if o.sub && o.room == e.room {
+			subs = append(subs, o)
+		}
+	}
 	r.mu.Unlock()
 	e.readyOnce.Do(func() { close(e.ready) })
 	if tell {
-		r.send(e.origin, Message{Type: typeClose, Pipe: e.pipeID, Room: e.room, Reason: reason})
+		r.send(from, Message{Type: typeClose, Pipe: pipeID, Room: e.room, Reason: reason})
 	}
-	e.pipe.Close()
+	for _, o := range subs {
+		r.dropOrigin(o, "the sub-origin's edge closed: "+reason, true)
+	}
+	pipe.Close()
 	e.e.Close()
-	r.log.Info("relay: edge closed", "room", e.room, "origin", e.origin, "pipe", e.pipeID, "reason", reason)
+	r.log.Info("relay: edge closed", "room", e.room, "origin", e.origin, "from", from, "pipe", pipeID, "reason", reason)
 }
 
 // dropOrigin closes a pipe to an edge and, when tell, tells the edge.
@@ -389,17 +473,29 @@ func (r *Relay) handle(m Message) {
 	}
 }
 
-// openOrigin opens the origin end of a pipe an edge asked for.
+// openOrigin opens the origin end of a pipe an edge asked for: from the
+// room, when it is here, else from this node's edge of it (a sub-origin).
 func (r *Relay) openOrigin(m Message) {
 	r.mu.Lock()
 	o, dup := r.origins[m.Pipe]
 	closed, full := r.closed, len(r.origins) >= r.opt.MaxPipes
+	var gone *origin
+	if full && !dup {
+		gone = r.goneEdgeLocked()
+	}
 	r.mu.Unlock()
 	if closed {
 		return
 	}
+	if gone != nil {
+		// Its node's record has been missing from the registry (it died)
+		// while a live node asks for the slot: the pipe would be dropped
+		// within a renewal anyway.
+		r.dropOrigin(gone, "the edge's node is gone and another asks for its pipe", true)
+		full = false
+	}
 	if full && !dup {
-		r.send(m.From, Message{Type: typeClosed, Pipe: m.Pipe, Room: m.Room,
+		r.send(m.From, Message{Type: typeClosed, Pipe: m.Pipe, Room: m.Room, Via: r.subOrigins(m.Room, m.From),
 			Reason: fmt.Sprintf("node %s sends its %d pipes (--relay-max-pipes)", r.bus.ID(), r.opt.MaxPipes)})
 		return
 	}
@@ -411,7 +507,20 @@ func (r *Relay) openOrigin(m Message) {
 	}
 	remote, _ := netip.ParseAddrPort(m.Addr) // checked by Decode
 	edgeNode, pipeID, roomID := m.From, m.Pipe, m.Room
-	pipe, err := r.opt.Rooms.PipeTo(r.ctx, roomID, room.PipeOptions{
+	pipeTo := func(ctx context.Context, o room.PipeOptions) (*room.Pipe, error) {
+		return r.opt.Rooms.PipeTo(ctx, roomID, o)
+	}
+	var from *edge // this node's edge the pipe goes on from (a sub-origin)
+	if _, here := r.opt.Rooms.Room(roomID); !here {
+		e, err := r.subOriginOf(roomID, edgeNode)
+		if err != nil {
+			r.log.Info("relay: sub-pipe refused", "room", roomID, "edge", edgeNode, "err", err)
+			r.send(edgeNode, Message{Type: typeClosed, Pipe: pipeID, Room: roomID, Reason: err.Error()})
+			return
+		}
+		pipeTo, from = e.e.PipeTo, e
+	}
+	pipe, err := pipeTo(r.ctx, room.PipeOptions{
 		Listen: r.listen(), Remote: remote, SendKey: m.ToEdge.pipeKey(), RecvKey: m.ToOrigin.pipeKey(),
 		OnProducer: func(d room.PipedProducer) {
 			p, err := describe(d)
@@ -430,18 +539,77 @@ func (r *Relay) openOrigin(m Message) {
 		r.send(edgeNode, Message{Type: typeClosed, Pipe: pipeID, Room: roomID, Reason: err.Error()})
 		return
 	}
-	o = &origin{pipeID: pipeID, room: roomID, edgeNode: edgeNode, pipe: pipe}
+	sub := from != nil
+	o = &origin{pipeID: pipeID, room: roomID, edgeNode: edgeNode, pipe: pipe, sub: sub}
 	r.mu.Lock()
-	if r.closed {
+	if r.closed || sub && from.closed {
+		// Closing, or the edge it pipes from closed meanwhile.
 		r.mu.Unlock()
 		pipe.Close()
+		r.send(edgeNode, Message{Type: typeClosed, Pipe: pipeID, Room: roomID, Reason: "the room's edge here closed"})
 		return
 	}
 	r.origins[pipeID] = o
 	r.mu.Unlock()
 	pipe.OnClose(func() { r.dropOrigin(o, "the room ended here", true) })
-	r.log.Info("relay: piping a room to an edge", "room", roomID, "edge", edgeNode, "pipe", pipeID, "to", remote)
+	r.log.Info("relay: piping a room to an edge", "room", roomID, "edge", edgeNode, "pipe", pipeID, "to", remote, "sub_origin", sub)
 	r.sendProducers(o, typeReady)
+}
+
+// subOriginOf is this node's edge of roomID when it may pipe the room on
+// to node asker: it is fed, and fed by the room's origin itself. So a
+// sub-origin's edges are never sub-origins (two levels at most) and an
+// edge never pipes from a node that pipes from it.
+func (r *Relay) subOriginOf(roomID, asker string) (*edge, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.edges[roomID]
+	switch {
+	case e == nil || e.closed:
+		return nil, fmt.Errorf("room %s is not on node %s", roomID, r.bus.ID())
+	case e.from != e.origin:
+		return nil, fmt.Errorf("node %s is fed by a sub-origin itself", r.bus.ID())
+	case e.origin == asker || e.from == asker:
+		return nil, fmt.Errorf("node %s is fed by the asker", r.bus.ID())
+	case !e.fed:
+		return nil, fmt.Errorf("node %s has no media of room %s yet", r.bus.ID(), roomID)
+	}
+	return e, nil
+}
+
+// subOrigins names, for an edge this node refuses for lack of pipes, the
+// nodes that may pipe the room on: the edges this node feeds the room
+// to directly and whose node is there, in random order (sub-edges spread
+// over them), at most maxVia. Each may refuse when full itself; the
+// asker then tries the next.
+func (r *Relay) subOrigins(roomID, asker string) []string {
+	if _, here := r.opt.Rooms.Room(roomID); !here {
+		return nil
+	}
+	r.mu.Lock()
+	var via []string
+	for _, o := range r.origins {
+		if o.room == roomID && !o.sub && o.edgeNode != asker && o.missing.IsZero() && !slices.Contains(via, o.edgeNode) {
+			via = append(via, o.edgeNode)
+		}
+	}
+	r.mu.Unlock()
+	mrand.Shuffle(len(via), func(i, j int) { via[i], via[j] = via[j], via[i] })
+	if len(via) > maxVia {
+		via = via[:maxVia]
+	}
+	return via
+}
+
+// goneEdgeLocked returns a pipe whose edge's node has seemed gone at the
+// last renewal, if any; r.mu is held.
+func (r *Relay) goneEdgeLocked() *origin {
+	for _, o := range r.origins {
+		if !o.missing.IsZero() {
+			return o
+		}
+	}
+	return nil
 }
 
 // sendProducers sends every producer the pipe carries (ready, sync).
@@ -463,11 +631,16 @@ func (r *Relay) sendProducers(o *origin, typ string) {
 func (r *Relay) atEdge(m Message) {
 	r.mu.Lock()
 	e := r.edges[m.Room]
-	if e != nil && (e.pipeID != m.Pipe || e.origin != m.From) {
+	if e != nil && (e.pipeID != m.Pipe || e.from != m.From) {
 		e = nil
 	}
+	var pipe *room.Pipe
 	if e != nil {
 		e.missing = time.Time{}
+		pipe = e.pipe
+		if m.Type == typeReady || m.Type == typeSync {
+			e.fed = true
+		}
 	}
 	r.mu.Unlock()
 	if e == nil {
@@ -479,11 +652,11 @@ func (r *Relay) atEdge(m Message) {
 	}
 	switch m.Type {
 	case typeClosed:
-		r.dropEdge(e, "the origin closed the pipe: "+m.Reason, false)
+		r.closedAtEdge(e, m)
 	case typeEnded:
-		e.pipe.End(m.Producer)
+		pipe.End(m.Producer)
 	case typeProducer:
-		if err := e.pipe.Produce(m.Producers[0].piped()); err != nil {
+		if err := pipe.Produce(m.Producers[0].piped()); err != nil {
 			r.log.Warn("relay: producer not made", "room", e.room, "producer", m.Producers[0].ID, "err", err)
 		}
 	case typeReady, typeSync:
@@ -491,10 +664,39 @@ func (r *Relay) atEdge(m Message) {
 		for i, p := range m.Producers {
 			ds[i] = p.piped()
 		}
-		if err := e.pipe.Sync(ds); err != nil {
+		if err := pipe.Sync(ds); err != nil {
 			r.log.Warn("relay: producers not made", "room", e.room, "err", err)
 		}
 		e.readyOnce.Do(func() { close(e.ready) })
+	}
+}
+
+// closedAtEdge handles the closing of edge e's pipe by the node feeding
+// it. An origin that refused for lack of pipes names sub-origins: the
+// edge asks each in turn until one pipes; a sub-origin that closes a pipe
+// it fed (its own edge closed) sends the edge back to the origin. Else
+// the edge closes (a viewer being set up goes to the origin, 307).
+func (r *Relay) closedAtEdge(e *edge, m Message) {
+	r.mu.Lock()
+	if m.From == e.origin && !e.fed && len(m.Via) > 0 {
+		e.via = nil
+		for _, n := range m.Via {
+			if n != r.bus.ID() && n != e.origin && n != e.lost {
+				e.via = append(e.via, n)
+			}
+		}
+	}
+	var next string
+	switch {
+	case e.fed && e.from != e.origin:
+		next = e.origin
+	case !e.fed && len(e.via) > 0:
+		next, e.via = e.via[0], e.via[1:]
+	}
+	r.mu.Unlock()
+	why := fmt.Sprintf("node %s closed the pipe: %s", m.From, m.Reason)
+	if next == "" || !r.repipe(e, m.Pipe, next, why) {
+		r.dropEdge(e, why, false)
 	}
 }
 
@@ -518,14 +720,21 @@ func (r *Relay) tick() {
 	}
 }
 
-// dropIdle closes the edges that had no viewers for IdleGrace.
+// dropIdle closes the edges that had no viewers for IdleGrace; an edge
+// that feeds sub-pipes is in use.
 func (r *Relay) dropIdle() {
 	now := time.Now()
 	var idle []*edge
 	r.mu.Lock()
+	subs := map[string]bool{}
+	for _, o := range r.origins {
+		if o.sub {
+			subs[o.room] = true
+		}
+	}
 	for _, e := range r.edges {
 		switch {
-		case e.pending > 0 || e.e.Viewers() > 0:
+		case e.pending > 0 || e.e.Viewers() > 0 || subs[e.room]:
 			e.idleSince = time.Time{}
 		case e.idleSince.IsZero():
 			e.idleSince = now
@@ -567,16 +776,40 @@ func (r *Relay) renew() {
 		}
 	}
 	for _, e := range edges {
-		r.send(e.origin, Message{Type: typeKeep, Pipe: e.pipeID, Room: e.room})
+		r.mu.Lock()
+		from, pipeID := e.from, e.pipeID
+		r.mu.Unlock()
+		r.send(from, Message{Type: typeKeep, Pipe: pipeID, Room: e.room})
 		holder, err := r.bus.Holder(ctx, e.room)
 		if err == nil && holder != "" && holder != e.origin {
 			r.dropEdge(e, "the room moved to node "+holder, true)
 			continue
 		}
-		if r.gone(&e.missing, err == nil && holder == "") {
-			r.dropEdge(e, "the origin is gone", false)
+		if from == e.origin {
+			if r.gone(&e.missing, err == nil && holder == "") {
+				r.dropEdge(e, "the origin is gone", false)
+			}
+			continue
+		}
+		alive, err := r.bus.Alive(ctx, from)
+		if r.gone(&e.missing, err == nil && !alive) {
+			r.subOriginGone(e, pipeID, from)
 		}
 	}
+}
+
+// subOriginGone: the sub-origin feeding edge e (or asked to) is gone. The
+// edge asks the next sub-origin the origin named, else the origin again,
+// and never that node again.
+func (r *Relay) subOriginGone(e *edge, pipeID, from string) {
+	r.mu.Lock()
+	e.lost = from
+	next := e.origin
+	if !e.fed && len(e.via) > 0 {
+		next, e.via = e.via[0], e.via[1:]
+	}
+	r.mu.Unlock()
+	r.repipe(e, pipeID, next, "the sub-origin's node "+from+" is gone")
 }
 
 // goneAfter is how long in a row a peer must seem gone to be dropped, in

@@ -215,6 +215,18 @@ func (e *Edge) AcceptPipe(ctx context.Context, o PipeOptions) (*Pipe, error) {
 	return newPipe(t), nil
 }
 
+// PipeTo opens the origin end of a pipe from the edge's own producers to
+// another node's edge (a second level: origin → this edge → that one,
+// docs/cluster.md): what the edge's pipe makes, now and to come, goes
+// on to o.Remote until the pipe, ctx or the edge ends.
+func (e *Edge) PipeTo(ctx context.Context, o PipeOptions) (*Pipe, error) {
+	t, err := e.r.router.PipeTo(ctx, o.sfu())
+	if err != nil {
+		return nil, fmt.Errorf("pipe on the edge of room %s: %w", e.r.id, err)
+	}
+	return newPipe(t), nil
+}
+
 // Viewers counts the edge's stage viewers (those being set up included).
 func (e *Edge) Viewers() int { return int(e.r.viewers.Load()) }
 

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -199,4 +200,129 @@ func TestClusterMembersInProcess(t *testing.T) {
 			break
 		}
 	}
+}
+
+// Four nodes in one process, a and b sending one pipe at most: a WHEP
+// viewer of a's room on b gets a pipe from a; one on c is served at c
+// through a pipe from b's edge (a second level: a refuses c naming b). A
+// viewer on d is sent to a: b, full, refuses d too, and c, fed by b, is
+// not named. b's viewer leaves: b keeps its edge while it feeds c. b
+// shuts down: c's same viewer plays again through a pipe from a. c's
+// viewer leaves: c's edge and a's pipe go after the grace. It logs the
+// delay each level adds (synth's send stamps against the time a viewer
+// reads them).
+func TestClusterRelaySecondLevelInProcess(t *testing.T) {
+	r := redistest.Start(t)
+	grace := func(c *config.Config) { c.RelayIdleGrace, c.RelayMaxPipes = 300*time.Millisecond, 1 }
+	a := startNodeWith(t, r, "a", grace)
+	b := startNodeWith(t, r, "b", grace)
+	c := startNodeWith(t, r, "c", func(c *config.Config) { c.RelayIdleGrace = 300 * time.Millisecond })
+	d := startNodeWith(t, r, "d", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	const key = "cluster-test-key"
+	publishWHIP(t, ctx, a.base, "levels", key, 1)
+
+	local := watchWHEP(t, ctx, a.base, "levels", key)
+	onB := watchWHEP(t, ctx, b.base, "levels", key)
+	testenv.Eventually(t, 10*time.Second, "the viewer on b gets video and audio from a", func() bool {
+		return len(onB.packets("video")) > 30 && len(onB.packets("audio")) > 20
+	})
+	resp, _ := clusterDo(t, "POST", c.base+"/whep/levels", "v=0")
+	if resp.StatusCode == http.StatusTemporaryRedirect {
+		t.Fatalf("WHEP on c sent to %s with a sub-origin at hand", resp.Header.Get("Location"))
+	}
+	onC := watchWHEP(t, ctx, c.base, "levels", key)
+	testenv.Eventually(t, 10*time.Second, "the viewer on c gets video and audio through b", func() bool {
+		return len(onC.packets("video")) > 30 && len(onC.packets("audio")) > 20
+	})
+	pipes := func(n *clusterNode) (in, out float64) {
+		m := scrape(t, n.base)
+		return m[`matinee_relay_pipes{direction="in"}`], m[`matinee_relay_pipes{direction="out"}`]
+	}
+	testenv.Eventually(t, 5*time.Second, "a: 1 pipe out; b: 1 in, 1 out; c: 1 in", func() bool {
+		ai, ao := pipes(a)
+		bi, bo := pipes(b)
+		ci, co := pipes(c)
+		return ai == 0 && ao == 1 && bi == 1 && bo == 1 && ci == 1 && co == 0
+	})
+	if m := scrape(t, c.base); m[`matinee_whep_sessions`] != 1 || m[`matinee_relay_packets_total{direction="in"}`] < 50 {
+		t.Fatalf("c: %v WHEP sessions, %v packets in; want 1 and some", m[`matinee_whep_sessions`], m[`matinee_relay_packets_total{direction="in"}`])
+	}
+	// Let each viewer gather a few seconds of packets, then compare.
+	from := map[*whepViewer]int{local: len(local.packets("video")), onB: len(onB.packets("video")), onC: len(onC.packets("video"))}
+	testenv.Eventually(t, 10*time.Second, "every viewer gets 300 more video packets", func() bool {
+		for v, n := range from {
+			if len(v.packets("video")) < n+300 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("video delay, median and p99: local on a %s; on b (one pipe) %s; on c (two pipes) %s",
+		delays(local.packets("video")[from[local]:]), delays(onB.packets("video")[from[onB]:]), delays(onC.packets("video")[from[onC]:]))
+
+	// a is full and names b, b is full: d's viewer goes to a.
+	if resp, body := clusterDo(t, "POST", d.base+"/whep/levels", "v=0"); resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != a.base+"/whep/levels" {
+		t.Errorf("WHEP on d with a and b full: %d %s (Location %q), want 307 to a", resp.StatusCode, body, resp.Header.Get("Location"))
+	}
+	if _, edge := d.srv.Rooms().Watchable("levels"); edge {
+		t.Error("d kept an edge no node feeds")
+	}
+
+	// b's viewer leaves; b's edge stays while it feeds c.
+	if err := onB.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = onB.pc.Close()
+	testenv.Eventually(t, 5*time.Second, "b's WHEP session ends", func() bool {
+		return scrape(t, b.base)[`matinee_whep_sessions`] == 0
+	})
+	n := len(onC.packets("video"))
+	testenv.Eventually(t, 10*time.Second, "c's viewer plays on through b, past b's idle grace", func() bool {
+		return len(onC.packets("video")) > n+300
+	})
+	if _, edge := b.srv.Rooms().Watchable("levels"); !edge {
+		t.Fatal("b dropped the edge that feeds c")
+	}
+
+	// b shuts down: it closes c's sub-pipe, c asks a again, and a, whose
+	// pipe to b is closed, pipes to c. The viewer on c never re-posts.
+	_ = b.srv.Close()
+	n = len(onC.packets("video"))
+	testenv.Eventually(t, 10*time.Second, "c's viewer plays again, piped from a", func() bool {
+		return len(onC.packets("video")) > n+100 && len(onC.packets("audio")) > 20
+	})
+	testenv.Eventually(t, 5*time.Second, "a: 1 pipe out; c: 1 in", func() bool {
+		_, ao := pipes(a)
+		ci, _ := pipes(c)
+		return ao == 1 && ci == 1 && scrape(t, c.base)[`matinee_whep_sessions`] == 1
+	})
+
+	// c's viewer leaves: c's edge and a's pipe go after the grace.
+	if err := onC.sess.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = onC.pc.Close()
+	testenv.Eventually(t, 10*time.Second, "c's edge and a's pipe go after the grace", func() bool {
+		_, onc := c.srv.Rooms().Watchable("levels")
+		_, ao := pipes(a)
+		return !onc && ao == 0
+	})
+}
+
+// delays summarises how long stamped packets took from the publisher to
+// the viewer: "median/p99".
+func delays(pkts []received) string {
+	var ds []time.Duration
+	for _, p := range pkts {
+		if p.ok && !p.padding {
+			ds = append(ds, p.at.Sub(p.stamp.Sent))
+		}
+	}
+	if len(ds) == 0 {
+		return "none"
+	}
+	slices.Sort(ds)
+	return fmt.Sprintf("%s/%s", ds[len(ds)/2].Round(10*time.Microsecond), ds[len(ds)*99/100].Round(10*time.Microsecond))
 }

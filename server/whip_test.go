@@ -125,7 +125,8 @@ type received struct {
 	seq     uint16
 	stamp   synth.Stamp
 	ok      bool
-	padding bool // the SFU's bandwidth probe, not media
+	padding bool      // the SFU's bandwidth probe, not media
+	at      time.Time // when the viewer read it
 }
 
 // whepViewer is a pion WHEP client receiving audio and video.
@@ -171,7 +172,7 @@ func watchWHEPWith(t *testing.T, ctx context.Context, base, room, token string, 
 				}
 				st, ok := synth.ReadStamp(pkt.Payload)
 				v.mu.Lock()
-				v.got[kind] = append(v.got[kind], received{seq: pkt.SequenceNumber, stamp: st, ok: ok, padding: len(pkt.Payload) == 0})
+				v.got[kind] = append(v.got[kind], received{seq: pkt.SequenceNumber, stamp: st, ok: ok, padding: len(pkt.Payload) == 0, at: time.Now()})
 				v.mu.Unlock()
 			}
 		}()

@@ -383,3 +383,48 @@ func (c *cluster) relayScenario(t *testing.T, a, b, cn *node) {
 		t.Errorf("C's pipe went %s after its last viewer left, before the grace %s", gone, grace)
 	}
 }
+
+// TestClusterRelaySecondLevel: an origin A that sends one pipe at most
+// (--relay-max-pipes 1). A WHEP viewer on B gets a pipe from A; one on C
+// is served at C through a pipe from B's edge (A refuses C naming B: a
+// second level), with video, keyframes and audio. B killed with -9: C's
+// edge asks A again once B's record has run out, A gives it the slot of
+// B's dead pipe, and the same viewer plays again (its session was never
+// closed) within 15 s of the kill.
+func TestClusterRelaySecondLevel(t *testing.T) {
+	c := newCluster(t)
+	c.args = []string{"--relay-idle-grace", relayGrace.String()}
+	a := c.addNode("level-a", "--relay-max-pipes", "1")
+	b, cn := c.addNode("level-b"), c.addNode("level-c")
+	const roomID = "level-party"
+	c.publish(t, a, roomID)
+
+	onB := c.watch(t, b, roomID)
+	onB.playing(t, "on B, piped from A", 0, 0, 0, 15*time.Second)
+	c.waitMetric(t, a, pipesOut, 1, 5*time.Second)
+	onC := c.watch(t, cn, roomID)
+	onC.playing(t, "on C, piped from B", 0, 0, 0, 15*time.Second)
+	for _, w := range []struct {
+		n      *node
+		sample string
+		want   float64
+	}{{a, pipesOut, 1}, {a, pipesIn, 0}, {b, pipesIn, 1}, {b, pipesOut, 1}, {cn, pipesIn, 1}, {cn, pipesOut, 0},
+		{cn, `matinee_whep_sessions`, 1}, {a, `matinee_whep_sessions`, 0}} {
+		c.waitMetric(t, w.n, w.sample, w.want, 5*time.Second)
+	}
+	if got, ok, err := c.metric(b, `matinee_relay_packets_total{direction="out"}`); err != nil || !ok || got < 100 {
+		t.Errorf("packets B piped on to C: %v %v %v", got, ok, err)
+	}
+
+	// B dies: C's edge goes back to A, whose one pipe was B's.
+	killed := time.Now()
+	b.kill()
+	vi, au, kf := onC.got()
+	onC.playing(t, "on C after B's kill, piped from A", vi, au, kf, 15*time.Second)
+	t.Logf("C's viewer played again %s after B's kill", time.Since(killed).Round(10*time.Millisecond))
+	c.waitMetric(t, a, pipesOut, 1, 5*time.Second)
+	c.waitMetric(t, cn, pipesIn, 1, 5*time.Second)
+	c.waitMetric(t, cn, `matinee_whep_sessions`, 1, time.Second)
+	vi, au, kf = onC.got()
+	onC.playing(t, "on C, piped from A", vi, au, kf, 10*time.Second)
+}
