@@ -39,7 +39,6 @@ import (
 	"github.com/matinee-dev/matinee/internal/synth"
 	"github.com/matinee-dev/matinee/internal/testpeer"
 	"github.com/pion/webrtc/v4"
-	"golang.org/x/sys/unix"
 )
 
 // maxViewers bounds -n: the load generator is one process on one core.
@@ -124,7 +123,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 	if o.cpuLoad >= 0 {
-		if err := pinSelf(o.cpuLoad); err != nil {
+		if err := loadpeer.PinSelf(o.cpuLoad); err != nil {
 			return err
 		}
 	}
@@ -371,27 +370,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
-}
-
-// pinSelf pins every thread of this process to cpu; threads made later
-// inherit it from the thread that makes them.
-func pinSelf(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
-			return fmt.Errorf("-cpu-load %d: %w", cpu, err)
-		}
-	}
-	return nil
 }
 
 func median(v []float64) float64 {
