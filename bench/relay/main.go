@@ -66,6 +66,7 @@ type options struct {
 	cpuLoad     int
 	bitrate     int
 	simulcast   bool
+	perf        string
 }
 
 func main() {
@@ -86,6 +87,7 @@ func main() {
 	flag.IntVar(&o.cpuLoad, "cpu-load", 0, "CPU this process (publisher and viewers) is pinned to in runs a-c (-1: not pinned); run d never pins it")
 	flag.IntVar(&o.bitrate, "bitrate", 2_000_000, "video bits per second of the one layer")
 	flag.BoolVar(&o.simulcast, "simulcast", false, "publish three simulcast layers (150k/500k/2M) instead of one")
+	flag.StringVar(&o.perf, "perf", "", "record the origin's CPU during each window with perf(1) into this directory (perf report -i FILE shows where its time goes)")
 	flag.Parse()
 	o.runs = strings.Split(runs, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -119,8 +121,8 @@ func (o options) plans() ([]plan, error) {
 					{name: fmt.Sprintf("%d edges × 1", o.copies), edges: relayed, pinned: true}},
 				table: func(w io.Writer, res map[string][]result) { tableA(w, o, res) }})
 		case "b":
-			out = append(out, plan{run: "b", title: fmt.Sprintf("the origin's egress with 1 and with %d viewers on one edge", o.many),
-				scenarios: []scenario{{name: "edge × 1", edges: []int{1}, pinned: true}, {name: fmt.Sprintf("edge × %d", o.many), edges: []int{o.many}, pinned: true}},
+			out = append(out, plan{run: "b", title: fmt.Sprintf("the origin's egress with 1 and with %d viewers on one edge (generator and edge on every CPU)", o.many),
+				scenarios: []scenario{{name: "edge × 1", edges: []int{1}}, {name: fmt.Sprintf("edge × %d", o.many), edges: []int{o.many}}},
 				table:     func(w io.Writer, res map[string][]result) { tableB(w, o, res) }})
 		case "c":
 			out = append(out, plan{run: "c", title: fmt.Sprintf("delay: %d viewers on the origin and %d on an edge, at once", o.mixed, o.mixed),
@@ -167,6 +169,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if o.perf != "" {
+		if _, err := exec.LookPath("perf"); err != nil {
+			return fmt.Errorf("-perf: %w (apt-get install linux-perf)", err)
+		}
+		if err := os.MkdirAll(o.perf, 0o755); err != nil {
+			return err
+		}
+	}
 	if o.matinee == "" {
 		o.matinee = filepath.Join(tmp, "matinee")
 		fmt.Fprintln(out, "building ./cmd/matinee")
@@ -204,7 +214,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 				slices.Reverse(order)
 			}
 			for _, s := range order {
-				rr, err := measureScenario(ctx, o, br, nss, s)
+				rr, err := measureScenario(ctx, o, br, nss, s, fmt.Sprintf("%s-%s-%d", p.run, strings.NewReplacer(" ", "", "×", "x").Replace(s.name), r+1))
 				if err != nil {
 					return fmt.Errorf("run %s, %s, round %d: %w", p.run, s.name, r+1, err)
 				}
@@ -227,8 +237,8 @@ func (o options) describeVideo() string {
 
 // line is one scenario's round, for the log.
 func (r result) line() string {
-	s := fmt.Sprintf("origin %.2f%% CPU, %.0f local + %.0f relayed copies/s, egress %.2f Mbit/s, fwd p99 ≤ %g ms",
-		100*r.originCores, r.localCopies, r.relayCopies, r.egressMbps, r.originFwdP99)
+	s := fmt.Sprintf("origin %.2f%% CPU, %.0f local + %.0f relayed copies/s (%.1f/s resent on NACKs), %.2f keyframe requests/s to the publisher, egress %.2f Mbit/s, fwd p99 ≤ %g ms",
+		100*r.originCores, r.localCopies, r.relayCopies, r.retransmits, r.keyframes, r.egressMbps, r.originFwdP99)
 	for _, g := range r.groups {
 		s += fmt.Sprintf("; %s ×%d: %.2f%% (min %.2f%%), delay %.2f/%.2f ms", g.name, g.viewers, g.meanPct, g.minPct, g.p50, g.p99)
 	}
@@ -327,14 +337,15 @@ func tableA(w io.Writer, o options, res map[string][]result) {
 
 // tableB: the origin's egress with one viewer and with many on an edge.
 func tableB(w io.Writer, o options, res map[string][]result) {
-	fmt.Fprintln(w, "| viewers on the edge | origin egress, Mbit/s | relayed packets/s | origin CPU, % of a core | edge CPU, % of a core | edge viewers delivered (lowest) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| viewers on the edge | origin egress, Mbit/s | relayed packets/s | of which resent on NACKs | keyframe requests/s to the publisher | origin CPU, % of a core | edge CPU, % of a core | edge viewers delivered (lowest) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	var eg []float64
 	for _, n := range []int{1, o.many} {
 		rs := res[fmt.Sprintf("edge × %d", n)]
 		e := med(rs, func(r result) float64 { return r.egressMbps })
 		eg = append(eg, e)
-		fmt.Fprintf(w, "| %d | %.3f | %.0f | %.2f | %.2f | %.2f%% (%.2f%%) |\n", n, e, med(rs, func(r result) float64 { return r.relayCopies }),
+		fmt.Fprintf(w, "| %d | %.3f | %.0f | %.1f | %.2f | %.2f | %.2f | %.2f%% (%.2f%%) |\n", n, e, med(rs, func(r result) float64 { return r.relayCopies }),
+			med(rs, func(r result) float64 { return r.retransmits }), med(rs, func(r result) float64 { return r.keyframes }),
 			100*med(rs, func(r result) float64 { return r.originCores }), 100*med(rs, func(r result) float64 { return r.edgeCores[0] }),
 			med(rs, func(r result) float64 { return edgeGroups(r).meanPct }), lowest(rs))
 	}

@@ -98,7 +98,7 @@ func TestSmokeRelay(t *testing.T) {
 		if eg := num(k, 1); eg < 0.8 {
 			t.Errorf("run %s viewers: origin egress %v Mbit/s", k, eg)
 		}
-		if d := num(k, 5); d < 95 {
+		if d := num(k, 7); d < 95 {
 			t.Errorf("run %s viewers: delivered %v%%", k, d)
 		}
 	}

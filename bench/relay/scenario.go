@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -60,12 +62,15 @@ type result struct {
 	originFwdP99 float64 // ms, matinee_forward_seconds p99 bound at the origin (-1: none)
 	edgeCores    []float64
 	rcvbufErrs   float64 // UDP datagrams dropped at the generator's sockets (this namespace)
+	retransmits  float64 // packets/s the origin sent again on edges' NACKs
+	keyframes    float64 // keyframe requests/s the origin sent the publisher
 	groups       []group
 }
 
 // measureScenario starts the scenario's cluster, publishes, attaches its
 // viewers and measures one window.
-func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*netns.NS, s scenario) (_ result, err error) {
+// With -perf, the origin's window is recorded into o.perf/tag.data.
+func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*netns.NS, s scenario, tag string) (_ result, err error) {
 	cpuEdges := o.cpuEdges
 	if !s.pinned {
 		cpuEdges = -1
@@ -193,12 +198,25 @@ func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*ne
 	if err != nil {
 		return result{}, err
 	}
+	var perf *exec.Cmd
+	if o.perf != "" {
+		// Go binaries keep frame pointers: -g walks them.
+		perf = exec.CommandContext(ctx, "perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-p", strconv.Itoa(c.origin.pid),
+			"-o", filepath.Join(o.perf, tag+".data"))
+		if err := perf.Start(); err != nil {
+			return result{}, fmt.Errorf("perf: %w", err)
+		}
+	}
 	t0 := time.Now()
 	win.Open()
 	if err := sleepCtx(ctx, o.duration); err != nil {
 		return result{}, err
 	}
 	win.Close()
+	if perf != nil {
+		_ = perf.Process.Signal(os.Interrupt)
+		_ = perf.Wait()
+	}
 	snap1, err := c.snapshot()
 	if err != nil {
 		return result{}, err
@@ -219,6 +237,9 @@ func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*ne
 		originFwdP99: loadpeer.ForwardQuantile(snap0.metrics[0], snap1.metrics[0], 0.99),
 		rcvbufErrs:   snap1.rcvbufErrs - snap0.rcvbufErrs,
 	}
+	delta := func(name string) float64 { return (snap1.metrics[0][name] - snap0.metrics[0][name]) / secs }
+	r.retransmits = delta("matinee_relay_retransmits_total")
+	r.keyframes = delta(`matinee_keyframe_requests_total{direction="sent"}`)
 	for i := range c.edges {
 		r.edgeCores = append(r.edgeCores, (snap1.cpu[1+i]-snap0.cpu[1+i]).Seconds()/secs)
 	}
