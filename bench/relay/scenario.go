@@ -30,6 +30,9 @@ type scenario struct {
 	// (-cpu-load, -cpu-edges); otherwise they may use every CPU. The
 	// origin is always on -cpu-origin.
 	pinned bool
+	// edgesOnOrigin: the edges share the origin's CPU rather than the
+	// generator's (run c: a hop's delay is not the generator's queue).
+	edgesOnOrigin bool
 }
 
 func (s scenario) viewers() int {
@@ -61,9 +64,10 @@ type result struct {
 	egressMbps   float64 // the origin's eth0, everything it sent
 	originFwdP99 float64 // ms, matinee_forward_seconds p99 bound at the origin (-1: none)
 	edgeCores    []float64
-	rcvbufErrs   float64 // UDP datagrams dropped at the generator's sockets (this namespace)
-	retransmits  float64 // packets/s the origin sent again on edges' NACKs
-	keyframes    float64 // keyframe requests/s the origin sent the publisher
+	edgeFwdP99   []float64 // ms, each edge's matinee_forward_seconds p99 bound
+	rcvbufErrs   float64   // UDP datagrams dropped at the generator's sockets (this namespace)
+	retransmits  float64   // packets/s the origin sent again on edges' NACKs
+	keyframes    float64   // keyframe requests/s the origin sent the publisher
 	groups       []group
 }
 
@@ -72,6 +76,9 @@ type result struct {
 // With -perf, the origin's window is recorded into o.perf/tag.data.
 func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*netns.NS, s scenario, tag string) (_ result, err error) {
 	cpuEdges := o.cpuEdges
+	if s.edgesOnOrigin {
+		cpuEdges = o.cpuOrigin
+	}
 	if !s.pinned {
 		cpuEdges = -1
 		if err := loadpeer.PinSelf(-1); err != nil {
@@ -242,6 +249,7 @@ func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*ne
 	r.keyframes = delta(`matinee_keyframe_requests_total{direction="sent"}`)
 	for i := range c.edges {
 		r.edgeCores = append(r.edgeCores, (snap1.cpu[1+i]-snap0.cpu[1+i]).Seconds()/secs)
+		r.edgeFwdP99 = append(r.edgeFwdP99, loadpeer.ForwardQuantile(snap0.metrics[1+i], snap1.metrics[1+i], 0.99))
 	}
 	published := float64(win.Published(top))
 	for g, name := range names {
@@ -273,9 +281,9 @@ func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*ne
 
 // snapshot is the cluster's counters at one moment.
 type snapshot struct {
-	cpu        []time.Duration // origin, then each edge
-	metrics    []map[string]float64
-	tx         uint64 // bytes the origin sent on its eth0
+	cpu        []time.Duration      // origin, then each edge
+	metrics    []map[string]float64 // origin, then each edge
+	tx         uint64               // bytes the origin sent on its eth0
 	rcvbufErrs float64
 }
 
@@ -288,11 +296,15 @@ func (c *cluster) snapshot() (snapshot, error) {
 		}
 		s.cpu = append(s.cpu, cpu)
 	}
-	m, err := c.metrics(c.origin)
-	if err != nil {
-		return s, err
+	// The CPU first, all nodes within a moment; then the metrics.
+	for _, n := range c.nodes() {
+		m, err := c.metrics(n)
+		if err != nil {
+			return s, err
+		}
+		s.metrics = append(s.metrics, m)
 	}
-	s.metrics = []map[string]float64{m}
+	var err error
 	if s.tx, err = c.origin.ns.TxBytes(); err != nil {
 		return s, err
 	}
