@@ -242,6 +242,9 @@ func (r result) line() string {
 	for _, g := range r.groups {
 		s += fmt.Sprintf("; %s ×%d: %.2f%% (min %.2f%%), delay %.2f/%.2f ms", g.name, g.viewers, g.meanPct, g.minPct, g.p50, g.p99)
 	}
+	if r.silent > 0 {
+		s += fmt.Sprintf("; %d viewer(s) had no video yet when the warm-up began", r.silent)
+	}
 	if r.rcvbufErrs > 0 {
 		s += fmt.Sprintf("; generator dropped %.0f datagrams", r.rcvbufErrs)
 	}
@@ -393,7 +396,7 @@ func tableD(w io.Writer, res map[string][]result) {
 				worst = max(worst, loss)
 				fmt.Fprintf(w, "| %d | %s | %d | %.2f%% | %.2f%% | %.2f%% | %.2f / %.2f | %.0f |\n", i+1, g.name, g.viewers, g.meanPct, g.minPct, loss, g.p50, g.p99, 100*r.edgeCores[j])
 			}
-			fmt.Fprintf(w, "| %d | (origin) | | | | | | origin %.1f%% CPU, egress %.2f Mbit/s; generator dropped %.0f datagrams |\n", i+1, 100*r.originCores, r.egressMbps, r.rcvbufErrs)
+			fmt.Fprintf(w, "| %d | (origin) | | | | | | origin %.1f%% CPU, egress %.2f Mbit/s; generator dropped %.0f datagrams; %d viewer(s) without video at the warm-up |\n", i+1, 100*r.originCores, r.egressMbps, r.rcvbufErrs, r.silent)
 		}
 	}
 	verdict := "met"
