@@ -98,7 +98,10 @@ func TestSmokeRelay(t *testing.T) {
 		if eg := num(k, 1); eg < 0.8 {
 			t.Errorf("run %s viewers: origin egress %v Mbit/s", k, eg)
 		}
-		if d := num(k, 7); d < 95 {
+		if q := num(k, 3); q < 0.8 || q > 1.5 {
+			t.Errorf("run %s viewers: origin egress ÷ ingress %v, want about one copy", k, q)
+		}
+		if d := num(k, 9); d < 95 {
 			t.Errorf("run %s viewers: delivered %v%%", k, d)
 		}
 	}

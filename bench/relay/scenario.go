@@ -62,6 +62,7 @@ type result struct {
 	localCopies  float64 // packets/s to subscribers on the origin
 	relayCopies  float64 // packets/s on its pipes to edges
 	egressMbps   float64 // the origin's eth0, everything it sent
+	ingressMbps  float64 // the origin's eth0, everything it received (the publisher's media, mostly)
 	originFwdP99 float64 // ms, matinee_forward_seconds p99 bound at the origin (-1: none)
 	edgeCores    []float64
 	edgeFwdP99   []float64 // ms, each edge's matinee_forward_seconds p99 bound
@@ -245,6 +246,7 @@ func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*ne
 		localCopies:  (snap1.metrics[0]["matinee_forwarded_packets_total"] - snap0.metrics[0]["matinee_forwarded_packets_total"]) / secs,
 		relayCopies:  (snap1.metrics[0][`matinee_relay_packets_total{direction="out"}`] - snap0.metrics[0][`matinee_relay_packets_total{direction="out"}`]) / secs,
 		egressMbps:   float64(snap1.tx-snap0.tx) * 8 / secs / 1e6,
+		ingressMbps:  float64(snap1.rx-snap0.rx) * 8 / secs / 1e6,
 		originFwdP99: loadpeer.ForwardQuantile(snap0.metrics[0], snap1.metrics[0], 0.99),
 		rcvbufErrs:   snap1.rcvbufErrs - snap0.rcvbufErrs,
 		silent:       waiting,
@@ -288,7 +290,7 @@ func measureScenario(ctx context.Context, o options, br *netns.Bridge, nss []*ne
 type snapshot struct {
 	cpu        []time.Duration      // origin, then each edge
 	metrics    []map[string]float64 // origin, then each edge
-	tx         uint64               // bytes the origin sent on its eth0
+	tx, rx     uint64               // bytes the origin sent and received on its eth0
 	rcvbufErrs float64
 }
 
@@ -311,6 +313,9 @@ func (c *cluster) snapshot() (snapshot, error) {
 	}
 	var err error
 	if s.tx, err = c.origin.ns.TxBytes(); err != nil {
+		return s, err
+	}
+	if s.rx, err = c.origin.ns.RxBytes(); err != nil {
 		return s, err
 	}
 	s.rcvbufErrs = udpRcvbufErrors()

@@ -128,8 +128,14 @@ func Pin(cpu int, argv []string) []string {
 // TxBytes is what the namespace has sent on eth0 so far: what arrived
 // at the veth's outer end (its receive counter), read from sysfs in the
 // benchmark's namespace.
-func (n *NS) TxBytes() (uint64, error) {
-	b, err := os.ReadFile("/sys/class/net/" + n.Veth + "/statistics/rx_bytes")
+func (n *NS) TxBytes() (uint64, error) { return n.vethCounter("rx_bytes") }
+
+// RxBytes is what the namespace has received on eth0 so far: what left
+// the veth's outer end.
+func (n *NS) RxBytes() (uint64, error) { return n.vethCounter("tx_bytes") }
+
+func (n *NS) vethCounter(name string) (uint64, error) {
+	b, err := os.ReadFile("/sys/class/net/" + n.Veth + "/statistics/" + name)
 	if err != nil {
 		return 0, err
 	}
