@@ -13,6 +13,7 @@ import (
 
 	"github.com/matinee-dev/matinee/sfu/nackgen"
 	"github.com/matinee-dev/matinee/sfu/srtpgcm"
+	"github.com/matinee-dev/matinee/sfu/udpbatch"
 	"github.com/pion/rtcp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/transport/v4"
@@ -149,6 +150,12 @@ type PipeTransport struct {
 	origin bool
 	opts   PipeOptions
 	conn   transport.UDPConn
+	// raw reads and writes conn with raw system calls when it is an
+	// operating system socket (nil on a virtual network): the Go
+	// runtime's own calls wake its monitor thread, whose polling cost
+	// the origin more per piped copy than a local subscriber's copy
+	// (docs/benchmarks.md, "Relaying across nodes").
+	raw    *udpbatch.RawSocket
 	remote atomic.Pointer[net.UDPAddr]
 	// open decrypts what the other end sends.
 	open *srtp.Context
@@ -293,6 +300,9 @@ func (r *Router) newPipe(opts PipeOptions, origin bool) (*PipeTransport, error) 
 		edges: map[*Producer]*pipeEdge{}, inners: map[string]*DirectTransport{},
 		quit: make(chan struct{}),
 	}
+	if uc, ok := conn.(*net.UDPConn); ok {
+		t.raw = udpbatch.NewRawSocket(uc)
+	}
 	empty := map[uint32]*pipeIn{}
 	t.ins.Store(&empty)
 	if opts.Remote.IsValid() {
@@ -362,7 +372,17 @@ func (t *PipeTransport) sendRTCP(pkts ...rtcp.Packet) error {
 	if err != nil {
 		return fmt.Errorf("pipe %s: seal rtcp: %w", t.id, err)
 	}
-	_, err = t.conn.WriteTo(t.rtcpBuf, dst)
+	return t.write(t.rtcpBuf, dst)
+}
+
+// write sends one datagram to dst, under sendMu.
+func (t *PipeTransport) write(b []byte, dst *net.UDPAddr) error {
+	var err error
+	if t.raw != nil {
+		_, err = t.raw.WriteTo(b, dst.AddrPort())
+	} else {
+		_, err = t.conn.WriteTo(b, dst)
+	}
 	return err
 }
 
@@ -386,8 +406,8 @@ func (t *PipeTransport) readLoop() {
 // read reads one datagram; on an operating system socket without
 // allocating the sender's address.
 func (t *PipeTransport) read(buf []byte) (int, netip.AddrPort, error) {
-	if uc, ok := t.conn.(*net.UDPConn); ok {
-		return uc.ReadFromUDPAddrPort(buf)
+	if t.raw != nil {
+		return t.raw.ReadFrom(buf)
 	}
 	n, from, err := t.conn.ReadFrom(buf)
 	var ap netip.AddrPort

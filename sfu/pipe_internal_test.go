@@ -15,7 +15,8 @@ import (
 // another, through a pipe whose edge learned the origin's address; a
 // packet the sender lost is asked for by the origin's ingress (plain RTP
 // now gets NACK generation too) and, sent late, reaches the edge's
-// consumer in its place.
+// consumer in its place. Both pipe ends read and write their sockets with
+// raw system calls (udpbatch.RawSocket), as the worker's own sockets do.
 func TestPipeLoopback(t *testing.T) {
 	origin, edge := newPlainRouter(t), newPlainRouter(t)
 	in, err := origin.NewPlainTransport(PlainTransportOptions{Owner: "ffmpeg", RTCPMux: true, Comedia: true})
@@ -43,6 +44,12 @@ func TestPipeLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer op.Close()
+	// Without raw calls, each piped copy's sendto woke the runtime's
+	// monitor thread: a relayed copy cost the origin more than a local
+	// one (docs/benchmarks.md, "Relaying across nodes").
+	if op.raw == nil || ep.raw == nil {
+		t.Errorf("pipe ends on operating system sockets without raw calls: origin %v, edge %v", op.raw != nil, ep.raw != nil)
+	}
 	if _, err := in.Produce(PlainProduceOptions{Kind: KindVideo, Codec: plainH264, PayloadType: 96}); err != nil {
 		t.Fatal(err)
 	}

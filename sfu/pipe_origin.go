@@ -144,7 +144,7 @@ func (t *PipeTransport) sendRTP(o *pipeOut, idx int, pt uint8, seq uint16, ts ui
 	copy(b[12:], payload)
 	out, err := t.sealer.Seal(&o.streams[idx], b, 12, ssrc, seq)
 	if err == nil {
-		_, err = t.conn.WriteTo(out, dst)
+		err = t.write(out, dst)
 	}
 	t.sendMu.Unlock()
 	if err == nil {

@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -27,7 +26,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -534,7 +532,7 @@ func measure(ctx context.Context, o options, agg *aggregate, subs int, pub *publ
 	first, pub0 := prev.videoPkts, pub.VideoSent()
 	prevCPU, _ := loadpeer.ProcCPU(o.pid)
 	prevFwd, _ := forwarded(o.url)
-	metrics0, _ := scrape(o.url)
+	metrics0, _ := loadpeer.Scrape(nil, o.url, "")
 	start := time.Now()
 	var all []float64
 	var totCPU time.Duration
@@ -613,8 +611,8 @@ func measure(ctx context.Context, o options, agg *aggregate, subs int, pub *publ
 	// The SFU's own share of the delay, at the histogram's resolution
 	// (bucket bounds: "≤ this").
 	fwdP50, fwdP99 := -1.0, -1.0
-	if metrics1, err := scrape(o.url); err == nil && metrics0 != nil {
-		fwdP50, fwdP99 = forwardQuantile(metrics0, metrics1, 0.5), forwardQuantile(metrics0, metrics1, 0.99)
+	if metrics1, err := loadpeer.Scrape(nil, o.url, ""); err == nil && metrics0 != nil {
+		fwdP50, fwdP99 = loadpeer.ForwardQuantile(metrics0, metrics1, 0.5), loadpeer.ForwardQuantile(metrics0, metrics1, 0.99)
 	}
 	fmt.Printf("SUMMARY subs=%d via=%s secs=%.0f video_kbps_per_sub=%.0f audio_kbps_per_sub=%.0f fwd_pkts_per_s=%.0f recv_pkts_per_s=%.0f loss_pct=%.3f freezes=%d delay_p50_ms=%.2f delay_p99_ms=%.2f sfu_fwd_p50_ms_le=%g sfu_fwd_p99_ms_le=%g sfu_cpu_cores=%.3f sfu_us_per_pkt=%.2f rss_mb=%.1f",
 		subs, o.via, secs, vbits/secs, abits/secs, totFwd/secs, totRecv/secs, lossPct, freezes,
@@ -660,38 +658,8 @@ func delivered(from, to []uint64, published uint64, subs int) (mean, lowest floa
 }
 
 // forwarded reads the SFU's own count of forwarded packets from /metrics.
-// scrape reads the server's /metrics: every sample, by its name with
-// labels as written ("matinee_forward_seconds_bucket{le=\"0.001\"}").
-func scrape(base string) (map[string]float64, error) {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get(base + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("/metrics: %s", resp.Status)
-	}
-	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
-			m[l[:i]] = v
-		}
-	}
-	return m, sc.Err()
-}
-
 func forwarded(base string) (float64, error) {
-	m, err := scrape(base)
+	m, err := loadpeer.Scrape(nil, base, "")
 	if err != nil {
 		return 0, err
 	}
@@ -700,36 +668,4 @@ func forwarded(base string) (float64, error) {
 		return 0, errors.New("no matinee_forwarded_packets_total")
 	}
 	return v, nil
-}
-
-// forwardQuantile is the bucket bound, in ms, under which the fraction q
-// of the packets forwarded between two scrapes took from being read to
-// their last copy sent (matinee_forward_seconds): the SFU's own share of
-// the delay. -1 when nothing was counted.
-func forwardQuantile(before, after map[string]float64, q float64) float64 {
-	type bucket struct{ le, n float64 }
-	var bs []bucket
-	for k, v := range after {
-		le, ok := strings.CutPrefix(k, `matinee_forward_seconds_bucket{le="`)
-		if !ok {
-			continue
-		}
-		le = strings.TrimSuffix(le, `"}`)
-		b, err := strconv.ParseFloat(le, 64)
-		if err != nil {
-			continue
-		}
-		bs = append(bs, bucket{b, v - before[k]})
-	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
-	if len(bs) == 0 || bs[len(bs)-1].n <= 0 {
-		return -1
-	}
-	total := bs[len(bs)-1].n // le="+Inf": every packet
-	for _, b := range bs {
-		if b.n >= q*total {
-			return 1000 * b.le
-		}
-	}
-	return -1
 }

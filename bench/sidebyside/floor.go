@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/matinee-dev/matinee/bench/internal/netns"
 )
 
 // floor is the floor tool's AES-128-GCM sendto figure: µs of forwarder
@@ -46,7 +48,7 @@ func runFloor(ctx context.Context, o options, tmp string, out io.Writer) floor {
 	if o.cpuServer >= 0 {
 		args = append(args, "-fwdcpu", strconv.Itoa(o.cpuServer))
 	}
-	args = pin(o.cpuLoad, args)
+	args = netns.Pin(o.cpuLoad, args)
 	fmt.Fprintf(out, "floor: %s\n", strings.Join(args, " "))
 	b, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
 	if err != nil {

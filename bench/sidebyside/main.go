@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -32,16 +31,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/matinee-dev/matinee/bench/internal/loadpeer"
+	"github.com/matinee-dev/matinee/bench/internal/netns"
 	"github.com/matinee-dev/matinee/internal/synth"
 	"github.com/matinee-dev/matinee/internal/testpeer"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
-	"golang.org/x/sys/unix"
 )
 
 // maxViewers bounds -n: the load generator is one process on one core.
@@ -121,12 +118,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return errors.New("-galene needs -netns: Galene gathers ICE candidates on every interface but loopback, so it runs only inside a namespace of its own")
 	}
 	if o.netns {
-		if err := checkNetnsPossible(); err != nil {
+		if err := netns.Check(", or pass -netns=false (Matinee only, on loopback)"); err != nil {
 			return err
 		}
 	}
 	if o.cpuLoad >= 0 {
-		if err := pinSelf(o.cpuLoad); err != nil {
+		if err := loadpeer.PinSelf(o.cpuLoad); err != nil {
 			return err
 		}
 	}
@@ -150,14 +147,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		servers = append(servers, "Galene")
 	}
 	// Each server's namespace, made once for the sitting.
-	nss := map[string]*netns{}
+	nss := map[string]*netns.NS{}
 	if o.netns {
 		for i, s := range servers {
-			n, err := newNetns(i)
+			n, err := netns.NewPair("sbs", i)
 			if err != nil {
 				return fmt.Errorf("namespace for %s: %w", s, err)
 			}
-			defer n.remove()
+			defer n.Remove()
 			nss[s] = n
 		}
 	}
@@ -199,7 +196,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 
 // round runs one server fresh with one publisher and n viewers and
 // measures it over o.duration.
-func round(ctx context.Context, o options, server string, ns *netns, n int) (result, error) {
+func round(ctx context.Context, o options, server string, ns *netns.NS, n int) (result, error) {
 	var in *instance
 	var err error
 	if server == "Galene" {
@@ -213,14 +210,14 @@ func round(ctx context.Context, o options, server string, ns *netns, n int) (res
 	defer in.stop()
 	var tpo testpeer.Options
 	if ns != nil {
-		tpo.Interfaces = []string{ns.host}
+		tpo.Interfaces = []string{ns.Veth}
 	}
 	api, err := testpeer.NewAPI(tpo)
 	if err != nil {
 		return result{}, err
 	}
-	win := newWindow()
-	pub, err := loadpeer.Publish(ctx, api, in.hc, in.whipURL, in.token, []synth.LayerSpec{{Bitrate: o.bitrate, Width: 1280, Height: 720}}, win.onFrame)
+	win := loadpeer.NewWindow()
+	pub, err := loadpeer.Publish(ctx, api, in.hc, in.whipURL, in.token, []synth.LayerSpec{{Bitrate: o.bitrate, Width: 1280, Height: 720}}, win.OnFrame)
 	if err != nil {
 		return result{}, fmt.Errorf("publish: %w\n%s", err, tail(in.log))
 	}
@@ -232,7 +229,7 @@ func round(ctx context.Context, o options, server string, ns *netns, n int) (res
 	if err := pollUntil(ctx, 15*time.Second, func() bool { return pub.Video.RTCPs() > 0 }); err != nil {
 		return result{}, fmt.Errorf("no RTCP from the server for the published video: %w\n%s", err, tail(in.log))
 	}
-	counts := make([]viewerCount, n)
+	counts := make([]loadpeer.Count, n)
 	var readers sync.WaitGroup
 	closers := make([]func(), n)
 	defer func() {
@@ -258,7 +255,7 @@ func round(ctx context.Context, o options, server string, ns *netns, n int) (res
 				readers.Add(1)
 				go func() {
 					defer readers.Done()
-					countTrack(tr, win, &counts[i])
+					loadpeer.CountTrack(tr, win, &counts[i])
 				}()
 			}
 			c, err := in.view(ctx, api, i, onTrack)
@@ -279,7 +276,7 @@ func round(ctx context.Context, o options, server string, ns *netns, n int) (res
 	for {
 		waiting := 0
 		for i := range counts {
-			if counts[i].any.Load() == 0 {
+			if counts[i].Any.Load() == 0 {
 				waiting++
 			}
 		}
@@ -303,11 +300,11 @@ func round(ctx context.Context, o options, server string, ns *netns, n int) (res
 		return result{}, err
 	}
 	t0 := time.Now()
-	win.open()
+	win.Open()
 	if err := sleepCtx(ctx, o.duration); err != nil {
 		return result{}, err
 	}
-	published := win.close()
+	published := win.Close()
 	cpu1, err := loadpeer.ProcCPUFine(in.pid)
 	if err != nil {
 		return result{}, err
@@ -320,91 +317,9 @@ func round(ctx context.Context, o options, server string, ns *netns, n int) (res
 	}
 	got := make([]uint64, n)
 	for i := range counts {
-		got[i] = counts[i].inWindow.Load()
+		got[i] = counts[i].InWindow.Load()
 	}
 	return measure(cpu1-cpu0, secs, published, got, rss), nil
-}
-
-// window is the frames a round measures: from the first frame sent after
-// open to the last one sent before close. Counting by frame number (each
-// packet's stamp carries it) rather than by time gives each viewer
-// exactly the packets it was sent, wherever they were when the round
-// started or ended.
-type window struct {
-	mu        sync.Mutex
-	last      int64 // last frame sent; -1 before the first
-	published uint64
-	first     atomic.Int64 // first frame in the window
-	end       atomic.Int64 // first frame after it
-}
-
-func newWindow() *window {
-	w := &window{last: -1}
-	w.first.Store(math.MaxInt64)
-	w.end.Store(math.MaxInt64)
-	return w
-}
-
-func (w *window) onFrame(_ int, frame uint32, packets int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.last = int64(frame)
-	if w.in(frame) {
-		w.published += uint64(packets)
-	}
-}
-
-func (w *window) in(frame uint32) bool {
-	f := int64(frame)
-	return f >= w.first.Load() && f < w.end.Load()
-}
-
-func (w *window) open() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.first.Store(w.last + 1)
-}
-
-// close ends the window and returns the video packets published in it.
-func (w *window) close() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.end.Store(w.last + 1)
-	return w.published
-}
-
-// viewerCount is one viewer's video packets: any at all, and those of
-// the window's frames.
-type viewerCount struct {
-	any, inWindow atomic.Uint64
-}
-
-// countTrack reads a track until it ends, counting its video packets.
-func countTrack(tr *webrtc.TrackRemote, w *window, c *viewerCount) {
-	if tr.Kind() != webrtc.RTPCodecTypeVideo {
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := tr.Read(buf); err != nil {
-				return
-			}
-		}
-	}
-	buf := make([]byte, 1500)
-	var h rtp.Header
-	for {
-		n, _, err := tr.Read(buf)
-		if err != nil {
-			return
-		}
-		c.any.Add(1)
-		hl, err := h.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		if st, ok := synth.ReadStamp(buf[hl:n]); ok && w.in(st.Frame) {
-			c.inWindow.Add(1)
-		}
-	}
 }
 
 // measure makes a round's figures from the server's CPU time over the
@@ -455,27 +370,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
-}
-
-// pinSelf pins every thread of this process to cpu; threads made later
-// inherit it from the thread that makes them.
-func pinSelf(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
-			return fmt.Errorf("-cpu-load %d: %w", cpu, err)
-		}
-	}
-	return nil
 }
 
 func median(v []float64) float64 {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/matinee-dev/matinee/bench/internal/loadpeer"
+	"github.com/matinee-dev/matinee/bench/internal/netns"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -113,9 +114,9 @@ func freePort() (int, error) {
 
 // serverAddr is where a server listens: inside its namespace on a fixed
 // port, else on a free loopback port.
-func serverAddr(ns *netns) (string, error) {
+func serverAddr(ns *netns.NS) (string, error) {
 	if ns != nil {
-		return net.JoinHostPort(ns.serverIP, "8443"), nil
+		return net.JoinHostPort(ns.IP, "8443"), nil
 	}
 	p, err := freePort()
 	if err != nil {
@@ -127,7 +128,7 @@ func serverAddr(ns *netns) (string, error) {
 // startMatinee runs the Matinee binary with its own CA, HTTPS only, one
 // UDP port, ICE on the namespace's eth0 (or loopback), and room for n
 // viewers.
-func startMatinee(ctx context.Context, bin string, ns *netns, cpu, n int) (*instance, error) {
+func startMatinee(ctx context.Context, bin string, ns *netns.NS, cpu, n int) (*instance, error) {
 	dir, err := os.MkdirTemp("", "sidebyside-matinee-")
 	if err != nil {
 		return nil, err
@@ -149,7 +150,7 @@ func startMatinee(ctx context.Context, bin string, ns *netns, cpu, n int) (*inst
 	}
 	// No mkcert CA of this machine's: the server makes its own in its
 	// data dir, which the clients then trust.
-	in, err := launch(dir, ns.wrap(cpu, args), []string{"CAROOT=" + filepath.Join(dir, "no-mkcert")})
+	in, err := launch(dir, ns.Wrap(cpu, args), []string{"CAROOT=" + filepath.Join(dir, "no-mkcert")})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -196,7 +197,7 @@ const galeneGroup = `{"wildcard-user": {"password": {"type": "wildcard"}, "permi
 // startGalene runs a Galene binary in plain HTTP (-insecure) inside the
 // namespace, its built-in TURN server off, with a temporary data
 // directory holding the group "bench".
-func startGalene(ctx context.Context, bin string, ns *netns, cpu int) (*instance, error) {
+func startGalene(ctx context.Context, bin string, ns *netns.NS, cpu int) (*instance, error) {
 	if ns == nil {
 		// pion, and so Galene, gathers on every interface but loopback:
 		// outside its own namespace it would send media on the host's
@@ -225,7 +226,7 @@ func startGalene(ctx context.Context, bin string, ns *netns, cpu int) (*instance
 	args := []string{bin, "-insecure", "-http", addr, "-turn", "",
 		"-data", filepath.Join(dir, "data"), "-groups", filepath.Join(dir, "groups"),
 		"-static", filepath.Join(dir, "static"), "-recordings", filepath.Join(dir, "recordings")}
-	in, err := launch(dir, ns.wrap(cpu, args), nil)
+	in, err := launch(dir, ns.Wrap(cpu, args), nil)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -3,74 +3,28 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/matinee-dev/matinee/config"
-	"github.com/matinee-dev/matinee/server"
+	"github.com/matinee-dev/matinee/bench/internal/asmatinee"
 	"go.uber.org/goleak"
 )
 
-// asMatinee, set in the environment, makes the test binary a Matinee
-// server (with cmd/matinee's flags): the smoke test runs it as a process
-// of its own without building cmd/matinee, which would take longer than
-// the test itself.
-const asMatinee = "SIDEBYSIDE_TEST_AS_MATINEE"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(asMatinee) == "1" {
-		if err := serveMatinee(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "matinee:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	asmatinee.Main()
 	goleak.VerifyTestMain(m)
-}
-
-// serveMatinee is cmd/matinee's server: the same config flags, until
-// SIGTERM.
-func serveMatinee(args []string) error {
-	cfg := config.Default()
-	fs := flag.NewFlagSet("matinee", flag.ContinueOnError)
-	config.BindFlags(fs, &cfg)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	srv, err := server.NewWithLogger(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		return err
-	}
-	runErr := srv.Run(ctx)
-	if err := srv.Close(); err != nil && runErr == nil {
-		runErr = err
-	}
-	if errors.Is(runErr, context.Canceled) {
-		return nil
-	}
-	return runErr
 }
 
 // TestSmokeMatinee runs one 2 s round of Matinee with two viewers on
 // loopback, without namespaces, and reads the table: every video packet
 // delivered, a positive CPU time per packet, no Galene figures.
 func TestSmokeMatinee(t *testing.T) {
-	t.Setenv(asMatinee, "1")
+	t.Setenv(asmatinee.Env, "1")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out bytes.Buffer
