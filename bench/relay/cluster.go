@@ -173,7 +173,10 @@ func (c *cluster) startNode(ctx context.Context, o options, id string, ns *netns
 	args := []string{o.matinee, "--addr", addr, "--http-addr", "", "--rtmp-addr", "", "--udp-port", "0", "--ice-tcp-port", "0",
 		"--ice-interface", "eth0", "--data-dir", data, "--api-key", c.key, "--log-level", "warn",
 		"--max-peers", strconv.Itoa(viewersPerNode + 10), "--whep-max-viewers", strconv.Itoa(viewersPerNode + 10),
-		"--redis", redisURL, "--node-id", id, "--node-url", n.url, "--region", "bench", "--relay-idle-grace", "1s"}
+		"--redis", redisURL, "--node-id", id, "--node-url", n.url, "--region", "bench", "--relay-idle-grace", "1s",
+		// The runs put each viewer on a node of their choosing (an edge's
+		// viewers are the point): placement would send them to the origin.
+		"--relay-place-viewers=false"}
 	if caDir != "" {
 		args = append(args, "--ca-dir", caDir)
 	}
