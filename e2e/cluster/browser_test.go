@@ -106,13 +106,22 @@ func TestClusterWebClientFollowsMove(t *testing.T) {
 // joinPage opens a room's page in ctx's tab and joins as name.
 func joinPage(t *testing.T, ctx context.Context, url, name string) {
 	t.Helper()
-	if err := chromedp.Do(ctx,
+	// The tab is opened with ctx (a first Run opens it with the context
+	// it is given, and closes it when that ends): only the steps below
+	// get a deadline of their own.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("%s's tab: %v", name, err)
+	}
+	step, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(step,
 		chromedp.Navigate(url),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=name-input]`)),
 		chromedp.SendKeys(chromedp.CSS(`[data-testid=name-input]`), name),
 		chromedp.Click(chromedp.CSS(`[data-testid=join-room]`)),
 	); err != nil {
-		t.Fatalf("%s joins at %s: %v", name, url, err)
+		page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + ' | ' + document.readyState + ' | ' + (document.body ? document.body.innerText.slice(0, 400) : '')`))
+		t.Fatalf("%s joins at %s: %v (page: %s)", name, url, err, page)
 	}
 }
 

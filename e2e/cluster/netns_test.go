@@ -46,6 +46,12 @@ func newLAN(t *testing.T) *lan {
 	l := &lan{t: t, bridge: fmt.Sprintf("brmc%d", pid%100000), subnet: fmt.Sprintf("10.250.%d", 20+pid%200)}
 	sh(t, "ip", "link", "add", l.bridge, "type", "bridge")
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", l.bridge).Run() })
+	// No IPv6 link-local address on the host's new links: it would come a
+	// second or two after they are up (duplicate address detection), and
+	// a Chromium started meanwhile takes the host's addresses changing for
+	// a network change, failing the page loads in flight
+	// (ERR_NETWORK_CHANGED) or leaving a page without its room.
+	sh(t, "ip", "link", "set", "dev", l.bridge, "addrgenmode", "none")
 	sh(t, "ip", "addr", "add", l.subnet+".1/24", "dev", l.bridge)
 	sh(t, "ip", "link", "set", l.bridge, "up")
 	return l
@@ -66,6 +72,7 @@ func (l *lan) addNS(i int) (ns, ip, veth string) {
 	sh(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", veth).Run() })
 	l.veths = append(l.veths, veth)
+	sh(t, "ip", "link", "set", "dev", veth, "addrgenmode", "none") // as the bridge's (newLAN)
 	sh(t, "ip", "link", "set", veth, "master", l.bridge)
 	sh(t, "ip", "link", "set", veth, "up")
 	sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
