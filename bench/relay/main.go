@@ -35,11 +35,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/matinee-dev/matinee/bench/internal/loadpeer"
 	"github.com/matinee-dev/matinee/bench/internal/netns"
 )
 
@@ -251,24 +251,12 @@ func (r result) line() string {
 	return s
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func med(rs []result, f func(result) float64) float64 {
 	var v []float64
 	for _, r := range rs {
 		v = append(v, f(r))
 	}
-	return median(v)
+	return loadpeer.Median(v)
 }
 
 // lowest is the lowest delivery of any group's viewer over the rounds.
@@ -385,7 +373,7 @@ func tableC(w io.Writer, res map[string][]result) {
 		if slices.Max(diffs) > 5 {
 			verdict = fmt.Sprintf("missed by %.2f ms in the worst round", slices.Max(diffs)-5)
 		}
-		fmt.Fprintf(w, "\nEdge viewers' delay p99 exceeds the origin's by %+.2f ms (median of the rounds; worst %+.2f): target (at most 5 ms more) %s.\n", median(diffs), slices.Max(diffs), verdict)
+		fmt.Fprintf(w, "\nEdge viewers' delay p99 exceeds the origin's by %+.2f ms (median of the rounds; worst %+.2f): target (at most 5 ms more) %s.\n", loadpeer.Median(diffs), slices.Max(diffs), verdict)
 	}
 }
 

@@ -27,7 +27,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -372,18 +371,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // printTable prints the table: medians of the rounds' µs per
 // video packet, their ratio, and the delivery over the rounds.
 func printTable(out io.Writer, ns []int, res map[string]map[int][]result) {
@@ -391,7 +378,7 @@ func printTable(out io.Writer, ns []int, res map[string]map[int][]result) {
 	fmt.Fprintln(out, "|---|---|---|---|---|---|")
 	for _, n := range ns {
 		m, g := res["Matinee"][n], res["Galene"][n]
-		mu, gu := median(field(m, func(r result) float64 { return r.usPerPkt })), median(field(g, func(r result) float64 { return r.usPerPkt }))
+		mu, gu := loadpeer.Median(field(m, func(r result) float64 { return r.usPerPkt })), loadpeer.Median(field(g, func(r result) float64 { return r.usPerPkt }))
 		ratio := "—"
 		if mu > 0 && gu > 0 {
 			ratio = fmt.Sprintf("%.2f", gu/mu)
@@ -410,7 +397,7 @@ func printMemory(out io.Writer, ns []int, servers []string, res map[string]map[i
 	for _, n := range ns {
 		cells := []string{strconv.Itoa(n)}
 		for _, s := range servers {
-			cells = append(cells, fmt.Sprintf("%.0f", median(field(res[s][n], func(r result) float64 { return r.rssMB }))))
+			cells = append(cells, fmt.Sprintf("%.0f", loadpeer.Median(field(res[s][n], func(r result) float64 { return r.rssMB }))))
 		}
 		fmt.Fprintln(out, "| "+strings.Join(cells, " | ")+" |")
 	}
@@ -420,7 +407,9 @@ func printMemory(out io.Writer, ns []int, servers []string, res map[string]map[i
 	}
 	var per []string
 	for _, s := range servers {
-		rss := func(n int) float64 { return median(field(res[s][n], func(r result) float64 { return r.rssMB })) }
+		rss := func(n int) float64 {
+			return loadpeer.Median(field(res[s][n], func(r result) float64 { return r.rssMB }))
+		}
 		per = append(per, fmt.Sprintf("%s %.2f MB", s, (rss(hi)-rss(lo))/float64(hi-lo)))
 	}
 	fmt.Fprintf(out, "\nMemory per viewer (N=%d to %d): %s\n", lo, hi, strings.Join(per, ", "))
